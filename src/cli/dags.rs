@@ -1,0 +1,223 @@
+//! `lakeward dags …`: list, validate, test, trigger, pause and unpause.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use crate::config::Config;
+use crate::dag::folder::{load_file, load_folder, DagBag};
+use crate::dag::Dag;
+use crate::jobs::Registry;
+use crate::runtime::{process_id, shutdown_channel, Components};
+use crate::schedule::parse_date;
+use crate::scheduler::trigger::{create_run, RunRequest};
+use crate::scheduler::{Scheduler, SchedulerOptions};
+use crate::store::{DagRecord, RunRow, RunState, Store, TaskState};
+use crate::time::{display, now_micros, to_micros};
+use crate::worker::{Worker, WorkerOptions};
+
+pub fn validate(config: Config, paths: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
+    let registry = Registry::builtin();
+    let paths = if paths.is_empty() { vec![config.dags_folder.clone()] } else { paths };
+    let mut bag = DagBag::default();
+    for path in &paths {
+        if path.is_dir() {
+            let found = load_folder(path, &registry);
+            bag.dags.extend(found.dags);
+            bag.errors.extend(found.errors);
+        } else {
+            match load_file(path, &registry) {
+                Ok(dag) => {
+                    bag.dags.insert(dag.id.clone(), Arc::new(dag));
+                }
+                Err(diagnostics) => {
+                    bag.errors.insert(path.display().to_string(), diagnostics);
+                }
+            }
+        }
+    }
+    for dag in bag.dags.values() {
+        println!("ok     {} ({}, {} tasks)", dag.id, dag.file, dag.tasks.len());
+    }
+    for diagnostics in bag.errors.values() {
+        for d in diagnostics {
+            println!("error  {d}");
+        }
+    }
+    let error_count: usize = bag.errors.values().map(Vec::len).sum();
+    println!("{} DAG(s) valid, {} file(s) with {} error(s)", bag.dags.len(), bag.errors.len(), error_count);
+    Ok(if bag.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+pub async fn list(config: Config) -> anyhow::Result<ExitCode> {
+    let bag = load_folder(&config.dags_folder, &Registry::builtin());
+    let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
+    let rows: HashMap<String, _> = c.store.list_dags().await?.into_iter().map(|d| (d.dag_id.clone(), d)).collect();
+    println!("{:<28} {:<16} {:<7} {:<20} FILE", "DAG", "SCHEDULE", "PAUSED", "NEXT RUN");
+    for dag in bag.dags.values() {
+        let row = rows.get(&dag.id);
+        println!(
+            "{:<28} {:<16} {:<7} {:<20} {}",
+            dag.id,
+            dag.schedule.as_ref().map_or("manual", |s| s.expression()),
+            if row.is_some_and(|r| r.is_paused) { "yes" } else { "no" },
+            row.and_then(|r| r.next_run_at).map(display).unwrap_or_else(|| "-".into()),
+            dag.file
+        );
+    }
+    for diagnostics in bag.errors.values() {
+        for d in diagnostics {
+            println!("import error: {d}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The DAG `dag_id` from the DAG folder, with its import errors if it failed to load.
+fn folder_dag(config: &Config, registry: &Registry, dag_id: &str) -> anyhow::Result<Option<Arc<Dag>>> {
+    let bag = load_folder(&config.dags_folder, registry);
+    if let Some(dag) = bag.dags.get(dag_id) {
+        return Ok(Some(dag.clone()));
+    }
+    let stem_matches = |file: &String| std::path::Path::new(file).file_stem().is_some_and(|s| s == dag_id);
+    if let Some((_, diagnostics)) = bag.errors.iter().find(|(file, _)| stem_matches(file)) {
+        let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        bail!("DAG `{dag_id}` does not load:\n{}", text.join("\n"));
+    }
+    Ok(None)
+}
+
+/// The DAG from the folder (recorded in the database), else the version the database knows.
+async fn resolve_dag(c: &Components, dag_id: &str) -> anyhow::Result<Arc<Dag>> {
+    if let Some(dag) = folder_dag(&c.config, c.versions.registry(), dag_id)? {
+        c.store.register_dag(&DagRecord::from(dag.as_ref()), now_micros()).await?;
+        c.versions.insert(dag.clone());
+        return Ok(dag);
+    }
+    let row = c
+        .store
+        .get_dag(dag_id)
+        .await?
+        .ok_or_else(|| anyhow!("no DAG `{dag_id}` in {} or in the database", c.config.dags_folder.display()))?;
+    Ok(c.versions.get(dag_id, &row.version).await?)
+}
+
+fn logical_date(dag: &Dag, date: Option<&str>) -> anyhow::Result<DateTime<Utc>> {
+    match date {
+        None => Ok(Utc::now()),
+        Some(text) => parse_date(text, dag.timezone)
+            .ok_or_else(|| anyhow!("invalid date `{text}` (expected YYYY-MM-DD or an RFC 3339 timestamp)")),
+    }
+}
+
+/// Parses `NAME=VALUE` pairs by the declared type of each param.
+fn parse_params(dag: &Dag, pairs: &[String]) -> anyhow::Result<Map<String, Value>> {
+    let mut params = Map::new();
+    for pair in pairs {
+        let (name, text) = pair.split_once('=').ok_or_else(|| anyhow!("--param `{pair}`: expected NAME=VALUE"))?;
+        let spec = dag.params.get(name).ok_or_else(|| {
+            let known: Vec<&str> = dag.params.keys().map(String::as_str).collect();
+            anyhow!("--param `{name}`: DAG `{}` has no such param (params: {})", dag.id, known.join(", "))
+        })?;
+        let value = spec.ty.parse_text(text).map_err(|e| anyhow!("--param `{name}`: {e}"))?;
+        params.insert(name.to_string(), value);
+    }
+    Ok(params)
+}
+
+pub async fn trigger(config: Config, dag_id: &str, conf: Option<&str>, date: Option<&str>) -> anyhow::Result<ExitCode> {
+    let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
+    let dag = resolve_dag(&c, dag_id).await?;
+    let params = match conf {
+        None => Map::new(),
+        Some(text) => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => bail!("--conf must be a JSON object"),
+            Err(e) => bail!("--conf is not valid JSON: {e}"),
+        },
+    };
+    let run = create_run(&c.store, &dag, RunRequest::manual(logical_date(&dag, date)?, params)).await?;
+    println!("created run {} of {} ({})", run.run_id, run.dag_id, run.state);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn set_paused(config: Config, dag_id: &str, paused: bool) -> anyhow::Result<ExitCode> {
+    let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
+    if c.store.get_dag(dag_id).await?.is_none() {
+        resolve_dag(&c, dag_id).await?;
+    }
+    c.store.set_paused(dag_id, paused).await?;
+    println!("{dag_id} {}", if paused { "paused" } else { "unpaused" });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs one DAG run in this process, through the same scheduler and worker code as production,
+/// on a private queue so no other worker takes its tasks.
+pub async fn test(config: Config, dag_id: &str, date: Option<&str>, params: &[String]) -> anyhow::Result<ExitCode> {
+    let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
+    let dag = folder_dag(&c.config, c.versions.registry(), dag_id)?
+        .ok_or_else(|| anyhow!("no DAG `{dag_id}` in {}", c.config.dags_folder.display()))?;
+    let params = parse_params(&dag, params)?;
+    c.store.register_dag(&DagRecord::from(dag.as_ref()), now_micros()).await?;
+    c.versions.insert(dag.clone());
+    let logical_date = logical_date(&dag, date)?;
+    if let Some(existing) = c.store.get_run_at(&dag.id, to_micros(logical_date)).await? {
+        println!("replacing the existing run {} at that logical date", existing.run_id);
+        c.store.delete_run(existing.pk).await?;
+    }
+    let queue = format!("test-{}", process_id("test"));
+    let request = RunRequest { queue: Some(queue.clone()), ..RunRequest::manual(logical_date, params) };
+    let run = create_run(&c.store, &dag, request).await?;
+    println!("testing {} run {} ({} tasks)", dag.id, run.run_id, dag.tasks.len());
+
+    let (stop, shutdown) = shutdown_channel();
+    let scheduler_options = SchedulerOptions {
+        dags_folder: None,
+        create_scheduled_runs: false,
+        ..SchedulerOptions::from_config(&c.config)
+    };
+    let worker_options = WorkerOptions { queues: vec![queue], ..WorkerOptions::from_config(&c.config) };
+    let scheduler = Scheduler::new(c.store.clone(), c.versions.clone(), scheduler_options);
+    let worker = Worker::new(c.store.clone(), c.versions.clone(), worker_options);
+    let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
+    let worker = tokio::spawn(worker.run(shutdown));
+    let state = follow(&c.store, &run).await;
+    stop.trigger();
+    let _ = tokio::join!(scheduler, worker);
+    let state = state?;
+    Ok(if state == RunState::Success { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Prints task state changes (and the log of each finished try) until the run ends.
+async fn follow(store: &Store, run: &RunRow) -> anyhow::Result<RunState> {
+    let started = Instant::now();
+    let mut seen: HashMap<String, (TaskState, i64)> = HashMap::new();
+    loop {
+        for ti in store.tasks_of_runs(&[run.pk]).await? {
+            if seen.get(&ti.task_id) == Some(&(ti.state, ti.try_number)) {
+                continue;
+            }
+            let try_note =
+                if ti.try_number > 0 { format!(" (try {}/{})", ti.try_number, ti.max_tries) } else { String::new() };
+            println!("{:>9.3}s  {:<28} {}{try_note}", started.elapsed().as_secs_f64(), ti.task_id, ti.state);
+            if matches!(ti.state, TaskState::Success | TaskState::Failed | TaskState::UpForRetry) {
+                for line in store.read_logs(ti.id, Some(ti.try_number), 0, 10_000).await? {
+                    println!("{:>11}| {}", "", line.line);
+                }
+            }
+            seen.insert(ti.task_id.clone(), (ti.state, ti.try_number));
+        }
+        let current = store.get_run_by_pk(run.pk).await?.context("the run disappeared")?;
+        if current.state.is_finished() {
+            println!("{:>9.3}s  run {}: {}", started.elapsed().as_secs_f64(), current.run_id, current.state);
+            return Ok(current.state);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

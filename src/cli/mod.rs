@@ -1,0 +1,182 @@
+//! The `lakeward` command line. Parses arguments, loads configuration, and calls into the
+//! library; errors are reported here, with context, for humans.
+
+mod dags;
+mod inspect;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "lakeward",
+    version,
+    about = "Lakehouse pipelines from TOML DAGs: scheduler, workers and UI in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Scheduler, a worker and the web server in one process, on the configured database
+    /// (an embedded SQLite file by default).
+    Standalone,
+    /// Run a scheduler.
+    Scheduler,
+    /// Run a worker.
+    Worker {
+        /// Queues to take tasks from (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        queues: Option<Vec<String>>,
+        /// Tasks run at the same time.
+        #[arg(long)]
+        slots: Option<usize>,
+    },
+    /// Run the web server.
+    Web,
+    /// Database maintenance.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+    /// Inspect, validate, test and trigger DAGs.
+    Dags {
+        #[command(subcommand)]
+        command: DagsCommand,
+    },
+    /// Inspect DAG runs.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
+    /// Inspect task instances.
+    Tasks {
+        #[command(subcommand)]
+        command: TasksCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Apply pending database migrations.
+    Migrate,
+}
+
+#[derive(Subcommand)]
+enum DagsCommand {
+    /// List the DAGs of the DAG folder with their state.
+    List,
+    /// Check DAG files and print every error (exit code 1 if there is any).
+    Validate {
+        /// Files or folders; default: the DAG folder.
+        paths: Vec<PathBuf>,
+    },
+    /// Run one DAG run in this process and print each task's state changes.
+    Test {
+        dag: String,
+        /// Logical date (YYYY-MM-DD or RFC 3339); default: now.
+        #[arg(long)]
+        date: Option<String>,
+        /// A param value, `NAME=VALUE` (repeatable).
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+    },
+    /// Create a manual run.
+    Trigger {
+        dag: String,
+        /// Param values as a JSON object.
+        #[arg(long)]
+        conf: Option<String>,
+        /// Logical date (YYYY-MM-DD or RFC 3339); default: now.
+        #[arg(long)]
+        date: Option<String>,
+    },
+    /// Stop creating scheduled runs of a DAG.
+    Pause { dag: String },
+    /// Resume creating scheduled runs of a DAG.
+    Unpause { dag: String },
+}
+
+#[derive(Subcommand)]
+enum RunsCommand {
+    /// List a DAG's runs, newest first.
+    List {
+        dag: String,
+        #[arg(long, default_value_t = 25)]
+        limit: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum TasksCommand {
+    /// Print a task instance's log.
+    Logs {
+        dag: String,
+        run_id: String,
+        task: String,
+        /// Only this try.
+        #[arg(long = "try")]
+        try_number: Option<i64>,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Servers narrate what they do; one-shot commands only speak up when something is wrong.
+    let serving =
+        matches!(cli.command, Command::Standalone | Command::Scheduler | Command::Worker { .. } | Command::Web);
+    init_tracing(if serving { "info,sqlx=warn" } else { "warn" });
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LAKEWARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::load()?;
+    match cli.command {
+        Command::Standalone => serve::standalone(config).await,
+        Command::Scheduler => serve::scheduler(config).await,
+        Command::Worker { queues, slots } => serve::worker(config, queues, slots).await,
+        Command::Web => serve::web(config).await,
+        Command::Db { command: DbCommand::Migrate } => serve::migrate(config).await,
+        Command::Dags { command } => match command {
+            DagsCommand::List => dags::list(config).await,
+            DagsCommand::Validate { paths } => dags::validate(config, paths),
+            DagsCommand::Test { dag, date, params } => dags::test(config, &dag, date.as_deref(), &params).await,
+            DagsCommand::Trigger { dag, conf, date } => {
+                dags::trigger(config, &dag, conf.as_deref(), date.as_deref()).await
+            }
+            DagsCommand::Pause { dag } => dags::set_paused(config, &dag, true).await,
+            DagsCommand::Unpause { dag } => dags::set_paused(config, &dag, false).await,
+        },
+        Command::Runs { command: RunsCommand::List { dag, limit } } => inspect::list_runs(config, &dag, limit).await,
+        Command::Tasks { command: TasksCommand::Logs { dag, run_id, task, try_number } } => {
+            inspect::task_logs(config, &dag, &run_id, &task, try_number).await
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Task kinds: what a task *does* once a worker has claimed it.
+//!
+//! Each kind is a [`Job`]: a name (`kind = "shell"` in a DAG file), a configuration type
+//! deserialized from the task's other fields (its doc comments are the user documentation), a
+//! load-time `validate`, and an async `run`. Kinds are registered in one place,
+//! [`Registry::builtin`]; a program embedding lakeward can add its own with
+//! [`Registry::register`]. Jobs never touch the database: they report through [`JobContext`]
+//! and their return value.
+
+mod log;
+mod noop;
+mod shell;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::de::{DeserializeOwned, IntoDeserializer};
+use serde_json::Value;
+use thiserror::Error;
+use toml::de::DeValue;
+use toml::Spanned;
+
+pub use log::{LogLine, LogSink, Stream};
+pub use noop::Noop;
+pub use shell::{Shell, ShellConfig};
+
+/// A job's published results (row counts, paths, …), stored with the task instance.
+pub type Outputs = serde_json::Map<String, Value>;
+
+/// Why a job did not succeed.
+#[derive(Debug, Error)]
+pub enum JobError {
+    /// The configuration is wrong even after rendering: a retry cannot help.
+    #[error("invalid task configuration: {0}")]
+    Config(String),
+    /// A command exited with a non-zero code.
+    #[error("command exited with code {code}")]
+    Exit { code: i32 },
+    /// The job ran and failed; a retry may succeed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl JobError {
+    /// Whether trying again could give a different result.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, JobError::Config(_))
+    }
+
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            JobError::Exit { code } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// What a running job may know and use.
+pub struct JobContext {
+    pub dag_id: String,
+    pub run_id: String,
+    pub task_id: String,
+    pub try_number: u32,
+    /// The task's log; lines written here are readable from any lakeward process.
+    pub log: LogSink,
+}
+
+/// A task kind. Implement this to add a custom kind, then [`Registry::register`] it.
+pub trait Job: Send + Sync + 'static {
+    /// The name DAG files use in `kind = "..."`.
+    const KIND: &'static str;
+    /// The task's kind-specific fields. Use `#[serde(deny_unknown_fields)]` so typos are errors.
+    type Config: DeserializeOwned + Send + 'static;
+
+    /// Checks beyond what the types express, run when the DAG is loaded. One message per problem.
+    fn validate(&self, _config: &Self::Config) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Runs one try of the task with its templates rendered.
+    fn run(&self, config: Self::Config, ctx: JobContext) -> impl Future<Output = Result<Outputs, JobError>> + Send;
+}
+
+/// A problem in a task's kind-specific fields; `span` is a byte range in the DAG file.
+pub struct ConfigIssue {
+    pub span: Option<Range<usize>>,
+    pub message: String,
+}
+
+type JobFuture = Pin<Box<dyn Future<Output = Result<Outputs, JobError>> + Send>>;
+
+/// A [`Job`] with its types erased, so kinds can live in one map.
+trait ErasedJob: Send + Sync {
+    fn check(&self, config: Spanned<DeValue<'_>>) -> Vec<ConfigIssue>;
+    fn run(&self, config: toml::Table, ctx: JobContext) -> JobFuture;
+}
+
+struct Erased<J>(Arc<J>);
+
+impl<J: Job> ErasedJob for Erased<J> {
+    fn check(&self, config: Spanned<DeValue<'_>>) -> Vec<ConfigIssue> {
+        match J::Config::deserialize(config.into_deserializer()) {
+            Err(e) => vec![ConfigIssue { span: e.span(), message: e.message().to_string() }],
+            Ok(config) => {
+                self.0.validate(&config).into_iter().map(|message| ConfigIssue { span: None, message }).collect()
+            }
+        }
+    }
+
+    fn run(&self, config: toml::Table, ctx: JobContext) -> JobFuture {
+        let job = self.0.clone();
+        Box::pin(async move {
+            let config = J::Config::deserialize(toml::Value::Table(config))
+                .map_err(|e| JobError::Config(e.message().to_string()))?;
+            job.run(config, ctx).await
+        })
+    }
+}
+
+/// The task kinds a process knows, by name.
+#[derive(Clone)]
+pub struct Registry {
+    kinds: BTreeMap<&'static str, Arc<dyn ErasedJob>>,
+}
+
+impl Registry {
+    /// A registry with no kinds at all.
+    pub fn empty() -> Registry {
+        Registry { kinds: BTreeMap::new() }
+    }
+
+    /// Every kind that ships with lakeward.
+    pub fn builtin() -> Registry {
+        let mut registry = Registry::empty();
+        registry.register(Noop);
+        registry.register(Shell);
+        registry
+    }
+
+    /// Adds a kind; a kind of the same name is replaced.
+    pub fn register<J: Job>(&mut self, job: J) {
+        self.kinds.insert(J::KIND, Arc::new(Erased(Arc::new(job))));
+    }
+
+    pub fn kind_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.kinds.keys().copied()
+    }
+
+    pub fn contains(&self, kind: &str) -> bool {
+        self.kinds.contains_key(kind)
+    }
+
+    /// Checks a task's kind-specific fields at DAG load time. `None` if the kind is unknown.
+    pub fn check(&self, kind: &str, config: Spanned<DeValue<'_>>) -> Option<Vec<ConfigIssue>> {
+        self.kinds.get(kind).map(|job| job.check(config))
+    }
+
+    /// Runs one try of a task whose fields have been rendered.
+    pub async fn run(&self, kind: &str, config: toml::Table, ctx: JobContext) -> Result<Outputs, JobError> {
+        match self.kinds.get(kind) {
+            Some(job) => job.run(config, ctx).await,
+            None => Err(JobError::Config(format!("unknown task kind `{kind}`"))),
+        }
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::builtin()
+    }
+}
+
+use serde::Deserialize as _;

@@ -1,0 +1,29 @@
+//! lakeward: one binary for lakehouse pipelines.
+//!
+//! The crate is laid out by concern; each module's doc comment says what it owns:
+//!
+//! - [`dag`]: the DAG file format, its compiler (validation with file:line:col diagnostics),
+//!   the task graph and templates.
+//! - [`schedule`]: cron expressions, time zones and data intervals.
+//! - [`store`]: every SQL statement; run state on SQLite or Postgres, plus wake-up notifications.
+//! - [`scheduler`]: creates runs and decides which task instances may run.
+//! - [`worker`]: claims task instances, runs them, heartbeats and records results.
+//! - [`jobs`]: the task kinds (`shell`, `noop`, …) and the [`jobs::Job`] trait for custom ones.
+//! - [`web`]: the HTTP server.
+//! - [`cli`]: the `lakeward` command line.
+//! - [`config`]: `lakeward.toml` and `LAKEWARD_*` settings.
+//! - [`versions`]: compiled DAG versions, rebuilt from the database on demand.
+//! - [`runtime`]: wires scheduler, workers and web together into one process.
+
+pub mod cli;
+pub mod config;
+pub mod dag;
+pub mod jobs;
+pub mod runtime;
+pub mod schedule;
+pub mod scheduler;
+pub mod store;
+pub mod time;
+pub mod versions;
+pub mod web;
+pub mod worker;

@@ -1,0 +1,324 @@
+//! Schedules and data intervals: when a DAG's runs are due, in the DAG's time zone.
+//!
+//! Follows Airflow's data-interval model: a scheduled run covers `[start, end)`, its logical date
+//! is `start`, and it becomes due once `end` has passed. Everything here is a pure function of
+//! the inputs (the current time is a parameter), so it is tested with any clock.
+
+use std::fmt;
+
+use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use croner::parser::{CronParser, Seconds, Year};
+use croner::Cron;
+
+/// When a DAG runs by itself.
+#[derive(Clone)]
+pub enum Schedule {
+    /// A cron expression (5 or 6 fields) or one of the presets `@hourly` … `@yearly`.
+    Cron { expression: String, cron: Box<Cron> },
+    /// Exactly one run, at `start_date`.
+    Once,
+}
+
+impl fmt::Debug for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expression())
+    }
+}
+
+/// A run's data interval `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataInterval {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl Schedule {
+    /// Parses `0 2 * * *`, `*/10 * * * * *`, `@daily`, `@once`, ….
+    pub fn parse(text: &str) -> Result<Schedule, String> {
+        let trimmed = text.trim();
+        if trimmed == "@once" {
+            return Ok(Schedule::Once);
+        }
+        if trimmed.starts_with('@') {
+            const PRESETS: [&str; 6] = ["@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually"];
+            if !PRESETS.contains(&trimmed) {
+                return Err(format!(
+                    "unknown schedule preset `{trimmed}` (expected one of @once, {})",
+                    PRESETS.join(", ")
+                ));
+            }
+        } else {
+            let fields = trimmed.split_whitespace().count();
+            if !(5..=6).contains(&fields) {
+                return Err(format!(
+                    "invalid cron expression `{trimmed}`: expected 5 fields (minute hour day month weekday) or 6 (with seconds first), found {fields}"
+                ));
+            }
+        }
+        let parser = CronParser::builder().seconds(Seconds::Optional).year(Year::Disallowed).build();
+        let cron = parser.parse(trimmed).map_err(|e| format!("invalid cron expression `{trimmed}`: {e}"))?;
+        Ok(Schedule::Cron { expression: trimmed.to_string(), cron: Box::new(cron) })
+    }
+
+    pub fn expression(&self) -> &str {
+        match self {
+            Schedule::Cron { expression, .. } => expression,
+            Schedule::Once => "@once",
+        }
+    }
+
+    /// The first schedule point strictly after `t`.
+    fn next_after(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        match self {
+            Schedule::Cron { cron, .. } => {
+                cron.find_next_occurrence(&t.with_timezone(&tz), false).ok().map(|d| d.with_timezone(&Utc))
+            }
+            Schedule::Once => None,
+        }
+    }
+
+    /// The first schedule point at or after `t`.
+    fn next_at_or_after(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        match self {
+            Schedule::Cron { cron, .. } => {
+                cron.find_next_occurrence(&t.with_timezone(&tz), true).ok().map(|d| d.with_timezone(&Utc))
+            }
+            Schedule::Once => None,
+        }
+    }
+
+    /// The last schedule point at or before `t`.
+    fn prev_at_or_before(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        match self {
+            Schedule::Cron { cron, .. } => {
+                cron.find_previous_occurrence(&t.with_timezone(&tz), true).ok().map(|d| d.with_timezone(&Utc))
+            }
+            Schedule::Once => None,
+        }
+    }
+
+    /// The last schedule point strictly before `t`.
+    fn prev_before(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        match self {
+            Schedule::Cron { cron, .. } => {
+                cron.find_previous_occurrence(&t.with_timezone(&tz), false).ok().map(|d| d.with_timezone(&Utc))
+            }
+            Schedule::Once => None,
+        }
+    }
+}
+
+/// The parts of a DAG that decide when it runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Timetable<'a> {
+    pub schedule: &'a Schedule,
+    pub timezone: Tz,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+    pub catchup: bool,
+}
+
+impl Timetable<'_> {
+    /// The data interval of the next scheduled run, given the interval of the latest one.
+    ///
+    /// The result may lie in the future: the run is due once [`DataInterval::is_due`] says so.
+    /// `None` means the DAG will never run by itself again (`@once` done, or past `end_date`).
+    pub fn next_interval(&self, last: Option<DataInterval>, now: DateTime<Utc>) -> Option<DataInterval> {
+        let tz = self.timezone;
+        let interval = match self.schedule {
+            Schedule::Once => {
+                if last.is_some() {
+                    return None;
+                }
+                let at = self.start_date.unwrap_or(now);
+                DataInterval { start: at, end: at }
+            }
+            schedule @ Schedule::Cron { .. } => {
+                let mut start = match (last, self.start_date) {
+                    (Some(last), _) => schedule.next_at_or_after(last.end, tz)?,
+                    (None, Some(start_date)) => schedule.next_at_or_after(start_date, tz)?,
+                    (None, None) => latest_complete_start(schedule, tz, now)?,
+                };
+                if !self.catchup {
+                    if let Some(latest) = latest_complete_start(schedule, tz, now) {
+                        start = start.max(latest);
+                    }
+                }
+                DataInterval { start, end: schedule.next_after(start, tz)? }
+            }
+        };
+        match self.end_date {
+            Some(end_date) if interval.start > end_date => None,
+            _ => Some(interval),
+        }
+    }
+
+    /// Every scheduled interval whose start lies in `[from, to]` (backfill ranges).
+    pub fn intervals_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DataInterval> {
+        let tz = self.timezone;
+        let mut out = Vec::new();
+        let Schedule::Cron { .. } = self.schedule else {
+            if let Some(at) = self.start_date.filter(|at| (from..=to).contains(at)) {
+                out.push(DataInterval { start: at, end: at });
+            }
+            return out;
+        };
+        let mut cursor = self.schedule.next_at_or_after(from, tz);
+        while let Some(start) = cursor.filter(|s| *s <= to) {
+            let Some(end) = self.schedule.next_after(start, tz) else { break };
+            out.push(DataInterval { start, end });
+            cursor = Some(end);
+        }
+        out
+    }
+
+    /// The data interval of a manual run at `logical_date`: the schedule interval starting
+    /// there, or an empty interval for DAGs without a cron schedule.
+    pub fn manual_interval(&self, logical_date: DateTime<Utc>) -> DataInterval {
+        let end = self.schedule.next_after(logical_date, self.timezone).unwrap_or(logical_date);
+        DataInterval { start: logical_date, end }
+    }
+}
+
+impl DataInterval {
+    /// A scheduled run for this interval may be created at `now`.
+    pub fn is_due(&self, now: DateTime<Utc>) -> bool {
+        self.end <= now
+    }
+}
+
+/// Start of the latest interval that has completely ended by `now`.
+fn latest_complete_start(schedule: &Schedule, tz: Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let end = schedule.prev_at_or_before(now, tz)?;
+    schedule.prev_before(end, tz)
+}
+
+/// Reads `YYYY-MM-DD` (midnight in `tz`) or an RFC 3339 timestamp.
+pub fn parse_date(text: &str, tz: Tz) -> Option<DateTime<Utc>> {
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
+        return Some(local_midnight(date, tz));
+    }
+    DateTime::parse_from_rfc3339(&text.trim().replace(' ', "T")).ok().map(|d| d.with_timezone(&Utc))
+}
+
+/// Midnight of `date` in `tz`, as UTC: how a bare `YYYY-MM-DD` is read.
+pub fn local_midnight(date: chrono::NaiveDate, tz: Tz) -> DateTime<Utc> {
+    let naive = date.and_hms_opt(0, 0, 0).expect("midnight exists");
+    match tz.from_local_datetime(&naive) {
+        chrono::LocalResult::Single(t) => t.with_timezone(&Utc),
+        chrono::LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
+        // Midnight skipped by a DST change: take the first instant of the day.
+        chrono::LocalResult::None => tz
+            .from_local_datetime(&(naive + chrono::Duration::hours(1)))
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|| Utc.from_utc_datetime(&naive)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn daily() -> Schedule {
+        Schedule::parse("0 2 * * *").unwrap()
+    }
+
+    #[test]
+    fn parses_cron_and_presets() {
+        assert!(Schedule::parse("0 2 * * *").is_ok());
+        assert!(Schedule::parse("*/5 0 2 * * *").is_ok());
+        assert!(Schedule::parse("@daily").is_ok());
+        assert!(matches!(Schedule::parse("@once"), Ok(Schedule::Once)));
+        assert!(Schedule::parse("0 2 * *").unwrap_err().contains("found 4"));
+        assert!(Schedule::parse("61 * * * *").unwrap_err().starts_with("invalid cron expression"));
+        assert!(Schedule::parse("@fortnightly").unwrap_err().contains("unknown schedule preset"));
+    }
+
+    #[test]
+    fn first_interval_starts_at_start_date_with_catchup() {
+        let schedule = daily();
+        let tt = Timetable {
+            schedule: &schedule,
+            timezone: Tz::UTC,
+            start_date: Some(utc("2024-01-01T00:00:00Z")),
+            end_date: None,
+            catchup: true,
+        };
+        let next = tt.next_interval(None, utc("2024-01-10T00:00:00Z")).unwrap();
+        assert_eq!(next.start, utc("2024-01-01T02:00:00Z"));
+        assert_eq!(next.end, utc("2024-01-02T02:00:00Z"));
+        let after = tt.next_interval(Some(next), utc("2024-01-10T00:00:00Z")).unwrap();
+        assert_eq!(after.start, utc("2024-01-02T02:00:00Z"));
+    }
+
+    #[test]
+    fn without_catchup_only_the_latest_interval_runs() {
+        let schedule = daily();
+        let tt = Timetable {
+            schedule: &schedule,
+            timezone: Tz::UTC,
+            start_date: Some(utc("2024-01-01T00:00:00Z")),
+            end_date: None,
+            catchup: false,
+        };
+        let next = tt.next_interval(None, utc("2024-01-10T03:00:00Z")).unwrap();
+        assert_eq!(next.start, utc("2024-01-09T02:00:00Z"));
+        assert!(next.is_due(utc("2024-01-10T03:00:00Z")));
+    }
+
+    #[test]
+    fn cron_follows_the_dag_time_zone_across_dst() {
+        let schedule = daily();
+        let tt = Timetable {
+            schedule: &schedule,
+            timezone: chrono_tz::Europe::Paris,
+            start_date: Some(utc("2024-03-29T00:00:00Z")),
+            end_date: None,
+            catchup: true,
+        };
+        let first = tt.next_interval(None, utc("2024-04-10T00:00:00Z")).unwrap();
+        // 02:00 Paris is 01:00 UTC in winter (CET)...
+        assert_eq!(first.start, utc("2024-03-29T01:00:00Z"));
+        let second = tt.next_interval(Some(first), utc("2024-04-10T00:00:00Z")).unwrap();
+        let third = tt.next_interval(Some(second), utc("2024-04-10T00:00:00Z")).unwrap();
+        // ...and 00:00 UTC after the switch to CEST on 31 March; 02:00 does not exist that day.
+        assert_eq!(third.start, utc("2024-03-31T01:00:00Z"));
+        let fourth = tt.next_interval(Some(third), utc("2024-04-10T00:00:00Z")).unwrap();
+        assert_eq!(fourth.start, utc("2024-04-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn end_date_stops_scheduling_and_once_runs_once() {
+        let schedule = daily();
+        let tt = Timetable {
+            schedule: &schedule,
+            timezone: Tz::UTC,
+            start_date: Some(utc("2024-01-01T00:00:00Z")),
+            end_date: Some(utc("2024-01-01T12:00:00Z")),
+            catchup: true,
+        };
+        let first = tt.next_interval(None, utc("2024-02-01T00:00:00Z")).unwrap();
+        assert_eq!(tt.next_interval(Some(first), utc("2024-02-01T00:00:00Z")), None);
+
+        let once = Schedule::Once;
+        let tt = Timetable { schedule: &once, end_date: None, ..tt };
+        let only = tt.next_interval(None, utc("2024-02-01T00:00:00Z")).unwrap();
+        assert_eq!(only.start, utc("2024-01-01T00:00:00Z"));
+        assert_eq!(tt.next_interval(Some(only), utc("2024-02-01T00:00:00Z")), None);
+    }
+
+    #[test]
+    fn backfill_ranges_list_each_interval() {
+        let schedule = daily();
+        let tt = Timetable { schedule: &schedule, timezone: Tz::UTC, start_date: None, end_date: None, catchup: false };
+        let intervals = tt.intervals_between(utc("2024-01-01T00:00:00Z"), utc("2024-01-03T23:59:59Z"));
+        let starts: Vec<_> = intervals.iter().map(|i| i.start).collect();
+        assert_eq!(starts, vec![utc("2024-01-01T02:00:00Z"), utc("2024-01-02T02:00:00Z"), utc("2024-01-03T02:00:00Z")]);
+    }
+}

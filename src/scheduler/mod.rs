@@ -1,0 +1,319 @@
+//! The scheduler: turns DAG files, schedules and task results into work for the workers.
+//!
+//! Each pass (a *tick*) it: reloads the DAG folder when due, creates the scheduled runs whose
+//! data interval has ended, re-queues retries whose delay has passed, fails tries whose worker
+//! went silent, starts queued runs within `max_active_runs`, and for each running run queues
+//! the tasks whose trigger rules allow it (see [`plan`]). It keeps no state that matters across
+//! restarts: everything it decides is written to the store with guarded updates, so a restarted
+//! scheduler, or two schedulers at once, carry on without duplicating work.
+
+pub mod plan;
+pub mod trigger;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Config;
+use crate::dag::folder::{self, DagBag};
+use crate::dag::Dag;
+use crate::jobs::Stream;
+use crate::runtime::{process_id, Shutdown};
+use crate::schedule::{DataInterval, Timetable};
+use crate::store::{DagRecord, RunRow, RunState, RunType, Store, StoreError, TaskOutcome, TaskState};
+use crate::time::{from_micros, to_micros, Micros};
+use crate::versions::DagVersions;
+use trigger::{create_run, RunRequest, TriggerError};
+
+/// How a scheduler behaves.
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    /// Folder to load DAGs from; `None` schedules only runs that already exist.
+    pub dags_folder: Option<PathBuf>,
+    /// Whether to create runs from DAG schedules.
+    pub create_scheduled_runs: bool,
+    pub poll_interval: Duration,
+    pub dag_refresh_interval: Duration,
+    pub heartbeat_timeout: Duration,
+}
+
+impl SchedulerOptions {
+    pub fn from_config(config: &Config) -> SchedulerOptions {
+        SchedulerOptions {
+            dags_folder: Some(config.dags_folder.clone()),
+            create_scheduled_runs: true,
+            poll_interval: config.scheduler.poll_interval,
+            dag_refresh_interval: config.scheduler.dag_refresh_interval,
+            heartbeat_timeout: config.scheduler.heartbeat_timeout,
+        }
+    }
+}
+
+/// Most scheduled runs one DAG gets per tick, so a long catchup cannot stall the loop.
+const MAX_NEW_RUNS_PER_TICK: usize = 64;
+
+pub struct Scheduler {
+    id: String,
+    store: Store,
+    versions: Arc<DagVersions>,
+    options: SchedulerOptions,
+    /// The DAG folder as last loaded.
+    bag: DagBag,
+    bag_fingerprint: Option<String>,
+    paused: HashSet<String>,
+    next_run_at: HashMap<String, Option<Micros>>,
+    last_housekeeping: Option<Instant>,
+}
+
+impl Scheduler {
+    pub fn new(store: Store, versions: Arc<DagVersions>, options: SchedulerOptions) -> Scheduler {
+        Scheduler {
+            id: process_id("scheduler"),
+            store,
+            versions,
+            options,
+            bag: DagBag::default(),
+            bag_fingerprint: None,
+            paused: HashSet::new(),
+            next_run_at: HashMap::new(),
+            last_housekeeping: None,
+        }
+    }
+
+    /// Runs ticks until shutdown: on every wake-up, and at least every poll interval.
+    pub async fn run(mut self, mut shutdown: Shutdown) {
+        let mut waiter = self.store.wakeups().scheduler_waiter();
+        tracing::info!(id = %self.id, "scheduler started");
+        loop {
+            if let Err(e) = self.tick(Utc::now()).await {
+                tracing::error!("scheduler pass failed, retrying: {e}");
+            }
+            tokio::select! {
+                _ = waiter.wait() => {}
+                _ = tokio::time::sleep(self.options.poll_interval) => {}
+                _ = shutdown.wait() => break,
+            }
+        }
+        let _ = self.store.remove_process(&self.id).await;
+        tracing::info!(id = %self.id, "scheduler stopped");
+    }
+
+    /// One scheduling pass at time `now`.
+    pub async fn tick(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let due = self.last_housekeeping.is_none_or(|t| t.elapsed() >= self.options.dag_refresh_interval);
+        if due {
+            self.last_housekeeping = Some(Instant::now());
+            self.housekeeping(now).await?;
+        }
+        let micros = to_micros(now);
+        let mut queued = self.store.requeue_due_retries(micros).await?;
+        queued += self.advance_runs(micros).await?;
+        if queued > 0 {
+            self.store.wake_workers().await;
+        }
+        Ok(())
+    }
+
+    /// The slower duties: DAG folder, pause flags, schedules, dead workers, own heartbeat.
+    async fn housekeeping(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let micros = to_micros(now);
+        self.store.heartbeat_process(&self.id, "scheduler", &crate::runtime::hostname(), micros).await?;
+        if let Some(folder) = self.options.dags_folder.clone() {
+            self.reload_folder(folder).await?;
+        }
+        self.paused = self.store.list_dags().await?.into_iter().filter(|d| d.is_paused).map(|d| d.dag_id).collect();
+        if self.options.create_scheduled_runs {
+            self.create_scheduled_runs(now).await?;
+        }
+        self.reap_silent_workers(micros).await
+    }
+
+    async fn reload_folder(&mut self, folder: PathBuf) -> Result<(), StoreError> {
+        let registry = self.versions.registry().clone();
+        let bag =
+            tokio::task::spawn_blocking(move || folder::load_folder(&folder, &registry)).await.unwrap_or_default();
+        let fingerprint = fingerprint(&bag);
+        if self.bag_fingerprint.as_ref() == Some(&fingerprint) {
+            return Ok(());
+        }
+        let records: Vec<DagRecord> = bag.dags.values().map(|d| DagRecord::from(d.as_ref())).collect();
+        let errors: Vec<(String, String)> = bag
+            .errors
+            .iter()
+            .map(|(file, diags)| (file.clone(), diags.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")))
+            .collect();
+        self.store.sync_dags(&records, &errors, crate::time::now_micros()).await?;
+        for dag in bag.dags.values() {
+            self.versions.insert(dag.clone());
+        }
+        for (_, message) in &errors {
+            tracing::warn!("DAG import error:\n{message}");
+        }
+        tracing::info!(dags = bag.dags.len(), import_errors = errors.len(), "DAG folder loaded");
+        self.bag = bag;
+        self.bag_fingerprint = Some(fingerprint);
+        Ok(())
+    }
+
+    async fn create_scheduled_runs(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let dags: Vec<Arc<Dag>> = self.bag.dags.values().cloned().collect();
+        for dag in dags {
+            let Some(schedule) = &dag.schedule else { continue };
+            let next_at = if self.paused.contains(&dag.id) {
+                None
+            } else {
+                let timetable = Timetable {
+                    schedule,
+                    timezone: dag.timezone,
+                    start_date: dag.start_date,
+                    end_date: dag.end_date,
+                    catchup: dag.catchup,
+                };
+                self.create_due_runs(&dag, &timetable, now).await?
+            };
+            if self.next_run_at.get(&dag.id) != Some(&next_at) {
+                self.store.set_next_run(&dag.id, next_at).await?;
+                self.next_run_at.insert(dag.id.clone(), next_at);
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the DAG's due scheduled runs; returns when the next one will be due.
+    async fn create_due_runs(
+        &self,
+        dag: &Dag,
+        timetable: &Timetable<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Micros>, StoreError> {
+        let last = self.store.last_scheduled_interval(&dag.id).await?;
+        let mut last = last.map(|(start, end)| DataInterval { start: from_micros(start), end: from_micros(end) });
+        for _ in 0..MAX_NEW_RUNS_PER_TICK {
+            let Some(interval) = timetable.next_interval(last, now) else { return Ok(None) };
+            if !interval.is_due(now) {
+                return Ok(Some(to_micros(interval.end)));
+            }
+            let request = RunRequest {
+                run_type: RunType::Scheduled,
+                logical_date: interval.start,
+                interval: Some(interval),
+                params: Default::default(),
+                queue: None,
+            };
+            match create_run(&self.store, dag, request).await {
+                Ok(run) => tracing::info!(dag = %dag.id, run = %run.run_id, "scheduled run created"),
+                Err(TriggerError::Duplicate { .. }) => {}
+                Err(TriggerError::Store(e)) => return Err(e),
+                Err(e) => tracing::error!(dag = %dag.id, "cannot create scheduled run: {e}"),
+            }
+            last = Some(interval);
+        }
+        Ok(Some(to_micros(now)))
+    }
+
+    /// Fails the tries of workers that stopped heartbeating; they are retried per their policy.
+    async fn reap_silent_workers(&self, now: Micros) -> Result<(), StoreError> {
+        let timeout = i64::try_from(self.options.heartbeat_timeout.as_micros()).unwrap_or(i64::MAX);
+        let cutoff = now.saturating_sub(timeout);
+        let stale = self.store.stale_tasks(cutoff).await?;
+        for ti in stale {
+            let run = self.store.get_run_by_pk(ti.run_pk).await?;
+            let retry_delay = match &run {
+                Some(run) => match self.versions.get(&run.dag_id, &run.version).await {
+                    Ok(dag) => dag.tasks.get(&ti.task_id).map(|t| t.retry_delay),
+                    Err(_) => None,
+                },
+                None => None,
+            };
+            let worker = ti.worker_id.clone().unwrap_or_default();
+            let error = format!("worker {worker} stopped heartbeating; try {} abandoned", ti.try_number);
+            let outcome = TaskOutcome::failure(ti.try_number, ti.max_tries, retry_delay, error.clone(), None, now);
+            if self.store.fail_stale_task(&ti, &outcome, cutoff, now).await? {
+                tracing::warn!(dag = %ti.dag_id, task = %ti.task_id, "{error}");
+                let line = crate::jobs::LogLine { at: now, stream: Stream::System, text: error };
+                self.store.append_logs(ti.id, ti.try_number, &[line]).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts queued runs that fit `max_active_runs` and plans every running run.
+    /// Returns how many task instances were queued.
+    async fn advance_runs(&self, now: Micros) -> Result<u64, StoreError> {
+        let runs = self.store.active_runs().await?;
+        let mut active: HashMap<String, u32> = HashMap::new();
+        for run in runs.iter().filter(|r| r.state == RunState::Running) {
+            *active.entry(run.dag_id.clone()).or_default() += 1;
+        }
+        let mut running: Vec<(RunRow, Arc<Dag>)> = Vec::new();
+        for mut run in runs {
+            let dag = match self.versions.get(&run.dag_id, &run.version).await {
+                Ok(dag) => dag,
+                Err(e) => {
+                    tracing::error!(dag = %run.dag_id, run = %run.run_id, "failing run: {e}");
+                    self.store.set_run_state(run.pk, run.state, RunState::Failed, now).await?;
+                    continue;
+                }
+            };
+            if run.state == RunState::Queued {
+                let count = active.entry(run.dag_id.clone()).or_default();
+                if *count >= dag.max_active_runs {
+                    continue;
+                }
+                if !self.store.set_run_state(run.pk, RunState::Queued, RunState::Running, now).await? {
+                    continue;
+                }
+                *count += 1;
+                run.state = RunState::Running;
+            }
+            running.push((run, dag));
+        }
+        if running.is_empty() {
+            return Ok(0);
+        }
+        let pks: Vec<i64> = running.iter().map(|(r, _)| r.pk).collect();
+        let mut by_run: BTreeMap<i64, Vec<crate::store::TaskInstanceRow>> = BTreeMap::new();
+        for ti in self.store.tasks_of_runs(&pks).await? {
+            by_run.entry(ti.run_pk).or_default().push(ti);
+        }
+        let (mut to_queue, mut upstream_failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+        let mut finished = Vec::new();
+        for (run, dag) in &running {
+            let tis = by_run.remove(&run.pk).unwrap_or_default();
+            let states: HashMap<&str, TaskState> = tis.iter().map(|t| (t.task_id.as_str(), t.state)).collect();
+            let ids: HashMap<&str, i64> = tis.iter().map(|t| (t.task_id.as_str(), t.id)).collect();
+            let plan = plan::plan_run(dag, &states);
+            let id_of = |task: &String| ids.get(task.as_str()).copied();
+            to_queue.extend(plan.queue.iter().filter_map(id_of));
+            upstream_failed.extend(plan.upstream_failed.iter().filter_map(id_of));
+            skipped.extend(plan.skipped.iter().filter_map(id_of));
+            if let Some(state) = plan.finished {
+                finished.push((run, state));
+            }
+        }
+        self.store.settle_tasks(&upstream_failed, TaskState::UpstreamFailed, now).await?;
+        self.store.settle_tasks(&skipped, TaskState::Skipped, now).await?;
+        let queued = self.store.queue_tasks(&to_queue, now).await?;
+        for (run, state) in finished {
+            if self.store.set_run_state(run.pk, RunState::Running, state, now).await? {
+                tracing::info!(dag = %run.dag_id, run = %run.run_id, "run finished: {state}");
+            }
+        }
+        Ok(queued)
+    }
+}
+
+/// Identifies a DAG folder's content: DAG versions and import errors.
+fn fingerprint(bag: &DagBag) -> String {
+    let mut out = String::new();
+    for (id, dag) in &bag.dags {
+        out.push_str(&format!("{id}={};", dag.version));
+    }
+    for (file, diags) in &bag.errors {
+        out.push_str(&format!("!{file}:{diags:?};"));
+    }
+    out
+}

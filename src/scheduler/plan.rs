@@ -1,0 +1,168 @@
+//! The scheduler's decisions for one run, as a pure function of the DAG and the current task
+//! states: which tasks to queue, which will never run, and whether the run is over.
+
+use std::collections::HashMap;
+
+use crate::dag::{Dag, TriggerRule};
+use crate::store::{RunState, TaskState};
+
+/// What a task's upstream states allow, under its trigger rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Not yet decidable: some upstreams are still to finish.
+    Wait,
+    Run,
+    UpstreamFailed,
+    Skip,
+}
+
+/// Tallies of a task's upstream states.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UpstreamCounts {
+    pub total: usize,
+    pub success: usize,
+    pub failed: usize,
+    pub upstream_failed: usize,
+    pub skipped: usize,
+    /// Upstreams in a finished state (any of the above).
+    pub done: usize,
+}
+
+impl UpstreamCounts {
+    pub fn add(&mut self, state: TaskState) {
+        self.total += 1;
+        match state {
+            TaskState::Success => self.success += 1,
+            TaskState::Failed => self.failed += 1,
+            TaskState::UpstreamFailed => self.upstream_failed += 1,
+            TaskState::Skipped => self.skipped += 1,
+            _ => return,
+        }
+        self.done += 1;
+    }
+}
+
+/// Airflow's trigger rules, including how `skipped` and `upstream_failed` propagate.
+pub fn decide(rule: TriggerRule, c: UpstreamCounts) -> Decision {
+    use Decision::*;
+    let all_done = c.done == c.total;
+    let any_failed = c.failed + c.upstream_failed > 0;
+    match rule {
+        TriggerRule::Always => Run,
+        TriggerRule::AllSuccess if any_failed => UpstreamFailed,
+        TriggerRule::AllSuccess if c.skipped > 0 => Skip,
+        TriggerRule::AllSuccess if c.success == c.total => Run,
+        TriggerRule::AllFailed if c.success + c.skipped > 0 => Skip,
+        TriggerRule::AllFailed if c.failed + c.upstream_failed == c.total => Run,
+        TriggerRule::AllDone if all_done => Run,
+        TriggerRule::OneSuccess if c.success > 0 => Run,
+        TriggerRule::OneSuccess if all_done && c.skipped == c.total => Skip,
+        TriggerRule::OneSuccess if all_done => UpstreamFailed,
+        TriggerRule::OneFailed if any_failed => Run,
+        TriggerRule::OneFailed if all_done => Skip,
+        TriggerRule::NoneFailed | TriggerRule::NoneFailedMinOneSuccess if any_failed => UpstreamFailed,
+        TriggerRule::NoneFailed if all_done => Run,
+        TriggerRule::NoneFailedMinOneSuccess if all_done && c.success > 0 => Run,
+        TriggerRule::NoneFailedMinOneSuccess if all_done => Skip,
+        TriggerRule::NoneSkipped if c.skipped > 0 => Skip,
+        TriggerRule::NoneSkipped if all_done => Run,
+        _ => Wait,
+    }
+}
+
+/// The changes one scheduler pass makes to a run.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RunPlan {
+    pub queue: Vec<String>,
+    pub upstream_failed: Vec<String>,
+    pub skipped: Vec<String>,
+    /// Set when every task is finished: the run's final state.
+    pub finished: Option<RunState>,
+}
+
+/// Plans a run: walks the tasks upstream-first so a decision made in this pass (say, a task
+/// becoming `upstream_failed`) is seen by its downstreams in the same pass.
+pub fn plan_run(dag: &Dag, states: &HashMap<&str, TaskState>) -> RunPlan {
+    let mut current: HashMap<&str, TaskState> = states.clone();
+    let mut plan = RunPlan::default();
+    for task_id in &dag.topo_order {
+        let task = &dag.tasks[task_id];
+        if current.get(task_id.as_str()) != Some(&TaskState::Scheduled) {
+            continue;
+        }
+        let mut counts = UpstreamCounts::default();
+        for up in &task.depends_on {
+            counts.add(current.get(up.as_str()).copied().unwrap_or(TaskState::Scheduled));
+        }
+        let (list, state) = match decide(task.trigger_rule, counts) {
+            Decision::Wait => continue,
+            Decision::Run => (&mut plan.queue, TaskState::Queued),
+            Decision::UpstreamFailed => (&mut plan.upstream_failed, TaskState::UpstreamFailed),
+            Decision::Skip => (&mut plan.skipped, TaskState::Skipped),
+        };
+        list.push(task_id.clone());
+        current.insert(task_id.as_str(), state);
+    }
+    if current.values().all(|s| s.is_finished()) {
+        // Like Airflow: the run fails if any leaf task failed or could not run because of a failure.
+        let leaf_failed = dag
+            .tasks
+            .keys()
+            .filter(|id| dag.downstream_of(id).next().is_none())
+            .any(|id| matches!(current.get(id.as_str()), Some(TaskState::Failed | TaskState::UpstreamFailed)));
+        plan.finished = Some(if leaf_failed { RunState::Failed } else { RunState::Success });
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TaskState::*;
+
+    fn counts(states: &[TaskState]) -> UpstreamCounts {
+        let mut c = UpstreamCounts::default();
+        states.iter().for_each(|s| c.add(*s));
+        c
+    }
+
+    /// (rule, upstream states, expected decision)
+    #[test]
+    fn trigger_rules_table() {
+        use Decision::*;
+        use TriggerRule as R;
+        let cases: &[(R, &[TaskState], Decision)] = &[
+            (R::AllSuccess, &[Success, Success], Run),
+            (R::AllSuccess, &[Success, Running], Wait),
+            (R::AllSuccess, &[Success, Failed], UpstreamFailed),
+            (R::AllSuccess, &[Running, UpstreamFailed], UpstreamFailed),
+            (R::AllSuccess, &[Success, Skipped], Skip),
+            (R::AllSuccess, &[], Run),
+            (R::AllFailed, &[Failed, UpstreamFailed], Run),
+            (R::AllFailed, &[Failed, Running], Wait),
+            (R::AllFailed, &[Failed, Success], Skip),
+            (R::AllDone, &[Failed, Success, Skipped], Run),
+            (R::AllDone, &[Failed, UpForRetry], Wait),
+            (R::OneSuccess, &[Success, Running], Run),
+            (R::OneSuccess, &[Failed, Skipped], UpstreamFailed),
+            (R::OneSuccess, &[Skipped, Skipped], Skip),
+            (R::OneSuccess, &[Failed, Queued], Wait),
+            (R::OneFailed, &[Failed, Running], Run),
+            (R::OneFailed, &[Success, Success], Skip),
+            (R::OneFailed, &[Success, Running], Wait),
+            (R::NoneFailed, &[Success, Skipped], Run),
+            (R::NoneFailed, &[Success, UpstreamFailed], UpstreamFailed),
+            (R::NoneFailed, &[Success, Running], Wait),
+            (R::NoneFailedMinOneSuccess, &[Success, Skipped], Run),
+            (R::NoneFailedMinOneSuccess, &[Skipped, Skipped], Skip),
+            (R::NoneFailedMinOneSuccess, &[Failed, Skipped], UpstreamFailed),
+            (R::NoneSkipped, &[Success, Failed], Run),
+            (R::NoneSkipped, &[Success, Skipped], Skip),
+            (R::NoneSkipped, &[Success, Running], Wait),
+            (R::Always, &[Running, Scheduled], Run),
+        ];
+        for (rule, ups, expected) in cases {
+            assert_eq!(decide(*rule, counts(ups)), *expected, "{rule:?} with {ups:?}");
+        }
+    }
+}

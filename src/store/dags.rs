@@ -1,0 +1,211 @@
+//! DAG rows, DAG versions and import errors.
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::{placeholders, Result, Store};
+use crate::time::Micros;
+
+/// What the scheduler records about a compiled DAG.
+#[derive(Debug, Clone)]
+pub struct DagRecord {
+    pub dag_id: String,
+    pub file_path: String,
+    pub version: String,
+    pub source: String,
+    pub description: Option<String>,
+    pub schedule: Option<String>,
+    pub tags: Vec<String>,
+}
+
+impl From<&crate::dag::Dag> for DagRecord {
+    fn from(dag: &crate::dag::Dag) -> Self {
+        DagRecord {
+            dag_id: dag.id.clone(),
+            file_path: dag.file.clone(),
+            version: dag.version.clone(),
+            source: dag.source.to_string(),
+            description: dag.description.clone(),
+            schedule: dag.schedule.as_ref().map(|s| s.expression().to_string()),
+            tags: dag.tags.clone(),
+        }
+    }
+}
+
+/// A DAG as the database knows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DagRow {
+    pub dag_id: String,
+    pub file_path: String,
+    pub version: String,
+    pub description: Option<String>,
+    pub schedule: Option<String>,
+    pub tags: Vec<String>,
+    pub is_paused: bool,
+    /// False once its file has been deleted.
+    pub is_active: bool,
+    pub next_run_at: Option<Micros>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportErrorRow {
+    pub file_path: String,
+    pub message: String,
+    pub updated_at: Micros,
+}
+
+const DAG_COLUMNS: &str = "dag_id, file_path, version, description, schedule, tags, is_paused, is_active, next_run_at";
+
+fn dag_from_row(row: &AnyRow) -> Result<DagRow> {
+    let tags: String = row.try_get("tags")?;
+    Ok(DagRow {
+        dag_id: row.try_get("dag_id")?,
+        file_path: row.try_get("file_path")?,
+        version: row.try_get("version")?,
+        description: row.try_get("description")?,
+        schedule: row.try_get("schedule")?,
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        is_paused: row.try_get::<i64, _>("is_paused")? != 0,
+        is_active: row.try_get::<i64, _>("is_active")? != 0,
+        next_run_at: row.try_get("next_run_at")?,
+    })
+}
+
+impl Store {
+    /// Records the DAG folder as just loaded: new versions and metadata for `dags`, inactive
+    /// for DAGs no longer present, and `import_errors` (file, message) replacing the old ones.
+    /// Paused flags are kept.
+    pub async fn sync_dags(&self, dags: &[DagRecord], import_errors: &[(String, String)], now: Micros) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for dag in dags {
+            upsert_dag(&mut tx, dag, now).await?;
+        }
+        let ids: Vec<&str> = dags.iter().map(|d| d.dag_id.as_str()).collect();
+        let sql = if ids.is_empty() {
+            "UPDATE dags SET is_active = 0 WHERE is_active = 1".to_string()
+        } else {
+            format!(
+                "UPDATE dags SET is_active = 0 WHERE is_active = 1 AND dag_id NOT IN ({})",
+                placeholders(1, ids.len())
+            )
+        };
+        let mut query = sqlx::query(&sql);
+        for id in &ids {
+            query = query.bind(*id);
+        }
+        query.execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM import_errors").execute(&mut *tx).await?;
+        for (file, message) in import_errors {
+            sqlx::query("INSERT INTO import_errors (file_path, message, updated_at) VALUES ($1, $2, $3)")
+                .bind(file)
+                .bind(message)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records one DAG (its version and metadata) without touching the others.
+    pub async fn register_dag(&self, dag: &DagRecord, now: Micros) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        upsert_dag(&mut tx, dag, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every DAG, active ones first, by id.
+    pub async fn list_dags(&self) -> Result<Vec<DagRow>> {
+        let sql = format!("SELECT {DAG_COLUMNS} FROM dags ORDER BY is_active DESC, dag_id");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(dag_from_row).collect()
+    }
+
+    pub async fn get_dag(&self, dag_id: &str) -> Result<Option<DagRow>> {
+        let sql = format!("SELECT {DAG_COLUMNS} FROM dags WHERE dag_id = $1");
+        let row = sqlx::query(&sql).bind(dag_id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(dag_from_row).transpose()
+    }
+
+    /// Pauses or unpauses a DAG; false if there is no such DAG.
+    pub async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<bool> {
+        let done = sqlx::query("UPDATE dags SET is_paused = $1 WHERE dag_id = $2")
+            .bind(paused as i64)
+            .bind(dag_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The file path and text of a DAG version.
+    pub async fn dag_source(&self, dag_id: &str, version: &str) -> Result<Option<(String, String)>> {
+        let row = sqlx::query("SELECT file_path, source FROM dag_versions WHERE dag_id = $1 AND version = $2")
+            .bind(dag_id)
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => Some((row.try_get("file_path")?, row.try_get("source")?)),
+            None => None,
+        })
+    }
+
+    /// Records when the DAG's next scheduled run will be created (for display).
+    pub async fn set_next_run(&self, dag_id: &str, at: Option<Micros>) -> Result<()> {
+        sqlx::query("UPDATE dags SET next_run_at = $1 WHERE dag_id = $2")
+            .bind(at)
+            .bind(dag_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn import_errors(&self) -> Result<Vec<ImportErrorRow>> {
+        let rows = sqlx::query("SELECT file_path, message, updated_at FROM import_errors ORDER BY file_path")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ImportErrorRow {
+                    file_path: row.try_get("file_path")?,
+                    message: row.try_get("message")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn upsert_dag(tx: &mut Transaction<'_, Any>, dag: &DagRecord, now: Micros) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO dag_versions (dag_id, version, file_path, source, created_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&dag.dag_id)
+    .bind(&dag.version)
+    .bind(&dag.file_path)
+    .bind(&dag.source)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let tags = serde_json::to_string(&dag.tags).unwrap_or_else(|_| "[]".into());
+    sqlx::query(
+        "INSERT INTO dags (dag_id, file_path, version, description, schedule, tags, is_active, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 1, $7) \
+         ON CONFLICT (dag_id) DO UPDATE SET file_path = excluded.file_path, version = excluded.version, \
+         description = excluded.description, schedule = excluded.schedule, tags = excluded.tags, \
+         is_active = 1, updated_at = excluded.updated_at",
+    )
+    .bind(&dag.dag_id)
+    .bind(&dag.file_path)
+    .bind(&dag.version)
+    .bind(&dag.description)
+    .bind(&dag.schedule)
+    .bind(tags)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! The store: every SQL statement lakeward runs, on SQLite or Postgres.
+//!
+//! Scheduler, workers, CLI and web talk to each other only through this database, so the same
+//! code runs as one process or as many processes on many machines against one Postgres. The
+//! store also carries wake-up notifications (in-process, plus LISTEN/NOTIFY on Postgres) so
+//! components react to each other's writes without polling.
+//!
+//! Conventions: queries use `$n` placeholders with bound values only (both backends accept
+//! them), timestamps are [`crate::time::Micros`], and no transaction is held across anything
+//! but SQL.
+
+mod dags;
+mod logs;
+mod model;
+mod notify;
+mod processes;
+mod runs;
+mod tasks;
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor};
+use thiserror::Error;
+
+pub use dags::{DagRecord, DagRow, ImportErrorRow};
+pub use logs::LogRow;
+pub use model::{RunRow, RunState, RunType, TaskInstanceRow, TaskState};
+pub use notify::{Waiter, Wakeups};
+pub use runs::NewRun;
+pub use tasks::{ClaimedTask, TaskOutcome};
+
+/// The queue tasks go to unless their DAG says otherwise.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// Why a store operation failed.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database is unreachable or returned an error; usually worth retrying later.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL `{0}` (expected sqlite://… or postgres://…)")]
+    UnsupportedUrl(String),
+    /// A row holds a value this version of lakeward does not understand.
+    #[error("unexpected value in the database: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which SQL dialect is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A handle to the run-state database. Cheap to clone; clones share the pool and wake-ups.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    wakeups: std::sync::Arc<Wakeups>,
+    url: String,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://…`). Does not migrate.
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        };
+        let pool = match backend {
+            Backend::Sqlite => {
+                create_parent_dir(url);
+                // One connection: SQLite allows one writer at a time, and queueing writers in the
+                // pool is much faster than SQLite's sleeping busy handler.
+                AnyPoolOptions::new()
+                    .max_connections(1)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(30)).connect(url).await?
+            }
+        };
+        Ok(Store { pool, backend, wakeups: Default::default(), url: url.to_string() })
+    }
+
+    /// Connects and applies pending migrations.
+    pub async fn open(url: &str) -> Result<Store> {
+        let store = Store::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies the migrations in `migrations/<backend>/`. On Postgres an advisory lock makes
+    /// concurrent callers wait for one another, so only one process migrates at a time.
+    pub async fn migrate(&self) -> Result<()> {
+        let files: &[(i64, &str, &str)] = match self.backend {
+            Backend::Sqlite => &[(1, "init", include_str!("../../migrations/sqlite/0001_init.sql"))],
+            Backend::Postgres => &[(1, "init", include_str!("../../migrations/postgres/0001_init.sql"))],
+        };
+        let migrations = files
+            .iter()
+            .map(|&(version, name, sql)| {
+                Migration::new(version, Cow::Borrowed(name), MigrationType::Simple, Cow::Borrowed(sql), false)
+            })
+            .collect::<Vec<_>>();
+        let migrator =
+            Migrator { migrations: Cow::Owned(migrations), ignore_missing: false, locking: true, no_tx: false };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The wake-up signals of this process.
+    pub fn wakeups(&self) -> &Wakeups {
+        &self.wakeups
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn create_parent_dir(url: &str) {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+        let _ = std::fs::create_dir_all(parent);
+    }
+}
+
+/// `$start, $start+1, …` for `count` values: the placeholders of an `IN (…)` list.
+fn placeholders(start: usize, count: usize) -> String {
+    (start..start + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Reads an optional text column holding JSON.
+fn json_column(row: &AnyRow, column: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+    use sqlx::Row;
+    let text: Option<String> = row.try_get(column)?;
+    match text {
+        None => Ok(Default::default()),
+        Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}"))),
+    }
+}

@@ -1,0 +1,180 @@
+//! Rows and states as stored: the shared vocabulary of scheduler, workers, CLI and web.
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{json_column, Result, StoreError};
+use crate::time::Micros;
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(text: &str) -> Result<$name> {
+                match text {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(StoreError::Corrupt(format!("unknown {} `{other}`", stringify!($name)))),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// The life of a task instance:
+    /// `scheduled` → `queued` → `running` → `success` | `failed` | `up_for_retry` (→ `queued` again),
+    /// or straight from `scheduled` to `upstream_failed` | `skipped` when its upstreams decide so.
+    TaskState {
+        Scheduled => "scheduled",
+        Queued => "queued",
+        Running => "running",
+        Success => "success",
+        Failed => "failed",
+        UpForRetry => "up_for_retry",
+        UpstreamFailed => "upstream_failed",
+        Skipped => "skipped",
+    }
+}
+
+impl TaskState {
+    /// No further transition happens without a user clearing the task.
+    pub fn is_finished(self) -> bool {
+        matches!(self, TaskState::Success | TaskState::Failed | TaskState::UpstreamFailed | TaskState::Skipped)
+    }
+}
+
+string_enum! {
+    /// `queued` runs wait for a `max_active_runs` slot; `running` runs have task instances moving.
+    RunState {
+        Queued => "queued",
+        Running => "running",
+        Success => "success",
+        Failed => "failed",
+    }
+}
+
+impl RunState {
+    pub fn is_finished(self) -> bool {
+        matches!(self, RunState::Success | RunState::Failed)
+    }
+}
+
+string_enum! {
+    /// How a run came to be.
+    RunType {
+        Manual => "manual",
+        Scheduled => "scheduled",
+        Backfill => "backfill",
+    }
+}
+
+/// One DAG run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    /// Database key.
+    pub pk: i64,
+    pub dag_id: String,
+    pub run_id: String,
+    /// The DAG version the run executes.
+    pub version: String,
+    pub run_type: RunType,
+    pub state: RunState,
+    pub logical_date: Micros,
+    pub interval_start: Micros,
+    pub interval_end: Micros,
+    /// Resolved run parameters.
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub created_at: Micros,
+    pub started_at: Option<Micros>,
+    pub ended_at: Option<Micros>,
+}
+
+pub(super) const RUN_COLUMNS: &str = "id, dag_id, run_id, version, run_type, state, logical_date, interval_start, \
+     interval_end, params, created_at, started_at, ended_at";
+
+impl RunRow {
+    pub(super) fn from_row(row: &AnyRow) -> Result<RunRow> {
+        Ok(RunRow {
+            pk: row.try_get("id")?,
+            dag_id: row.try_get("dag_id")?,
+            run_id: row.try_get("run_id")?,
+            version: row.try_get("version")?,
+            run_type: RunType::parse(&row.try_get::<String, _>("run_type")?)?,
+            state: RunState::parse(&row.try_get::<String, _>("state")?)?,
+            logical_date: row.try_get("logical_date")?,
+            interval_start: row.try_get("interval_start")?,
+            interval_end: row.try_get("interval_end")?,
+            params: json_column(row, "params")?,
+            created_at: row.try_get("created_at")?,
+            started_at: row.try_get("started_at")?,
+            ended_at: row.try_get("ended_at")?,
+        })
+    }
+}
+
+/// One task of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskInstanceRow {
+    pub id: i64,
+    pub run_pk: i64,
+    pub dag_id: String,
+    pub task_id: String,
+    pub state: TaskState,
+    pub queue: String,
+    /// Tries started so far; the current or last try's number.
+    pub try_number: i64,
+    pub max_tries: i64,
+    pub worker_id: Option<String>,
+    pub queued_at: Option<Micros>,
+    pub started_at: Option<Micros>,
+    pub ended_at: Option<Micros>,
+    pub heartbeat_at: Option<Micros>,
+    pub next_try_at: Option<Micros>,
+    pub exit_code: Option<i64>,
+    pub error: Option<String>,
+    pub outputs: serde_json::Map<String, serde_json::Value>,
+}
+
+pub(super) const TASK_COLUMNS: &str = "id, run_pk, dag_id, task_id, state, queue, try_number, max_tries, \
+     worker_id, queued_at, started_at, ended_at, heartbeat_at, next_try_at, exit_code, error, outputs";
+
+impl TaskInstanceRow {
+    pub(super) fn from_row(row: &AnyRow) -> Result<TaskInstanceRow> {
+        Ok(TaskInstanceRow {
+            id: row.try_get("id")?,
+            run_pk: row.try_get("run_pk")?,
+            dag_id: row.try_get("dag_id")?,
+            task_id: row.try_get("task_id")?,
+            state: TaskState::parse(&row.try_get::<String, _>("state")?)?,
+            queue: row.try_get("queue")?,
+            try_number: row.try_get("try_number")?,
+            max_tries: row.try_get("max_tries")?,
+            worker_id: row.try_get("worker_id")?,
+            queued_at: row.try_get("queued_at")?,
+            started_at: row.try_get("started_at")?,
+            ended_at: row.try_get("ended_at")?,
+            heartbeat_at: row.try_get("heartbeat_at")?,
+            next_try_at: row.try_get("next_try_at")?,
+            exit_code: row.try_get("exit_code")?,
+            error: row.try_get("error")?,
+            outputs: json_column(row, "outputs")?,
+        })
+    }
+}

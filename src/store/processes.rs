@@ -1,0 +1,38 @@
+//! Live lakeward processes (schedulers and workers) and their heartbeats.
+
+use sqlx::Row;
+
+use super::{Result, Store};
+use crate::time::Micros;
+
+impl Store {
+    /// Records that process `id` of `kind` (`scheduler` or `worker`) is alive at `now`.
+    pub async fn heartbeat_process(&self, id: &str, kind: &str, hostname: &str, now: Micros) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO processes (id, kind, hostname, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $4) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(id)
+        .bind(kind)
+        .bind(hostname)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The most recent heartbeat of any process of `kind`.
+    pub async fn latest_heartbeat(&self, kind: &str) -> Result<Option<Micros>> {
+        let row = sqlx::query("SELECT MAX(heartbeat_at) AS at FROM processes WHERE kind = $1")
+            .bind(kind)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("at")?)
+    }
+
+    /// Forgets a process that is shutting down cleanly.
+    pub async fn remove_process(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM processes WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+}

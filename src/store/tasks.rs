@@ -1,0 +1,247 @@
+//! Task instances: the scheduler's transitions, the workers' claims and results.
+//!
+//! Every transition is a guarded UPDATE (`… WHERE state = <expected>`), so two schedulers, or a
+//! worker presumed dead and its replacement, can never both apply the same change.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::model::TASK_COLUMNS;
+use super::{placeholders, Backend, Result, Store, TaskInstanceRow, TaskState};
+use crate::time::Micros;
+
+/// A task instance a worker has just claimed: it is `running`, owned by that worker.
+#[derive(Debug, Clone)]
+pub struct ClaimedTask {
+    pub id: i64,
+    pub run_pk: i64,
+    pub dag_id: String,
+    pub task_id: String,
+    /// The number of this try, starting at 1.
+    pub try_number: i64,
+    pub max_tries: i64,
+}
+
+/// How a try ended.
+#[derive(Debug, Clone)]
+pub struct TaskOutcome {
+    /// `success`, `failed` or `up_for_retry`.
+    pub state: TaskState,
+    pub next_try_at: Option<Micros>,
+    pub exit_code: Option<i64>,
+    pub error: Option<String>,
+    pub outputs: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Ids per `IN (…)` list.
+const ID_CHUNK: usize = 500;
+
+impl Store {
+    /// Task instances of the given runs.
+    pub async fn tasks_of_runs(&self, run_pks: &[i64]) -> Result<Vec<TaskInstanceRow>> {
+        let mut out = Vec::new();
+        for chunk in run_pks.chunks(ID_CHUNK) {
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM task_instances WHERE run_pk IN ({}) ORDER BY run_pk, id",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for pk in chunk {
+                query = query.bind(*pk);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                out.push(TaskInstanceRow::from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn get_task_instance(&self, run_pk: i64, task_id: &str) -> Result<Option<TaskInstanceRow>> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM task_instances WHERE run_pk = $1 AND task_id = $2");
+        let row = sqlx::query(&sql).bind(run_pk).bind(task_id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(TaskInstanceRow::from_row).transpose()
+    }
+
+    /// `scheduled` → `queued` for the given ids; returns how many moved.
+    pub async fn queue_tasks(&self, ids: &[i64], now: Micros) -> Result<u64> {
+        self.transition(ids, TaskState::Scheduled, TaskState::Queued, "queued_at", now).await
+    }
+
+    /// `scheduled` → `upstream_failed` or `skipped`: tasks that will not run in this run.
+    pub async fn settle_tasks(&self, ids: &[i64], state: TaskState, now: Micros) -> Result<u64> {
+        self.transition(ids, TaskState::Scheduled, state, "ended_at", now).await
+    }
+
+    async fn transition(&self, ids: &[i64], from: TaskState, to: TaskState, stamp: &str, now: Micros) -> Result<u64> {
+        let mut moved = 0;
+        for chunk in ids.chunks(ID_CHUNK) {
+            let sql = format!(
+                "UPDATE task_instances SET state = $1, {stamp} = $2 WHERE state = $3 AND id IN ({})",
+                placeholders(4, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(to.as_str()).bind(now).bind(from.as_str());
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            moved += query.execute(&self.pool).await?.rows_affected();
+        }
+        Ok(moved)
+    }
+
+    /// Atomically takes up to `limit` queued task instances from `queues` for `worker_id`,
+    /// oldest first, marking them `running` and starting a new try of each.
+    pub async fn claim_tasks(
+        &self,
+        worker_id: &str,
+        queues: &[String],
+        limit: usize,
+        now: Micros,
+    ) -> Result<Vec<ClaimedTask>> {
+        if limit == 0 || queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lock = match self.backend {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE task_instances SET state = 'running', try_number = try_number + 1, worker_id = $1, \
+             started_at = $2, heartbeat_at = $2, ended_at = NULL, next_try_at = NULL, exit_code = NULL, \
+             error = NULL \
+             WHERE state = 'queued' AND id IN (SELECT id FROM task_instances WHERE state = 'queued' \
+             AND queue IN ({}) ORDER BY queued_at, id LIMIT $3 {lock}) \
+             RETURNING id, run_pk, dag_id, task_id, try_number, max_tries",
+            placeholders(4, queues.len())
+        );
+        let mut query = sqlx::query(&sql).bind(worker_id).bind(now).bind(limit as i64);
+        for queue in queues {
+            query = query.bind(queue);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(claimed_from_row).collect()
+    }
+
+    /// Records the end of a try. Applies only if the try is still this worker's running try, so a
+    /// late result from a worker presumed dead cannot overwrite a newer try. Returns whether it applied.
+    pub async fn finish_task(
+        &self,
+        task: &ClaimedTask,
+        worker_id: &str,
+        outcome: &TaskOutcome,
+        now: Micros,
+    ) -> Result<bool> {
+        let outputs = if outcome.outputs.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(&outcome.outputs).unwrap_or_default())
+        };
+        let done = sqlx::query(
+            "UPDATE task_instances SET state = $1, ended_at = $2, next_try_at = $3, exit_code = $4, \
+             error = $5, outputs = $6 \
+             WHERE id = $7 AND try_number = $8 AND worker_id = $9 AND state = 'running'",
+        )
+        .bind(outcome.state.as_str())
+        .bind(now)
+        .bind(outcome.next_try_at)
+        .bind(outcome.exit_code)
+        .bind(&outcome.error)
+        .bind(outputs)
+        .bind(task.id)
+        .bind(task.try_number)
+        .bind(worker_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Marks every running try of `worker_id` as alive at `now`.
+    pub async fn heartbeat_tasks(&self, worker_id: &str, now: Micros) -> Result<u64> {
+        let done =
+            sqlx::query("UPDATE task_instances SET heartbeat_at = $1 WHERE worker_id = $2 AND state = 'running'")
+                .bind(now)
+                .bind(worker_id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// `up_for_retry` → `queued` for tries whose retry delay has passed.
+    pub async fn requeue_due_retries(&self, now: Micros) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE task_instances SET state = 'queued', queued_at = $1 \
+             WHERE state = 'up_for_retry' AND next_try_at <= $1",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Running tries whose worker has not heartbeated since `cutoff`.
+    pub async fn stale_tasks(&self, cutoff: Micros) -> Result<Vec<TaskInstanceRow>> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM task_instances WHERE state = 'running' AND heartbeat_at < $1");
+        let rows = sqlx::query(&sql).bind(cutoff).fetch_all(&self.pool).await?;
+        rows.iter().map(TaskInstanceRow::from_row).collect()
+    }
+
+    /// Ends a stale try, unless its worker heartbeated or finished in the meantime.
+    pub async fn fail_stale_task(
+        &self,
+        task: &TaskInstanceRow,
+        outcome: &TaskOutcome,
+        cutoff: Micros,
+        now: Micros,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE task_instances SET state = $1, ended_at = $2, next_try_at = $3, error = $4 \
+             WHERE id = $5 AND try_number = $6 AND state = 'running' AND heartbeat_at < $7",
+        )
+        .bind(outcome.state.as_str())
+        .bind(now)
+        .bind(outcome.next_try_at)
+        .bind(&outcome.error)
+        .bind(task.id)
+        .bind(task.try_number)
+        .bind(cutoff)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+fn claimed_from_row(row: &AnyRow) -> Result<ClaimedTask> {
+    Ok(ClaimedTask {
+        id: row.try_get("id")?,
+        run_pk: row.try_get("run_pk")?,
+        dag_id: row.try_get("dag_id")?,
+        task_id: row.try_get("task_id")?,
+        try_number: row.try_get("try_number")?,
+        max_tries: row.try_get("max_tries")?,
+    })
+}
+
+impl TaskOutcome {
+    pub fn success(outputs: serde_json::Map<String, serde_json::Value>) -> TaskOutcome {
+        TaskOutcome { state: TaskState::Success, next_try_at: None, exit_code: None, error: None, outputs }
+    }
+
+    /// A failed try: `up_for_retry` after `retry_delay` if a retry is allowed and tries remain,
+    /// else `failed`.
+    pub fn failure(
+        try_number: i64,
+        max_tries: i64,
+        retry_delay: Option<std::time::Duration>,
+        error: String,
+        exit_code: Option<i64>,
+        now: Micros,
+    ) -> TaskOutcome {
+        let (state, next_try_at) = match retry_delay {
+            Some(delay) if try_number < max_tries => {
+                let delay = i64::try_from(delay.as_micros()).unwrap_or(i64::MAX);
+                (TaskState::UpForRetry, Some(now.saturating_add(delay)))
+            }
+            _ => (TaskState::Failed, None),
+        };
+        TaskOutcome { state, next_try_at, exit_code, error: Some(error), outputs: Default::default() }
+    }
+}

@@ -1,0 +1,43 @@
+//! Timestamps as stored in the database: microseconds since the Unix epoch, UTC.
+//!
+//! Both SQLite and Postgres store them as 64-bit integers, so ordering and arithmetic are the
+//! same on both backends and no driver-specific date types leak out of the store.
+
+use chrono::{DateTime, TimeZone, Utc};
+
+/// Microseconds since the Unix epoch.
+pub type Micros = i64;
+
+pub fn to_micros(t: DateTime<Utc>) -> Micros {
+    t.timestamp_micros()
+}
+
+pub fn from_micros(us: Micros) -> DateTime<Utc> {
+    Utc.timestamp_micros(us).single().unwrap_or_default()
+}
+
+pub fn now_micros() -> Micros {
+    to_micros(Utc::now())
+}
+
+/// Formats a stored timestamp for humans: `2024-01-01 02:00:00`.
+pub fn display(us: Micros) -> String {
+    from_micros(us).format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// Parses a human duration such as `30s`, `10m`, `1h 30m` or `250ms`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("invalid duration `{text}`: {e} (examples: \"30s\", \"10m\", \"1h\")"))
+}
+
+/// Serde adapter for durations written as human strings (`"30s"`).
+pub mod serde_duration {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,145 @@
+//! One try of one task instance: load its DAG version, render its templates, run its job with
+//! the task's timeout, and record how it ended.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::logs::flush_logs;
+use super::Worker;
+use crate::dag::template::{self, RunInfo};
+use crate::dag::Task;
+use crate::jobs::{JobContext, JobError, LogSink, Outputs};
+use crate::store::{ClaimedTask, RunRow, TaskOutcome};
+use crate::time::{from_micros, now_micros};
+
+/// Runs the try and records its outcome, then wakes the scheduler.
+pub(super) async fn execute(worker: Arc<Worker>, task: ClaimedTask) {
+    let outcome = run_try(&worker, &task).await;
+    record(&worker, &task, &outcome).await;
+    worker.store.wake_scheduler().await;
+}
+
+/// Records the outcome, retrying while the database is unavailable: an unrecorded result would
+/// leave the try `running` for as long as this worker keeps heartbeating.
+async fn record(worker: &Worker, task: &ClaimedTask, outcome: &TaskOutcome) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match worker.store.finish_task(task, &worker.id, outcome, now_micros()).await {
+            Ok(true) => return,
+            Ok(false) => {
+                tracing::warn!(
+                    dag = %task.dag_id, task = %task.task_id, try_number = task.try_number,
+                    "result discarded: this try was taken over (its worker was presumed dead)"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::error!(dag = %task.dag_id, task = %task.task_id, "cannot record result, retrying: {e}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// What a try needs before it can start.
+struct Prepared {
+    task: Task,
+    run: RunRow,
+    config: toml::Table,
+}
+
+async fn prepare(worker: &Worker, claimed: &ClaimedTask) -> Result<Prepared, JobError> {
+    let run = worker
+        .store
+        .get_run_by_pk(claimed.run_pk)
+        .await
+        .map_err(|e| JobError::Failed(e.to_string()))?
+        .ok_or_else(|| JobError::Config(format!("run {} no longer exists", claimed.run_pk)))?;
+    let dag = worker.versions.get(&run.dag_id, &run.version).await.map_err(|e| JobError::Config(e.to_string()))?;
+    let task =
+        dag.tasks.get(&claimed.task_id).cloned().ok_or_else(|| {
+            JobError::Config(format!("DAG version {} has no task `{}`", run.version, claimed.task_id))
+        })?;
+    let info = RunInfo {
+        dag_id: &run.dag_id,
+        run_id: &run.run_id,
+        logical_date: from_micros(run.logical_date),
+        data_interval_start: from_micros(run.interval_start),
+        data_interval_end: from_micros(run.interval_end),
+        timezone: dag.timezone,
+        params: &run.params,
+    };
+    let try_number = u32::try_from(claimed.try_number).unwrap_or(u32::MAX);
+    let vars = template::context(&info, &task.id, try_number);
+    let config = template::render_config(&task.config, &vars).map_err(JobError::Config)?;
+    Ok(Prepared { task, run, config })
+}
+
+async fn run_try(worker: &Worker, claimed: &ClaimedTask) -> TaskOutcome {
+    let (log, lines) = LogSink::channel();
+    let flusher = tokio::spawn(flush_logs(worker.store.clone(), claimed.id, claimed.try_number, lines));
+    let (result, retry_delay) = match prepare(worker, claimed).await {
+        Ok(prepared) => {
+            let delay = prepared.task.retry_delay;
+            (run_job(worker, claimed, prepared, log.clone()).await, Some(delay))
+        }
+        Err(e) => (Err(e), None),
+    };
+    let outcome = match result {
+        Ok(outputs) => TaskOutcome::success(outputs),
+        Err(e) => {
+            log.info(format!("task failed: {e}"));
+            let retry_delay = retry_delay.filter(|_| e.is_retryable());
+            let exit_code = e.exit_code().map(i64::from);
+            TaskOutcome::failure(
+                claimed.try_number,
+                claimed.max_tries,
+                retry_delay,
+                e.to_string(),
+                exit_code,
+                now_micros(),
+            )
+        }
+    };
+    drop(log);
+    let _ = flusher.await;
+    outcome
+}
+
+/// Runs the job on its own task (so a panic is a failed try, not a dead worker) under the
+/// task's timeout; on timeout the job is dropped, which kills a shell command's process group.
+async fn run_job(
+    worker: &Worker,
+    claimed: &ClaimedTask,
+    prepared: Prepared,
+    log: LogSink,
+) -> Result<Outputs, JobError> {
+    let Prepared { task, run, config } = prepared;
+    let ctx = JobContext {
+        dag_id: run.dag_id.clone(),
+        run_id: run.run_id.clone(),
+        task_id: task.id.clone(),
+        try_number: u32::try_from(claimed.try_number).unwrap_or(u32::MAX),
+        log,
+    };
+    let registry = worker.versions.registry().clone();
+    let kind = task.kind.clone();
+    let job = tokio::spawn(async move { registry.run(&kind, config, ctx).await });
+    let abort = job.abort_handle();
+    let joined = match task.timeout {
+        Some(limit) => match tokio::time::timeout(limit, job).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                abort.abort();
+                return Err(JobError::Failed(format!("timed out after {}", humantime::format_duration(limit))));
+            }
+        },
+        None => job.await,
+    };
+    match joined {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => Err(JobError::Failed("the job panicked".to_string())),
+        Err(e) => Err(JobError::Failed(format!("the job was cancelled: {e}"))),
+    }
+}

@@ -1,0 +1,124 @@
+//! Workers: claim queued task instances, run them, heartbeat, record results.
+//!
+//! A worker runs up to `slots` tries at once. It claims with one atomic statement (see
+//! [`Store::claim_tasks`]), holds no transaction while a task runs, heartbeats its running
+//! tries so the scheduler can tell a dead worker from a slow task, and records each result
+//! with a guarded update so a late result cannot overwrite a newer try.
+
+mod execute;
+mod logs;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::runtime::{hostname, process_id, Shutdown};
+use crate::store::{ClaimedTask, Store, TaskOutcome};
+use crate::time::now_micros;
+use crate::versions::DagVersions;
+
+/// How a worker behaves.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub slots: usize,
+    pub queues: Vec<String>,
+    pub heartbeat_interval: Duration,
+    pub poll_interval: Duration,
+}
+
+impl WorkerOptions {
+    pub fn from_config(config: &Config) -> WorkerOptions {
+        WorkerOptions {
+            slots: config.worker.slots.max(1),
+            queues: config.worker.queues.clone(),
+            heartbeat_interval: config.worker.heartbeat_interval,
+            poll_interval: config.worker.poll_interval,
+        }
+    }
+}
+
+pub struct Worker {
+    id: String,
+    store: Store,
+    versions: Arc<DagVersions>,
+    options: WorkerOptions,
+}
+
+impl Worker {
+    pub fn new(store: Store, versions: Arc<DagVersions>, options: WorkerOptions) -> Worker {
+        Worker { id: process_id("worker"), store, versions, options }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Claims and runs tasks until shutdown. On shutdown, tries still running are stopped and
+    /// recorded as failed tries (retried per their policy).
+    pub async fn run(self, mut shutdown: Shutdown) {
+        let worker = Arc::new(self);
+        let mut waiter = worker.store.wakeups().workers_waiter();
+        let mut running: JoinSet<()> = JoinSet::new();
+        let mut claimed: HashMap<tokio::task::Id, ClaimedTask> = HashMap::new();
+        let mut heartbeat = tokio::time::interval(worker.options.heartbeat_interval);
+        tracing::info!(id = %worker.id, slots = worker.options.slots, queues = ?worker.options.queues, "worker started");
+        loop {
+            let free = worker.options.slots.saturating_sub(running.len());
+            if free > 0 && !shutdown.is_requested() {
+                match worker.store.claim_tasks(&worker.id, &worker.options.queues, free, now_micros()).await {
+                    Ok(tasks) => {
+                        for task in tasks {
+                            let handle = running.spawn(execute::execute(worker.clone(), task.clone()));
+                            claimed.insert(handle.id(), task);
+                        }
+                    }
+                    Err(e) => tracing::error!("claiming tasks failed, retrying: {e}"),
+                }
+            }
+            tokio::select! {
+                _ = waiter.wait() => {}
+                Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                    let id = match &done { Ok((id, _)) => *id, Err(e) => e.id() };
+                    claimed.remove(&id);
+                    if let Err(e) = done {
+                        tracing::error!("task execution crashed: {e}");
+                    }
+                }
+                _ = heartbeat.tick() => worker.heartbeat().await,
+                _ = tokio::time::sleep(worker.options.poll_interval) => {}
+                _ = shutdown.wait() => break,
+            }
+        }
+        running.abort_all();
+        for task in claimed.values() {
+            let outcome = TaskOutcome::failure(
+                task.try_number,
+                task.max_tries,
+                Some(Duration::ZERO),
+                "worker shut down while the task was running".to_string(),
+                None,
+                now_micros(),
+            );
+            let _ = worker.store.finish_task(task, &worker.id, &outcome, now_micros()).await;
+        }
+        if !claimed.is_empty() {
+            worker.store.wake_scheduler().await;
+        }
+        let _ = worker.store.remove_process(&worker.id).await;
+        tracing::info!(id = %worker.id, "worker stopped");
+    }
+
+    async fn heartbeat(&self) {
+        let now = now_micros();
+        let beat = async {
+            self.store.heartbeat_process(&self.id, "worker", &hostname(), now).await?;
+            self.store.heartbeat_tasks(&self.id, now).await
+        };
+        if let Err(e) = beat.await {
+            tracing::warn!("heartbeat failed: {e}");
+        }
+    }
+}
