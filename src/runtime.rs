@@ -85,17 +85,28 @@ pub struct Components {
 
 impl Components {
     /// Opens (and migrates) the database named by `config`.
-    pub async fn open(config: Config, registry: Registry) -> Result<Components, crate::store::StoreError> {
+    pub async fn open(
+        config: Config,
+        registry: Registry,
+    ) -> Result<Components, crate::store::StoreError> {
         let store = Store::open(&config.database_url()).await?;
         let versions = Arc::new(DagVersions::new(store.clone(), registry));
         Ok(Components { config, store, versions })
     }
 
     pub fn scheduler(&self) -> Scheduler {
-        Scheduler::new(self.store.clone(), self.versions.clone(), SchedulerOptions::from_config(&self.config))
+        Scheduler::new(
+            self.store.clone(),
+            self.versions.clone(),
+            SchedulerOptions::from_config(&self.config),
+        )
     }
 
     pub fn worker(&self) -> Worker {
-        Worker::new(self.store.clone(), self.versions.clone(), WorkerOptions::from_config(&self.config))
+        Worker::new(
+            self.store.clone(),
+            self.versions.clone(),
+            WorkerOptions::from_config(&self.config),
+        )
     }
 }

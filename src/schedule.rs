@@ -41,7 +41,8 @@ impl Schedule {
             return Ok(Schedule::Once);
         }
         if trimmed.starts_with('@') {
-            const PRESETS: [&str; 6] = ["@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually"];
+            const PRESETS: [&str; 6] =
+                ["@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually"];
             if !PRESETS.contains(&trimmed) {
                 return Err(format!(
                     "unknown schedule preset `{trimmed}` (expected one of @once, {})",
@@ -56,8 +57,11 @@ impl Schedule {
                 ));
             }
         }
-        let parser = CronParser::builder().seconds(Seconds::Optional).year(Year::Disallowed).build();
-        let cron = parser.parse(trimmed).map_err(|e| format!("invalid cron expression `{trimmed}`: {e}"))?;
+        let parser =
+            CronParser::builder().seconds(Seconds::Optional).year(Year::Disallowed).build();
+        let cron = parser
+            .parse(trimmed)
+            .map_err(|e| format!("invalid cron expression `{trimmed}`: {e}"))?;
         Ok(Schedule::Cron { expression: trimmed.to_string(), cron: Box::new(cron) })
     }
 
@@ -71,9 +75,10 @@ impl Schedule {
     /// The first schedule point strictly after `t`.
     fn next_after(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
         match self {
-            Schedule::Cron { cron, .. } => {
-                cron.find_next_occurrence(&t.with_timezone(&tz), false).ok().map(|d| d.with_timezone(&Utc))
-            }
+            Schedule::Cron { cron, .. } => cron
+                .find_next_occurrence(&t.with_timezone(&tz), false)
+                .ok()
+                .map(|d| d.with_timezone(&Utc)),
             Schedule::Once => None,
         }
     }
@@ -81,9 +86,10 @@ impl Schedule {
     /// The first schedule point at or after `t`.
     fn next_at_or_after(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
         match self {
-            Schedule::Cron { cron, .. } => {
-                cron.find_next_occurrence(&t.with_timezone(&tz), true).ok().map(|d| d.with_timezone(&Utc))
-            }
+            Schedule::Cron { cron, .. } => cron
+                .find_next_occurrence(&t.with_timezone(&tz), true)
+                .ok()
+                .map(|d| d.with_timezone(&Utc)),
             Schedule::Once => None,
         }
     }
@@ -91,9 +97,10 @@ impl Schedule {
     /// The last schedule point at or before `t`.
     fn prev_at_or_before(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
         match self {
-            Schedule::Cron { cron, .. } => {
-                cron.find_previous_occurrence(&t.with_timezone(&tz), true).ok().map(|d| d.with_timezone(&Utc))
-            }
+            Schedule::Cron { cron, .. } => cron
+                .find_previous_occurrence(&t.with_timezone(&tz), true)
+                .ok()
+                .map(|d| d.with_timezone(&Utc)),
             Schedule::Once => None,
         }
     }
@@ -101,9 +108,10 @@ impl Schedule {
     /// The last schedule point strictly before `t`.
     fn prev_before(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
         match self {
-            Schedule::Cron { cron, .. } => {
-                cron.find_previous_occurrence(&t.with_timezone(&tz), false).ok().map(|d| d.with_timezone(&Utc))
-            }
+            Schedule::Cron { cron, .. } => cron
+                .find_previous_occurrence(&t.with_timezone(&tz), false)
+                .ok()
+                .map(|d| d.with_timezone(&Utc)),
             Schedule::Once => None,
         }
     }
@@ -124,7 +132,11 @@ impl Timetable<'_> {
     ///
     /// The result may lie in the future: the run is due once [`DataInterval::is_due`] says so.
     /// `None` means the DAG will never run by itself again (`@once` done, or past `end_date`).
-    pub fn next_interval(&self, last: Option<DataInterval>, now: DateTime<Utc>) -> Option<DataInterval> {
+    pub fn next_interval(
+        &self,
+        last: Option<DataInterval>,
+        now: DateTime<Utc>,
+    ) -> Option<DataInterval> {
         let tz = self.timezone;
         let interval = match self.schedule {
             Schedule::Once => {
@@ -316,9 +328,23 @@ mod tests {
     #[test]
     fn backfill_ranges_list_each_interval() {
         let schedule = daily();
-        let tt = Timetable { schedule: &schedule, timezone: Tz::UTC, start_date: None, end_date: None, catchup: false };
-        let intervals = tt.intervals_between(utc("2024-01-01T00:00:00Z"), utc("2024-01-03T23:59:59Z"));
+        let tt = Timetable {
+            schedule: &schedule,
+            timezone: Tz::UTC,
+            start_date: None,
+            end_date: None,
+            catchup: false,
+        };
+        let intervals =
+            tt.intervals_between(utc("2024-01-01T00:00:00Z"), utc("2024-01-03T23:59:59Z"));
         let starts: Vec<_> = intervals.iter().map(|i| i.start).collect();
-        assert_eq!(starts, vec![utc("2024-01-01T02:00:00Z"), utc("2024-01-02T02:00:00Z"), utc("2024-01-03T02:00:00Z")]);
+        assert_eq!(
+            starts,
+            vec![
+                utc("2024-01-01T02:00:00Z"),
+                utc("2024-01-02T02:00:00Z"),
+                utc("2024-01-03T02:00:00Z")
+            ]
+        );
     }
 }

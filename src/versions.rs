@@ -51,15 +51,15 @@ impl DagVersions {
         if let Some(dag) = self.cache.lock().unwrap().get(&key) {
             return Ok(dag.clone());
         }
-        let (file, source) = self
-            .store
-            .dag_source(dag_id, version)
-            .await?
-            .ok_or_else(|| VersionError::Missing { dag_id: key.0.clone(), version: key.1.clone() })?;
-        let dag = compile(&file, &source, dag_id, &self.registry).map_err(|diagnostics| VersionError::Invalid {
-            dag_id: key.0.clone(),
-            version: key.1.clone(),
-            message: diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+        let (file, source) = self.store.dag_source(dag_id, version).await?.ok_or_else(|| {
+            VersionError::Missing { dag_id: key.0.clone(), version: key.1.clone() }
+        })?;
+        let dag = compile(&file, &source, dag_id, &self.registry).map_err(|diagnostics| {
+            VersionError::Invalid {
+                dag_id: key.0.clone(),
+                version: key.1.clone(),
+                message: diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+            }
         })?;
         let dag = Arc::new(dag);
         self.cache.lock().unwrap().insert(key, dag.clone());

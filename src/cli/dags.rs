@@ -51,14 +51,20 @@ pub fn validate(config: Config, paths: Vec<PathBuf>) -> anyhow::Result<ExitCode>
         }
     }
     let error_count: usize = bag.errors.values().map(Vec::len).sum();
-    println!("{} DAG(s) valid, {} file(s) with {} error(s)", bag.dags.len(), bag.errors.len(), error_count);
+    println!(
+        "{} DAG(s) valid, {} file(s) with {} error(s)",
+        bag.dags.len(),
+        bag.errors.len(),
+        error_count
+    );
     Ok(if bag.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 pub async fn list(config: Config) -> anyhow::Result<ExitCode> {
     let bag = load_folder(&config.dags_folder, &Registry::builtin());
     let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
-    let rows: HashMap<String, _> = c.store.list_dags().await?.into_iter().map(|d| (d.dag_id.clone(), d)).collect();
+    let rows: HashMap<String, _> =
+        c.store.list_dags().await?.into_iter().map(|d| (d.dag_id.clone(), d)).collect();
     println!("{:<28} {:<16} {:<7} {:<20} FILE", "DAG", "SCHEDULE", "PAUSED", "NEXT RUN");
     for dag in bag.dags.values() {
         let row = rows.get(&dag.id);
@@ -80,12 +86,17 @@ pub async fn list(config: Config) -> anyhow::Result<ExitCode> {
 }
 
 /// The DAG `dag_id` from the DAG folder, with its import errors if it failed to load.
-fn folder_dag(config: &Config, registry: &Registry, dag_id: &str) -> anyhow::Result<Option<Arc<Dag>>> {
+fn folder_dag(
+    config: &Config,
+    registry: &Registry,
+    dag_id: &str,
+) -> anyhow::Result<Option<Arc<Dag>>> {
     let bag = load_folder(&config.dags_folder, registry);
     if let Some(dag) = bag.dags.get(dag_id) {
         return Ok(Some(dag.clone()));
     }
-    let stem_matches = |file: &String| std::path::Path::new(file).file_stem().is_some_and(|s| s == dag_id);
+    let stem_matches =
+        |file: &String| std::path::Path::new(file).file_stem().is_some_and(|s| s == dag_id);
     if let Some((_, diagnostics)) = bag.errors.iter().find(|(file, _)| stem_matches(file)) {
         let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
         bail!("DAG `{dag_id}` does not load:\n{}", text.join("\n"));
@@ -100,19 +111,18 @@ async fn resolve_dag(c: &Components, dag_id: &str) -> anyhow::Result<Arc<Dag>> {
         c.versions.insert(dag.clone());
         return Ok(dag);
     }
-    let row = c
-        .store
-        .get_dag(dag_id)
-        .await?
-        .ok_or_else(|| anyhow!("no DAG `{dag_id}` in {} or in the database", c.config.dags_folder.display()))?;
+    let row = c.store.get_dag(dag_id).await?.ok_or_else(|| {
+        anyhow!("no DAG `{dag_id}` in {} or in the database", c.config.dags_folder.display())
+    })?;
     Ok(c.versions.get(dag_id, &row.version).await?)
 }
 
 fn logical_date(dag: &Dag, date: Option<&str>) -> anyhow::Result<DateTime<Utc>> {
     match date {
         None => Ok(Utc::now()),
-        Some(text) => parse_date(text, dag.timezone)
-            .ok_or_else(|| anyhow!("invalid date `{text}` (expected YYYY-MM-DD or an RFC 3339 timestamp)")),
+        Some(text) => parse_date(text, dag.timezone).ok_or_else(|| {
+            anyhow!("invalid date `{text}` (expected YYYY-MM-DD or an RFC 3339 timestamp)")
+        }),
     }
 }
 
@@ -120,10 +130,15 @@ fn logical_date(dag: &Dag, date: Option<&str>) -> anyhow::Result<DateTime<Utc>> 
 fn parse_params(dag: &Dag, pairs: &[String]) -> anyhow::Result<Map<String, Value>> {
     let mut params = Map::new();
     for pair in pairs {
-        let (name, text) = pair.split_once('=').ok_or_else(|| anyhow!("--param `{pair}`: expected NAME=VALUE"))?;
+        let (name, text) =
+            pair.split_once('=').ok_or_else(|| anyhow!("--param `{pair}`: expected NAME=VALUE"))?;
         let spec = dag.params.get(name).ok_or_else(|| {
             let known: Vec<&str> = dag.params.keys().map(String::as_str).collect();
-            anyhow!("--param `{name}`: DAG `{}` has no such param (params: {})", dag.id, known.join(", "))
+            anyhow!(
+                "--param `{name}`: DAG `{}` has no such param (params: {})",
+                dag.id,
+                known.join(", ")
+            )
         })?;
         let value = spec.ty.parse_text(text).map_err(|e| anyhow!("--param `{name}`: {e}"))?;
         params.insert(name.to_string(), value);
@@ -131,7 +146,12 @@ fn parse_params(dag: &Dag, pairs: &[String]) -> anyhow::Result<Map<String, Value
     Ok(params)
 }
 
-pub async fn trigger(config: Config, dag_id: &str, conf: Option<&str>, date: Option<&str>) -> anyhow::Result<ExitCode> {
+pub async fn trigger(
+    config: Config,
+    dag_id: &str,
+    conf: Option<&str>,
+    date: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
     let dag = resolve_dag(&c, dag_id).await?;
     let params = match conf {
@@ -142,7 +162,8 @@ pub async fn trigger(config: Config, dag_id: &str, conf: Option<&str>, date: Opt
             Err(e) => bail!("--conf is not valid JSON: {e}"),
         },
     };
-    let run = create_run(&c.store, &dag, RunRequest::manual(logical_date(&dag, date)?, params)).await?;
+    let run =
+        create_run(&c.store, &dag, RunRequest::manual(logical_date(&dag, date)?, params)).await?;
     println!("created run {} of {} ({})", run.run_id, run.dag_id, run.state);
     Ok(ExitCode::SUCCESS)
 }
@@ -159,7 +180,12 @@ pub async fn set_paused(config: Config, dag_id: &str, paused: bool) -> anyhow::R
 
 /// Runs one DAG run in this process, through the same scheduler and worker code as production,
 /// on a private queue so no other worker takes its tasks.
-pub async fn test(config: Config, dag_id: &str, date: Option<&str>, params: &[String]) -> anyhow::Result<ExitCode> {
+pub async fn test(
+    config: Config,
+    dag_id: &str,
+    date: Option<&str>,
+    params: &[String],
+) -> anyhow::Result<ExitCode> {
     let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
     let dag = folder_dag(&c.config, c.versions.registry(), dag_id)?
         .ok_or_else(|| anyhow!("no DAG `{dag_id}` in {}", c.config.dags_folder.display()))?;
@@ -172,7 +198,8 @@ pub async fn test(config: Config, dag_id: &str, date: Option<&str>, params: &[St
         c.store.delete_run(existing.pk).await?;
     }
     let queue = format!("test-{}", process_id("test"));
-    let request = RunRequest { queue: Some(queue.clone()), ..RunRequest::manual(logical_date, params) };
+    let request =
+        RunRequest { queue: Some(queue.clone()), ..RunRequest::manual(logical_date, params) };
     let run = create_run(&c.store, &dag, request).await?;
     println!("testing {} run {} ({} tasks)", dag.id, run.run_id, dag.tasks.len());
 
@@ -182,7 +209,8 @@ pub async fn test(config: Config, dag_id: &str, date: Option<&str>, params: &[St
         create_scheduled_runs: false,
         ..SchedulerOptions::from_config(&c.config)
     };
-    let worker_options = WorkerOptions { queues: vec![queue], ..WorkerOptions::from_config(&c.config) };
+    let worker_options =
+        WorkerOptions { queues: vec![queue], ..WorkerOptions::from_config(&c.config) };
     let scheduler = Scheduler::new(c.store.clone(), c.versions.clone(), scheduler_options);
     let worker = Worker::new(c.store.clone(), c.versions.clone(), worker_options);
     let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
@@ -203,9 +231,17 @@ async fn follow(store: &Store, run: &RunRow) -> anyhow::Result<RunState> {
             if seen.get(&ti.task_id) == Some(&(ti.state, ti.try_number)) {
                 continue;
             }
-            let try_note =
-                if ti.try_number > 0 { format!(" (try {}/{})", ti.try_number, ti.max_tries) } else { String::new() };
-            println!("{:>9.3}s  {:<28} {}{try_note}", started.elapsed().as_secs_f64(), ti.task_id, ti.state);
+            let try_note = if ti.try_number > 0 {
+                format!(" (try {}/{})", ti.try_number, ti.max_tries)
+            } else {
+                String::new()
+            };
+            println!(
+                "{:>9.3}s  {:<28} {}{try_note}",
+                started.elapsed().as_secs_f64(),
+                ti.task_id,
+                ti.state
+            );
             if matches!(ti.state, TaskState::Success | TaskState::Failed | TaskState::UpForRetry) {
                 for line in store.read_logs(ti.id, Some(ti.try_number), 0, 10_000).await? {
                     println!("{:>11}| {}", "", line.line);
@@ -215,7 +251,12 @@ async fn follow(store: &Store, run: &RunRow) -> anyhow::Result<RunState> {
         }
         let current = store.get_run_by_pk(run.pk).await?.context("the run disappeared")?;
         if current.state.is_finished() {
-            println!("{:>9.3}s  run {}: {}", started.elapsed().as_secs_f64(), current.run_id, current.state);
+            println!(
+                "{:>9.3}s  run {}: {}",
+                started.elapsed().as_secs_f64(),
+                current.run_id,
+                current.state
+            );
             return Ok(current.state);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -15,7 +15,10 @@ async fn open(config: &Config) -> anyhow::Result<Store> {
 pub async fn list_runs(config: Config, dag_id: &str, limit: i64) -> anyhow::Result<ExitCode> {
     let store = open(&config).await?;
     let runs = store.list_runs(dag_id, limit, 0).await?;
-    println!("{:<44} {:<10} {:<8} {:<20} {:<20} DURATION", "RUN ID", "TYPE", "STATE", "LOGICAL DATE", "STARTED");
+    println!(
+        "{:<44} {:<10} {:<8} {:<20} {:<20} DURATION",
+        "RUN ID", "TYPE", "STATE", "LOGICAL DATE", "STARTED"
+    );
     for run in runs {
         let duration = match (run.started_at, run.ended_at) {
             (Some(start), Some(end)) => format!("{:.3}s", (end - start) as f64 / 1e6),
@@ -41,7 +44,10 @@ pub async fn task_logs(
     try_number: Option<i64>,
 ) -> anyhow::Result<ExitCode> {
     let store = open(&config).await?;
-    let run = store.get_run(dag_id, run_id).await?.ok_or_else(|| anyhow!("no run `{run_id}` of DAG `{dag_id}`"))?;
+    let run = store
+        .get_run(dag_id, run_id)
+        .await?
+        .ok_or_else(|| anyhow!("no run `{run_id}` of DAG `{dag_id}`"))?;
     let ti = store
         .get_task_instance(run.pk, task_id)
         .await?

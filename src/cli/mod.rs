@@ -131,8 +131,10 @@ enum TasksCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Servers narrate what they do; one-shot commands only speak up when something is wrong.
-    let serving =
-        matches!(cli.command, Command::Standalone | Command::Scheduler | Command::Worker { .. } | Command::Web);
+    let serving = matches!(
+        cli.command,
+        Command::Standalone | Command::Scheduler | Command::Worker { .. } | Command::Web
+    );
     init_tracing(if serving { "info,sqlx=warn" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -167,14 +169,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dags { command } => match command {
             DagsCommand::List => dags::list(config).await,
             DagsCommand::Validate { paths } => dags::validate(config, paths),
-            DagsCommand::Test { dag, date, params } => dags::test(config, &dag, date.as_deref(), &params).await,
+            DagsCommand::Test { dag, date, params } => {
+                dags::test(config, &dag, date.as_deref(), &params).await
+            }
             DagsCommand::Trigger { dag, conf, date } => {
                 dags::trigger(config, &dag, conf.as_deref(), date.as_deref()).await
             }
             DagsCommand::Pause { dag } => dags::set_paused(config, &dag, true).await,
             DagsCommand::Unpause { dag } => dags::set_paused(config, &dag, false).await,
         },
-        Command::Runs { command: RunsCommand::List { dag, limit } } => inspect::list_runs(config, &dag, limit).await,
+        Command::Runs { command: RunsCommand::List { dag, limit } } => {
+            inspect::list_runs(config, &dag, limit).await
+        }
         Command::Tasks { command: TasksCommand::Logs { dag, run_id, task, try_number } } => {
             inspect::task_logs(config, &dag, &run_id, &task, try_number).await
         }

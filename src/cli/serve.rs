@@ -12,7 +12,9 @@ use crate::web::{self, AppState};
 
 async fn open(config: Config) -> anyhow::Result<Components> {
     let url = redact(&config.database_url());
-    Components::open(config, Registry::builtin()).await.with_context(|| format!("opening database {url}"))
+    Components::open(config, Registry::builtin())
+        .await
+        .with_context(|| format!("opening database {url}"))
 }
 
 /// Hides the password of a database URL for display.
@@ -21,7 +23,9 @@ pub(super) fn redact(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
             match userinfo.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &userinfo[..colon], &url[at..]),
+                Some(colon) => {
+                    format!("{}{}:***{}", &url[..scheme + 3], &userinfo[..colon], &url[at..])
+                }
                 None => url.to_string(),
             }
         }
@@ -76,7 +80,11 @@ pub async fn scheduler(config: Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn worker(mut config: Config, queues: Option<Vec<String>>, slots: Option<usize>) -> anyhow::Result<ExitCode> {
+pub async fn worker(
+    mut config: Config,
+    queues: Option<Vec<String>>,
+    slots: Option<usize>,
+) -> anyhow::Result<ExitCode> {
     if let Some(queues) = queues {
         config.worker.queues = queues;
     }

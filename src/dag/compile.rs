@@ -38,16 +38,36 @@ const DAG_FIELDS: &[&str] = &[
     "tasks",
 ];
 
+/// Fields every task has, whatever its kind; all other fields belong to the kind.
+const COMMON_TASK_FIELDS: &[&str] = &[
+    "kind",
+    "depends_on",
+    "trigger_rule",
+    "retries",
+    "retry_delay",
+    "timeout",
+    "queue",
+    "description",
+];
+
 type Value<'a> = Spanned<DeValue<'a>>;
 
 /// Compiles one DAG file. `file` is the path shown in messages; `default_id` is used when the
 /// file sets no `id` (normally the file stem).
-pub fn compile(file: &str, source: &str, default_id: &str, registry: &Registry) -> Result<Dag, Vec<Diagnostic>> {
+pub fn compile(
+    file: &str,
+    source: &str,
+    default_id: &str,
+    registry: &Registry,
+) -> Result<Dag, Vec<Diagnostic>> {
     let mut rep = Reporter::new(file, source);
     let (root, syntax_errors) = DeTable::parse_recoverable(source);
     if !syntax_errors.is_empty() {
         for e in syntax_errors {
-            rep.error(e.span().unwrap_or(0..0), format!("TOML syntax error: {}", e.message().trim()));
+            rep.error(
+                e.span().unwrap_or(0..0),
+                format!("TOML syntax error: {}", e.message().trim()),
+            );
         }
         return Err(rep.finish());
     }
@@ -70,7 +90,9 @@ pub fn compile(file: &str, source: &str, default_id: &str, registry: &Registry) 
     };
     let description = c.take::<String>("description");
     let timezone = c.take_with("timezone", |s: String| {
-        s.parse::<Tz>().map_err(|_| format!("unknown time zone `{s}` (use an IANA name such as \"Europe/Paris\")"))
+        s.parse::<Tz>().map_err(|_| {
+            format!("unknown time zone `{s}` (use an IANA name such as \"Europe/Paris\")")
+        })
     });
     let timezone = timezone.unwrap_or(Tz::UTC);
     let schedule = c.take_with("schedule", |s: String| Schedule::parse(&s));
@@ -118,7 +140,10 @@ fn unknown_field(name: &str, expected: &[&str]) -> String {
 }
 
 fn positive(n: i64) -> Result<u32, String> {
-    u32::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| format!("must be a positive whole number, got {n}"))
+    u32::try_from(n)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("must be a positive whole number, got {n}"))
 }
 
 fn duration(text: String) -> Result<Duration, String> {
@@ -145,7 +170,10 @@ impl<'a> Compiler<'a> {
         match T::deserialize(value.clone().into_deserializer()) {
             Ok(v) => Some(v),
             Err(e) => {
-                self.rep.error(e.span().unwrap_or_else(|| value.span()), e.message().trim().to_string());
+                self.rep.error(
+                    e.span().unwrap_or_else(|| value.span()),
+                    e.message().trim().to_string(),
+                );
                 None
             }
         }
@@ -205,7 +233,10 @@ impl<'a> Compiler<'a> {
             && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
             && !id.starts_with('.');
         if !valid {
-            self.rep.error(span, format!("invalid {what} `{id}`: use letters, digits, `_`, `-` and `.` only"));
+            self.rep.error(
+                span,
+                format!("invalid {what} `{id}`: use letters, digits, `_`, `-` and `.` only"),
+            );
         }
     }
 
@@ -214,9 +245,12 @@ impl<'a> Compiler<'a> {
         let Some((_, value)) = self.fields.shift_remove(field) else { return Vec::new() };
         let span = value.span();
         match value.into_inner() {
-            DeValue::Table(table) => table.into_iter().map(|(k, v)| (k.span(), k.get_ref().to_string(), v)).collect(),
+            DeValue::Table(table) => {
+                table.into_iter().map(|(k, v)| (k.span(), k.get_ref().to_string(), v)).collect()
+            }
             other => {
-                self.rep.error(span, format!("`{field}` must be a table, found {}", other.type_str()));
+                self.rep
+                    .error(span, format!("`{field}` must be a table, found {}", other.type_str()));
                 Vec::new()
             }
         }
@@ -239,11 +273,17 @@ impl<'a> Compiler<'a> {
                 if !raw.ty.accepts(default) {
                     self.rep.error(
                         value.span(),
-                        format!("default of param `{name}` must be of type {}, got {default}", raw.ty.name()),
+                        format!(
+                            "default of param `{name}` must be of type {}, got {default}",
+                            raw.ty.name()
+                        ),
                     );
                 }
             }
-            params.insert(name, ParamSpec { ty: raw.ty, default: raw.default, description: raw.description });
+            params.insert(
+                name,
+                ParamSpec { ty: raw.ty, default: raw.default, description: raw.description },
+            );
         }
         params
     }
@@ -256,13 +296,20 @@ impl<'a> Compiler<'a> {
                 "retry_delay" => defaults.retry_delay = self.decode_with(&value, duration),
                 "timeout" => defaults.timeout = self.decode_with(&value, duration),
                 "queue" => defaults.queue = self.decode(&value),
-                _ => self.rep.error(key_span, unknown_field(&name, &["retries", "retry_delay", "timeout", "queue"])),
+                _ => self.rep.error(
+                    key_span,
+                    unknown_field(&name, &["retries", "retry_delay", "timeout", "queue"]),
+                ),
             }
         }
         defaults
     }
 
-    fn tasks(&mut self, defaults: &Defaults, registry: &Registry) -> IndexMap<String, (TaskSpans, Task)> {
+    fn tasks(
+        &mut self,
+        defaults: &Defaults,
+        registry: &Registry,
+    ) -> IndexMap<String, (TaskSpans, Task)> {
         let entries = self.take_table("tasks");
         let mut tasks = IndexMap::new();
         for (key_span, id, value) in entries {
@@ -272,7 +319,9 @@ impl<'a> Compiler<'a> {
                 self.rep.error(key_span, format!("task `{id}` must be a table (`[tasks.{id}]`)"));
                 continue;
             };
-            if let Some(task) = self.task(&id, key_span.clone(), table_span, table, defaults, registry) {
+            if let Some(task) =
+                self.task(&id, key_span.clone(), table_span, table, defaults, registry)
+            {
                 tasks.insert(id, task);
             }
         }
@@ -327,19 +376,30 @@ impl<'a> Compiler<'a> {
                 let known: Vec<_> = registry.kind_names().collect();
                 self.rep.error(
                     kind.span(),
-                    format!("unknown task kind `{}`, expected one of: {}", kind.get_ref(), known.join(", ")),
+                    format!(
+                        "unknown task kind `{}`, expected one of: {}",
+                        kind.get_ref(),
+                        known.join(", ")
+                    ),
                 );
             }
             Some(issues) => {
                 for issue in issues {
-                    let message = format!("task `{id}` ({}): {}", kind.get_ref(), issue.message.trim());
-                    let span = issue.span.filter(|s| *s != table_span).unwrap_or_else(|| key_span.clone());
+                    let mut message =
+                        format!("task `{id}` ({}): {}", kind.get_ref(), issue.message.trim());
+                    if issue.message.starts_with("unknown field") {
+                        message.push_str("; fields every task takes: ");
+                        message.push_str(&COMMON_TASK_FIELDS.join(", "));
+                    }
+                    let span =
+                        issue.span.filter(|s| *s != table_span).unwrap_or_else(|| key_span.clone());
                     self.rep.error(span, message);
                 }
             }
         }
         let config = toml::Table::deserialize(config_value.into_deserializer()).unwrap_or_default();
-        let spans = TaskSpans { key: key_span, depends_on: depends_on.iter().map(|d| d.span()).collect() };
+        let spans =
+            TaskSpans { key: key_span, depends_on: depends_on.iter().map(|d| d.span()).collect() };
         let task = Task {
             id: id.to_string(),
             kind: kind.into_inner(),
@@ -380,12 +440,16 @@ impl<'a> Compiler<'a> {
                 if !tasks.contains_key(dep) {
                     self.rep.error(
                         span.clone(),
-                        format!("task `{}` depends on `{dep}`, which is not a task of this DAG", task.id),
+                        format!(
+                            "task `{}` depends on `{dep}`, which is not a task of this DAG",
+                            task.id
+                        ),
                     );
                 }
             }
         }
-        let upstreams = tasks.iter().map(|(id, (_, t))| (id.clone(), t.depends_on.clone())).collect();
+        let upstreams =
+            tasks.iter().map(|(id, (_, t))| (id.clone(), t.depends_on.clone())).collect();
         match graph::topo_order(&upstreams) {
             Ok(order) => order,
             Err(cycles) => {

@@ -35,7 +35,12 @@ impl<'a> Reporter<'a> {
     /// Records `message` at the start of `span`.
     pub fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
         let (line, column) = line_col(self.source, span.start);
-        self.diagnostics.push(Diagnostic { file: self.file.to_string(), line, column, message: message.into() });
+        self.diagnostics.push(Diagnostic {
+            file: self.file.to_string(),
+            line,
+            column,
+            message: message.into(),
+        });
     }
 
     pub fn has_errors(&self) -> bool {

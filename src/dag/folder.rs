@@ -38,7 +38,12 @@ pub fn dag_files(folder: &Path) -> std::io::Result<Vec<PathBuf>> {
 pub fn load_file(path: &Path, registry: &Registry) -> Result<Dag, Vec<Diagnostic>> {
     let file = path.display().to_string();
     let source = std::fs::read_to_string(path).map_err(|e| {
-        vec![Diagnostic { file: file.clone(), line: 1, column: 1, message: format!("cannot read file: {e}") }]
+        vec![Diagnostic {
+            file: file.clone(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read file: {e}"),
+        }]
     })?;
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     compile(&file, &source, &stem, registry)
@@ -62,7 +67,8 @@ pub fn load_folder(folder: &Path, registry: &Registry) -> DagBag {
             Ok(dag) => {
                 if let Some(other) = bag.dags.get(&dag.id) {
                     let message = format!("DAG id `{}` is already used by {}", dag.id, other.file);
-                    let diagnostic = Diagnostic { file: dag.file.clone(), line: 1, column: 1, message };
+                    let diagnostic =
+                        Diagnostic { file: dag.file.clone(), line: 1, column: 1, message };
                     bag.errors.insert(dag.file.clone(), vec![diagnostic]);
                 } else {
                     bag.dags.insert(dag.id.clone(), Arc::new(dag));

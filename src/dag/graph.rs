@@ -7,7 +7,9 @@ use indexmap::IndexMap;
 /// `upstreams` maps each task to the tasks it depends on; unknown names are ignored (they are
 /// reported elsewhere). On cycles, returns each cycle found as a path in data-flow order,
 /// starting and ending with the same task: `["a", "b", "a"]` means a feeds b and b feeds a.
-pub fn topo_order(upstreams: &IndexMap<String, Vec<String>>) -> Result<Vec<String>, Vec<Vec<String>>> {
+pub fn topo_order(
+    upstreams: &IndexMap<String, Vec<String>>,
+) -> Result<Vec<String>, Vec<Vec<String>>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
@@ -71,7 +73,10 @@ mod tests {
     use super::*;
 
     fn graph(edges: &[(&str, &[&str])]) -> IndexMap<String, Vec<String>> {
-        edges.iter().map(|(t, deps)| (t.to_string(), deps.iter().map(|d| d.to_string()).collect())).collect()
+        edges
+            .iter()
+            .map(|(t, deps)| (t.to_string(), deps.iter().map(|d| d.to_string()).collect()))
+            .collect()
     }
 
     #[test]

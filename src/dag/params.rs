@@ -91,7 +91,8 @@ pub fn resolve(
             Some(value) if spec.ty.accepts(value) => {
                 resolved.insert(name.clone(), value.clone());
             }
-            Some(value) => errors.push(format!("param `{name}` must be of type {}, got {value}", spec.ty.name())),
+            Some(value) => errors
+                .push(format!("param `{name}` must be of type {}, got {value}", spec.ty.name())),
             None => errors.push(format!("param `{name}` is required (it has no default)")),
         }
     }
@@ -113,7 +114,10 @@ mod tests {
             "orders".into(),
             ParamSpec { ty: ParamType::Integer, default: Some(json!(5000)), description: None },
         );
-        specs.insert("region".into(), ParamSpec { ty: ParamType::String, default: None, description: None });
+        specs.insert(
+            "region".into(),
+            ParamSpec { ty: ParamType::String, default: None, description: None },
+        );
         specs
     }
 

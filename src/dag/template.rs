@@ -79,7 +79,11 @@ pub fn render_config(config: &toml::Table, vars: &Value) -> Result<toml::Table, 
     Ok(out)
 }
 
-fn render_value(env: &Environment<'_>, ctx: &minijinja::Value, value: &mut toml::Value) -> Result<(), String> {
+fn render_value(
+    env: &Environment<'_>,
+    ctx: &minijinja::Value,
+    value: &mut toml::Value,
+) -> Result<(), String> {
     match value {
         toml::Value::String(text) if is_template(text) => {
             *text = env.render_str(text, ctx).map_err(|e| describe(&e))?;
@@ -125,7 +129,10 @@ mod tests {
             "command".into(),
             "echo {{ ds }} {{ ds_nodash }} {{ params.orders }} {{ dag.id }}.{{ task.id }} {{ run_id }}".into(),
         );
-        config.insert("env".into(), toml::Value::Table(toml::toml! { START = "{{ data_interval_start }}" }));
+        config.insert(
+            "env".into(),
+            toml::Value::Table(toml::toml! { START = "{{ data_interval_start }}" }),
+        );
         let rendered = render_config(&config, &vars).unwrap();
         assert_eq!(
             rendered["command"].as_str().unwrap(),

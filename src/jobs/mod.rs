@@ -81,7 +81,11 @@ pub trait Job: Send + Sync + 'static {
     }
 
     /// Runs one try of the task with its templates rendered.
-    fn run(&self, config: Self::Config, ctx: JobContext) -> impl Future<Output = Result<Outputs, JobError>> + Send;
+    fn run(
+        &self,
+        config: Self::Config,
+        ctx: JobContext,
+    ) -> impl Future<Output = Result<Outputs, JobError>> + Send;
 }
 
 /// A problem in a task's kind-specific fields; `span` is a byte range in the DAG file.
@@ -104,9 +108,12 @@ impl<J: Job> ErasedJob for Erased<J> {
     fn check(&self, config: Spanned<DeValue<'_>>) -> Vec<ConfigIssue> {
         match J::Config::deserialize(config.into_deserializer()) {
             Err(e) => vec![ConfigIssue { span: e.span(), message: e.message().to_string() }],
-            Ok(config) => {
-                self.0.validate(&config).into_iter().map(|message| ConfigIssue { span: None, message }).collect()
-            }
+            Ok(config) => self
+                .0
+                .validate(&config)
+                .into_iter()
+                .map(|message| ConfigIssue { span: None, message })
+                .collect(),
         }
     }
 
@@ -159,7 +166,12 @@ impl Registry {
     }
 
     /// Runs one try of a task whose fields have been rendered.
-    pub async fn run(&self, kind: &str, config: toml::Table, ctx: JobContext) -> Result<Outputs, JobError> {
+    pub async fn run(
+        &self,
+        kind: &str,
+        config: toml::Table,
+        ctx: JobContext,
+    ) -> Result<Outputs, JobError> {
         match self.kinds.get(kind) {
             Some(job) => job.run(config, ctx).await,
             None => Err(JobError::Config(format!("unknown task kind `{kind}`"))),

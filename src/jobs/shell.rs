@@ -57,8 +57,9 @@ impl Job for Shell {
         if let Some(cwd) = &config.cwd {
             command.current_dir(cwd);
         }
-        let mut child =
-            command.spawn().map_err(|e| JobError::Failed(format!("cannot start `sh -c {}`: {e}", config.command)))?;
+        let mut child = command.spawn().map_err(|e| {
+            JobError::Failed(format!("cannot start `sh -c {}`: {e}", config.command))
+        })?;
         let group = ProcessGroup(child.id());
         let stdout = pump(child.stdout.take(), ctx.log.clone(), Stream::Stdout);
         let stderr = pump(child.stderr.take(), ctx.log.clone(), Stream::Stderr);
@@ -69,7 +70,8 @@ impl Job for Shell {
             status
         };
         let (status, _, _) = tokio::join!(wait, stdout, stderr);
-        let status = status.map_err(|e| JobError::Failed(format!("waiting for the command: {e}")))?;
+        let status =
+            status.map_err(|e| JobError::Failed(format!("waiting for the command: {e}")))?;
         match status.code() {
             Some(0) => Ok(Outputs::new()),
             Some(code) => Err(JobError::Exit { code }),

@@ -23,7 +23,9 @@ use crate::dag::Dag;
 use crate::jobs::Stream;
 use crate::runtime::{process_id, Shutdown};
 use crate::schedule::{DataInterval, Timetable};
-use crate::store::{DagRecord, RunRow, RunState, RunType, Store, StoreError, TaskOutcome, TaskState};
+use crate::store::{
+    DagRecord, RunRow, RunState, RunType, Store, StoreError, TaskOutcome, TaskState,
+};
 use crate::time::{from_micros, to_micros, Micros};
 use crate::versions::DagVersions;
 use trigger::{create_run, RunRequest, TriggerError};
@@ -103,7 +105,8 @@ impl Scheduler {
 
     /// One scheduling pass at time `now`.
     pub async fn tick(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let due = self.last_housekeeping.is_none_or(|t| t.elapsed() >= self.options.dag_refresh_interval);
+        let due =
+            self.last_housekeeping.is_none_or(|t| t.elapsed() >= self.options.dag_refresh_interval);
         if due {
             self.last_housekeeping = Some(Instant::now());
             self.housekeeping(now).await?;
@@ -120,11 +123,20 @@ impl Scheduler {
     /// The slower duties: DAG folder, pause flags, schedules, dead workers, own heartbeat.
     async fn housekeeping(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
         let micros = to_micros(now);
-        self.store.heartbeat_process(&self.id, "scheduler", &crate::runtime::hostname(), micros).await?;
+        self.store
+            .heartbeat_process(&self.id, "scheduler", &crate::runtime::hostname(), micros)
+            .await?;
         if let Some(folder) = self.options.dags_folder.clone() {
             self.reload_folder(folder).await?;
         }
-        self.paused = self.store.list_dags().await?.into_iter().filter(|d| d.is_paused).map(|d| d.dag_id).collect();
+        self.paused = self
+            .store
+            .list_dags()
+            .await?
+            .into_iter()
+            .filter(|d| d.is_paused)
+            .map(|d| d.dag_id)
+            .collect();
         if self.options.create_scheduled_runs {
             self.create_scheduled_runs(now).await?;
         }
@@ -133,17 +145,21 @@ impl Scheduler {
 
     async fn reload_folder(&mut self, folder: PathBuf) -> Result<(), StoreError> {
         let registry = self.versions.registry().clone();
-        let bag =
-            tokio::task::spawn_blocking(move || folder::load_folder(&folder, &registry)).await.unwrap_or_default();
+        let bag = tokio::task::spawn_blocking(move || folder::load_folder(&folder, &registry))
+            .await
+            .unwrap_or_default();
         let fingerprint = fingerprint(&bag);
         if self.bag_fingerprint.as_ref() == Some(&fingerprint) {
             return Ok(());
         }
-        let records: Vec<DagRecord> = bag.dags.values().map(|d| DagRecord::from(d.as_ref())).collect();
+        let records: Vec<DagRecord> =
+            bag.dags.values().map(|d| DagRecord::from(d.as_ref())).collect();
         let errors: Vec<(String, String)> = bag
             .errors
             .iter()
-            .map(|(file, diags)| (file.clone(), diags.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")))
+            .map(|(file, diags)| {
+                (file.clone(), diags.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+            })
             .collect();
         self.store.sync_dags(&records, &errors, crate::time::now_micros()).await?;
         for dag in bag.dags.values() {
@@ -190,7 +206,8 @@ impl Scheduler {
         now: DateTime<Utc>,
     ) -> Result<Option<Micros>, StoreError> {
         let last = self.store.last_scheduled_interval(&dag.id).await?;
-        let mut last = last.map(|(start, end)| DataInterval { start: from_micros(start), end: from_micros(end) });
+        let mut last = last
+            .map(|(start, end)| DataInterval { start: from_micros(start), end: from_micros(end) });
         for _ in 0..MAX_NEW_RUNS_PER_TICK {
             let Some(interval) = timetable.next_interval(last, now) else { return Ok(None) };
             if !interval.is_due(now) {
@@ -204,7 +221,9 @@ impl Scheduler {
                 queue: None,
             };
             match create_run(&self.store, dag, request).await {
-                Ok(run) => tracing::info!(dag = %dag.id, run = %run.run_id, "scheduled run created"),
+                Ok(run) => {
+                    tracing::info!(dag = %dag.id, run = %run.run_id, "scheduled run created")
+                }
                 Err(TriggerError::Duplicate { .. }) => {}
                 Err(TriggerError::Store(e)) => return Err(e),
                 Err(e) => tracing::error!(dag = %dag.id, "cannot create scheduled run: {e}"),
@@ -229,8 +248,16 @@ impl Scheduler {
                 None => None,
             };
             let worker = ti.worker_id.clone().unwrap_or_default();
-            let error = format!("worker {worker} stopped heartbeating; try {} abandoned", ti.try_number);
-            let outcome = TaskOutcome::failure(ti.try_number, ti.max_tries, retry_delay, error.clone(), None, now);
+            let error =
+                format!("worker {worker} stopped heartbeating; try {} abandoned", ti.try_number);
+            let outcome = TaskOutcome::failure(
+                ti.try_number,
+                ti.max_tries,
+                retry_delay,
+                error.clone(),
+                None,
+                now,
+            );
             if self.store.fail_stale_task(&ti, &outcome, cutoff, now).await? {
                 tracing::warn!(dag = %ti.dag_id, task = %ti.task_id, "{error}");
                 let line = crate::jobs::LogLine { at: now, stream: Stream::System, text: error };
@@ -263,7 +290,11 @@ impl Scheduler {
                 if *count >= dag.max_active_runs {
                     continue;
                 }
-                if !self.store.set_run_state(run.pk, RunState::Queued, RunState::Running, now).await? {
+                if !self
+                    .store
+                    .set_run_state(run.pk, RunState::Queued, RunState::Running, now)
+                    .await?
+                {
                     continue;
                 }
                 *count += 1;
@@ -283,7 +314,8 @@ impl Scheduler {
         let mut finished = Vec::new();
         for (run, dag) in &running {
             let tis = by_run.remove(&run.pk).unwrap_or_default();
-            let states: HashMap<&str, TaskState> = tis.iter().map(|t| (t.task_id.as_str(), t.state)).collect();
+            let states: HashMap<&str, TaskState> =
+                tis.iter().map(|t| (t.task_id.as_str(), t.state)).collect();
             let ids: HashMap<&str, i64> = tis.iter().map(|t| (t.task_id.as_str(), t.id)).collect();
             let plan = plan::plan_run(dag, &states);
             let id_of = |task: &String| ids.get(task.as_str()).copied();

@@ -60,7 +60,9 @@ pub fn decide(rule: TriggerRule, c: UpstreamCounts) -> Decision {
         TriggerRule::OneSuccess if all_done => UpstreamFailed,
         TriggerRule::OneFailed if any_failed => Run,
         TriggerRule::OneFailed if all_done => Skip,
-        TriggerRule::NoneFailed | TriggerRule::NoneFailedMinOneSuccess if any_failed => UpstreamFailed,
+        TriggerRule::NoneFailed | TriggerRule::NoneFailedMinOneSuccess if any_failed => {
+            UpstreamFailed
+        }
         TriggerRule::NoneFailed if all_done => Run,
         TriggerRule::NoneFailedMinOneSuccess if all_done && c.success > 0 => Run,
         TriggerRule::NoneFailedMinOneSuccess if all_done => Skip,
@@ -105,11 +107,13 @@ pub fn plan_run(dag: &Dag, states: &HashMap<&str, TaskState>) -> RunPlan {
     }
     if current.values().all(|s| s.is_finished()) {
         // Like Airflow: the run fails if any leaf task failed or could not run because of a failure.
-        let leaf_failed = dag
-            .tasks
-            .keys()
-            .filter(|id| dag.downstream_of(id).next().is_none())
-            .any(|id| matches!(current.get(id.as_str()), Some(TaskState::Failed | TaskState::UpstreamFailed)));
+        let leaf_failed =
+            dag.tasks.keys().filter(|id| dag.downstream_of(id).next().is_none()).any(|id| {
+                matches!(
+                    current.get(id.as_str()),
+                    Some(TaskState::Failed | TaskState::UpstreamFailed)
+                )
+            });
         plan.finished = Some(if leaf_failed { RunState::Failed } else { RunState::Success });
     }
     plan

@@ -61,8 +61,13 @@ pub fn manual_interval(dag: &Dag, logical_date: DateTime<Utc>) -> DataInterval {
 
 /// Creates a queued run of `dag` (whose version must be registered in the store) and wakes the
 /// scheduler. Fails without side effects on invalid params or an existing run at that date.
-pub async fn create_run(store: &Store, dag: &Dag, request: RunRequest) -> Result<RunRow, TriggerError> {
-    let params = params::resolve(&dag.params, &request.params).map_err(TriggerError::InvalidParams)?;
+pub async fn create_run(
+    store: &Store,
+    dag: &Dag,
+    request: RunRequest,
+) -> Result<RunRow, TriggerError> {
+    let params =
+        params::resolve(&dag.params, &request.params).map_err(TriggerError::InvalidParams)?;
     let interval = request.interval.unwrap_or_else(|| manual_interval(dag, request.logical_date));
     let tasks = dag
         .tasks

@@ -55,7 +55,8 @@ pub struct ImportErrorRow {
     pub updated_at: Micros,
 }
 
-const DAG_COLUMNS: &str = "dag_id, file_path, version, description, schedule, tags, is_paused, is_active, next_run_at";
+const DAG_COLUMNS: &str =
+    "dag_id, file_path, version, description, schedule, tags, is_paused, is_active, next_run_at";
 
 fn dag_from_row(row: &AnyRow) -> Result<DagRow> {
     let tags: String = row.try_get("tags")?;
@@ -76,7 +77,12 @@ impl Store {
     /// Records the DAG folder as just loaded: new versions and metadata for `dags`, inactive
     /// for DAGs no longer present, and `import_errors` (file, message) replacing the old ones.
     /// Paused flags are kept.
-    pub async fn sync_dags(&self, dags: &[DagRecord], import_errors: &[(String, String)], now: Micros) -> Result<()> {
+    pub async fn sync_dags(
+        &self,
+        dags: &[DagRecord],
+        import_errors: &[(String, String)],
+        now: Micros,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for dag in dags {
             upsert_dag(&mut tx, dag, now).await?;
@@ -97,12 +103,14 @@ impl Store {
         query.execute(&mut *tx).await?;
         sqlx::query("DELETE FROM import_errors").execute(&mut *tx).await?;
         for (file, message) in import_errors {
-            sqlx::query("INSERT INTO import_errors (file_path, message, updated_at) VALUES ($1, $2, $3)")
-                .bind(file)
-                .bind(message)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO import_errors (file_path, message, updated_at) VALUES ($1, $2, $3)",
+            )
+            .bind(file)
+            .bind(message)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -140,12 +148,18 @@ impl Store {
     }
 
     /// The file path and text of a DAG version.
-    pub async fn dag_source(&self, dag_id: &str, version: &str) -> Result<Option<(String, String)>> {
-        let row = sqlx::query("SELECT file_path, source FROM dag_versions WHERE dag_id = $1 AND version = $2")
-            .bind(dag_id)
-            .bind(version)
-            .fetch_optional(&self.pool)
-            .await?;
+    pub async fn dag_source(
+        &self,
+        dag_id: &str,
+        version: &str,
+    ) -> Result<Option<(String, String)>> {
+        let row = sqlx::query(
+            "SELECT file_path, source FROM dag_versions WHERE dag_id = $1 AND version = $2",
+        )
+        .bind(dag_id)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(match row {
             Some(row) => Some((row.try_get("file_path")?, row.try_get("source")?)),
             None => None,
@@ -163,9 +177,11 @@ impl Store {
     }
 
     pub async fn import_errors(&self) -> Result<Vec<ImportErrorRow>> {
-        let rows = sqlx::query("SELECT file_path, message, updated_at FROM import_errors ORDER BY file_path")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT file_path, message, updated_at FROM import_errors ORDER BY file_path",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
                 Ok(ImportErrorRow {

@@ -24,12 +24,20 @@ impl Store {
     /// Appends lines to the log of one try of a task instance.
     pub async fn append_logs(&self, ti_id: i64, try_number: i64, lines: &[LogLine]) -> Result<()> {
         for chunk in lines.chunks(LINES_PER_INSERT) {
-            let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * 5, 5))).collect();
-            let sql =
-                format!("INSERT INTO task_logs (ti_id, try_number, at, stream, line) VALUES {}", values.join(", "));
+            let values: Vec<String> =
+                (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * 5, 5))).collect();
+            let sql = format!(
+                "INSERT INTO task_logs (ti_id, try_number, at, stream, line) VALUES {}",
+                values.join(", ")
+            );
             let mut query = sqlx::query(&sql);
             for line in chunk {
-                query = query.bind(ti_id).bind(try_number).bind(line.at).bind(line.stream.as_str()).bind(&line.text);
+                query = query
+                    .bind(ti_id)
+                    .bind(try_number)
+                    .bind(line.at)
+                    .bind(line.stream.as_str())
+                    .bind(&line.text);
             }
             query.execute(&self.pool).await?;
         }
@@ -37,7 +45,13 @@ impl Store {
     }
 
     /// Log lines of a task instance (one try, or all tries), after line id `after`, oldest first.
-    pub async fn read_logs(&self, ti_id: i64, try_number: Option<i64>, after: i64, limit: i64) -> Result<Vec<LogRow>> {
+    pub async fn read_logs(
+        &self,
+        ti_id: i64,
+        try_number: Option<i64>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<LogRow>> {
         let rows = match try_number {
             Some(try_number) => {
                 sqlx::query(

@@ -101,7 +101,11 @@ impl Store {
                     .await?
             }
             Backend::Postgres => {
-                AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(30)).connect(url).await?
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect(url)
+                    .await?
             }
         };
         Ok(Store { pool, backend, wakeups: Default::default(), url: url.to_string() })
@@ -122,17 +126,31 @@ impl Store {
     /// concurrent callers wait for one another, so only one process migrates at a time.
     pub async fn migrate(&self) -> Result<()> {
         let files: &[(i64, &str, &str)] = match self.backend {
-            Backend::Sqlite => &[(1, "init", include_str!("../../migrations/sqlite/0001_init.sql"))],
-            Backend::Postgres => &[(1, "init", include_str!("../../migrations/postgres/0001_init.sql"))],
+            Backend::Sqlite => {
+                &[(1, "init", include_str!("../../migrations/sqlite/0001_init.sql"))]
+            }
+            Backend::Postgres => {
+                &[(1, "init", include_str!("../../migrations/postgres/0001_init.sql"))]
+            }
         };
         let migrations = files
             .iter()
             .map(|&(version, name, sql)| {
-                Migration::new(version, Cow::Borrowed(name), MigrationType::Simple, Cow::Borrowed(sql), false)
+                Migration::new(
+                    version,
+                    Cow::Borrowed(name),
+                    MigrationType::Simple,
+                    Cow::Borrowed(sql),
+                    false,
+                )
             })
             .collect::<Vec<_>>();
-        let migrator =
-            Migrator { migrations: Cow::Owned(migrations), ignore_missing: false, locking: true, no_tx: false };
+        let migrator = Migrator {
+            migrations: Cow::Owned(migrations),
+            ignore_missing: false,
+            locking: true,
+            no_tx: false,
+        };
         migrator.run(&self.pool).await?;
         Ok(())
     }
@@ -172,6 +190,8 @@ fn json_column(row: &AnyRow, column: &str) -> Result<serde_json::Map<String, ser
     let text: Option<String> = row.try_get(column)?;
     match text {
         None => Ok(Default::default()),
-        Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}"))),
+        Some(text) => {
+            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+        }
     }
 }

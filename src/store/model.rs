@@ -56,7 +56,10 @@ string_enum! {
 impl TaskState {
     /// No further transition happens without a user clearing the task.
     pub fn is_finished(self) -> bool {
-        matches!(self, TaskState::Success | TaskState::Failed | TaskState::UpstreamFailed | TaskState::Skipped)
+        matches!(
+            self,
+            TaskState::Success | TaskState::Failed | TaskState::UpstreamFailed | TaskState::Skipped
+        )
     }
 }
 
@@ -106,7 +109,8 @@ pub struct RunRow {
     pub ended_at: Option<Micros>,
 }
 
-pub(super) const RUN_COLUMNS: &str = "id, dag_id, run_id, version, run_type, state, logical_date, interval_start, \
+pub(super) const RUN_COLUMNS: &str =
+    "id, dag_id, run_id, version, run_type, state, logical_date, interval_start, \
      interval_end, params, created_at, started_at, ended_at";
 
 impl RunRow {

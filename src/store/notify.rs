@@ -64,7 +64,8 @@ impl Store {
 
     async fn notify_other_processes(&self, channel: &str) {
         if self.backend == Backend::Postgres {
-            let sent = sqlx::query("SELECT pg_notify($1, '')").bind(channel).execute(&self.pool).await;
+            let sent =
+                sqlx::query("SELECT pg_notify($1, '')").bind(channel).execute(&self.pool).await;
             if let Err(e) = sent {
                 tracing::debug!("pg_notify failed (the poll will catch up): {e}");
             }

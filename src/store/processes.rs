@@ -7,7 +7,13 @@ use crate::time::Micros;
 
 impl Store {
     /// Records that process `id` of `kind` (`scheduler` or `worker`) is alive at `now`.
-    pub async fn heartbeat_process(&self, id: &str, kind: &str, hostname: &str, now: Micros) -> Result<()> {
+    pub async fn heartbeat_process(
+        &self,
+        id: &str,
+        kind: &str,
+        hostname: &str,
+        now: Micros,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO processes (id, kind, hostname, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $4) \
              ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",

@@ -52,7 +52,8 @@ impl Store {
         let Some(row) = row else { return Ok(None) };
         let pk: i64 = row.try_get("id")?;
         for chunk in run.tasks.chunks(INSERT_CHUNK) {
-            let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * 6, 6))).collect();
+            let values: Vec<String> =
+                (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * 6, 6))).collect();
             let sql = format!(
                 "INSERT INTO task_instances (run_pk, dag_id, task_id, queue, max_tries, state) VALUES {}",
                 values.join(", ")
@@ -83,7 +84,13 @@ impl Store {
     }
 
     /// Moves a run from `from` to `to`, stamping start or end time. False if it was not in `from`.
-    pub async fn set_run_state(&self, pk: i64, from: RunState, to: RunState, now: Micros) -> Result<bool> {
+    pub async fn set_run_state(
+        &self,
+        pk: i64,
+        from: RunState,
+        to: RunState,
+        now: Micros,
+    ) -> Result<bool> {
         let (started, ended) = match to {
             RunState::Running => (Some(now), None),
             RunState::Success | RunState::Failed => (None, Some(now)),
@@ -124,7 +131,8 @@ impl Store {
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = $1 ORDER BY logical_date DESC LIMIT $2 OFFSET $3"
         );
-        let rows = sqlx::query(&sql).bind(dag_id).bind(limit).bind(offset).fetch_all(&self.pool).await?;
+        let rows =
+            sqlx::query(&sql).bind(dag_id).bind(limit).bind(offset).fetch_all(&self.pool).await?;
         rows.iter().map(RunRow::from_row).collect()
     }
 
@@ -141,8 +149,10 @@ impl Store {
     }
 
     pub async fn get_run_at(&self, dag_id: &str, logical_date: Micros) -> Result<Option<RunRow>> {
-        let sql = format!("SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = $1 AND logical_date = $2");
-        let row = sqlx::query(&sql).bind(dag_id).bind(logical_date).fetch_optional(&self.pool).await?;
+        let sql =
+            format!("SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = $1 AND logical_date = $2");
+        let row =
+            sqlx::query(&sql).bind(dag_id).bind(logical_date).fetch_optional(&self.pool).await?;
         row.as_ref().map(RunRow::from_row).transpose()
     }
 
@@ -153,7 +163,10 @@ impl Store {
             .bind(pk)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM task_instances WHERE run_pk = $1").bind(pk).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM task_instances WHERE run_pk = $1")
+            .bind(pk)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM dag_runs WHERE id = $1").bind(pk).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())

@@ -56,8 +56,13 @@ impl Store {
         Ok(out)
     }
 
-    pub async fn get_task_instance(&self, run_pk: i64, task_id: &str) -> Result<Option<TaskInstanceRow>> {
-        let sql = format!("SELECT {TASK_COLUMNS} FROM task_instances WHERE run_pk = $1 AND task_id = $2");
+    pub async fn get_task_instance(
+        &self,
+        run_pk: i64,
+        task_id: &str,
+    ) -> Result<Option<TaskInstanceRow>> {
+        let sql =
+            format!("SELECT {TASK_COLUMNS} FROM task_instances WHERE run_pk = $1 AND task_id = $2");
         let row = sqlx::query(&sql).bind(run_pk).bind(task_id).fetch_optional(&self.pool).await?;
         row.as_ref().map(TaskInstanceRow::from_row).transpose()
     }
@@ -72,7 +77,14 @@ impl Store {
         self.transition(ids, TaskState::Scheduled, state, "ended_at", now).await
     }
 
-    async fn transition(&self, ids: &[i64], from: TaskState, to: TaskState, stamp: &str, now: Micros) -> Result<u64> {
+    async fn transition(
+        &self,
+        ids: &[i64],
+        from: TaskState,
+        to: TaskState,
+        stamp: &str,
+        now: Micros,
+    ) -> Result<u64> {
         let mut moved = 0;
         for chunk in ids.chunks(ID_CHUNK) {
             let sql = format!(
@@ -222,7 +234,13 @@ fn claimed_from_row(row: &AnyRow) -> Result<ClaimedTask> {
 
 impl TaskOutcome {
     pub fn success(outputs: serde_json::Map<String, serde_json::Value>) -> TaskOutcome {
-        TaskOutcome { state: TaskState::Success, next_try_at: None, exit_code: None, error: None, outputs }
+        TaskOutcome {
+            state: TaskState::Success,
+            next_try_at: None,
+            exit_code: None,
+            error: None,
+            outputs,
+        }
     }
 
     /// A failed try: `up_for_retry` after `retry_delay` if a retry is allowed and tries remain,
@@ -242,6 +260,12 @@ impl TaskOutcome {
             }
             _ => (TaskState::Failed, None),
         };
-        TaskOutcome { state, next_try_at, exit_code, error: Some(error), outputs: Default::default() }
+        TaskOutcome {
+            state,
+            next_try_at,
+            exit_code,
+            error: Some(error),
+            outputs: Default::default(),
+        }
     }
 }

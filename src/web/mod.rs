@@ -26,8 +26,14 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Serves `app` on `listener` until shutdown.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState, mut shutdown: Shutdown) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(async move { shutdown.wait().await }).await
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    mut shutdown: Shutdown,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await
 }
 
 /// Escapes text for HTML element content and attribute values.
@@ -48,10 +54,15 @@ fn escape(text: &str) -> String {
 
 async fn health(State(state): State<AppState>) -> Response {
     let database_ok = state.store.ping().await.is_ok();
-    let heartbeat = if database_ok { state.store.latest_heartbeat("scheduler").await.ok().flatten() } else { None };
+    let heartbeat = if database_ok {
+        state.store.latest_heartbeat("scheduler").await.ok().flatten()
+    } else {
+        None
+    };
     let limit = i64::try_from(state.scheduler_timeout.as_micros()).unwrap_or(i64::MAX);
     let scheduler_ok = heartbeat.is_some_and(|at| now_micros() - at <= limit);
-    let status = if database_ok && scheduler_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status =
+        if database_ok && scheduler_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "database": { "status": if database_ok { "healthy" } else { "unhealthy" } },
         "scheduler": {
@@ -67,7 +78,10 @@ async fn index(State(state): State<AppState>) -> Response {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
             tracing::error!("status page: {e}");
-            (StatusCode::SERVICE_UNAVAILABLE, Html("<h1>lakeward</h1><p>The database is unavailable.</p>"))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Html("<h1>lakeward</h1><p>The database is unavailable.</p>"),
+            )
                 .into_response()
         }
     }
@@ -82,10 +96,13 @@ async fn render_index(store: &Store) -> Result<String, crate::store::StoreError>
     for error in store.import_errors().await? {
         html.push_str(&format!("<p class=error>{}</p>", escape(&error.message)));
     }
-    html.push_str("<table><tr><th>DAG</th><th>schedule</th><th>paused</th><th>latest runs</th></tr>");
+    html.push_str(
+        "<table><tr><th>DAG</th><th>schedule</th><th>paused</th><th>latest runs</th></tr>",
+    );
     for dag in store.list_dags().await?.into_iter().filter(|d| d.is_active) {
         let runs = store.list_runs(&dag.dag_id, 5, 0).await?;
-        let runs: Vec<String> = runs.iter().map(|r| format!("{} {}", escape(&r.run_id), r.state)).collect();
+        let runs: Vec<String> =
+            runs.iter().map(|r| format!("{} {}", escape(&r.run_id), r.state)).collect();
         html.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&dag.dag_id),
@@ -102,6 +119,9 @@ async fn render_index(store: &Store) -> Result<String, crate::store::StoreError>
 mod tests {
     #[test]
     fn escapes_markup() {
-        assert_eq!(super::escape("<script>\"x\"&'y'"), "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;");
+        assert_eq!(
+            super::escape("<script>\"x\"&'y'"),
+            "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;"
+        );
     }
 }

@@ -56,11 +56,14 @@ async fn prepare(worker: &Worker, claimed: &ClaimedTask) -> Result<Prepared, Job
         .await
         .map_err(|e| JobError::Failed(e.to_string()))?
         .ok_or_else(|| JobError::Config(format!("run {} no longer exists", claimed.run_pk)))?;
-    let dag = worker.versions.get(&run.dag_id, &run.version).await.map_err(|e| JobError::Config(e.to_string()))?;
-    let task =
-        dag.tasks.get(&claimed.task_id).cloned().ok_or_else(|| {
-            JobError::Config(format!("DAG version {} has no task `{}`", run.version, claimed.task_id))
-        })?;
+    let dag = worker
+        .versions
+        .get(&run.dag_id, &run.version)
+        .await
+        .map_err(|e| JobError::Config(e.to_string()))?;
+    let task = dag.tasks.get(&claimed.task_id).cloned().ok_or_else(|| {
+        JobError::Config(format!("DAG version {} has no task `{}`", run.version, claimed.task_id))
+    })?;
     let info = RunInfo {
         dag_id: &run.dag_id,
         run_id: &run.run_id,
@@ -78,7 +81,8 @@ async fn prepare(worker: &Worker, claimed: &ClaimedTask) -> Result<Prepared, Job
 
 async fn run_try(worker: &Worker, claimed: &ClaimedTask) -> TaskOutcome {
     let (log, lines) = LogSink::channel();
-    let flusher = tokio::spawn(flush_logs(worker.store.clone(), claimed.id, claimed.try_number, lines));
+    let flusher =
+        tokio::spawn(flush_logs(worker.store.clone(), claimed.id, claimed.try_number, lines));
     let (result, retry_delay) = match prepare(worker, claimed).await {
         Ok(prepared) => {
             let delay = prepared.task.retry_delay;
@@ -132,7 +136,10 @@ async fn run_job(
             Ok(joined) => joined,
             Err(_) => {
                 abort.abort();
-                return Err(JobError::Failed(format!("timed out after {}", humantime::format_duration(limit))));
+                return Err(JobError::Failed(format!(
+                    "timed out after {}",
+                    humantime::format_duration(limit)
+                )));
             }
         },
         None => job.await,

@@ -13,7 +13,12 @@ const MAX_BATCH: usize = 500;
 
 /// Writes lines from `rx` to the log of try `try_number` of task instance `ti_id` until every
 /// sender is dropped, then returns after the last write.
-pub(super) async fn flush_logs(store: Store, ti_id: i64, try_number: i64, mut rx: mpsc::UnboundedReceiver<LogLine>) {
+pub(super) async fn flush_logs(
+    store: Store,
+    ti_id: i64,
+    try_number: i64,
+    mut rx: mpsc::UnboundedReceiver<LogLine>,
+) {
     let mut batch = Vec::new();
     let mut open = true;
     while open {

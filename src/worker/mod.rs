@@ -68,10 +68,15 @@ impl Worker {
         loop {
             let free = worker.options.slots.saturating_sub(running.len());
             if free > 0 && !shutdown.is_requested() {
-                match worker.store.claim_tasks(&worker.id, &worker.options.queues, free, now_micros()).await {
+                match worker
+                    .store
+                    .claim_tasks(&worker.id, &worker.options.queues, free, now_micros())
+                    .await
+                {
                     Ok(tasks) => {
                         for task in tasks {
-                            let handle = running.spawn(execute::execute(worker.clone(), task.clone()));
+                            let handle =
+                                running.spawn(execute::execute(worker.clone(), task.clone()));
                             claimed.insert(handle.id(), task);
                         }
                     }
