@@ -74,46 +74,94 @@ impl Schedule {
 
     /// The first schedule point strictly after `t`.
     fn next_after(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
-        match self {
-            Schedule::Cron { cron, .. } => cron
-                .find_next_occurrence(&t.with_timezone(&tz), false)
-                .ok()
-                .map(|d| d.with_timezone(&Utc)),
-            Schedule::Once => None,
-        }
+        self.find(t, tz, Direction::Forward, false)
     }
 
     /// The first schedule point at or after `t`.
     fn next_at_or_after(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
-        match self {
-            Schedule::Cron { cron, .. } => cron
-                .find_next_occurrence(&t.with_timezone(&tz), true)
-                .ok()
-                .map(|d| d.with_timezone(&Utc)),
-            Schedule::Once => None,
-        }
+        self.find(t, tz, Direction::Forward, true)
     }
 
     /// The last schedule point at or before `t`.
     fn prev_at_or_before(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
-        match self {
-            Schedule::Cron { cron, .. } => cron
-                .find_previous_occurrence(&t.with_timezone(&tz), true)
-                .ok()
-                .map(|d| d.with_timezone(&Utc)),
-            Schedule::Once => None,
-        }
+        self.find(t, tz, Direction::Backward, true)
     }
 
     /// The last schedule point strictly before `t`.
     fn prev_before(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
-        match self {
-            Schedule::Cron { cron, .. } => cron
-                .find_previous_occurrence(&t.with_timezone(&tz), false)
-                .ok()
-                .map(|d| d.with_timezone(&Utc)),
-            Schedule::Once => None,
+        self.find(t, tz, Direction::Backward, false)
+    }
+
+    /// Finds the nearest schedule point from `t` in `direction`.
+    ///
+    /// Cron fields are wall-clock times in `tz`, as in Vixie cron: a time that a DST change
+    /// skips fires at the first instant after the gap, and a time that a DST change repeats
+    /// fires at each real instant (so an hourly job runs every hour, a daily one once a day
+    /// unless its time falls in the repeated hour). The wall-clock search starts two hours
+    /// before (or after) `t` so that a repeated hour is never overlooked.
+    fn find(
+        &self,
+        t: DateTime<Utc>,
+        tz: Tz,
+        direction: Direction,
+        inclusive: bool,
+    ) -> Option<DateTime<Utc>> {
+        let Schedule::Cron { cron, .. } = self else { return None };
+        let margin = chrono::Duration::hours(2);
+        let local = t.with_timezone(&tz).naive_local();
+        let mut cursor = match direction {
+            Direction::Forward => local - margin,
+            Direction::Backward => local + margin,
+        };
+        for _ in 0..10_000 {
+            let wall = match direction {
+                Direction::Forward => cron.find_next_occurrence(&cursor, false).ok()?,
+                Direction::Backward => cron.find_previous_occurrence(&cursor, false).ok()?,
+            };
+            let mut instants = wall_clock_instants(wall, tz);
+            if direction == Direction::Backward {
+                instants.reverse();
+            }
+            let hit = instants.into_iter().find(|at| match (direction, inclusive) {
+                (Direction::Forward, true) => *at >= t,
+                (Direction::Forward, false) => *at > t,
+                (Direction::Backward, true) => *at <= t,
+                (Direction::Backward, false) => *at < t,
+            });
+            if hit.is_some() {
+                return hit;
+            }
+            cursor = wall;
         }
+        None
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Forward,
+    Backward,
+}
+
+/// The real instants of a wall-clock time in `tz`: one, two (repeated by a DST change, in
+/// order) or, for a time skipped by a DST change, the first instant after the gap.
+fn wall_clock_instants(wall: chrono::NaiveDateTime, tz: Tz) -> Vec<DateTime<Utc>> {
+    match tz.from_local_datetime(&wall) {
+        chrono::LocalResult::Single(at) => vec![at.with_timezone(&Utc)],
+        chrono::LocalResult::Ambiguous(first, second) => {
+            vec![first.with_timezone(&Utc), second.with_timezone(&Utc)]
+        }
+        chrono::LocalResult::None => (1..=24 * 60)
+            .find_map(|minutes| {
+                tz.from_local_datetime(&(wall + chrono::Duration::minutes(minutes))).earliest()
+            })
+            .map(|at| {
+                let at = at.with_timezone(&Utc);
+                // Back up from the first valid whole minute to the exact end of the gap.
+                at - chrono::Duration::seconds(at.timestamp().rem_euclid(60))
+            })
+            .into_iter()
+            .collect(),
     }
 }
 
@@ -299,10 +347,38 @@ mod tests {
         assert_eq!(first.start, utc("2024-03-29T01:00:00Z"));
         let second = tt.next_interval(Some(first), utc("2024-04-10T00:00:00Z")).unwrap();
         let third = tt.next_interval(Some(second), utc("2024-04-10T00:00:00Z")).unwrap();
-        // ...and 00:00 UTC after the switch to CEST on 31 March; 02:00 does not exist that day.
+        // 02:00 does not exist on 31 March (clocks jump to 03:00 CEST = 01:00 UTC): the run
+        // fires as the gap ends, then 02:00 CEST (00:00 UTC) from the next day on.
         assert_eq!(third.start, utc("2024-03-31T01:00:00Z"));
         let fourth = tt.next_interval(Some(third), utc("2024-04-10T00:00:00Z")).unwrap();
         assert_eq!(fourth.start, utc("2024-04-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn hourly_cron_runs_every_real_hour_when_clocks_go_back() {
+        let schedule = Schedule::parse("30 * * * *").unwrap();
+        let tt = Timetable {
+            schedule: &schedule,
+            timezone: chrono_tz::Europe::Paris,
+            start_date: Some(utc("2024-10-26T23:00:00Z")),
+            end_date: None,
+            catchup: true,
+        };
+        let mut last = None;
+        let mut starts = Vec::new();
+        for _ in 0..4 {
+            let next = tt.next_interval(last, utc("2024-11-01T00:00:00Z")).unwrap();
+            starts.push(next.start);
+            last = Some(next);
+        }
+        // 02:30 Paris happens twice on 27 October 2024: 00:30 UTC (CEST) and 01:30 UTC (CET).
+        let expected = [
+            "2024-10-26T23:30:00Z",
+            "2024-10-27T00:30:00Z",
+            "2024-10-27T01:30:00Z",
+            "2024-10-27T02:30:00Z",
+        ];
+        assert_eq!(starts, expected.map(utc));
     }
 
     #[test]

@@ -151,6 +151,14 @@ impl Store {
             locking: true,
             no_tx: false,
         };
+        // Postgres: sqlx takes an advisory lock. SQLite has none, so lock a file beside the
+        // database; processes on other machines cannot share a SQLite file anyway.
+        let _guard = match self.backend {
+            Backend::Sqlite => {
+                Some(lock_file(&format!("{}-migrate.lock", sqlite_path(&self.url))).await?)
+            }
+            Backend::Postgres => None,
+        };
         migrator.run(&self.pool).await?;
         Ok(())
     }
@@ -171,12 +179,35 @@ impl Store {
     }
 }
 
-fn create_parent_dir(url: &str) {
+/// The file path inside a `sqlite://path?options` URL.
+fn sqlite_path(url: &str) -> &str {
     let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-    let path = path.split('?').next().unwrap_or_default();
-    if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+    path.split('?').next().unwrap_or_default()
+}
+
+fn create_parent_dir(url: &str) {
+    if let Some(parent) = Path::new(sqlite_path(url)).parent().filter(|p| !p.as_os_str().is_empty())
+    {
         let _ = std::fs::create_dir_all(parent);
     }
+}
+
+/// Takes an exclusive advisory lock on `path`, held until the returned file is dropped.
+async fn lock_file(path: &str) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = path.to_string();
+    let locked = tokio::task::spawn_blocking(move || {
+        let file =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+        // SAFETY: flock on a file descriptor we own; blocks until the lock is granted.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(file)
+    })
+    .await
+    .map_err(|e| StoreError::Corrupt(format!("migration lock task failed: {e}")))?;
+    locked.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))
 }
 
 /// `$start, $start+1, …` for `count` values: the placeholders of an `IN (…)` list.

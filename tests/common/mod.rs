@@ -1,0 +1,188 @@
+//! Shared test support: isolated databases (SQLite file, Postgres schema) and an in-process
+//! scheduler + worker harness.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lakeward::dag::{compile, Dag};
+use lakeward::jobs::Registry;
+use lakeward::runtime::{shutdown_channel, ShutdownTrigger};
+use lakeward::scheduler::trigger::{create_run, RunRequest};
+use lakeward::scheduler::{Scheduler, SchedulerOptions};
+use lakeward::store::{DagRecord, RunRow, Store, TaskInstanceRow};
+use lakeward::time::now_micros;
+use lakeward::versions::DagVersions;
+use lakeward::worker::{Worker, WorkerOptions};
+use sqlx::Connection;
+
+/// Environment variable naming the Postgres server for tests, e.g. `postgres://postgres@127.0.0.1/test`.
+pub const POSTGRES_URL_VAR: &str = "LAKEWARD_TEST_POSTGRES_URL";
+
+/// An isolated database; dropping it removes a SQLite file (Postgres schemas are dropped by `.ci/run`).
+pub struct TestDb {
+    pub backend: &'static str,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn sqlite() -> TestDb {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("lakeward.db").display());
+    TestDb { backend: "sqlite", url, _dir: Some(dir) }
+}
+
+/// A fresh schema on the test Postgres server. `None` (skip) only outside CI: with `CI=true` a
+/// missing or unreachable server fails the test.
+pub async fn postgres() -> Option<TestDb> {
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let Ok(base) = std::env::var(POSTGRES_URL_VAR) else {
+        assert!(!in_ci, "{POSTGRES_URL_VAR} must be set when CI=true");
+        eprintln!("skipping the Postgres half of this test: {POSTGRES_URL_VAR} is not set");
+        return None;
+    };
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let schema = format!(
+        "lw_test_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        now_micros() % 1_000_000
+    );
+    match sqlx::PgConnection::connect(&base).await {
+        Ok(mut conn) => {
+            sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut conn).await.unwrap();
+        }
+        Err(e) => {
+            assert!(!in_ci, "Postgres at {base} is unreachable: {e}");
+            eprintln!("skipping the Postgres half of this test: {e}");
+            return None;
+        }
+    }
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{separator}options[search_path]={schema}");
+    Some(TestDb { backend: "postgres", url, _dir: None })
+}
+
+/// SQLite always, plus Postgres when available.
+pub async fn databases() -> Vec<TestDb> {
+    let mut dbs = vec![sqlite()];
+    dbs.extend(postgres().await);
+    dbs
+}
+
+pub fn dag(source: &str) -> Arc<Dag> {
+    match compile("test.toml", source, "test_dag", &Registry::builtin()) {
+        Ok(dag) => Arc::new(dag),
+        Err(diagnostics) => panic!("test DAG does not compile: {diagnostics:#?}"),
+    }
+}
+
+/// A scheduler and a worker running in this process against one database.
+pub struct Harness {
+    pub store: Store,
+    pub versions: Arc<DagVersions>,
+    stop: ShutdownTrigger,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    listen: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub struct HarnessOptions {
+    pub dags_folder: Option<PathBuf>,
+    pub slots: usize,
+    pub heartbeat_timeout: Duration,
+}
+
+impl Default for HarnessOptions {
+    fn default() -> Self {
+        HarnessOptions { dags_folder: None, slots: 8, heartbeat_timeout: Duration::from_secs(60) }
+    }
+}
+
+impl Harness {
+    pub async fn start(db: &TestDb) -> Harness {
+        Harness::start_with(db, HarnessOptions::default()).await
+    }
+
+    pub async fn start_with(db: &TestDb, options: HarnessOptions) -> Harness {
+        let store = Store::open(&db.url).await.unwrap();
+        let versions = Arc::new(DagVersions::new(store.clone(), Registry::builtin()));
+        let (stop, shutdown) = shutdown_channel();
+        let scheduler = Scheduler::new(
+            store.clone(),
+            versions.clone(),
+            SchedulerOptions {
+                create_scheduled_runs: options.dags_folder.is_some(),
+                dags_folder: options.dags_folder,
+                poll_interval: Duration::from_millis(100),
+                dag_refresh_interval: Duration::from_millis(200),
+                heartbeat_timeout: options.heartbeat_timeout,
+            },
+        );
+        let worker = Worker::new(
+            store.clone(),
+            versions.clone(),
+            WorkerOptions {
+                slots: options.slots,
+                queues: vec!["default".into()],
+                heartbeat_interval: Duration::from_millis(200),
+                poll_interval: Duration::from_millis(100),
+            },
+        );
+        let tasks =
+            vec![tokio::spawn(scheduler.run(shutdown.clone())), tokio::spawn(worker.run(shutdown))];
+        let listen = store.listen();
+        Harness { store, versions, stop, tasks, listen }
+    }
+
+    /// Registers `dag` and triggers a manual run of it.
+    pub async fn trigger(&self, dag: &Arc<Dag>, request: RunRequest) -> RunRow {
+        self.store.register_dag(&DagRecord::from(dag.as_ref()), now_micros()).await.unwrap();
+        self.versions.insert(dag.clone());
+        create_run(&self.store, dag, request).await.unwrap()
+    }
+
+    /// Waits until the run has finished (at most `limit`).
+    pub async fn wait(&self, run: &RunRow, limit: Duration) -> RunRow {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let current = self.store.get_run_by_pk(run.pk).await.unwrap().unwrap();
+            if current.state.is_finished() {
+                return current;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "run {} still {} after {limit:?}",
+                run.run_id,
+                current.state
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub async fn tasks(&self, run: &RunRow) -> Vec<TaskInstanceRow> {
+        self.store.tasks_of_runs(&[run.pk]).await.unwrap()
+    }
+
+    pub async fn log_text(&self, ti: &TaskInstanceRow) -> String {
+        let lines = self.store.read_logs(ti.id, None, 0, 10_000).await.unwrap();
+        lines.iter().map(|l| format!("{}\n", l.line)).collect()
+    }
+
+    pub async fn stop(self) {
+        self.stop.trigger();
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        if let Some(listen) = self.listen {
+            listen.abort();
+        }
+        self.store.close().await;
+    }
+}
+
+pub fn manual(params: serde_json::Value) -> RunRequest {
+    let params = params.as_object().cloned().unwrap_or_default();
+    RunRequest::manual(chrono::Utc::now(), params)
+}

@@ -1,0 +1,301 @@
+//! Scheduler and workers together, against SQLite and the real Postgres: dependency order,
+//! failure propagation, templates, retries, timeouts, dead workers and DAG folder reloads.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{dag, manual, Harness, HarnessOptions};
+use lakeward::scheduler::trigger::RunRequest;
+use lakeward::store::{RunState, TaskInstanceRow, TaskState};
+use lakeward::time::now_micros;
+use serde_json::json;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn by_task(tis: Vec<TaskInstanceRow>) -> HashMap<String, TaskInstanceRow> {
+    tis.into_iter().map(|t| (t.task_id.clone(), t)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diamond_runs_in_dependency_order() {
+    let diamond = dag(r#"
+        [tasks.a]
+        kind = "shell"
+        command = "sleep 0.05"
+        [tasks.b]
+        kind = "shell"
+        command = "sleep 0.05"
+        depends_on = ["a"]
+        [tasks.c]
+        kind = "noop"
+        depends_on = ["a"]
+        [tasks.d]
+        kind = "noop"
+        depends_on = ["b", "c"]
+    "#);
+    for db in common::databases().await {
+        let h = Harness::start(&db).await;
+        let run = h.trigger(&diamond, manual(json!({}))).await;
+        let done = h.wait(&run, LIMIT).await;
+        assert_eq!(done.state, RunState::Success, "{}", db.backend);
+        let tis = by_task(h.tasks(&run).await);
+        for (task, ups) in [("b", &["a"][..]), ("c", &["a"]), ("d", &["b", "c"])] {
+            for up in ups {
+                assert!(
+                    tis[task].started_at.unwrap() >= tis[*up].ended_at.unwrap(),
+                    "{}: {task} started before {up} ended",
+                    db.backend
+                );
+            }
+        }
+        assert!(tis.values().all(|t| t.state == TaskState::Success && t.try_number == 1));
+        h.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_propagates_downstream_per_trigger_rule() {
+    let failing = dag(r#"
+        [tasks.extract]
+        kind = "shell"
+        command = "echo about to fail; exit 3"
+        [tasks.transform]
+        kind = "noop"
+        depends_on = ["extract"]
+        [tasks.load]
+        kind = "noop"
+        depends_on = ["transform"]
+        [tasks.cleanup]
+        kind = "noop"
+        depends_on = ["extract"]
+        trigger_rule = "all_done"
+        [tasks.alert]
+        kind = "noop"
+        depends_on = ["extract"]
+        trigger_rule = "one_failed"
+        [tasks.celebrate]
+        kind = "noop"
+        depends_on = ["cleanup"]
+        trigger_rule = "one_failed"
+    "#);
+    for db in common::databases().await {
+        let h = Harness::start(&db).await;
+        let run = h.trigger(&failing, manual(json!({}))).await;
+        assert_eq!(h.wait(&run, LIMIT).await.state, RunState::Failed, "{}", db.backend);
+        let tis = by_task(h.tasks(&run).await);
+        let state = |t: &str| tis[t].state;
+        assert_eq!(state("extract"), TaskState::Failed);
+        assert_eq!(tis["extract"].exit_code, Some(3));
+        assert_eq!(state("transform"), TaskState::UpstreamFailed);
+        assert_eq!(state("load"), TaskState::UpstreamFailed);
+        assert_eq!(state("cleanup"), TaskState::Success);
+        assert_eq!(state("alert"), TaskState::Success);
+        assert_eq!(state("celebrate"), TaskState::Skipped);
+        let log = h.log_text(&tis["extract"]).await;
+        assert!(
+            log.contains("about to fail\n") && log.contains("command exited with code 3"),
+            "{log}"
+        );
+        h.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_see_the_run_dates_and_params() {
+    let templated = dag(r#"
+        schedule = "0 2 * * *"
+        timezone = "Europe/Paris"
+        [params]
+        orders = { type = "integer", default = 5000 }
+        region = { type = "string", default = "eu" }
+        [tasks.show]
+        kind = "shell"
+        command = "echo {{ ds }} {{ ds_nodash }} {{ params.orders }} {{ dag.id }} {{ task.id }} {{ run_id }}; echo $START $REGION"
+        env = { START = "{{ data_interval_start }}", REGION = "{{ params.region }}" }
+    "#);
+    for db in common::databases().await {
+        let h = Harness::start(&db).await;
+        let logical =
+            lakeward::schedule::parse_date("2024-03-01", chrono_tz::Europe::Paris).unwrap();
+        let params = json!({"orders": 42}).as_object().cloned().unwrap();
+        let run = h.trigger(&templated, RunRequest::manual(logical, params)).await;
+        assert_eq!(h.wait(&run, LIMIT).await.state, RunState::Success, "{}", db.backend);
+        let tis = h.tasks(&run).await;
+        assert_eq!(
+            h.log_text(&tis[0]).await,
+            "2024-03-01 20240301 42 test_dag show manual__2024-02-29T23:00:00Z\n\
+             2024-03-01T00:00:00+01:00 eu\n"
+        );
+        assert_eq!(run.params, *json!({"orders": 42, "region": "eu"}).as_object().unwrap());
+        h.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_try_is_retried_and_each_try_keeps_its_log() {
+    for db in common::databases().await {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("marker");
+        let flaky = dag(&format!(
+            r#"
+            [tasks.flaky]
+            kind = "shell"
+            retries = 2
+            retry_delay = "0s"
+            command = "if [ -f {m} ]; then echo second time lucky; else touch {m}; echo first try fails; exit 1; fi"
+            "#,
+            m = marker.display()
+        ));
+        let h = Harness::start(&db).await;
+        let run = h.trigger(&flaky, manual(json!({}))).await;
+        assert_eq!(h.wait(&run, LIMIT).await.state, RunState::Success, "{}", db.backend);
+        let ti = h.tasks(&run).await.remove(0);
+        assert_eq!((ti.state, ti.try_number, ti.max_tries), (TaskState::Success, 2, 3));
+        let first = h.store.read_logs(ti.id, Some(1), 0, 100).await.unwrap();
+        let second = h.store.read_logs(ti.id, Some(2), 0, 100).await.unwrap();
+        assert_eq!(first[0].line, "first try fails");
+        assert_eq!(
+            second.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(),
+            ["second time lucky"]
+        );
+        h.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_kills_the_whole_command() {
+    for db in common::databases().await {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let slow = dag(&format!(
+            r#"
+            [tasks.slow]
+            kind = "shell"
+            timeout = "300ms"
+            command = "sleep 30 & echo $! > {}; wait"
+            "#,
+            pid_file.display()
+        ));
+        let h = Harness::start(&db).await;
+        let started = std::time::Instant::now();
+        let run = h.trigger(&slow, manual(json!({}))).await;
+        assert_eq!(h.wait(&run, LIMIT).await.state, RunState::Failed, "{}", db.backend);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let ti = h.tasks(&run).await.remove(0);
+        assert!(
+            ti.error.as_deref().unwrap_or_default().starts_with("timed out after 300ms"),
+            "{ti:?}"
+        );
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap_or_default();
+        assert!(
+            status.is_empty() || status.contains("State:\tZ"),
+            "the backgrounded sleep survived its task: {status}"
+        );
+        h.stop().await;
+    }
+}
+
+/// A worker that claimed a task and went silent: after the heartbeat timeout the try is failed
+/// and the task is retried by a live worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_worker_s_task_is_retried_elsewhere() {
+    let one = dag(r#"
+        [tasks.only]
+        kind = "shell"
+        command = "echo ran by a live worker"
+        retries = 1
+        retry_delay = "0s"
+    "#);
+    for db in common::databases().await {
+        // Claim the task as a "ghost" worker before the real worker exists.
+        let store = lakeward::store::Store::open(&db.url).await.unwrap();
+        let versions = lakeward::versions::DagVersions::new(
+            store.clone(),
+            lakeward::jobs::Registry::builtin(),
+        );
+        store.register_dag(&(&*one).into(), now_micros()).await.unwrap();
+        versions.insert(one.clone());
+        let run = lakeward::scheduler::trigger::create_run(&store, &one, manual(json!({})))
+            .await
+            .unwrap();
+        let ti = store.tasks_of_runs(&[run.pk]).await.unwrap().remove(0);
+        store
+            .set_run_state(run.pk, RunState::Queued, RunState::Running, now_micros())
+            .await
+            .unwrap();
+        store.queue_tasks(&[ti.id], now_micros()).await.unwrap();
+        let ghost = store.claim_tasks("ghost", &["default".into()], 1, now_micros()).await.unwrap();
+        assert_eq!(ghost.len(), 1);
+
+        let options =
+            HarnessOptions { heartbeat_timeout: Duration::from_millis(500), ..Default::default() };
+        let h = Harness::start_with(&db, options).await;
+        assert_eq!(h.wait(&run, LIMIT).await.state, RunState::Success, "{}", db.backend);
+        let ti = h.tasks(&run).await.remove(0);
+        assert_eq!((ti.state, ti.try_number), (TaskState::Success, 2));
+        let first = h.store.read_logs(ti.id, Some(1), 0, 10).await.unwrap();
+        assert!(first[0].line.contains("worker ghost stopped heartbeating"), "{first:?}");
+        h.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dag_folder_changes_take_effect_while_running() {
+    for db in common::databases().await {
+        let folder = tempfile::tempdir().unwrap();
+        let file = folder.path().join("hello.toml");
+        let write = |text: &str| std::fs::write(&file, text).unwrap();
+        write("schedule = \"@once\"\nstart_date = \"2024-01-01\"\n[tasks.hi]\nkind = \"noop\"\n");
+        let options =
+            HarnessOptions { dags_folder: Some(folder.path().to_path_buf()), ..Default::default() };
+        let h = Harness::start_with(&db, options).await;
+        eventually(&h.store, db.backend, "hello ran once").await;
+        write("[tasks.hi]\nkind = \"noop\"\n[tasks.there]\nkind = \"noop\"\n");
+        eventually(&h.store, db.backend, "hello has a new version").await;
+        write("[tasks.hi]\nkind = \"nope\"\n");
+        eventually(&h.store, db.backend, "hello.toml has an import error").await;
+        std::fs::remove_file(&file).unwrap();
+        eventually(&h.store, db.backend, "hello is inactive").await;
+        h.stop().await;
+    }
+}
+
+/// Waits up to five seconds for `what` to hold.
+async fn eventually(store: &lakeward::store::Store, backend: &str, what: &str) {
+    for _ in 0..200 {
+        if what_holds(store, what).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{backend}: `{what}` never became true");
+}
+
+async fn what_holds(store: &lakeward::store::Store, what: &str) -> bool {
+    let dag = store.get_dag("hello").await.unwrap();
+    match what {
+        "hello ran once" => {
+            let runs = store.list_runs("hello", 10, 0).await.unwrap();
+            runs.len() == 1 && runs[0].state == RunState::Success
+        }
+        "hello has a new version" => dag.is_some_and(|d| {
+            d.version
+                == lakeward::dag::compile::version_of(
+                    "[tasks.hi]\nkind = \"noop\"\n[tasks.there]\nkind = \"noop\"\n",
+                )
+        }),
+        "hello.toml has an import error" => store
+            .import_errors()
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.message.contains("unknown task kind `nope`")),
+        "hello is inactive" => dag.is_some_and(|d| !d.is_active),
+        _ => unreachable!(),
+    }
+}

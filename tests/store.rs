@@ -1,0 +1,198 @@
+//! The store against SQLite and the real Postgres: uniqueness, atomic claims, guarded results,
+//! logs, DAG sync and concurrent migration.
+
+mod common;
+
+use std::collections::HashSet;
+
+use lakeward::store::{DagRecord, NewRun, RunType, Store, TaskOutcome, TaskState};
+use lakeward::time::now_micros;
+
+fn new_run(dag_id: &str, logical_date: i64, tasks: usize) -> NewRun {
+    NewRun {
+        dag_id: dag_id.into(),
+        run_id: format!("manual__{logical_date}"),
+        version: "v1".into(),
+        run_type: RunType::Manual,
+        logical_date,
+        interval_start: logical_date,
+        interval_end: logical_date,
+        params: Default::default(),
+        tasks: (0..tasks).map(|i| (format!("t{i}"), "default".to_string(), 2)).collect(),
+    }
+}
+
+async fn queue_all(store: &Store, run_pk: i64) -> Vec<i64> {
+    let ids: Vec<i64> =
+        store.tasks_of_runs(&[run_pk]).await.unwrap().iter().map(|t| t.id).collect();
+    assert_eq!(store.queue_tasks(&ids, now_micros()).await.unwrap(), ids.len() as u64);
+    ids
+}
+
+#[tokio::test]
+async fn one_run_per_dag_and_logical_date() {
+    for db in common::databases().await {
+        let store = Store::open(&db.url).await.unwrap();
+        let first = store.create_run(&new_run("etl", 1_000, 3), now_micros()).await.unwrap();
+        assert!(first.is_some(), "{}", db.backend);
+        let mut again = new_run("etl", 1_000, 3);
+        again.run_id = "another_id".into();
+        assert_eq!(store.create_run(&again, now_micros()).await.unwrap(), None, "{}", db.backend);
+        assert!(store
+            .create_run(&new_run("other", 1_000, 1), now_micros())
+            .await
+            .unwrap()
+            .is_some());
+        let tis = store.tasks_of_runs(&[first.unwrap()]).await.unwrap();
+        assert_eq!(tis.len(), 3);
+        assert!(tis.iter().all(|t| t.state == TaskState::Scheduled && t.try_number == 0));
+    }
+}
+
+/// Several workers, each with its own connection pool, race to claim one queue: every task
+/// instance must be claimed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_workers_never_claim_the_same_task_twice() {
+    const TASKS: usize = 400;
+    const WORKERS: usize = 6;
+    for db in common::databases().await {
+        let store = Store::open(&db.url).await.unwrap();
+        let run =
+            store.create_run(&new_run("race", 1, TASKS), now_micros()).await.unwrap().unwrap();
+        let queued = queue_all(&store, run).await;
+        let mut claimers = Vec::new();
+        for w in 0..WORKERS {
+            let url = db.url.clone();
+            claimers.push(tokio::spawn(async move {
+                let store = Store::connect(&url).await.unwrap();
+                let worker = format!("worker-{w}");
+                let mut mine = Vec::new();
+                loop {
+                    let queues = ["default".to_string()];
+                    let claimed =
+                        store.claim_tasks(&worker, &queues, 7, now_micros()).await.unwrap();
+                    if claimed.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(claimed.iter().map(|c| (c.id, c.try_number)));
+                }
+            }));
+        }
+        let mut all = Vec::new();
+        for claimer in claimers {
+            all.extend(claimer.await.unwrap());
+        }
+        let distinct: HashSet<i64> = all.iter().map(|(id, _)| *id).collect();
+        assert_eq!(all.len(), TASKS, "{}: claims {} for {TASKS} tasks", db.backend, all.len());
+        assert_eq!(distinct, queued.into_iter().collect(), "{}", db.backend);
+        assert!(all.iter().all(|(_, try_number)| *try_number == 1));
+        let tis = store.tasks_of_runs(&[run]).await.unwrap();
+        assert!(tis.iter().all(|t| t.state == TaskState::Running && t.worker_id.is_some()));
+    }
+}
+
+/// A worker presumed dead comes back with a result for an old try: it must be discarded.
+#[tokio::test]
+async fn late_result_of_an_abandoned_try_is_discarded() {
+    for db in common::databases().await {
+        let store = Store::open(&db.url).await.unwrap();
+        let run = store.create_run(&new_run("late", 1, 1), now_micros()).await.unwrap().unwrap();
+        queue_all(&store, run).await;
+        let queues = ["default".to_string()];
+        let old = store.claim_tasks("a", &queues, 1, 1_000).await.unwrap().remove(0);
+
+        // Worker a goes silent; the scheduler fails its try and the retry is claimed by b.
+        let stale = store.stale_tasks(2_000).await.unwrap();
+        assert_eq!(stale.len(), 1);
+        let retry = TaskOutcome::failure(
+            1,
+            2,
+            Some(std::time::Duration::ZERO),
+            "silent".into(),
+            None,
+            2_000,
+        );
+        assert!(store.fail_stale_task(&stale[0], &retry, 2_000, 2_000).await.unwrap());
+        assert_eq!(store.requeue_due_retries(3_000).await.unwrap(), 1);
+        let new = store.claim_tasks("b", &queues, 1, 3_000).await.unwrap().remove(0);
+        assert_eq!(new.try_number, 2);
+
+        let late = TaskOutcome::success(Default::default());
+        assert!(!store.finish_task(&old, "a", &late, 4_000).await.unwrap(), "{}", db.backend);
+        let failed = TaskOutcome::failure(2, 2, None, "boom".into(), Some(3), 5_000);
+        assert!(store.finish_task(&new, "b", &failed, 5_000).await.unwrap());
+        let ti = store.get_task_instance(run, "t0").await.unwrap().unwrap();
+        assert_eq!((ti.state, ti.try_number, ti.exit_code), (TaskState::Failed, 2, Some(3)));
+        assert_eq!(ti.error.as_deref(), Some("boom"));
+    }
+}
+
+#[tokio::test]
+async fn logs_are_kept_per_try_and_read_incrementally() {
+    use lakeward::jobs::{LogLine, Stream};
+    for db in common::databases().await {
+        let store = Store::open(&db.url).await.unwrap();
+        let run = store.create_run(&new_run("logs", 1, 1), now_micros()).await.unwrap().unwrap();
+        let ti = store.tasks_of_runs(&[run]).await.unwrap()[0].id;
+        let line = |text: &str| LogLine { at: 1, stream: Stream::Stdout, text: text.into() };
+        let many: Vec<LogLine> = (0..450).map(|i| line(&format!("line {i}"))).collect();
+        store.append_logs(ti, 1, &many).await.unwrap();
+        store.append_logs(ti, 2, &[line("second try")]).await.unwrap();
+
+        let first = store.read_logs(ti, Some(1), 0, 1000).await.unwrap();
+        assert_eq!(first.len(), 450);
+        assert_eq!(first[449].line, "line 449");
+        let after = store.read_logs(ti, Some(1), first[99].id, 10).await.unwrap();
+        assert_eq!(after[0].line, "line 100");
+        let second = store.read_logs(ti, Some(2), 0, 1000).await.unwrap();
+        assert_eq!(second.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(), vec!["second try"]);
+        assert_eq!(store.read_logs(ti, None, 0, 1000).await.unwrap().len(), 451);
+    }
+}
+
+#[tokio::test]
+async fn dag_sync_tracks_files_import_errors_and_keeps_pauses() {
+    for db in common::databases().await {
+        let store = Store::open(&db.url).await.unwrap();
+        let record = |id: &str, version: &str| DagRecord {
+            dag_id: id.into(),
+            file_path: format!("dags/{id}.toml"),
+            version: version.into(),
+            source: format!("# {version}"),
+            description: None,
+            schedule: Some("@daily".into()),
+            tags: vec!["t".into()],
+        };
+        let errors =
+            vec![("dags/broken.toml".to_string(), "dags/broken.toml:1:1: oops".to_string())];
+        store.sync_dags(&[record("a", "v1"), record("b", "v1")], &errors, 1).await.unwrap();
+        assert!(store.set_paused("a", true).await.unwrap());
+        assert!(!store.set_paused("missing", true).await.unwrap());
+
+        store.sync_dags(&[record("a", "v2")], &[], 2).await.unwrap();
+        let dags = store.list_dags().await.unwrap();
+        let a = dags.iter().find(|d| d.dag_id == "a").unwrap();
+        let b = dags.iter().find(|d| d.dag_id == "b").unwrap();
+        assert!(a.is_paused && a.is_active && a.version == "v2" && a.tags == vec!["t"]);
+        assert!(!b.is_active, "{}: b's file is gone", db.backend);
+        assert!(store.import_errors().await.unwrap().is_empty());
+        // Old versions stay readable for the runs that use them.
+        assert_eq!(store.dag_source("a", "v1").await.unwrap().unwrap().1, "# v1");
+    }
+}
+
+/// Many processes starting at once against one Postgres: migrations run once, nobody fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_start_ups_migrate_once() {
+    for db in common::databases().await {
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let url = db.url.clone();
+                tokio::spawn(async move { Store::open(&url).await })
+            })
+            .collect();
+        for open in opens {
+            open.await.unwrap().unwrap_or_else(|e| panic!("{}: {e}", db.backend));
+        }
+    }
+}
