@@ -33,6 +33,12 @@ pub(super) fn redact(url: &str) -> String {
     }
 }
 
+/// Prints a status line; a closed stdout must not bring a server down.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
 fn web_state(c: &Components) -> AppState {
     AppState { store: c.store.clone(), scheduler_timeout: c.config.scheduler.heartbeat_timeout }
 }
@@ -49,14 +55,14 @@ pub async fn standalone(config: Config) -> anyhow::Result<ExitCode> {
     let scheduler = tokio::spawn(c.scheduler().run(shutdown.clone()));
     let worker = tokio::spawn(c.worker().run(shutdown.clone()));
     let server = tokio::spawn(web::serve(listener, web_state(&c), shutdown));
-    println!(
+    say(&format!(
         "lakeward standalone ready in {} ms: UI on http://{address}/ (DAGs from {}, database {})",
         started.elapsed().as_millis(),
         c.config.dags_folder.display(),
         redact(&c.config.database_url()),
-    );
+    ));
     termination_signal().await;
-    println!("shutting down");
+    say("shutting down");
     stop.trigger();
     let _ = tokio::join!(scheduler, worker, server);
     if let Some(listen) = listen {
@@ -109,7 +115,7 @@ pub async fn web(config: Config) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(&c.config.web.bind)
         .await
         .with_context(|| format!("listening on {}", c.config.web.bind))?;
-    println!("lakeward web on http://{}/", listener.local_addr()?);
+    say(&format!("lakeward web on http://{}/", listener.local_addr()?));
     let (stop, shutdown) = shutdown_channel();
     let server = tokio::spawn(web::serve(listener, web_state(&c), shutdown));
     termination_signal().await;

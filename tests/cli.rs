@@ -1,0 +1,240 @@
+//! The `lakeward` binary end to end: validate, test, trigger, pause, runs, logs, standalone, and
+//! a scheduler and workers as separate processes sharing Postgres.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lakeward");
+
+/// A `lakeward` command with its own home (so its own SQLite database) and the repo's DAGs.
+fn lakeward(home: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env("LAKEWARD_HOME", home)
+        .env("LAKEWARD_DAGS_FOLDER", "dags")
+        .env_remove("LAKEWARD_DATABASE_URL")
+        .env_remove("LAKEWARD_CONFIG");
+    cmd
+}
+
+fn run(cmd: &mut Command) -> (bool, String) {
+    let Output { status, stdout, stderr } = cmd.output().expect("lakeward runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&stdout), String::from_utf8_lossy(&stderr));
+    (status.success(), text)
+}
+
+#[test]
+fn validate_accepts_the_examples_and_reports_every_error() {
+    let home = tempfile::tempdir().unwrap();
+    let (ok, out) = run(lakeward(home.path()).args(["dags", "validate"]));
+    assert!(ok, "{out}");
+    assert!(out.contains("ok     example (dags/example.toml, 5 tasks)"), "{out}");
+
+    let (ok, out) = run(lakeward(home.path()).args([
+        "dags",
+        "validate",
+        "tests/dag_errors/cycle.toml",
+        "tests/dag_errors/schedule_and_time.toml",
+        "dags",
+    ]));
+    assert!(!ok, "broken files must exit non-zero");
+    for expected in ["cycle", "schedule_and_time"] {
+        let lines =
+            std::fs::read_to_string(format!("tests/dag_errors/{expected}.expected")).unwrap();
+        for line in lines.lines() {
+            assert!(out.contains(&format!("error  {line}")), "missing `{line}` in:\n{out}");
+        }
+    }
+    assert!(out.contains("1 DAG(s) valid, 2 file(s) with 8 error(s)"), "{out}");
+}
+
+#[test]
+fn dags_test_runs_the_example_and_the_run_is_inspectable() {
+    let home = tempfile::tempdir().unwrap();
+    let (ok, out) = run(lakeward(home.path()).args([
+        "dags",
+        "test",
+        "example",
+        "--date",
+        "2024-03-01",
+        "--param",
+        "rows=7",
+    ]));
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("extracting 7 rows for 2024-03-01, run manual__2024-03-01T00:00:00Z"),
+        "{out}"
+    );
+    assert!(out.contains("run manual__2024-03-01T00:00:00Z: success"), "{out}");
+    let load = out.find("load ").unwrap();
+    assert!(out.find("clean ").unwrap() < load && out.find("enrich ").unwrap() < load);
+
+    let (ok, out) = run(lakeward(home.path()).args(["runs", "list", "example"]));
+    assert!(ok && out.contains("manual__2024-03-01T00:00:00Z") && out.contains("success"), "{out}");
+    let (ok, out) = run(lakeward(home.path()).args([
+        "tasks",
+        "logs",
+        "example",
+        "manual__2024-03-01T00:00:00Z",
+        "enrich",
+    ]));
+    assert!(
+        ok && out.contains("--- try 1 ---") && out.contains("enriching for region eu"),
+        "{out}"
+    );
+
+    // Running the same date again replaces the old run instead of failing on the duplicate.
+    let (ok, out) =
+        run(lakeward(home.path()).args(["dags", "test", "example", "--date", "2024-03-01"]));
+    assert!(ok && out.contains("replacing the existing run"), "{out}");
+}
+
+#[test]
+fn dags_test_exits_non_zero_when_the_run_fails_and_rejects_bad_params() {
+    let home = tempfile::tempdir().unwrap();
+    let dags = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dags.path().join("broken.toml"),
+        "[tasks.boom]\nkind = \"shell\"\ncommand = \"exit 4\"\n",
+    )
+    .unwrap();
+    let (ok, out) = run(lakeward(home.path())
+        .env("LAKEWARD_DAGS_FOLDER", dags.path())
+        .args(["dags", "test", "broken"]));
+    assert!(!ok, "{out}");
+    assert!(out.contains("command exited with code 4") && out.contains(": failed"), "{out}");
+
+    let (ok, out) =
+        run(lakeward(home.path()).args(["dags", "test", "example", "--param", "rows=many"]));
+    assert!(!ok && out.contains("--param `rows`: expected integer, got `many`"), "{out}");
+    let (ok, out) = run(lakeward(home.path()).args([
+        "dags",
+        "trigger",
+        "example",
+        "--conf",
+        "{\"rows\": \"x\"}",
+    ]));
+    assert!(!ok && out.contains("param `rows` must be of type integer"), "{out}");
+    let (ok, out) = run(lakeward(home.path()).args(["dags", "test", "nope"]));
+    assert!(!ok && out.contains("no DAG `nope`"), "{out}");
+}
+
+/// Sends SIGTERM and waits for a clean exit.
+fn terminate(mut child: Child) {
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    panic!("lakeward did not stop on SIGTERM");
+}
+
+fn http_get(address: &str, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn standalone_serves_schedules_and_runs_triggered_dags() {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = lakeward(home.path())
+        .arg("standalone")
+        .env("LAKEWARD_WEB_BIND", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first_line = String::new();
+    stdout.read_line(&mut first_line).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    assert!(first_line.starts_with("lakeward standalone ready in"), "{first_line}");
+    let address =
+        first_line.split("http://").nth(1).unwrap().split('/').next().unwrap().to_string();
+
+    // The example is @daily without catchup: the latest interval runs right away.
+    wait_for("the scheduled example run", Duration::from_secs(20), || {
+        let (_, out) = run(lakeward(home.path()).args(["runs", "list", "example"]));
+        out.contains("scheduled__") && out.contains("success")
+    });
+    let (ok, out) =
+        run(lakeward(home.path()).args(["dags", "trigger", "example", "--conf", "{\"rows\": 3}"]));
+    assert!(ok && out.contains("created run manual__"), "{out}");
+    let run_id = out.split_whitespace().nth(2).unwrap().to_string();
+    wait_for("the triggered run", Duration::from_secs(20), || {
+        let (_, out) = run(lakeward(home.path()).args(["runs", "list", "example"]));
+        out.lines().any(|l| l.starts_with(&run_id) && l.contains("success"))
+    });
+    let (_, logs) =
+        run(lakeward(home.path()).args(["tasks", "logs", "example", &run_id, "extract"]));
+    assert!(logs.contains("extracting 3 rows"), "{logs}");
+
+    let health = http_get(&address, "/health");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.contains("\"scheduler\":{\"latest_heartbeat\""), "{health}");
+    let page = http_get(&address, "/");
+    assert!(page.contains("<td>example</td>"), "{page}");
+
+    let (ok, out) = run(lakeward(home.path()).args(["dags", "pause", "example"]));
+    assert!(ok && out.contains("example paused"), "{out}");
+    let (ok, out) = run(lakeward(home.path()).args(["dags", "list"]));
+    assert!(ok && out.lines().any(|l| l.starts_with("example") && l.contains("yes")), "{out}");
+    terminate(child);
+}
+
+/// `lakeward scheduler` and two `lakeward worker` processes share one Postgres.
+#[test]
+fn scheduler_and_workers_as_separate_processes_on_postgres() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(db) = runtime.block_on(common::postgres()) else { return };
+    let home = tempfile::tempdir().unwrap();
+    let spawn = |args: &[&str]| {
+        lakeward(home.path())
+            .args(args)
+            .env("LAKEWARD_DATABASE_URL", &db.url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let scheduler = spawn(&["scheduler"]);
+    let workers = [spawn(&["worker", "--slots", "2"]), spawn(&["worker", "--slots", "2"])];
+    let (ok, out) = run(lakeward(home.path()).env("LAKEWARD_DATABASE_URL", &db.url).args([
+        "dags",
+        "trigger",
+        "example",
+        "--date",
+        "2024-05-01",
+    ]));
+    assert!(ok, "{out}");
+    wait_for("the run on Postgres", Duration::from_secs(30), || {
+        let (_, out) = run(lakeward(home.path())
+            .env("LAKEWARD_DATABASE_URL", &db.url)
+            .args(["runs", "list", "example"]));
+        out.lines().any(|l| l.starts_with("manual__2024-05-01") && l.contains("success"))
+    });
+    terminate(scheduler);
+    for worker in workers {
+        terminate(worker);
+    }
+}
