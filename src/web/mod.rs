@@ -22,7 +22,11 @@ pub struct AppState {
 
 /// The routes, separate from serving so tests can call them directly.
 pub fn app(state: AppState) -> Router {
-    Router::new().route("/", get(index)).route("/health", get(health)).with_state(state)
+    Router::new()
+        .route("/", get(index))
+        .route("/health", get(health))
+        .route("/static/lakeward.css", get(stylesheet))
+        .with_state(state)
 }
 
 /// Serves `app` on `listener` until shutdown.
@@ -50,6 +54,11 @@ fn escape(text: &str) -> String {
         }
     }
     out
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    const CSS: &str = include_str!("../../web/static/lakeward.css");
+    ([(axum::http::header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS)
 }
 
 async fn health(State(state): State<AppState>) -> Response {
@@ -90,8 +99,7 @@ async fn index(State(state): State<AppState>) -> Response {
 async fn render_index(store: &Store) -> Result<String, crate::store::StoreError> {
     let mut html = String::from(
         "<!doctype html><meta charset=utf-8><title>lakeward</title>\
-         <style>body{font-family:sans-serif;margin:2em}td,th{padding:.2em .8em;text-align:left}\
-         .error{color:#a00;white-space:pre}</style><h1>lakeward</h1>",
+         <link rel=stylesheet href=/static/lakeward.css><h1>lakeward</h1>",
     );
     for error in store.import_errors().await? {
         html.push_str(&format!("<p class=error>{}</p>", escape(&error.message)));
@@ -101,8 +109,12 @@ async fn render_index(store: &Store) -> Result<String, crate::store::StoreError>
     );
     for dag in store.list_dags().await?.into_iter().filter(|d| d.is_active) {
         let runs = store.list_runs(&dag.dag_id, 5, 0).await?;
-        let runs: Vec<String> =
-            runs.iter().map(|r| format!("{} {}", escape(&r.run_id), r.state)).collect();
+        let runs: Vec<String> = runs
+            .iter()
+            .map(|r| {
+                format!("<span class=state-{}>{} {}</span>", r.state, escape(&r.run_id), r.state)
+            })
+            .collect();
         html.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&dag.dag_id),
