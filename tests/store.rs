@@ -113,7 +113,7 @@ async fn late_result_of_an_abandoned_try_is_discarded() {
             2_000,
         );
         assert!(store.fail_stale_task(&stale[0], &retry, 2_000, 2_000).await.unwrap());
-        assert_eq!(store.requeue_due_retries(3_000).await.unwrap(), 1);
+        assert_eq!(store.requeue_retries(&[old.id], 3_000).await.unwrap(), 1);
         let new = store.claim_tasks("b", &queues, 1, 3_000).await.unwrap().remove(0);
         assert_eq!(new.try_number, 2);
 

@@ -24,7 +24,7 @@ use crate::jobs::Stream;
 use crate::runtime::{process_id, Shutdown};
 use crate::schedule::{DataInterval, Timetable};
 use crate::store::{
-    DagRecord, RunRow, RunState, RunType, Store, StoreError, TaskOutcome, TaskState,
+    DagRecord, RunRow, RunState, RunType, Store, StoreError, TaskOutcome, TaskState, TaskStateRow,
 };
 use crate::time::{from_micros, to_micros, Micros};
 use crate::versions::DagVersions;
@@ -68,6 +68,8 @@ pub struct Scheduler {
     paused: HashSet<String>,
     next_run_at: HashMap<String, Option<Micros>>,
     last_housekeeping: Option<Instant>,
+    /// When the earliest pending retry becomes due, so the loop wakes for it.
+    next_retry_at: Option<Micros>,
 }
 
 impl Scheduler {
@@ -82,6 +84,7 @@ impl Scheduler {
             paused: HashSet::new(),
             next_run_at: HashMap::new(),
             last_housekeeping: None,
+            next_retry_at: None,
         }
     }
 
@@ -93,9 +96,14 @@ impl Scheduler {
             if let Err(e) = self.tick(Utc::now()).await {
                 tracing::error!("scheduler pass failed, retrying: {e}");
             }
+            let until_retry = self.next_retry_at.map(|at| {
+                Duration::from_micros(u64::try_from(at - crate::time::now_micros()).unwrap_or(0))
+            });
+            let pause = until_retry
+                .map_or(self.options.poll_interval, |d| d.min(self.options.poll_interval));
             tokio::select! {
                 _ = waiter.wait() => {}
-                _ = tokio::time::sleep(self.options.poll_interval) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.wait() => break,
             }
         }
@@ -111,9 +119,7 @@ impl Scheduler {
             self.last_housekeeping = Some(Instant::now());
             self.housekeeping(now).await?;
         }
-        let micros = to_micros(now);
-        let mut queued = self.store.requeue_due_retries(micros).await?;
-        queued += self.advance_runs(micros).await?;
+        let queued = self.advance_runs(to_micros(now)).await?;
         if queued > 0 {
             self.store.wake_workers().await;
         }
@@ -269,7 +275,7 @@ impl Scheduler {
 
     /// Starts queued runs that fit `max_active_runs` and plans every running run.
     /// Returns how many task instances were queued.
-    async fn advance_runs(&self, now: Micros) -> Result<u64, StoreError> {
+    async fn advance_runs(&mut self, now: Micros) -> Result<u64, StoreError> {
         let runs = self.store.active_runs().await?;
         let mut active: HashMap<String, u32> = HashMap::new();
         for run in runs.iter().filter(|r| r.state == RunState::Running) {
@@ -306,14 +312,25 @@ impl Scheduler {
             return Ok(0);
         }
         let pks: Vec<i64> = running.iter().map(|(r, _)| r.pk).collect();
-        let mut by_run: BTreeMap<i64, Vec<crate::store::TaskInstanceRow>> = BTreeMap::new();
-        for ti in self.store.tasks_of_runs(&pks).await? {
+        let mut by_run: BTreeMap<i64, Vec<TaskStateRow>> = BTreeMap::new();
+        for ti in self.store.task_states_of_runs(&pks).await? {
             by_run.entry(ti.run_pk).or_default().push(ti);
         }
         let (mut to_queue, mut upstream_failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+        let mut retries = Vec::new();
+        self.next_retry_at = None;
         let mut finished = Vec::new();
         for (run, dag) in &running {
             let tis = by_run.remove(&run.pk).unwrap_or_default();
+            for ti in tis.iter().filter(|t| t.state == TaskState::UpForRetry) {
+                match ti.next_try_at {
+                    Some(at) if at > now => {
+                        self.next_retry_at =
+                            Some(self.next_retry_at.map_or(at, |next| next.min(at)));
+                    }
+                    _ => retries.push(ti.id),
+                }
+            }
             let states: HashMap<&str, TaskState> =
                 tis.iter().map(|t| (t.task_id.as_str(), t.state)).collect();
             let ids: HashMap<&str, i64> = tis.iter().map(|t| (t.task_id.as_str(), t.id)).collect();
@@ -328,7 +345,8 @@ impl Scheduler {
         }
         self.store.settle_tasks(&upstream_failed, TaskState::UpstreamFailed, now).await?;
         self.store.settle_tasks(&skipped, TaskState::Skipped, now).await?;
-        let queued = self.store.queue_tasks(&to_queue, now).await?;
+        let queued = self.store.queue_tasks(&to_queue, now).await?
+            + self.store.requeue_retries(&retries, now).await?;
         for (run, state) in finished {
             if self.store.set_run_state(run.pk, RunState::Running, state, now).await? {
                 tracing::info!(dag = %run.dag_id, run = %run.run_id, "run finished: {state}");

@@ -31,7 +31,7 @@ pub use logs::LogRow;
 pub use model::{RunRow, RunState, RunType, TaskInstanceRow, TaskState};
 pub use notify::{Waiter, Wakeups};
 pub use runs::NewRun;
-pub use tasks::{ClaimedTask, TaskOutcome};
+pub use tasks::{ClaimedTask, TaskOutcome, TaskStateRow};
 
 /// The queue tasks go to unless their DAG says otherwise.
 pub const DEFAULT_QUEUE: &str = "default";

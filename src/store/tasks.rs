@@ -22,6 +22,16 @@ pub struct ClaimedTask {
     pub max_tries: i64,
 }
 
+/// What the scheduler needs to know of a task instance to plan its run.
+#[derive(Debug, Clone)]
+pub struct TaskStateRow {
+    pub id: i64,
+    pub run_pk: i64,
+    pub task_id: String,
+    pub state: TaskState,
+    pub next_try_at: Option<Micros>,
+}
+
 /// How a try ended.
 #[derive(Debug, Clone)]
 pub struct TaskOutcome {
@@ -177,16 +187,35 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// `up_for_retry` → `queued` for tries whose retry delay has passed.
-    pub async fn requeue_due_retries(&self, now: Micros) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE task_instances SET state = 'queued', queued_at = $1 \
-             WHERE state = 'up_for_retry' AND next_try_at <= $1",
-        )
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+    /// `up_for_retry` → `queued` for the given ids (tries whose retry delay has passed).
+    pub async fn requeue_retries(&self, ids: &[i64], now: Micros) -> Result<u64> {
+        self.transition(ids, TaskState::UpForRetry, TaskState::Queued, "queued_at", now).await
+    }
+
+    /// The scheduler's lightweight view of the task instances of the given runs.
+    pub async fn task_states_of_runs(&self, run_pks: &[i64]) -> Result<Vec<TaskStateRow>> {
+        let mut out = Vec::new();
+        for chunk in run_pks.chunks(ID_CHUNK) {
+            let sql = format!(
+                "SELECT id, run_pk, task_id, state, next_try_at FROM task_instances \
+                 WHERE run_pk IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for pk in chunk {
+                query = query.bind(*pk);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                out.push(TaskStateRow {
+                    id: row.try_get("id")?,
+                    run_pk: row.try_get("run_pk")?,
+                    task_id: row.try_get("task_id")?,
+                    state: TaskState::parse(&row.try_get::<String, _>("state")?)?,
+                    next_try_at: row.try_get("next_try_at")?,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Running tries whose worker has not heartbeated since `cutoff`.

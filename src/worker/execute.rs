@@ -45,14 +45,13 @@ async fn record(worker: &Worker, task: &ClaimedTask, outcome: &TaskOutcome) {
 /// What a try needs before it can start.
 struct Prepared {
     task: Task,
-    run: RunRow,
+    run: Arc<RunRow>,
     config: toml::Table,
 }
 
 async fn prepare(worker: &Worker, claimed: &ClaimedTask) -> Result<Prepared, JobError> {
     let run = worker
-        .store
-        .get_run_by_pk(claimed.run_pk)
+        .run_of(claimed)
         .await
         .map_err(|e| JobError::Failed(e.to_string()))?
         .ok_or_else(|| JobError::Config(format!("run {} no longer exists", claimed.run_pk)))?;

@@ -9,14 +9,14 @@ mod execute;
 mod logs;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::runtime::{hostname, process_id, Shutdown};
-use crate::store::{ClaimedTask, Store, TaskOutcome};
+use crate::store::{ClaimedTask, RunRow, Store, StoreError, TaskOutcome};
 use crate::time::now_micros;
 use crate::versions::DagVersions;
 
@@ -45,11 +45,32 @@ pub struct Worker {
     store: Store,
     versions: Arc<DagVersions>,
     options: WorkerOptions,
+    /// Runs whose tasks this worker executed lately. What a try reads of its run (dates,
+    /// params, DAG version) never changes, so it is read from the database once per run.
+    runs: Mutex<HashMap<i64, Arc<RunRow>>>,
 }
+
+/// Runs remembered at most; the cache is emptied when it grows past this.
+const RUN_CACHE_LIMIT: usize = 4096;
 
 impl Worker {
     pub fn new(store: Store, versions: Arc<DagVersions>, options: WorkerOptions) -> Worker {
-        Worker { id: process_id("worker"), store, versions, options }
+        Worker { id: process_id("worker"), store, versions, options, runs: Mutex::default() }
+    }
+
+    /// The run a claimed task belongs to.
+    async fn run_of(&self, task: &ClaimedTask) -> Result<Option<Arc<RunRow>>, StoreError> {
+        if let Some(run) = self.runs.lock().unwrap().get(&task.run_pk) {
+            return Ok(Some(run.clone()));
+        }
+        let Some(run) = self.store.get_run_by_pk(task.run_pk).await? else { return Ok(None) };
+        let run = Arc::new(run);
+        let mut runs = self.runs.lock().unwrap();
+        if runs.len() >= RUN_CACHE_LIMIT {
+            runs.clear();
+        }
+        runs.insert(task.run_pk, run.clone());
+        Ok(Some(run))
     }
 
     pub fn id(&self) -> &str {
