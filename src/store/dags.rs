@@ -127,13 +127,13 @@ impl Store {
     /// Every DAG, active ones first, by id.
     pub async fn list_dags(&self) -> Result<Vec<DagRow>> {
         let sql = format!("SELECT {DAG_COLUMNS} FROM dags ORDER BY is_active DESC, dag_id");
-        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql).fetch_all(&self.reader).await?;
         rows.iter().map(dag_from_row).collect()
     }
 
     pub async fn get_dag(&self, dag_id: &str) -> Result<Option<DagRow>> {
         let sql = format!("SELECT {DAG_COLUMNS} FROM dags WHERE dag_id = $1");
-        let row = sqlx::query(&sql).bind(dag_id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql).bind(dag_id).fetch_optional(&self.reader).await?;
         row.as_ref().map(dag_from_row).transpose()
     }
 
@@ -158,7 +158,7 @@ impl Store {
         )
         .bind(dag_id)
         .bind(version)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?;
         Ok(match row {
             Some(row) => Some((row.try_get("file_path")?, row.try_get("source")?)),
@@ -180,7 +180,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT file_path, message, updated_at FROM import_errors ORDER BY file_path",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter()
             .map(|row| {

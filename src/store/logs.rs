@@ -62,7 +62,7 @@ impl Store {
                 .bind(try_number)
                 .bind(after)
                 .bind(limit)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reader)
                 .await?
             }
             None => {
@@ -73,7 +73,7 @@ impl Store {
                 .bind(ti_id)
                 .bind(after)
                 .bind(limit)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reader)
                 .await?
             }
         };

@@ -63,7 +63,11 @@ pub enum Backend {
 /// A handle to the run-state database. Cheap to clone; clones share the pool and wake-ups.
 #[derive(Clone)]
 pub struct Store {
+    /// Writes, and reads that must see them in the same transaction.
     pool: AnyPool,
+    /// Plain reads. On SQLite a separate pool, so readers never queue behind the one writer
+    /// (WAL lets them run concurrently); on Postgres the same pool.
+    reader: AnyPool,
     backend: Backend,
     wakeups: std::sync::Arc<Wakeups>,
     url: String,
@@ -80,12 +84,12 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
-        let pool = match backend {
+        let (pool, reader) = match backend {
             Backend::Sqlite => {
                 create_parent_dir(url);
-                // One connection: SQLite allows one writer at a time, and queueing writers in the
-                // pool is much faster than SQLite's sleeping busy handler.
-                AnyPoolOptions::new()
+                // One writer connection: SQLite allows one writer at a time, and queueing writers
+                // in the pool is much faster than SQLite's sleeping busy handler.
+                let writer = AnyPoolOptions::new()
                     .max_connections(1)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
@@ -98,17 +102,30 @@ impl Store {
                         })
                     })
                     .connect(url)
-                    .await?
+                    .await?;
+                let reader = AnyPoolOptions::new()
+                    .max_connections(4)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA query_only = ON; PRAGMA busy_timeout = 10000;")
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await?;
+                (writer, reader)
             }
             Backend::Postgres => {
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect(url)
-                    .await?
+                    .await?;
+                (pool.clone(), pool)
             }
         };
-        Ok(Store { pool, backend, wakeups: Default::default(), url: url.to_string() })
+        Ok(Store { pool, reader, backend, wakeups: Default::default(), url: url.to_string() })
     }
 
     /// Connects and applies pending migrations.
@@ -176,6 +193,7 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.reader.close().await;
     }
 }
 

@@ -31,7 +31,7 @@ impl Store {
     pub async fn latest_heartbeat(&self, kind: &str) -> Result<Option<Micros>> {
         let row = sqlx::query("SELECT MAX(heartbeat_at) AS at FROM processes WHERE kind = $1")
             .bind(kind)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reader)
             .await?;
         Ok(row.try_get("at")?)
     }

@@ -79,7 +79,7 @@ impl Store {
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM dag_runs WHERE state IN ('queued', 'running') ORDER BY logical_date, id"
         );
-        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql).fetch_all(&self.reader).await?;
         rows.iter().map(RunRow::from_row).collect()
     }
 
@@ -118,7 +118,7 @@ impl Store {
         )
         .bind(dag_id)
         .bind(RunType::Scheduled.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?;
         Ok(match row {
             Some(row) => Some((row.try_get("interval_start")?, row.try_get("interval_end")?)),
@@ -132,19 +132,19 @@ impl Store {
             "SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = $1 ORDER BY logical_date DESC LIMIT $2 OFFSET $3"
         );
         let rows =
-            sqlx::query(&sql).bind(dag_id).bind(limit).bind(offset).fetch_all(&self.pool).await?;
+            sqlx::query(&sql).bind(dag_id).bind(limit).bind(offset).fetch_all(&self.reader).await?;
         rows.iter().map(RunRow::from_row).collect()
     }
 
     pub async fn get_run(&self, dag_id: &str, run_id: &str) -> Result<Option<RunRow>> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = $1 AND run_id = $2");
-        let row = sqlx::query(&sql).bind(dag_id).bind(run_id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql).bind(dag_id).bind(run_id).fetch_optional(&self.reader).await?;
         row.as_ref().map(RunRow::from_row).transpose()
     }
 
     pub async fn get_run_by_pk(&self, pk: i64) -> Result<Option<RunRow>> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM dag_runs WHERE id = $1");
-        let row = sqlx::query(&sql).bind(pk).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql).bind(pk).fetch_optional(&self.reader).await?;
         row.as_ref().map(RunRow::from_row).transpose()
     }
 
@@ -152,7 +152,7 @@ impl Store {
         let sql =
             format!("SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = $1 AND logical_date = $2");
         let row =
-            sqlx::query(&sql).bind(dag_id).bind(logical_date).fetch_optional(&self.pool).await?;
+            sqlx::query(&sql).bind(dag_id).bind(logical_date).fetch_optional(&self.reader).await?;
         row.as_ref().map(RunRow::from_row).transpose()
     }
 

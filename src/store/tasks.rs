@@ -59,7 +59,7 @@ impl Store {
             for pk in chunk {
                 query = query.bind(*pk);
             }
-            for row in query.fetch_all(&self.pool).await? {
+            for row in query.fetch_all(&self.reader).await? {
                 out.push(TaskInstanceRow::from_row(&row)?);
             }
         }
@@ -73,7 +73,7 @@ impl Store {
     ) -> Result<Option<TaskInstanceRow>> {
         let sql =
             format!("SELECT {TASK_COLUMNS} FROM task_instances WHERE run_pk = $1 AND task_id = $2");
-        let row = sqlx::query(&sql).bind(run_pk).bind(task_id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql).bind(run_pk).bind(task_id).fetch_optional(&self.reader).await?;
         row.as_ref().map(TaskInstanceRow::from_row).transpose()
     }
 
@@ -205,7 +205,7 @@ impl Store {
             for pk in chunk {
                 query = query.bind(*pk);
             }
-            for row in query.fetch_all(&self.pool).await? {
+            for row in query.fetch_all(&self.reader).await? {
                 out.push(TaskStateRow {
                     id: row.try_get("id")?,
                     run_pk: row.try_get("run_pk")?,
@@ -221,7 +221,7 @@ impl Store {
     /// Running tries whose worker has not heartbeated since `cutoff`.
     pub async fn stale_tasks(&self, cutoff: Micros) -> Result<Vec<TaskInstanceRow>> {
         let sql = format!("SELECT {TASK_COLUMNS} FROM task_instances WHERE state = 'running' AND heartbeat_at < $1");
-        let rows = sqlx::query(&sql).bind(cutoff).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql).bind(cutoff).fetch_all(&self.reader).await?;
         rows.iter().map(TaskInstanceRow::from_row).collect()
     }
 
