@@ -178,3 +178,34 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file_sets_fields_and_rejects_typos() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lakeward.toml");
+        std::fs::write(
+            &path,
+            "database_url = \"postgres://db/lakeward\"\n[worker]\nslots = 3\nheartbeat_interval = \"2s\"\n",
+        )
+        .unwrap();
+        let config = Config::from_file(&path).unwrap();
+        assert_eq!(config.database_url(), "postgres://db/lakeward");
+        assert_eq!(config.worker.slots, 3);
+        assert_eq!(config.worker.heartbeat_interval, Duration::from_secs(2));
+        assert_eq!(config.web.bind, "127.0.0.1:8080");
+
+        std::fs::write(&path, "[worker]\nslot = 3\n").unwrap();
+        let error = Config::from_file(&path).unwrap_err().to_string();
+        assert!(error.contains("unknown field `slot`"), "{error}");
+    }
+
+    #[test]
+    fn default_database_is_sqlite_under_home() {
+        let config = Config { home: PathBuf::from("/srv/lw"), ..Config::default() };
+        assert_eq!(config.database_url(), "sqlite:///srv/lw/lakeward.db?mode=rwc");
+    }
+}

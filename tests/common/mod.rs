@@ -89,6 +89,7 @@ pub struct Harness {
 }
 
 pub struct HarnessOptions {
+    pub registry: Registry,
     pub dags_folder: Option<PathBuf>,
     pub slots: usize,
     pub heartbeat_timeout: Duration,
@@ -96,7 +97,12 @@ pub struct HarnessOptions {
 
 impl Default for HarnessOptions {
     fn default() -> Self {
-        HarnessOptions { dags_folder: None, slots: 8, heartbeat_timeout: Duration::from_secs(60) }
+        HarnessOptions {
+            registry: Registry::builtin(),
+            dags_folder: None,
+            slots: 8,
+            heartbeat_timeout: Duration::from_secs(60),
+        }
     }
 }
 
@@ -107,7 +113,7 @@ impl Harness {
 
     pub async fn start_with(db: &TestDb, options: HarnessOptions) -> Harness {
         let store = Store::open(&db.url).await.unwrap();
-        let versions = Arc::new(DagVersions::new(store.clone(), Registry::builtin()));
+        let versions = Arc::new(DagVersions::new(store.clone(), options.registry));
         let (stop, shutdown) = shutdown_channel();
         let scheduler = Scheduler::new(
             store.clone(),
