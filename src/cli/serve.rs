@@ -43,28 +43,43 @@ fn web_state(c: &Components) -> AppState {
     AppState { store: c.store.clone(), scheduler_timeout: c.config.scheduler.heartbeat_timeout }
 }
 
-pub async fn standalone(config: Config) -> anyhow::Result<ExitCode> {
-    let started = Instant::now();
-    let c = open(config).await?;
-    let listener = tokio::net::TcpListener::bind(&c.config.web.bind)
-        .await
-        .with_context(|| format!("listening on {}", c.config.web.bind))?;
-    let address = listener.local_addr()?;
+async fn bind(c: &Components) -> anyhow::Result<tokio::net::TcpListener> {
+    let bind = &c.config.web.bind;
+    tokio::net::TcpListener::bind(bind).await.with_context(|| format!("listening on {bind}"))
+}
+
+/// The parts of lakeward one process runs.
+struct Parts {
+    scheduler: bool,
+    worker: bool,
+    web: Option<tokio::net::TcpListener>,
+}
+
+/// Runs `parts` until Ctrl-C or SIGTERM, then stops them and waits for them to finish.
+async fn run_until_terminated(c: Components, parts: Parts) -> anyhow::Result<ExitCode> {
     let (stop, shutdown) = shutdown_channel();
-    let listen = c.store.listen();
-    let scheduler = tokio::spawn(c.scheduler().run(shutdown.clone()));
-    let worker = tokio::spawn(c.worker().run(shutdown.clone()));
-    let server = tokio::spawn(web::serve(listener, web_state(&c), shutdown));
-    say(&format!(
-        "lakeward standalone ready in {} ms: UI on http://{address}/ (DAGs from {}, database {})",
-        started.elapsed().as_millis(),
-        c.config.dags_folder.display(),
-        redact(&c.config.database_url()),
-    ));
+    let listen = if parts.scheduler || parts.worker { c.store.listen() } else { None };
+    let mut tasks = Vec::new();
+    if parts.scheduler {
+        tasks.push(tokio::spawn(c.scheduler().run(shutdown.clone())));
+    }
+    if parts.worker {
+        tasks.push(tokio::spawn(c.worker().run(shutdown.clone())));
+    }
+    if let Some(listener) = parts.web {
+        let serving = web::serve(listener, web_state(&c), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = serving.await {
+                tracing::error!("web server stopped: {e}");
+            }
+        }));
+    }
     termination_signal().await;
     say("shutting down");
     stop.trigger();
-    let _ = tokio::join!(scheduler, worker, server);
+    for task in tasks {
+        let _ = task.await;
+    }
     if let Some(listen) = listen {
         listen.abort();
     }
@@ -72,18 +87,23 @@ pub async fn standalone(config: Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn standalone(config: Config) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let c = open(config).await?;
+    let listener = bind(&c).await?;
+    say(&format!(
+        "lakeward standalone ready in {} ms: UI on http://{}/ (DAGs from {}, database {})",
+        started.elapsed().as_millis(),
+        listener.local_addr()?,
+        c.config.dags_folder.display(),
+        redact(&c.config.database_url()),
+    ));
+    run_until_terminated(c, Parts { scheduler: true, worker: true, web: Some(listener) }).await
+}
+
 pub async fn scheduler(config: Config) -> anyhow::Result<ExitCode> {
     let c = open(config).await?;
-    let (stop, shutdown) = shutdown_channel();
-    let listen = c.store.listen();
-    let scheduler = tokio::spawn(c.scheduler().run(shutdown));
-    termination_signal().await;
-    stop.trigger();
-    let _ = scheduler.await;
-    if let Some(listen) = listen {
-        listen.abort();
-    }
-    Ok(ExitCode::SUCCESS)
+    run_until_terminated(c, Parts { scheduler: true, worker: false, web: None }).await
 }
 
 pub async fn worker(
@@ -98,30 +118,14 @@ pub async fn worker(
         config.worker.slots = slots;
     }
     let c = open(config).await?;
-    let (stop, shutdown) = shutdown_channel();
-    let listen = c.store.listen();
-    let worker = tokio::spawn(c.worker().run(shutdown));
-    termination_signal().await;
-    stop.trigger();
-    let _ = worker.await;
-    if let Some(listen) = listen {
-        listen.abort();
-    }
-    Ok(ExitCode::SUCCESS)
+    run_until_terminated(c, Parts { scheduler: false, worker: true, web: None }).await
 }
 
 pub async fn web(config: Config) -> anyhow::Result<ExitCode> {
     let c = open(config).await?;
-    let listener = tokio::net::TcpListener::bind(&c.config.web.bind)
-        .await
-        .with_context(|| format!("listening on {}", c.config.web.bind))?;
+    let listener = bind(&c).await?;
     say(&format!("lakeward web on http://{}/", listener.local_addr()?));
-    let (stop, shutdown) = shutdown_channel();
-    let server = tokio::spawn(web::serve(listener, web_state(&c), shutdown));
-    termination_signal().await;
-    stop.trigger();
-    let _ = server.await;
-    Ok(ExitCode::SUCCESS)
+    run_until_terminated(c, Parts { scheduler: false, worker: false, web: Some(listener) }).await
 }
 
 pub async fn migrate(config: Config) -> anyhow::Result<ExitCode> {

@@ -18,6 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use serde::de::{DeserializeOwned, IntoDeserializer};
+use serde::Deserialize as _;
 use serde_json::Value;
 use thiserror::Error;
 use toml::de::DeValue;
@@ -184,5 +185,3 @@ impl Default for Registry {
         Registry::builtin()
     }
 }
-
-use serde::Deserialize as _;
