@@ -32,6 +32,8 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Folder of DAG files (`*.toml`).
     pub dags_folder: PathBuf,
+    /// Where datasets live; defaults to `$home/warehouse`.
+    pub warehouse: Option<String>,
     pub scheduler: SchedulerConfig,
     pub worker: WorkerConfig,
     pub web: WebConfig,
@@ -77,6 +79,7 @@ impl Default for Config {
             home: default_home(),
             database_url: None,
             dags_folder: PathBuf::from("dags"),
+            warehouse: None,
             scheduler: SchedulerConfig::default(),
             worker: WorkerConfig::default(),
             web: WebConfig::default(),
@@ -157,6 +160,9 @@ impl Config {
         if let Some(folder) = std::env::var_os("LAKEWARD_DAGS_FOLDER") {
             self.dags_folder = PathBuf::from(folder);
         }
+        if let Ok(warehouse) = std::env::var("LAKEWARD_WAREHOUSE") {
+            self.warehouse = Some(warehouse);
+        }
         if let Ok(bind) = std::env::var("LAKEWARD_WEB_BIND") {
             self.web.bind = bind;
         }
@@ -168,6 +174,14 @@ impl Config {
             })?;
         }
         Ok(())
+    }
+
+    /// The warehouse location in effect.
+    pub fn warehouse(&self) -> String {
+        match &self.warehouse {
+            Some(location) => location.clone(),
+            None => self.home.join("warehouse").display().to_string(),
+        }
     }
 
     /// The database URL in effect: the configured one or the embedded SQLite file.

@@ -8,6 +8,7 @@
 //! - [`store`]: every SQL statement; run state on SQLite or Postgres, plus wake-up notifications.
 //! - [`scheduler`]: creates runs and decides which task instances may run.
 //! - [`worker`]: claims task instances, runs them, heartbeats and records results.
+//! - [`lake`]: the warehouse: versioned Parquet/CSV datasets read and written with Polars.
 //! - [`jobs`]: the task kinds (`shell`, `noop`, …) and the [`jobs::Job`] trait for custom ones.
 //! - [`web`]: the HTTP server.
 //! - [`cli`]: the `lakeward` command line.
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod dag;
 pub mod jobs;
+pub mod lake;
 pub mod runtime;
 pub mod schedule;
 pub mod scheduler;

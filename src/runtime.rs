@@ -76,22 +76,30 @@ pub async fn termination_signal() {
     }
 }
 
+/// Why a lakeward process could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Lake(#[from] crate::lake::LakeError),
+}
+
 /// The pieces every lakeward process shares.
 pub struct Components {
     pub config: Config,
     pub store: Store,
     pub versions: Arc<DagVersions>,
+    pub worker_options: WorkerOptions,
 }
 
 impl Components {
-    /// Opens (and migrates) the database named by `config`.
-    pub async fn open(
-        config: Config,
-        registry: Registry,
-    ) -> Result<Components, crate::store::StoreError> {
+    /// Opens (and migrates) the database named by `config` and checks the warehouse location.
+    pub async fn open(config: Config, registry: Registry) -> Result<Components, StartError> {
+        let worker_options = WorkerOptions::from_config(&config)?;
         let store = Store::open(&config.database_url()).await?;
         let versions = Arc::new(DagVersions::new(store.clone(), registry));
-        Ok(Components { config, store, versions })
+        Ok(Components { config, store, versions, worker_options })
     }
 
     pub fn scheduler(&self) -> Scheduler {
@@ -103,10 +111,6 @@ impl Components {
     }
 
     pub fn worker(&self) -> Worker {
-        Worker::new(
-            self.store.clone(),
-            self.versions.clone(),
-            WorkerOptions::from_config(&self.config),
-        )
+        Worker::new(self.store.clone(), self.versions.clone(), self.worker_options.clone())
     }
 }

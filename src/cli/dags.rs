@@ -209,8 +209,7 @@ pub async fn test(
         create_scheduled_runs: false,
         ..SchedulerOptions::from_config(&c.config)
     };
-    let worker_options =
-        WorkerOptions { queues: vec![queue], ..WorkerOptions::from_config(&c.config) };
+    let worker_options = WorkerOptions { queues: vec![queue], ..c.worker_options.clone() };
     let scheduler = Scheduler::new(c.store.clone(), c.versions.clone(), scheduler_options);
     let worker = Worker::new(c.store.clone(), c.versions.clone(), worker_options);
     let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));

@@ -7,9 +7,16 @@
 //! [`Registry::register`]. Jobs never touch the database: they report through [`JobContext`]
 //! and their return value.
 
+mod frame_json;
+mod generate;
+mod ingest;
 mod log;
 mod noop;
+mod quality;
+mod report;
 mod shell;
+mod sql;
+pub mod values;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -24,9 +31,14 @@ use thiserror::Error;
 use toml::de::DeValue;
 use toml::Spanned;
 
+pub use generate::{Generate, GenerateConfig};
+pub use ingest::{ColumnType, Ingest, IngestConfig, IngestTable};
 pub use log::{LogLine, LogSink, Stream};
 pub use noop::Noop;
+pub use quality::{Check, CheckKind, Quality, QualityConfig, Severity};
+pub use report::{Report, ReportConfig};
 pub use shell::{Shell, ShellConfig};
+pub use sql::{Sql, SqlConfig, SqlOutput};
 
 /// A job's published results (row counts, paths, …), stored with the task instance.
 pub type Outputs = serde_json::Map<String, Value>;
@@ -65,8 +77,12 @@ pub struct JobContext {
     pub run_id: String,
     pub task_id: String,
     pub try_number: u32,
+    /// The run's logical date.
+    pub logical_date: chrono::DateTime<chrono::Utc>,
     /// The task's log; lines written here are readable from any lakeward process.
     pub log: LogSink,
+    /// Where datasets live.
+    pub warehouse: crate::lake::Warehouse,
 }
 
 /// A task kind. Implement this to add a custom kind, then [`Registry::register`] it.
@@ -143,8 +159,13 @@ impl Registry {
     /// Every kind that ships with lakeward.
     pub fn builtin() -> Registry {
         let mut registry = Registry::empty();
+        registry.register(Generate);
+        registry.register(Ingest);
         registry.register(Noop);
+        registry.register(Quality);
+        registry.register(Report);
         registry.register(Shell);
+        registry.register(Sql);
         registry
     }
 

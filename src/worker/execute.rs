@@ -124,7 +124,9 @@ async fn run_job(
         run_id: run.run_id.clone(),
         task_id: task.id.clone(),
         try_number: u32::try_from(claimed.try_number).unwrap_or(u32::MAX),
+        logical_date: from_micros(run.logical_date),
         log,
+        warehouse: worker.options.warehouse.clone(),
     };
     let registry = worker.versions.registry().clone();
     let kind = task.kind.clone();

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::lake::{LakeError, Warehouse};
 use crate::runtime::{hostname, process_id, Shutdown};
 use crate::store::{ClaimedTask, RunRow, Store, StoreError, TaskOutcome};
 use crate::time::now_micros;
@@ -27,16 +28,18 @@ pub struct WorkerOptions {
     pub queues: Vec<String>,
     pub heartbeat_interval: Duration,
     pub poll_interval: Duration,
+    pub warehouse: Warehouse,
 }
 
 impl WorkerOptions {
-    pub fn from_config(config: &Config) -> WorkerOptions {
-        WorkerOptions {
+    pub fn from_config(config: &Config) -> Result<WorkerOptions, LakeError> {
+        Ok(WorkerOptions {
             slots: config.worker.slots.max(1),
             queues: config.worker.queues.clone(),
             heartbeat_interval: config.worker.heartbeat_interval,
             poll_interval: config.worker.poll_interval,
-        }
+            warehouse: Warehouse::open(&config.warehouse())?,
+        })
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use lakeward::dag::{compile, Dag};
 use lakeward::jobs::Registry;
+use lakeward::lake::Warehouse;
 use lakeward::runtime::{shutdown_channel, ShutdownTrigger};
 use lakeward::scheduler::trigger::{create_run, RunRequest};
 use lakeward::scheduler::{Scheduler, SchedulerOptions};
@@ -86,10 +87,13 @@ pub struct Harness {
     stop: ShutdownTrigger,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     listen: Option<tokio::task::JoinHandle<()>>,
+    _scratch: tempfile::TempDir,
 }
 
 pub struct HarnessOptions {
     pub registry: Registry,
+    /// Default: a fresh temporary folder.
+    pub warehouse: Option<PathBuf>,
     pub dags_folder: Option<PathBuf>,
     pub slots: usize,
     pub heartbeat_timeout: Duration,
@@ -99,6 +103,7 @@ impl Default for HarnessOptions {
     fn default() -> Self {
         HarnessOptions {
             registry: Registry::builtin(),
+            warehouse: None,
             dags_folder: None,
             slots: 8,
             heartbeat_timeout: Duration::from_secs(60),
@@ -114,6 +119,8 @@ impl Harness {
     pub async fn start_with(db: &TestDb, options: HarnessOptions) -> Harness {
         let store = Store::open(&db.url).await.unwrap();
         let versions = Arc::new(DagVersions::new(store.clone(), options.registry));
+        let scratch = tempfile::tempdir().unwrap();
+        let warehouse = options.warehouse.unwrap_or_else(|| scratch.path().join("warehouse"));
         let (stop, shutdown) = shutdown_channel();
         let scheduler = Scheduler::new(
             store.clone(),
@@ -134,12 +141,13 @@ impl Harness {
                 queues: vec!["default".into()],
                 heartbeat_interval: Duration::from_millis(200),
                 poll_interval: Duration::from_millis(100),
+                warehouse: Warehouse::open(warehouse.to_str().unwrap()).unwrap(),
             },
         );
         let tasks =
             vec![tokio::spawn(scheduler.run(shutdown.clone())), tokio::spawn(worker.run(shutdown))];
         let listen = store.listen();
-        Harness { store, versions, stop, tasks, listen }
+        Harness { store, versions, stop, tasks, listen, _scratch: scratch }
     }
 
     /// Registers `dag` and triggers a manual run of it.

@@ -1,0 +1,433 @@
+//! `kind = "generate"`: deterministic synthetic e-commerce data, written as CSV datasets.
+//!
+//! Three datasets under `output`: `customers`, `products` and `orders`, with the columns of the
+//! reference pipeline. The same seed always gives the same data. Product popularity is skewed
+//! (a few best sellers), order dates follow weekly and yearly seasons (weekends, November and
+//! December sell more), and a configurable share of orders is dirty on purpose (missing
+//! customer, negative quantity, unknown status, missing amount) for the quality checks to catch.
+
+use std::io::Write;
+use std::path::Path;
+
+use chrono::{Datelike, Duration, NaiveDate};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::values::Templated;
+use super::{Job, JobContext, JobError, Outputs};
+use crate::lake::{check_relative, Warehouse};
+
+/// Fields of a `generate` task.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateConfig {
+    /// Warehouse folder of the three datasets, e.g. `raw` gives `raw/customers`, `raw/products`
+    /// and `raw/orders`.
+    pub output: String,
+    /// Number of customers (default 1,000).
+    #[serde(default = "default_customers")]
+    pub customers: Templated<u64>,
+    /// Number of products (default 200).
+    #[serde(default = "default_products")]
+    pub products: Templated<u64>,
+    /// Number of orders (default 5,000).
+    #[serde(default = "default_orders")]
+    pub orders: Templated<u64>,
+    /// Random seed (default 42).
+    #[serde(default = "default_seed")]
+    pub seed: Templated<u64>,
+    /// Share of dirty orders, 0 to 1 (default 0.01).
+    #[serde(default = "default_dirty")]
+    pub dirty_fraction: Templated<f64>,
+    /// Orders are dated over the `days` days ending the day before `end_date` (default 365).
+    #[serde(default = "default_days")]
+    pub days: Templated<u64>,
+    /// `YYYY-MM-DD`; default: the run's logical date.
+    pub end_date: Option<String>,
+}
+
+fn default_customers() -> Templated<u64> {
+    Templated::Value(1_000)
+}
+fn default_products() -> Templated<u64> {
+    Templated::Value(200)
+}
+fn default_orders() -> Templated<u64> {
+    Templated::Value(5_000)
+}
+fn default_seed() -> Templated<u64> {
+    Templated::Value(42)
+}
+fn default_dirty() -> Templated<f64> {
+    Templated::Value(0.01)
+}
+fn default_days() -> Templated<u64> {
+    Templated::Value(365)
+}
+
+pub struct Generate;
+
+impl Job for Generate {
+    const KIND: &'static str = "generate";
+    type Config = GenerateConfig;
+
+    fn validate(&self, config: &GenerateConfig) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !config.output.contains("{{") && check_relative(&config.output).is_err() {
+            problems.push(format!(
+                "`output` must be a relative warehouse path, got `{}`",
+                config.output
+            ));
+        }
+        if !config.dirty_fraction.check(|f| (0.0..=1.0).contains(f)) {
+            problems.push("`dirty_fraction` must be between 0 and 1".to_string());
+        }
+        for (name, value) in [
+            ("customers", &config.customers),
+            ("products", &config.products),
+            ("days", &config.days),
+        ] {
+            if !value.check(|n| *n > 0) {
+                problems.push(format!("`{name}` must be at least 1"));
+            }
+        }
+        problems
+    }
+
+    async fn run(&self, config: GenerateConfig, ctx: JobContext) -> Result<Outputs, JobError> {
+        let spec = Spec {
+            customers: config.customers.get("customers")?.max(1),
+            products: config.products.get("products")?.max(1),
+            orders: config.orders.get("orders")?,
+            seed: config.seed.get("seed")?,
+            dirty_fraction: config.dirty_fraction.get("dirty_fraction")?.clamp(0.0, 1.0),
+            days: config.days.get("days")?.max(1),
+            end_date: match &config.end_date {
+                Some(text) => NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|_| {
+                    JobError::Config(format!("`end_date` must be YYYY-MM-DD, got `{text}`"))
+                })?,
+                None => ctx.logical_date.date_naive(),
+            },
+        };
+        let warehouse = ctx.warehouse.clone();
+        let output = config.output.clone();
+        ctx.log.info(format!(
+            "generating {} customers, {} products, {} orders into {output}/",
+            spec.customers, spec.products, spec.orders
+        ));
+        let outputs = tokio::task::spawn_blocking(move || generate(&warehouse, &output, &spec))
+            .await
+            .map_err(|e| JobError::Failed(format!("generator crashed: {e}")))??;
+        Ok(outputs)
+    }
+}
+
+struct Spec {
+    customers: u64,
+    products: u64,
+    orders: u64,
+    seed: u64,
+    dirty_fraction: f64,
+    days: u64,
+    end_date: NaiveDate,
+}
+
+fn generate(warehouse: &Warehouse, output: &str, spec: &Spec) -> Result<Outputs, JobError> {
+    let mut rng = Rng::new(spec.seed);
+    let prices = write_table(warehouse, output, "products", |w| write_products(w, spec, &mut rng))?;
+    let customers =
+        write_table(warehouse, output, "customers", |w| write_customers(w, spec, &mut rng))?;
+    let orders = write_table(warehouse, output, "orders", |w| {
+        write_orders(w, spec, &prices.value, &mut rng)
+    })?;
+    Ok(json!({
+        "customers": { "rows": spec.customers, "bytes": customers.bytes },
+        "products": { "rows": spec.products, "bytes": prices.bytes },
+        "orders": { "rows": spec.orders, "bytes": orders.bytes, "dirty_rows": orders.value },
+        "rows": spec.customers + spec.products + spec.orders,
+        "bytes": customers.bytes + prices.bytes + orders.bytes,
+    })
+    .as_object()
+    .cloned()
+    .unwrap_or_default())
+}
+
+struct Table<T> {
+    value: T,
+    bytes: u64,
+}
+
+/// Writes `<output>/<name>/<new version>/<name>.csv` with `fill`, then publishes the version.
+fn write_table<T>(
+    warehouse: &Warehouse,
+    output: &str,
+    name: &str,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<T>,
+) -> Result<Table<T>, JobError> {
+    let dataset = warehouse
+        .dataset(&format!("{output}/{name}"))
+        .map_err(|e| JobError::Config(e.to_string()))?;
+    let pending = dataset.begin().map_err(|e| JobError::Failed(e.to_string()))?;
+    let path = pending.dir().join(format!("{name}.csv"));
+    let fail = |e: std::io::Error| JobError::Failed(format!("writing {}: {e}", path.display()));
+    let file = std::fs::File::create(&path).map_err(fail)?;
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+    let value = fill(&mut writer).map_err(fail)?;
+    writer.flush().map_err(fail)?;
+    let bytes = file_size(&path);
+    pending.commit().map_err(|e| JobError::Failed(e.to_string()))?;
+    Ok(Table { value, bytes })
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+const FIRST_NAMES: &[&str] = &[
+    "James",
+    "Mary",
+    "Robert",
+    "Patricia",
+    "John",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "David",
+    "Elizabeth",
+    "William",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Chris",
+    "Karen",
+    "Daniel",
+    "Nancy",
+    "Matthew",
+    "Lisa",
+    "Anthony",
+    "Betty",
+    "Mark",
+    "Sandra",
+    "Paul",
+    "Ashley",
+];
+const LAST_NAMES: &[&str] = &[
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+];
+/// (city, state); big states come first and are drawn more often.
+const CITIES: &[(&str, &str)] = &[
+    ("Los Angeles", "CA"),
+    ("San Francisco", "CA"),
+    ("San Diego", "CA"),
+    ("Houston", "TX"),
+    ("Austin", "TX"),
+    ("Dallas", "TX"),
+    ("New York", "NY"),
+    ("Buffalo", "NY"),
+    ("Miami", "FL"),
+    ("Orlando", "FL"),
+    ("Chicago", "IL"),
+    ("Philadelphia", "PA"),
+    ("Pittsburgh", "PA"),
+    ("Columbus", "OH"),
+    ("Atlanta", "GA"),
+    ("Charlotte", "NC"),
+    ("Detroit", "MI"),
+    ("Seattle", "WA"),
+    ("Denver", "CO"),
+    ("Boston", "MA"),
+    ("Phoenix", "AZ"),
+    ("Portland", "OR"),
+    ("Nashville", "TN"),
+    ("Minneapolis", "MN"),
+    ("Las Vegas", "NV"),
+];
+/// (category, price range, product nouns).
+const CATEGORIES: &[(&str, (f64, f64), &[&str])] = &[
+    (
+        "Electronics",
+        (19.0, 1500.0),
+        &["Headphones", "Laptop", "Smartphone", "Monitor", "Speaker", "Camera"],
+    ),
+    ("Clothing", (9.0, 250.0), &["T-Shirt", "Jacket", "Jeans", "Sneakers", "Dress", "Sweater"]),
+    ("Home", (5.0, 600.0), &["Lamp", "Blender", "Rug", "Cookware Set", "Pillow", "Coffee Maker"]),
+    (
+        "Sports",
+        (8.0, 900.0),
+        &["Yoga Mat", "Bicycle", "Tennis Racket", "Dumbbells", "Running Shoes", "Tent"],
+    ),
+    ("Books", (4.0, 80.0), &["Novel", "Cookbook", "Biography", "Atlas", "Textbook", "Comic"]),
+];
+const ADJECTIVES: &[&str] =
+    &["Classic", "Premium", "Eco", "Smart", "Compact", "Deluxe", "Pro", "Essential"];
+
+fn write_products(w: &mut dyn Write, spec: &Spec, rng: &mut Rng) -> std::io::Result<Vec<f64>> {
+    writeln!(w, "product_id,product_name,category,price,stock_quantity")?;
+    let mut prices = Vec::with_capacity(spec.products as usize);
+    for id in 1..=spec.products {
+        let (category, (low, high), nouns) =
+            CATEGORIES[rng.below(CATEGORIES.len() as u64) as usize];
+        // Log-uniform prices: many cheap items, a few expensive ones.
+        let price = (low * (high / low).powf(rng.unit())).max(0.99);
+        let price = (price * 100.0).round() / 100.0;
+        prices.push(price);
+        let name = format!("{} {}", rng.pick(ADJECTIVES), rng.pick(nouns));
+        writeln!(w, "{id},{name} {id},{category},{price:.2},{}", rng.below(501))?;
+    }
+    Ok(prices)
+}
+
+fn write_customers(w: &mut dyn Write, spec: &Spec, rng: &mut Rng) -> std::io::Result<()> {
+    writeln!(
+        w,
+        "customer_id,email,first_name,last_name,city,state,registration_date,customer_segment"
+    )?;
+    let first_day = spec.end_date - Duration::days(3 * 365);
+    for id in 1..=spec.customers {
+        let first = rng.pick(FIRST_NAMES);
+        let last = rng.pick(LAST_NAMES);
+        // Skewed towards the first (largest) cities.
+        let (city, state) =
+            CITIES[(CITIES.len() as f64 * rng.unit().powf(1.6)) as usize % CITIES.len()];
+        let registered = first_day + Duration::days(rng.below(3 * 365 - 1) as i64);
+        let segment = match rng.unit() {
+            u if u < 0.2 => "Premium",
+            u if u < 0.7 => "Standard",
+            _ => "Basic",
+        };
+        let email = format!("{}.{}{id}@example.com", first.to_lowercase(), last.to_lowercase());
+        writeln!(w, "{id},{email},{first},{last},{city},{state},{registered},{segment}")?;
+    }
+    Ok(())
+}
+
+/// Relative sales of a day: weekends and the end of the year sell more.
+fn seasonality(day: NaiveDate) -> f64 {
+    let weekly = if day.weekday().number_from_monday() >= 6 { 1.3 } else { 1.0 };
+    let yearly = match day.month() {
+        11 => 1.5,
+        12 => 1.8,
+        1 | 2 => 0.8,
+        _ => 1.0,
+    };
+    weekly * yearly
+}
+
+/// Writes the orders; returns how many were made dirty.
+fn write_orders(
+    w: &mut dyn Write,
+    spec: &Spec,
+    prices: &[f64],
+    rng: &mut Rng,
+) -> std::io::Result<u64> {
+    writeln!(
+        w,
+        "order_id,customer_id,product_id,order_date,quantity,total_amount,status,payment_method"
+    )?;
+    let first_day = spec.end_date - Duration::days(spec.days as i64);
+    let max_weight = 1.8 * 1.3;
+    let mut dirty = 0;
+    for id in 1..=spec.orders {
+        let date = loop {
+            let day = first_day + Duration::days(rng.below(spec.days) as i64);
+            if rng.unit() * max_weight <= seasonality(day) {
+                break day;
+            }
+        };
+        // Power-law popularity: low product and customer ids are drawn far more often.
+        let product = (prices.len() as f64 * rng.unit().powf(2.5)) as usize % prices.len();
+        let customer = 1 + (spec.customers as f64 * rng.unit().powf(1.4)) as u64 % spec.customers;
+        let mut quantity: i64 = match rng.unit() {
+            u if u < 0.6 => 1,
+            u if u < 0.85 => 2,
+            u if u < 0.95 => 3,
+            _ => 4 + rng.below(3) as i64,
+        };
+        let mut status = match rng.unit() {
+            u if u < 0.80 => "completed",
+            u if u < 0.92 => "pending",
+            _ => "cancelled",
+        };
+        let payment = match rng.unit() {
+            u if u < 0.5 => "Credit Card",
+            u if u < 0.8 => "PayPal",
+            _ => "Debit Card",
+        };
+        let mut customer_field = customer.to_string();
+        let mut amount_field = String::new();
+        let mut defect = None;
+        if rng.unit() < spec.dirty_fraction {
+            dirty += 1;
+            defect = Some(rng.below(4));
+        }
+        match defect {
+            Some(0) => customer_field.clear(),
+            Some(1) => quantity = -quantity,
+            Some(2) => status = "unknown",
+            _ => {}
+        }
+        if defect != Some(3) {
+            amount_field = format!("{:.2}", prices[product] * quantity as f64);
+        }
+        writeln!(
+            w,
+            "{id},{customer_field},{},{date},{quantity},{amount_field},{status},{payment}",
+            product + 1
+        )?;
+    }
+    Ok(dirty)
+}
+
+/// SplitMix64: tiny, fast, and stable forever, so a seed gives the same data in every version.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in [0, n).
+    fn below(&mut self, n: u64) -> u64 {
+        ((self.next() as u128 * n as u128) >> 64) as u64
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+}

@@ -1,0 +1,376 @@
+//! `kind = "quality"`: declarative data checks. A failed `error` check fails the task with a
+//! report naming each failed check, how many rows fail it and a few of them; `warn` checks are
+//! reported without failing. Every result is stored in the task's outputs.
+//!
+//! ```toml
+//! [tasks.validate]
+//! kind = "quality"
+//! datasets = { orders = "bronze/orders", customers = "bronze/customers" }
+//! checks = [
+//!   { check = "not_null", dataset = "orders", columns = ["order_id", "customer_id"] },
+//!   { check = "unique", dataset = "orders", columns = ["order_id"] },
+//!   { check = "accepted_values", dataset = "orders", column = "status", values = ["completed", "pending", "cancelled"] },
+//!   { check = "range", dataset = "orders", column = "quantity", min = 1, severity = "warn" },
+//!   { check = "row_count", dataset = "orders", min = 1 },
+//!   { check = "relationship", dataset = "orders", column = "customer_id", to = "customers", field = "customer_id" },
+//!   { check = "sql", dataset = "orders", predicate = "total_amount >= 0" },
+//! ]
+//! ```
+
+use indexmap::IndexMap;
+use polars::prelude::{
+    col, len, lit, DataType, Expr, JoinArgs, JoinType, LazyFrame, NamedFrom, Series,
+};
+use polars::sql::SQLContext;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::frame_json;
+use super::sql::{check_inputs, scan_input};
+use super::{Job, JobContext, JobError, Outputs};
+use crate::lake::Warehouse;
+
+/// Fields of a `quality` task.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualityConfig {
+    /// Name used by the checks → dataset path.
+    pub datasets: IndexMap<String, String>,
+    pub checks: Vec<Check>,
+}
+
+/// Which rule a check applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    /// `columns` (or `column`) have no nulls.
+    NotNull,
+    /// No two rows share the values of `columns` (or `column`).
+    Unique,
+    /// `column` only holds one of `values` (nulls pass).
+    AcceptedValues,
+    /// `column` lies within `min` and/or `max` (nulls pass).
+    Range,
+    /// The dataset has between `min` and `max` rows.
+    RowCount,
+    /// Every non-null `column` value exists in `field` of dataset `to` (a foreign key).
+    Relationship,
+    /// Every row satisfies the SQL boolean expression `predicate`.
+    Sql,
+}
+
+impl CheckKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckKind::NotNull => "not_null",
+            CheckKind::Unique => "unique",
+            CheckKind::AcceptedValues => "accepted_values",
+            CheckKind::Range => "range",
+            CheckKind::RowCount => "row_count",
+            CheckKind::Relationship => "relationship",
+            CheckKind::Sql => "sql",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    #[default]
+    Error,
+    Warn,
+}
+
+/// One check. Which fields apply depends on `check`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    pub check: CheckKind,
+    /// A key of `datasets`.
+    pub dataset: String,
+    #[serde(default)]
+    pub severity: Severity,
+    /// Shown in reports; default derived from the check.
+    pub name: Option<String>,
+    pub column: Option<String>,
+    #[serde(default)]
+    pub columns: Vec<String>,
+    #[serde(default)]
+    pub values: Vec<toml::Value>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub to: Option<String>,
+    pub field: Option<String>,
+    pub predicate: Option<String>,
+}
+
+impl Check {
+    fn columns(&self) -> Vec<String> {
+        let mut columns = self.columns.clone();
+        columns.extend(self.column.clone());
+        columns
+    }
+
+    fn label(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        let what = match self.check {
+            CheckKind::RowCount => String::new(),
+            CheckKind::Sql => format!(" `{}`", self.predicate.as_deref().unwrap_or_default()),
+            CheckKind::Relationship => format!(
+                " {} -> {}.{}",
+                self.column.as_deref().unwrap_or_default(),
+                self.to.as_deref().unwrap_or_default(),
+                self.field.as_deref().unwrap_or_default()
+            ),
+            _ => format!(" {}", self.columns().join(", ")),
+        };
+        format!("{}.{}{what}", self.dataset, self.check.name())
+    }
+
+    /// What is missing for this kind of check, if anything.
+    fn problems(&self, datasets: &IndexMap<String, String>) -> Vec<String> {
+        let mut problems = Vec::new();
+        let label = self.label();
+        let mut need = |ok: bool, what: &str| {
+            if !ok {
+                problems.push(format!("check `{label}`: {what}"));
+            }
+        };
+        need(datasets.contains_key(&self.dataset), &format!("unknown dataset `{}`", self.dataset));
+        match self.check {
+            CheckKind::NotNull | CheckKind::Unique => {
+                need(!self.columns().is_empty(), "needs `column` or `columns`")
+            }
+            CheckKind::AcceptedValues => {
+                need(self.column.is_some(), "needs `column`");
+                need(!self.values.is_empty(), "needs `values`");
+            }
+            CheckKind::Range => {
+                need(self.column.is_some(), "needs `column`");
+                need(self.min.is_some() || self.max.is_some(), "needs `min` or `max`");
+            }
+            CheckKind::RowCount => {
+                need(self.min.is_some() || self.max.is_some(), "needs `min` or `max`")
+            }
+            CheckKind::Relationship => {
+                need(self.column.is_some() && self.field.is_some(), "needs `column` and `field`");
+                let to = self.to.as_deref().unwrap_or_default();
+                need(
+                    datasets.contains_key(to),
+                    &format!("`to` must name one of `datasets`, got `{to}`"),
+                );
+            }
+            CheckKind::Sql => {
+                let predicate = self.predicate.as_deref().unwrap_or_default();
+                need(!predicate.trim().is_empty(), "needs `predicate`");
+                let query = format!("SELECT * FROM t WHERE NOT ({predicate})");
+                for problem in super::sql::check_query(&query, &["t"]) {
+                    need(false, &format!("invalid `predicate`: {problem}"));
+                }
+            }
+        }
+        problems
+    }
+}
+
+pub struct Quality;
+
+impl Job for Quality {
+    const KIND: &'static str = "quality";
+    type Config = QualityConfig;
+
+    fn validate(&self, config: &QualityConfig) -> Vec<String> {
+        let mut problems = check_inputs(&config.datasets);
+        if config.checks.is_empty() {
+            problems.push("`checks` must list at least one check".to_string());
+        }
+        for check in &config.checks {
+            problems.extend(check.problems(&config.datasets));
+        }
+        problems
+    }
+
+    async fn run(&self, config: QualityConfig, ctx: JobContext) -> Result<Outputs, JobError> {
+        let warehouse = ctx.warehouse.clone();
+        let log = ctx.log.clone();
+        let results = tokio::task::spawn_blocking(move || run_checks(&warehouse, &config))
+            .await
+            .map_err(|e| JobError::Failed(format!("quality task crashed: {e}")))??;
+        let mut report = Vec::new();
+        for r in &results {
+            let status = if r.passed {
+                "passed"
+            } else if r.severity == Severity::Warn {
+                "WARNING"
+            } else {
+                "FAILED"
+            };
+            log.info(format!("{status:<7} {} ({} failing rows)", r.label, r.failing));
+            if !r.passed && r.severity == Severity::Error {
+                report.push(format!("{}: {} failing rows, e.g. {}", r.label, r.failing, r.sample));
+            }
+        }
+        let outputs = json!({
+            "checks": results.iter().map(CheckResult::to_json).collect::<Vec<_>>(),
+            "passed": results.iter().filter(|r| r.passed).count(),
+            "failed_errors": results.iter().filter(|r| !r.passed && r.severity == Severity::Error).count(),
+            "failed_warnings": results.iter().filter(|r| !r.passed && r.severity == Severity::Warn).count(),
+        });
+        if !report.is_empty() {
+            return Err(JobError::Failed(format!(
+                "{} quality check(s) failed:\n{}",
+                report.len(),
+                report.join("\n")
+            )));
+        }
+        Ok(outputs.as_object().cloned().unwrap_or_default())
+    }
+}
+
+struct CheckResult {
+    label: String,
+    check: CheckKind,
+    severity: Severity,
+    passed: bool,
+    failing: u64,
+    sample: Value,
+}
+
+impl CheckResult {
+    fn to_json(&self) -> Value {
+        json!({
+            "name": self.label,
+            "check": self.check.name(),
+            "severity": if self.severity == Severity::Error { "error" } else { "warn" },
+            "passed": self.passed,
+            "failing_rows": self.failing,
+            "sample": self.sample,
+        })
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> JobError {
+    JobError::Failed(e.to_string())
+}
+
+fn count(frame: LazyFrame) -> Result<u64, JobError> {
+    let counted = frame.select([len().alias("n")]).collect().map_err(failed)?;
+    Ok(counted.column("n").map_err(failed)?.get(0).map_err(failed)?.extract::<u64>().unwrap_or(0))
+}
+
+const SAMPLE_ROWS: u32 = 5;
+
+fn run_checks(warehouse: &Warehouse, config: &QualityConfig) -> Result<Vec<CheckResult>, JobError> {
+    let mut frames = IndexMap::new();
+    for (name, path) in &config.datasets {
+        frames.insert(name.clone(), scan_input(warehouse, path)?);
+    }
+    let mut results = Vec::new();
+    for check in &config.checks {
+        let data = frames[&check.dataset].clone();
+        let failing_rows = match check.check {
+            CheckKind::RowCount => {
+                let rows = count(data)?;
+                let within = check.min.is_none_or(|m| rows as f64 >= m)
+                    && check.max.is_none_or(|m| rows as f64 <= m);
+                results.push(CheckResult {
+                    label: check.label(),
+                    check: check.check,
+                    severity: check.severity,
+                    passed: within,
+                    failing: if within { 0 } else { rows },
+                    sample: json!({ "rows": rows, "min": check.min, "max": check.max }),
+                });
+                continue;
+            }
+            CheckKind::Relationship => {
+                let (column, field) = (
+                    check.column.clone().unwrap_or_default(),
+                    check.field.clone().unwrap_or_default(),
+                );
+                let to = frames[check.to.as_deref().unwrap_or_default()].clone();
+                let keys = to
+                    .select([col(field.as_str()).alias(column.as_str())])
+                    .unique(None, Default::default());
+                data.filter(col(column.as_str()).is_not_null()).join(
+                    keys,
+                    [col(column.as_str())],
+                    [col(column.as_str())],
+                    JoinArgs::new(JoinType::Anti),
+                )
+            }
+            CheckKind::Unique => {
+                let keys: Vec<Expr> = check.columns().iter().map(|c| col(c.as_str())).collect();
+                let repeated = data
+                    .clone()
+                    .group_by(keys.clone())
+                    .agg([len().alias("_rows")])
+                    .filter(col("_rows").gt(lit(1)))
+                    .select(keys.clone());
+                data.join(repeated, keys.clone(), keys, JoinArgs::new(JoinType::Semi))
+            }
+            CheckKind::Sql => {
+                let mut sql = SQLContext::new();
+                sql.register("t", data);
+                let predicate = check.predicate.as_deref().unwrap_or("true");
+                sql.execute(&format!("SELECT * FROM t WHERE NOT ({predicate})"))
+                    .map_err(|e| JobError::Failed(format!("check `{}`: {e}", check.label())))?
+            }
+            _ => data.filter(row_fails(check)?),
+        };
+        let failing = count(failing_rows.clone())?;
+        let sample = if failing == 0 {
+            Value::Array(Vec::new())
+        } else {
+            let mut rows = failing_rows.limit(SAMPLE_ROWS).collect().map_err(failed)?;
+            frame_json::rows(&mut rows)
+        };
+        results.push(CheckResult {
+            label: check.label(),
+            check: check.check,
+            severity: check.severity,
+            passed: failing == 0,
+            failing,
+            sample,
+        });
+    }
+    Ok(results)
+}
+
+/// The condition a row fails for the column-wise checks.
+fn row_fails(check: &Check) -> Result<Expr, JobError> {
+    let column = || col(check.column.clone().unwrap_or_default().as_str());
+    Ok(match check.check {
+        CheckKind::NotNull => check
+            .columns()
+            .iter()
+            .map(|c| col(c.as_str()).is_null())
+            .reduce(|a, b| a.or(b))
+            .unwrap_or(lit(false)),
+        CheckKind::AcceptedValues => {
+            let values = allowed_values(&check.values)?;
+            column().is_not_null().and(column().is_in(lit(values).implode(false), false).not())
+        }
+        CheckKind::Range => {
+            let value = column().cast(DataType::Float64);
+            let low = check.min.map(|m| value.clone().lt(lit(m)));
+            let high = check.max.map(|m| value.clone().gt(lit(m)));
+            [low, high].into_iter().flatten().reduce(|a, b| a.or(b)).unwrap_or(lit(false))
+        }
+        _ => lit(false),
+    })
+}
+
+fn allowed_values(values: &[toml::Value]) -> Result<Series, JobError> {
+    if values.iter().all(|v| v.is_str()) {
+        let strings: Vec<&str> = values.iter().filter_map(|v| v.as_str()).collect();
+        Ok(Series::new("values".into(), strings))
+    } else if values.iter().all(|v| v.is_integer()) {
+        let ints: Vec<i64> = values.iter().filter_map(|v| v.as_integer()).collect();
+        Ok(Series::new("values".into(), ints))
+    } else {
+        Err(JobError::Config("`values` must be all strings or all integers".to_string()))
+    }
+}

@@ -1,0 +1,95 @@
+//! `kind = "report"`: SQL metrics over datasets, written as one JSON document.
+//!
+//! Each metric is a query returning one row: a single column gives the value itself, several
+//! columns give an object. The document (for example `gold/kpi_report.json`) is replaced
+//! atomically and also stored as the task's outputs.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::frame_json;
+use super::sql::{check_inputs, check_path, check_query, register_inputs};
+use super::{Job, JobContext, JobError, Outputs};
+use crate::lake::write_json;
+
+/// Fields of a `report` task.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// Table name in the queries → dataset path.
+    pub inputs: IndexMap<String, String>,
+    /// Warehouse file to write, e.g. `gold/kpi_report.json`.
+    pub output: String,
+    /// Metric name → a query returning one row.
+    pub metrics: IndexMap<String, String>,
+}
+
+pub struct Report;
+
+impl Job for Report {
+    const KIND: &'static str = "report";
+    type Config = ReportConfig;
+
+    fn validate(&self, config: &ReportConfig) -> Vec<String> {
+        let mut problems = check_inputs(&config.inputs);
+        problems.extend(check_path("output", &config.output));
+        let tables: Vec<&str> = config.inputs.keys().map(String::as_str).collect();
+        for (name, query) in &config.metrics {
+            problems.extend(
+                check_query(query, &tables).into_iter().map(|p| format!("metric `{name}`: {p}")),
+            );
+        }
+        if config.metrics.is_empty() {
+            problems.push("`metrics` must list at least one metric".to_string());
+        }
+        problems
+    }
+
+    async fn run(&self, config: ReportConfig, ctx: JobContext) -> Result<Outputs, JobError> {
+        let warehouse = ctx.warehouse.clone();
+        let logical_date = ctx.logical_date.to_rfc3339();
+        let run_id = ctx.run_id.clone();
+        let (metrics, bytes) = tokio::task::spawn_blocking(move || {
+            let mut sql = register_inputs(&warehouse, &config.inputs)?;
+            let mut metrics = Map::new();
+            for (name, query) in &config.metrics {
+                let fail = |e: polars::error::PolarsError| {
+                    JobError::Failed(format!("metric `{name}`: {e}"))
+                };
+                let mut frame = sql.execute(query).map_err(fail)?.collect().map_err(fail)?;
+                if frame.height() != 1 {
+                    return Err(JobError::Failed(format!(
+                        "metric `{name}` returned {} rows, expected 1",
+                        frame.height()
+                    )));
+                }
+                let row = match frame_json::rows(&mut frame) {
+                    Value::Array(mut rows) => rows.pop().unwrap_or(Value::Null),
+                    other => other,
+                };
+                let value = match row {
+                    Value::Object(columns) if columns.len() == 1 => {
+                        columns.into_iter().next().map(|(_, v)| v).unwrap_or(Value::Null)
+                    }
+                    other => other,
+                };
+                metrics.insert(name.clone(), value);
+            }
+            let document =
+                json!({ "logical_date": logical_date, "run_id": run_id, "metrics": metrics });
+            let path =
+                warehouse.file(&config.output).map_err(|e| JobError::Config(e.to_string()))?;
+            let bytes =
+                write_json(&path, &document).map_err(|e| JobError::Failed(e.to_string()))?;
+            Ok::<_, JobError>((metrics, bytes))
+        })
+        .await
+        .map_err(|e| JobError::Failed(format!("report task crashed: {e}")))??;
+        ctx.log.info(format!("{} metrics: {}", metrics.len(), Value::Object(metrics.clone())));
+        let mut outputs = Map::new();
+        outputs.insert("metrics".into(), Value::Object(metrics));
+        outputs.insert("bytes".into(), Value::from(bytes));
+        Ok(outputs)
+    }
+}
