@@ -48,7 +48,7 @@ fn validate_accepts_the_examples_and_reports_every_error() {
             assert!(out.contains(&format!("error  {line}")), "missing `{line}` in:\n{out}");
         }
     }
-    assert!(out.contains("1 DAG(s) valid, 2 file(s) with 8 error(s)"), "{out}");
+    assert!(out.contains("2 DAG(s) valid, 2 file(s) with 8 error(s)"), "{out}");
 }
 
 #[test]
@@ -191,7 +191,10 @@ fn standalone_serves_schedules_and_runs_triggered_dags() {
 
     let health = http_get(&address, "/health");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    assert!(health.contains("\"scheduler\":{\"latest_heartbeat\""), "{health}");
+    let body: serde_json::Value =
+        serde_json::from_str(health.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["scheduler"]["status"], "healthy", "{health}");
+    assert_eq!(body["database"]["status"], "healthy", "{health}");
     let page = http_get(&address, "/");
     assert!(page.contains("<td>example</td>"), "{page}");
 
