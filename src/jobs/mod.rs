@@ -55,12 +55,24 @@ pub enum JobError {
     /// The job ran and failed; a retry may succeed.
     #[error("{0}")]
     Failed(String),
+    /// The job ran and found the data wrong (failed checks). Retrying the same data cannot
+    /// help; `outputs` say what was found and are stored with the failed try.
+    #[error("{message}")]
+    Rejected { message: String, outputs: Outputs },
 }
 
 impl JobError {
     /// Whether trying again could give a different result.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, JobError::Config(_))
+        !matches!(self, JobError::Config(_) | JobError::Rejected { .. })
+    }
+
+    /// Outputs produced before the failure, if any.
+    pub fn outputs(&self) -> Option<&Outputs> {
+        match self {
+            JobError::Rejected { outputs, .. } => Some(outputs),
+            _ => None,
+        }
     }
 
     pub fn exit_code(&self) -> Option<i32> {

@@ -218,14 +218,13 @@ impl Job for Quality {
             "failed_errors": results.iter().filter(|r| !r.passed && r.severity == Severity::Error).count(),
             "failed_warnings": results.iter().filter(|r| !r.passed && r.severity == Severity::Warn).count(),
         });
+        let outputs = outputs.as_object().cloned().unwrap_or_default();
         if !report.is_empty() {
-            return Err(JobError::Failed(format!(
-                "{} quality check(s) failed:\n{}",
-                report.len(),
-                report.join("\n")
-            )));
+            let message =
+                format!("{} quality check(s) failed:\n{}", report.len(), report.join("\n"));
+            return Err(JobError::Rejected { message, outputs });
         }
-        Ok(outputs.as_object().cloned().unwrap_or_default())
+        Ok(outputs)
     }
 }
 

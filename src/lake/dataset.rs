@@ -27,6 +27,9 @@ impl Dataset {
     /// The folder or file readers should read: the current version of a managed dataset, or
     /// the path itself for data written by other tools.
     pub fn current(&self) -> Result<PathBuf> {
+        if self.dir.is_file() {
+            return Ok(self.dir.clone());
+        }
         let pointer = self.dir.join(POINTER);
         match std::fs::read_to_string(&pointer) {
             Ok(version) => Ok(self.dir.join(version.trim())),

@@ -95,14 +95,16 @@ async fn run_try(worker: &Worker, claimed: &ClaimedTask) -> TaskOutcome {
             log.info(format!("task failed: {e}"));
             let retry_delay = retry_delay.filter(|_| e.is_retryable());
             let exit_code = e.exit_code().map(i64::from);
-            TaskOutcome::failure(
+            let mut outcome = TaskOutcome::failure(
                 claimed.try_number,
                 claimed.max_tries,
                 retry_delay,
                 e.to_string(),
                 exit_code,
                 now_micros(),
-            )
+            );
+            outcome.outputs = e.outputs().cloned().unwrap_or_default();
+            outcome
         }
     };
     drop(log);

@@ -1,0 +1,237 @@
+//! The data task kinds through the real scheduler and worker: happy paths, bad input data
+//! (quarantined and counted), failing checks, and idempotent re-runs.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Harness, HarnessOptions};
+use lakeward::dag::compile;
+use lakeward::jobs::Registry;
+use lakeward::lake::{scan, ScanOptions, Warehouse};
+use lakeward::scheduler::trigger::RunRequest;
+use lakeward::store::{RunState, TaskInstanceRow, TaskState};
+use polars::prelude::{JsonFormat, JsonWriter, SerWriter};
+use serde_json::{json, Value};
+
+/// Runs `source` as a DAG against a warehouse in `dir`; returns the run's state and tasks.
+async fn run(dir: &Path, source: &str) -> (RunState, Vec<TaskInstanceRow>) {
+    let db = common::sqlite();
+    let options = HarnessOptions { warehouse: Some(dir.join("warehouse")), ..Default::default() };
+    let h = Harness::start_with(&db, options).await;
+    let dag = Arc::new(compile("jobs.toml", source, "jobs", &Registry::builtin()).unwrap());
+    let logical = lakeward::schedule::parse_date("2024-06-30", chrono_tz::UTC).unwrap();
+    let run = h.trigger(&dag, RunRequest::manual(logical, Default::default())).await;
+    let state = h.wait(&run, Duration::from_secs(60)).await.state;
+    let tasks = h.tasks(&run).await;
+    h.stop().await;
+    (state, tasks)
+}
+
+fn rows(dir: &Path, dataset: &str) -> Vec<Value> {
+    let warehouse = Warehouse::open(dir.join("warehouse").to_str().unwrap()).unwrap();
+    let mut frame = scan(&warehouse.dataset(dataset).unwrap(), &ScanOptions::default())
+        .unwrap()
+        .collect()
+        .unwrap();
+    let mut buffer = Vec::new();
+    JsonWriter::new(&mut buffer).with_json_format(JsonFormat::Json).finish(&mut frame).unwrap();
+    serde_json::from_slice::<Vec<Value>>(&buffer).unwrap()
+}
+
+fn write(dir: &Path, relative: &str, text: &str) {
+    let path = dir.join("warehouse").join(relative);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_is_deterministic_and_reruns_replace_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let dag = r#"
+        [tasks.gen]
+        kind = "generate"
+        output = "raw"
+        orders = 2000
+        customers = 100
+        products = 20
+        dirty_fraction = 0.05
+        seed = 7
+    "#;
+    let (state, tasks) = run(dir.path(), dag).await;
+    assert_eq!(state, RunState::Success);
+    let outputs = &tasks[0].outputs;
+    assert_eq!(outputs["orders"]["rows"], 2000);
+    let dirty = outputs["orders"]["dirty_rows"].as_u64().unwrap();
+    assert!((50..=150).contains(&dirty), "about 5% of 2000 orders should be dirty, got {dirty}");
+    let first = rows(dir.path(), "raw/orders");
+    assert_eq!(first.len(), 2000);
+
+    run(dir.path(), dag).await;
+    assert_eq!(
+        rows(dir.path(), "raw/orders"),
+        first,
+        "same seed, same data; the re-run replaced it"
+    );
+    let statuses: std::collections::HashSet<_> =
+        first.iter().map(|r| r["status"].clone()).collect();
+    assert!(statuses.contains(&json!("unknown")) && statuses.contains(&json!("cancelled")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_quarantines_rows_that_do_not_fit_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "landing/orders.csv",
+        "order_id,order_date,quantity,note\n1,2024-01-01,3,fine\n2,2024-13-45,1,bad date\n3,2024-01-02,lots,bad number\n4,2024-01-03,,missing quantity\n",
+    );
+    write(
+        dir.path(),
+        "landing/events.jsonl",
+        "{\"id\": 1, \"kind\": \"click\"}\nnot json at all\n{\"id\": 2, \"kind\": \"view\"}\n",
+    );
+    let dag = r#"
+        [tasks.ingest]
+        kind = "ingest"
+        [tasks.ingest.tables.orders]
+        input = "landing/orders.csv"
+        output = "bronze/orders"
+        schema = { order_id = "integer", order_date = "date", quantity = "integer" }
+        [tasks.ingest.tables.events]
+        input = "landing/events.jsonl"
+        output = "bronze/events"
+    "#;
+    for _ in 0..2 {
+        let (state, tasks) = run(dir.path(), dag).await;
+        assert_eq!(state, RunState::Success);
+        let outputs = &tasks[0].outputs;
+        assert_eq!(
+            (outputs["orders"]["rows"].clone(), outputs["orders"]["quarantined"].clone()),
+            (json!(2), json!(2))
+        );
+        assert_eq!(
+            (outputs["events"]["rows"].clone(), outputs["events"]["quarantined"].clone()),
+            (json!(2), json!(1))
+        );
+
+        let bronze = rows(dir.path(), "bronze/orders");
+        assert_eq!(bronze.len(), 2, "re-running replaces, never duplicates");
+        assert_eq!(bronze[0]["order_date"], "2024-01-01");
+        assert_eq!(bronze[0]["data_quality_flag"], "valid");
+        assert_eq!(bronze[1]["data_quality_flag"], "missing_values");
+        assert!(bronze[0]["ingested_at"].is_string() || bronze[0]["ingested_at"].is_number());
+        let quarantined = rows(dir.path(), "bronze/orders_quarantine");
+        let reasons: Vec<_> =
+            quarantined.iter().map(|r| r["_error"].as_str().unwrap().to_string()).collect();
+        assert_eq!(reasons, ["order_date: not a valid date", "quantity: not a valid integer"]);
+        assert_eq!(quarantined[1]["quantity"], "lots", "quarantined rows keep the raw values");
+        assert_eq!(
+            rows(dir.path(), "bronze/events_quarantine_lines")[0]["_raw"],
+            "not json at all"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_error_checks_fail_the_task_with_a_report_and_keep_the_results() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "landing/customers.csv", "customer_id,segment\n1,Premium\n2,Gold\n2,Basic\n");
+    write(
+        dir.path(),
+        "landing/orders.csv",
+        "order_id,customer_id,amount\n10,1,5.0\n11,9,-1.0\n12,,3.0\n",
+    );
+    let dag = r#"
+        [tasks.check]
+        kind = "quality"
+        datasets = { customers = "landing/customers.csv", orders = "landing/orders.csv" }
+        checks = [
+          { check = "unique", dataset = "customers", column = "customer_id" },
+          { check = "accepted_values", dataset = "customers", column = "segment", values = ["Premium", "Standard", "Basic"], severity = "warn" },
+          { check = "relationship", dataset = "orders", column = "customer_id", to = "customers", field = "customer_id" },
+          { check = "not_null", dataset = "orders", column = "customer_id", severity = "warn" },
+          { check = "range", dataset = "orders", column = "amount", min = 0 },
+          { check = "sql", dataset = "orders", predicate = "amount < 100" },
+          { check = "row_count", dataset = "orders", min = 1, max = 2 },
+        ]
+    "#;
+    let (state, tasks) = run(dir.path(), dag).await;
+    assert_eq!(state, RunState::Failed);
+    let ti = &tasks[0];
+    assert_eq!(ti.try_number, 1, "failed checks are not retried");
+    let error = ti.error.clone().unwrap();
+    assert!(error.starts_with("4 quality check(s) failed:"), "{error}");
+    assert!(error.contains("customers.unique customer_id: 2 failing rows"), "{error}");
+    assert!(
+        error.contains("orders.relationship customer_id -> customers.customer_id: 1 failing rows"),
+        "{error}"
+    );
+    assert!(error.contains("orders.range amount: 1 failing rows"), "{error}");
+    assert!(error.contains("orders.row_count: 3 failing rows"), "{error}");
+    let checks = ti.outputs["checks"].as_array().unwrap();
+    let by_name = |n: &str| checks.iter().find(|c| c["name"] == n).unwrap().clone();
+    assert_eq!(by_name("customers.accepted_values segment")["failing_rows"], 1);
+    assert_eq!(by_name("customers.accepted_values segment")["sample"][0]["segment"], "Gold");
+    assert_eq!(by_name("orders.not_null customer_id")["severity"], "warn");
+    assert_eq!(by_name("orders.sql `amount < 100`")["passed"], true);
+    assert_eq!(
+        (ti.outputs["failed_errors"].clone(), ti.outputs["failed_warnings"].clone()),
+        (json!(4), json!(2))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_and_report_write_datasets_and_a_json_document() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "landing/sales.csv", "region,amount\neu,10\nus,5\neu,2.5\n");
+    let dag = r#"
+        [tasks.agg]
+        kind = "sql"
+        inputs = { sales = "landing/sales.csv" }
+        [tasks.agg.outputs."gold/by_region"]
+        query = "SELECT region, SUM(amount) AS total FROM sales GROUP BY region ORDER BY region"
+        partition_by = ["region"]
+        [tasks.kpi]
+        kind = "report"
+        depends_on = ["agg"]
+        inputs = { r = "gold/by_region" }
+        output = "gold/kpi.json"
+        metrics = { total = "SELECT SUM(total) FROM r", top = "SELECT region, total FROM r ORDER BY total DESC LIMIT 1" }
+    "#;
+    let (state, tasks) = run(dir.path(), dag).await;
+    assert_eq!(state, RunState::Success, "{tasks:#?}");
+    let agg = tasks.iter().find(|t| t.task_id == "agg").unwrap();
+    assert_eq!(agg.outputs["gold/by_region"]["rows"], 2);
+    assert_eq!(agg.outputs["gold/by_region"]["files"], 2);
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("warehouse/gold/kpi.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        report["metrics"],
+        json!({ "total": 17.5, "top": { "region": "eu", "total": 12.5 } })
+    );
+    let kpi = tasks.iter().find(|t| t.task_id == "kpi").unwrap();
+    assert_eq!(kpi.outputs["metrics"]["total"], 17.5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_over_a_missing_dataset_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let dag = r#"
+        [tasks.agg]
+        kind = "sql"
+        retries = 0
+        inputs = { sales = "landing/nothing_here" }
+        [tasks.agg.outputs."gold/x"]
+        query = "SELECT * FROM sales"
+    "#;
+    let (state, tasks) = run(dir.path(), dag).await;
+    assert_eq!(state, RunState::Failed);
+    assert_eq!(tasks[0].state, TaskState::Failed);
+    let error = tasks[0].error.clone().unwrap();
+    assert!(error.contains("dataset `landing/nothing_here` does not exist"), "{error}");
+}
