@@ -66,7 +66,10 @@ async fn gold_tables_and_kpis_match_an_independent_computation() {
     let dir = tempfile::tempdir().unwrap();
     let db = common::sqlite();
     let warehouse_dir = dir.path().join("warehouse");
-    let options = HarnessOptions { warehouse: Some(warehouse_dir.clone()), ..Default::default() };
+    let options = HarnessOptions {
+        warehouse: Some(Warehouse::open(warehouse_dir.to_str().unwrap()).unwrap()),
+        ..Default::default()
+    };
     let h = Harness::start_with(&db, options).await;
     let dag = Arc::new(load_file(Path::new("dags/ecommerce.toml"), &Registry::builtin()).unwrap());
     let params =

@@ -19,7 +19,10 @@ use serde_json::{json, Value};
 /// Runs `source` as a DAG against a warehouse in `dir`; returns the run's state and tasks.
 async fn run(dir: &Path, source: &str) -> (RunState, Vec<TaskInstanceRow>) {
     let db = common::sqlite();
-    let options = HarnessOptions { warehouse: Some(dir.join("warehouse")), ..Default::default() };
+    let options = HarnessOptions {
+        warehouse: Some(Warehouse::open(dir.join("warehouse").to_str().unwrap()).unwrap()),
+        ..Default::default()
+    };
     let h = Harness::start_with(&db, options).await;
     let dag = Arc::new(compile("jobs.toml", source, "jobs", &Registry::builtin()).unwrap());
     let logical = lakeward::schedule::parse_date("2024-06-30", chrono_tz::UTC).unwrap();

@@ -256,8 +256,35 @@ async fn follow(store: &Store, run: &RunRow) -> anyhow::Result<RunState> {
                 current.run_id,
                 current.state
             );
+            print_summary(store, run).await?;
             return Ok(current.state);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Per-task durations of the run, and this process's peak memory.
+async fn print_summary(store: &Store, run: &RunRow) -> anyhow::Result<()> {
+    println!("\n{:<28} {:<16} {:>10}  OUTPUT", "TASK", "STATE", "SECONDS");
+    for ti in store.tasks_of_runs(&[run.pk]).await? {
+        let seconds = match (ti.started_at, ti.ended_at) {
+            (Some(start), Some(end)) if ti.state != TaskState::Skipped => {
+                format!("{:.3}", (end - start) as f64 / 1e6)
+            }
+            _ => "-".into(),
+        };
+        let rows = ti.outputs.get("rows").map(|r| format!("{r} rows")).unwrap_or_default();
+        println!("{:<28} {:<16} {seconds:>10}  {rows}", ti.task_id, ti.state);
+    }
+    if let Some(peak) = peak_rss_kib() {
+        println!("peak RSS: {:.1} MiB", peak as f64 / 1024.0);
+    }
+    Ok(())
+}
+
+/// The highest resident memory of this process so far (Linux), in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

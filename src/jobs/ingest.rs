@@ -60,6 +60,17 @@ pub enum ColumnType {
 }
 
 impl ColumnType {
+    fn name(self) -> &'static str {
+        match self {
+            ColumnType::String => "string",
+            ColumnType::Integer => "integer",
+            ColumnType::Float => "float",
+            ColumnType::Boolean => "boolean",
+            ColumnType::Date => "date",
+            ColumnType::Datetime => "datetime",
+        }
+    }
+
     /// Converts a text column to this type; values that do not convert become null.
     fn parse(self, raw: Expr) -> Expr {
         let lenient = StrptimeOptions { strict: false, ..Default::default() };
@@ -272,19 +283,6 @@ fn split_by_schema(
     let valid = valid.with_columns(typed);
     let rejected = with_reason.filter(ok.not());
     (valid, Some(rejected))
-}
-
-impl ColumnType {
-    fn name(self) -> &'static str {
-        match self {
-            ColumnType::String => "string",
-            ColumnType::Integer => "integer",
-            ColumnType::Float => "float",
-            ColumnType::Boolean => "boolean",
-            ColumnType::Date => "date",
-            ColumnType::Datetime => "datetime",
-        }
-    }
 }
 
 /// Reads JSON lines, setting aside lines that are not JSON objects.

@@ -11,7 +11,6 @@ use serde_json::{json, Map, Value};
 use super::frame_json;
 use super::sql::{check_inputs, check_path, check_query, register_inputs};
 use super::{Job, JobContext, JobError, Outputs};
-use crate::lake::write_json;
 
 /// Fields of a `report` task.
 #[derive(Debug, Deserialize)]
@@ -78,10 +77,9 @@ impl Job for Report {
             }
             let document =
                 json!({ "logical_date": logical_date, "run_id": run_id, "metrics": metrics });
-            let path =
-                warehouse.file(&config.output).map_err(|e| JobError::Config(e.to_string()))?;
-            let bytes =
-                write_json(&path, &document).map_err(|e| JobError::Failed(e.to_string()))?;
+            let bytes = warehouse
+                .write_json(&config.output, &document)
+                .map_err(|e| JobError::Failed(e.to_string()))?;
             Ok::<_, JobError>((metrics, bytes))
         })
         .await

@@ -2,22 +2,28 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
+use super::remote::Remote;
 use super::{io, LakeError, Result};
 
 const POINTER: &str = "_current";
-const VERSION_PREFIX: &str = "v-";
+pub(super) const VERSION_PREFIX: &str = "v-";
+/// Marks a version folder of a remote dataset as completely downloaded into the cache.
+const COMPLETE: &str = ".complete";
 
 /// A dataset folder in the warehouse.
 #[derive(Debug, Clone)]
 pub struct Dataset {
     name: String,
+    /// The local folder: the dataset itself, or its cache for a remote warehouse.
     dir: PathBuf,
+    remote: Option<Arc<Remote>>,
 }
 
 impl Dataset {
-    pub(super) fn new(name: &str, dir: PathBuf) -> Dataset {
-        Dataset { name: name.to_string(), dir }
+    pub(super) fn new(name: &str, dir: PathBuf, remote: Option<Arc<Remote>>) -> Dataset {
+        Dataset { name: name.to_string(), dir, remote }
     }
 
     pub fn name(&self) -> &str {
@@ -27,6 +33,9 @@ impl Dataset {
     /// The folder or file readers should read: the current version of a managed dataset, or
     /// the path itself for data written by other tools.
     pub fn current(&self) -> Result<PathBuf> {
+        if let Some(remote) = &self.remote {
+            return self.fetch(remote);
+        }
         if self.dir.is_file() {
             return Ok(self.dir.clone());
         }
@@ -43,6 +52,32 @@ impl Dataset {
                 }
             }
             Err(e) => Err(io(&pointer)(e)),
+        }
+    }
+
+    /// Brings the current version of a remote dataset into the cache (once per version).
+    fn fetch(&self, remote: &Remote) -> Result<PathBuf> {
+        if let Some(version) = remote.read_text(&format!("{}/{POINTER}", self.name))? {
+            let local = self.dir.join(version.trim());
+            if !local.join(COMPLETE).exists() {
+                let _ = std::fs::remove_dir_all(&local);
+                remote.download_tree(&format!("{}/{}", self.name, version.trim()), &local)?;
+                std::fs::create_dir_all(&local).map_err(io(&local))?;
+                std::fs::write(local.join(COMPLETE), "").map_err(io(&local))?;
+            }
+            return Ok(local);
+        }
+        // Data written by another tool: a single object, or a folder of objects.
+        if remote.is_object(&self.name)? {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            remote.download_object(&self.name, &self.dir)?;
+            return Ok(self.dir.clone());
+        }
+        let local = self.dir.join("_external");
+        let _ = std::fs::remove_dir_all(&local);
+        match remote.download_tree(&self.name, &local)? {
+            0 => Err(LakeError::Missing(self.name.clone())),
+            _ => Ok(local),
         }
     }
 
@@ -81,6 +116,17 @@ impl PendingVersion {
     /// Makes this version the one readers see, and removes versions older than the previous.
     pub fn commit(mut self) -> Result<PathBuf> {
         let root = &self.dataset.dir;
+        if let Some(remote) = &self.dataset.remote {
+            // Files first, pointer last: a reader sees the old version or the complete new one.
+            let name = &self.dataset.name;
+            let previous = remote.read_text(&format!("{name}/{POINTER}"))?;
+            remote.upload_tree(&self.dir, &format!("{name}/{}", self.version))?;
+            remote.write_text(&format!("{name}/{POINTER}"), &self.version)?;
+            let keep =
+                [self.version.as_str(), previous.as_deref().map(str::trim).unwrap_or_default()];
+            remote.prune_versions(name, &keep)?;
+            std::fs::write(self.dir.join(COMPLETE), "").map_err(io(&self.dir))?;
+        }
         let previous = std::fs::read_to_string(root.join(POINTER)).ok();
         let staged = root.join(format!(".{POINTER}.{}", self.version));
         std::fs::write(&staged, &self.version).map_err(io(&staged))?;

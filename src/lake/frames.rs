@@ -96,6 +96,9 @@ pub fn scan(dataset: &Dataset, options: &ScanOptions) -> Result<LazyFrame> {
             .with_infer_schema_length(Some(10_000))
             .with_schema(options.schema.clone())
             .with_truncate_ragged_lines(true)
+            // A value that does not fit the inferred type becomes null instead of failing the
+            // read; declare a schema (ingest) to quarantine such rows instead.
+            .with_ignore_errors(options.schema.is_none())
             .finish()?,
         Format::Jsonl => LazyJsonLineReader::new_paths(pl_paths(&files))
             .with_infer_schema_length(std::num::NonZeroUsize::new(10_000))
@@ -180,18 +183,6 @@ fn measure(dir: &Path) -> Result<Written> {
         counted.column("len")?.get(0)?.extract::<u64>().unwrap_or(0)
     };
     Ok(Written { rows, bytes, files: files.len() as u64 })
-}
-
-/// Writes `value` as pretty JSON to `path`, atomically (temporary file, then rename).
-pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<u64> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-    }
-    let text = serde_json::to_string_pretty(value).unwrap_or_default();
-    let staged = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&staged, &text).map_err(io(&staged))?;
-    std::fs::rename(&staged, path).map_err(io(path))?;
-    Ok(text.len() as u64)
 }
 
 #[cfg(test)]

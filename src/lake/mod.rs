@@ -13,13 +13,18 @@
 
 mod dataset;
 mod frames;
+mod remote;
 
 use std::path::{Component, Path, PathBuf};
 
 use thiserror::Error;
 
 pub use dataset::{Dataset, PendingVersion};
-pub use frames::{scan, sink_parquet, write_json, Format, ScanOptions, Written};
+pub use frames::{scan, sink_parquet, Format, ScanOptions, Written};
+
+use std::sync::Arc;
+
+use remote::Remote;
 
 #[derive(Debug, Error)]
 pub enum LakeError {
@@ -32,8 +37,11 @@ pub enum LakeError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Polars(#[from] polars::error::PolarsError),
-    #[error("S3 warehouses (`{0}`) are not supported yet; use a local folder")]
+    #[error("`{0}` is not a warehouse location: use a folder or s3://bucket/prefix")]
     Unsupported(String),
+    /// The object store answered with an error (unreachable, denied, …).
+    #[error("object store: {0}")]
+    Remote(String),
 }
 
 pub type Result<T, E = LakeError> = std::result::Result<T, E>;
@@ -45,16 +53,37 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LakeError + '_ {
 /// The root of the lakehouse.
 #[derive(Debug, Clone)]
 pub struct Warehouse {
+    /// The local folder: the warehouse itself, or the cache of a remote one.
     root: PathBuf,
+    remote: Option<Arc<Remote>>,
 }
 
 impl Warehouse {
-    /// A warehouse at `location`: a local folder (created on first write).
+    /// A warehouse in a local folder (created on first write).
     pub fn open(location: &str) -> Result<Warehouse> {
         if location.contains("://") && !location.starts_with("file://") {
             return Err(LakeError::Unsupported(location.to_string()));
         }
-        Ok(Warehouse { root: PathBuf::from(location.trim_start_matches("file://")) })
+        Ok(Warehouse { root: PathBuf::from(location.trim_start_matches("file://")), remote: None })
+    }
+
+    /// A warehouse at `location`: a local folder, or `s3://bucket/prefix` mirrored through
+    /// a local cache under `cache`.
+    pub fn connect(location: &str, cache: &Path) -> Result<Warehouse> {
+        if location.starts_with("s3://") {
+            let remote = Remote::open(location)?;
+            Ok(Warehouse {
+                root: remote::cache_dir(cache, location),
+                remote: Some(Arc::new(remote)),
+            })
+        } else {
+            Warehouse::open(location)
+        }
+    }
+
+    /// Whether datasets live in an object store.
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
     }
 
     pub fn root(&self) -> &Path {
@@ -64,13 +93,35 @@ impl Warehouse {
     /// The dataset at `name`, a relative path such as `silver/orders_enriched`.
     pub fn dataset(&self, name: &str) -> Result<Dataset> {
         check_relative(name)?;
-        Ok(Dataset::new(name, self.root.join(name)))
+        Ok(Dataset::new(name, self.root.join(name), self.remote.clone()))
     }
 
-    /// The absolute path of a plain file in the warehouse (reports, exports).
-    pub fn file(&self, name: &str) -> Result<PathBuf> {
+    /// Writes `value` as pretty JSON to the warehouse file `name`, replacing it atomically.
+    /// Returns the bytes written.
+    pub fn write_json(&self, name: &str, value: &serde_json::Value) -> Result<u64> {
         check_relative(name)?;
-        Ok(self.root.join(name))
+        let path = self.root.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let text = serde_json::to_string_pretty(value).unwrap_or_default();
+        let staged = path.with_extension(format!("tmp-{}", std::process::id()));
+        std::fs::write(&staged, &text).map_err(io(&staged))?;
+        std::fs::rename(&staged, &path).map_err(io(&path))?;
+        if let Some(remote) = &self.remote {
+            remote.upload_file(&path, name)?;
+        }
+        Ok(text.len() as u64)
+    }
+
+    /// Reads a warehouse file written by [`Warehouse::write_json`] (or any text file).
+    pub fn read_text(&self, name: &str) -> Result<String> {
+        check_relative(name)?;
+        if let Some(remote) = &self.remote {
+            return remote.read_text(name)?.ok_or_else(|| LakeError::Missing(name.to_string()));
+        }
+        let path = self.root.join(name);
+        std::fs::read_to_string(&path).map_err(io(&path))
     }
 }
 

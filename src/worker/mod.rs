@@ -38,7 +38,7 @@ impl WorkerOptions {
             queues: config.worker.queues.clone(),
             heartbeat_interval: config.worker.heartbeat_interval,
             poll_interval: config.worker.poll_interval,
-            warehouse: Warehouse::open(&config.warehouse())?,
+            warehouse: Warehouse::connect(&config.warehouse(), &config.home.join("cache"))?,
         })
     }
 }

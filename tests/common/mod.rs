@@ -93,7 +93,7 @@ pub struct Harness {
 pub struct HarnessOptions {
     pub registry: Registry,
     /// Default: a fresh temporary folder.
-    pub warehouse: Option<PathBuf>,
+    pub warehouse: Option<Warehouse>,
     pub dags_folder: Option<PathBuf>,
     pub slots: usize,
     pub heartbeat_timeout: Duration,
@@ -120,7 +120,9 @@ impl Harness {
         let store = Store::open(&db.url).await.unwrap();
         let versions = Arc::new(DagVersions::new(store.clone(), options.registry));
         let scratch = tempfile::tempdir().unwrap();
-        let warehouse = options.warehouse.unwrap_or_else(|| scratch.path().join("warehouse"));
+        let warehouse = options.warehouse.unwrap_or_else(|| {
+            Warehouse::open(scratch.path().join("warehouse").to_str().unwrap()).unwrap()
+        });
         let (stop, shutdown) = shutdown_channel();
         let scheduler = Scheduler::new(
             store.clone(),
@@ -141,7 +143,7 @@ impl Harness {
                 queues: vec!["default".into()],
                 heartbeat_interval: Duration::from_millis(200),
                 poll_interval: Duration::from_millis(100),
-                warehouse: Warehouse::open(warehouse.to_str().unwrap()).unwrap(),
+                warehouse,
             },
         );
         let tasks =

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# End-to-end benchmark of the reference pipeline: `lakeward dags test ecommerce_etl` at several
+# sizes, each in a fresh home (SQLite state, local warehouse). Prints each task's time, the
+# total, and peak RSS (from the summary `dags test` prints).
+#
+# Usage: cargo build --release && benches/ecommerce.sh [ORDERS...]   (default: 5000 1000000 10000000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin="${LAKEWARD_BIN:-${CARGO_TARGET_DIR:-target}/release/lakeward}"
+[ -x "$bin" ] || { echo "build first: cargo build --release ($bin missing)" >&2; exit 1; }
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(5000 1000000 10000000)
+for orders in "${sizes[@]}"; do
+    home="$(mktemp -d)"
+    customers=$(( orders / 10 > 1000 ? orders / 10 : 1000 ))
+    products=$(( orders >= 1000000 ? 2000 : 200 ))
+    echo "=== $orders orders, $customers customers, $products products"
+    start=$(date +%s.%N)
+    LAKEWARD_HOME="$home" "$bin" dags test ecommerce_etl --date 2024-06-30 \
+        --param "orders=$orders" --param "customers=$customers" --param "products=$products" \
+        | sed -n '/^TASK/,$p'
+    end=$(date +%s.%N)
+    echo "wall time of the whole command: $(echo "$end - $start" | bc) s"
+    du -sh "$home/warehouse" | sed 's/^/warehouse size: /'
+    rm -rf "$home"
+done
