@@ -62,7 +62,14 @@ async fn the_pipeline_runs_the_same_on_s3() {
     let local_dir = tempfile::tempdir().unwrap();
     let local = Warehouse::open(local_dir.path().to_str().unwrap()).unwrap();
     let on_disk = run_ecommerce(local).await;
-    assert_eq!(on_s3, on_disk);
+    for exact in ["total_orders", "total_customers"] {
+        assert_eq!(on_s3[exact], on_disk[exact], "{exact}");
+    }
+    assert_eq!(on_s3["best_day"]["date"], on_disk["best_day"]["date"]);
+    for float in ["total_revenue", "avg_order_value"] {
+        let (a, b) = (on_s3[float].as_f64().unwrap(), on_disk[float].as_f64().unwrap());
+        assert!((a - b).abs() <= 1e-9 * b.abs(), "{float}: {a} on S3, {b} on disk");
+    }
     assert!(on_s3["total_orders"].as_u64().unwrap() > 2000);
 
     // The bucket holds the published datasets, read back through a fresh cache.
