@@ -11,21 +11,10 @@ use std::time::Duration;
 use common::{Harness, HarnessOptions};
 use lakeward::dag::folder::load_file;
 use lakeward::jobs::Registry;
-use lakeward::lake::{scan, ScanOptions, Warehouse};
+use lakeward::lake::Warehouse;
 use lakeward::scheduler::trigger::RunRequest;
 use lakeward::store::RunState;
-use polars::prelude::{JsonFormat, JsonWriter, SerWriter};
 use serde_json::{json, Value};
-
-fn gold(warehouse: &Warehouse, dataset: &str) -> Vec<Value> {
-    let mut frame = scan(&warehouse.dataset(dataset).unwrap(), &ScanOptions::default())
-        .unwrap()
-        .collect()
-        .unwrap();
-    let mut buffer = Vec::new();
-    JsonWriter::new(&mut buffer).with_json_format(JsonFormat::Json).finish(&mut frame).unwrap();
-    serde_json::from_slice(&buffer).unwrap()
-}
 
 /// Rows of the single CSV file in the current version of a raw dataset, as column → text.
 fn raw_csv(warehouse: &Warehouse, dataset: &str) -> Vec<HashMap<String, String>> {
@@ -138,7 +127,7 @@ async fn gold_tables_and_kpis_match_an_independent_computation() {
     close(&kpi["total_revenue"], total.revenue, "total_revenue");
     close(&kpi["avg_order_value"], total.revenue / total.orders as f64, "avg_order_value");
 
-    let daily_rows = gold(&warehouse, "gold/daily_sales");
+    let daily_rows = common::dataset_rows(&warehouse, "gold/daily_sales");
     assert_eq!(daily_rows.len(), daily.len());
     for row in &daily_rows {
         let expected = &daily[row["date"].as_str().unwrap()];
@@ -152,7 +141,7 @@ async fn gold_tables_and_kpis_match_an_independent_computation() {
         );
     }
 
-    let regional_rows = gold(&warehouse, "gold/regional_sales");
+    let regional_rows = common::dataset_rows(&warehouse, "gold/regional_sales");
     assert_eq!(regional_rows.len(), regional.len());
     for row in &regional_rows {
         let expected = &regional[row["state"].as_str().unwrap()];
@@ -161,7 +150,7 @@ async fn gold_tables_and_kpis_match_an_independent_computation() {
         close(&row["total_revenue"], expected.revenue, "regional total_revenue");
     }
 
-    let product_rows = gold(&warehouse, "gold/product_performance");
+    let product_rows = common::dataset_rows(&warehouse, "gold/product_performance");
     assert_eq!(product_rows.len(), by_product.len());
     for row in &product_rows {
         let id = row["product_id"].to_string();
@@ -170,7 +159,7 @@ async fn gold_tables_and_kpis_match_an_independent_computation() {
         close(&row["total_revenue"], by_product[&id].revenue, "product total_revenue");
     }
 
-    let customer_rows = gold(&warehouse, "gold/customer_metrics");
+    let customer_rows = common::dataset_rows(&warehouse, "gold/customer_metrics");
     assert_eq!(customer_rows.len(), by_customer.len());
     for row in &customer_rows {
         let expected = &by_customer[&row["customer_id"].to_string()];

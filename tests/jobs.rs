@@ -10,10 +10,9 @@ use std::time::Duration;
 use common::{Harness, HarnessOptions};
 use lakeward::dag::compile;
 use lakeward::jobs::Registry;
-use lakeward::lake::{scan, ScanOptions, Warehouse};
+use lakeward::lake::Warehouse;
 use lakeward::scheduler::trigger::RunRequest;
 use lakeward::store::{RunState, TaskInstanceRow, TaskState};
-use polars::prelude::{JsonFormat, JsonWriter, SerWriter};
 use serde_json::{json, Value};
 
 /// Runs `source` as a DAG against a warehouse in `dir`; returns the run's state and tasks.
@@ -35,13 +34,7 @@ async fn run(dir: &Path, source: &str) -> (RunState, Vec<TaskInstanceRow>) {
 
 fn rows(dir: &Path, dataset: &str) -> Vec<Value> {
     let warehouse = Warehouse::open(dir.join("warehouse").to_str().unwrap()).unwrap();
-    let mut frame = scan(&warehouse.dataset(dataset).unwrap(), &ScanOptions::default())
-        .unwrap()
-        .collect()
-        .unwrap();
-    let mut buffer = Vec::new();
-    JsonWriter::new(&mut buffer).with_json_format(JsonFormat::Json).finish(&mut frame).unwrap();
-    serde_json::from_slice::<Vec<Value>>(&buffer).unwrap()
+    common::dataset_rows(&warehouse, dataset)
 }
 
 fn write(dir: &Path, relative: &str, text: &str) {

@@ -115,9 +115,7 @@ impl Job for Generate {
             "generating {} customers, {} products, {} orders into {output}/",
             spec.customers, spec.products, spec.orders
         ));
-        let outputs = tokio::task::spawn_blocking(move || generate(&warehouse, &output, &spec))
-            .await
-            .map_err(|e| JobError::Failed(format!("generator crashed: {e}")))??;
+        let outputs = super::blocking(move || generate(&warehouse, &output, &spec)).await?;
         Ok(outputs)
     }
 }

@@ -118,7 +118,7 @@ impl Job for Ingest {
         let warehouse = ctx.warehouse.clone();
         let log = ctx.log.clone();
         let ingested_at = crate::time::now_micros();
-        tokio::task::spawn_blocking(move || {
+        super::blocking(move || {
             let mut outputs = serde_json::Map::new();
             let (mut rows, mut quarantined, mut bytes) = (0, 0, 0);
             for (name, table) in &config.tables {
@@ -146,7 +146,6 @@ impl Job for Ingest {
             Ok(outputs)
         })
         .await
-        .map_err(|e| JobError::Failed(format!("ingest task crashed: {e}")))?
     }
 }
 

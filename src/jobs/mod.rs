@@ -83,6 +83,16 @@ impl JobError {
     }
 }
 
+/// Runs CPU-heavy job work (Polars, file generation) on the blocking pool, off the async
+/// runtime's workers. A panic in `work` becomes a failed try.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, JobError> + Send + 'static,
+) -> Result<T, JobError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| JobError::Failed(format!("the job crashed: {e}")))?
+}
+
 /// What a running job may know and use.
 pub struct JobContext {
     pub dag_id: String,

@@ -195,9 +195,7 @@ impl Job for Quality {
     async fn run(&self, config: QualityConfig, ctx: JobContext) -> Result<Outputs, JobError> {
         let warehouse = ctx.warehouse.clone();
         let log = ctx.log.clone();
-        let results = tokio::task::spawn_blocking(move || run_checks(&warehouse, &config))
-            .await
-            .map_err(|e| JobError::Failed(format!("quality task crashed: {e}")))??;
+        let results = super::blocking(move || run_checks(&warehouse, &config)).await?;
         let mut report = Vec::new();
         for r in &results {
             let status = if r.passed {

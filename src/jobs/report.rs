@@ -49,7 +49,7 @@ impl Job for Report {
         let warehouse = ctx.warehouse.clone();
         let logical_date = ctx.logical_date.to_rfc3339();
         let run_id = ctx.run_id.clone();
-        let (metrics, bytes) = tokio::task::spawn_blocking(move || {
+        let (metrics, bytes) = super::blocking(move || {
             let mut sql = register_inputs(&warehouse, &config.inputs)?;
             let mut metrics = Map::new();
             for (name, query) in &config.metrics {
@@ -82,8 +82,7 @@ impl Job for Report {
                 .map_err(|e| JobError::Failed(e.to_string()))?;
             Ok::<_, JobError>((metrics, bytes))
         })
-        .await
-        .map_err(|e| JobError::Failed(format!("report task crashed: {e}")))??;
+        .await?;
         ctx.log.info(format!("{} metrics: {}", metrics.len(), Value::Object(metrics.clone())));
         let mut outputs = Map::new();
         outputs.insert("metrics".into(), Value::Object(metrics));

@@ -71,7 +71,7 @@ impl Job for Sql {
     async fn run(&self, config: SqlConfig, ctx: JobContext) -> Result<Outputs, JobError> {
         let warehouse = ctx.warehouse.clone();
         let log = ctx.log.clone();
-        tokio::task::spawn_blocking(move || {
+        super::blocking(move || {
             let mut sql = register_inputs(&warehouse, &config.inputs)?;
             let mut outputs = serde_json::Map::new();
             let (mut rows, mut bytes) = (0, 0);
@@ -101,7 +101,6 @@ impl Job for Sql {
             Ok(outputs)
         })
         .await
-        .map_err(|e| JobError::Failed(format!("sql task crashed: {e}")))?
     }
 }
 

@@ -202,3 +202,13 @@ pub fn manual(params: serde_json::Value) -> RunRequest {
     let params = params.as_object().cloned().unwrap_or_default();
     RunRequest::manual(chrono::Utc::now(), params)
 }
+
+/// The rows of a dataset's current version, as JSON objects.
+pub fn dataset_rows(warehouse: &Warehouse, dataset: &str) -> Vec<serde_json::Value> {
+    use polars::prelude::{JsonFormat, JsonWriter, SerWriter};
+    let dataset = warehouse.dataset(dataset).unwrap();
+    let mut frame = lakeward::lake::scan(&dataset, &Default::default()).unwrap().collect().unwrap();
+    let mut buffer = Vec::new();
+    JsonWriter::new(&mut buffer).with_json_format(JsonFormat::Json).finish(&mut frame).unwrap();
+    serde_json::from_slice(&buffer).unwrap()
+}
