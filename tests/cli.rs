@@ -122,6 +122,33 @@ fn dags_test_exits_non_zero_when_the_run_fails_and_rejects_bad_params() {
     assert!(!ok && out.contains("no DAG `nope`"), "{out}");
 }
 
+#[test]
+fn backfill_creates_each_interval_once() {
+    let home = tempfile::tempdir().unwrap();
+    let backfill = ["dags", "backfill", "example", "--start", "2024-02-27", "--end", "2024-03-01"];
+    let (ok, out) = run(lakeward(home.path()).args(backfill));
+    assert!(
+        ok && out.contains("4 backfill run(s) created, 0 already existed, for 4 interval(s)"),
+        "{out}"
+    );
+    let (ok, out) = run(lakeward(home.path()).args(backfill));
+    assert!(ok && out.contains("0 backfill run(s) created, 4 already existed"), "{out}");
+    let (_, out) = run(lakeward(home.path()).args(["runs", "list", "example"]));
+    for day in ["2024-02-27", "2024-02-28", "2024-02-29", "2024-03-01"] {
+        assert!(out.contains(&format!("backfill__{day}T00:00:00Z")), "{day} missing:\n{out}");
+    }
+    let (ok, out) = run(lakeward(home.path()).args([
+        "dags",
+        "backfill",
+        "example",
+        "--start",
+        "2024-03-02",
+        "--end",
+        "2024-03-01",
+    ]));
+    assert!(!ok && out.contains("is before --start"), "{out}");
+}
+
 /// Sends SIGTERM and waits for a clean exit.
 fn terminate(mut child: Child) {
     // SAFETY: plain kill(2) on our own child's pid.
@@ -197,6 +224,21 @@ fn standalone_serves_schedules_and_runs_triggered_dags() {
     assert_eq!(body["database"]["status"], "healthy", "{health}");
     let page = http_get(&address, "/");
     assert!(page.contains("<td>example</td>"), "{page}");
+
+    // A backfill runs through the same scheduler, one run at a time (max_active_runs = 1).
+    let (ok, out) = run(lakeward(home.path()).args([
+        "dags",
+        "backfill",
+        "example",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-01-03",
+        "--wait",
+    ]));
+    assert!(ok, "{out}");
+    assert!(out.contains("3 backfill run(s) created, 0 already existed"), "{out}");
+    assert!(out.contains("3/3 runs finished (0 failed)"), "{out}");
 
     let (ok, out) = run(lakeward(home.path()).args(["dags", "pause", "example"]));
     assert!(ok && out.contains("example paused"), "{out}");

@@ -16,7 +16,7 @@ use crate::dag::Dag;
 use crate::jobs::Registry;
 use crate::runtime::{process_id, shutdown_channel, Components};
 use crate::schedule::parse_date;
-use crate::scheduler::trigger::{create_run, RunRequest};
+use crate::scheduler::trigger::{create_run, RunRequest, TriggerError};
 use crate::scheduler::{Scheduler, SchedulerOptions};
 use crate::store::{DagRecord, RunRow, RunState, Store, TaskState};
 use crate::time::{display, now_micros, to_micros};
@@ -176,6 +176,78 @@ pub async fn set_paused(config: Config, dag_id: &str, paused: bool) -> anyhow::R
     c.store.set_paused(dag_id, paused).await?;
     println!("{dag_id} {}", if paused { "paused" } else { "unpaused" });
     Ok(ExitCode::SUCCESS)
+}
+
+/// Creates the backfill runs of `[start, end]`; with `wait`, follows them to the end.
+pub async fn backfill(
+    config: Config,
+    dag_id: &str,
+    start: &str,
+    end: &str,
+    wait: bool,
+) -> anyhow::Result<ExitCode> {
+    let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
+    let dag = resolve_dag(&c, dag_id).await?;
+    let Some(schedule) = &dag.schedule else {
+        bail!("DAG `{dag_id}` has no schedule to backfill; use `lakeward dags trigger` instead");
+    };
+    let from = logical_date(&dag, Some(start))?;
+    let mut to = logical_date(&dag, Some(end))?;
+    if chrono::NaiveDate::parse_from_str(end.trim(), "%Y-%m-%d").is_ok() {
+        to += chrono::Duration::days(1) - chrono::Duration::microseconds(1);
+    }
+    if to < from {
+        bail!("--end {end} is before --start {start}");
+    }
+    let timetable = crate::schedule::Timetable {
+        schedule,
+        timezone: dag.timezone,
+        start_date: dag.start_date,
+        end_date: dag.end_date,
+        catchup: true,
+    };
+    let intervals = timetable.intervals_between(from, to);
+    let (mut created, mut existing) = (Vec::new(), 0);
+    for interval in &intervals {
+        let request = RunRequest {
+            run_type: crate::store::RunType::Backfill,
+            logical_date: interval.start,
+            interval: Some(*interval),
+            params: Map::new(),
+            queue: None,
+        };
+        match create_run(&c.store, &dag, request).await {
+            Ok(run) => created.push(run),
+            Err(TriggerError::Duplicate { .. }) => existing += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    println!(
+        "{} backfill run(s) created, {existing} already existed, for {} interval(s) of {dag_id}",
+        created.len(),
+        intervals.len()
+    );
+    if !wait || created.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut reported = usize::MAX;
+    loop {
+        let mut finished = 0;
+        let mut failed = 0;
+        for run in &created {
+            let state = c.store.get_run_by_pk(run.pk).await?.map(|r| r.state);
+            finished += usize::from(state.is_some_and(|s| s.is_finished()));
+            failed += usize::from(state == Some(RunState::Failed));
+        }
+        if finished != reported {
+            println!("{finished}/{} runs finished ({failed} failed)", created.len());
+            reported = finished;
+        }
+        if finished == created.len() {
+            return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Runs one DAG run in this process, through the same scheduler and worker code as production,

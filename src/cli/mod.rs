@@ -102,6 +102,19 @@ enum DagsCommand {
     Pause { dag: String },
     /// Resume creating scheduled runs of a DAG.
     Unpause { dag: String },
+    /// Create the scheduled runs of a date range (run type backfill); existing runs are kept.
+    Backfill {
+        dag: String,
+        /// First logical date (YYYY-MM-DD or RFC 3339).
+        #[arg(long)]
+        start: String,
+        /// Last logical date, inclusive (a bare date covers that whole day).
+        #[arg(long)]
+        end: String,
+        /// Wait for the runs to finish, printing progress (needs a running scheduler and worker).
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -177,6 +190,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             DagsCommand::Pause { dag } => dags::set_paused(config, &dag, true).await,
             DagsCommand::Unpause { dag } => dags::set_paused(config, &dag, false).await,
+            DagsCommand::Backfill { dag, start, end, wait } => {
+                dags::backfill(config, &dag, &start, &end, wait).await
+            }
         },
         Command::Runs { command: RunsCommand::List { dag, limit } } => {
             inspect::list_runs(config, &dag, limit).await
