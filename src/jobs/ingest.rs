@@ -258,30 +258,43 @@ fn scan_all_text(input: &crate::lake::Dataset) -> Result<LazyFrame, JobError> {
 }
 
 /// Splits rows into those whose declared columns all convert, typed, and the others, as read,
-/// with an `_error` column naming the columns that did not convert.
+/// with an `_error` column naming the columns that did not convert. Each column is converted
+/// once, into a scratch column, and both the check and the typed output use that result.
 fn split_by_schema(
     raw: LazyFrame,
     schema: &IndexMap<String, ColumnType>,
 ) -> (LazyFrame, Option<LazyFrame>) {
     let text = |c: &str| col(c).cast(DataType::String);
-    let typed: Vec<Expr> = schema.iter().map(|(c, t)| t.parse(text(c)).alias(c.as_str())).collect();
+    let scratch = |c: &str| format!("__typed_{c}");
+    let converted: Vec<Expr> =
+        schema.iter().map(|(c, t)| t.parse(text(c)).alias(scratch(c).as_str())).collect();
     let failures: Vec<Expr> = schema
         .iter()
         .map(|(c, t)| {
-            let bad = text(c).is_not_null().and(t.parse(text(c)).is_null());
+            let bad = text(c).is_not_null().and(col(scratch(c).as_str()).is_null());
             when(bad).then(lit(format!("{c}: not a valid {}", t.name()))).otherwise(lit(NULL))
         })
         .collect();
-    let reason = concat_str(failures, "; ", true).alias("_error");
-    let with_reason = raw.with_column(reason);
+    let checked =
+        raw.with_columns(converted).with_column(concat_str(failures, "; ", true).alias("_error"));
     let ok = col("_error").eq(lit(""));
-    let valid = with_reason.clone().filter(ok.clone()).drop(polars::prelude::Selector::ByName {
-        names: std::sync::Arc::from(["_error".into()]),
-        strict: true,
-    });
-    let valid = valid.with_columns(typed);
-    let rejected = with_reason.filter(ok.not());
+    let scratch_names: Vec<String> = schema.keys().map(|c| scratch(c)).collect();
+    let typed: Vec<Expr> =
+        schema.keys().map(|c| col(scratch(c).as_str()).alias(c.as_str())).collect();
+    let mut dropped_from_valid = scratch_names.clone();
+    dropped_from_valid.push("_error".to_string());
+    let valid =
+        drop_columns(checked.clone().filter(ok.clone()).with_columns(typed), dropped_from_valid);
+    let rejected = drop_columns(checked.filter(ok.not()), scratch_names);
     (valid, Some(rejected))
+}
+
+fn drop_columns(frame: LazyFrame, names: Vec<String>) -> LazyFrame {
+    let names: Vec<polars::prelude::PlSmallStr> = names.into_iter().map(Into::into).collect();
+    frame.drop(polars::prelude::Selector::ByName {
+        names: std::sync::Arc::from(names),
+        strict: true,
+    })
 }
 
 /// Reads JSON lines, setting aside lines that are not JSON objects.
