@@ -62,8 +62,17 @@ fn custom_kinds_are_validated_at_load_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_kinds_run_with_rendered_fields_and_publish_outputs() {
-    let source =
-        "[tasks.c]\nkind = \"count\"\nitems = [\"a\", \"{{ ds }}\"]\nlabel = \"{{ ds }}\"\n";
+    let source = r#"
+        [tasks.c]
+        kind = "count"
+        items = ["a", "{{ ds }}"]
+        label = "{{ ds }}"
+
+        [tasks.show]
+        kind = "shell"
+        depends_on = ["c"]
+        command = "echo counted {{ outputs.c.count }} for {{ outputs.c.label }}"
+    "#;
     let dag = std::sync::Arc::new(compile("custom.toml", source, "custom", &registry()).unwrap());
     for db in common::databases().await {
         let h =
@@ -77,8 +86,15 @@ async fn custom_kinds_run_with_rendered_fields_and_publish_outputs() {
             "{}",
             db.backend
         );
-        let ti = h.tasks(&run).await.remove(0);
+        let tasks = h.tasks(&run).await;
+        let ti = tasks.iter().find(|t| t.task_id == "c").unwrap().clone();
         assert_eq!(ti.state, TaskState::Success);
+        let show = tasks.iter().find(|t| t.task_id == "show").unwrap();
+        assert_eq!(
+            h.log_text(show).await,
+            "counted 2 for 2024-06-01\n",
+            "downstream templates read outputs"
+        );
         assert_eq!(
             serde_json::Value::Object(ti.outputs.clone()),
             json!({"count": 2, "label": "2024-06-01"})

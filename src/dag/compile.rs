@@ -18,7 +18,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::diagnostic::Reporter;
-use super::{graph, template, Dag, Diagnostic, ParamSpec, ParamType, Task, TriggerRule};
+use super::{graph, template, Backoff, Dag, Diagnostic, ParamSpec, ParamType, Task, TriggerRule};
 use crate::jobs::Registry;
 use crate::schedule::{self, Schedule};
 use crate::store::DEFAULT_QUEUE;
@@ -45,6 +45,8 @@ const COMMON_TASK_FIELDS: &[&str] = &[
     "trigger_rule",
     "retries",
     "retry_delay",
+    "retry_backoff",
+    "max_retry_delay",
     "timeout",
     "queue",
     "description",
@@ -150,14 +152,20 @@ fn duration(text: String) -> Result<Duration, String> {
     crate::time::parse_duration(&text)
 }
 
-/// Task defaults from `[defaults]`.
-#[derive(Default)]
-struct Defaults {
+/// The task settings `[defaults]` can give and each task can override.
+#[derive(Default, Clone)]
+struct Settings {
     retries: Option<u32>,
     retry_delay: Option<Duration>,
+    retry_backoff: Option<Backoff>,
+    max_retry_delay: Option<Duration>,
     timeout: Option<Duration>,
     queue: Option<String>,
 }
+
+/// The keys of [`Settings`].
+const SETTING_FIELDS: &[&str] =
+    &["retries", "retry_delay", "retry_backoff", "max_retry_delay", "timeout", "queue"];
 
 struct Compiler<'a> {
     rep: Reporter<'a>,
@@ -288,18 +296,32 @@ impl<'a> Compiler<'a> {
         params
     }
 
-    fn defaults(&mut self) -> Defaults {
-        let mut defaults = Defaults::default();
+    /// Decodes `name` into `settings` if it is a settings key; false if it is not.
+    fn setting(&mut self, settings: &mut Settings, name: &str, value: &Value<'a>) -> bool {
+        match name {
+            "retries" => settings.retries = self.decode(value).or(settings.retries),
+            "retry_delay" => {
+                settings.retry_delay = self.decode_with(value, duration).or(settings.retry_delay)
+            }
+            "retry_backoff" => {
+                settings.retry_backoff = self.decode(value).or(settings.retry_backoff)
+            }
+            "max_retry_delay" => {
+                settings.max_retry_delay =
+                    self.decode_with(value, duration).or(settings.max_retry_delay)
+            }
+            "timeout" => settings.timeout = self.decode_with(value, duration).or(settings.timeout),
+            "queue" => settings.queue = self.decode(value).or(settings.queue.take()),
+            _ => return false,
+        }
+        true
+    }
+
+    fn defaults(&mut self) -> Settings {
+        let mut defaults = Settings::default();
         for (key_span, name, value) in self.take_table("defaults") {
-            match name.as_str() {
-                "retries" => defaults.retries = self.decode(&value),
-                "retry_delay" => defaults.retry_delay = self.decode_with(&value, duration),
-                "timeout" => defaults.timeout = self.decode_with(&value, duration),
-                "queue" => defaults.queue = self.decode(&value),
-                _ => self.rep.error(
-                    key_span,
-                    unknown_field(&name, &["retries", "retry_delay", "timeout", "queue"]),
-                ),
+            if !self.setting(&mut defaults, &name, &value) {
+                self.rep.error(key_span, unknown_field(&name, SETTING_FIELDS));
             }
         }
         defaults
@@ -307,7 +329,7 @@ impl<'a> Compiler<'a> {
 
     fn tasks(
         &mut self,
-        defaults: &Defaults,
+        defaults: &Settings,
         registry: &Registry,
     ) -> IndexMap<String, (TaskSpans, Task)> {
         let entries = self.take_table("tasks");
@@ -337,31 +359,26 @@ impl<'a> Compiler<'a> {
         key_span: Range<usize>,
         table_span: Range<usize>,
         table: DeTable<'a>,
-        defaults: &Defaults,
+        defaults: &Settings,
         registry: &Registry,
     ) -> Option<(TaskSpans, Task)> {
         let mut kind: Option<Spanned<String>> = None;
         let mut depends_on: Vec<Spanned<String>> = Vec::new();
         let mut trigger_rule = TriggerRule::default();
-        let mut retries = defaults.retries;
-        let mut retry_delay = defaults.retry_delay;
-        let mut timeout = defaults.timeout;
-        let mut queue = defaults.queue.clone();
+        let mut settings = defaults.clone();
         let mut kind_fields = DeTable::new();
         for (key, value) in table {
             match key.get_ref().as_ref() {
                 "kind" => kind = self.decode(&value),
                 "depends_on" => depends_on = self.decode(&value).unwrap_or_default(),
                 "trigger_rule" => trigger_rule = self.decode(&value).unwrap_or_default(),
-                "retries" => retries = self.decode(&value).or(retries),
-                "retry_delay" => retry_delay = self.decode_with(&value, duration).or(retry_delay),
-                "timeout" => timeout = self.decode_with(&value, duration).or(timeout),
-                "queue" => queue = self.decode(&value).or(queue),
                 "description" => {
                     self.decode::<String>(&value);
                 }
-                _ => {
-                    kind_fields.insert(key, value);
+                name => {
+                    if !self.setting(&mut settings, name, &value) {
+                        kind_fields.insert(key, value);
+                    }
                 }
             }
         }
@@ -405,10 +422,12 @@ impl<'a> Compiler<'a> {
             kind: kind.into_inner(),
             depends_on: depends_on.into_iter().map(Spanned::into_inner).collect(),
             trigger_rule,
-            retries: retries.unwrap_or(0),
-            retry_delay: retry_delay.unwrap_or(Duration::from_secs(30)),
-            timeout,
-            queue: queue.unwrap_or_else(|| DEFAULT_QUEUE.to_string()),
+            retries: settings.retries.unwrap_or(0),
+            retry_delay: settings.retry_delay.unwrap_or(Duration::from_secs(30)),
+            retry_backoff: settings.retry_backoff.unwrap_or_default(),
+            max_retry_delay: settings.max_retry_delay,
+            timeout: settings.timeout,
+            queue: settings.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_string()),
             config,
         };
         Some((spans, task))

@@ -58,7 +58,11 @@ pub struct Task {
     pub depends_on: Vec<String>,
     pub trigger_rule: TriggerRule,
     pub retries: u32,
+    /// Wait before the first retry.
     pub retry_delay: Duration,
+    pub retry_backoff: Backoff,
+    /// Upper bound of the wait with exponential backoff (default 24 hours).
+    pub max_retry_delay: Option<Duration>,
     pub timeout: Option<Duration>,
     /// Queue the task is sent to; workers claim from the queues they serve.
     pub queue: String,
@@ -71,6 +75,31 @@ impl Task {
     pub fn max_tries(&self) -> u32 {
         self.retries + 1
     }
+
+    /// The wait after failed try number `try_number` (1-based) before the next one: the retry
+    /// delay, doubled after each further failure with exponential backoff, up to the maximum.
+    pub fn retry_delay_after(&self, try_number: i64) -> Duration {
+        match self.retry_backoff {
+            Backoff::Fixed => self.retry_delay,
+            Backoff::Exponential => {
+                let doublings =
+                    u32::try_from(try_number.saturating_sub(1)).unwrap_or(u32::MAX).min(32);
+                let max = self.max_retry_delay.unwrap_or(Duration::from_secs(24 * 3600));
+                self.retry_delay.saturating_mul(1u32 << doublings.min(31)).min(max)
+            }
+        }
+    }
+}
+
+/// How the wait between tries grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Backoff {
+    /// The same `retry_delay` before every retry.
+    #[default]
+    Fixed,
+    /// `retry_delay`, then twice that, four times, … up to `max_retry_delay`.
+    Exponential,
 }
 
 /// When a task may run, given the states of its upstream tasks (Airflow's trigger rules).
@@ -93,5 +122,26 @@ impl Dag {
     /// Tasks that list `task_id` in their `depends_on`.
     pub fn downstream_of<'a>(&'a self, task_id: &'a str) -> impl Iterator<Item = &'a Task> + 'a {
         self.tasks.values().filter(move |t| t.depends_on.iter().any(|d| d == task_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exponential_backoff_doubles_up_to_the_maximum() {
+        let dag = compile(
+            "t.toml",
+            "[tasks.t]\nkind = \"noop\"\nretries = 9\nretry_delay = \"10s\"\nretry_backoff = \"exponential\"\nmax_retry_delay = \"1m\"\n",
+            "t",
+            &crate::jobs::Registry::builtin(),
+        )
+        .unwrap();
+        let task = &dag.tasks["t"];
+        let waits: Vec<u64> = (1..=5).map(|n| task.retry_delay_after(n).as_secs()).collect();
+        assert_eq!(waits, [10, 20, 40, 60, 60]);
+        let fixed = Task { retry_backoff: Backoff::Fixed, ..task.clone() };
+        assert_eq!(fixed.retry_delay_after(4).as_secs(), 10);
     }
 }

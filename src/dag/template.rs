@@ -68,6 +68,20 @@ pub fn context(run: &RunInfo<'_>, task_id: &str, try_number: u32) -> Value {
     })
 }
 
+/// Whether any string inside `config` mentions `name` (so costly variables are only built
+/// for the tasks that use them).
+pub fn mentions(config: &toml::Table, name: &str) -> bool {
+    fn walk(value: &toml::Value, name: &str) -> bool {
+        match value {
+            toml::Value::String(text) => is_template(text) && text.contains(name),
+            toml::Value::Array(items) => items.iter().any(|v| walk(v, name)),
+            toml::Value::Table(table) => table.values().any(|v| walk(v, name)),
+            _ => false,
+        }
+    }
+    config.values().any(|v| walk(v, name))
+}
+
 /// Renders every string inside `config` (recursively) with `vars`.
 pub fn render_config(config: &toml::Table, vars: &Value) -> Result<toml::Table, String> {
     let env = environment();

@@ -248,7 +248,9 @@ impl Scheduler {
             let run = self.store.get_run_by_pk(ti.run_pk).await?;
             let retry_delay = match &run {
                 Some(run) => match self.versions.get(&run.dag_id, &run.version).await {
-                    Ok(dag) => dag.tasks.get(&ti.task_id).map(|t| t.retry_delay),
+                    Ok(dag) => {
+                        dag.tasks.get(&ti.task_id).map(|t| t.retry_delay_after(ti.try_number))
+                    }
                     Err(_) => None,
                 },
                 None => None,

@@ -77,6 +77,26 @@ impl Store {
         row.as_ref().map(TaskInstanceRow::from_row).transpose()
     }
 
+    /// The published outputs of a run's task instances, by task id (tasks without outputs
+    /// are left out).
+    pub async fn task_outputs(
+        &self,
+        run_pk: i64,
+    ) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let rows = sqlx::query(
+            "SELECT task_id, outputs FROM task_instances WHERE run_pk = $1 AND outputs IS NOT NULL",
+        )
+        .bind(run_pk)
+        .fetch_all(&self.reader)
+        .await?;
+        let mut outputs = serde_json::Map::new();
+        for row in &rows {
+            let task_id: String = row.try_get("task_id")?;
+            outputs.insert(task_id, serde_json::Value::Object(super::json_column(row, "outputs")?));
+        }
+        Ok(outputs)
+    }
+
     /// `scheduled` → `queued` for the given ids; returns how many moved.
     pub async fn queue_tasks(&self, ids: &[i64], now: Micros) -> Result<u64> {
         self.transition(ids, TaskState::Scheduled, TaskState::Queued, "queued_at", now).await

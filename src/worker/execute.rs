@@ -73,7 +73,12 @@ async fn prepare(worker: &Worker, claimed: &ClaimedTask) -> Result<Prepared, Job
         params: &run.params,
     };
     let try_number = u32::try_from(claimed.try_number).unwrap_or(u32::MAX);
-    let vars = template::context(&info, &task.id, try_number);
+    let mut vars = template::context(&info, &task.id, try_number);
+    if template::mentions(&task.config, "outputs") {
+        let outputs =
+            worker.store.task_outputs(run.pk).await.map_err(|e| JobError::Failed(e.to_string()))?;
+        vars["outputs"] = serde_json::Value::Object(outputs);
+    }
     let config = template::render_config(&task.config, &vars).map_err(JobError::Config)?;
     Ok(Prepared { task, run, config })
 }
@@ -84,7 +89,7 @@ async fn run_try(worker: &Worker, claimed: &ClaimedTask) -> TaskOutcome {
         tokio::spawn(flush_logs(worker.store.clone(), claimed.id, claimed.try_number, lines));
     let (result, retry_delay) = match prepare(worker, claimed).await {
         Ok(prepared) => {
-            let delay = prepared.task.retry_delay;
+            let delay = prepared.task.retry_delay_after(claimed.try_number);
             (run_job(worker, claimed, prepared, log.clone()).await, Some(delay))
         }
         Err(e) => (Err(e), None),
