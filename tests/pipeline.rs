@@ -299,3 +299,43 @@ async fn what_holds(store: &lakeward::store::Store, what: &str) -> bool {
         _ => unreachable!(),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clearing_a_failed_task_reruns_it_and_its_downstreams() {
+    for db in common::databases().await {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("fixed");
+        let dag = dag(&format!(
+            r#"
+            [tasks.flaky]
+            kind = "shell"
+            command = "test -f {}"
+            [tasks.after]
+            kind = "noop"
+            depends_on = ["flaky"]
+            [tasks.aside]
+            kind = "noop"
+            "#,
+            marker.display()
+        ));
+        let h = Harness::start(&db).await;
+        let run = h.trigger(&dag, manual(json!({}))).await;
+        assert_eq!(h.wait(&run, LIMIT).await.state, RunState::Failed, "{}", db.backend);
+
+        std::fs::write(&marker, "").unwrap();
+        let cleared =
+            lakeward::scheduler::control::clear(&h.store, &dag, &run, "flaky", true).await.unwrap();
+        assert_eq!(cleared, ["flaky", "after"]);
+        assert_eq!(h.wait(&run, LIMIT).await.state, RunState::Success, "{}", db.backend);
+        let tis = by_task(h.tasks(&run).await);
+        assert_eq!((tis["flaky"].state, tis["flaky"].try_number), (TaskState::Success, 2));
+        assert_eq!(tis["after"].state, TaskState::Success);
+        assert_eq!(tis["aside"].try_number, 1, "tasks outside the selection are not re-run");
+        let first_try = h.store.read_logs(tis["flaky"].id, Some(1), 0, 10).await.unwrap();
+        assert!(first_try.iter().any(|l| l.line.contains("exited with code 1")), "{first_try:?}");
+
+        lakeward::scheduler::control::mark(&h.store, &run, RunState::Failed).await.unwrap();
+        assert_eq!(h.store.get_run_by_pk(run.pk).await.unwrap().unwrap().state, RunState::Failed);
+        h.stop().await;
+    }
+}

@@ -3,6 +3,7 @@
 
 mod dags;
 mod inspect;
+mod operate;
 mod serve;
 
 use std::path::PathBuf;
@@ -125,6 +126,13 @@ enum RunsCommand {
         #[arg(long, default_value_t = 25)]
         limit: i64,
     },
+    /// Mark a run success or failed (with its unfinished task instances).
+    Mark {
+        dag: String,
+        run_id: String,
+        #[arg(value_parser = ["success", "failed"])]
+        state: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -137,6 +145,14 @@ enum TasksCommand {
         /// Only this try.
         #[arg(long = "try")]
         try_number: Option<i64>,
+    },
+    /// Run a task instance again (and, with --downstream, every task after it).
+    Clear {
+        dag: String,
+        run_id: String,
+        task: String,
+        #[arg(long)]
+        downstream: bool,
     },
 }
 
@@ -196,6 +212,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Runs { command: RunsCommand::List { dag, limit } } => {
             inspect::list_runs(config, &dag, limit).await
+        }
+        Command::Runs { command: RunsCommand::Mark { dag, run_id, state } } => {
+            operate::mark(config, &dag, &run_id, &state).await
+        }
+        Command::Tasks { command: TasksCommand::Clear { dag, run_id, task, downstream } } => {
+            operate::clear(config, &dag, &run_id, &task, downstream).await
         }
         Command::Tasks { command: TasksCommand::Logs { dag, run_id, task, try_number } } => {
             inspect::task_logs(config, &dag, &run_id, &task, try_number).await

@@ -7,6 +7,7 @@
 //! restarts: everything it decides is written to the store with guarded updates, so a restarted
 //! scheduler, or two schedulers at once, carry on without duplicating work.
 
+pub mod control;
 pub mod plan;
 pub mod trigger;
 

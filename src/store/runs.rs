@@ -172,3 +172,64 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Resets finished or waiting task instances of a run so they run again, each getting
+    /// `extra_tries` more tries; the run goes back to `queued` if it had finished. Running task
+    /// instances are left alone. Returns the task ids that were reset.
+    pub async fn clear_tasks(&self, run_pk: i64, tasks: &[(String, i64)]) -> Result<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let mut cleared = Vec::new();
+        for (task_id, extra_tries) in tasks {
+            let done = sqlx::query(
+                "UPDATE task_instances SET state = 'scheduled', max_tries = try_number + $1, \
+                 worker_id = NULL, queued_at = NULL, started_at = NULL, ended_at = NULL, \
+                 heartbeat_at = NULL, next_try_at = NULL, exit_code = NULL, error = NULL, outputs = NULL \
+                 WHERE run_pk = $2 AND task_id = $3 AND state NOT IN ('running', 'queued')",
+            )
+            .bind(*extra_tries)
+            .bind(run_pk)
+            .bind(task_id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() > 0 {
+                cleared.push(task_id.clone());
+            }
+        }
+        if !cleared.is_empty() {
+            sqlx::query(
+                "UPDATE dag_runs SET state = 'queued', ended_at = NULL WHERE id = $1 AND state IN ('success', 'failed')",
+            )
+            .bind(run_pk)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(cleared)
+    }
+
+    /// Marks a run `success` or `failed`; its unfinished task instances get the same state.
+    /// A try still running elsewhere keeps running, but its result will be discarded.
+    pub async fn mark_run(&self, run_pk: i64, state: RunState, now: Micros) -> Result<()> {
+        let task_state =
+            if state == RunState::Success { TaskState::Success } else { TaskState::Failed };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE task_instances SET state = $1, ended_at = $2 \
+             WHERE run_pk = $3 AND state IN ('scheduled', 'queued', 'running', 'up_for_retry')",
+        )
+        .bind(task_state.as_str())
+        .bind(now)
+        .bind(run_pk)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE dag_runs SET state = $1, ended_at = $2 WHERE id = $3")
+            .bind(state.as_str())
+            .bind(now)
+            .bind(run_pk)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,59 @@
+//! `lakeward tasks clear` and `lakeward runs mark`: operator actions on existing runs.
+
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context};
+
+use crate::config::Config;
+use crate::jobs::Registry;
+use crate::runtime::Components;
+use crate::scheduler::control;
+use crate::store::{RunRow, RunState};
+
+async fn open_run(
+    config: Config,
+    dag_id: &str,
+    run_id: &str,
+) -> anyhow::Result<(Components, RunRow)> {
+    let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
+    let run = c
+        .store
+        .get_run(dag_id, run_id)
+        .await?
+        .ok_or_else(|| anyhow!("no run `{run_id}` of DAG `{dag_id}`"))?;
+    Ok((c, run))
+}
+
+pub async fn clear(
+    config: Config,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    downstream: bool,
+) -> anyhow::Result<ExitCode> {
+    let (c, run) = open_run(config, dag_id, run_id).await?;
+    let dag = c.versions.get(dag_id, &run.version).await?;
+    if !dag.tasks.contains_key(task_id) {
+        return Err(anyhow!("run `{run_id}` has no task `{task_id}`"));
+    }
+    let cleared = control::clear(&c.store, &dag, &run, task_id, downstream).await?;
+    if cleared.is_empty() {
+        println!("nothing cleared: the task is queued or running");
+    } else {
+        println!("cleared {} in {run_id}; the scheduler will run them again", cleared.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn mark(
+    config: Config,
+    dag_id: &str,
+    run_id: &str,
+    state: &str,
+) -> anyhow::Result<ExitCode> {
+    let (c, run) = open_run(config, dag_id, run_id).await?;
+    let state = if state == "success" { RunState::Success } else { RunState::Failed };
+    control::mark(&c.store, &run, state).await?;
+    println!("{run_id} marked {state}");
+    Ok(ExitCode::SUCCESS)
+}

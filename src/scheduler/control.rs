@@ -1,0 +1,50 @@
+//! Operator actions on existing runs: clear tasks so they run again, mark runs done.
+
+use crate::dag::Dag;
+use crate::store::{RunRow, RunState, Store, StoreError};
+use crate::time::now_micros;
+
+/// `task_id` and, with `downstream`, every task that depends on it directly or transitively.
+pub fn with_downstream(dag: &Dag, task_id: &str, downstream: bool) -> Vec<String> {
+    let mut selected = vec![task_id.to_string()];
+    if downstream {
+        let mut i = 0;
+        while i < selected.len() {
+            let current = selected[i].clone();
+            for task in dag.downstream_of(&current) {
+                if !selected.contains(&task.id) {
+                    selected.push(task.id.clone());
+                }
+            }
+            i += 1;
+        }
+    }
+    selected
+}
+
+/// Clears `task_id` (and its downstream tasks) in `run`: they run again with their full retry
+/// budget; earlier tries keep their logs. Returns the tasks that were reset (running ones are not).
+pub async fn clear(
+    store: &Store,
+    dag: &Dag,
+    run: &RunRow,
+    task_id: &str,
+    downstream: bool,
+) -> Result<Vec<String>, StoreError> {
+    let tasks: Vec<(String, i64)> = with_downstream(dag, task_id, downstream)
+        .into_iter()
+        .filter_map(|id| dag.tasks.get(&id).map(|t| (id, i64::from(t.max_tries()))))
+        .collect();
+    let cleared = store.clear_tasks(run.pk, &tasks).await?;
+    if !cleared.is_empty() {
+        store.wake_scheduler().await;
+    }
+    Ok(cleared)
+}
+
+/// Marks `run` as `success` or `failed`, with its unfinished task instances.
+pub async fn mark(store: &Store, run: &RunRow, state: RunState) -> Result<(), StoreError> {
+    store.mark_run(run.pk, state, now_micros()).await?;
+    store.wake_scheduler().await;
+    Ok(())
+}
