@@ -339,3 +339,28 @@ async fn clearing_a_failed_task_reruns_it_and_its_downstreams() {
         h.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_active_tasks_caps_parallel_tasks_of_a_dag() {
+    let mut source = String::from("max_active_tasks = 2\n");
+    for i in 0..6 {
+        source.push_str(&format!("[tasks.t{i}]\nkind = \"shell\"\ncommand = \"sleep 0.2\"\n"));
+    }
+    let capped = dag(&source);
+    for db in common::databases().await {
+        let h = Harness::start(&db).await;
+        let run = h.trigger(&capped, manual(json!({}))).await;
+        assert_eq!(h.wait(&run, LIMIT).await.state, RunState::Success, "{}", db.backend);
+        let tis = h.tasks(&run).await;
+        let most_at_once = tis
+            .iter()
+            .map(|a| {
+                let at = a.started_at.unwrap();
+                tis.iter().filter(|b| b.started_at.unwrap() <= at && at < b.ended_at.unwrap()).count()
+            })
+            .max()
+            .unwrap();
+        assert_eq!(most_at_once, 2, "{}: at most two tasks at once, and two do run together", db.backend);
+        h.stop().await;
+    }
+}

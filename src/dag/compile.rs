@@ -32,6 +32,7 @@ const DAG_FIELDS: &[&str] = &[
     "end_date",
     "catchup",
     "max_active_runs",
+    "max_active_tasks",
     "tags",
     "params",
     "defaults",
@@ -102,6 +103,7 @@ pub fn compile(
     let end_date = c.take_date("end_date", timezone);
     let catchup = c.take::<bool>("catchup").unwrap_or(false);
     let max_active_runs = c.take_with("max_active_runs", positive).unwrap_or(16);
+    let max_active_tasks = c.take_with("max_active_tasks", positive);
     let tags = c.take::<Vec<String>>("tags").unwrap_or_default();
     let params = c.params();
     let defaults = c.defaults();
@@ -124,6 +126,7 @@ pub fn compile(
         end_date,
         catchup,
         max_active_runs,
+        max_active_tasks,
         tags,
         params,
         tasks,

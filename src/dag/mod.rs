@@ -42,6 +42,8 @@ pub struct Dag {
     pub end_date: Option<DateTime<Utc>>,
     pub catchup: bool,
     pub max_active_runs: u32,
+    /// Task instances of this DAG queued or running at once, over all its runs; `None`: no limit.
+    pub max_active_tasks: Option<u32>,
     pub tags: Vec<String>,
     pub params: IndexMap<String, ParamSpec>,
     /// Tasks in the order the file declares them.

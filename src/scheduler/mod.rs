@@ -319,6 +319,7 @@ impl Scheduler {
         for ti in self.store.task_states_of_runs(&pks).await? {
             by_run.entry(ti.run_pk).or_default().push(ti);
         }
+        let mut slots = TaskSlots::new(&running, &by_run);
         let (mut to_queue, mut upstream_failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
         let mut retries = Vec::new();
         self.next_retry_at = None;
@@ -331,7 +332,8 @@ impl Scheduler {
                         self.next_retry_at =
                             Some(self.next_retry_at.map_or(at, |next| next.min(at)));
                     }
-                    _ => retries.push(ti.id),
+                    _ if slots.take(&dag.id) => retries.push(ti.id),
+                    _ => {}
                 }
             }
             let states: HashMap<&str, TaskState> =
@@ -339,7 +341,7 @@ impl Scheduler {
             let ids: HashMap<&str, i64> = tis.iter().map(|t| (t.task_id.as_str(), t.id)).collect();
             let plan = plan::plan_run(dag, &states);
             let id_of = |task: &String| ids.get(task.as_str()).copied();
-            to_queue.extend(plan.queue.iter().filter_map(id_of));
+            to_queue.extend(plan.queue.iter().filter(|_| slots.take(&dag.id)).filter_map(id_of));
             upstream_failed.extend(plan.upstream_failed.iter().filter_map(id_of));
             skipped.extend(plan.skipped.iter().filter_map(id_of));
             if let Some(state) = plan.finished {
@@ -356,6 +358,43 @@ impl Scheduler {
             }
         }
         Ok(queued)
+    }
+}
+
+/// What is left of each DAG's `max_active_tasks` in this pass.
+struct TaskSlots {
+    left: HashMap<String, i64>,
+}
+
+impl TaskSlots {
+    fn new(running: &[(RunRow, Arc<Dag>)], tasks: &BTreeMap<i64, Vec<TaskStateRow>>) -> TaskSlots {
+        let mut left: HashMap<String, i64> = running
+            .iter()
+            .filter_map(|(_, dag)| dag.max_active_tasks.map(|m| (dag.id.clone(), i64::from(m))))
+            .collect();
+        for (run, dag) in running {
+            if let Some(slots) = left.get_mut(&dag.id) {
+                let busy = tasks.get(&run.pk).map_or(0, |tis| {
+                    tis.iter()
+                        .filter(|t| matches!(t.state, TaskState::Queued | TaskState::Running))
+                        .count()
+                });
+                *slots -= busy as i64;
+            }
+        }
+        TaskSlots { left }
+    }
+
+    /// Takes a slot of `dag_id`; false if the DAG is at its limit.
+    fn take(&mut self, dag_id: &str) -> bool {
+        match self.left.get_mut(dag_id) {
+            Some(left) if *left <= 0 => false,
+            Some(left) => {
+                *left -= 1;
+                true
+            }
+            None => true,
+        }
     }
 }
 
