@@ -356,11 +356,17 @@ async fn max_active_tasks_caps_parallel_tasks_of_a_dag() {
             .iter()
             .map(|a| {
                 let at = a.started_at.unwrap();
-                tis.iter().filter(|b| b.started_at.unwrap() <= at && at < b.ended_at.unwrap()).count()
+                tis.iter()
+                    .filter(|b| b.started_at.unwrap() <= at && at < b.ended_at.unwrap())
+                    .count()
             })
             .max()
             .unwrap();
-        assert_eq!(most_at_once, 2, "{}: at most two tasks at once, and two do run together", db.backend);
+        assert_eq!(
+            most_at_once, 2,
+            "{}: at most two tasks at once, and two do run together",
+            db.backend
+        );
         h.stop().await;
     }
 }
