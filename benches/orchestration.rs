@@ -107,7 +107,8 @@ async fn measure(backend: &str, url: &str) {
         queues: vec!["default".into()],
         heartbeat_interval: Duration::from_secs(5),
         poll_interval: Duration::from_secs(1),
-        warehouse: lakeward::lake::Warehouse::open("/tmp/lakeward-bench-warehouse").unwrap(),
+        // noop tasks never touch it
+        warehouse: lakeward::lake::Warehouse::open(std::env::temp_dir().to_str().unwrap()).unwrap(),
     };
     let scheduler = Scheduler::new(bench.store.clone(), bench.versions.clone(), scheduler_options);
     let worker = Worker::new(bench.store.clone(), bench.versions.clone(), worker_options);

@@ -188,7 +188,7 @@ pub async fn backfill(
 ) -> anyhow::Result<ExitCode> {
     let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
     let dag = resolve_dag(&c, dag_id).await?;
-    let Some(schedule) = &dag.schedule else {
+    let Some(timetable) = dag.timetable() else {
         bail!("DAG `{dag_id}` has no schedule to backfill; use `lakeward dags trigger` instead");
     };
     let from = logical_date(&dag, Some(start))?;
@@ -199,13 +199,6 @@ pub async fn backfill(
     if to < from {
         bail!("--end {end} is before --start {start}");
     }
-    let timetable = crate::schedule::Timetable {
-        schedule,
-        timezone: dag.timezone,
-        start_date: dag.start_date,
-        end_date: dag.end_date,
-        catchup: true,
-    };
     let intervals = timetable.intervals_between(from, to);
     let (mut created, mut existing) = (Vec::new(), 0);
     for interval in &intervals {

@@ -121,6 +121,17 @@ pub enum TriggerRule {
 }
 
 impl Dag {
+    /// When the DAG runs by itself; `None` for manual-only DAGs.
+    pub fn timetable(&self) -> Option<crate::schedule::Timetable<'_>> {
+        self.schedule.as_ref().map(|schedule| crate::schedule::Timetable {
+            schedule,
+            timezone: self.timezone,
+            start_date: self.start_date,
+            end_date: self.end_date,
+            catchup: self.catchup,
+        })
+    }
+
     /// Tasks that list `task_id` in their `depends_on`.
     pub fn downstream_of<'a>(&'a self, task_id: &'a str) -> impl Iterator<Item = &'a Task> + 'a {
         self.tasks.values().filter(move |t| t.depends_on.iter().any(|d| d == task_id))

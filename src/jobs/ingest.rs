@@ -155,10 +155,6 @@ struct Ingested {
     bytes: u64,
 }
 
-fn failed(e: impl std::fmt::Display) -> JobError {
-    JobError::Failed(e.to_string())
-}
-
 fn ingest_table(
     warehouse: &Warehouse,
     table: &IngestTable,
@@ -178,10 +174,11 @@ fn ingest_table(
     // With a schema, read text and convert it ourselves, so a bad value quarantines its row
     // instead of failing the read.
     let (raw, bad_lines) = match format {
-        Format::Jsonl => read_json_lines(&input.current().map_err(failed)?)?,
+        Format::Jsonl => read_json_lines(&input.current().map_err(JobError::failed)?)?,
         Format::Csv if declared => (scan_all_text(&input)?, Vec::new()),
         _ => (
-            scan(&input, &ScanOptions { format: Some(format), schema: None }).map_err(failed)?,
+            scan(&input, &ScanOptions { format: Some(format), schema: None })
+                .map_err(JobError::failed)?,
             Vec::new(),
         ),
     };
@@ -200,34 +197,35 @@ fn ingest_table(
         .then(lit("missing_values"))
         .otherwise(lit("valid"))
         .alias("data_quality_flag");
-    let written =
-        sink_parquet(valid.with_columns([stamp.clone(), flag]), &output, &[]).map_err(failed)?;
+    let written = sink_parquet(valid.with_columns([stamp.clone(), flag]), &output, &[])
+        .map_err(JobError::failed)?;
 
     let mut quarantined = bad_lines.len() as u64;
     if let Some(rejected) = rejected {
-        let count = sink_parquet(rejected.with_column(stamp), &quarantine, &[]).map_err(failed)?;
+        let count = sink_parquet(rejected.with_column(stamp), &quarantine, &[])
+            .map_err(JobError::failed)?;
         quarantined += count.rows;
     }
     if !bad_lines.is_empty() {
         let lines = polars::df!("_raw" => &bad_lines, "_error" => vec!["malformed JSON line"; bad_lines.len()])
-            .map_err(failed)?;
+            .map_err(JobError::failed)?;
         sink_parquet(
             lines.lazy(),
-            &warehouse.dataset(&format!("{quarantine_path}_lines")).map_err(failed)?,
+            &warehouse.dataset(&format!("{quarantine_path}_lines")).map_err(JobError::failed)?,
             &[],
         )
-        .map_err(failed)?;
+        .map_err(JobError::failed)?;
     }
     Ok(Ingested { rows: written.rows, quarantined, bytes: written.bytes })
 }
 
 fn detect_format(input: &crate::lake::Dataset) -> Result<Format, JobError> {
-    let path = input.current().map_err(failed)?;
+    let path = input.current().map_err(JobError::failed)?;
     let name = if path.is_file() {
         path
     } else {
         std::fs::read_dir(&path)
-            .map_err(failed)?
+            .map_err(JobError::failed)?
             .flatten()
             .map(|e| e.path())
             .find(|p| p.extension().is_some())
@@ -246,15 +244,15 @@ fn detect_format(input: &crate::lake::Dataset) -> Result<Format, JobError> {
 
 /// A CSV dataset with every column read as text.
 fn scan_all_text(input: &crate::lake::Dataset) -> Result<LazyFrame, JobError> {
-    let probe =
-        scan(input, &ScanOptions { format: Some(Format::Csv), schema: None }).map_err(failed)?;
-    let names = probe.clone().collect_schema().map_err(failed)?;
+    let probe = scan(input, &ScanOptions { format: Some(Format::Csv), schema: None })
+        .map_err(JobError::failed)?;
+    let names = probe.clone().collect_schema().map_err(JobError::failed)?;
     let text: polars::prelude::Schema = names
         .iter_names()
         .map(|n| polars::prelude::Field::new(n.clone(), DataType::String))
         .collect();
     scan(input, &ScanOptions { format: Some(Format::Csv), schema: Some(std::sync::Arc::new(text)) })
-        .map_err(failed)
+        .map_err(JobError::failed)
 }
 
 /// Splits rows into those whose declared columns all convert, typed, and the others, as read,
@@ -302,8 +300,11 @@ fn read_json_lines(path: &std::path::Path) -> Result<(LazyFrame, Vec<String>), J
     let files: Vec<std::path::PathBuf> = if path.is_file() {
         vec![path.to_path_buf()]
     } else {
-        let mut files: Vec<_> =
-            std::fs::read_dir(path).map_err(failed)?.flatten().map(|e| e.path()).collect();
+        let mut files: Vec<_> = std::fs::read_dir(path)
+            .map_err(JobError::failed)?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         files.retain(|p| {
             matches!(p.extension().and_then(|e| e.to_str()), Some("jsonl" | "ndjson" | "json"))
         });
@@ -313,9 +314,9 @@ fn read_json_lines(path: &std::path::Path) -> Result<(LazyFrame, Vec<String>), J
     let mut good = Vec::new();
     let mut bad = Vec::new();
     for file in files {
-        let reader = std::io::BufReader::new(std::fs::File::open(&file).map_err(failed)?);
+        let reader = std::io::BufReader::new(std::fs::File::open(&file).map_err(JobError::failed)?);
         for line in reader.lines() {
-            let line = line.map_err(failed)?;
+            let line = line.map_err(JobError::failed)?;
             if line.trim().is_empty() {
                 continue;
             }
@@ -334,7 +335,7 @@ fn read_json_lines(path: &std::path::Path) -> Result<(LazyFrame, Vec<String>), J
         JsonReader::new(std::io::Cursor::new(good))
             .with_json_format(JsonFormat::JsonLines)
             .finish()
-            .map_err(failed)?
+            .map_err(JobError::failed)?
     };
     Ok((frame.lazy(), bad))
 }

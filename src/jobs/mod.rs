@@ -67,6 +67,11 @@ impl JobError {
         !matches!(self, JobError::Config(_) | JobError::Rejected { .. })
     }
 
+    /// A retryable failure described by `e` (for `map_err`).
+    pub fn failed(e: impl std::fmt::Display) -> JobError {
+        JobError::Failed(e.to_string())
+    }
+
     /// Outputs produced before the failure, if any.
     pub fn outputs(&self) -> Option<&Outputs> {
         match self {

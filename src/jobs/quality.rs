@@ -248,13 +248,15 @@ impl CheckResult {
     }
 }
 
-fn failed(e: impl std::fmt::Display) -> JobError {
-    JobError::Failed(e.to_string())
-}
-
 fn count(frame: LazyFrame) -> Result<u64, JobError> {
-    let counted = frame.select([len().alias("n")]).collect().map_err(failed)?;
-    Ok(counted.column("n").map_err(failed)?.get(0).map_err(failed)?.extract::<u64>().unwrap_or(0))
+    let counted = frame.select([len().alias("n")]).collect().map_err(JobError::failed)?;
+    Ok(counted
+        .column("n")
+        .map_err(JobError::failed)?
+        .get(0)
+        .map_err(JobError::failed)?
+        .extract::<u64>()
+        .unwrap_or(0))
 }
 
 const SAMPLE_ROWS: u32 = 5;
@@ -321,7 +323,7 @@ fn run_checks(warehouse: &Warehouse, config: &QualityConfig) -> Result<Vec<Check
         let sample = if failing == 0 {
             Value::Array(Vec::new())
         } else {
-            let mut rows = failing_rows.limit(SAMPLE_ROWS).collect().map_err(failed)?;
+            let mut rows = failing_rows.limit(SAMPLE_ROWS).collect().map_err(JobError::failed)?;
             frame_json::rows(&mut rows)
         };
         results.push(CheckResult {

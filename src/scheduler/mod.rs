@@ -184,17 +184,10 @@ impl Scheduler {
     async fn create_scheduled_runs(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
         let dags: Vec<Arc<Dag>> = self.bag.dags.values().cloned().collect();
         for dag in dags {
-            let Some(schedule) = &dag.schedule else { continue };
+            let Some(timetable) = dag.timetable() else { continue };
             let next_at = if self.paused.contains(&dag.id) {
                 None
             } else {
-                let timetable = Timetable {
-                    schedule,
-                    timezone: dag.timezone,
-                    start_date: dag.start_date,
-                    end_date: dag.end_date,
-                    catchup: dag.catchup,
-                };
                 self.create_due_runs(&dag, &timetable, now).await?
             };
             if self.next_run_at.get(&dag.id) != Some(&next_at) {

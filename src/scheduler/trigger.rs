@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 
 use crate::dag::{params, Dag};
-use crate::schedule::{DataInterval, Timetable};
+use crate::schedule::DataInterval;
 use crate::store::{NewRun, RunRow, RunType, Store, StoreError};
 use crate::time::{now_micros, to_micros};
 
@@ -46,15 +46,8 @@ pub fn run_id(run_type: RunType, logical_date: DateTime<Utc>) -> String {
 
 /// The data interval of a manual run at `logical_date`.
 pub fn manual_interval(dag: &Dag, logical_date: DateTime<Utc>) -> DataInterval {
-    match &dag.schedule {
-        Some(schedule) => Timetable {
-            schedule,
-            timezone: dag.timezone,
-            start_date: dag.start_date,
-            end_date: dag.end_date,
-            catchup: dag.catchup,
-        }
-        .manual_interval(logical_date),
+    match dag.timetable() {
+        Some(timetable) => timetable.manual_interval(logical_date),
         None => DataInterval { start: logical_date, end: logical_date },
     }
 }
