@@ -71,6 +71,12 @@ pub struct WorkerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct WebConfig {
     pub bind: String,
+    /// Require a login (or API token) for every page and API call. May only be turned off
+    /// when `bind` is a loopback address.
+    pub auth: bool,
+    /// How long a browser session stays logged in.
+    #[serde(with = "serde_duration")]
+    pub session_lifetime: Duration,
 }
 
 impl Default for Config {
@@ -110,7 +116,11 @@ impl Default for WorkerConfig {
 
 impl Default for WebConfig {
     fn default() -> Self {
-        WebConfig { bind: "127.0.0.1:8080".to_string() }
+        WebConfig {
+            bind: "127.0.0.1:8080".to_string(),
+            auth: true,
+            session_lifetime: Duration::from_secs(12 * 3600),
+        }
     }
 }
 

@@ -10,7 +10,8 @@
 //! - [`worker`]: claims task instances, runs them, heartbeats and records results.
 //! - [`lake`]: the warehouse: versioned Parquet/CSV datasets read and written with Polars.
 //! - [`jobs`]: the task kinds (`shell`, `noop`, …) and the [`jobs::Job`] trait for custom ones.
-//! - [`web`]: the HTTP server.
+//! - [`web`]: the web UI, the REST API under `/api/v1`, `/metrics` and `/health`.
+//! - [`users`]: users, password hashes, sessions' and API tokens' secrets.
 //! - [`cli`]: the `lakeward` command line.
 //! - [`config`]: `lakeward.toml` and `LAKEWARD_*` settings.
 //! - [`versions`]: compiled DAG versions, rebuilt from the database on demand.
@@ -26,6 +27,7 @@ pub mod schedule;
 pub mod scheduler;
 pub mod store;
 pub mod time;
+pub mod users;
 pub mod versions;
 pub mod web;
 pub mod worker;

@@ -5,6 +5,7 @@ mod dags;
 mod inspect;
 mod operate;
 mod serve;
+mod users;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +62,31 @@ enum Command {
     Tasks {
         #[command(subcommand)]
         command: TasksCommand,
+    },
+    /// Manage web and API users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create a user (or reset an existing user's password and role).
+    Create {
+        username: String,
+        #[arg(long, value_parser = ["admin", "viewer"])]
+        role: String,
+        /// The password; without it one is generated and printed.
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// Create an API token for scripts (sent as `Authorization: Bearer TOKEN`).
+    Token {
+        username: String,
+        /// What the token is for.
+        #[arg(long, default_value = "cli")]
+        name: String,
     },
 }
 
@@ -221,6 +247,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Tasks { command: TasksCommand::Logs { dag, run_id, task, try_number } } => {
             inspect::task_logs(config, &dag, &run_id, &task, try_number).await
+        }
+        Command::Users { command: UsersCommand::Create { username, role, password } } => {
+            users::create(config, &username, &role, password).await
+        }
+        Command::Users { command: UsersCommand::Token { username, name } } => {
+            users::token(config, &username, &name).await
         }
     }
 }

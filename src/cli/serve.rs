@@ -8,6 +8,7 @@ use anyhow::Context;
 use crate::config::Config;
 use crate::jobs::Registry;
 use crate::runtime::{shutdown_channel, termination_signal, Components};
+use crate::users::ensure_first_admin;
 use crate::web::{self, AppState};
 
 async fn open(config: Config) -> anyhow::Result<Components> {
@@ -40,12 +41,31 @@ fn say(line: &str) {
 }
 
 fn web_state(c: &Components) -> AppState {
-    AppState { store: c.store.clone(), scheduler_timeout: c.config.scheduler.heartbeat_timeout }
+    AppState::new(c.store.clone(), c.versions.clone(), &c.config)
 }
 
+/// Binds the web server's address; without authentication, only a loopback one.
 async fn bind(c: &Components) -> anyhow::Result<tokio::net::TcpListener> {
     let bind = &c.config.web.bind;
-    tokio::net::TcpListener::bind(bind).await.with_context(|| format!("listening on {bind}"))
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("listening on {bind}"))?;
+    web::check_bind(listener.local_addr()?, c.config.web.auth).map_err(anyhow::Error::msg)?;
+    Ok(listener)
+}
+
+/// On first start (no users yet), creates `admin` and prints its password, once.
+async fn first_admin(c: &Components) -> anyhow::Result<()> {
+    if !c.config.web.auth {
+        return Ok(());
+    }
+    if let Some(password) = ensure_first_admin(&c.store).await? {
+        say(&format!(
+            "created user `admin` with password: {password}\n\
+             (shown only this once; change it with `lakeward users create admin --role admin --password ...`)"
+        ));
+    }
+    Ok(())
 }
 
 /// The parts of lakeward one process runs.
@@ -91,6 +111,7 @@ pub async fn standalone(config: Config) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let c = open(config).await?;
     let listener = bind(&c).await?;
+    first_admin(&c).await?;
     say(&format!(
         "lakeward standalone ready in {} ms: UI on http://{}/ (DAGs from {}, database {})",
         started.elapsed().as_millis(),

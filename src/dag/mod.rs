@@ -105,7 +105,7 @@ pub enum Backoff {
 }
 
 /// When a task may run, given the states of its upstream tasks (Airflow's trigger rules).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum TriggerRule {
     #[default]

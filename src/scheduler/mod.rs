@@ -71,6 +71,8 @@ pub struct Scheduler {
     last_housekeeping: Option<Instant>,
     /// When the earliest pending retry becomes due, so the loop wakes for it.
     next_retry_at: Option<Micros>,
+    /// The slowest pass since the last heartbeat, reported with it (for `/metrics`).
+    slowest_pass: Duration,
 }
 
 impl Scheduler {
@@ -86,6 +88,7 @@ impl Scheduler {
             next_run_at: HashMap::new(),
             last_housekeeping: None,
             next_retry_at: None,
+            slowest_pass: Duration::ZERO,
         }
     }
 
@@ -94,9 +97,11 @@ impl Scheduler {
         let mut waiter = self.store.wakeups().scheduler_waiter();
         tracing::info!(id = %self.id, "scheduler started");
         loop {
+            let started = Instant::now();
             if let Err(e) = self.tick(Utc::now()).await {
                 tracing::error!("scheduler pass failed, retrying: {e}");
             }
+            self.slowest_pass = self.slowest_pass.max(started.elapsed());
             let until_retry = self.next_retry_at.map(|at| {
                 Duration::from_micros(u64::try_from(at - crate::time::now_micros()).unwrap_or(0))
             });
@@ -130,8 +135,9 @@ impl Scheduler {
     /// The slower duties: DAG folder, pause flags, schedules, dead workers, own heartbeat.
     async fn housekeeping(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
         let micros = to_micros(now);
+        let slowest = i64::try_from(std::mem::take(&mut self.slowest_pass).as_micros()).ok();
         self.store
-            .heartbeat_process(&self.id, "scheduler", &crate::runtime::hostname(), micros)
+            .heartbeat_process(&self.id, "scheduler", &crate::runtime::hostname(), micros, slowest)
             .await?;
         if let Some(folder) = self.options.dags_folder.clone() {
             self.reload_folder(folder).await?;

@@ -15,7 +15,9 @@ mod model;
 mod notify;
 mod processes;
 mod runs;
+mod stats;
 mod tasks;
+mod users;
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -28,10 +30,12 @@ use thiserror::Error;
 
 pub use dags::{DagRecord, DagRow, ImportErrorRow};
 pub use logs::LogRow;
-pub use model::{RunRow, RunState, RunType, TaskInstanceRow, TaskState};
+pub use model::{Role, RunRow, RunState, RunType, TaskInstanceRow, TaskState};
 pub use notify::{Waiter, Wakeups};
 pub use runs::NewRun;
+pub use stats::{DurationHistogram, StateTable, DURATION_BUCKETS};
 pub use tasks::{ClaimedTask, TaskOutcome, TaskStateRow};
+pub use users::{SessionRow, UserRow};
 
 /// The queue tasks go to unless their DAG says otherwise.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -143,12 +147,14 @@ impl Store {
     /// concurrent callers wait for one another, so only one process migrates at a time.
     pub async fn migrate(&self) -> Result<()> {
         let files: &[(i64, &str, &str)] = match self.backend {
-            Backend::Sqlite => {
-                &[(1, "init", include_str!("../../migrations/sqlite/0001_init.sql"))]
-            }
-            Backend::Postgres => {
-                &[(1, "init", include_str!("../../migrations/postgres/0001_init.sql"))]
-            }
+            Backend::Sqlite => &[
+                (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
+                (2, "web", include_str!("../../migrations/sqlite/0002_web.sql")),
+            ],
+            Backend::Postgres => &[
+                (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
+                (2, "web", include_str!("../../migrations/postgres/0002_web.sql")),
+            ],
         };
         let migrations = files
             .iter()

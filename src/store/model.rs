@@ -64,6 +64,14 @@ impl TaskState {
 }
 
 string_enum! {
+    /// What a web or API user may do: viewers read, admins also trigger, pause, clear and mark.
+    Role {
+        Admin => "admin",
+        Viewer => "viewer",
+    }
+}
+
+string_enum! {
     /// `queued` runs wait for a `max_active_runs` slot; `running` runs have task instances moving.
     RunState {
         Queued => "queued",

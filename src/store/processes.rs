@@ -6,22 +6,27 @@ use super::{Result, Store};
 use crate::time::Micros;
 
 impl Store {
-    /// Records that process `id` of `kind` (`scheduler` or `worker`) is alive at `now`.
+    /// Records that process `id` of `kind` (`scheduler` or `worker`) is alive at `now`;
+    /// schedulers also report their slowest pass since the previous heartbeat.
     pub async fn heartbeat_process(
         &self,
         id: &str,
         kind: &str,
         hostname: &str,
         now: Micros,
+        loop_micros: Option<Micros>,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO processes (id, kind, hostname, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $4) \
-             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+            "INSERT INTO processes (id, kind, hostname, started_at, heartbeat_at, loop_micros) \
+             VALUES ($1, $2, $3, $4, $4, $5) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, \
+             loop_micros = excluded.loop_micros",
         )
         .bind(id)
         .bind(kind)
         .bind(hostname)
         .bind(now)
+        .bind(loop_micros)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -1,31 +1,110 @@
-//! The HTTP server: a status page and `/health`. (The full UI and REST API build on this.)
+//! The web server: server-rendered pages (askama), the REST API under `/api/v1`, `/metrics`
+//! and `/health`.
 //!
-//! Handlers only read and write through the [`Store`]; they make no scheduling decisions.
+//! Handlers read and write through the [`Store`] and the scheduler's public actions (trigger,
+//! clear, mark); they make no scheduling decisions. Every route but `/health`, `/login` and
+//! the static files sits behind [`auth::authenticate`].
+
+mod api;
+pub mod auth;
+mod error;
+mod graph;
+mod lookup;
+mod metrics;
+mod pages;
+mod views;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::middleware;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+pub use error::WebError;
+
+use crate::config::Config;
 use crate::runtime::Shutdown;
 use crate::store::Store;
 use crate::time::{display, now_micros};
+use crate::versions::DagVersions;
 
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub versions: Arc<DagVersions>,
     /// A scheduler that has not heartbeated for this long is reported as down.
-    pub scheduler_timeout: std::time::Duration,
+    pub scheduler_timeout: Duration,
+    /// Login required (the default); see [`check_bind`] for when it may be off.
+    pub auth: bool,
+    pub session_lifetime: Duration,
+    /// The CSRF token of forms when authentication is off (there is no session to hold one).
+    open_csrf_token: Arc<str>,
+}
+
+impl AppState {
+    pub fn new(store: Store, versions: Arc<DagVersions>, config: &Config) -> AppState {
+        AppState {
+            store,
+            versions,
+            scheduler_timeout: config.scheduler.heartbeat_timeout,
+            auth: config.web.auth,
+            session_lifetime: config.web.session_lifetime,
+            open_csrf_token: crate::users::new_secret().into(),
+        }
+    }
+}
+
+/// Refuses to serve without authentication on anything but a loopback address.
+pub fn check_bind(address: SocketAddr, auth: bool) -> Result<(), String> {
+    if auth || address.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(format!(
+            "refusing to listen on {address} with web.auth = false: without authentication \
+             lakeward only listens on a loopback address (127.0.0.1 or ::1)"
+        ))
+    }
 }
 
 /// The routes, separate from serving so tests can call them directly.
 pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/dags", get(api::list_dags))
+        .route("/dags/{dag}", get(api::get_dag).patch(api::patch_dag))
+        .route("/dags/{dag}/runs", get(api::list_runs).post(api::trigger))
+        .route("/dags/{dag}/runs/{run}", get(api::get_run).patch(api::patch_run))
+        .route("/dags/{dag}/runs/{run}/tasks/{task}/clear", post(api::clear_task))
+        .route("/dags/{dag}/runs/{run}/tasks/{task}/logs", get(api::task_logs))
+        .route("/openapi.json", get(api::openapi))
+        .fallback(api::not_found);
+    let protected = Router::new()
+        .route("/", get(|| async { Redirect::to("/dags") }))
+        .route("/dags", get(pages::dags))
+        .route("/dags/{dag}", get(pages::dag))
+        .route("/dags/{dag}/pause", post(pages::pause))
+        .route("/dags/{dag}/trigger", get(pages::trigger_form).post(pages::trigger))
+        .route("/dags/{dag}/runs/{run}", get(pages::run))
+        .route("/dags/{dag}/runs/{run}/mark", post(pages::mark))
+        .route("/dags/{dag}/runs/{run}/tasks/{task}", get(pages::task))
+        .route("/dags/{dag}/runs/{run}/tasks/{task}/clear", post(pages::clear))
+        .route("/logout", post(auth::logout))
+        .route("/metrics", get(metrics::metrics))
+        .nest("/api/v1", api)
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
-        .route("/", get(index))
+        .merge(protected)
         .route("/health", get(health))
+        .route("/api/v1/health", get(health))
+        .route("/login", get(auth::login_form).post(auth::login))
         .route("/static/lakeward.css", get(stylesheet))
+        .route("/static/live.js", get(live_script))
         .with_state(state)
 }
 
@@ -40,25 +119,16 @@ pub async fn serve(
         .await
 }
 
-/// Escapes text for HTML element content and attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+fn static_file(content_type: &'static str, body: &'static str) -> Response {
+    ([(CONTENT_TYPE, content_type), (CACHE_CONTROL, "max-age=300")], body).into_response()
 }
 
-async fn stylesheet() -> impl IntoResponse {
-    const CSS: &str = include_str!("../../web/static/lakeward.css");
-    ([(axum::http::header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS)
+async fn stylesheet() -> Response {
+    static_file("text/css; charset=utf-8", include_str!("../../web/static/lakeward.css"))
+}
+
+async fn live_script() -> Response {
+    static_file("text/javascript; charset=utf-8", include_str!("../../web/static/live.js"))
 }
 
 async fn health(State(state): State<AppState>) -> Response {
@@ -82,58 +152,13 @@ async fn health(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn index(State(state): State<AppState>) -> Response {
-    match render_index(&state.store).await {
-        Ok(html) => Html(html).into_response(),
-        Err(e) => {
-            tracing::error!("status page: {e}");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Html("<h1>lakeward</h1><p>The database is unavailable.</p>"),
-            )
-                .into_response()
-        }
-    }
-}
-
-async fn render_index(store: &Store) -> Result<String, crate::store::StoreError> {
-    let mut html = String::from(
-        "<!doctype html><meta charset=utf-8><title>lakeward</title>\
-         <link rel=stylesheet href=/static/lakeward.css><h1>lakeward</h1>",
-    );
-    for error in store.import_errors().await? {
-        html.push_str(&format!("<p class=error>{}</p>", escape(&error.message)));
-    }
-    html.push_str(
-        "<table><tr><th>DAG</th><th>schedule</th><th>paused</th><th>latest runs</th></tr>",
-    );
-    for dag in store.list_dags().await?.into_iter().filter(|d| d.is_active) {
-        let runs = store.list_runs(&dag.dag_id, 5, 0).await?;
-        let runs: Vec<String> = runs
-            .iter()
-            .map(|r| {
-                format!("<span class=state-{}>{} {}</span>", r.state, escape(&r.run_id), r.state)
-            })
-            .collect();
-        html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&dag.dag_id),
-            escape(dag.schedule.as_deref().unwrap_or("manual")),
-            if dag.is_paused { "yes" } else { "no" },
-            runs.join("<br>")
-        ));
-    }
-    html.push_str("</table>");
-    Ok(html)
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
-    fn escapes_markup() {
-        assert_eq!(
-            super::escape("<script>\"x\"&'y'"),
-            "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;"
-        );
+    fn open_access_only_on_loopback() {
+        assert!(super::check_bind("127.0.0.1:8080".parse().unwrap(), false).is_ok());
+        assert!(super::check_bind("[::1]:8080".parse().unwrap(), false).is_ok());
+        assert!(super::check_bind("0.0.0.0:8080".parse().unwrap(), false).is_err());
+        assert!(super::check_bind("0.0.0.0:8080".parse().unwrap(), true).is_ok());
     }
 }

@@ -143,7 +143,7 @@ impl Worker {
     async fn heartbeat(&self) {
         let now = now_micros();
         let beat = async {
-            self.store.heartbeat_process(&self.id, "worker", &hostname(), now).await?;
+            self.store.heartbeat_process(&self.id, "worker", &hostname(), now, None).await?;
             self.store.heartbeat_tasks(&self.id, now).await
         };
         if let Err(e) = beat.await {

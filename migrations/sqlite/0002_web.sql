@@ -1,0 +1,30 @@
+-- Web users, their browser sessions and API tokens; scheduler loop timing for /metrics.
+
+CREATE TABLE users (
+    username       TEXT PRIMARY KEY,
+    password_hash  TEXT NOT NULL,
+    role           TEXT NOT NULL,
+    created_at     INTEGER NOT NULL
+);
+
+-- Secrets (session ids, API tokens) are stored as SHA-256 hex digests, never in clear.
+CREATE TABLE web_sessions (
+    id_hash     TEXT PRIMARY KEY,
+    username    TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    csrf_token  TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+);
+CREATE INDEX web_sessions_expiry ON web_sessions (expires_at);
+
+CREATE TABLE api_tokens (
+    token_hash    TEXT PRIMARY KEY,
+    username      TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    last_used_at  INTEGER
+);
+
+-- The slowest scheduling pass since the process's previous heartbeat.
+ALTER TABLE processes ADD COLUMN loop_micros INTEGER;

@@ -1,0 +1,45 @@
+//! Finding what a URL names — a DAG, a run, a task instance — with a 404 naming what is
+//! missing. Shared by the pages and the API so both answer the same way.
+
+use std::sync::Arc;
+
+use super::error::WebError;
+use super::AppState;
+use crate::dag::Dag;
+use crate::store::{DagRow, RunRow, TaskInstanceRow};
+
+/// A DAG as recorded and its current compiled version.
+pub async fn dag(state: &AppState, dag_id: &str) -> Result<(DagRow, Arc<Dag>), WebError> {
+    let row = state
+        .store
+        .get_dag(dag_id)
+        .await?
+        .ok_or_else(|| WebError::NotFound(format!("no DAG `{dag_id}`")))?;
+    let dag = state.versions.get(dag_id, &row.version).await?;
+    Ok((row, dag))
+}
+
+pub async fn run(state: &AppState, dag_id: &str, run_id: &str) -> Result<RunRow, WebError> {
+    state
+        .store
+        .get_run(dag_id, run_id)
+        .await?
+        .ok_or_else(|| WebError::NotFound(format!("no run `{run_id}` of DAG `{dag_id}`")))
+}
+
+/// A run, the DAG version it executes, and one of its task instances.
+pub async fn task_instance(
+    state: &AppState,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+) -> Result<(RunRow, Arc<Dag>, TaskInstanceRow), WebError> {
+    let run = run(state, dag_id, run_id).await?;
+    let dag = state.versions.get(dag_id, &run.version).await?;
+    let ti = state
+        .store
+        .get_task_instance(run.pk, task_id)
+        .await?
+        .ok_or_else(|| WebError::NotFound(format!("run `{run_id}` has no task `{task_id}`")))?;
+    Ok((run, dag, ti))
+}

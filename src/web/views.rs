@@ -1,0 +1,465 @@
+//! What the pages show: one askama template struct per page, plus the small view models and
+//! formatting helpers they share. Everything user-supplied reaches HTML through askama's
+//! escaping; nothing here builds markup by hand.
+
+use askama::Template;
+use serde_json::Value;
+
+use super::auth::Identity;
+use super::graph::GraphSvg;
+use crate::store::{ImportErrorRow, RunRow, TaskInstanceRow};
+use crate::time::{display, Micros};
+
+/// Percent-encodes `text` for use as one URL path segment or query value.
+pub fn encode_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+pub fn dag_href(dag_id: &str) -> String {
+    format!("/dags/{}", encode_component(dag_id))
+}
+
+pub fn run_href(dag_id: &str, run_id: &str) -> String {
+    format!("{}/runs/{}", dag_href(dag_id), encode_component(run_id))
+}
+
+pub fn task_href(dag_id: &str, run_id: &str, task_id: &str) -> String {
+    format!("{}/tasks/{}", run_href(dag_id, run_id), encode_component(task_id))
+}
+
+pub fn time_text(at: Option<Micros>) -> String {
+    at.map(display).unwrap_or_else(|| "-".into())
+}
+
+/// `1.2s`, `3m 04s`, `2h 05m`; `-` when the span is not known.
+pub fn duration_text(start: Option<Micros>, end: Option<Micros>) -> String {
+    let (Some(start), Some(end)) = (start, end) else { return "-".into() };
+    let micros = (end - start).max(0);
+    let seconds = micros / 1_000_000;
+    if seconds < 60 {
+        format!("{:.1}s", micros as f64 / 1e6)
+    } else if seconds < 3600 {
+        format!("{}m {:02}s", seconds / 60, seconds % 60)
+    } else {
+        format!("{}h {:02}m", seconds / 3600, (seconds % 3600) / 60)
+    }
+}
+
+/// The parts of every page that depend on who is looking.
+pub struct Chrome {
+    pub username: String,
+    pub is_admin: bool,
+    pub csrf_token: String,
+    /// Offer a logout button (not when authentication is off).
+    pub can_log_out: bool,
+}
+
+impl From<&Identity> for Chrome {
+    fn from(identity: &Identity) -> Self {
+        Chrome {
+            username: identity.username.clone(),
+            is_admin: identity.is_admin(),
+            csrf_token: identity.csrf_token.clone(),
+            can_log_out: identity.via == super::auth::Via::Session,
+        }
+    }
+}
+
+/// Links to the neighbouring pages of a paginated list.
+pub struct Pager {
+    pub page: i64,
+    pub pages: i64,
+    pub prev_href: Option<String>,
+    pub next_href: Option<String>,
+}
+
+impl Pager {
+    /// `base` is the page's URL with its other query parameters, ending in `?` or `&`.
+    pub fn new(base: &str, page: i64, per_page: i64, total: i64) -> Pager {
+        let pages = ((total + per_page - 1) / per_page).max(1);
+        let link = |p: i64| format!("{base}page={p}");
+        Pager {
+            page,
+            pages,
+            prev_href: (page > 1).then(|| link(page - 1)),
+            next_href: (page < pages).then(|| link(page + 1)),
+        }
+    }
+}
+
+/// One run as a coloured square.
+pub struct RunSquare {
+    pub state: String,
+    pub title: String,
+    pub href: String,
+}
+
+impl RunSquare {
+    pub fn of(run: &RunRow) -> RunSquare {
+        RunSquare {
+            state: run.state.to_string(),
+            title: format!("{} ({})", run.run_id, run.state),
+            href: run_href(&run.dag_id, &run.run_id),
+        }
+    }
+}
+
+pub struct DagItem {
+    pub id: String,
+    pub href: String,
+    pub description: String,
+    pub schedule: String,
+    pub next_run: String,
+    pub paused: bool,
+    pub tags: Vec<String>,
+    /// Oldest first.
+    pub recent: Vec<RunSquare>,
+}
+
+#[derive(Template)]
+#[template(path = "dags.html")]
+pub struct DagsPage {
+    pub chrome: Chrome,
+    pub import_errors: Vec<ImportErrorRow>,
+    pub dags: Vec<DagItem>,
+    pub name: String,
+    pub tag: String,
+    pub tags: Vec<String>,
+    pub pager: Pager,
+    pub live: bool,
+}
+
+/// One input of the trigger form.
+pub struct ParamField {
+    pub name: String,
+    pub type_name: String,
+    /// `text`, `number`, `select` (booleans) or `json` (arrays, objects).
+    pub widget: &'static str,
+    pub value: String,
+    pub description: String,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "trigger.html")]
+pub struct TriggerPage {
+    pub chrome: Chrome,
+    pub dag_id: String,
+    pub dag_href: String,
+    pub fields: Vec<ParamField>,
+    pub logical_date: String,
+    pub date_error: Option<String>,
+    pub error: Option<String>,
+}
+
+pub struct GridColumn {
+    pub label: String,
+    pub title: String,
+    pub state: String,
+    pub href: String,
+}
+
+pub struct GridCell {
+    pub state: String,
+    pub title: String,
+    pub href: String,
+}
+
+pub struct GridRow {
+    pub task_id: String,
+    pub cells: Vec<GridCell>,
+}
+
+pub struct HistoryRow {
+    pub run_id: String,
+    pub href: String,
+    pub state: String,
+    pub run_type: String,
+    pub logical_date: String,
+    pub started: String,
+    pub duration: String,
+}
+
+/// Bars of run duration over time, oldest left.
+pub struct DurationChart {
+    pub width: i64,
+    pub height: i64,
+    pub bars: Vec<Bar>,
+    pub longest: String,
+}
+
+pub struct Bar {
+    pub x: i64,
+    pub y: i64,
+    pub width: i64,
+    pub height: i64,
+    pub state: String,
+    pub title: String,
+}
+
+impl DurationChart {
+    /// `runs` newest first, as listed.
+    pub fn of(runs: &[RunRow]) -> DurationChart {
+        const HEIGHT: i64 = 120;
+        const BAR: i64 = 14;
+        let spans: Vec<i64> = runs
+            .iter()
+            .map(|r| match (r.started_at, r.ended_at) {
+                (Some(s), Some(e)) => (e - s).max(0),
+                _ => 0,
+            })
+            .collect();
+        let longest = spans.iter().copied().max().unwrap_or(0).max(1);
+        let bars = runs
+            .iter()
+            .zip(&spans)
+            .rev()
+            .enumerate()
+            .map(|(i, (run, &span))| {
+                let height = (span * (HEIGHT - 10) / longest).max(2);
+                Bar {
+                    x: i as i64 * (BAR + 4),
+                    y: HEIGHT - height,
+                    width: BAR,
+                    height,
+                    state: run.state.to_string(),
+                    title: format!(
+                        "{}: {}",
+                        run.run_id,
+                        duration_text(run.started_at, run.ended_at)
+                    ),
+                }
+            })
+            .collect::<Vec<_>>();
+        DurationChart {
+            width: (bars.len() as i64 * (BAR + 4)).max(BAR),
+            height: HEIGHT,
+            bars,
+            longest: duration_text(Some(0), Some(longest)),
+        }
+    }
+}
+
+pub struct GridView {
+    pub columns: Vec<GridColumn>,
+    pub rows: Vec<GridRow>,
+}
+
+pub struct GraphView {
+    pub svg: GraphSvg,
+    /// The run whose states colour the boxes.
+    pub run_id: Option<String>,
+}
+
+pub struct HistoryView {
+    pub rows: Vec<HistoryRow>,
+    pub chart: DurationChart,
+}
+
+pub struct SourceView {
+    pub file: String,
+    pub source: String,
+}
+
+#[derive(Template)]
+#[template(path = "dag.html")]
+pub struct DagPage {
+    pub chrome: Chrome,
+    pub dag_id: String,
+    pub href: String,
+    pub description: String,
+    pub schedule: String,
+    pub next_run: String,
+    pub paused: bool,
+    /// Which view is shown: `grid`, `graph`, `history` or `source`; only that one is filled.
+    pub tab: &'static str,
+    pub grid: Option<GridView>,
+    pub graph: Option<GraphView>,
+    pub history: Option<HistoryView>,
+    pub source: Option<SourceView>,
+    pub pager: Option<Pager>,
+    pub live: bool,
+}
+
+pub struct TaskRow {
+    pub task_id: String,
+    pub href: String,
+    pub state: String,
+    pub tries: String,
+    pub started: String,
+    pub ended: String,
+    pub duration: String,
+    pub outputs: String,
+    pub error: String,
+}
+
+impl TaskRow {
+    pub fn of(run: &RunRow, ti: &TaskInstanceRow) -> TaskRow {
+        TaskRow {
+            task_id: ti.task_id.clone(),
+            href: task_href(&run.dag_id, &run.run_id, &ti.task_id),
+            state: ti.state.to_string(),
+            tries: format!("{}/{}", ti.try_number, ti.max_tries),
+            started: time_text(ti.started_at),
+            ended: time_text(ti.ended_at),
+            duration: duration_text(ti.started_at, ti.ended_at),
+            outputs: if ti.outputs.is_empty() {
+                String::new()
+            } else {
+                Value::Object(ti.outputs.clone()).to_string()
+            },
+            error: ti.error.clone().unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "run.html")]
+pub struct RunPage {
+    pub chrome: Chrome,
+    pub dag_id: String,
+    pub dag_href: String,
+    pub run_id: String,
+    pub href: String,
+    pub state: String,
+    pub run_type: String,
+    pub logical_date: String,
+    pub interval: String,
+    pub started: String,
+    pub ended: String,
+    pub duration: String,
+    pub params: String,
+    pub tasks: Vec<TaskRow>,
+    pub live: bool,
+}
+
+pub struct TryLink {
+    pub number: i64,
+    pub href: String,
+    pub selected: bool,
+}
+
+pub struct LogLineView {
+    pub at: String,
+    pub stream: String,
+    pub text: String,
+}
+
+/// One row of a quality task's check results.
+pub struct CheckView {
+    pub name: String,
+    pub check: String,
+    pub severity: String,
+    pub passed: bool,
+    pub failing_rows: String,
+    pub sample: String,
+}
+
+impl CheckView {
+    /// The `checks` output of a quality task, if it has one.
+    pub fn list(outputs: &serde_json::Map<String, Value>) -> Vec<CheckView> {
+        let text = |v: &Value, key: &str| match v.get(key) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Null) | None => String::new(),
+            Some(other) => other.to_string(),
+        };
+        let Some(Value::Array(checks)) = outputs.get("checks") else { return Vec::new() };
+        checks
+            .iter()
+            .filter(|c| c.is_object())
+            .map(|c| CheckView {
+                name: text(c, "name"),
+                check: text(c, "check"),
+                severity: text(c, "severity"),
+                passed: c.get("passed").and_then(Value::as_bool).unwrap_or(false),
+                failing_rows: text(c, "failing_rows"),
+                sample: text(c, "sample"),
+            })
+            .collect()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "task.html")]
+pub struct TaskPage {
+    pub chrome: Chrome,
+    pub dag_id: String,
+    pub dag_href: String,
+    pub run_id: String,
+    pub run_href: String,
+    pub task_id: String,
+    pub href: String,
+    pub state: String,
+    pub kind: String,
+    pub tries: Vec<TryLink>,
+    pub selected_try: i64,
+    pub max_tries: i64,
+    pub queued: String,
+    pub started: String,
+    pub ended: String,
+    pub duration: String,
+    pub worker: String,
+    pub exit_code: String,
+    pub error: String,
+    pub outputs: Vec<(String, String)>,
+    pub checks: Vec<CheckView>,
+    pub log: Vec<LogLineView>,
+    /// More lines exist than are shown.
+    pub log_truncated: bool,
+    pub live: bool,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub next: String,
+    pub error: Option<String>,
+    pub csrf_token: String,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub status: u16,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(
+            encode_component("manual__2024-01-01T00:00:00+00:00"),
+            "manual__2024-01-01T00%3A00%3A00%2B00%3A00"
+        );
+        assert_eq!(run_href("a b", "r/1"), "/dags/a%20b/runs/r%2F1");
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration_text(Some(0), Some(1_200_000)), "1.2s");
+        assert_eq!(duration_text(Some(0), Some(184_000_000)), "3m 04s");
+        assert_eq!(duration_text(Some(0), Some(7_500_000_000)), "2h 05m");
+        assert_eq!(duration_text(None, Some(1)), "-");
+    }
+
+    #[test]
+    fn pager_links_neighbours() {
+        let pager = Pager::new("/dags?", 2, 25, 60);
+        assert_eq!(pager.pages, 3);
+        assert_eq!(pager.prev_href.as_deref(), Some("/dags?page=1"));
+        assert_eq!(pager.next_href.as_deref(), Some("/dags?page=3"));
+        assert!(Pager::new("/x?", 1, 25, 0).next_href.is_none());
+    }
+}
