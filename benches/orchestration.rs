@@ -96,6 +96,7 @@ async fn measure(backend: &str, url: &str) {
     let bench = Bench::new(url).await;
     let (stop, shutdown) = shutdown_channel();
     let scheduler_options = SchedulerOptions {
+        pools: Default::default(),
         dags_folder: None,
         create_scheduled_runs: false,
         poll_interval: Duration::from_secs(1),

@@ -37,6 +37,8 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     pub worker: WorkerConfig,
     pub web: WebConfig,
+    /// Named pools and their slot counts: `[pools] warehouse = 4`. Tasks opt in with `pool`.
+    pub pools: std::collections::BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -89,6 +91,7 @@ impl Default for Config {
             scheduler: SchedulerConfig::default(),
             worker: WorkerConfig::default(),
             web: WebConfig::default(),
+            pools: Default::default(),
         }
     }
 }

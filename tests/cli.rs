@@ -194,10 +194,19 @@ fn standalone_serves_schedules_and_runs_triggered_dags() {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut first_line = String::new();
     stdout.read_line(&mut first_line).unwrap();
+    assert!(first_line.starts_with("created user `admin` with password: "), "{first_line}");
+    let mut ready_line = String::new();
+    stdout.read_line(&mut ready_line).unwrap();
+    while !ready_line.starts_with("lakeward standalone ready in") {
+        ready_line.clear();
+        assert!(
+            stdout.read_line(&mut ready_line).unwrap() > 0,
+            "standalone never said it was ready"
+        );
+    }
     std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    assert!(first_line.starts_with("lakeward standalone ready in"), "{first_line}");
     let address =
-        first_line.split("http://").nth(1).unwrap().split('/').next().unwrap().to_string();
+        ready_line.split("http://").nth(1).unwrap().split('/').next().unwrap().to_string();
 
     // The example is @daily without catchup: the latest interval runs right away.
     wait_for("the scheduled example run", Duration::from_secs(20), || {
@@ -222,8 +231,9 @@ fn standalone_serves_schedules_and_runs_triggered_dags() {
         serde_json::from_str(health.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     assert_eq!(body["scheduler"]["status"], "healthy", "{health}");
     assert_eq!(body["database"]["status"], "healthy", "{health}");
-    let page = http_get(&address, "/");
-    assert!(page.contains("<td>example</td>"), "{page}");
+    let page = http_get(&address, "/dags");
+    assert!(page.starts_with("HTTP/1.1 303"), "pages need a login: {page}");
+    assert!(page.contains("location: /login?next=%2Fdags"), "{page}");
 
     // A backfill runs through the same scheduler, one run at a time (max_active_runs = 1).
     let (ok, out) = run(lakeward(home.path()).args([

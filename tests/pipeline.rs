@@ -160,6 +160,14 @@ async fn a_failed_try_is_retried_and_each_try_keeps_its_log() {
             second.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(),
             ["second time lucky"]
         );
+        // Each try keeps its own timing after the next one ran.
+        let tries = h.store.task_tries(ti.id).await.unwrap();
+        assert_eq!(tries.len(), 2, "{}", db.backend);
+        assert_eq!((tries[0].try_number, tries[0].state.as_str()), (1, "up_for_retry"));
+        assert_eq!((tries[1].try_number, tries[1].state.as_str()), (2, "success"));
+        let first_end = tries[0].ended_at.expect("the first try's end is kept");
+        assert!(tries[0].started_at <= first_end && first_end <= tries[1].started_at);
+        assert_eq!(tries[1].ended_at, ti.ended_at);
         h.stop().await;
     }
 }
@@ -367,6 +375,141 @@ async fn max_active_tasks_caps_parallel_tasks_of_a_dag() {
             "{}: at most two tasks at once, and two do run together",
             db.backend
         );
+        h.stop().await;
+    }
+}
+
+/// Most task instances running at the same moment.
+fn most_at_once(tis: &[TaskInstanceRow]) -> usize {
+    tis.iter()
+        .map(|a| {
+            let at = a.started_at.unwrap();
+            tis.iter().filter(|b| b.started_at.unwrap() <= at && at < b.ended_at.unwrap()).count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+fn dag_named(id: &str, source: &str) -> std::sync::Arc<lakeward::dag::Dag> {
+    let registry = lakeward::jobs::Registry::builtin();
+    std::sync::Arc::new(lakeward::dag::compile("test.toml", source, id, &registry).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_caps_its_tasks_across_dags() {
+    let pooled = |id: &str| {
+        let mut source = String::from("[defaults]\npool = \"warehouse\"\n");
+        for i in 0..3 {
+            source.push_str(&format!("[tasks.t{i}]\nkind = \"shell\"\ncommand = \"sleep 0.2\"\n"));
+        }
+        dag_named(id, &source)
+    };
+    let (first, second) = (pooled("loads_a"), pooled("loads_b"));
+    let undefined = dag_named("misconfigured", "[tasks.t]\nkind = \"noop\"\npool = \"nope\"\n");
+    for db in common::databases().await {
+        let options = HarnessOptions {
+            pools: [("warehouse".to_string(), 2)].into_iter().collect(),
+            ..HarnessOptions::default()
+        };
+        let h = Harness::start_with(&db, options).await;
+        let a = h.trigger(&first, manual(json!({}))).await;
+        let b = h.trigger(&second, manual(json!({}))).await;
+        assert_eq!(h.wait(&a, LIMIT).await.state, RunState::Success, "{}", db.backend);
+        assert_eq!(h.wait(&b, LIMIT).await.state, RunState::Success, "{}", db.backend);
+        let mut tis = h.tasks(&a).await;
+        tis.extend(h.tasks(&b).await);
+        assert_eq!(most_at_once(&tis), 2, "{}: two pool slots over both DAGs", db.backend);
+
+        let bad = h.trigger(&undefined, manual(json!({}))).await;
+        assert_eq!(h.wait(&bad, LIMIT).await.state, RunState::Failed, "{}", db.backend);
+        let ti = h.tasks(&bad).await.remove(0);
+        assert_eq!(ti.state, TaskState::Failed);
+        assert!(ti.error.unwrap().contains("pool `nope`, which lakeward.toml does not define"));
+        h.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marking_a_task_lets_the_run_carry_on() {
+    let two_step = dag(r#"
+        [tasks.extract]
+        kind = "shell"
+        command = "exit 3"
+        [tasks.load]
+        kind = "noop"
+        depends_on = ["extract"]
+        trigger_rule = "none_failed"
+    "#);
+    for db in common::databases().await {
+        let h = Harness::start(&db).await;
+        let run = h.trigger(&two_step, manual(json!({}))).await;
+        assert_eq!(h.wait(&run, LIMIT).await.state, RunState::Failed, "{}", db.backend);
+        let extract = by_task(h.tasks(&run).await).remove("extract").unwrap();
+        lakeward::scheduler::control::mark_task(&h.store, &extract, TaskState::Success)
+            .await
+            .unwrap();
+        // The run is settled again: with extract marked success the run succeeds.
+        let done = h.wait(&run, LIMIT).await;
+        let tis = by_task(h.tasks(&run).await);
+        assert_eq!(tis["extract"].state, TaskState::Success, "{}", db.backend);
+        assert_eq!(tis["extract"].try_number, 1, "marking runs nothing");
+        assert_eq!(
+            done.state,
+            RunState::Failed,
+            "{}: load stays upstream_failed until cleared",
+            db.backend
+        );
+        assert_eq!(tis["load"].state, TaskState::UpstreamFailed);
+        let dag = two_step.clone();
+        let run = h.store.get_run_by_pk(run.pk).await.unwrap().unwrap();
+        lakeward::scheduler::control::clear(&h.store, &dag, &run, "load", false).await.unwrap();
+        assert_eq!(h.wait(&run, LIMIT).await.state, RunState::Success, "{}", db.backend);
+        h.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn db_clean_deletes_only_old_finished_runs_in_batches() {
+    let quick = dag("[tasks.say]\nkind = \"shell\"\ncommand = \"echo hello\"\n");
+    for db in common::databases().await {
+        let h = Harness::start(&db).await;
+        let mut runs = Vec::new();
+        for day in 1..=5 {
+            let date = chrono::NaiveDate::from_ymd_opt(2024, 1, day).unwrap();
+            let at = date.and_hms_opt(0, 0, 0).unwrap().and_utc();
+            let run = h.trigger(&quick, RunRequest::manual(at, Default::default())).await;
+            runs.push(h.wait(&run, LIMIT).await);
+        }
+        let ti = h.tasks(&runs[0]).await.remove(0);
+        assert!(!h.store.read_logs(ti.id, None, 0, 10).await.unwrap().is_empty());
+        // Everything ended just now: a cutoff in the past deletes nothing.
+        let kept =
+            lakeward::scheduler::control::clean(&h.store, now_micros() - 60_000_000, 2, |_| {})
+                .await
+                .unwrap();
+        assert_eq!(kept, 0);
+        let mut batches = Vec::new();
+        let deleted =
+            lakeward::scheduler::control::clean(&h.store, now_micros() + 1, 2, |n| batches.push(n))
+                .await
+                .unwrap();
+        assert_eq!(deleted, 5, "{}", db.backend);
+        assert_eq!(batches, [2, 4, 5], "batches of two");
+        assert!(h.store.get_run_by_pk(runs[0].pk).await.unwrap().is_none());
+        assert!(h.store.get_task_instance(runs[0].pk, "say").await.unwrap().is_none());
+        assert!(h.store.read_logs(ti.id, None, 0, 10).await.unwrap().is_empty());
+        assert!(h.store.task_tries(ti.id).await.unwrap().is_empty());
+
+        // A run still going is never deleted, however old.
+        let slow = dag("[tasks.wait]\nkind = \"shell\"\ncommand = \"sleep 2\"\n");
+        let old =
+            chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
+        let running = h.trigger(&slow, RunRequest::manual(old.and_utc(), Default::default())).await;
+        let deleted = lakeward::scheduler::control::clean(&h.store, now_micros() + 1, 2, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(deleted, 0);
+        assert!(h.store.get_run_by_pk(running.pk).await.unwrap().is_some());
         h.stop().await;
     }
 }

@@ -94,6 +94,15 @@ enum UsersCommand {
 enum DbCommand {
     /// Apply pending database migrations.
     Migrate,
+    /// Delete finished runs older than a retention, with their task instances, tries and logs.
+    Clean {
+        /// e.g. `30d`, `12h`: runs that ended longer ago than this are deleted.
+        #[arg(long, value_parser = crate::time::parse_duration)]
+        older_than: std::time::Duration,
+        /// Runs deleted per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch_size: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -172,6 +181,14 @@ enum TasksCommand {
         #[arg(long = "try")]
         try_number: Option<i64>,
     },
+    /// Set a task instance to success or failed by hand; the run carries on from there.
+    Mark {
+        dag: String,
+        run_id: String,
+        task: String,
+        #[arg(value_parser = ["success", "failed"])]
+        state: String,
+    },
     /// Run a task instance again (and, with --downstream, every task after it).
     Clear {
         dag: String,
@@ -221,6 +238,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Worker { queues, slots } => serve::worker(config, queues, slots).await,
         Command::Web => serve::web(config).await,
         Command::Db { command: DbCommand::Migrate } => serve::migrate(config).await,
+        Command::Db { command: DbCommand::Clean { older_than, batch_size } } => {
+            operate::clean(config, older_than, batch_size).await
+        }
         Command::Dags { command } => match command {
             DagsCommand::List => dags::list(config).await,
             DagsCommand::Validate { paths } => dags::validate(config, paths),
@@ -244,6 +264,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Tasks { command: TasksCommand::Clear { dag, run_id, task, downstream } } => {
             operate::clear(config, &dag, &run_id, &task, downstream).await
+        }
+        Command::Tasks { command: TasksCommand::Mark { dag, run_id, task, state } } => {
+            operate::mark_task(config, &dag, &run_id, &task, &state).await
         }
         Command::Tasks { command: TasksCommand::Logs { dag, run_id, task, try_number } } => {
             inspect::task_logs(config, &dag, &run_id, &task, try_number).await

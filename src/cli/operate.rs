@@ -1,4 +1,5 @@
-//! `lakeward tasks clear` and `lakeward runs mark`: operator actions on existing runs.
+//! `lakeward tasks clear|mark`, `lakeward runs mark` and `lakeward db clean`: operator actions
+//! on existing runs.
 
 use std::process::ExitCode;
 
@@ -8,7 +9,8 @@ use crate::config::Config;
 use crate::jobs::Registry;
 use crate::runtime::Components;
 use crate::scheduler::control;
-use crate::store::{RunRow, RunState};
+use crate::store::{RunRow, RunState, TaskState};
+use crate::time::now_micros;
 
 async fn open_run(
     config: Config,
@@ -55,5 +57,43 @@ pub async fn mark(
     let state = if state == "success" { RunState::Success } else { RunState::Failed };
     control::mark(&c.store, &run, state).await?;
     println!("{run_id} marked {state}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn mark_task(
+    config: Config,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    state: &str,
+) -> anyhow::Result<ExitCode> {
+    let (c, run) = open_run(config, dag_id, run_id).await?;
+    let ti = c
+        .store
+        .get_task_instance(run.pk, task_id)
+        .await?
+        .ok_or_else(|| anyhow!("run `{run_id}` has no task `{task_id}`"))?;
+    let state = if state == "success" { TaskState::Success } else { TaskState::Failed };
+    control::mark_task(&c.store, &ti, state).await?;
+    println!("{task_id} in {run_id} marked {state}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn clean(
+    config: Config,
+    older_than: std::time::Duration,
+    batch_size: i64,
+) -> anyhow::Result<ExitCode> {
+    let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
+    let age = i64::try_from(older_than.as_micros()).context("retention too long")?;
+    let cutoff = now_micros() - age;
+    let deleted = control::clean(&c.store, cutoff, batch_size.max(1), |so_far| {
+        println!("deleted {so_far} runs so far");
+    })
+    .await?;
+    println!(
+        "deleted {deleted} finished runs that ended before {} (with their tasks, tries and logs)",
+        crate::time::display(cutoff)
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -50,6 +50,7 @@ const COMMON_TASK_FIELDS: &[&str] = &[
     "max_retry_delay",
     "timeout",
     "queue",
+    "pool",
     "description",
 ];
 
@@ -164,11 +165,12 @@ struct Settings {
     max_retry_delay: Option<Duration>,
     timeout: Option<Duration>,
     queue: Option<String>,
+    pool: Option<String>,
 }
 
 /// The keys of [`Settings`].
 const SETTING_FIELDS: &[&str] =
-    &["retries", "retry_delay", "retry_backoff", "max_retry_delay", "timeout", "queue"];
+    &["retries", "retry_delay", "retry_backoff", "max_retry_delay", "timeout", "queue", "pool"];
 
 struct Compiler<'a> {
     rep: Reporter<'a>,
@@ -315,6 +317,7 @@ impl<'a> Compiler<'a> {
             }
             "timeout" => settings.timeout = self.decode_with(value, duration).or(settings.timeout),
             "queue" => settings.queue = self.decode(value).or(settings.queue.take()),
+            "pool" => settings.pool = self.decode(value).or(settings.pool.take()),
             _ => return false,
         }
         true
@@ -431,6 +434,7 @@ impl<'a> Compiler<'a> {
             max_retry_delay: settings.max_retry_delay,
             timeout: settings.timeout,
             queue: settings.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_string()),
+            pool: settings.pool,
             config,
         };
         Some((spans, task))

@@ -68,6 +68,9 @@ pub struct Task {
     pub timeout: Option<Duration>,
     /// Queue the task is sent to; workers claim from the queues they serve.
     pub queue: String,
+    /// Named pool (defined in `lakeward.toml`) whose slots bound how many tasks using it run
+    /// at once, across all DAGs.
+    pub pool: Option<String>,
     /// The kind-specific fields, with their templates not yet rendered.
     pub config: toml::Table,
 }

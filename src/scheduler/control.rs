@@ -1,8 +1,11 @@
-//! Operator actions on existing runs: clear tasks so they run again, mark runs done.
+//! Operator actions on existing runs: clear tasks so they run again, mark runs and tasks done,
+//! and delete old metadata.
+
+use std::time::Duration;
 
 use crate::dag::Dag;
-use crate::store::{RunRow, RunState, Store, StoreError};
-use crate::time::now_micros;
+use crate::store::{RunRow, RunState, Store, StoreError, TaskInstanceRow, TaskState};
+use crate::time::{now_micros, Micros};
 
 /// `task_id` and, with `downstream`, every task that depends on it directly or transitively.
 pub fn with_downstream(dag: &Dag, task_id: &str, downstream: bool) -> Vec<String> {
@@ -47,4 +50,41 @@ pub async fn mark(store: &Store, run: &RunRow, state: RunState) -> Result<(), St
     store.mark_run(run.pk, state, now_micros()).await?;
     store.wake_scheduler().await;
     Ok(())
+}
+
+/// Marks one task instance `success` or `failed`; the scheduler then carries the run on (its
+/// downstream tasks run if their trigger rules now allow it).
+pub async fn mark_task(
+    store: &Store,
+    ti: &TaskInstanceRow,
+    state: TaskState,
+) -> Result<(), StoreError> {
+    store.mark_task(ti, state, now_micros()).await?;
+    store.wake_scheduler().await;
+    Ok(())
+}
+
+/// Deletes finished runs that ended before `cutoff` (with their task instances, tries and logs)
+/// in batches of `batch` runs, each its own short transaction with a pause between them, so
+/// schedulers and workers are never locked out for long. Calls `progress` with the total so
+/// far after each batch; returns the number of runs deleted.
+pub async fn clean(
+    store: &Store,
+    cutoff: Micros,
+    batch: i64,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, StoreError> {
+    let mut deleted = 0;
+    loop {
+        let pks = store.finished_runs_before(cutoff, batch).await?;
+        if pks.is_empty() {
+            break;
+        }
+        store.delete_runs(&pks).await?;
+        deleted += pks.len() as u64;
+        progress(deleted);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    store.delete_expired_sessions(now_micros()).await?;
+    Ok(deleted)
 }

@@ -41,6 +41,8 @@ pub struct SchedulerOptions {
     pub poll_interval: Duration,
     pub dag_refresh_interval: Duration,
     pub heartbeat_timeout: Duration,
+    /// Pools and their slots, over all DAGs (from `lakeward.toml`).
+    pub pools: BTreeMap<String, u32>,
 }
 
 impl SchedulerOptions {
@@ -51,6 +53,7 @@ impl SchedulerOptions {
             poll_interval: config.scheduler.poll_interval,
             dag_refresh_interval: config.scheduler.dag_refresh_interval,
             heartbeat_timeout: config.scheduler.heartbeat_timeout,
+            pools: config.pools.clone(),
         }
     }
 }
@@ -318,9 +321,9 @@ impl Scheduler {
         for ti in self.store.task_states_of_runs(&pks).await? {
             by_run.entry(ti.run_pk).or_default().push(ti);
         }
-        let mut slots = TaskSlots::new(&running, &by_run);
+        let mut slots = TaskSlots::new(&running, &by_run, &self.options.pools);
         let (mut to_queue, mut upstream_failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
-        let mut retries = Vec::new();
+        let (mut retries, mut unschedulable) = (Vec::new(), Vec::new());
         self.next_retry_at = None;
         let mut finished = Vec::new();
         for (run, dag) in &running {
@@ -331,8 +334,11 @@ impl Scheduler {
                         self.next_retry_at =
                             Some(self.next_retry_at.map_or(at, |next| next.min(at)));
                     }
-                    _ if slots.take(&dag.id) => retries.push(ti.id),
-                    _ => {}
+                    _ => match slots.take(dag, &ti.task_id) {
+                        Slot::Granted => retries.push(ti.id),
+                        Slot::Full => {}
+                        Slot::UnknownPool(error) => unschedulable.push((ti.id, error)),
+                    },
                 }
             }
             let states: HashMap<&str, TaskState> =
@@ -340,12 +346,23 @@ impl Scheduler {
             let ids: HashMap<&str, i64> = tis.iter().map(|t| (t.task_id.as_str(), t.id)).collect();
             let plan = plan::plan_run(dag, &states);
             let id_of = |task: &String| ids.get(task.as_str()).copied();
-            to_queue.extend(plan.queue.iter().filter(|_| slots.take(&dag.id)).filter_map(id_of));
+            for task in &plan.queue {
+                let Some(id) = id_of(task) else { continue };
+                match slots.take(dag, task) {
+                    Slot::Granted => to_queue.push(id),
+                    Slot::Full => {}
+                    Slot::UnknownPool(error) => unschedulable.push((id, error)),
+                }
+            }
             upstream_failed.extend(plan.upstream_failed.iter().filter_map(id_of));
             skipped.extend(plan.skipped.iter().filter_map(id_of));
             if let Some(state) = plan.finished {
                 finished.push((run, state));
             }
+        }
+        for (id, error) in &unschedulable {
+            tracing::error!("{error}");
+            self.store.fail_unschedulable(*id, error, now).await?;
         }
         self.store.settle_tasks(&upstream_failed, TaskState::UpstreamFailed, now).await?;
         self.store.settle_tasks(&skipped, TaskState::Skipped, now).await?;
@@ -360,40 +377,76 @@ impl Scheduler {
     }
 }
 
-/// What is left of each DAG's `max_active_tasks` in this pass.
+/// Whether a task may be queued now.
+enum Slot {
+    Granted,
+    /// Its DAG's `max_active_tasks` or its pool is used up for now.
+    Full,
+    /// It names a pool `lakeward.toml` does not define: it can never run.
+    UnknownPool(String),
+}
+
+/// What is left, in this pass, of each DAG's `max_active_tasks` and of each pool's slots.
 struct TaskSlots {
-    left: HashMap<String, i64>,
+    dag_left: HashMap<String, i64>,
+    pool_left: HashMap<String, i64>,
 }
 
 impl TaskSlots {
-    fn new(running: &[(RunRow, Arc<Dag>)], tasks: &BTreeMap<i64, Vec<TaskStateRow>>) -> TaskSlots {
-        let mut left: HashMap<String, i64> = running
+    fn new(
+        running: &[(RunRow, Arc<Dag>)],
+        tasks: &BTreeMap<i64, Vec<TaskStateRow>>,
+        pools: &BTreeMap<String, u32>,
+    ) -> TaskSlots {
+        let mut dag_left: HashMap<String, i64> = running
             .iter()
             .filter_map(|(_, dag)| dag.max_active_tasks.map(|m| (dag.id.clone(), i64::from(m))))
             .collect();
+        let mut pool_left: HashMap<String, i64> =
+            pools.iter().map(|(name, slots)| (name.clone(), i64::from(*slots))).collect();
         for (run, dag) in running {
-            if let Some(slots) = left.get_mut(&dag.id) {
-                let busy = tasks.get(&run.pk).map_or(0, |tis| {
-                    tis.iter()
-                        .filter(|t| matches!(t.state, TaskState::Queued | TaskState::Running))
-                        .count()
-                });
-                *slots -= busy as i64;
+            let busy = tasks
+                .get(&run.pk)
+                .into_iter()
+                .flatten()
+                .filter(|t| matches!(t.state, TaskState::Queued | TaskState::Running));
+            for ti in busy {
+                if let Some(left) = dag_left.get_mut(&dag.id) {
+                    *left -= 1;
+                }
+                let pool = dag.tasks.get(&ti.task_id).and_then(|t| t.pool.as_ref());
+                if let Some(left) = pool.and_then(|p| pool_left.get_mut(p)) {
+                    *left -= 1;
+                }
             }
         }
-        TaskSlots { left }
+        TaskSlots { dag_left, pool_left }
     }
 
-    /// Takes a slot of `dag_id`; false if the DAG is at its limit.
-    fn take(&mut self, dag_id: &str) -> bool {
-        match self.left.get_mut(dag_id) {
-            Some(left) if *left <= 0 => false,
-            Some(left) => {
-                *left -= 1;
-                true
+    /// Takes a slot of the task's DAG and pool, if both have one left.
+    fn take(&mut self, dag: &Dag, task_id: &str) -> Slot {
+        let pool = dag.tasks.get(task_id).and_then(|t| t.pool.as_deref());
+        if let Some(pool) = pool {
+            if !self.pool_left.contains_key(pool) {
+                return Slot::UnknownPool(format!(
+                    "task `{task_id}` of DAG `{}` uses pool `{pool}`, which lakeward.toml does not \
+                     define (add it under [pools])",
+                    dag.id
+                ));
             }
-            None => true,
         }
+        let dag_ok = self.dag_left.get(&dag.id).is_none_or(|left| *left > 0);
+        let pool_ok = pool.is_none_or(|p| self.pool_left[p] > 0);
+        if !(dag_ok && pool_ok) {
+            return Slot::Full;
+        }
+        if let Some(left) = self.dag_left.get_mut(&dag.id) {
+            *left -= 1;
+        }
+        if let Some(left) = pool.and_then(|p| self.pool_left.get_mut(p)) {
+            *left -= 1;
+        }
+        Slot::Granted
     }
 }
 

@@ -34,7 +34,7 @@ pub use model::{Role, RunRow, RunState, RunType, TaskInstanceRow, TaskState};
 pub use notify::{Waiter, Wakeups};
 pub use runs::NewRun;
 pub use stats::{DurationHistogram, StateTable, DURATION_BUCKETS};
-pub use tasks::{ClaimedTask, TaskOutcome, TaskStateRow};
+pub use tasks::{ClaimedTask, TaskOutcome, TaskStateRow, TryRow};
 pub use users::{SessionRow, UserRow};
 
 /// The queue tasks go to unless their DAG says otherwise.
@@ -149,11 +149,19 @@ impl Store {
         let files: &[(i64, &str, &str)] = match self.backend {
             Backend::Sqlite => &[
                 (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
-                (2, "web", include_str!("../../migrations/sqlite/0002_web.sql")),
+                (
+                    2,
+                    "users_and_tries",
+                    include_str!("../../migrations/sqlite/0002_users_and_tries.sql"),
+                ),
             ],
             Backend::Postgres => &[
                 (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
-                (2, "web", include_str!("../../migrations/postgres/0002_web.sql")),
+                (
+                    2,
+                    "users_and_tries",
+                    include_str!("../../migrations/postgres/0002_users_and_tries.sql"),
+                ),
             ],
         };
         let migrations = files

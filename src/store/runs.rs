@@ -156,20 +156,47 @@ impl Store {
         row.as_ref().map(RunRow::from_row).transpose()
     }
 
-    /// Deletes a run with its task instances and logs.
+    /// Deletes a run with its task instances, tries and logs.
     pub async fn delete_run(&self, pk: i64) -> Result<()> {
+        self.delete_runs(&[pk]).await
+    }
+
+    /// Deletes runs with their task instances, tries and logs, in one transaction.
+    pub async fn delete_runs(&self, pks: &[i64]) -> Result<()> {
+        if pks.is_empty() {
+            return Ok(());
+        }
+        let list = placeholders(1, pks.len());
+        let of_runs = format!("SELECT id FROM task_instances WHERE run_pk IN ({list})");
+        let statements = [
+            format!("DELETE FROM task_logs WHERE ti_id IN ({of_runs})"),
+            format!("DELETE FROM task_tries WHERE ti_id IN ({of_runs})"),
+            format!("DELETE FROM task_instances WHERE run_pk IN ({list})"),
+            format!("DELETE FROM dag_runs WHERE id IN ({list})"),
+        ];
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM task_logs WHERE ti_id IN (SELECT id FROM task_instances WHERE run_pk = $1)")
-            .bind(pk)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM task_instances WHERE run_pk = $1")
-            .bind(pk)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM dag_runs WHERE id = $1").bind(pk).execute(&mut *tx).await?;
+        for sql in &statements {
+            let mut query = sqlx::query(sql);
+            for pk in pks {
+                query = query.bind(*pk);
+            }
+            query.execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Up to `limit` finished runs that ended before `cutoff`, oldest first.
+    pub async fn finished_runs_before(&self, cutoff: Micros, limit: i64) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT id FROM dag_runs WHERE state IN ('success', 'failed') \
+             AND COALESCE(ended_at, created_at) < $1 ORDER BY id LIMIT $2",
+        )
+        .bind(cutoff)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
 }
 
@@ -219,6 +246,14 @@ impl Store {
              WHERE run_pk = $3 AND state IN ('scheduled', 'queued', 'running', 'up_for_retry')",
         )
         .bind(task_state.as_str())
+        .bind(now)
+        .bind(run_pk)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE task_tries SET state = 'marked', ended_at = $1 WHERE ended_at IS NULL \
+             AND ti_id IN (SELECT id FROM task_instances WHERE run_pk = $2)",
+        )
         .bind(now)
         .bind(run_pk)
         .execute(&mut *tx)

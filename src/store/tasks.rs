@@ -107,6 +107,22 @@ impl Store {
         self.transition(ids, TaskState::Scheduled, state, "ended_at", now).await
     }
 
+    /// `scheduled` → `failed` with `error`: tasks that cannot be scheduled at all (for example,
+    /// their pool is not defined). They are not retried.
+    pub async fn fail_unschedulable(&self, id: i64, error: &str, now: Micros) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE task_instances SET state = $1, error = $2, ended_at = $3 WHERE id = $4 AND state = $5",
+        )
+        .bind(TaskState::Failed.as_str())
+        .bind(error)
+        .bind(now)
+        .bind(id)
+        .bind(TaskState::Scheduled.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn transition(
         &self,
         ids: &[i64],
@@ -159,8 +175,25 @@ impl Store {
         for queue in queues {
             query = query.bind(queue);
         }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter().map(claimed_from_row).collect()
+        let mut tx = self.pool.begin().await?;
+        let rows = query.fetch_all(&mut *tx).await?;
+        let claimed = rows.iter().map(claimed_from_row).collect::<Result<Vec<_>>>()?;
+        for chunk in claimed.chunks(ID_CHUNK / 2) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${}, $1, 'running', $2)", 3 + 2 * i, 4 + 2 * i))
+                .collect();
+            let sql = format!(
+                "INSERT INTO task_tries (ti_id, try_number, worker_id, state, started_at) VALUES {}",
+                values.join(", ")
+            );
+            let mut insert = sqlx::query(&sql).bind(worker_id).bind(now);
+            for task in chunk {
+                insert = insert.bind(task.id).bind(task.try_number);
+            }
+            insert.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(claimed)
     }
 
     /// Records the end of a try. Applies only if the try is still this worker's running try, so a
@@ -177,6 +210,7 @@ impl Store {
         } else {
             Some(serde_json::to_string(&outcome.outputs).unwrap_or_default())
         };
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE task_instances SET state = $1, ended_at = $2, next_try_at = $3, exit_code = $4, \
              error = $5, outputs = $6 \
@@ -191,9 +225,14 @@ impl Store {
         .bind(task.id)
         .bind(task.try_number)
         .bind(worker_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        let applied = done.rows_affected() > 0;
+        if applied {
+            end_try(&mut tx, task.id, task.try_number, outcome, now).await?;
+        }
+        tx.commit().await?;
+        Ok(applied)
     }
 
     /// Marks every running try of `worker_id` as alive at `now`.
@@ -253,6 +292,7 @@ impl Store {
         cutoff: Micros,
         now: Micros,
     ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE task_instances SET state = $1, ended_at = $2, next_try_at = $3, error = $4 \
              WHERE id = $5 AND try_number = $6 AND state = 'running' AND heartbeat_at < $7",
@@ -264,10 +304,106 @@ impl Store {
         .bind(task.id)
         .bind(task.try_number)
         .bind(cutoff)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        let applied = done.rows_affected() > 0;
+        if applied {
+            end_try(&mut tx, task.id, task.try_number, outcome, now).await?;
+        }
+        tx.commit().await?;
+        Ok(applied)
     }
+
+    /// Every try of a task instance, first first.
+    pub async fn task_tries(&self, ti_id: i64) -> Result<Vec<TryRow>> {
+        let rows = sqlx::query(
+            "SELECT try_number, worker_id, state, started_at, ended_at, error FROM task_tries \
+             WHERE ti_id = $1 ORDER BY try_number",
+        )
+        .bind(ti_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TryRow {
+                    try_number: row.try_get("try_number")?,
+                    worker_id: row.try_get("worker_id")?,
+                    state: row.try_get("state")?,
+                    started_at: row.try_get("started_at")?,
+                    ended_at: row.try_get("ended_at")?,
+                    error: row.try_get("error")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Sets one task instance to `success` or `failed` by hand. A try still running keeps
+    /// running but its result will be discarded; a finished run goes back to `queued` so the
+    /// scheduler settles it again with the new state.
+    pub async fn mark_task(
+        &self,
+        ti: &TaskInstanceRow,
+        state: TaskState,
+        now: Micros,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE task_instances SET state = $1, ended_at = $2, next_try_at = NULL WHERE id = $3",
+        )
+        .bind(state.as_str())
+        .bind(now)
+        .bind(ti.id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE task_tries SET state = 'marked', ended_at = $1 WHERE ti_id = $2 AND ended_at IS NULL",
+        )
+        .bind(now)
+        .bind(ti.id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE dag_runs SET state = 'queued', ended_at = NULL WHERE id = $1 AND state IN ('success', 'failed')",
+        )
+        .bind(ti.run_pk)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// One try of a task instance.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TryRow {
+    pub try_number: i64,
+    pub worker_id: Option<String>,
+    /// `running`, then the state the try ended the task instance in (`success`, `failed`,
+    /// `up_for_retry`), or `marked` when a user settled it by hand.
+    pub state: String,
+    pub started_at: Micros,
+    pub ended_at: Option<Micros>,
+    pub error: Option<String>,
+}
+
+async fn end_try(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ti_id: i64,
+    try_number: i64,
+    outcome: &TaskOutcome,
+    now: Micros,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE task_tries SET state = $1, ended_at = $2, error = $3 WHERE ti_id = $4 AND try_number = $5",
+    )
+    .bind(outcome.state.as_str())
+    .bind(now)
+    .bind(&outcome.error)
+    .bind(ti_id)
+    .bind(try_number)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 fn claimed_from_row(row: &AnyRow) -> Result<ClaimedTask> {

@@ -115,6 +115,14 @@ impl Store {
         Ok(())
     }
 
+    pub async fn delete_expired_sessions(&self, now: Micros) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM web_sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     pub async fn create_api_token(
         &self,
         token_hash: &str,

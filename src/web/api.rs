@@ -16,7 +16,7 @@ use super::{lookup, AppState};
 use crate::dag::Dag;
 use crate::scheduler::control;
 use crate::scheduler::trigger::{create_run, RunRequest};
-use crate::store::{DagRow, RunRow, RunState, TaskInstanceRow};
+use crate::store::{DagRow, RunRow, RunState, TaskInstanceRow, TaskState};
 use crate::time::{from_micros, Micros};
 
 type ApiResult = Result<Response, ApiError>;
@@ -324,6 +324,28 @@ pub async fn patch_run(
     control::mark(&state.store, &run, target).await?;
     let run = lookup::run(&state, &dag_id, &run_id).await?;
     Ok(Json(run_details(&state, &run).await?).into_response())
+}
+
+pub async fn patch_task(
+    State(state): State<AppState>,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    payload: Result<Json<RunPatch>, JsonRejection>,
+) -> ApiResult {
+    let patch = body(payload)?;
+    let target = match patch.state.as_str() {
+        "success" => TaskState::Success,
+        "failed" => TaskState::Failed,
+        other => {
+            return Err(WebError::BadRequest(format!(
+                "state must be `success` or `failed`, not `{other}`"
+            ))
+            .into())
+        }
+    };
+    let (_, _, ti) = lookup::task_instance(&state, &dag_id, &run_id, &task_id).await?;
+    control::mark_task(&state.store, &ti, target).await?;
+    let (_, _, ti) = lookup::task_instance(&state, &dag_id, &run_id, &task_id).await?;
+    Ok(Json(TaskInstanceJson::from(&ti)).into_response())
 }
 
 #[derive(Deserialize, Default)]

@@ -20,7 +20,7 @@ use super::{lookup, AppState};
 use crate::dag::{Dag, ParamType};
 use crate::scheduler::control;
 use crate::scheduler::trigger::{create_run, RunRequest, TriggerError};
-use crate::store::{RunRow, RunState, TaskState};
+use crate::store::{RunRow, RunState, TaskState, TryRow};
 use crate::time::display;
 
 const DAGS_PER_PAGE: i64 = 25;
@@ -420,6 +420,26 @@ pub async fn mark(
     Ok(Redirect::to(&run_href(&dag_id, &run_id)).into_response())
 }
 
+pub async fn mark_task(
+    State(state): State<AppState>,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    Form(form): Form<MarkForm>,
+) -> Result<Response, PageError> {
+    let target = match form.state.as_str() {
+        "success" => TaskState::Success,
+        "failed" => TaskState::Failed,
+        other => {
+            return Err(WebError::BadRequest(format!(
+                "cannot mark a task `{other}`: success or failed"
+            ))
+            .into())
+        }
+    };
+    let (_, _, ti) = lookup::task_instance(&state, &dag_id, &run_id, &task_id).await?;
+    control::mark_task(&state.store, &ti, target).await?;
+    Ok(Redirect::to(&task_href(&dag_id, &run_id, &task_id)).into_response())
+}
+
 #[derive(Deserialize)]
 pub struct ClearForm {
     downstream: Option<String>,
@@ -454,6 +474,24 @@ pub async fn task(
     let lines = state.store.read_logs(ti.id, Some(selected), 0, LOG_LINES + 1).await?;
     let log_truncated = lines.len() as i64 > LOG_LINES;
     let href = task_href(&dag_id, &run_id, &task_id);
+    let timings: HashMap<i64, TryRow> =
+        state.store.task_tries(ti.id).await?.into_iter().map(|t| (t.try_number, t)).collect();
+    let tries = (1..=latest)
+        .map(|n| {
+            let timing = timings.get(&n);
+            let ended = timing.and_then(|t| t.ended_at);
+            TryView {
+                number: n,
+                href: format!("{href}?try={n}"),
+                selected: n == selected,
+                state: timing.map_or("-".into(), |t| t.state.clone()),
+                worker: timing.and_then(|t| t.worker_id.clone()).unwrap_or_else(|| "-".into()),
+                started: time_text(timing.map(|t| t.started_at)),
+                ended: time_text(ended),
+                duration: duration_text(timing.map(|t| t.started_at), ended),
+            }
+        })
+        .collect();
     let outputs = ti
         .outputs
         .iter()
@@ -468,13 +506,7 @@ pub async fn task(
         dag_href: dag_href(&dag_id),
         run_href: run_href(&dag_id, &run_id),
         kind: dag.tasks.get(&task_id).map(|t| t.kind.clone()).unwrap_or_default(),
-        tries: (1..=latest)
-            .map(|n| TryLink {
-                number: n,
-                href: format!("{href}?try={n}"),
-                selected: n == selected,
-            })
-            .collect(),
+        tries,
         href,
         dag_id,
         run_id: run.run_id.clone(),

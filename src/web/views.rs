@@ -342,10 +342,16 @@ pub struct RunPage {
     pub live: bool,
 }
 
-pub struct TryLink {
+/// One try of a task instance: its link (to its log) and timing.
+pub struct TryView {
     pub number: i64,
     pub href: String,
     pub selected: bool,
+    pub state: String,
+    pub worker: String,
+    pub started: String,
+    pub ended: String,
+    pub duration: String,
 }
 
 pub struct LogLineView {
@@ -400,7 +406,7 @@ pub struct TaskPage {
     pub href: String,
     pub state: String,
     pub kind: String,
-    pub tries: Vec<TryLink>,
+    pub tries: Vec<TryView>,
     pub selected_try: i64,
     pub max_tries: i64,
     pub queued: String,

@@ -97,6 +97,7 @@ pub struct HarnessOptions {
     pub dags_folder: Option<PathBuf>,
     pub slots: usize,
     pub heartbeat_timeout: Duration,
+    pub pools: std::collections::BTreeMap<String, u32>,
 }
 
 impl Default for HarnessOptions {
@@ -107,6 +108,7 @@ impl Default for HarnessOptions {
             dags_folder: None,
             slots: 8,
             heartbeat_timeout: Duration::from_secs(60),
+            pools: Default::default(),
         }
     }
 }
@@ -128,6 +130,7 @@ impl Harness {
             store.clone(),
             versions.clone(),
             SchedulerOptions {
+                pools: options.pools,
                 create_scheduled_runs: options.dags_folder.is_some(),
                 dags_folder: options.dags_folder,
                 poll_interval: Duration::from_millis(100),

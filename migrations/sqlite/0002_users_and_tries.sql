@@ -1,4 +1,5 @@
--- Web users, their browser sessions and API tokens; scheduler loop timing for /metrics.
+-- Web users, their browser sessions and API tokens; the timing of every try of a task
+-- instance; scheduler loop timing for /metrics.
 
 CREATE TABLE users (
     username       TEXT PRIMARY KEY,
@@ -28,3 +29,16 @@ CREATE TABLE api_tokens (
 
 -- The slowest scheduling pass since the process's previous heartbeat.
 ALTER TABLE processes ADD COLUMN loop_micros INTEGER;
+
+-- One row per try of a task instance, kept when later tries run (the task instance row only
+-- holds the current try).
+CREATE TABLE task_tries (
+    ti_id       INTEGER NOT NULL,
+    try_number  INTEGER NOT NULL,
+    worker_id   TEXT,
+    state       TEXT NOT NULL,
+    started_at  INTEGER NOT NULL,
+    ended_at    INTEGER,
+    error       TEXT,
+    PRIMARY KEY (ti_id, try_number)
+);

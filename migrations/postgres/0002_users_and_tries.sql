@@ -1,4 +1,5 @@
--- Web users, their browser sessions and API tokens; scheduler loop timing for /metrics.
+-- Web users, their browser sessions and API tokens; the timing of every try of a task
+-- instance; scheduler loop timing for /metrics.
 
 CREATE TABLE users (
     username       TEXT PRIMARY KEY,
@@ -28,3 +29,16 @@ CREATE TABLE api_tokens (
 
 -- The slowest scheduling pass since the process's previous heartbeat.
 ALTER TABLE processes ADD COLUMN loop_micros BIGINT;
+
+-- One row per try of a task instance, kept when later tries run (the task instance row only
+-- holds the current try).
+CREATE TABLE task_tries (
+    ti_id       BIGINT NOT NULL,
+    try_number  BIGINT NOT NULL,
+    worker_id   TEXT,
+    state       TEXT NOT NULL,
+    started_at  BIGINT NOT NULL,
+    ended_at    BIGINT,
+    error       TEXT,
+    PRIMARY KEY (ti_id, try_number)
+);

@@ -1,0 +1,200 @@
+//! Web UI and API latency with a big history (issue 4's benchmark): 100 DAGs × 1,000 runs of
+//! 5 tasks each are seeded into a fresh database, then concurrent clients on loopback request
+//! the DAG list, a DAG's grid and an API run list. Prints p50/p99 latency, requests/s and
+//! errors per endpoint. SQLite always; Postgres too when `LAKEWARD_TEST_POSTGRES_URL` is set.
+//!
+//! Run: `cargo bench --bench web` (`LAKEWARD_BENCH_SECONDS`, `LAKEWARD_BENCH_CLIENTS` tune it).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lakeward::config::Config;
+use lakeward::dag::compile;
+use lakeward::jobs::Registry;
+use lakeward::runtime::shutdown_channel;
+use lakeward::store::{DagRecord, Role, SessionRow, Store};
+use lakeward::time::now_micros;
+use lakeward::users::{create_api_token, create_user, digest, new_secret};
+use lakeward::versions::DagVersions;
+use lakeward::web::{serve, AppState};
+use sqlx::Connection;
+
+const DAGS: usize = 100;
+const RUNS_PER_DAG: i64 = 1000;
+const TASKS: [&str; 5] = ["extract", "clean", "enrich", "load", "report"];
+const DAY_MICROS: i64 = 86_400_000_000;
+
+fn dag_source() -> String {
+    let mut src =
+        String::from("schedule = \"@daily\"\nstart_date = \"2020-01-01\"\ntags = [\"bench\"]\n");
+    let mut previous: Option<&str> = None;
+    for task in TASKS {
+        src.push_str(&format!("[tasks.{task}]\nkind = \"noop\"\n"));
+        if let Some(up) = previous {
+            src.push_str(&format!("depends_on = [\"{up}\"]\n"));
+        }
+        previous = Some(task);
+    }
+    src
+}
+
+/// Seeds `DAGS` DAGs with `RUNS_PER_DAG` finished runs each, with set-based SQL (seconds, not
+/// minutes).
+async fn seed(url: &str, store: &Store, versions: &DagVersions) {
+    let source = dag_source();
+    let mut records = Vec::new();
+    for i in 0..DAGS {
+        let id = format!("dag_{i:03}");
+        let dag = Arc::new(
+            compile(&format!("dags/{id}.toml"), &source, &id, &Registry::builtin()).unwrap(),
+        );
+        records.push(DagRecord::from(dag.as_ref()));
+        versions.insert(dag);
+    }
+    store.sync_dags(&records, &[], now_micros()).await.unwrap();
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    let start = 1_577_836_800_000_000_i64; // 2020-01-01
+    let tasks: Vec<String> = TASKS.iter().map(|t| format!("SELECT '{t}' AS task_id")).collect();
+    for record in &records {
+        sqlx::query(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {}) \
+             INSERT INTO dag_runs (dag_id, run_id, version, run_type, state, logical_date, \
+             interval_start, interval_end, params, created_at, started_at, ended_at) \
+             SELECT '{id}', 'scheduled__' || CAST(i AS TEXT), '{version}', 'scheduled', \
+             CASE WHEN i % 17 = 0 THEN 'failed' ELSE 'success' END, {start} + i * {DAY_MICROS}, \
+             {start} + i * {DAY_MICROS}, {start} + (i + 1) * {DAY_MICROS}, '{{}}', \
+             {start} + (i + 1) * {DAY_MICROS}, {start} + (i + 1) * {DAY_MICROS}, \
+             {start} + (i + 1) * {DAY_MICROS} + 1000000 * (30 + i % 50) FROM n",
+            RUNS_PER_DAG - 1,
+            id = record.dag_id,
+            version = record.version,
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query(&format!(
+            "INSERT INTO task_instances (run_pk, dag_id, task_id, state, queue, try_number, \
+             max_tries, started_at, ended_at) \
+             SELECT r.id, r.dag_id, t.task_id, r.state, 'default', 1, 1, r.started_at, r.ended_at \
+             FROM dag_runs r CROSS JOIN ({}) t WHERE r.dag_id = '{}'",
+            tasks.join(" UNION ALL "),
+            record.dag_id
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
+}
+
+/// Requests `path` from `clients` concurrent clients for `seconds`; prints the figures.
+async fn load(base: &str, path: &str, headers: &[(&str, String)], clients: usize, seconds: u64) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut workers = Vec::new();
+    for _ in 0..clients {
+        let client = client.clone();
+        let url = format!("{base}{path}");
+        let headers: Vec<(String, String)> =
+            headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        workers.push(tokio::spawn(async move {
+            let (mut latencies, mut errors) = (Vec::new(), 0usize);
+            while Instant::now() < deadline {
+                let mut request = client.get(&url);
+                for (k, v) in &headers {
+                    request = request.header(k.as_str(), v.as_str());
+                }
+                let started = Instant::now();
+                match request.send().await {
+                    Ok(response) if response.status().is_success() => {
+                        let _ = response.bytes().await;
+                        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for worker in workers {
+        let (latencies, failed) = worker.await.unwrap();
+        all.extend(latencies);
+        errors += failed;
+    }
+    all.sort_by(f64::total_cmp);
+    println!(
+        "  {path:<44} p50 {:>6.2} ms  p99 {:>6.2} ms  {:>7.0} req/s  {} errors",
+        percentile(&all, 0.5),
+        percentile(&all, 0.99),
+        all.len() as f64 / seconds as f64,
+        errors
+    );
+}
+
+async fn bench(backend: &str, url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let versions = Arc::new(DagVersions::new(store.clone(), Registry::builtin()));
+    let started = Instant::now();
+    seed(url, &store, &versions).await;
+    println!(
+        "{backend}: seeded {DAGS} DAGs × {RUNS_PER_DAG} runs × {} tasks in {:.1} s",
+        TASKS.len(),
+        started.elapsed().as_secs_f64()
+    );
+    create_user(&store, "bench", "bench-password", Role::Admin).await.unwrap();
+    let token = create_api_token(&store, "bench", "bench").await.unwrap();
+    let secret = new_secret();
+    let session = SessionRow {
+        username: "bench".into(),
+        role: Role::Admin,
+        csrf_token: new_secret(),
+        expires_at: now_micros() + 3_600_000_000,
+    };
+    store.create_session(&digest(&secret), &session, now_micros()).await.unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, shutdown) = shutdown_channel();
+    let state = AppState::new(store.clone(), versions, &Config::default());
+    let server = tokio::spawn(serve(listener, state, shutdown));
+
+    let seconds = env_number("LAKEWARD_BENCH_SECONDS", 10);
+    let clients = env_number("LAKEWARD_BENCH_CLIENTS", 8) as usize;
+    let cookie = [("cookie", format!("lakeward_session={secret}"))];
+    let bearer = [("authorization", format!("Bearer {token}"))];
+    println!("  {clients} clients, {seconds} s per endpoint");
+    load(&base, "/dags", &cookie, clients, seconds).await;
+    load(&base, "/dags/dag_050", &cookie, clients, seconds).await;
+    load(&base, "/dags/dag_050?tab=history&page=20", &cookie, clients, seconds).await;
+    load(&base, "/api/v1/dags/dag_050/runs?limit=100", &bearer, clients, seconds).await;
+    load(&base, "/api/v1/dags", &bearer, clients, seconds).await;
+    stop.trigger();
+    let _ = server.await;
+    store.close().await;
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
+    bench("sqlite", &sqlite).await;
+    if let Ok(base) = std::env::var("LAKEWARD_TEST_POSTGRES_URL") {
+        let schema = format!("lw_bench_web_{}", std::process::id());
+        let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+        sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut conn).await.unwrap();
+        let separator = if base.contains('?') { '&' } else { '?' };
+        bench("postgres", &format!("{base}{separator}options[search_path]={schema}")).await;
+        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&mut conn).await.unwrap();
+    }
+}

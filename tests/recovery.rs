@@ -1,0 +1,165 @@
+//! Crash recovery with real processes on the real Postgres: a worker killed with SIGKILL while
+//! its task runs, and two schedulers working the same database at once.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lakeward::store::{RunState, Store, TaskState};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lakeward");
+
+/// Kills a child process when dropped, so a failing test leaves nothing running.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A lakeward process on `url` with a short heartbeat timeout (see `config`).
+fn spawn(home: &Path, url: &str, args: &[&str]) -> Process {
+    Process(
+        Command::new(BIN)
+            .args(args)
+            .env("LAKEWARD_HOME", home)
+            .env("LAKEWARD_CONFIG", home.join("lakeward.toml"))
+            .env("LAKEWARD_DATABASE_URL", url)
+            .env("LAKEWARD_DAGS_FOLDER", home.join("dags"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// A home with one DAG file and a config whose heartbeats are fast.
+fn home_with(dag_id: &str, dag: &str) -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join("dags")).unwrap();
+    std::fs::write(home.path().join("dags").join(format!("{dag_id}.toml")), dag).unwrap();
+    std::fs::write(
+        home.path().join("lakeward.toml"),
+        "[scheduler]\npoll_interval = \"200ms\"\ndag_refresh_interval = \"500ms\"\n\
+         heartbeat_timeout = \"3s\"\n[worker]\nheartbeat_interval = \"500ms\"\npoll_interval = \"200ms\"\n",
+    )
+    .unwrap();
+    home
+}
+
+async fn eventually<F: AsyncFn() -> bool>(what: &str, limit: Duration, check: F) {
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_task_is_replaced_by_the_task_s_second_try() {
+    let Some(db) = common::postgres().await else { return };
+    let home = home_with(
+        "crash",
+        r#"
+        [tasks.slow]
+        kind = "shell"
+        retries = 1
+        retry_delay = "0s"
+        command = "if [ $LAKEWARD_TRY_NUMBER = 1 ]; then sleep 30; fi; echo finished on try $LAKEWARD_TRY_NUMBER"
+        "#,
+    );
+    let store = Store::open(&db.url).await.unwrap();
+    let _scheduler = spawn(home.path(), &db.url, &["scheduler"]);
+    let mut doomed = spawn(home.path(), &db.url, &["worker"]);
+    eventually("the DAG to be loaded", Duration::from_secs(30), async || {
+        store.get_dag("crash").await.unwrap().is_some()
+    })
+    .await;
+    let out = Command::new(BIN)
+        .args(["dags", "trigger", "crash", "--date", "2024-05-01"])
+        .env("LAKEWARD_HOME", home.path())
+        .env("LAKEWARD_DATABASE_URL", &db.url)
+        .env("LAKEWARD_DAGS_FOLDER", home.path().join("dags"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = store.get_run("crash", "manual__2024-05-01T00:00:00Z").await.unwrap().unwrap();
+    eventually("the first try to run", Duration::from_secs(30), async || {
+        let ti = store.get_task_instance(run.pk, "slow").await.unwrap().unwrap();
+        ti.state == TaskState::Running
+    })
+    .await;
+    let killed_at = Instant::now();
+    doomed.0.kill().unwrap(); // SIGKILL: no chance to clean up
+    doomed.0.wait().unwrap();
+    let _replacement = spawn(home.path(), &db.url, &["worker"]);
+
+    eventually("the run to succeed", Duration::from_secs(60), async || {
+        let run = store.get_run_by_pk(run.pk).await.unwrap().unwrap();
+        run.state == RunState::Success
+    })
+    .await;
+    assert!(killed_at.elapsed() >= Duration::from_secs(3), "not before the heartbeat timeout");
+    let ti = store.get_task_instance(run.pk, "slow").await.unwrap().unwrap();
+    assert_eq!((ti.state, ti.try_number), (TaskState::Success, 2));
+    let tries = store.task_tries(ti.id).await.unwrap();
+    assert_eq!(tries.len(), 2);
+    assert_eq!(tries[0].state, "up_for_retry");
+    assert!(tries[0].error.as_deref().unwrap().contains("stopped heartbeating"), "{tries:?}");
+    assert_eq!(tries[1].state, "success");
+    assert_ne!(tries[0].worker_id, tries[1].worker_id, "the second try ran on the new worker");
+    let log = store.read_logs(ti.id, Some(2), 0, 100).await.unwrap();
+    assert!(log.iter().any(|l| l.line == "finished on try 2"), "{log:?}");
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_schedulers_never_create_or_queue_anything_twice() {
+    let Some(db) = common::postgres().await else { return };
+    let start = (chrono::Utc::now() - chrono::Duration::hours(30)).format("%Y-%m-%dT%H:00:00Z");
+    let home = home_with(
+        "hourly",
+        &format!(
+            r#"
+            schedule = "@hourly"
+            start_date = "{start}"
+            catchup = true
+            max_active_runs = 64
+            [tasks.a]
+            kind = "noop"
+            [tasks.b]
+            kind = "shell"
+            command = "echo {{{{ ds }}}}"
+            depends_on = ["a"]
+            "#
+        ),
+    );
+    let store = Store::open(&db.url).await.unwrap();
+    let _schedulers =
+        [spawn(home.path(), &db.url, &["scheduler"]), spawn(home.path(), &db.url, &["scheduler"])];
+    let _worker = spawn(home.path(), &db.url, &["worker", "--slots", "8"]);
+    // 30 hourly intervals have ended since the start date (29 or 30 by the clock's minute).
+    eventually("every catch-up run to finish", Duration::from_secs(120), async || {
+        let runs = store.list_runs("hourly", 100, 0).await.unwrap();
+        runs.len() >= 29 && runs.iter().all(|r| r.state == RunState::Success)
+    })
+    .await;
+    let runs = store.list_runs("hourly", 100, 0).await.unwrap();
+    let mut dates: Vec<i64> = runs.iter().map(|r| r.logical_date).collect();
+    dates.dedup();
+    assert_eq!(dates.len(), runs.len(), "one run per interval");
+    let pks: Vec<i64> = runs.iter().map(|r| r.pk).collect();
+    let tis = store.tasks_of_runs(&pks).await.unwrap();
+    assert_eq!(tis.len(), runs.len() * 2);
+    for ti in &tis {
+        assert_eq!(ti.try_number, 1, "{} of run {} ran more than once", ti.task_id, ti.run_pk);
+        assert_eq!(store.task_tries(ti.id).await.unwrap().len(), 1);
+    }
+    let schedulers = store.scheduler_loop_times(0).await.unwrap();
+    assert_eq!(schedulers.len(), 2, "both schedulers were alive and working");
+    store.close().await;
+}
