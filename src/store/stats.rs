@@ -43,13 +43,18 @@ impl Store {
         if dag_ids.is_empty() {
             return Ok(recent);
         }
-        let list = super::placeholders(2, dag_ids.len());
-        let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM (SELECT {RUN_COLUMNS}, ROW_NUMBER() OVER \
-             (PARTITION BY dag_id ORDER BY logical_date DESC) AS position \
-             FROM dag_runs WHERE dag_id IN ({list})) ranked \
-             WHERE position <= $1 ORDER BY dag_id, logical_date DESC"
-        );
+        // One index-ordered LIMIT per DAG, glued with UNION ALL: reads `per_dag` rows per DAG
+        // however many runs each has (a window function would rank all of them).
+        let parts: Vec<String> = (0..dag_ids.len())
+            .map(|i| {
+                format!(
+                    "SELECT * FROM (SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = ${} \
+                     ORDER BY logical_date DESC LIMIT $1) AS r{i}",
+                    i + 2
+                )
+            })
+            .collect();
+        let sql = parts.join(" UNION ALL ");
         let mut query = sqlx::query(&sql).bind(per_dag);
         for id in dag_ids {
             query = query.bind(id);
@@ -57,6 +62,9 @@ impl Store {
         for row in query.fetch_all(&self.reader).await? {
             let run = RunRow::from_row(&row)?;
             recent.entry(run.dag_id.clone()).or_default().push(run);
+        }
+        for runs in recent.values_mut() {
+            runs.sort_by_key(|r| std::cmp::Reverse(r.logical_date));
         }
         Ok(recent)
     }
