@@ -293,3 +293,37 @@ fn scheduler_and_workers_as_separate_processes_on_postgres() {
         terminate(worker);
     }
 }
+
+#[test]
+fn without_auth_the_web_server_only_listens_on_loopback() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("lakeward.toml");
+    std::fs::write(&config, "[web]\nauth = false\nbind = \"0.0.0.0:0\"\n").unwrap();
+    let (ok, out) = run(lakeward(home.path()).arg("web").env("LAKEWARD_CONFIG", &config));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("refusing to listen on 0.0.0.0:") && out.contains("web.auth = false"),
+        "{out}"
+    );
+}
+
+#[test]
+fn users_and_tokens_are_created_from_the_cli() {
+    let home = tempfile::tempdir().unwrap();
+    let (ok, out) = run(lakeward(home.path()).args(["users", "create", "ana", "--role", "viewer"]));
+    assert!(ok && out.contains("user `ana` (viewer) saved with password: "), "{out}");
+    let (ok, out) = run(lakeward(home.path()).args(["users", "token", "ana"]));
+    assert!(ok && out.trim().starts_with("lw_") && out.trim().len() == 67, "{out}");
+    let (ok, out) = run(lakeward(home.path()).args(["users", "token", "nobody"]));
+    assert!(!ok && out.contains("no user `nobody`"), "{out}");
+    let (ok, out) = run(lakeward(home.path()).args([
+        "users",
+        "create",
+        "bob",
+        "--role",
+        "admin",
+        "--password",
+        "short",
+    ]));
+    assert!(!ok && out.contains("at least 8 characters"), "{out}");
+}
