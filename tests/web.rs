@@ -347,6 +347,20 @@ async fn every_page_renders_for_a_run_that_went_through_the_scheduler() {
             .await;
         let load = store.get_task_instance(run.pk, "load").await.unwrap().unwrap();
         assert_eq!((load.state.as_str(), load.try_number), ("success", 2));
+        let task_mark = web
+            .post_form(
+                &format!("{run_path}/tasks/done/mark"),
+                &admin,
+                &[("state", "success")],
+                true,
+            )
+            .await;
+        assert_eq!(task_mark.status, StatusCode::SEE_OTHER);
+        let bogus = web
+            .post_form(&format!("{run_path}/tasks/done/mark"), &admin, &[("state", "maybe")], true)
+            .await;
+        assert_eq!(bogus.status, StatusCode::BAD_REQUEST);
+        assert!(bogus.body.contains("not `maybe`"));
         let mark =
             web.post_form(&format!("{run_path}/mark"), &admin, &[("state", "failed")], true).await;
         assert_eq!(mark.status, StatusCode::SEE_OTHER);
@@ -548,6 +562,16 @@ async fn rest_api_covers_dags_runs_tasks_and_logs() {
         assert_eq!(cleared.json()["cleared"], json!(["clean", "load", "done"]));
         let run = harness.wait(&run, Duration::from_secs(30)).await;
         assert_eq!(run.state.as_str(), "success");
+
+        let task_path = format!("/api/v1/dags/example/runs/{encoded}/tasks/done");
+        let task = api.call(Method::PATCH, &task_path, Some(json!({"state": "failed"}))).await;
+        assert_eq!(task.status, StatusCode::OK, "{}", task.body);
+        assert_eq!(task.json()["state"], "failed");
+        let bogus = api.call(Method::PATCH, &task_path, Some(json!({"state": "done"}))).await;
+        assert_eq!(bogus.status, StatusCode::BAD_REQUEST);
+        assert_eq!(bogus.json()["error"], "state must be `success` or `failed`, not `done`");
+        let run = harness.wait(&run, Duration::from_secs(30)).await;
+        assert_eq!(run.state.as_str(), "failed", "a failed leaf fails the run again");
 
         let marked = api.call(Method::PATCH, &format!("/api/v1/dags/example/runs/{encoded}"), Some(json!({"state": "failed"}))).await;
         assert_eq!(marked.json()["state"], "failed");

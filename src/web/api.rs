@@ -16,7 +16,7 @@ use super::{lookup, AppState};
 use crate::dag::Dag;
 use crate::scheduler::control;
 use crate::scheduler::trigger::{create_run, RunRequest};
-use crate::store::{DagRow, RunRow, RunState, TaskInstanceRow, TaskState};
+use crate::store::{DagRow, RunRow, TaskInstanceRow};
 use crate::time::{from_micros, Micros};
 
 type ApiResult = Result<Response, ApiError>;
@@ -310,16 +310,7 @@ pub async fn patch_run(
     payload: Result<Json<RunPatch>, JsonRejection>,
 ) -> ApiResult {
     let patch = body(payload)?;
-    let target = match patch.state.as_str() {
-        "success" => RunState::Success,
-        "failed" => RunState::Failed,
-        other => {
-            return Err(WebError::BadRequest(format!(
-                "state must be `success` or `failed`, not `{other}`"
-            ))
-            .into())
-        }
-    };
+    let target = lookup::Mark::parse(&patch.state)?.run_state();
     let run = lookup::run(&state, &dag_id, &run_id).await?;
     control::mark(&state.store, &run, target).await?;
     let run = lookup::run(&state, &dag_id, &run_id).await?;
@@ -332,16 +323,7 @@ pub async fn patch_task(
     payload: Result<Json<RunPatch>, JsonRejection>,
 ) -> ApiResult {
     let patch = body(payload)?;
-    let target = match patch.state.as_str() {
-        "success" => TaskState::Success,
-        "failed" => TaskState::Failed,
-        other => {
-            return Err(WebError::BadRequest(format!(
-                "state must be `success` or `failed`, not `{other}`"
-            ))
-            .into())
-        }
-    };
+    let target = lookup::Mark::parse(&patch.state)?.task_state();
     let (_, _, ti) = lookup::task_instance(&state, &dag_id, &run_id, &task_id).await?;
     control::mark_task(&state.store, &ti, target).await?;
     let (_, _, ti) = lookup::task_instance(&state, &dag_id, &run_id, &task_id).await?;

@@ -1,12 +1,13 @@
 //! Finding what a URL names — a DAG, a run, a task instance — with a 404 naming what is
-//! missing. Shared by the pages and the API so both answer the same way.
+//! missing, and reading the state a user marks something with. Shared by the pages and the API
+//! so both answer the same way.
 
 use std::sync::Arc;
 
 use super::error::WebError;
 use super::AppState;
 use crate::dag::Dag;
-use crate::store::{DagRow, RunRow, TaskInstanceRow};
+use crate::store::{DagRow, RunRow, RunState, TaskInstanceRow, TaskState};
 
 /// A DAG as recorded and its current compiled version.
 pub async fn dag(state: &AppState, dag_id: &str) -> Result<(DagRow, Arc<Dag>), WebError> {
@@ -42,4 +43,37 @@ pub async fn task_instance(
         .await?
         .ok_or_else(|| WebError::NotFound(format!("run `{run_id}` has no task `{task_id}`")))?;
     Ok((run, dag, ti))
+}
+
+/// A state a user may set a run or a task instance to by hand.
+#[derive(Debug, Clone, Copy)]
+pub enum Mark {
+    Success,
+    Failed,
+}
+
+impl Mark {
+    pub fn parse(text: &str) -> Result<Mark, WebError> {
+        match text {
+            "success" => Ok(Mark::Success),
+            "failed" => Ok(Mark::Failed),
+            other => Err(WebError::BadRequest(format!(
+                "state must be `success` or `failed`, not `{other}`"
+            ))),
+        }
+    }
+
+    pub fn run_state(self) -> RunState {
+        match self {
+            Mark::Success => RunState::Success,
+            Mark::Failed => RunState::Failed,
+        }
+    }
+
+    pub fn task_state(self) -> TaskState {
+        match self {
+            Mark::Success => TaskState::Success,
+            Mark::Failed => TaskState::Failed,
+        }
+    }
 }

@@ -405,16 +405,7 @@ pub async fn mark(
     Path((dag_id, run_id)): Path<(String, String)>,
     Form(form): Form<MarkForm>,
 ) -> Result<Response, PageError> {
-    let target = match form.state.as_str() {
-        "success" => RunState::Success,
-        "failed" => RunState::Failed,
-        other => {
-            return Err(WebError::BadRequest(format!(
-                "cannot mark a run `{other}`: success or failed"
-            ))
-            .into())
-        }
-    };
+    let target = lookup::Mark::parse(&form.state)?.run_state();
     let run = lookup::run(&state, &dag_id, &run_id).await?;
     control::mark(&state.store, &run, target).await?;
     Ok(Redirect::to(&run_href(&dag_id, &run_id)).into_response())
@@ -425,16 +416,7 @@ pub async fn mark_task(
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
     Form(form): Form<MarkForm>,
 ) -> Result<Response, PageError> {
-    let target = match form.state.as_str() {
-        "success" => TaskState::Success,
-        "failed" => TaskState::Failed,
-        other => {
-            return Err(WebError::BadRequest(format!(
-                "cannot mark a task `{other}`: success or failed"
-            ))
-            .into())
-        }
-    };
+    let target = lookup::Mark::parse(&form.state)?.task_state();
     let (_, _, ti) = lookup::task_instance(&state, &dag_id, &run_id, &task_id).await?;
     control::mark_task(&state.store, &ti, target).await?;
     Ok(Redirect::to(&task_href(&dag_id, &run_id, &task_id)).into_response())
