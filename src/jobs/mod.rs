@@ -9,6 +9,7 @@
 
 mod frame_json;
 mod generate;
+mod iceberg;
 mod ingest;
 mod log;
 mod noop;
@@ -32,6 +33,7 @@ use toml::de::DeValue;
 use toml::Spanned;
 
 pub use generate::{Generate, GenerateConfig};
+pub use iceberg::{Iceberg, IcebergConfig};
 pub use ingest::{ColumnType, Ingest, IngestConfig, IngestTable};
 pub use log::{LogLine, LogSink, Stream};
 pub use noop::Noop;
@@ -110,6 +112,8 @@ pub struct JobContext {
     pub log: LogSink,
     /// Where datasets live.
     pub warehouse: crate::lake::Warehouse,
+    /// The Iceberg table catalog (opened on first use).
+    pub tables: crate::lake::tables::TablesHandle,
 }
 
 /// A task kind. Implement this to add a custom kind, then [`Registry::register`] it.
@@ -187,6 +191,7 @@ impl Registry {
     pub fn builtin() -> Registry {
         let mut registry = Registry::empty();
         registry.register(Generate);
+        registry.register(Iceberg);
         registry.register(Ingest);
         registry.register(Noop);
         registry.register(Quality);

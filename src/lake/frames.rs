@@ -45,7 +45,7 @@ pub struct ScanOptions {
 }
 
 /// Data files under `path` (itself, if it is a file), skipping hidden and `_`-prefixed entries.
-fn data_files(path: &Path) -> Result<Vec<PathBuf>> {
+pub fn data_files(path: &Path) -> Result<Vec<PathBuf>> {
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }

@@ -14,6 +14,7 @@
 mod dataset;
 mod frames;
 mod remote;
+pub mod tables;
 
 use std::path::{Component, Path, PathBuf};
 

@@ -9,6 +9,7 @@
 //! them), timestamps are [`crate::time::Micros`], and no transaction is held across anything
 //! but SQL.
 
+mod catalog;
 mod dags;
 mod logs;
 mod model;
@@ -137,6 +138,11 @@ impl Store {
         let store = Store::connect(url).await?;
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// The URL this store was opened with (other SQL clients of the same database use it).
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     pub fn backend(&self) -> Backend {

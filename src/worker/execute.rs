@@ -134,6 +134,7 @@ async fn run_job(
         logical_date: from_micros(run.logical_date),
         log,
         warehouse: worker.options.warehouse.clone(),
+        tables: worker.tables.clone(),
     };
     let registry = worker.versions.registry().clone();
     let kind = task.kind.clone();

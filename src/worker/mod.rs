@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::lake::tables::TablesHandle;
 use crate::lake::{LakeError, Warehouse};
 use crate::runtime::{hostname, process_id, Shutdown};
 use crate::store::{ClaimedTask, RunRow, Store, StoreError, TaskOutcome};
@@ -51,6 +52,8 @@ pub struct Worker {
     /// Runs whose tasks this worker executed lately. What a try reads of its run (dates,
     /// params, DAG version) never changes, so it is read from the database once per run.
     runs: Mutex<HashMap<i64, Arc<RunRow>>>,
+    /// The Iceberg catalog, shared by this worker's `iceberg` tasks.
+    tables: TablesHandle,
 }
 
 /// Runs remembered at most; the cache is emptied when it grows past this.
@@ -58,7 +61,15 @@ const RUN_CACHE_LIMIT: usize = 4096;
 
 impl Worker {
     pub fn new(store: Store, versions: Arc<DagVersions>, options: WorkerOptions) -> Worker {
-        Worker { id: process_id("worker"), store, versions, options, runs: Mutex::default() }
+        let tables = TablesHandle::new(store.clone(), options.warehouse.clone());
+        Worker {
+            id: process_id("worker"),
+            store,
+            versions,
+            options,
+            runs: Mutex::default(),
+            tables,
+        }
     }
 
     /// The run a claimed task belongs to.

@@ -215,3 +215,20 @@ pub fn dataset_rows(warehouse: &Warehouse, dataset: &str) -> Vec<serde_json::Val
     JsonWriter::new(&mut buffer).with_json_format(JsonFormat::Json).finish(&mut frame).unwrap();
     serde_json::from_slice(&buffer).unwrap()
 }
+
+/// A Python with pyiceberg, from `LAKEWARD_TEST_PYTHON` (set by `.ci/run`). `None` (skip) only
+/// outside CI.
+pub fn python_with_pyiceberg() -> Option<String> {
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    match std::env::var("LAKEWARD_TEST_PYTHON") {
+        Ok(python) => Some(python),
+        Err(_) => {
+            assert!(
+                !in_ci,
+                "LAKEWARD_TEST_PYTHON (a Python with pyiceberg) must be set when CI=true"
+            );
+            eprintln!("skipping: LAKEWARD_TEST_PYTHON is not set");
+            None
+        }
+    }
+}

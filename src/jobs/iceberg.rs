@@ -1,0 +1,90 @@
+//! `kind = "iceberg"`: promotes a Parquet dataset (usually an upstream task's output) into an
+//! Iceberg table, creating the namespace and table on first run. The new snapshot's id is in
+//! the task's outputs, so a run links to the exact table version it produced.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Job, JobContext, JobError, Outputs};
+use crate::lake::tables::{table_ident, PartitionField, WriteMode};
+
+/// ```toml
+/// [tasks.promote_orders]
+/// kind = "iceberg"
+/// table = "bronze.orders"
+/// input = "bronze/orders"
+/// partition_by = ["day(order_date)"]
+/// mode = "replace_partitions"   # or "append" (default), "overwrite"
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IcebergConfig {
+    /// `namespace.table`.
+    pub table: String,
+    /// Dataset path in the warehouse.
+    pub input: String,
+    /// Partition fields, used when the table is created.
+    #[serde(default)]
+    pub partition_by: Vec<String>,
+    #[serde(default = "append")]
+    pub mode: WriteMode,
+}
+
+fn append() -> WriteMode {
+    WriteMode::Append
+}
+
+pub struct Iceberg;
+
+impl Job for Iceberg {
+    const KIND: &'static str = "iceberg";
+    type Config = IcebergConfig;
+
+    fn validate(&self, config: &IcebergConfig) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(e) = table_ident(&config.table) {
+            problems.push(e.to_string());
+        }
+        problems.extend(super::sql::check_path("input", &config.input));
+        for field in &config.partition_by {
+            if let Err(e) = PartitionField::parse(field) {
+                problems.push(e);
+            }
+        }
+        problems
+    }
+
+    async fn run(&self, config: IcebergConfig, ctx: JobContext) -> Result<Outputs, JobError> {
+        let partition_by: Vec<PartitionField> = config
+            .partition_by
+            .iter()
+            .map(|f| PartitionField::parse(f))
+            .collect::<Result<_, _>>()
+            .map_err(JobError::Config)?;
+        let dataset = ctx.warehouse.dataset(&config.input).map_err(JobError::failed)?;
+        let data = super::blocking(move || dataset.current().map_err(JobError::failed)).await?;
+        let tables = ctx.tables.get().await.map_err(JobError::failed)?;
+        let done = tables
+            .promote(&config.table, &data, &partition_by, config.mode)
+            .await
+            .map_err(JobError::failed)?;
+        if done.created {
+            ctx.log.info(format!("created table {}", config.table));
+        }
+        if !done.added_columns.is_empty() {
+            ctx.log.info(format!("added columns {}", done.added_columns.join(", ")));
+        }
+        ctx.log.info(format!(
+            "{:?} of {} rows in {} files into {}: snapshot {}",
+            config.mode, done.rows, done.files, config.table, done.snapshot_id
+        ));
+        let outputs = json!({
+            "table": config.table,
+            "snapshot_id": done.snapshot_id,
+            "rows": done.rows,
+            "files": done.files,
+            "added_columns": done.added_columns,
+        });
+        Ok(outputs.as_object().cloned().unwrap_or_default())
+    }
+}

@@ -1,0 +1,212 @@
+//! Snapshot commits of our own: append, overwrite and replace-partitions (iceberg-rust 0.10
+//! only offers append). A commit writes a manifest (new files `added`, kept files `existing`,
+//! replaced files `deleted`), a manifest list and a new metadata file, then publishes the
+//! metadata with the SQL catalog's compare-and-swap on `metadata_location`; if another writer
+//! got there first, the commit is retried on top of the new metadata.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+
+use iceberg::spec::{
+    DataFile, ManifestEntryRef, ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation,
+    Snapshot, SnapshotReference, SnapshotRetention, Struct, Summary, TableMetadataBuilder,
+    MAIN_BRANCH,
+};
+use iceberg::table::Table;
+use iceberg::MetadataLocation;
+
+use super::{TableError, Tables};
+use crate::users::new_secret;
+
+/// How new data files relate to what the table holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMode {
+    /// Add the files; keep everything.
+    Append,
+    /// The files replace the whole table.
+    Overwrite,
+    /// The files replace the partitions they have data in; other partitions are kept.
+    ReplacePartitions,
+}
+
+/// Live entries of the table's current snapshot, and its manifests.
+async fn live_entries(
+    table: &Table,
+) -> Result<(Vec<ManifestFile>, Vec<ManifestEntryRef>), TableError> {
+    let Some(snapshot) = table.metadata().current_snapshot() else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let list = table.manifest_list_reader(snapshot).load().await?;
+    let mut entries = Vec::new();
+    for manifest in list.entries() {
+        let loaded = manifest.load_manifest(table.file_io()).await?;
+        entries.extend(loaded.entries().iter().filter(|e| e.is_alive()).cloned());
+    }
+    Ok((list.entries().to_vec(), entries))
+}
+
+fn new_snapshot_id(table: &Table) -> i64 {
+    loop {
+        let id = i64::from_str_radix(&new_secret()[..15], 16).unwrap_or(1);
+        if table.metadata().snapshot_by_id(id).is_none() {
+            return id;
+        }
+    }
+}
+
+/// Commits `added` to `table` with `mode`; returns the new snapshot's id.
+pub async fn commit(
+    tables: &Tables,
+    table: &Table,
+    added: &[DataFile],
+    mode: WriteMode,
+) -> Result<i64, TableError> {
+    let metadata = table.metadata();
+    let file_io = table.file_io();
+    let snapshot_id = new_snapshot_id(table);
+    let sequence_number = metadata.next_sequence_number();
+    let (manifests, live) = live_entries(table).await?;
+    let replaced: HashSet<&Struct> = added.iter().map(DataFile::partition).collect();
+    let (kept, deleted): (Vec<&ManifestEntryRef>, Vec<&ManifestEntryRef>) = match mode {
+        WriteMode::Append => (live.iter().collect(), Vec::new()),
+        WriteMode::Overwrite => (Vec::new(), live.iter().collect()),
+        WriteMode::ReplacePartitions => {
+            live.iter().partition(|e| !replaced.contains(e.data_file().partition()))
+        }
+    };
+
+    let unique = new_secret();
+    let location = metadata.location().trim_end_matches('/');
+    let mut new_manifests: Vec<ManifestFile> = Vec::new();
+    if mode == WriteMode::Append {
+        new_manifests.extend(manifests);
+    }
+    if !added.is_empty() || !deleted.is_empty() || (mode != WriteMode::Append && !kept.is_empty()) {
+        let path = format!("{location}/metadata/{}-m0.avro", &unique[..32]);
+        let mut writer = ManifestWriterBuilder::new(
+            file_io.new_output(&path)?,
+            Some(snapshot_id),
+            metadata.current_schema().clone(),
+            metadata.default_partition_spec().as_ref().clone(),
+        )
+        .build_v2_data();
+        for file in added {
+            writer.add_file(file.clone(), sequence_number)?;
+        }
+        if mode != WriteMode::Append {
+            for entry in &kept {
+                writer.add_existing_file(
+                    entry.data_file().clone(),
+                    entry.snapshot_id().unwrap_or(snapshot_id),
+                    entry.sequence_number().unwrap_or(0),
+                    entry.file_sequence_number,
+                )?;
+            }
+        }
+        for entry in &deleted {
+            writer.add_delete_file(
+                entry.data_file().clone(),
+                entry.sequence_number().unwrap_or(0),
+                entry.file_sequence_number,
+            )?;
+        }
+        new_manifests.push(writer.write_manifest_file().await?);
+    }
+
+    let list_path = format!("{location}/metadata/snap-{snapshot_id}-1-{}.avro", &unique[..32]);
+    let mut list = ManifestListWriter::v2(
+        file_io.new_output(&list_path)?.writer().await?,
+        snapshot_id,
+        metadata.current_snapshot_id(),
+        sequence_number,
+    );
+    list.add_manifests(new_manifests.into_iter())?;
+    list.close().await?;
+
+    let count = |entries: &[&ManifestEntryRef]| -> (u64, u64, u64) {
+        entries.iter().fold((0, 0, 0), |(files, rows, bytes), e| {
+            let f = e.data_file();
+            (files + 1, rows + f.record_count(), bytes + f.file_size_in_bytes())
+        })
+    };
+    let (kept_files, kept_rows, kept_bytes) = count(&kept);
+    let (deleted_files, deleted_rows, deleted_bytes) = count(&deleted);
+    let added_rows: u64 = added.iter().map(DataFile::record_count).sum();
+    let added_bytes: u64 = added.iter().map(DataFile::file_size_in_bytes).sum();
+    let mut summary: HashMap<String, String> = [
+        ("added-data-files", added.len() as u64),
+        ("added-records", added_rows),
+        ("added-files-size", added_bytes),
+        ("deleted-data-files", deleted_files),
+        ("deleted-records", deleted_rows),
+        ("removed-files-size", deleted_bytes),
+        ("total-data-files", kept_files + added.len() as u64),
+        ("total-records", kept_rows + added_rows),
+        ("total-files-size", kept_bytes + added_bytes),
+        ("total-delete-files", 0),
+        ("total-position-deletes", 0),
+        ("total-equality-deletes", 0),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    if mode == WriteMode::ReplacePartitions {
+        summary.insert("replace-partitions".into(), "true".into());
+    }
+    let operation = match mode {
+        WriteMode::Append => Operation::Append,
+        _ if deleted.is_empty() && kept.is_empty() => Operation::Append,
+        _ => Operation::Overwrite,
+    };
+    let snapshot = Snapshot::builder()
+        .with_snapshot_id(snapshot_id)
+        .with_parent_snapshot_id(metadata.current_snapshot_id())
+        .with_sequence_number(sequence_number)
+        .with_timestamp_ms(chrono::Utc::now().timestamp_millis())
+        .with_manifest_list(list_path)
+        .with_summary(Summary { operation, additional_properties: summary })
+        .with_schema_id(metadata.current_schema_id())
+        .build();
+    let reference =
+        SnapshotReference::new(snapshot_id, SnapshotRetention::branch(None, None, None));
+    publish(tables, table, |builder| {
+        builder.add_snapshot(snapshot.clone())?.set_ref(MAIN_BRANCH, reference.clone())
+    })
+    .await?;
+    Ok(snapshot_id)
+}
+
+/// Writes the metadata `change` makes of the table's current metadata and swaps it in.
+pub async fn publish(
+    tables: &Tables,
+    table: &Table,
+    change: impl Fn(TableMetadataBuilder) -> iceberg::Result<TableMetadataBuilder>,
+) -> Result<(), TableError> {
+    let current = table.metadata_location().ok_or_else(|| {
+        TableError::Invalid(format!("table {} has no metadata file", table.identifier()))
+    })?;
+    let builder = TableMetadataBuilder::new_from_metadata(
+        table.metadata().clone(),
+        Some(current.to_string()),
+    );
+    let metadata = change(builder)?.build()?.metadata;
+    let next = MetadataLocation::from_str(current)?.with_next_version();
+    metadata.write_to(table.file_io(), &next).await?;
+    let ident = table.identifier();
+    let swapped = tables
+        .store
+        .swap_table_metadata(
+            &tables.name,
+            &ident.namespace().join("."),
+            ident.name(),
+            current,
+            &next.to_string(),
+        )
+        .await?;
+    if swapped {
+        Ok(())
+    } else {
+        Err(TableError::Conflict(ident.to_string()))
+    }
+}

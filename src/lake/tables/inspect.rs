@@ -1,0 +1,249 @@
+//! Reading tables back: their description, snapshot history, and scans at any snapshot with a
+//! filter (partition pruning plans only the data files whose partitions can match).
+
+use arrow_array::RecordBatch;
+use futures::TryStreamExt;
+use iceberg::expr::{Predicate, Reference};
+use iceberg::spec::{Datum, PrimitiveType, Schema, Type};
+use iceberg::table::Table;
+use serde::Serialize;
+
+use super::{TableError, Tables};
+
+#[derive(Debug, Serialize)]
+pub struct TableInfo {
+    pub name: String,
+    pub location: String,
+    pub format_version: String,
+    /// `name: type` per column, with `?` for nullable ones.
+    pub columns: Vec<String>,
+    pub partition_spec: Vec<String>,
+    pub properties: Vec<(String, String)>,
+    pub current_snapshot: Option<i64>,
+    pub data_files: u64,
+    pub rows: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SnapshotInfo {
+    pub snapshot_id: i64,
+    pub parent_id: Option<i64>,
+    pub timestamp_ms: i64,
+    pub operation: String,
+    pub added_files: u64,
+    pub removed_files: u64,
+    pub added_rows: u64,
+    pub removed_rows: u64,
+    pub total_rows: u64,
+}
+
+/// Which rows a scan reads.
+#[derive(Debug, Default, Clone)]
+pub struct ScanRequest {
+    pub snapshot_id: Option<i64>,
+    /// The snapshot current at this time (milliseconds since the epoch).
+    pub as_of_ms: Option<i64>,
+    /// `column op value [and …]` with `=`, `!=`, `<`, `<=`, `>`, `>=`.
+    pub filter: Option<String>,
+}
+
+/// A scan's rows and how many data files it planned, out of the snapshot's total.
+pub struct ScanResult {
+    pub batches: Vec<RecordBatch>,
+    pub planned_files: usize,
+    pub total_files: u64,
+    pub snapshot_id: Option<i64>,
+}
+
+fn summary_number(snapshot: &iceberg::spec::Snapshot, key: &str) -> u64 {
+    snapshot.summary().additional_properties.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+impl Tables {
+    pub async fn describe(&self, name: &str) -> Result<TableInfo, TableError> {
+        let table = self.load(name).await?;
+        let metadata = table.metadata();
+        let schema = metadata.current_schema();
+        let columns = schema
+            .as_struct()
+            .fields()
+            .iter()
+            .map(|f| format!("{}: {}{}", f.name, f.field_type, if f.required { "" } else { "?" }))
+            .collect();
+        let partition_spec = metadata
+            .default_partition_spec()
+            .fields()
+            .iter()
+            .map(|f| {
+                let source = schema.field_by_id(f.source_id).map_or("?".into(), |s| s.name.clone());
+                format!("{} = {}({source})", f.name, f.transform)
+            })
+            .collect();
+        let mut properties: Vec<(String, String)> =
+            metadata.properties().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        properties.sort();
+        let current = metadata.current_snapshot();
+        Ok(TableInfo {
+            name: name.to_string(),
+            location: metadata.location().to_string(),
+            format_version: format!("{:?}", metadata.format_version()),
+            columns,
+            partition_spec,
+            properties,
+            current_snapshot: current.map(|s| s.snapshot_id()),
+            data_files: current.map_or(0, |s| summary_number(s, "total-data-files")),
+            rows: current.map_or(0, |s| summary_number(s, "total-records")),
+        })
+    }
+
+    /// Snapshots, oldest first.
+    pub async fn history(&self, name: &str) -> Result<Vec<SnapshotInfo>, TableError> {
+        let table = self.load(name).await?;
+        let mut snapshots: Vec<SnapshotInfo> = table
+            .metadata()
+            .snapshots()
+            .map(|s| SnapshotInfo {
+                snapshot_id: s.snapshot_id(),
+                parent_id: s.parent_snapshot_id(),
+                timestamp_ms: s.timestamp_ms(),
+                operation: s.summary().operation.as_str().to_string(),
+                added_files: summary_number(s, "added-data-files"),
+                removed_files: summary_number(s, "deleted-data-files"),
+                added_rows: summary_number(s, "added-records"),
+                removed_rows: summary_number(s, "deleted-records"),
+                total_rows: summary_number(s, "total-records"),
+            })
+            .collect();
+        snapshots.sort_by_key(|s| (s.timestamp_ms, s.snapshot_id));
+        Ok(snapshots)
+    }
+
+    pub async fn scan(&self, name: &str, request: &ScanRequest) -> Result<ScanResult, TableError> {
+        let table = self.load(name).await?;
+        let snapshot_id = match (request.snapshot_id, request.as_of_ms) {
+            (Some(id), _) => {
+                if table.metadata().snapshot_by_id(id).is_none() {
+                    return Err(TableError::Invalid(format!("table {name} has no snapshot {id}")));
+                }
+                Some(id)
+            }
+            (None, Some(at)) => Some(snapshot_as_of(&table, at).ok_or_else(|| {
+                TableError::Invalid(format!("table {name} had no snapshot at that time"))
+            })?),
+            (None, None) => table.metadata().current_snapshot_id(),
+        };
+        let Some(snapshot_id) = snapshot_id else {
+            return Ok(ScanResult {
+                batches: Vec::new(),
+                planned_files: 0,
+                total_files: 0,
+                snapshot_id: None,
+            });
+        };
+        let snapshot = table.metadata().snapshot_by_id(snapshot_id).cloned();
+        let total_files = snapshot.as_ref().map_or(0, |s| summary_number(s, "total-data-files"));
+        let schema = match &snapshot {
+            Some(s) => s.schema(table.metadata())?,
+            None => table.metadata().current_schema().clone(),
+        };
+        let mut builder = table.scan().snapshot_id(snapshot_id);
+        if let Some(filter) = &request.filter {
+            builder = builder.with_filter(parse_filter(filter, &schema)?);
+        }
+        let scan = builder.build()?;
+        let planned: Vec<_> = scan.plan_files().await?.try_collect().await?;
+        let batches: Vec<RecordBatch> = scan.to_arrow().await?.try_collect().await?;
+        Ok(ScanResult {
+            batches,
+            planned_files: planned.len(),
+            total_files,
+            snapshot_id: Some(snapshot_id),
+        })
+    }
+}
+
+/// The snapshot that was current at `at_ms`.
+fn snapshot_as_of(table: &Table, at_ms: i64) -> Option<i64> {
+    table
+        .metadata()
+        .history()
+        .iter()
+        .filter(|entry| entry.timestamp_ms <= at_ms)
+        .max_by_key(|entry| entry.timestamp_ms)
+        .map(|entry| entry.snapshot_id)
+}
+
+/// Parses `column op value [and column op value …]` against `schema`.
+pub fn parse_filter(text: &str, schema: &Schema) -> Result<Predicate, TableError> {
+    let bad = |why: String| TableError::Invalid(format!("invalid filter `{text}`: {why}"));
+    let mut predicate: Option<Predicate> = None;
+    for clause in split_and(text) {
+        let (column, op, value) = split_clause(clause).ok_or_else(|| {
+            bad(format!("`{clause}` is not `column op value` (op: = != < <= > >=)"))
+        })?;
+        let field =
+            schema.field_by_name(column).ok_or_else(|| bad(format!("no column `{column}`")))?;
+        let Type::Primitive(ty) = field.field_type.as_ref() else {
+            return Err(bad(format!("column `{column}` is not a primitive column")));
+        };
+        let datum = datum(ty, value).map_err(|e| bad(format!("`{value}` for `{column}`: {e}")))?;
+        let term = Reference::new(column);
+        let next = match op {
+            "=" => term.equal_to(datum),
+            "!=" => term.not_equal_to(datum),
+            "<" => term.less_than(datum),
+            "<=" => term.less_than_or_equal_to(datum),
+            ">" => term.greater_than(datum),
+            ">=" => term.greater_than_or_equal_to(datum),
+            _ => unreachable!("split_clause only returns known operators"),
+        };
+        predicate = Some(match predicate {
+            Some(p) => p.and(next),
+            None => next,
+        });
+    }
+    predicate.ok_or_else(|| bad("empty".into()))
+}
+
+fn split_and(text: &str) -> Vec<&str> {
+    let lower = text.to_ascii_lowercase();
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut search = 0;
+    while let Some(at) = lower[search..].find(" and ") {
+        let at = search + at;
+        parts.push(text[start..at].trim());
+        start = at + 5;
+        search = start;
+    }
+    parts.push(text[start..].trim());
+    parts
+}
+
+fn split_clause(clause: &str) -> Option<(&str, &'static str, &str)> {
+    for op in ["<=", ">=", "!=", "=", "<", ">"] {
+        if let Some(at) = clause.find(op) {
+            let (column, value) = (clause[..at].trim(), clause[at + op.len()..].trim());
+            if !column.is_empty() && !value.is_empty() {
+                return Some((column, op, value));
+            }
+        }
+    }
+    None
+}
+
+fn datum(ty: &PrimitiveType, value: &str) -> Result<Datum, String> {
+    let text = value.trim_matches('\'').trim_matches('"');
+    let number = |e: std::num::ParseIntError| e.to_string();
+    match ty {
+        PrimitiveType::Int => text.parse::<i32>().map(Datum::int).map_err(number),
+        PrimitiveType::Long => text.parse::<i64>().map(Datum::long).map_err(number),
+        PrimitiveType::Float => text.parse::<f32>().map(Datum::float).map_err(|e| e.to_string()),
+        PrimitiveType::Double => text.parse::<f64>().map(Datum::double).map_err(|e| e.to_string()),
+        PrimitiveType::Boolean => Datum::bool_from_str(text).map_err(|e| e.to_string()),
+        PrimitiveType::String => Ok(Datum::string(text)),
+        PrimitiveType::Date => Datum::date_from_str(text).map_err(|e| e.to_string()),
+        PrimitiveType::Timestamp => Datum::timestamp_from_str(text).map_err(|e| e.to_string()),
+        other => Err(format!("filters on {other} columns are not supported")),
+    }
+}

@@ -1,0 +1,269 @@
+//! Apache Iceberg tables in the warehouse (format v2), so Spark, Trino, DuckDB or pyiceberg can
+//! read what lakeward produces.
+//!
+//! The catalog is Iceberg's SQL catalog kept in lakeward's own database (`iceberg_tables`,
+//! `iceberg_namespace_properties`, the layout other engines' SQL/JDBC catalogs read), with table
+//! data and metadata under `<warehouse>/iceberg/`. [`Tables::promote`] turns a Parquet dataset
+//! into a table snapshot: it creates the namespace and table on first use (schema from the data,
+//! partition spec from the DAG), adds new nullable columns when the data gains them, writes
+//! partitioned data files and commits them with the chosen [`WriteMode`].
+
+mod commit;
+pub mod inspect;
+mod partition;
+mod write;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use iceberg::arrow::{arrow_schema_to_schema_auto_assign_ids, arrow_type_to_type};
+use iceberg::io::LocalFsStorageFactory;
+use iceberg::spec::{NestedField, Schema, Type};
+use iceberg::table::Table;
+use iceberg::{Catalog, CatalogBuilder, TableCreation, TableIdent};
+use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
+use thiserror::Error;
+
+pub use commit::WriteMode;
+pub use inspect::{ScanRequest, ScanResult, SnapshotInfo, TableInfo};
+pub use partition::PartitionField;
+
+use crate::store::{Store, StoreError};
+
+/// The catalog name lakeward registers its tables under (other engines must use the same).
+pub const CATALOG_NAME: &str = "lakeward";
+
+#[derive(Debug, Error)]
+pub enum TableError {
+    #[error("iceberg: {0}")]
+    Iceberg(#[from] iceberg::Error),
+    #[error("reading Parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    #[error(transparent)]
+    Lake(#[from] crate::lake::LakeError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid table name `{0}`: expected NAMESPACE.TABLE")]
+    BadName(String),
+    #[error("no table `{0}`")]
+    Missing(String),
+    #[error("table {0} was changed by another writer during the commit")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The table catalog of one lakeward deployment.
+pub struct Tables {
+    catalog: SqlCatalog,
+    store: Store,
+    name: String,
+}
+
+/// What one promotion did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Promotion {
+    pub table: String,
+    pub snapshot_id: i64,
+    pub rows: u64,
+    pub files: usize,
+    /// Columns added to the table's schema by this write.
+    pub added_columns: Vec<String>,
+    pub created: bool,
+}
+
+/// `ns.table` → its catalog identifier.
+pub fn table_ident(name: &str) -> Result<TableIdent, TableError> {
+    let parts: Vec<&str> = name.split('.').collect();
+    let valid = |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_');
+    if parts.len() < 2 || !parts.iter().all(valid) {
+        return Err(TableError::BadName(name.to_string()));
+    }
+    Ok(TableIdent::from_strs(parts)?)
+}
+
+impl Tables {
+    /// Opens the SQL catalog in `store`'s database, for tables under `warehouse/iceberg`.
+    pub async fn open(store: &Store, warehouse: &Path) -> Result<Tables, TableError> {
+        let root = warehouse.join("iceberg");
+        std::fs::create_dir_all(&root)
+            .map_err(|e| TableError::Invalid(format!("{}: {e}", root.display())))?;
+        let root = root.canonicalize().unwrap_or(root);
+        let catalog = SqlCatalogBuilder::default()
+            .uri(store.url())
+            .warehouse_location(format!("file://{}", root.display()))
+            .with_storage_factory(Arc::new(LocalFsStorageFactory))
+            .load(CATALOG_NAME, HashMap::new())
+            .await?;
+        Ok(Tables { catalog, store: store.clone(), name: CATALOG_NAME.to_string() })
+    }
+
+    pub async fn load(&self, name: &str) -> Result<Table, TableError> {
+        let ident = table_ident(name)?;
+        if !self.catalog.table_exists(&ident).await? {
+            return Err(TableError::Missing(name.to_string()));
+        }
+        Ok(self.catalog.load_table(&ident).await?)
+    }
+
+    /// Every table, as `ns.table`.
+    pub async fn list(&self) -> Result<Vec<String>, TableError> {
+        let mut names = Vec::new();
+        for namespace in self.catalog.list_namespaces(None).await? {
+            for table in self.catalog.list_tables(&namespace).await? {
+                names.push(format!("{}.{}", namespace.join("."), table.name()));
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Writes the Parquet dataset at `data` (a folder or file) into table `name`.
+    pub async fn promote(
+        &self,
+        name: &str,
+        data: &Path,
+        partition_by: &[PartitionField],
+        mode: WriteMode,
+    ) -> Result<Promotion, TableError> {
+        let files = write::parquet_files(data)?;
+        let arrow_schema = write::dataset_schema(&files)?;
+        let (mut table, created) = self.table_for(name, &arrow_schema, partition_by).await?;
+        let added_columns = self.evolve(&mut table, &arrow_schema).await?;
+        let prefix = format!("data-{}", &crate::users::new_secret()[..12]);
+        let written = write::write_data_files(&table, &files, &prefix).await?;
+        let mut attempt = 0;
+        let snapshot_id = loop {
+            match commit::commit(self, &table, &written.files, mode).await {
+                Err(TableError::Conflict(_)) if attempt < 3 => {
+                    attempt += 1;
+                    table = self.load(name).await?;
+                }
+                other => break other?,
+            }
+        };
+        Ok(Promotion {
+            table: name.to_string(),
+            snapshot_id,
+            rows: written.rows,
+            files: written.files.len(),
+            added_columns,
+            created,
+        })
+    }
+
+    /// The table, created from the data's schema with the partition spec if it is new.
+    async fn table_for(
+        &self,
+        name: &str,
+        arrow_schema: &arrow_schema::Schema,
+        partition_by: &[PartitionField],
+    ) -> Result<(Table, bool), TableError> {
+        let ident = table_ident(name)?;
+        if self.catalog.table_exists(&ident).await? {
+            return Ok((self.catalog.load_table(&ident).await?, false));
+        }
+        let namespace = ident.namespace().clone();
+        if !self.catalog.namespace_exists(&namespace).await? {
+            self.catalog.create_namespace(&namespace, HashMap::new()).await?;
+        }
+        let schema = arrow_schema_to_schema_auto_assign_ids(arrow_schema)?;
+        let spec = partition::partition_spec(&schema, partition_by).map_err(TableError::Invalid)?;
+        let creation = TableCreation::builder()
+            .name(ident.name().to_string())
+            .schema(schema)
+            .partition_spec(spec)
+            .properties([("write.format.default".to_string(), "parquet".to_string())])
+            .build();
+        let table = self.catalog.create_table(&namespace, creation).await?;
+        Ok((table, true))
+    }
+
+    /// Adds the data's new columns to the table's schema (nullable, so old snapshots stay
+    /// readable); fails on a column whose type changed incompatibly.
+    async fn evolve(
+        &self,
+        table: &mut Table,
+        arrow_schema: &arrow_schema::Schema,
+    ) -> Result<Vec<String>, TableError> {
+        let current = table.metadata().current_schema().clone();
+        let mut next_id = table.metadata().last_column_id();
+        let mut added = Vec::new();
+        for field in arrow_schema.fields() {
+            let data_type = arrow_type_to_type(field.data_type())?;
+            match current.field_by_name(field.name()) {
+                Some(existing) if compatible(&existing.field_type, &data_type) => {}
+                Some(existing) => {
+                    return Err(TableError::Invalid(format!(
+                        "column `{}` is {} in table {} but {} in the data: an incompatible \
+                         change (only new nullable columns and int→long, float→double widening \
+                         are applied automatically)",
+                        field.name(),
+                        existing.field_type,
+                        table.identifier(),
+                        data_type
+                    )))
+                }
+                None => {
+                    next_id += 1;
+                    added.push(Arc::new(NestedField::optional(next_id, field.name(), data_type)));
+                }
+            }
+        }
+        if added.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names = added.iter().map(|f| f.name.clone()).collect();
+        let schema: Schema = current.as_ref().clone().into_builder().with_fields(added).build()?;
+        commit::publish(self, table, |builder| builder.add_current_schema(schema.clone())).await?;
+        *table = self.catalog.load_table(table.identifier()).await?;
+        Ok(names)
+    }
+}
+
+/// Whether data of type `data` can be written into a column of type `table`.
+fn compatible(table: &Type, data: &Type) -> bool {
+    use iceberg::spec::PrimitiveType::*;
+    match (table, data) {
+        (a, b) if a == b => true,
+        (Type::Primitive(Long), Type::Primitive(Int)) => true,
+        (Type::Primitive(Double), Type::Primitive(Float)) => true,
+        (Type::Primitive(Timestamp), Type::Primitive(Timestamptz))
+        | (Type::Primitive(Timestamptz), Type::Primitive(Timestamp)) => true,
+        _ => false,
+    }
+}
+
+/// The table catalog of a process, opened on first use and then shared by its tasks.
+#[derive(Clone)]
+pub struct TablesHandle {
+    cell: Arc<tokio::sync::OnceCell<Arc<Tables>>>,
+    store: Store,
+    warehouse: crate::lake::Warehouse,
+}
+
+impl TablesHandle {
+    pub fn new(store: Store, warehouse: crate::lake::Warehouse) -> TablesHandle {
+        TablesHandle { cell: Arc::default(), store, warehouse }
+    }
+
+    pub async fn get(&self) -> Result<Arc<Tables>, TableError> {
+        if self.warehouse.is_remote() {
+            return Err(TableError::Invalid(
+                "Iceberg tables need a local warehouse folder for now (S3 warehouses hold \
+                 datasets only)"
+                    .into(),
+            ));
+        }
+        let tables = self
+            .cell
+            .get_or_try_init(|| async {
+                Tables::open(&self.store, self.warehouse.root()).await.map(Arc::new)
+            })
+            .await?;
+        Ok(tables.clone())
+    }
+}

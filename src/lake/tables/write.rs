@@ -1,0 +1,158 @@
+//! Writing a dataset's Parquet files into a table's data files: record batches are read with
+//! parquet-rs, conformed to the table's Arrow schema (which carries the Iceberg field ids), split
+//! by the table's partition spec, and written by iceberg-rust's Parquet data file writers.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{new_null_array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema as ArrowSchema, SchemaRef, TimeUnit};
+use iceberg::arrow::{schema_to_arrow_schema, RecordBatchPartitionSplitter};
+use iceberg::spec::{DataFile, DataFileFormat};
+use iceberg::table::Table;
+use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
+use iceberg::writer::partitioning::PartitioningWriter;
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::properties::WriterProperties;
+
+use super::TableError;
+
+/// Rows per record batch read from the dataset.
+const BATCH_ROWS: usize = 64 * 1024;
+
+/// The Arrow schema of a dataset's first Parquet file, with types Iceberg can hold.
+pub fn dataset_schema(files: &[PathBuf]) -> Result<ArrowSchema, TableError> {
+    let first = files
+        .first()
+        .ok_or_else(|| TableError::Invalid("the dataset has no Parquet files".into()))?;
+    let file = std::fs::File::open(first)
+        .map_err(|e| TableError::Invalid(format!("{}: {e}", first.display())))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let fields: Vec<Field> = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| Field::new(f.name(), iceberg_type(f.data_type()), true))
+        .collect();
+    Ok(ArrowSchema::new(fields))
+}
+
+/// The nearest Arrow type with an Iceberg equivalent.
+fn iceberg_type(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 | DataType::UInt16 => DataType::Int32,
+        DataType::UInt32 | DataType::UInt64 => DataType::Int64,
+        DataType::Float16 => DataType::Float32,
+        DataType::Timestamp(_, zone) => DataType::Timestamp(TimeUnit::Microsecond, zone.clone()),
+        DataType::Date64 => DataType::Date32,
+        DataType::Dictionary(_, value) => iceberg_type(value),
+        other => other.clone(),
+    }
+}
+
+/// Reshapes `batch` to `schema`: columns by name, cast to the table's types; a column the data
+/// lacks is all nulls (the table has it from an earlier write).
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, TableError> {
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) if column.data_type() == field.data_type() => Ok(column.clone()),
+            Some(column) => arrow_cast::cast(column, field.data_type()).map_err(|e| {
+                TableError::Invalid(format!(
+                    "column `{}` is {} in the data but {} in the table: {e}",
+                    field.name(),
+                    column.data_type(),
+                    field.data_type()
+                ))
+            }),
+            None => Ok(new_null_array(field.data_type(), batch.num_rows())),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// Reads one Parquet file in batches on a blocking thread.
+async fn read_file(path: PathBuf) -> Result<Vec<RecordBatch>, TableError> {
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path)
+            .map_err(|e| TableError::Invalid(format!("{}: {e}", path.display())))?;
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(file)?.with_batch_size(BATCH_ROWS).build()?;
+        reader.map(|batch| batch.map_err(TableError::from)).collect()
+    })
+    .await
+    .map_err(|e| TableError::Invalid(format!("reading Parquet: {e}")))?
+}
+
+/// What a write produced: data files not yet committed, and their row count.
+pub struct Written {
+    pub files: Vec<DataFile>,
+    pub rows: u64,
+}
+
+/// Writes every row of `files` as new data files of `table`, partitioned by its spec.
+pub async fn write_data_files(
+    table: &Table,
+    files: &[PathBuf],
+    prefix: &str,
+) -> Result<Written, TableError> {
+    let metadata = table.metadata();
+    let schema = metadata.current_schema().clone();
+    let arrow_schema: SchemaRef = Arc::new(schema_to_arrow_schema(&schema)?);
+    let spec = metadata.default_partition_spec().clone();
+    let builder = DataFileWriterBuilder::new(RollingFileWriterBuilder::new_with_default_file_size(
+        ParquetWriterBuilder::new(WriterProperties::default(), schema.clone()),
+        table.file_io().clone(),
+        DefaultLocationGenerator::new(metadata)?,
+        DefaultFileNameGenerator::new(prefix.to_string(), None, DataFileFormat::Parquet),
+    ));
+    let mut rows = 0u64;
+    let data_files = if spec.is_unpartitioned() {
+        let mut writer = builder.build(None).await?;
+        for path in files {
+            for batch in read_file(path.clone()).await? {
+                rows += batch.num_rows() as u64;
+                writer.write(conform(&batch, &arrow_schema)?).await?;
+            }
+        }
+        writer.close().await?
+    } else {
+        let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(
+            schema.clone(),
+            spec.clone(),
+        )?;
+        let mut writer = FanoutWriter::new(builder);
+        for path in files {
+            for batch in read_file(path.clone()).await? {
+                rows += batch.num_rows() as u64;
+                for (key, part) in splitter.split(&conform(&batch, &arrow_schema)?)? {
+                    writer.write(key, part).await?;
+                }
+            }
+        }
+        writer.close().await?
+    };
+    Ok(Written { files: data_files, rows })
+}
+
+/// The Parquet files of a dataset folder (or the file itself).
+pub fn parquet_files(path: &Path) -> Result<Vec<PathBuf>, TableError> {
+    let files = crate::lake::frames::data_files(path)?;
+    if let Some(other) = files.iter().find(|f| f.extension().is_none_or(|e| e != "parquet")) {
+        return Err(TableError::Invalid(format!(
+            "only Parquet datasets can be promoted to a table; {} is not Parquet",
+            other.display()
+        )));
+    }
+    Ok(files)
+}

@@ -1,0 +1,326 @@
+//! Iceberg tables: promotion with every partition transform and write mode, time travel,
+//! partition pruning, schema evolution, the `iceberg` task kind in a DAG run (SQLite and
+//! Postgres as the catalog database), and pyiceberg as an independent reader.
+
+mod common;
+
+use std::time::Duration;
+
+use arrow_array::{Array, Float64Array, RecordBatch};
+use common::{dag, manual, Harness, HarnessOptions};
+use lakeward::lake::tables::{PartitionField, ScanRequest, Tables, WriteMode};
+use lakeward::lake::{sink_parquet, Warehouse};
+use lakeward::store::{RunState, Store};
+use polars::prelude::{col, df, DataType, IntoLazy};
+
+/// Writes orders `(order_id, order_date, category, amount)` as a new version of `dataset`:
+/// `days` days from 2024-01-01, `per_day` orders each, categories cycling a, b, c.
+fn write_orders(
+    warehouse: &Warehouse,
+    dataset: &str,
+    days: std::ops::Range<i32>,
+    per_day: i64,
+    amount: f64,
+) {
+    let (mut ids, mut dates, mut categories, mut amounts) = (vec![], vec![], vec![], vec![]);
+    for day in days {
+        for i in 0..per_day {
+            ids.push(i64::from(day) * 1000 + i);
+            dates.push(19723 + day); // 2024-01-01 + day
+            categories.push(["a", "b", "c"][(i % 3) as usize]);
+            amounts.push(amount + i as f64);
+        }
+    }
+    let frame = df!("order_id" => ids, "order_date" => dates, "category" => categories, "amount" => amounts)
+        .unwrap()
+        .lazy()
+        .with_column(col("order_date").cast(DataType::Date));
+    sink_parquet(frame, &warehouse.dataset(dataset).unwrap(), &[]).unwrap();
+}
+
+fn rows(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::num_rows).sum()
+}
+
+fn total_amount(batches: &[RecordBatch]) -> f64 {
+    batches
+        .iter()
+        .map(|b| {
+            let column = b.column_by_name("amount").unwrap();
+            let values = column.as_any().downcast_ref::<Float64Array>().unwrap();
+            (0..values.len()).filter(|i| values.is_valid(*i)).map(|i| values.value(i)).sum::<f64>()
+        })
+        .sum()
+}
+
+struct Lake {
+    _dir: tempfile::TempDir,
+    warehouse: Warehouse,
+    store: Store,
+    tables: Tables,
+}
+
+async fn lake(db: &common::TestDb) -> Lake {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::open(dir.path().join("warehouse").to_str().unwrap()).unwrap();
+    let store = Store::open(&db.url).await.unwrap();
+    let tables = Tables::open(&store, warehouse.root()).await.unwrap();
+    Lake { _dir: dir, warehouse, store, tables }
+}
+
+impl Lake {
+    fn data(&self, dataset: &str) -> std::path::PathBuf {
+        self.warehouse.dataset(dataset).unwrap().current().unwrap()
+    }
+
+    async fn promote(
+        &self,
+        table: &str,
+        dataset: &str,
+        partition: &[&str],
+        mode: WriteMode,
+    ) -> i64 {
+        let fields: Vec<PartitionField> =
+            partition.iter().map(|p| PartitionField::parse(p).unwrap()).collect();
+        self.tables.promote(table, &self.data(dataset), &fields, mode).await.unwrap().snapshot_id
+    }
+
+    async fn rows(&self, table: &str, snapshot_id: Option<i64>) -> usize {
+        let request = ScanRequest { snapshot_id, ..ScanRequest::default() };
+        rows(&self.tables.scan(table, &request).await.unwrap().batches)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_partition_transform_and_write_mode() {
+    let db = common::sqlite();
+    let lake = lake(&db).await;
+    write_orders(&lake.warehouse, "bronze/orders", 0..3, 10, 1.0);
+    let transforms: [&[&str]; 7] = [
+        &[],
+        &["day(order_date)"],
+        &["month(order_date)"],
+        &["year(order_date)"],
+        &["category"],
+        &["bucket(4, order_id)"],
+        &["truncate(1, category)", "day(order_date)"],
+    ];
+    for (i, partition) in transforms.iter().enumerate() {
+        let table = format!("bronze.orders_{i}");
+        let first =
+            lake.promote(&table, "bronze/orders", partition, WriteMode::ReplacePartitions).await;
+        assert_eq!(lake.rows(&table, None).await, 30, "{partition:?}");
+        // Re-running the same write (a retried or re-run task) replaces what it wrote.
+        lake.promote(&table, "bronze/orders", partition, WriteMode::ReplacePartitions).await;
+        assert_eq!(lake.rows(&table, None).await, 30, "{partition:?}: re-run duplicated rows");
+        lake.promote(&table, "bronze/orders", partition, WriteMode::Append).await;
+        assert_eq!(lake.rows(&table, None).await, 60, "{partition:?}: append");
+        lake.promote(&table, "bronze/orders", partition, WriteMode::Overwrite).await;
+        assert_eq!(lake.rows(&table, None).await, 30, "{partition:?}: overwrite");
+        assert_eq!(lake.rows(&table, Some(first)).await, 30, "{partition:?}: first snapshot");
+        let info = lake.tables.describe(&table).await.unwrap();
+        assert_eq!(info.partition_spec.len(), partition.len());
+        assert_eq!((info.rows, info.columns.len()), (30, 4));
+        let history = lake.tables.history(&table).await.unwrap();
+        let operations: Vec<&str> = history.iter().map(|s| s.operation.as_str()).collect();
+        assert_eq!(operations, ["append", "overwrite", "append", "overwrite"], "{partition:?}");
+    }
+    assert_eq!(lake.tables.list().await.unwrap().len(), transforms.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_partitions_time_travel_and_pruning() {
+    for db in common::databases().await {
+        let lake = lake(&db).await;
+        write_orders(&lake.warehouse, "bronze/orders", 0..3, 10, 1.0);
+        let first = lake
+            .promote("bronze.orders", "bronze/orders", &["day(order_date)"], WriteMode::Append)
+            .await;
+        // A later run re-delivers day 3 only, with other amounts.
+        write_orders(&lake.warehouse, "bronze/orders", 2..3, 5, 1000.0);
+        let second = lake
+            .promote(
+                "bronze.orders",
+                "bronze/orders",
+                &["day(order_date)"],
+                WriteMode::ReplacePartitions,
+            )
+            .await;
+        let now = lake.tables.scan("bronze.orders", &ScanRequest::default()).await.unwrap();
+        assert_eq!(rows(&now.batches), 25, "{}: days 1 and 2 kept, day 3 replaced", db.backend);
+        assert_eq!(now.snapshot_id, Some(second));
+        let expected = 2.0 * (10.0 + 45.0) + (5.0 * 1000.0 + 10.0);
+        assert!((total_amount(&now.batches) - expected).abs() < 1e-6);
+
+        let then = lake
+            .tables
+            .scan("bronze.orders", &ScanRequest { snapshot_id: Some(first), ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(rows(&then.batches), 30, "time travel to the first snapshot");
+        let history = lake.tables.history("bronze.orders").await.unwrap();
+        let as_of = ScanRequest { as_of_ms: Some(history[0].timestamp_ms), ..Default::default() };
+        assert_eq!(rows(&lake.tables.scan("bronze.orders", &as_of).await.unwrap().batches), 30);
+        assert_eq!(
+            (history[1].added_rows, history[1].removed_rows, history[1].total_rows),
+            (5, 10, 25)
+        );
+
+        let one_day =
+            ScanRequest { filter: Some("order_date = '2024-01-02'".into()), ..Default::default() };
+        let pruned = lake.tables.scan("bronze.orders", &one_day).await.unwrap();
+        assert_eq!(rows(&pruned.batches), 10);
+        assert_eq!(
+            (pruned.planned_files, pruned.total_files),
+            (1, 3),
+            "only the matching partition is planned"
+        );
+        let bad = ScanRequest { filter: Some("nope = 1".into()), ..Default::default() };
+        let error = lake.tables.scan("bronze.orders", &bad).await.err().unwrap().to_string();
+        assert!(error.contains("no column `nope`"), "{error}");
+        lake.store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_nullable_columns_evolve_the_schema_and_bad_changes_fail() {
+    let db = common::sqlite();
+    let lake = lake(&db).await;
+    write_orders(&lake.warehouse, "silver/orders", 0..2, 4, 1.0);
+    let first = lake.promote("silver.orders", "silver/orders", &[], WriteMode::Append).await;
+    let with_discount = df!("order_id" => [9001i64], "order_date" => [19730], "category" => ["a"], "amount" => [5.0], "discount" => [0.5])
+        .unwrap()
+        .lazy()
+        .with_column(col("order_date").cast(DataType::Date));
+    sink_parquet(with_discount, &lake.warehouse.dataset("silver/orders").unwrap(), &[]).unwrap();
+    let path = lake.data("silver/orders");
+    let done = lake.tables.promote("silver.orders", &path, &[], WriteMode::Append).await.unwrap();
+    assert_eq!(done.added_columns, ["discount"]);
+    let info = lake.tables.describe("silver.orders").await.unwrap();
+    assert!(info.columns.contains(&"discount: double?".to_string()), "{:?}", info.columns);
+    assert_eq!(lake.rows("silver.orders", None).await, 9);
+    assert_eq!(lake.rows("silver.orders", Some(first)).await, 8, "the old snapshot stays readable");
+
+    let retyped = df!("order_id" => ["not a number"], "order_date" => [19730], "category" => ["a"], "amount" => [5.0])
+        .unwrap()
+        .lazy()
+        .with_column(col("order_date").cast(DataType::Date));
+    sink_parquet(retyped, &lake.warehouse.dataset("silver/orders").unwrap(), &[]).unwrap();
+    let error = lake
+        .tables
+        .promote("silver.orders", &lake.data("silver/orders"), &[], WriteMode::Append)
+        .await;
+    let error = error.err().unwrap().to_string();
+    assert!(
+        error.contains("column `order_id` is long in table") && error.contains("incompatible"),
+        "{error}"
+    );
+    assert_eq!(lake.rows("silver.orders", None).await, 9, "a failed write changes nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_iceberg_task_records_its_snapshot_and_reruns_do_not_duplicate() {
+    let promote = dag(r#"
+        [tasks.promote]
+        kind = "iceberg"
+        table = "bronze.orders"
+        input = "bronze/orders"
+        partition_by = ["day(order_date)"]
+        mode = "replace_partitions"
+    "#);
+    for db in common::databases().await {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = Warehouse::open(dir.path().to_str().unwrap()).unwrap();
+        write_orders(&warehouse, "bronze/orders", 0..3, 10, 1.0);
+        let options =
+            HarnessOptions { warehouse: Some(warehouse.clone()), ..HarnessOptions::default() };
+        let h = Harness::start_with(&db, options).await;
+        let run = h.trigger(&promote, manual(serde_json::json!({}))).await;
+        assert_eq!(
+            h.wait(&run, Duration::from_secs(60)).await.state,
+            RunState::Success,
+            "{}",
+            db.backend
+        );
+        let ti = h.tasks(&run).await.remove(0);
+        let first = ti.outputs["snapshot_id"].as_i64().unwrap();
+        assert_eq!(ti.outputs["rows"], 30);
+
+        let run = h.store.get_run_by_pk(run.pk).await.unwrap().unwrap();
+        lakeward::scheduler::control::clear(&h.store, &promote, &run, "promote", false)
+            .await
+            .unwrap();
+        assert_eq!(h.wait(&run, Duration::from_secs(60)).await.state, RunState::Success);
+        let ti = h.tasks(&run).await.remove(0);
+        let second = ti.outputs["snapshot_id"].as_i64().unwrap();
+        assert_ne!(first, second);
+        let tables = Tables::open(&h.store, warehouse.root()).await.unwrap();
+        let now = tables.scan("bronze.orders", &ScanRequest::default()).await.unwrap();
+        assert_eq!(rows(&now.batches), 30, "{}: the re-run replaced its partitions", db.backend);
+        h.stop().await;
+    }
+}
+
+/// pyiceberg (installed by `.ci/run`) reads our SQL catalog and tables on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyiceberg_reads_our_tables() {
+    let Some(python) = common::python_with_pyiceberg() else { return };
+    let db = common::sqlite();
+    let lake = lake(&db).await;
+    write_orders(&lake.warehouse, "bronze/orders", 0..3, 10, 1.0);
+    let first = lake
+        .promote("bronze.orders", "bronze/orders", &["day(order_date)"], WriteMode::Append)
+        .await;
+    write_orders(&lake.warehouse, "bronze/orders", 2..3, 5, 1000.0);
+    lake.promote(
+        "bronze.orders",
+        "bronze/orders",
+        &["day(order_date)"],
+        WriteMode::ReplacePartitions,
+    )
+    .await;
+    write_orders(&lake.warehouse, "bronze/customers", 0..1, 7, 3.0);
+    lake.promote("bronze.customers", "bronze/customers", &[], WriteMode::Overwrite).await;
+    lake.promote("bronze.customers", "bronze/customers", &[], WriteMode::Overwrite).await;
+
+    let ours = lake.tables.scan("bronze.orders", &ScanRequest::default()).await.unwrap();
+    let db_file = db.url.trim_start_matches("sqlite://").split('?').next().unwrap().to_string();
+    let script = format!(
+        r#"
+import json, pyarrow.compute as pc
+from pyiceberg.catalog.sql import SqlCatalog
+catalog = SqlCatalog("lakeward", uri="sqlite:///{db_file}", warehouse="file://{warehouse}")
+orders = catalog.load_table("bronze.orders")
+now = orders.scan().to_arrow()
+then = orders.scan(snapshot_id={first}).to_arrow()
+day2 = orders.scan(row_filter="order_date == '2024-01-02'").to_arrow()
+customers = catalog.load_table("bronze.customers").scan().to_arrow()
+print(json.dumps({{
+    "tables": sorted(".".join(t) for t in catalog.list_tables("bronze")),
+    "columns": [f.name for f in orders.schema().fields],
+    "partition": [str(f.transform) for f in orders.spec().fields],
+    "rows": now.num_rows,
+    "amount": pc.sum(now["amount"]).as_py(),
+    "rows_then": then.num_rows,
+    "rows_day2": day2.num_rows,
+    "customers": customers.num_rows,
+}}))
+"#,
+        warehouse = lake.warehouse.root().join("iceberg").canonicalize().unwrap().display(),
+    );
+    let out = std::process::Command::new(&python).arg("-c").arg(&script).output().unwrap();
+    assert!(out.status.success(), "pyiceberg failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("pyiceberg saw {seen}");
+    assert_eq!(seen["tables"], serde_json::json!(["bronze.customers", "bronze.orders"]));
+    assert_eq!(
+        seen["columns"],
+        serde_json::json!(["order_id", "order_date", "category", "amount"])
+    );
+    assert_eq!(seen["partition"], serde_json::json!(["day"]));
+    assert_eq!(seen["rows"], rows(&ours.batches));
+    assert!((seen["amount"].as_f64().unwrap() - total_amount(&ours.batches)).abs() < 1e-6);
+    assert_eq!(seen["rows_then"], 30, "an older snapshot");
+    assert_eq!(seen["rows_day2"], 10);
+    assert_eq!(seen["customers"], 7, "after two overwrites");
+}
