@@ -261,6 +261,73 @@ async fn the_iceberg_task_records_its_snapshot_and_reruns_do_not_duplicate() {
     }
 }
 
+fn sorted_ids(batches: &[RecordBatch]) -> Vec<i64> {
+    let mut ids: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| {
+            let column = b.column_by_name("order_id").unwrap();
+            let values = column.as_any().downcast_ref::<arrow_array::Int64Array>().unwrap();
+            values.values().to_vec()
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_and_expiry_keep_the_data_and_drop_only_unreferenced_files() {
+    for db in common::databases().await {
+        let lake = lake(&db).await;
+        let mut first = None;
+        for round in 0..5 {
+            write_orders(&lake.warehouse, "bronze/orders", 0..3, 4, f64::from(round));
+            let id = lake.promote("bronze.orders", "bronze/orders", &["day(order_date)"], WriteMode::Append).await;
+            first.get_or_insert(id);
+        }
+        let before = lake.tables.scan("bronze.orders", &ScanRequest::default()).await.unwrap();
+        assert_eq!((rows(&before.batches), before.total_files), (60, 15));
+
+        let done = lake.tables.compact("bronze.orders").await.unwrap();
+        assert_eq!((done.files_before, done.files_after, done.rewritten_files, done.rows), (15, 3, 15, 60));
+        let after = lake.tables.scan("bronze.orders", &ScanRequest::default()).await.unwrap();
+        assert_eq!((rows(&after.batches), after.total_files), (60, 3), "{}", db.backend);
+        assert_eq!(sorted_ids(&after.batches), sorted_ids(&before.batches), "same rows");
+        assert!((total_amount(&after.batches) - total_amount(&before.batches)).abs() < 1e-9);
+        let history = lake.tables.history("bronze.orders").await.unwrap();
+        assert_eq!(history.last().unwrap().operation, "replace");
+        assert!(lake.tables.compact("bronze.orders").await.unwrap().snapshot_id.is_none(), "nothing left to do");
+
+        // Everything before the compaction can go; the compacted files stay.
+        let data_dir = lake.warehouse.root().join("iceberg/bronze/orders/data");
+        let count_files = || walk(&data_dir).len();
+        assert_eq!(count_files(), 18);
+        let expiry = lake.tables.expire_snapshots("bronze.orders", i64::MAX, 1).await.unwrap();
+        assert_eq!(expiry.expired_snapshots.len(), 5, "{}", db.backend);
+        assert_eq!(count_files(), 3, "only the current snapshot's data files are left");
+        assert!(expiry.deleted_files >= 15);
+        let still = lake.tables.scan("bronze.orders", &ScanRequest::default()).await.unwrap();
+        assert_eq!(sorted_ids(&still.batches), sorted_ids(&before.batches));
+        let gone = ScanRequest { snapshot_id: first, ..Default::default() };
+        assert!(lake.tables.scan("bronze.orders", &gone).await.is_err(), "expired snapshots are gone");
+        lake.store.close().await;
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.path().is_dir() {
+                pending.push(entry.path());
+            } else {
+                files.push(entry.path());
+            }
+        }
+    }
+    files
+}
+
 /// pyiceberg (installed by `.ci/run`) reads our SQL catalog and tables on its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pyiceberg_reads_our_tables() {
@@ -279,6 +346,9 @@ async fn pyiceberg_reads_our_tables() {
         WriteMode::ReplacePartitions,
     )
     .await;
+    write_orders(&lake.warehouse, "bronze/orders", 0..1, 2, 7.0);
+    lake.promote("bronze.orders", "bronze/orders", &["day(order_date)"], WriteMode::Append).await;
+    lake.tables.compact("bronze.orders").await.unwrap();
     write_orders(&lake.warehouse, "bronze/customers", 0..1, 7, 3.0);
     lake.promote("bronze.customers", "bronze/customers", &[], WriteMode::Overwrite).await;
     lake.promote("bronze.customers", "bronze/customers", &[], WriteMode::Overwrite).await;

@@ -31,7 +31,7 @@ pub enum WriteMode {
 }
 
 /// Live entries of the table's current snapshot, and its manifests.
-async fn live_entries(
+pub(super) async fn live_entries(
     table: &Table,
 ) -> Result<(Vec<ManifestFile>, Vec<ManifestEntryRef>), TableError> {
     let Some(snapshot) = table.metadata().current_snapshot() else {
@@ -62,27 +62,56 @@ pub async fn commit(
     added: &[DataFile],
     mode: WriteMode,
 ) -> Result<i64, TableError> {
+    let replaced: HashSet<&Struct> = added.iter().map(DataFile::partition).collect();
+    let change = Change {
+        added,
+        removes: &|entry: &ManifestEntryRef| match mode {
+            WriteMode::Append => false,
+            WriteMode::Overwrite => true,
+            WriteMode::ReplacePartitions => replaced.contains(entry.data_file().partition()),
+        },
+        operation: if mode == WriteMode::Append { Operation::Append } else { Operation::Overwrite },
+        extra_summary: if mode == WriteMode::ReplacePartitions {
+            vec![("replace-partitions", "true")]
+        } else {
+            Vec::new()
+        },
+    };
+    commit_change(tables, table, change).await
+}
+
+/// A new snapshot: files added, and which live files it removes.
+pub(super) struct Change<'a> {
+    pub added: &'a [DataFile],
+    pub removes: &'a (dyn Fn(&ManifestEntryRef) -> bool + Sync),
+    pub operation: Operation,
+    pub extra_summary: Vec<(&'static str, &'static str)>,
+}
+
+/// Writes and publishes the snapshot of `change`; returns its id.
+pub(super) async fn commit_change(
+    tables: &Tables,
+    table: &Table,
+    change: Change<'_>,
+) -> Result<i64, TableError> {
+    let Change { added, removes, operation, extra_summary } = change;
     let metadata = table.metadata();
     let file_io = table.file_io();
     let snapshot_id = new_snapshot_id(table);
     let sequence_number = metadata.next_sequence_number();
     let (manifests, live) = live_entries(table).await?;
-    let replaced: HashSet<&Struct> = added.iter().map(DataFile::partition).collect();
-    let (kept, deleted): (Vec<&ManifestEntryRef>, Vec<&ManifestEntryRef>) = match mode {
-        WriteMode::Append => (live.iter().collect(), Vec::new()),
-        WriteMode::Overwrite => (Vec::new(), live.iter().collect()),
-        WriteMode::ReplacePartitions => {
-            live.iter().partition(|e| !replaced.contains(e.data_file().partition()))
-        }
-    };
-
+    let (deleted, kept): (Vec<&ManifestEntryRef>, Vec<&ManifestEntryRef>) =
+        live.iter().partition(|e| removes(e));
+    // An append keeps the current manifests as they are; any other change rewrites the
+    // entries into one manifest: added, existing (kept) and deleted files.
+    let rewrite = !deleted.is_empty();
     let unique = new_secret();
     let location = metadata.location().trim_end_matches('/');
     let mut new_manifests: Vec<ManifestFile> = Vec::new();
-    if mode == WriteMode::Append {
+    if !rewrite {
         new_manifests.extend(manifests);
     }
-    if !added.is_empty() || !deleted.is_empty() || (mode != WriteMode::Append && !kept.is_empty()) {
+    if !added.is_empty() || rewrite {
         let path = format!("{location}/metadata/{}-m0.avro", &unique[..32]);
         let mut writer = ManifestWriterBuilder::new(
             file_io.new_output(&path)?,
@@ -94,7 +123,7 @@ pub async fn commit(
         for file in added {
             writer.add_file(file.clone(), sequence_number)?;
         }
-        if mode != WriteMode::Append {
+        if rewrite {
             for entry in &kept {
                 writer.add_existing_file(
                     entry.data_file().clone(),
@@ -151,14 +180,10 @@ pub async fn commit(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    if mode == WriteMode::ReplacePartitions {
-        summary.insert("replace-partitions".into(), "true".into());
+    for (key, value) in extra_summary {
+        summary.insert(key.into(), value.into());
     }
-    let operation = match mode {
-        WriteMode::Append => Operation::Append,
-        _ if deleted.is_empty() && kept.is_empty() => Operation::Append,
-        _ => Operation::Overwrite,
-    };
+    let operation = if deleted.is_empty() { Operation::Append } else { operation };
     let snapshot = Snapshot::builder()
         .with_snapshot_id(snapshot_id)
         .with_parent_snapshot_id(metadata.current_snapshot_id())

@@ -6,10 +6,12 @@
 //! data and metadata under `<warehouse>/iceberg/`. [`Tables::promote`] turns a Parquet dataset
 //! into a table snapshot: it creates the namespace and table on first use (schema from the data,
 //! partition spec from the DAG), adds new nullable columns when the data gains them, writes
-//! partitioned data files and commits them with the chosen [`WriteMode`].
+//! partitioned data files and commits them with the chosen [`WriteMode`]. `maintenance` compacts
+//! small files and expires old snapshots; `inspect` describes and scans tables.
 
 mod commit;
 pub mod inspect;
+mod maintenance;
 mod partition;
 mod write;
 
@@ -27,6 +29,7 @@ use thiserror::Error;
 
 pub use commit::WriteMode;
 pub use inspect::{ScanRequest, ScanResult, SnapshotInfo, TableInfo};
+pub use maintenance::{Compaction, Expiry};
 pub use partition::PartitionField;
 
 use crate::store::{Store, StoreError};

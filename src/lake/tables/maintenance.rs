@@ -1,0 +1,146 @@
+//! Table upkeep: compaction (many small data files of a partition rewritten into few large
+//! ones, as one `replace` snapshot that changes no row) and snapshot expiry (old snapshots
+//! dropped, then the files only they referenced deleted).
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use iceberg::spec::{ManifestEntryRef, Operation, Struct};
+use iceberg::table::Table;
+use serde::Serialize;
+
+use super::commit::{commit_change, live_entries, publish, Change};
+use super::{TableError, Tables};
+
+/// Data files smaller than this are compacted (Iceberg's default target is 512 MB).
+pub const SMALL_FILE_BYTES: u64 = 128 * 1024 * 1024;
+
+#[derive(Debug, Serialize)]
+pub struct Compaction {
+    /// `None` when there was nothing to compact.
+    pub snapshot_id: Option<i64>,
+    pub files_before: usize,
+    pub files_after: usize,
+    pub rewritten_files: usize,
+    pub rows: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Expiry {
+    pub expired_snapshots: Vec<i64>,
+    pub deleted_files: usize,
+}
+
+fn local_path(location: &str) -> PathBuf {
+    PathBuf::from(location.strip_prefix("file://").unwrap_or(location))
+}
+
+impl Tables {
+    /// Rewrites the small data files of every partition that has more than one.
+    pub async fn compact(&self, name: &str) -> Result<Compaction, TableError> {
+        let table = self.load(name).await?;
+        let (_, live) = live_entries(&table).await?;
+        let mut by_partition: HashMap<&Struct, Vec<&ManifestEntryRef>> = HashMap::new();
+        for entry in live.iter().filter(|e| e.data_file().file_size_in_bytes() < SMALL_FILE_BYTES) {
+            by_partition.entry(entry.data_file().partition()).or_default().push(entry);
+        }
+        let chosen: Vec<&ManifestEntryRef> =
+            by_partition.into_values().filter(|files| files.len() > 1).flatten().collect();
+        if chosen.is_empty() {
+            return Ok(Compaction {
+                snapshot_id: None,
+                files_before: live.len(),
+                files_after: live.len(),
+                rewritten_files: 0,
+                rows: 0,
+            });
+        }
+        let paths: Vec<PathBuf> = chosen.iter().map(|e| local_path(e.data_file().file_path())).collect();
+        let prefix = format!("compacted-{}", &crate::users::new_secret()[..12]);
+        let written = super::write::write_data_files(&table, &paths, &prefix).await?;
+        let before: u64 = chosen.iter().map(|e| e.data_file().record_count()).sum();
+        if written.rows != before {
+            return Err(TableError::Invalid(format!(
+                "compaction read {} rows from files that hold {before}; nothing was committed",
+                written.rows
+            )));
+        }
+        let rewritten: HashSet<&str> = chosen.iter().map(|e| e.data_file().file_path()).collect();
+        let change = Change {
+            added: &written.files,
+            removes: &|entry| rewritten.contains(entry.data_file().file_path()),
+            operation: Operation::Replace,
+            extra_summary: Vec::new(),
+        };
+        let snapshot_id = commit_change(self, &table, change).await?;
+        Ok(Compaction {
+            snapshot_id: Some(snapshot_id),
+            files_before: live.len(),
+            files_after: live.len() - chosen.len() + written.files.len(),
+            rewritten_files: chosen.len(),
+            rows: before,
+        })
+    }
+
+    /// Drops snapshots older than `older_than_ms` (always keeping the current one and the
+    /// `retain_last` newest), then deletes the manifest lists, manifests and data files that
+    /// no remaining snapshot references.
+    pub async fn expire_snapshots(
+        &self,
+        name: &str,
+        older_than_ms: i64,
+        retain_last: usize,
+    ) -> Result<Expiry, TableError> {
+        let table = self.load(name).await?;
+        let metadata = table.metadata();
+        let current = metadata.current_snapshot_id();
+        let mut snapshots: Vec<_> = metadata.snapshots().cloned().collect();
+        snapshots.sort_by_key(|s| std::cmp::Reverse(s.timestamp_ms()));
+        let expired: Vec<i64> = snapshots
+            .iter()
+            .skip(retain_last.max(1))
+            .filter(|s| s.timestamp_ms() < older_than_ms && Some(s.snapshot_id()) != current)
+            .map(|s| s.snapshot_id())
+            .collect();
+        if expired.is_empty() {
+            return Ok(Expiry { expired_snapshots: Vec::new(), deleted_files: 0 });
+        }
+        let (kept_files, expired_files) = {
+            let mut kept = HashSet::new();
+            let mut gone = HashSet::new();
+            for snapshot in &snapshots {
+                let files = referenced_files(&table, snapshot).await?;
+                if expired.contains(&snapshot.snapshot_id()) {
+                    gone.extend(files);
+                } else {
+                    kept.extend(files);
+                }
+            }
+            (kept, gone)
+        };
+        publish(self, &table, |builder| Ok(builder.remove_snapshots(&expired))).await?;
+        let mut deleted_files = 0;
+        for path in expired_files.difference(&kept_files) {
+            table.file_io().delete(path).await?;
+            deleted_files += 1;
+        }
+        Ok(Expiry { expired_snapshots: expired, deleted_files })
+    }
+}
+
+/// Every file a snapshot needs: its manifest list, its manifests and their live data files.
+async fn referenced_files(
+    table: &Table,
+    snapshot: &iceberg::spec::SnapshotRef,
+) -> Result<HashSet<String>, TableError> {
+    let mut files = HashSet::from([snapshot.manifest_list().to_string()]);
+    let list = table.manifest_list_reader(snapshot).load().await?;
+    for manifest in list.entries() {
+        files.insert(manifest.manifest_path.clone());
+        let loaded = manifest.load_manifest(table.file_io()).await?;
+        for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
+            files.insert(entry.data_file().file_path().to_string());
+        }
+    }
+    Ok(files)
+}
