@@ -64,7 +64,7 @@ async fn lake(db: &common::TestDb) -> Lake {
     let dir = tempfile::tempdir().unwrap();
     let warehouse = Warehouse::open(dir.path().join("warehouse").to_str().unwrap()).unwrap();
     let store = Store::open(&db.url).await.unwrap();
-    let tables = Tables::open(&store, warehouse.root()).await.unwrap();
+    let tables = Tables::open(&store, &warehouse).await.unwrap();
     Lake { _dir: dir, warehouse, store, tables }
 }
 
@@ -254,7 +254,7 @@ async fn the_iceberg_task_records_its_snapshot_and_reruns_do_not_duplicate() {
         let ti = h.tasks(&run).await.remove(0);
         let second = ti.outputs["snapshot_id"].as_i64().unwrap();
         assert_ne!(first, second);
-        let tables = Tables::open(&h.store, warehouse.root()).await.unwrap();
+        let tables = Tables::open(&h.store, &warehouse).await.unwrap();
         let now = tables.scan("bronze.orders", &ScanRequest::default()).await.unwrap();
         assert_eq!(rows(&now.batches), 30, "{}: the re-run replaced its partitions", db.backend);
         h.stop().await;
@@ -281,21 +281,29 @@ async fn compaction_and_expiry_keep_the_data_and_drop_only_unreferenced_files() 
         let mut first = None;
         for round in 0..5 {
             write_orders(&lake.warehouse, "bronze/orders", 0..3, 4, f64::from(round));
-            let id = lake.promote("bronze.orders", "bronze/orders", &["day(order_date)"], WriteMode::Append).await;
+            let id = lake
+                .promote("bronze.orders", "bronze/orders", &["day(order_date)"], WriteMode::Append)
+                .await;
             first.get_or_insert(id);
         }
         let before = lake.tables.scan("bronze.orders", &ScanRequest::default()).await.unwrap();
         assert_eq!((rows(&before.batches), before.total_files), (60, 15));
 
         let done = lake.tables.compact("bronze.orders").await.unwrap();
-        assert_eq!((done.files_before, done.files_after, done.rewritten_files, done.rows), (15, 3, 15, 60));
+        assert_eq!(
+            (done.files_before, done.files_after, done.rewritten_files, done.rows),
+            (15, 3, 15, 60)
+        );
         let after = lake.tables.scan("bronze.orders", &ScanRequest::default()).await.unwrap();
         assert_eq!((rows(&after.batches), after.total_files), (60, 3), "{}", db.backend);
         assert_eq!(sorted_ids(&after.batches), sorted_ids(&before.batches), "same rows");
         assert!((total_amount(&after.batches) - total_amount(&before.batches)).abs() < 1e-9);
         let history = lake.tables.history("bronze.orders").await.unwrap();
         assert_eq!(history.last().unwrap().operation, "replace");
-        assert!(lake.tables.compact("bronze.orders").await.unwrap().snapshot_id.is_none(), "nothing left to do");
+        assert!(
+            lake.tables.compact("bronze.orders").await.unwrap().snapshot_id.is_none(),
+            "nothing left to do"
+        );
 
         // Everything before the compaction can go; the compacted files stay.
         let data_dir = lake.warehouse.root().join("iceberg/bronze/orders/data");
@@ -308,7 +316,10 @@ async fn compaction_and_expiry_keep_the_data_and_drop_only_unreferenced_files() 
         let still = lake.tables.scan("bronze.orders", &ScanRequest::default()).await.unwrap();
         assert_eq!(sorted_ids(&still.batches), sorted_ids(&before.batches));
         let gone = ScanRequest { snapshot_id: first, ..Default::default() };
-        assert!(lake.tables.scan("bronze.orders", &gone).await.is_err(), "expired snapshots are gone");
+        assert!(
+            lake.tables.scan("bronze.orders", &gone).await.is_err(),
+            "expired snapshots are gone"
+        );
         lake.store.close().await;
     }
 }

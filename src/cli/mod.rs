@@ -5,6 +5,7 @@ mod dags;
 mod inspect;
 mod operate;
 mod serve;
+mod tables;
 mod users;
 
 use std::path::PathBuf;
@@ -63,11 +64,74 @@ enum Command {
         #[command(subcommand)]
         command: TasksCommand,
     },
+    /// Iceberg tables: list, show, history, scan, compact, expire, alter.
+    Tables {
+        #[command(subcommand)]
+        command: TablesCommand,
+    },
     /// Manage web and API users.
     Users {
         #[command(subcommand)]
         command: UsersCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum TablesCommand {
+    /// Every table, as NAMESPACE.TABLE.
+    List,
+    /// Schema, partition spec, properties, current snapshot, file and row counts.
+    Show { table: String },
+    /// Snapshots with time, operation, added and removed files and rows.
+    History { table: String },
+    /// Print (or write) rows, at the current snapshot or an older one.
+    Scan {
+        table: String,
+        /// Read this snapshot.
+        #[arg(long, conflicts_with = "as_of")]
+        snapshot: Option<i64>,
+        /// Read the snapshot that was current at this time (YYYY-MM-DD or RFC 3339).
+        #[arg(long)]
+        as_of: Option<String>,
+        /// `column op value [and …]`, e.g. "order_date = '2024-03-01' and amount > 10".
+        #[arg(long)]
+        filter: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Only say how many data files the scan plans out of the total.
+        #[arg(long)]
+        explain: bool,
+        /// Write every row to FILE.parquet or FILE.csv instead of printing.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Rewrite the small data files of each partition into one, as one snapshot.
+    Compact { table: String },
+    /// Drop snapshots older than a retention and delete the files only they used.
+    Expire {
+        table: String,
+        #[arg(long, value_parser = crate::time::parse_duration)]
+        older_than: std::time::Duration,
+        /// Snapshots kept whatever their age (the current one always is).
+        #[arg(long, default_value_t = 1)]
+        retain_last: usize,
+    },
+    /// Change a table's schema or properties.
+    Alter {
+        table: String,
+        #[command(subcommand)]
+        change: AlterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AlterCommand {
+    /// Add a nullable column (string, long, int, double, float, boolean, date, timestamp, …).
+    AddColumn { name: String, r#type: String },
+    /// Rename a column (its data is kept: columns are matched by id).
+    RenameColumn { from: String, to: String },
+    /// Set a table property.
+    SetProperty { key: String, value: String },
 }
 
 #[derive(Subcommand)]
@@ -271,11 +335,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tasks { command: TasksCommand::Logs { dag, run_id, task, try_number } } => {
             inspect::task_logs(config, &dag, &run_id, &task, try_number).await
         }
+        Command::Tables { command } => run_tables(config, command).await,
         Command::Users { command: UsersCommand::Create { username, role, password } } => {
             users::create(config, &username, &role, password).await
         }
         Command::Users { command: UsersCommand::Token { username, name } } => {
             users::token(config, &username, &name).await
+        }
+    }
+}
+
+async fn run_tables(config: Config, command: TablesCommand) -> anyhow::Result<ExitCode> {
+    use crate::lake::tables::Alteration;
+    match command {
+        TablesCommand::List => tables::list(config).await,
+        TablesCommand::Show { table } => tables::show(config, &table).await,
+        TablesCommand::History { table } => tables::history(config, &table).await,
+        TablesCommand::Scan { table, snapshot, as_of, filter, limit, explain, output } => {
+            let args = tables::ScanArgs { snapshot, as_of, filter, limit, explain, output };
+            tables::scan(config, &table, args).await
+        }
+        TablesCommand::Compact { table } => tables::compact(config, &table).await,
+        TablesCommand::Expire { table, older_than, retain_last } => {
+            tables::expire(config, &table, older_than, retain_last).await
+        }
+        TablesCommand::Alter { table, change } => {
+            let alteration = match change {
+                AlterCommand::AddColumn { name, r#type } => {
+                    Alteration::AddColumn { name, type_name: r#type }
+                }
+                AlterCommand::RenameColumn { from, to } => Alteration::RenameColumn { from, to },
+                AlterCommand::SetProperty { key, value } => Alteration::SetProperty { key, value },
+            };
+            tables::alter(config, &table, alteration).await
         }
     }
 }

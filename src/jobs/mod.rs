@@ -17,6 +17,7 @@ mod quality;
 mod report;
 mod shell;
 mod sql;
+mod table_upkeep;
 pub mod values;
 
 use std::collections::BTreeMap;
@@ -41,6 +42,7 @@ pub use quality::{Check, CheckKind, Quality, QualityConfig, Severity};
 pub use report::{Report, ReportConfig};
 pub use shell::{Shell, ShellConfig};
 pub use sql::{Sql, SqlConfig, SqlOutput};
+pub use table_upkeep::{Compact, CompactConfig, ExpireConfig, ExpireSnapshots};
 
 /// A job's published results (row counts, paths, …), stored with the task instance.
 pub type Outputs = serde_json::Map<String, Value>;
@@ -190,6 +192,8 @@ impl Registry {
     /// Every kind that ships with lakeward.
     pub fn builtin() -> Registry {
         let mut registry = Registry::empty();
+        registry.register(Compact);
+        registry.register(ExpireSnapshots);
         registry.register(Generate);
         registry.register(Iceberg);
         registry.register(Ingest);

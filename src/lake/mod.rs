@@ -82,6 +82,11 @@ impl Warehouse {
         }
     }
 
+    /// `s3://bucket/prefix` of a remote warehouse.
+    pub fn remote_location(&self) -> Option<&str> {
+        self.remote.as_ref().map(|r| r.location())
+    }
+
     /// Whether datasets live in an object store.
     pub fn is_remote(&self) -> bool {
         self.remote.is_some()

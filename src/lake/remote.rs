@@ -22,6 +22,8 @@ use super::{io, LakeError, Result};
 pub struct Remote {
     store: Arc<dyn ObjectStore>,
     prefix: String,
+    /// `s3://bucket/prefix`, as configured.
+    location: String,
 }
 
 fn remote_error(e: object_store::Error) -> LakeError {
@@ -40,7 +42,15 @@ impl Remote {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         let store =
             AmazonS3Builder::from_env().with_bucket_name(bucket).build().map_err(remote_error)?;
-        Ok(Remote { store: Arc::new(store), prefix: prefix.trim_matches('/').to_string() })
+        Ok(Remote {
+            store: Arc::new(store),
+            prefix: prefix.trim_matches('/').to_string(),
+            location: location.trim_end_matches('/').to_string(),
+        })
+    }
+
+    pub fn location(&self) -> &str {
+        &self.location
     }
 
     fn key(&self, relative: &str) -> Key {

@@ -3,13 +3,13 @@
 //! dropped, then the files only they referenced deleted).
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 
 use iceberg::spec::{ManifestEntryRef, Operation, Struct};
 use iceberg::table::Table;
 use serde::Serialize;
 
 use super::commit::{commit_change, live_entries, publish, Change};
+use super::write::Source;
 use super::{TableError, Tables};
 
 /// Data files smaller than this are compacted (Iceberg's default target is 512 MB).
@@ -29,10 +29,6 @@ pub struct Compaction {
 pub struct Expiry {
     pub expired_snapshots: Vec<i64>,
     pub deleted_files: usize,
-}
-
-fn local_path(location: &str) -> PathBuf {
-    PathBuf::from(location.strip_prefix("file://").unwrap_or(location))
 }
 
 impl Tables {
@@ -55,7 +51,8 @@ impl Tables {
                 rows: 0,
             });
         }
-        let paths: Vec<PathBuf> = chosen.iter().map(|e| local_path(e.data_file().file_path())).collect();
+        let paths: Vec<Source> =
+            chosen.iter().map(|e| Source::Table(e.data_file().file_path().to_string())).collect();
         let prefix = format!("compacted-{}", &crate::users::new_secret()[..12]);
         let written = super::write::write_data_files(&table, &paths, &prefix).await?;
         let before: u64 = chosen.iter().map(|e| e.data_file().record_count()).sum();

@@ -9,10 +9,12 @@
 //! partitioned data files and commits them with the chosen [`WriteMode`]. `maintenance` compacts
 //! small files and expires old snapshots; `inspect` describes and scans tables.
 
+mod alter;
 mod commit;
 pub mod inspect;
 mod maintenance;
 mod partition;
+mod s3;
 mod write;
 
 use std::collections::HashMap;
@@ -27,11 +29,13 @@ use iceberg::{Catalog, CatalogBuilder, TableCreation, TableIdent};
 use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
 use thiserror::Error;
 
+pub use alter::Alteration;
 pub use commit::WriteMode;
 pub use inspect::{ScanRequest, ScanResult, SnapshotInfo, TableInfo};
 pub use maintenance::{Compaction, Expiry};
 pub use partition::PartitionField;
 
+use crate::lake::Warehouse;
 use crate::store::{Store, StoreError};
 
 /// The catalog name lakeward registers its tables under (other engines must use the same).
@@ -89,18 +93,24 @@ pub fn table_ident(name: &str) -> Result<TableIdent, TableError> {
 }
 
 impl Tables {
-    /// Opens the SQL catalog in `store`'s database, for tables under `warehouse/iceberg`.
-    pub async fn open(store: &Store, warehouse: &Path) -> Result<Tables, TableError> {
-        let root = warehouse.join("iceberg");
-        std::fs::create_dir_all(&root)
-            .map_err(|e| TableError::Invalid(format!("{}: {e}", root.display())))?;
-        let root = root.canonicalize().unwrap_or(root);
-        let catalog = SqlCatalogBuilder::default()
-            .uri(store.url())
-            .warehouse_location(format!("file://{}", root.display()))
-            .with_storage_factory(Arc::new(LocalFsStorageFactory))
-            .load(CATALOG_NAME, HashMap::new())
-            .await?;
+    /// Opens the SQL catalog in `store`'s database, for tables under `iceberg/` in the
+    /// warehouse (a local folder or an `s3://` location).
+    pub async fn open(store: &Store, warehouse: &Warehouse) -> Result<Tables, TableError> {
+        let builder = match warehouse.remote_location() {
+            Some(location) => SqlCatalogBuilder::default()
+                .warehouse_location(format!("{location}/iceberg"))
+                .with_storage_factory(Arc::new(s3::S3StorageFactory)),
+            None => {
+                let root = warehouse.root().join("iceberg");
+                std::fs::create_dir_all(&root)
+                    .map_err(|e| TableError::Invalid(format!("{}: {e}", root.display())))?;
+                let root = root.canonicalize().unwrap_or(root);
+                SqlCatalogBuilder::default()
+                    .warehouse_location(format!("file://{}", root.display()))
+                    .with_storage_factory(Arc::new(LocalFsStorageFactory))
+            }
+        };
+        let catalog = builder.uri(store.url()).load(CATALOG_NAME, HashMap::new()).await?;
         Ok(Tables { catalog, store: store.clone(), name: CATALOG_NAME.to_string() })
     }
 
@@ -134,6 +144,7 @@ impl Tables {
     ) -> Result<Promotion, TableError> {
         let files = write::parquet_files(data)?;
         let arrow_schema = write::dataset_schema(&files)?;
+        let files: Vec<write::Source> = files.into_iter().map(write::Source::Local).collect();
         let (mut table, created) = self.table_for(name, &arrow_schema, partition_by).await?;
         let added_columns = self.evolve(&mut table, &arrow_schema).await?;
         let prefix = format!("data-{}", &crate::users::new_secret()[..12]);
@@ -245,26 +256,19 @@ fn compatible(table: &Type, data: &Type) -> bool {
 pub struct TablesHandle {
     cell: Arc<tokio::sync::OnceCell<Arc<Tables>>>,
     store: Store,
-    warehouse: crate::lake::Warehouse,
+    warehouse: Warehouse,
 }
 
 impl TablesHandle {
-    pub fn new(store: Store, warehouse: crate::lake::Warehouse) -> TablesHandle {
+    pub fn new(store: Store, warehouse: Warehouse) -> TablesHandle {
         TablesHandle { cell: Arc::default(), store, warehouse }
     }
 
     pub async fn get(&self) -> Result<Arc<Tables>, TableError> {
-        if self.warehouse.is_remote() {
-            return Err(TableError::Invalid(
-                "Iceberg tables need a local warehouse folder for now (S3 warehouses hold \
-                 datasets only)"
-                    .into(),
-            ));
-        }
         let tables = self
             .cell
             .get_or_try_init(|| async {
-                Tables::open(&self.store, self.warehouse.root()).await.map(Arc::new)
+                Tables::open(&self.store, &self.warehouse).await.map(Arc::new)
             })
             .await?;
         Ok(tables.clone())

@@ -81,17 +81,39 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Table
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
-/// Reads one Parquet file in batches on a blocking thread.
-async fn read_file(path: PathBuf) -> Result<Vec<RecordBatch>, TableError> {
-    tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&path)
-            .map_err(|e| TableError::Invalid(format!("{}: {e}", path.display())))?;
+/// A Parquet file to write into a table.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A dataset file on the local disk (or the warehouse cache).
+    Local(PathBuf),
+    /// One of the table's own data files (compaction), read through the table's FileIO.
+    Table(String),
+}
+
+/// Reads one Parquet file in batches, decoding on a blocking thread.
+async fn read_file(table: &Table, source: &Source) -> Result<Vec<RecordBatch>, TableError> {
+    fn decode<R: parquet::file::reader::ChunkReader + 'static>(
+        reader: R,
+    ) -> Result<Vec<RecordBatch>, TableError> {
         let reader =
-            ParquetRecordBatchReaderBuilder::try_new(file)?.with_batch_size(BATCH_ROWS).build()?;
+            ParquetRecordBatchReaderBuilder::try_new(reader)?.with_batch_size(BATCH_ROWS).build()?;
         reader.map(|batch| batch.map_err(TableError::from)).collect()
-    })
-    .await
-    .map_err(|e| TableError::Invalid(format!("reading Parquet: {e}")))?
+    }
+    let decoded = match source.clone() {
+        Source::Local(path) => {
+            tokio::task::spawn_blocking(move || {
+                let file = std::fs::File::open(&path)
+                    .map_err(|e| TableError::Invalid(format!("{}: {e}", path.display())))?;
+                decode(file)
+            })
+            .await
+        }
+        Source::Table(location) => {
+            let bytes = table.file_io().new_input(&location)?.read().await?;
+            tokio::task::spawn_blocking(move || decode(bytes)).await
+        }
+    };
+    decoded.map_err(|e| TableError::Invalid(format!("reading Parquet: {e}")))?
 }
 
 /// What a write produced: data files not yet committed, and their row count.
@@ -103,7 +125,7 @@ pub struct Written {
 /// Writes every row of `files` as new data files of `table`, partitioned by its spec.
 pub async fn write_data_files(
     table: &Table,
-    files: &[PathBuf],
+    files: &[Source],
     prefix: &str,
 ) -> Result<Written, TableError> {
     let metadata = table.metadata();
@@ -120,7 +142,7 @@ pub async fn write_data_files(
     let data_files = if spec.is_unpartitioned() {
         let mut writer = builder.build(None).await?;
         for path in files {
-            for batch in read_file(path.clone()).await? {
+            for batch in read_file(table, path).await? {
                 rows += batch.num_rows() as u64;
                 writer.write(conform(&batch, &arrow_schema)?).await?;
             }
@@ -133,7 +155,7 @@ pub async fn write_data_files(
         )?;
         let mut writer = FanoutWriter::new(builder);
         for path in files {
-            for batch in read_file(path.clone()).await? {
+            for batch in read_file(table, path).await? {
                 rows += batch.num_rows() as u64;
                 for (key, part) in splitter.split(&conform(&batch, &arrow_schema)?)? {
                     writer.write(key, part).await?;

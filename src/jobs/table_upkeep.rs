@@ -1,0 +1,107 @@
+//! `kind = "compact"` and `kind = "expire_snapshots"`: Iceberg table upkeep on a schedule, the
+//! "merge small files" / OPTIMIZE and VACUUM steps of a lakehouse.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Job, JobContext, JobError, Outputs};
+use crate::lake::tables::table_ident;
+
+fn check_tables(tables: &[String]) -> Vec<String> {
+    let mut problems: Vec<String> =
+        tables.iter().filter_map(|t| table_ident(t).err()).map(|e| e.to_string()).collect();
+    if tables.is_empty() {
+        problems.push("`tables` must name at least one table".into());
+    }
+    problems
+}
+
+/// ```toml
+/// [tasks.optimize]
+/// kind = "compact"
+/// tables = ["bronze.orders", "silver.orders_enriched"]
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompactConfig {
+    pub tables: Vec<String>,
+}
+
+pub struct Compact;
+
+impl Job for Compact {
+    const KIND: &'static str = "compact";
+    type Config = CompactConfig;
+
+    fn validate(&self, config: &CompactConfig) -> Vec<String> {
+        check_tables(&config.tables)
+    }
+
+    async fn run(&self, config: CompactConfig, ctx: JobContext) -> Result<Outputs, JobError> {
+        let tables = ctx.tables.get().await.map_err(JobError::failed)?;
+        let mut outputs = Outputs::new();
+        for name in &config.tables {
+            let done = tables.compact(name).await.map_err(JobError::failed)?;
+            ctx.log.info(format!(
+                "{name}: {} data files before, {} after ({} rewritten)",
+                done.files_before, done.files_after, done.rewritten_files
+            ));
+            outputs.insert(name.clone(), json!(done));
+        }
+        Ok(outputs)
+    }
+}
+
+/// ```toml
+/// [tasks.vacuum]
+/// kind = "expire_snapshots"
+/// tables = ["bronze.orders"]
+/// older_than = "7d"
+/// retain_last = 5
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpireConfig {
+    pub tables: Vec<String>,
+    pub older_than: String,
+    #[serde(default = "one")]
+    pub retain_last: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+pub struct ExpireSnapshots;
+
+impl Job for ExpireSnapshots {
+    const KIND: &'static str = "expire_snapshots";
+    type Config = ExpireConfig;
+
+    fn validate(&self, config: &ExpireConfig) -> Vec<String> {
+        let mut problems = check_tables(&config.tables);
+        problems.extend(crate::time::parse_duration(&config.older_than).err());
+        problems
+    }
+
+    async fn run(&self, config: ExpireConfig, ctx: JobContext) -> Result<Outputs, JobError> {
+        let age = crate::time::parse_duration(&config.older_than).map_err(JobError::Config)?;
+        let cutoff = chrono::Utc::now().timestamp_millis()
+            - i64::try_from(age.as_millis()).map_err(JobError::failed)?;
+        let tables = ctx.tables.get().await.map_err(JobError::failed)?;
+        let mut outputs = Outputs::new();
+        for name in &config.tables {
+            let done = tables
+                .expire_snapshots(name, cutoff, config.retain_last)
+                .await
+                .map_err(JobError::failed)?;
+            ctx.log.info(format!(
+                "{name}: expired {} snapshots, deleted {} files",
+                done.expired_snapshots.len(),
+                done.deleted_files
+            ));
+            outputs.insert(name.clone(), json!(done));
+        }
+        Ok(outputs)
+    }
+}
