@@ -327,3 +327,96 @@ fn users_and_tokens_are_created_from_the_cli() {
     ]));
     assert!(!ok && out.contains("at least 8 characters"), "{out}");
 }
+
+#[test]
+fn tables_commands_list_show_scan_and_maintain_the_promoted_tables() {
+    let home = tempfile::tempdir().unwrap();
+    let (ok, out) = run(lakeward(home.path()).args([
+        "dags",
+        "test",
+        "ecommerce_etl",
+        "--date",
+        "2024-06-30",
+        "--param",
+        "orders=3000",
+        "--param",
+        "customers=200",
+        "--param",
+        "products=30",
+    ]));
+    assert!(ok, "{out}");
+    let (ok, out) = run(lakeward(home.path()).args(["tables", "list"]));
+    assert!(ok, "{out}");
+    assert_eq!(out.lines().count(), 8, "{out}");
+    assert!(out.contains("bronze.orders") && out.contains("gold.daily_sales"), "{out}");
+
+    let (ok, out) = run(lakeward(home.path()).args(["tables", "show", "bronze.orders"]));
+    assert!(ok && out.contains("order_date_day = day(order_date)"), "{out}");
+    assert!(out.contains("order_id: long?"), "{out}");
+    let (ok, out) = run(lakeward(home.path()).args(["tables", "history", "gold.daily_sales"]));
+    assert!(
+        ok && out.lines().nth(1).is_some_and(|l| l.contains("append") && l.contains(" 365")),
+        "{out}"
+    );
+
+    let (ok, out) = run(lakeward(home.path()).args([
+        "tables",
+        "scan",
+        "bronze.orders",
+        "--filter",
+        "order_date = '2024-03-01'",
+        "--explain",
+    ]));
+    assert!(ok, "{out}");
+    let planned: Vec<u64> = out.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    assert!(out.contains("planned 1 of ") && planned.len() >= 2, "{out}");
+    let (ok, out) =
+        run(lakeward(home.path()).args(["tables", "scan", "gold.daily_sales", "--limit", "3"]));
+    assert!(ok && out.contains("total_revenue") && out.contains("3 of 365 rows"), "{out}");
+    let csv = home.path().join("daily.csv");
+    let (ok, out) = run(lakeward(home.path())
+        .args(["tables", "scan", "gold.daily_sales", "--output"])
+        .arg(&csv));
+    assert!(ok, "{out}");
+    assert_eq!(std::fs::read_to_string(&csv).unwrap().lines().count(), 366);
+
+    let (ok, out) = run(lakeward(home.path()).args([
+        "tables",
+        "alter",
+        "gold.daily_sales",
+        "add-column",
+        "note",
+        "string",
+    ]));
+    assert!(ok, "{out}");
+    let (ok, out) = run(lakeward(home.path()).args([
+        "tables",
+        "alter",
+        "gold.daily_sales",
+        "rename-column",
+        "num_orders",
+        "orders",
+    ]));
+    assert!(ok, "{out}");
+    let (_, out) = run(lakeward(home.path()).args(["tables", "show", "gold.daily_sales"]));
+    assert!(out.contains("note: string?") && out.contains("orders: long?"), "{out}");
+    let (ok, out) =
+        run(lakeward(home.path()).args(["tables", "scan", "gold.daily_sales", "--limit", "1"]));
+    assert!(
+        ok && out.contains("orders") && out.contains("note"),
+        "renamed columns keep their data: {out}"
+    );
+
+    let (ok, out) = run(lakeward(home.path()).args(["tables", "compact", "bronze.customers"]));
+    assert!(ok && out.contains("nothing to compact"), "{out}");
+    let (ok, out) = run(lakeward(home.path()).args([
+        "tables",
+        "expire",
+        "bronze.orders",
+        "--older-than",
+        "0s",
+    ]));
+    assert!(ok && out.contains("expired 0 snapshots"), "the only snapshot is kept: {out}");
+    let (ok, out) = run(lakeward(home.path()).args(["tables", "show", "nope.nothing"]));
+    assert!(!ok && out.contains("no table `nope.nothing`"), "{out}");
+}

@@ -117,6 +117,31 @@ async fn gold_tables_and_kpis_match_an_independent_computation() {
     }
     assert!(total.orders > 15_000, "most orders are clean: {}", total.orders);
 
+    // Every layer was promoted to Iceberg, each task naming the snapshot it committed.
+    let store = lakeward::store::Store::open(&db.url).await.unwrap();
+    let tables = lakeward::lake::tables::Tables::open(&store, &warehouse).await.unwrap();
+    let promoted: HashMap<&str, &Value> = tasks
+        .iter()
+        .filter(|t| t.task_id.starts_with("promote_"))
+        .map(|t| (t.task_id.as_str(), &t.outputs["snapshot_id"]))
+        .collect();
+    assert_eq!(promoted.len(), 8, "{promoted:?}");
+    assert!(promoted.values().all(|id| id.is_i64()), "{promoted:?}");
+    for (table, rows) in
+        [("silver.orders_enriched", total.orders), ("gold.daily_sales", daily.len() as u64)]
+    {
+        let info = tables.describe(table).await.unwrap();
+        assert_eq!(info.rows, rows, "{table}");
+    }
+    let silver = tables.describe("silver.orders_enriched").await.unwrap();
+    assert_eq!(
+        silver.partition_spec,
+        ["order_year = identity(order_year)", "order_month = identity(order_month)"]
+    );
+    let orders = tables.describe("bronze.orders").await.unwrap();
+    assert_eq!(orders.partition_spec, ["order_date_day = day(order_date)"]);
+    assert!(orders.data_files >= 365, "one file per day at least: {}", orders.data_files);
+
     let report: Value = serde_json::from_str(
         &std::fs::read_to_string(warehouse_dir.join("gold/kpi_report.json")).unwrap(),
     )

@@ -1,5 +1,6 @@
-//! The e-commerce DAG against a real S3-protocol server (`.ci/run` starts one): datasets and the
-//! KPI report land in the bucket, and the figures equal those of a run on a local folder.
+//! The e-commerce DAG against a real S3-protocol server (`.ci/run` starts one): datasets, the
+//! KPI report and the Iceberg tables land in the bucket, and the figures equal those of a run
+//! on a local folder.
 //!
 //! Needs `LAKEWARD_TEST_S3_ENDPOINT` (e.g. `http://127.0.0.1:8014`), `LAKEWARD_TEST_S3_BUCKET`,
 //! `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`; skipped without them except under CI=true.
@@ -13,6 +14,7 @@ use std::time::Duration;
 use common::{Harness, HarnessOptions};
 use lakeward::dag::folder::load_file;
 use lakeward::jobs::Registry;
+use lakeward::lake::tables::WriteMode;
 use lakeward::lake::Warehouse;
 use lakeward::scheduler::trigger::RunRequest;
 use lakeward::store::RunState;
@@ -29,12 +31,38 @@ async fn run_ecommerce(warehouse: Warehouse) -> Value {
         h.trigger(&dag, RunRequest::manual(logical, params.as_object().cloned().unwrap())).await;
     let done = h.wait(&run, Duration::from_secs(120)).await;
     assert_eq!(done.state, RunState::Success, "{:#?}", h.tasks(&run).await);
+    // The Iceberg tables live in the same warehouse, and read back through it.
+    let tables = lakeward::lake::tables::Tables::open(&h.store, &warehouse).await.unwrap();
+    let silver = tables.describe("silver.orders_enriched").await.unwrap();
+    let daily = tables.describe("gold.daily_sales").await.unwrap();
+    assert_eq!(daily.rows, 365);
+    let scanned = tables.scan("gold.daily_sales", &Default::default()).await.unwrap();
+    assert_eq!(scanned.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 365);
+    let compacted = tables.compact("bronze.orders").await.unwrap();
+    assert!(compacted.snapshot_id.is_none(), "one file per day: nothing to compact");
+    // Small appends, then compaction and expiry, on this warehouse.
+    let dataset = warehouse.dataset("bronze/customers").unwrap();
+    let data = tokio::task::spawn_blocking(move || dataset.current().unwrap()).await.unwrap();
+    for _ in 0..2 {
+        tables.promote("bronze.customers", &data, &[], WriteMode::Append).await.unwrap();
+    }
+    let before = tables.describe("bronze.customers").await.unwrap();
+    let compacted = tables.compact("bronze.customers").await.unwrap();
+    assert_eq!((compacted.files_before, compacted.files_after), (3, 1));
+    let expired = tables.expire_snapshots("bronze.customers", i64::MAX, 1).await.unwrap();
+    assert_eq!(expired.expired_snapshots.len(), 3);
+    assert!(expired.deleted_files >= 3, "{expired:?}");
+    let after = tables.scan("bronze.customers", &Default::default()).await.unwrap();
+    assert_eq!(after.batches.iter().map(|b| b.num_rows() as u64).sum::<u64>(), before.rows);
     h.stop().await;
     let report = tokio::task::spawn_blocking(move || warehouse.read_text("gold/kpi_report.json"))
         .await
         .unwrap()
         .unwrap();
-    serde_json::from_str::<Value>(&report).unwrap()["metrics"].clone()
+    let mut metrics = serde_json::from_str::<Value>(&report).unwrap()["metrics"].clone();
+    metrics["silver_table_rows"] = json!(silver.rows);
+    metrics["table_location"] = json!(silver.location);
+    metrics
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,6 +99,10 @@ async fn the_pipeline_runs_the_same_on_s3() {
         assert!((a - b).abs() <= 1e-9 * b.abs(), "{float}: {a} on S3, {b} on disk");
     }
     assert!(on_s3["total_orders"].as_u64().unwrap() > 2000);
+    assert_eq!(on_s3["silver_table_rows"], on_s3["total_orders"]);
+    assert_eq!(on_s3["silver_table_rows"], on_disk["silver_table_rows"]);
+    let location = on_s3["table_location"].as_str().unwrap();
+    assert!(location.starts_with(&format!("s3://{bucket}/{prefix}/iceberg/")), "{location}");
 
     // The bucket holds the published datasets, read back through a fresh cache.
     let fresh_cache = tempfile::tempdir().unwrap();

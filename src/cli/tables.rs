@@ -17,7 +17,7 @@ use crate::time::display;
 async fn open(config: Config) -> anyhow::Result<Arc<Tables>> {
     let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
     let handle = TablesHandle::new(c.store.clone(), c.worker_options.warehouse.clone());
-    Ok(handle.get().await.context("opening the table catalog")?)
+    handle.get().await.context("opening the table catalog")
 }
 
 fn millis(ms: i64) -> String {

@@ -152,7 +152,15 @@ impl Tables {
         }
         let scan = builder.build()?;
         let planned: Vec<_> = scan.plan_files().await?.try_collect().await?;
-        let batches: Vec<RecordBatch> = scan.to_arrow().await?.try_collect().await?;
+        let mut batches: Vec<RecordBatch> = scan.to_arrow().await?.try_collect().await?;
+        // Time travel shows the schema of its snapshot; the current data shows the table's
+        // current schema (renamed and added columns included).
+        let current = table.metadata().current_schema();
+        let reading_current = request.snapshot_id.is_none() && request.as_of_ms.is_none();
+        if reading_current && current.schema_id() != schema.schema_id() {
+            batches =
+                batches.iter().map(|b| project(b, &schema, current)).collect::<Result<_, _>>()?;
+        }
         Ok(ScanResult {
             batches,
             planned_files: planned.len(),
@@ -160,6 +168,27 @@ impl Tables {
             snapshot_id: Some(snapshot_id),
         })
     }
+}
+
+/// Re-labels a batch read with schema `from` as schema `to`: columns matched by field id, so a
+/// renamed column keeps its data; a column `from` lacks is all nulls.
+fn project(batch: &RecordBatch, from: &Schema, to: &Schema) -> Result<RecordBatch, TableError> {
+    let target = std::sync::Arc::new(iceberg::arrow::schema_to_arrow_schema(to)?);
+    let columns = to
+        .as_struct()
+        .fields()
+        .iter()
+        .zip(target.fields())
+        .map(|(field, arrow_field)| {
+            let source = from.field_by_id(field.id).and_then(|f| batch.column_by_name(&f.name));
+            match source {
+                Some(column) if column.data_type() == arrow_field.data_type() => Ok(column.clone()),
+                Some(column) => Ok(arrow_cast::cast(column, arrow_field.data_type())?),
+                None => Ok(arrow_array::new_null_array(arrow_field.data_type(), batch.num_rows())),
+            }
+        })
+        .collect::<Result<Vec<_>, TableError>>()?;
+    Ok(RecordBatch::try_new(target, columns)?)
 }
 
 /// The snapshot that was current at `at_ms`.

@@ -95,8 +95,9 @@ async fn read_file(table: &Table, source: &Source) -> Result<Vec<RecordBatch>, T
     fn decode<R: parquet::file::reader::ChunkReader + 'static>(
         reader: R,
     ) -> Result<Vec<RecordBatch>, TableError> {
-        let reader =
-            ParquetRecordBatchReaderBuilder::try_new(reader)?.with_batch_size(BATCH_ROWS).build()?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(reader)?
+            .with_batch_size(BATCH_ROWS)
+            .build()?;
         reader.map(|batch| batch.map_err(TableError::from)).collect()
     }
     let decoded = match source.clone() {
