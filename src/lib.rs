@@ -8,7 +8,8 @@
 //! - [`store`]: every SQL statement; run state on SQLite or Postgres, plus wake-up notifications.
 //! - [`scheduler`]: creates runs and decides which task instances may run.
 //! - [`worker`]: claims task instances, runs them, heartbeats and records results.
-//! - [`lake`]: the warehouse: versioned Parquet/CSV datasets read and written with Polars.
+//! - [`lake`]: the warehouse: versioned Parquet/CSV datasets read and written with Polars, and
+//!   Apache Iceberg tables (catalog, commits, scans, compaction, expiry).
 //! - [`jobs`]: the task kinds (`shell`, `noop`, …) and the [`jobs::Job`] trait for custom ones.
 //! - [`web`]: the web UI, the REST API under `/api/v1`, `/metrics` and `/health`.
 //! - [`users`]: users, password hashes, sessions' and API tokens' secrets.

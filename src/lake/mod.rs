@@ -9,7 +9,8 @@
 //! are removed.
 //!
 //! Folders and files without a `_current` pointer (data dropped in by other tools) can be read
-//! too. This module knows nothing of DAGs, runs or the database.
+//! too. Datasets know nothing of DAGs, runs or the database; [`tables`] (Iceberg tables, whose
+//! catalog lives in the database) builds on them.
 
 mod dataset;
 mod frames;

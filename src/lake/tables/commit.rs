@@ -1,8 +1,10 @@
-//! Snapshot commits of our own: append, overwrite and replace-partitions (iceberg-rust 0.10
-//! only offers append). A commit writes a manifest (new files `added`, kept files `existing`,
-//! replaced files `deleted`), a manifest list and a new metadata file, then publishes the
-//! metadata with the SQL catalog's compare-and-swap on `metadata_location`; if another writer
-//! got there first, the commit is retried on top of the new metadata.
+//! Snapshot commits of our own: append, overwrite, replace-partitions and compaction's replace
+//! (iceberg-rust 0.10 only offers append). An append keeps the current manifests and adds one
+//! for the new files; a commit that removes files rewrites the live entries into one manifest
+//! (new files `added`, kept files `existing`, removed files `deleted`). Then a manifest list and
+//! a new metadata file are written and published with the SQL catalog's compare-and-swap on
+//! `metadata_location`; a writer that lost the race gets [`TableError::Conflict`] and
+//! [`super::Tables::promote`] retries on top of the new metadata.
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
