@@ -261,6 +261,26 @@ async fn the_iceberg_task_records_its_snapshot_and_reruns_do_not_duplicate() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_first_writes_share_one_namespace() {
+    for db in common::databases().await {
+        let lake = std::sync::Arc::new(lake(&db).await);
+        write_orders(&lake.warehouse, "bronze/orders", 0..2, 3, 1.0);
+        let mut writers = Vec::new();
+        for i in 0..4 {
+            let lake = lake.clone();
+            writers.push(tokio::spawn(async move {
+                let table = format!("race.table_{i}");
+                lake.promote(&table, "bronze/orders", &[], WriteMode::Overwrite).await
+            }));
+        }
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        assert_eq!(lake.tables.list().await.unwrap().len(), 4, "{}", db.backend);
+    }
+}
+
 fn sorted_ids(batches: &[RecordBatch]) -> Vec<i64> {
     let mut ids: Vec<i64> = batches
         .iter()

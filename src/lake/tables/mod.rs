@@ -180,9 +180,15 @@ impl Tables {
         if self.catalog.table_exists(&ident).await? {
             return Ok((self.catalog.load_table(&ident).await?, false));
         }
+        // Parallel tasks may create the same namespace or table at once: losing that race is
+        // fine, the winner's namespace or table is used.
         let namespace = ident.namespace().clone();
         if !self.catalog.namespace_exists(&namespace).await? {
-            self.catalog.create_namespace(&namespace, HashMap::new()).await?;
+            if let Err(e) = self.catalog.create_namespace(&namespace, HashMap::new()).await {
+                if !self.catalog.namespace_exists(&namespace).await? {
+                    return Err(e.into());
+                }
+            }
         }
         let schema = arrow_schema_to_schema_auto_assign_ids(arrow_schema)?;
         let spec = partition::partition_spec(&schema, partition_by).map_err(TableError::Invalid)?;
@@ -192,8 +198,13 @@ impl Tables {
             .partition_spec(spec)
             .properties([("write.format.default".to_string(), "parquet".to_string())])
             .build();
-        let table = self.catalog.create_table(&namespace, creation).await?;
-        Ok((table, true))
+        match self.catalog.create_table(&namespace, creation).await {
+            Ok(table) => Ok((table, true)),
+            Err(_) if self.catalog.table_exists(&ident).await? => {
+                Ok((self.catalog.load_table(&ident).await?, false))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Adds the data's new columns to the table's schema (nullable, so old snapshots stay
