@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arrow_array::{new_null_array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema as ArrowSchema, SchemaRef, TimeUnit};
 use iceberg::arrow::{schema_to_arrow_schema, RecordBatchPartitionSplitter};
-use iceberg::spec::{DataFile, DataFileFormat};
+use iceberg::spec::{DataFile, DataFileFormat, PartitionKey};
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{
@@ -21,6 +21,7 @@ use iceberg::writer::partitioning::PartitioningWriter;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::properties::WriterProperties;
+use tokio::sync::mpsc;
 
 use super::TableError;
 
@@ -90,31 +91,67 @@ pub enum Source {
     Table(String),
 }
 
-/// Reads one Parquet file in batches, decoding on a blocking thread.
-async fn read_file(table: &Table, source: &Source) -> Result<Vec<RecordBatch>, TableError> {
-    fn decode<R: parquet::file::reader::ChunkReader + 'static>(
-        reader: R,
-    ) -> Result<Vec<RecordBatch>, TableError> {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(reader)?
-            .with_batch_size(BATCH_ROWS)
-            .build()?;
-        reader.map(|batch| batch.map_err(TableError::from)).collect()
+/// Batches ready to write: conformed to the table schema and, for a partitioned table, split
+/// by partition.
+type Parts = Vec<(Option<PartitionKey>, RecordBatch)>;
+
+/// Streams one Parquet file: a blocking thread decodes, conforms and splits it batch by batch,
+/// at most two batches ahead of the writer, so memory stays bounded whatever the file's size.
+async fn stream_file(
+    table: &Table,
+    source: &Source,
+    schema: SchemaRef,
+    splitter: Option<Arc<RecordBatchPartitionSplitter>>,
+) -> Result<mpsc::Receiver<Result<Parts, TableError>>, TableError> {
+    enum Input {
+        File(std::fs::File),
+        Bytes(bytes::Bytes),
     }
-    let decoded = match source.clone() {
-        Source::Local(path) => {
-            tokio::task::spawn_blocking(move || {
-                let file = std::fs::File::open(&path)
-                    .map_err(|e| TableError::Invalid(format!("{}: {e}", path.display())))?;
-                decode(file)
-            })
-            .await
-        }
-        Source::Table(location) => {
-            let bytes = table.file_io().new_input(&location)?.read().await?;
-            tokio::task::spawn_blocking(move || decode(bytes)).await
-        }
+    let input = match source {
+        Source::Local(path) => Input::File(
+            std::fs::File::open(path)
+                .map_err(|e| TableError::Invalid(format!("{}: {e}", path.display())))?,
+        ),
+        Source::Table(location) => Input::Bytes(table.file_io().new_input(location)?.read().await?),
     };
-    decoded.map_err(|e| TableError::Invalid(format!("reading Parquet: {e}")))?
+    let (sender, receiver) = mpsc::channel(2);
+    tokio::task::spawn_blocking(move || {
+        let parts = |batch: RecordBatch| -> Result<Parts, TableError> {
+            let batch = conform(&batch, &schema)?;
+            match &splitter {
+                Some(splitter) => {
+                    Ok(splitter.split(&batch)?.into_iter().map(|(k, b)| (Some(k), b)).collect())
+                }
+                None => Ok(vec![(None, batch)]),
+            }
+        };
+        fn batches<R: parquet::file::reader::ChunkReader + 'static>(
+            reader: R,
+        ) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader, TableError> {
+            Ok(ParquetRecordBatchReaderBuilder::try_new(reader)?
+                .with_batch_size(BATCH_ROWS)
+                .build()?)
+        }
+        let reader = match input {
+            Input::File(file) => batches(file),
+            Input::Bytes(bytes) => batches(bytes),
+        };
+        let reader = match reader {
+            Ok(reader) => reader,
+            Err(e) => {
+                let _ = sender.blocking_send(Err(e));
+                return;
+            }
+        };
+        for batch in reader {
+            let item = batch.map_err(TableError::from).and_then(parts);
+            let failed = item.is_err();
+            if sender.blocking_send(item).is_err() || failed {
+                return;
+            }
+        }
+    });
+    Ok(receiver)
 }
 
 /// What a write produced: data files not yet committed, and their row count.
@@ -139,31 +176,37 @@ pub async fn write_data_files(
         DefaultLocationGenerator::new(metadata)?,
         DefaultFileNameGenerator::new(prefix.to_string(), None, DataFileFormat::Parquet),
     ));
-    let mut rows = 0u64;
-    let data_files = if spec.is_unpartitioned() {
-        let mut writer = builder.build(None).await?;
-        for path in files {
-            for batch in read_file(table, path).await? {
-                rows += batch.num_rows() as u64;
-                writer.write(conform(&batch, &arrow_schema)?).await?;
-            }
-        }
-        writer.close().await?
+    let splitter = if spec.is_unpartitioned() {
+        None
     } else {
-        let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(
+        Some(Arc::new(RecordBatchPartitionSplitter::try_new_with_computed_values(
             schema.clone(),
             spec.clone(),
-        )?;
-        let mut writer = FanoutWriter::new(builder);
-        for path in files {
-            for batch in read_file(table, path).await? {
+        )?))
+    };
+    // One of the two: a writer per partition, or a single writer.
+    let (mut fanout, mut single) = match splitter {
+        Some(_) => (Some(FanoutWriter::new(builder)), None),
+        None => (None, Some(builder.build(None).await?)),
+    };
+    let mut rows = 0u64;
+    for source in files {
+        let mut parts = stream_file(table, source, arrow_schema.clone(), splitter.clone()).await?;
+        while let Some(item) = parts.recv().await {
+            for (key, batch) in item? {
                 rows += batch.num_rows() as u64;
-                for (key, part) in splitter.split(&conform(&batch, &arrow_schema)?)? {
-                    writer.write(key, part).await?;
+                match (key, fanout.as_mut(), single.as_mut()) {
+                    (Some(key), Some(writer), _) => writer.write(key, batch).await?,
+                    (None, _, Some(writer)) => writer.write(batch).await?,
+                    _ => unreachable!("partitioned batches go with the fanout writer"),
                 }
             }
         }
-        writer.close().await?
+    }
+    let data_files = match (fanout, single) {
+        (Some(writer), _) => writer.close().await?,
+        (_, Some(mut writer)) => writer.close().await?,
+        _ => Vec::new(),
     };
     Ok(Written { files: data_files, rows })
 }
