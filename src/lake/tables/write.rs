@@ -2,13 +2,16 @@
 //! parquet-rs, conformed to the table's Arrow schema (which carries the Iceberg field ids), split
 //! by the table's partition spec, and written by iceberg-rust's Parquet data file writers.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{new_null_array, ArrayRef, RecordBatch};
+use arrow_array::{new_null_array, ArrayRef, RecordBatch, UInt32Array};
 use arrow_schema::{DataType, Field, Schema as ArrowSchema, SchemaRef, TimeUnit};
-use iceberg::arrow::{schema_to_arrow_schema, RecordBatchPartitionSplitter};
-use iceberg::spec::{DataFile, DataFileFormat, PartitionKey};
+use iceberg::arrow::{arrow_struct_to_literal, schema_to_arrow_schema, PartitionValueCalculator};
+use iceberg::spec::{
+    DataFile, DataFileFormat, Literal, PartitionKey, PartitionSpec, Struct, StructType,
+};
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{
@@ -91,6 +94,58 @@ pub enum Source {
     Table(String),
 }
 
+/// Splits record batches by partition in one pass over each batch: rows are grouped by their
+/// partition value, then each group is gathered with one `take`. (iceberg-rust's own splitter
+/// filters the whole batch once per partition, which is quadratic for daily partitions.)
+pub struct Splitter {
+    calculator: PartitionValueCalculator,
+    spec: PartitionSpec,
+    schema: iceberg::spec::SchemaRef,
+    partition_type: StructType,
+}
+
+impl Splitter {
+    pub fn try_new(
+        schema: &iceberg::spec::SchemaRef,
+        spec: &PartitionSpec,
+    ) -> Result<Splitter, TableError> {
+        Ok(Splitter {
+            calculator: PartitionValueCalculator::try_new(spec, schema)?,
+            spec: spec.clone(),
+            schema: schema.clone(),
+            partition_type: spec.partition_type(schema)?,
+        })
+    }
+
+    pub fn split(
+        &self,
+        batch: &RecordBatch,
+    ) -> Result<Vec<(PartitionKey, RecordBatch)>, TableError> {
+        let values = self.calculator.calculate(batch)?;
+        let mut groups: HashMap<Struct, Vec<u32>> = HashMap::new();
+        for (row, value) in
+            arrow_struct_to_literal(&values, &self.partition_type)?.into_iter().enumerate()
+        {
+            let Some(Literal::Struct(value)) = value else {
+                return Err(TableError::Invalid(format!("row {row} has no partition value")));
+            };
+            groups.entry(value).or_default().push(row as u32);
+        }
+        let single = groups.len() == 1;
+        groups
+            .into_iter()
+            .map(|(value, rows)| {
+                let part = if single {
+                    batch.clone()
+                } else {
+                    arrow_select::take::take_record_batch(batch, &UInt32Array::from(rows))?
+                };
+                Ok((PartitionKey::new(self.spec.clone(), self.schema.clone(), value), part))
+            })
+            .collect()
+    }
+}
+
 /// Batches ready to write: conformed to the table schema and, for a partitioned table, split
 /// by partition.
 type Parts = Vec<(Option<PartitionKey>, RecordBatch)>;
@@ -101,7 +156,7 @@ async fn stream_file(
     table: &Table,
     source: &Source,
     schema: SchemaRef,
-    splitter: Option<Arc<RecordBatchPartitionSplitter>>,
+    splitter: Option<Arc<Splitter>>,
 ) -> Result<mpsc::Receiver<Result<Parts, TableError>>, TableError> {
     enum Input {
         File(std::fs::File),
@@ -179,10 +234,7 @@ pub async fn write_data_files(
     let splitter = if spec.is_unpartitioned() {
         None
     } else {
-        Some(Arc::new(RecordBatchPartitionSplitter::try_new_with_computed_values(
-            schema.clone(),
-            spec.clone(),
-        )?))
+        Some(Arc::new(Splitter::try_new(&schema, &spec)?))
     };
     // One of the two: a writer per partition, or a single writer.
     let (mut fanout, mut single) = match splitter {
