@@ -560,6 +560,17 @@ async fn rest_api_covers_dags_runs_tasks_and_logs() {
         .await;
         assert_eq!(cleared.status, StatusCode::OK, "{}", cleared.body);
         assert_eq!(cleared.json()["cleared"], json!(["clean", "load", "done"]));
+        let malformed = web
+            .send(
+                Request::post(format!("/api/v1/dags/example/runs/{encoded}/tasks/clean/clear"))
+                    .header(AUTHORIZATION, format!("Bearer {token}"))
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(Body::from("{\"downstream\": maybe}"))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+        assert!(malformed.json()["error"].is_string(), "{}", malformed.body);
         let run = harness.wait(&run, Duration::from_secs(30)).await;
         assert_eq!(run.state.as_str(), "success");
 

@@ -340,9 +340,13 @@ pub struct ClearBody {
 pub async fn clear_task(
     State(state): State<AppState>,
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
-    payload: Option<Json<ClearBody>>,
+    payload: Result<Json<ClearBody>, JsonRejection>,
 ) -> ApiResult {
-    let downstream = payload.map(|Json(b)| b.downstream).unwrap_or(false);
+    // The body is optional: no JSON body at all means "just this task".
+    let downstream = match payload {
+        Err(JsonRejection::MissingJsonContentType(_)) => false,
+        other => body(other)?.downstream,
+    };
     let (run, dag, _) = lookup::task_instance(&state, &dag_id, &run_id, &task_id).await?;
     let cleared = control::clear(&state.store, &dag, &run, &task_id, downstream).await?;
     Ok(Json(json!({ "cleared": cleared })).into_response())
