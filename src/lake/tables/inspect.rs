@@ -3,7 +3,9 @@
 
 use arrow_array::RecordBatch;
 use futures::TryStreamExt;
+use iceberg::arrow::ArrowReaderBuilder;
 use iceberg::expr::{Predicate, Reference};
+use iceberg::scan::{FileScanTask, FileScanTaskStream};
 use iceberg::spec::{Datum, PrimitiveType, Schema, Type};
 use iceberg::table::Table;
 use serde::Serialize;
@@ -151,8 +153,16 @@ impl Tables {
             builder = builder.with_filter(parse_filter(filter, &schema)?);
         }
         let scan = builder.build()?;
-        let planned: Vec<_> = scan.plan_files().await?.try_collect().await?;
-        let mut batches: Vec<RecordBatch> = scan.to_arrow().await?.try_collect().await?;
+        // Plan once, count the planned files, and read exactly those (`to_arrow` would plan
+        // again, reading the manifests a second time).
+        let planned: Vec<FileScanTask> = scan.plan_files().await?.try_collect().await?;
+        let planned_files = planned.len();
+        let tasks: FileScanTaskStream =
+            Box::pin(futures::stream::iter(planned.into_iter().map(Ok)));
+        let reader =
+            ArrowReaderBuilder::new(table.file_io().clone(), iceberg::Runtime::try_current()?);
+        let mut batches: Vec<RecordBatch> =
+            reader.build().read(tasks)?.stream().try_collect().await?;
         // Time travel shows the schema of its snapshot; the current data shows the table's
         // current schema (renamed and added columns included).
         let current = table.metadata().current_schema();
@@ -161,12 +171,7 @@ impl Tables {
             batches =
                 batches.iter().map(|b| project(b, &schema, current)).collect::<Result<_, _>>()?;
         }
-        Ok(ScanResult {
-            batches,
-            planned_files: planned.len(),
-            total_files,
-            snapshot_id: Some(snapshot_id),
-        })
+        Ok(ScanResult { batches, planned_files, total_files, snapshot_id: Some(snapshot_id) })
     }
 }
 

@@ -105,8 +105,10 @@ impl Tables {
         let (kept_files, expired_files) = {
             let mut kept = HashSet::new();
             let mut gone = HashSet::new();
+            // Appends share manifests between snapshots: read each manifest once.
+            let mut manifests = HashMap::new();
             for snapshot in &snapshots {
-                let files = referenced_files(&table, snapshot).await?;
+                let files = referenced_files(&table, snapshot, &mut manifests).await?;
                 if expired.contains(&snapshot.snapshot_id()) {
                     gone.extend(files);
                 } else {
@@ -126,18 +128,23 @@ impl Tables {
 }
 
 /// Every file a snapshot needs: its manifest list, its manifests and their live data files.
+/// `manifests` caches the live data files of each manifest already read.
 async fn referenced_files(
     table: &Table,
     snapshot: &iceberg::spec::SnapshotRef,
+    manifests: &mut HashMap<String, Vec<String>>,
 ) -> Result<HashSet<String>, TableError> {
     let mut files = HashSet::from([snapshot.manifest_list().to_string()]);
     let list = table.manifest_list_reader(snapshot).load().await?;
     for manifest in list.entries() {
         files.insert(manifest.manifest_path.clone());
-        let loaded = manifest.load_manifest(table.file_io()).await?;
-        for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
-            files.insert(entry.data_file().file_path().to_string());
+        if !manifests.contains_key(&manifest.manifest_path) {
+            let loaded = manifest.load_manifest(table.file_io()).await?;
+            let live = loaded.entries().iter().filter(|e| e.is_alive());
+            let data = live.map(|e| e.data_file().file_path().to_string()).collect();
+            manifests.insert(manifest.manifest_path.clone(), data);
         }
+        files.extend(manifests[&manifest.manifest_path].iter().cloned());
     }
     Ok(files)
 }
