@@ -58,6 +58,7 @@ async fn sustain(backend: &str, url: &str) {
         heartbeat_interval: Duration::from_secs(5),
         poll_interval: Duration::from_millis(500),
         warehouse: lakeward::lake::Warehouse::open(std::env::temp_dir().to_str().unwrap()).unwrap(),
+        catalog: Default::default(),
     };
     let listen = store.listen();
     let scheduler = Scheduler::new(store.clone(), versions.clone(), scheduler_options);

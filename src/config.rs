@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::lake::tables::CatalogConfig;
 use crate::time::serde_duration;
 
 #[derive(Debug, Error)]
@@ -39,6 +40,8 @@ pub struct Config {
     pub web: WebConfig,
     /// Named pools and their slot counts: `[pools] warehouse = 4`. Tasks opt in with `pool`.
     pub pools: std::collections::BTreeMap<String, u32>,
+    /// The Iceberg catalog: lakeward's own database unless `[catalog] uri` names a REST one.
+    pub catalog: CatalogConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,6 +95,7 @@ impl Default for Config {
             worker: WorkerConfig::default(),
             web: WebConfig::default(),
             pools: Default::default(),
+            catalog: CatalogConfig::default(),
         }
     }
 }
@@ -179,6 +183,16 @@ impl Config {
         if let Ok(bind) = std::env::var("LAKEWARD_WEB_BIND") {
             self.web.bind = bind;
         }
+        let catalog = [
+            ("LAKEWARD_CATALOG_URI", &mut self.catalog.uri),
+            ("LAKEWARD_CATALOG_WAREHOUSE", &mut self.catalog.warehouse),
+            ("LAKEWARD_CATALOG_TOKEN", &mut self.catalog.token),
+        ];
+        for (name, field) in catalog {
+            if let Ok(value) = std::env::var(name) {
+                *field = Some(value).filter(|v| !v.is_empty());
+            }
+        }
         if let Ok(value) = std::env::var("LAKEWARD_WORKER_SLOTS") {
             self.worker.slots = value.parse().map_err(|_| ConfigError::Env {
                 name: "LAKEWARD_WORKER_SLOTS",
@@ -228,6 +242,13 @@ mod tests {
         std::fs::write(&path, "[worker]\nslot = 3\n").unwrap();
         let error = Config::from_file(&path).unwrap_err().to_string();
         assert!(error.contains("unknown field `slot`"), "{error}");
+
+        std::fs::write(&path, "[catalog]\nuri = \"http://nessie:19120/iceberg\"\n").unwrap();
+        let config = Config::from_file(&path).unwrap();
+        assert_eq!(config.catalog.uri.as_deref(), Some("http://nessie:19120/iceberg"));
+        std::fs::write(&path, "[catalog]\nurl = \"http://nessie\"\n").unwrap();
+        let error = Config::from_file(&path).unwrap_err().to_string();
+        assert!(error.contains("unknown field `url`"), "{error}");
     }
 
     #[test]

@@ -166,8 +166,14 @@ fn terminate(mut child: Child) {
 }
 
 fn http_get(address: &str, path: &str) -> String {
+    http_get_with(address, path, "")
+}
+
+/// A GET with extra header lines (each ending in CRLF).
+fn http_get_with(address: &str, path: &str, headers: &str) -> String {
     let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\n{headers}Connection: close\r\n\r\n")
+        .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
@@ -234,6 +240,17 @@ fn standalone_serves_schedules_and_runs_triggered_dags() {
     let page = http_get(&address, "/dags");
     assert!(page.starts_with("HTTP/1.1 303"), "pages need a login: {page}");
     assert!(page.contains("location: /login?next=%2Fdags"), "{page}");
+
+    // Its table catalog is served as an Iceberg REST catalog, to API tokens.
+    let (ok, token) = run(lakeward(home.path()).args(["users", "token", "admin"]));
+    assert!(ok, "{token}");
+    let auth = format!("Authorization: Bearer {}\r\n", token.trim());
+    let namespaces = http_get_with(&address, "/iceberg/v1/namespaces", &auth);
+    assert!(namespaces.starts_with("HTTP/1.1 200"), "{namespaces}");
+    assert!(namespaces.contains("\"namespaces\":[]"), "{namespaces}");
+    let anonymous = http_get(&address, "/iceberg/v1/namespaces");
+    assert!(anonymous.starts_with("HTTP/1.1 401"), "{anonymous}");
+    assert!(anonymous.contains("NotAuthorizedException"), "{anonymous}");
 
     // A backfill runs through the same scheduler, one run at a time (max_active_runs = 1).
     let (ok, out) = run(lakeward(home.path()).args([

@@ -119,7 +119,9 @@ async fn gold_tables_and_kpis_match_an_independent_computation() {
 
     // Every layer was promoted to Iceberg, each task naming the snapshot it committed.
     let store = lakeward::store::Store::open(&db.url).await.unwrap();
-    let tables = lakeward::lake::tables::Tables::open(&store, &warehouse).await.unwrap();
+    let tables = lakeward::lake::tables::Tables::open(&store, &warehouse, &Default::default())
+        .await
+        .unwrap();
     let promoted: HashMap<&str, &Value> = tasks
         .iter()
         .filter(|t| t.task_id.starts_with("promote_"))

@@ -32,7 +32,9 @@ async fn run_ecommerce(warehouse: Warehouse) -> Value {
     let done = h.wait(&run, Duration::from_secs(120)).await;
     assert_eq!(done.state, RunState::Success, "{:#?}", h.tasks(&run).await);
     // The Iceberg tables live in the same warehouse, and read back through it.
-    let tables = lakeward::lake::tables::Tables::open(&h.store, &warehouse).await.unwrap();
+    let tables = lakeward::lake::tables::Tables::open(&h.store, &warehouse, &Default::default())
+        .await
+        .unwrap();
     let silver = tables.describe("silver.orders_enriched").await.unwrap();
     let daily = tables.describe("gold.daily_sales").await.unwrap();
     assert_eq!(daily.rows, 365);

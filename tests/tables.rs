@@ -6,52 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use arrow_array::{Array, Float64Array, RecordBatch};
-use common::{dag, manual, Harness, HarnessOptions};
+use arrow_array::{Array, RecordBatch};
+use common::{dag, manual, rows, total_amount, write_orders, Harness, HarnessOptions};
 use lakeward::lake::tables::{PartitionField, ScanRequest, Tables, WriteMode};
 use lakeward::lake::{sink_parquet, Warehouse};
 use lakeward::store::{RunState, Store};
 use polars::prelude::{col, df, DataType, IntoLazy};
-
-/// Writes orders `(order_id, order_date, category, amount)` as a new version of `dataset`:
-/// `days` days from 2024-01-01, `per_day` orders each, categories cycling a, b, c.
-fn write_orders(
-    warehouse: &Warehouse,
-    dataset: &str,
-    days: std::ops::Range<i32>,
-    per_day: i64,
-    amount: f64,
-) {
-    let (mut ids, mut dates, mut categories, mut amounts) = (vec![], vec![], vec![], vec![]);
-    for day in days {
-        for i in 0..per_day {
-            ids.push(i64::from(day) * 1000 + i);
-            dates.push(19723 + day); // 2024-01-01 + day
-            categories.push(["a", "b", "c"][(i % 3) as usize]);
-            amounts.push(amount + i as f64);
-        }
-    }
-    let frame = df!("order_id" => ids, "order_date" => dates, "category" => categories, "amount" => amounts)
-        .unwrap()
-        .lazy()
-        .with_column(col("order_date").cast(DataType::Date));
-    sink_parquet(frame, &warehouse.dataset(dataset).unwrap(), &[]).unwrap();
-}
-
-fn rows(batches: &[RecordBatch]) -> usize {
-    batches.iter().map(RecordBatch::num_rows).sum()
-}
-
-fn total_amount(batches: &[RecordBatch]) -> f64 {
-    batches
-        .iter()
-        .map(|b| {
-            let column = b.column_by_name("amount").unwrap();
-            let values = column.as_any().downcast_ref::<Float64Array>().unwrap();
-            (0..values.len()).filter(|i| values.is_valid(*i)).map(|i| values.value(i)).sum::<f64>()
-        })
-        .sum()
-}
 
 struct Lake {
     _dir: tempfile::TempDir,
@@ -64,7 +24,7 @@ async fn lake(db: &common::TestDb) -> Lake {
     let dir = tempfile::tempdir().unwrap();
     let warehouse = Warehouse::open(dir.path().join("warehouse").to_str().unwrap()).unwrap();
     let store = Store::open(&db.url).await.unwrap();
-    let tables = Tables::open(&store, &warehouse).await.unwrap();
+    let tables = Tables::open(&store, &warehouse, &Default::default()).await.unwrap();
     Lake { _dir: dir, warehouse, store, tables }
 }
 
@@ -254,7 +214,7 @@ async fn the_iceberg_task_records_its_snapshot_and_reruns_do_not_duplicate() {
         let ti = h.tasks(&run).await.remove(0);
         let second = ti.outputs["snapshot_id"].as_i64().unwrap();
         assert_ne!(first, second);
-        let tables = Tables::open(&h.store, &warehouse).await.unwrap();
+        let tables = Tables::open(&h.store, &warehouse, &Default::default()).await.unwrap();
         let now = tables.scan("bronze.orders", &ScanRequest::default()).await.unwrap();
         assert_eq!(rows(&now.batches), 30, "{}: the re-run replaced its partitions", db.backend);
         h.stop().await;

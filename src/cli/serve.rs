@@ -41,7 +41,12 @@ fn say(line: &str) {
 }
 
 fn web_state(c: &Components) -> AppState {
-    AppState::new(c.store.clone(), c.versions.clone(), &c.config)
+    let state = AppState::new(c.store.clone(), c.versions.clone(), &c.config);
+    // The embedded catalog is served to other engines; a REST catalog serves itself.
+    match c.config.catalog.uri {
+        None => state.with_tables(c.worker_options.tables(&c.store)),
+        Some(_) => state,
+    }
 }
 
 /// Binds the web server's address; without authentication, only a loopback one.

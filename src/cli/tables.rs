@@ -10,14 +10,13 @@ use arrow_array::RecordBatch;
 
 use crate::config::Config;
 use crate::jobs::Registry;
-use crate::lake::tables::{Alteration, ScanRequest, Tables, TablesHandle};
+use crate::lake::tables::{Alteration, ScanRequest, Tables};
 use crate::runtime::Components;
 use crate::time::display;
 
 async fn open(config: Config) -> anyhow::Result<Arc<Tables>> {
     let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
-    let handle = TablesHandle::new(c.store.clone(), c.worker_options.warehouse.clone());
-    handle.get().await.context("opening the table catalog")
+    c.worker_options.tables(&c.store).get().await.context("opening the table catalog")
 }
 
 fn millis(ms: i64) -> String {

@@ -1,5 +1,5 @@
-//! The web server: server-rendered pages (askama), the REST API under `/api/v1`, `/metrics`
-//! and `/health`.
+//! The web server: server-rendered pages (askama), the REST API under `/api/v1`, the Iceberg
+//! REST catalog under `/iceberg`, `/metrics` and `/health`.
 //!
 //! Handlers read and write through the [`Store`] and the scheduler's public actions (trigger,
 //! clear, mark); they make no scheduling decisions. Every route but `/health`, `/login` and
@@ -7,6 +7,7 @@
 
 mod api;
 pub mod auth;
+mod catalog;
 mod error;
 mod graph;
 mod lookup;
@@ -30,6 +31,7 @@ use serde_json::json;
 pub use error::WebError;
 
 use crate::config::Config;
+use crate::lake::tables::TablesHandle;
 use crate::runtime::Shutdown;
 use crate::store::Store;
 use crate::time::{display, now_micros};
@@ -46,6 +48,8 @@ pub struct AppState {
     pub session_lifetime: Duration,
     /// The CSRF token of forms when authentication is off (there is no session to hold one).
     open_csrf_token: Arc<str>,
+    /// The table catalog served as an Iceberg REST catalog under `/iceberg`, if any.
+    pub tables: Option<TablesHandle>,
 }
 
 impl AppState {
@@ -57,7 +61,13 @@ impl AppState {
             auth: config.web.auth,
             session_lifetime: config.web.session_lifetime,
             open_csrf_token: crate::users::new_secret().into(),
+            tables: None,
         }
+    }
+
+    /// Serves `tables` as an Iceberg REST catalog under `/iceberg`.
+    pub fn with_tables(self, tables: TablesHandle) -> AppState {
+        AppState { tables: Some(tables), ..self }
     }
 }
 
@@ -99,6 +109,7 @@ pub fn app(state: AppState) -> Router {
         .route("/logout", post(auth::logout))
         .route("/metrics", get(metrics::metrics))
         .nest("/api/v1", api)
+        .nest("/iceberg", catalog::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .merge(protected)

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::lake::tables::TablesHandle;
+use crate::lake::tables::{CatalogConfig, TablesHandle};
 use crate::lake::{LakeError, Warehouse};
 use crate::runtime::{hostname, process_id, Shutdown};
 use crate::store::{ClaimedTask, RunRow, Store, StoreError, TaskOutcome};
@@ -30,9 +30,16 @@ pub struct WorkerOptions {
     pub heartbeat_interval: Duration,
     pub poll_interval: Duration,
     pub warehouse: Warehouse,
+    /// The Iceberg catalog of the `iceberg` tasks.
+    pub catalog: CatalogConfig,
 }
 
 impl WorkerOptions {
+    /// The table catalog these options name, opened on first use.
+    pub fn tables(&self, store: &Store) -> TablesHandle {
+        TablesHandle::new(store.clone(), self.warehouse.clone(), self.catalog.clone())
+    }
+
     pub fn from_config(config: &Config) -> Result<WorkerOptions, LakeError> {
         Ok(WorkerOptions {
             slots: config.worker.slots.max(1),
@@ -40,6 +47,7 @@ impl WorkerOptions {
             heartbeat_interval: config.worker.heartbeat_interval,
             poll_interval: config.worker.poll_interval,
             warehouse: Warehouse::connect(&config.warehouse(), &config.home.join("cache"))?,
+            catalog: config.catalog.clone(),
         })
     }
 }
@@ -61,7 +69,7 @@ const RUN_CACHE_LIMIT: usize = 4096;
 
 impl Worker {
     pub fn new(store: Store, versions: Arc<DagVersions>, options: WorkerOptions) -> Worker {
-        let tables = TablesHandle::new(store.clone(), options.warehouse.clone());
+        let tables = options.tables(&store);
         Worker {
             id: process_id("worker"),
             store,

@@ -147,6 +147,7 @@ impl Harness {
                 heartbeat_interval: Duration::from_millis(200),
                 poll_interval: Duration::from_millis(100),
                 warehouse,
+                catalog: Default::default(),
             },
         );
         let tasks =
@@ -231,4 +232,48 @@ pub fn python_with_pyiceberg() -> Option<String> {
             None
         }
     }
+}
+
+/// Writes orders `(order_id, order_date, category, amount)` as a new version of `dataset`:
+/// `days` days from 2024-01-01, `per_day` orders each, categories cycling a, b, c.
+pub fn write_orders(
+    warehouse: &Warehouse,
+    dataset: &str,
+    days: std::ops::Range<i32>,
+    per_day: i64,
+    amount: f64,
+) {
+    use polars::prelude::{col, df, DataType, IntoLazy};
+    let (mut ids, mut dates, mut categories, mut amounts) = (vec![], vec![], vec![], vec![]);
+    for day in days {
+        for i in 0..per_day {
+            ids.push(i64::from(day) * 1000 + i);
+            dates.push(19723 + day); // 2024-01-01 + day
+            categories.push(["a", "b", "c"][(i % 3) as usize]);
+            amounts.push(amount + i as f64);
+        }
+    }
+    let frame = df!("order_id" => ids, "order_date" => dates, "category" => categories, "amount" => amounts)
+        .unwrap()
+        .lazy()
+        .with_column(col("order_date").cast(DataType::Date));
+    lakeward::lake::sink_parquet(frame, &warehouse.dataset(dataset).unwrap(), &[]).unwrap();
+}
+
+/// Rows in `batches`.
+pub fn rows(batches: &[arrow_array::RecordBatch]) -> usize {
+    batches.iter().map(arrow_array::RecordBatch::num_rows).sum()
+}
+
+/// The sum of the `amount` column of `batches`, nulls skipped.
+pub fn total_amount(batches: &[arrow_array::RecordBatch]) -> f64 {
+    batches
+        .iter()
+        .map(|b| {
+            use arrow_array::Array;
+            let column = b.column_by_name("amount").unwrap();
+            let values = column.as_any().downcast_ref::<arrow_array::Float64Array>().unwrap();
+            (0..values.len()).filter(|i| values.is_valid(*i)).map(|i| values.value(i)).sum::<f64>()
+        })
+        .sum()
 }

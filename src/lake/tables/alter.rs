@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
+use iceberg::TableUpdate;
 
-use super::commit::publish;
-use super::{TableError, Tables};
+use super::{set_schema, TableError, Tables};
 
 #[derive(Debug, Clone)]
 pub enum Alteration {
@@ -60,7 +60,7 @@ impl Tables {
                     primitive_type(type_name)?,
                 );
                 let next: Schema = schema.into_builder().with_fields([Arc::new(field)]).build()?;
-                publish(self, &table, |b| b.add_current_schema(next.clone())).await
+                self.publish(&table, set_schema(next)).await
             }
             Alteration::RenameColumn { from, to } => {
                 if schema.field_by_name(from).is_none() {
@@ -85,11 +85,11 @@ impl Tables {
                     .with_fields(fields)
                     .with_identifier_field_ids(schema.identifier_field_ids())
                     .build()?;
-                publish(self, &table, |b| b.add_current_schema(next.clone())).await
+                self.publish(&table, set_schema(next)).await
             }
             Alteration::SetProperty { key, value } => {
-                let properties = HashMap::from([(key.clone(), value.clone())]);
-                publish(self, &table, |b| b.set_properties(properties.clone())).await
+                let updates = HashMap::from([(key.clone(), value.clone())]);
+                self.publish(&table, vec![TableUpdate::SetProperties { updates }]).await
             }
         }
     }

@@ -2,20 +2,17 @@
 //! (iceberg-rust 0.10 only offers append). An append keeps the current manifests and adds one
 //! for the new files; a commit that removes files rewrites the live entries into one manifest
 //! (new files `added`, kept files `existing`, removed files `deleted`). Then a manifest list and
-//! a new metadata file are written and published with the SQL catalog's compare-and-swap on
-//! `metadata_location`; a writer that lost the race gets [`TableError::Conflict`] and
-//! [`super::Tables::promote`] retries on top of the new metadata.
+//! the snapshot is published to the catalog (see `catalog`); a writer that lost the race gets
+//! [`TableError::Conflict`] and [`super::Tables::promote`] retries on top of the new metadata.
 
 use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
 
 use iceberg::spec::{
     DataFile, ManifestEntryRef, ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation,
-    Snapshot, SnapshotReference, SnapshotRetention, Struct, Summary, TableMetadataBuilder,
-    MAIN_BRANCH,
+    Snapshot, SnapshotReference, SnapshotRetention, Struct, Summary, MAIN_BRANCH,
 };
 use iceberg::table::Table;
-use iceberg::MetadataLocation;
+use iceberg::TableUpdate;
 
 use super::{TableError, Tables};
 use crate::users::new_secret;
@@ -197,43 +194,10 @@ pub(super) async fn commit_change(
         .build();
     let reference =
         SnapshotReference::new(snapshot_id, SnapshotRetention::branch(None, None, None));
-    publish(tables, table, |builder| {
-        builder.add_snapshot(snapshot.clone())?.set_ref(MAIN_BRANCH, reference.clone())
-    })
-    .await?;
+    let updates = vec![
+        TableUpdate::AddSnapshot { snapshot },
+        TableUpdate::SetSnapshotRef { ref_name: MAIN_BRANCH.to_string(), reference },
+    ];
+    tables.publish(table, updates).await?;
     Ok(snapshot_id)
-}
-
-/// Writes the metadata `change` makes of the table's current metadata and swaps it in.
-pub async fn publish(
-    tables: &Tables,
-    table: &Table,
-    change: impl Fn(TableMetadataBuilder) -> iceberg::Result<TableMetadataBuilder>,
-) -> Result<(), TableError> {
-    let current = table.metadata_location().ok_or_else(|| {
-        TableError::Invalid(format!("table {} has no metadata file", table.identifier()))
-    })?;
-    let builder = TableMetadataBuilder::new_from_metadata(
-        table.metadata().clone(),
-        Some(current.to_string()),
-    );
-    let metadata = change(builder)?.build()?.metadata;
-    let next = MetadataLocation::from_str(current)?.with_next_version();
-    metadata.write_to(table.file_io(), &next).await?;
-    let ident = table.identifier();
-    let swapped = tables
-        .store
-        .swap_table_metadata(
-            &tables.name,
-            &ident.namespace().join("."),
-            ident.name(),
-            current,
-            &next.to_string(),
-        )
-        .await?;
-    if swapped {
-        Ok(())
-    } else {
-        Err(TableError::Conflict(ident.to_string()))
-    }
 }

@@ -6,9 +6,10 @@ use std::collections::{HashMap, HashSet};
 
 use iceberg::spec::{ManifestEntryRef, Operation, Struct};
 use iceberg::table::Table;
+use iceberg::TableUpdate;
 use serde::Serialize;
 
-use super::commit::{commit_change, live_entries, publish, Change};
+use super::commit::{commit_change, live_entries, Change};
 use super::write::Source;
 use super::{TableError, Tables};
 
@@ -117,7 +118,8 @@ impl Tables {
             }
             (kept, gone)
         };
-        publish(self, &table, |builder| Ok(builder.remove_snapshots(&expired))).await?;
+        let update = TableUpdate::RemoveSnapshots { snapshot_ids: expired.clone() };
+        self.publish(&table, vec![update]).await?;
         let mut deleted_files = 0;
         for path in expired_files.difference(&kept_files) {
             table.file_io().delete(path).await?;

@@ -10,6 +10,7 @@
 //! small files and expires old snapshots; `inspect` describes and scans tables.
 
 mod alter;
+mod catalog;
 mod commit;
 pub mod inspect;
 mod maintenance;
@@ -23,13 +24,16 @@ use std::sync::Arc;
 
 use iceberg::arrow::{arrow_schema_to_schema_auto_assign_ids, arrow_type_to_type};
 use iceberg::io::LocalFsStorageFactory;
+use iceberg::io::StorageFactory;
 use iceberg::spec::{NestedField, Schema, Type};
 use iceberg::table::Table;
-use iceberg::{Catalog, CatalogBuilder, TableCreation, TableIdent};
-use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
+use iceberg::{Catalog, CatalogBuilder, TableCreation, TableIdent, TableUpdate};
+use iceberg_catalog_rest::RestCatalogBuilder;
+use iceberg_catalog_sql::SqlCatalogBuilder;
 use thiserror::Error;
 
 pub use alter::Alteration;
+pub use catalog::CatalogConfig;
 pub use commit::WriteMode;
 pub use inspect::{ScanRequest, ScanResult, SnapshotInfo, TableInfo};
 pub use maintenance::{Compaction, Expiry};
@@ -61,13 +65,16 @@ pub enum TableError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("catalog: {0}")]
+    Catalog(String),
+    #[error("commit to {table} refused: {reason}")]
+    Refused { table: String, reason: String },
 }
 
 /// The table catalog of one lakeward deployment.
 pub struct Tables {
-    catalog: SqlCatalog,
-    store: Store,
-    name: String,
+    catalog: Box<dyn Catalog>,
+    publisher: catalog::Publisher,
 }
 
 /// What one promotion did.
@@ -93,25 +100,61 @@ pub fn table_ident(name: &str) -> Result<TableIdent, TableError> {
 }
 
 impl Tables {
-    /// Opens the SQL catalog in `store`'s database, for tables under `iceberg/` in the
-    /// warehouse (a local folder or an `s3://` location).
-    pub async fn open(store: &Store, warehouse: &Warehouse) -> Result<Tables, TableError> {
-        let builder = match warehouse.remote_location() {
-            Some(location) => SqlCatalogBuilder::default()
-                .warehouse_location(format!("{location}/iceberg"))
-                .with_storage_factory(Arc::new(s3::S3StorageFactory)),
-            None => {
-                let root = warehouse.root().join("iceberg");
-                std::fs::create_dir_all(&root)
-                    .map_err(|e| TableError::Invalid(format!("{}: {e}", root.display())))?;
-                let root = root.canonicalize().unwrap_or(root);
-                SqlCatalogBuilder::default()
-                    .warehouse_location(format!("file://{}", root.display()))
-                    .with_storage_factory(Arc::new(LocalFsStorageFactory))
+    /// Opens the table catalog: the SQL catalog in `store`'s database, for tables under
+    /// `iceberg/` in the warehouse (a local folder or an `s3://` location), or the REST catalog
+    /// `config` names.
+    pub async fn open(
+        store: &Store,
+        warehouse: &Warehouse,
+        config: &CatalogConfig,
+    ) -> Result<Tables, TableError> {
+        let (location, storage): (String, Arc<dyn StorageFactory>) =
+            match warehouse.remote_location() {
+                Some(location) => (format!("{location}/iceberg"), Arc::new(s3::S3StorageFactory)),
+                None => {
+                    let root = warehouse.root().join("iceberg");
+                    std::fs::create_dir_all(&root)
+                        .map_err(|e| TableError::Invalid(format!("{}: {e}", root.display())))?;
+                    let root = root.canonicalize().unwrap_or(root);
+                    (format!("file://{}", root.display()), Arc::new(LocalFsStorageFactory))
+                }
+            };
+        if let Some(uri) = &config.uri {
+            let publisher = catalog::RestCommits::connect(config, uri).await?;
+            let mut props = HashMap::from([("uri".to_string(), uri.clone())]);
+            if let Some(warehouse) = &config.warehouse {
+                props.insert("warehouse".into(), warehouse.clone());
             }
-        };
-        let catalog = builder.uri(store.url()).load(CATALOG_NAME, HashMap::new()).await?;
-        Ok(Tables { catalog, store: store.clone(), name: CATALOG_NAME.to_string() })
+            if let Some(token) = &config.token {
+                props.insert("token".into(), token.clone());
+            }
+            let catalog = RestCatalogBuilder::default()
+                .with_storage_factory(storage)
+                .load(CATALOG_NAME, props)
+                .await?;
+            return Ok(Tables {
+                catalog: Box::new(catalog),
+                publisher: catalog::Publisher::Rest(publisher),
+            });
+        }
+        let catalog = SqlCatalogBuilder::default()
+            .warehouse_location(location)
+            .with_storage_factory(storage)
+            .uri(store.url())
+            .load(CATALOG_NAME, HashMap::new())
+            .await?;
+        Ok(Tables {
+            catalog: Box::new(catalog),
+            publisher: catalog::Publisher::Sql {
+                store: store.clone(),
+                catalog_name: CATALOG_NAME.to_string(),
+            },
+        })
+    }
+
+    /// Applies `updates` to `table`'s metadata in the catalog.
+    async fn publish(&self, table: &Table, updates: Vec<TableUpdate>) -> Result<(), TableError> {
+        self.publisher.publish(table, updates).await
     }
 
     pub async fn load(&self, name: &str) -> Result<Table, TableError> {
@@ -243,10 +286,16 @@ impl Tables {
         }
         let names = added.iter().map(|f| f.name.clone()).collect();
         let schema: Schema = current.as_ref().clone().into_builder().with_fields(added).build()?;
-        commit::publish(self, table, |builder| builder.add_current_schema(schema.clone())).await?;
+        self.publish(table, set_schema(schema)).await?;
         *table = self.catalog.load_table(table.identifier()).await?;
         Ok(names)
     }
+}
+
+/// The updates that make `schema` the table's current schema.
+fn set_schema(schema: Schema) -> Vec<TableUpdate> {
+    // -1: the schema this change adds.
+    vec![TableUpdate::AddSchema { schema }, TableUpdate::SetCurrentSchema { schema_id: -1 }]
 }
 
 /// Whether data of type `data` can be written into a column of type `table`.
@@ -268,18 +317,19 @@ pub struct TablesHandle {
     cell: Arc<tokio::sync::OnceCell<Arc<Tables>>>,
     store: Store,
     warehouse: Warehouse,
+    config: CatalogConfig,
 }
 
 impl TablesHandle {
-    pub fn new(store: Store, warehouse: Warehouse) -> TablesHandle {
-        TablesHandle { cell: Arc::default(), store, warehouse }
+    pub fn new(store: Store, warehouse: Warehouse, config: CatalogConfig) -> TablesHandle {
+        TablesHandle { cell: Arc::default(), store, warehouse, config }
     }
 
     pub async fn get(&self) -> Result<Arc<Tables>, TableError> {
         let tables = self
             .cell
             .get_or_try_init(|| async {
-                Tables::open(&self.store, &self.warehouse).await.map(Arc::new)
+                Tables::open(&self.store, &self.warehouse, &self.config).await.map(Arc::new)
             })
             .await?;
         Ok(tables.clone())
