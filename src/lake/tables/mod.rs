@@ -16,6 +16,7 @@ pub mod inspect;
 mod maintenance;
 mod partition;
 mod s3;
+mod split;
 mod write;
 
 use std::collections::HashMap;

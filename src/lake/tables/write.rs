@@ -1,17 +1,15 @@
 //! Writing a dataset's Parquet files into a table's data files: record batches are read with
 //! parquet-rs, conformed to the table's Arrow schema (which carries the Iceberg field ids), split
-//! by the table's partition spec, and written by iceberg-rust's Parquet data file writers.
+//! by the table's partition spec and gathered per partition (`split`), and written by
+//! iceberg-rust's Parquet data file writers.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{new_null_array, ArrayRef, RecordBatch, UInt32Array};
+use arrow_array::{new_null_array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema as ArrowSchema, SchemaRef, TimeUnit};
-use iceberg::arrow::{arrow_struct_to_literal, schema_to_arrow_schema, PartitionValueCalculator};
-use iceberg::spec::{
-    DataFile, DataFileFormat, Literal, PartitionKey, PartitionSpec, Struct, StructType,
-};
+use iceberg::arrow::schema_to_arrow_schema;
+use iceberg::spec::{DataFile, DataFileFormat, PartitionKey};
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{
@@ -26,6 +24,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::properties::WriterProperties;
 use tokio::sync::mpsc;
 
+use super::split::{Gather, Splitter};
 use super::TableError;
 
 /// Rows per record batch read from the dataset.
@@ -92,58 +91,6 @@ pub enum Source {
     Local(PathBuf),
     /// One of the table's own data files (compaction), read through the table's FileIO.
     Table(String),
-}
-
-/// Splits record batches by partition in one pass over each batch: rows are grouped by their
-/// partition value, then each group is gathered with one `take`. (iceberg-rust's own splitter
-/// filters the whole batch once per partition, which is quadratic for daily partitions.)
-pub struct Splitter {
-    calculator: PartitionValueCalculator,
-    spec: PartitionSpec,
-    schema: iceberg::spec::SchemaRef,
-    partition_type: StructType,
-}
-
-impl Splitter {
-    pub fn try_new(
-        schema: &iceberg::spec::SchemaRef,
-        spec: &PartitionSpec,
-    ) -> Result<Splitter, TableError> {
-        Ok(Splitter {
-            calculator: PartitionValueCalculator::try_new(spec, schema)?,
-            spec: spec.clone(),
-            schema: schema.clone(),
-            partition_type: spec.partition_type(schema)?,
-        })
-    }
-
-    pub fn split(
-        &self,
-        batch: &RecordBatch,
-    ) -> Result<Vec<(PartitionKey, RecordBatch)>, TableError> {
-        let values = self.calculator.calculate(batch)?;
-        let mut groups: HashMap<Struct, Vec<u32>> = HashMap::new();
-        for (row, value) in
-            arrow_struct_to_literal(&values, &self.partition_type)?.into_iter().enumerate()
-        {
-            let Some(Literal::Struct(value)) = value else {
-                return Err(TableError::Invalid(format!("row {row} has no partition value")));
-            };
-            groups.entry(value).or_default().push(row as u32);
-        }
-        let single = groups.len() == 1;
-        groups
-            .into_iter()
-            .map(|(value, rows)| {
-                let part = if single {
-                    batch.clone()
-                } else {
-                    arrow_select::take::take_record_batch(batch, &UInt32Array::from(rows))?
-                };
-                Ok((PartitionKey::new(self.spec.clone(), self.schema.clone(), value), part))
-            })
-            .collect()
-    }
 }
 
 /// Batches ready to write: conformed to the table schema and, for a partitioned table, split
@@ -241,6 +188,7 @@ pub async fn write_data_files(
         Some(_) => (Some(FanoutWriter::new(builder)), None),
         None => (None, Some(builder.build(None).await?)),
     };
+    let mut gather = Gather::default();
     let mut rows = 0u64;
     for source in files {
         let mut parts = stream_file(table, source, arrow_schema.clone(), splitter.clone()).await?;
@@ -248,7 +196,11 @@ pub async fn write_data_files(
             for (key, batch) in item? {
                 rows += batch.num_rows() as u64;
                 match (key, fanout.as_mut(), single.as_mut()) {
-                    (Some(key), Some(writer), _) => writer.write(key, batch).await?,
+                    (Some(key), Some(writer), _) => {
+                        for (key, batch) in gather.add(key, batch)? {
+                            writer.write(key, batch).await?;
+                        }
+                    }
                     (None, _, Some(writer)) => writer.write(batch).await?,
                     _ => unreachable!("partitioned batches go with the fanout writer"),
                 }
@@ -256,7 +208,12 @@ pub async fn write_data_files(
         }
     }
     let data_files = match (fanout, single) {
-        (Some(writer), _) => writer.close().await?,
+        (Some(mut writer), _) => {
+            for (key, batch) in gather.drain()? {
+                writer.write(key, batch).await?;
+            }
+            writer.close().await?
+        }
         (_, Some(mut writer)) => writer.close().await?,
         _ => Vec::new(),
     };
