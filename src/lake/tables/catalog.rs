@@ -20,7 +20,7 @@ use super::TableError;
 use crate::store::Store;
 
 /// `[catalog]` in lakeward.toml: empty for the embedded SQL catalog, `uri` for a REST catalog.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogConfig {
     /// Base URL of an Iceberg REST catalog, e.g. `http://nessie:19120/iceberg`.
@@ -31,7 +31,17 @@ pub struct CatalogConfig {
     pub token: Option<String>,
 }
 
-/// Where [`publish`] sends a table's metadata changes.
+impl std::fmt::Debug for CatalogConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogConfig")
+            .field("uri", &self.uri)
+            .field("warehouse", &self.warehouse)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// Where a table's metadata changes are published.
 pub(super) enum Publisher {
     /// Our own database holds the SQL catalog.
     Sql {

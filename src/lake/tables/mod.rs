@@ -240,7 +240,10 @@ impl Tables {
             .name(ident.name().to_string())
             .schema(schema)
             .partition_spec(spec)
-            .properties([("write.format.default".to_string(), "parquet".to_string())])
+            .properties([
+                ("write.format.default".to_string(), "parquet".to_string()),
+                ("write.parquet.compression-codec".to_string(), "zstd".to_string()),
+            ])
             .build();
         match self.catalog.create_table(&namespace, creation).await {
             Ok(table) => Ok((table, true)),

@@ -1,12 +1,12 @@
-//! Rows to partitions: [`Splitter`] cuts record batches by a table's partition spec and
+//! Rows to partitions: [`Splitter`] finds each row's partition under a table's spec and
 //! [`Gather`] collects each partition's rows into large writes.
 //!
 //! Both exist for speed. iceberg-rust's own splitter filters the whole batch once per
 //! partition (quadratic for a year of daily partitions) and turns every row's partition value
 //! into a `Literal`; ours groups rows by the transformed values as they sit in the Arrow
 //! columns and builds one `Literal` per group. And a Parquet writer spends nearly as long on a
-//! write of 200 rows as on one of 50,000, so rows wait in [`Gather`] until a partition has
-//! enough of them.
+//! write of 200 rows as on one of 50,000, so rows wait in [`Gather`] until there are many per
+//! partition.
 
 use std::collections::HashMap;
 
@@ -15,8 +15,9 @@ use arrow_array::types::{
     Date32Type, Decimal128Type, Float32Type, Float64Type, Int32Type, Int64Type,
     TimestampMicrosecondType, TimestampNanosecondType,
 };
-use arrow_array::{Array, ArrayRef, RecordBatch, StructArray, UInt32Array};
+use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
 use arrow_schema::{DataType, TimeUnit};
+use arrow_select::interleave::interleave_record_batch;
 use iceberg::arrow::{arrow_struct_to_literal, PartitionValueCalculator};
 use iceberg::spec::{Literal, PartitionKey, PartitionSpec, Struct, StructType};
 
@@ -122,7 +123,13 @@ fn group_rows(values: &StructArray) -> Option<Vec<Vec<u32>>> {
     Some(members)
 }
 
-/// Cuts batches into one batch per partition of a spec.
+/// A batch, and the rows of it each partition gets.
+pub struct Assigned {
+    pub batch: RecordBatch,
+    pub parts: Vec<(PartitionKey, Vec<u32>)>,
+}
+
+/// Finds the partition of each row of a batch.
 pub struct Splitter {
     calculator: PartitionValueCalculator,
     spec: PartitionSpec,
@@ -151,27 +158,21 @@ impl Splitter {
         }
     }
 
-    pub fn split(
-        &self,
-        batch: &RecordBatch,
-    ) -> Result<Vec<(PartitionKey, RecordBatch)>, TableError> {
-        let values = self.calculator.calculate(batch)?;
+    /// Which rows of `batch` belong to which partition.
+    pub fn assign(&self, batch: RecordBatch) -> Result<Assigned, TableError> {
+        let values = self.calculator.calculate(&batch)?;
         let groups = match group_rows(values.as_struct()) {
             Some(groups) => groups,
             None => self.group_by_literal(&values)?,
         };
-        let key = |value| PartitionKey::new(self.spec.clone(), self.schema.clone(), value);
-        if groups.len() == 1 {
-            return Ok(vec![(key(self.value_of(&values, 0)?), batch.clone())]);
-        }
-        groups
+        let parts = groups
             .into_iter()
             .map(|rows| {
                 let value = self.value_of(&values, rows[0] as usize)?;
-                let part = arrow_select::take::take_record_batch(batch, &UInt32Array::from(rows))?;
-                Ok((key(value), part))
+                Ok((PartitionKey::new(self.spec.clone(), self.schema.clone(), value), rows))
             })
-            .collect()
+            .collect::<Result<_, TableError>>()?;
+        Ok(Assigned { batch, parts })
     }
 
     /// The slow path for partition types the fast path does not read: a `Literal` per row.
@@ -195,55 +196,56 @@ impl Splitter {
     }
 }
 
-/// Rows of a partition written together once there are this many.
-const WRITE_ROWS: usize = 64 * 1024;
 /// Rows held back across all partitions at most; past it every partition is written.
 const HELD_ROWS: usize = 2 * 1024 * 1024;
 
-/// Holds each partition's rows back until there are enough for one large write.
+/// Holds rows back until there are many per partition, then copies each partition's rows out
+/// of the batches they came from in one go (one copy of each row, not a split and a concat).
 #[derive(Default)]
 pub struct Gather {
-    pending: HashMap<Struct, (PartitionKey, Vec<RecordBatch>, usize)>,
+    batches: Vec<RecordBatch>,
+    /// Per partition: its key and its rows as (batch, row) pairs.
+    pending: HashMap<Struct, (PartitionKey, Vec<(usize, usize)>)>,
     held: usize,
 }
 
 impl Gather {
-    /// Adds a partition's rows; returns what is ready to write.
+    /// Takes an assigned batch; returns what is ready to write. A batch that falls in a single
+    /// partition is ready as it is.
     pub fn add(
         &mut self,
-        key: PartitionKey,
-        batch: RecordBatch,
+        assigned: Assigned,
     ) -> Result<Vec<(PartitionKey, RecordBatch)>, TableError> {
-        let rows = batch.num_rows();
-        self.held += rows;
-        let value = key.data().clone();
-        let entry = self.pending.entry(value.clone()).or_insert_with(|| (key, Vec::new(), 0));
-        entry.1.push(batch);
-        entry.2 += rows;
+        let Assigned { batch, mut parts } = assigned;
+        if parts.len() == 1 {
+            let (key, _) = parts.pop().expect("one part");
+            return Ok(vec![(key, batch)]);
+        }
+        let index = self.batches.len();
+        self.held += batch.num_rows();
+        self.batches.push(batch);
+        for (key, rows) in parts {
+            let entry = self.pending.entry(key.data().clone()).or_insert_with(|| (key, Vec::new()));
+            entry.1.extend(rows.into_iter().map(|row| (index, row as usize)));
+        }
         if self.held >= HELD_ROWS {
             return self.drain();
-        }
-        if entry.2 >= WRITE_ROWS {
-            let (key, batches, rows) = self.pending.remove(&value).expect("just added");
-            self.held -= rows;
-            return Ok(vec![(key, concat(batches)?)]);
         }
         Ok(Vec::new())
     }
 
-    /// Everything held back.
+    /// Everything held back, one batch per partition.
     pub fn drain(&mut self) -> Result<Vec<(PartitionKey, RecordBatch)>, TableError> {
+        let batches: Vec<&RecordBatch> = self.batches.iter().collect();
+        let ready = self
+            .pending
+            .drain()
+            .map(|(_, (key, rows))| Ok((key, interleave_record_batch(&batches, &rows)?)))
+            .collect();
+        self.batches.clear();
         self.held = 0;
-        self.pending.drain().map(|(_, (key, batches, _))| Ok((key, concat(batches)?))).collect()
+        ready
     }
-}
-
-fn concat(mut batches: Vec<RecordBatch>) -> Result<RecordBatch, TableError> {
-    if batches.len() == 1 {
-        return Ok(batches.pop().expect("one batch"));
-    }
-    let schema = batches[0].schema();
-    Ok(arrow_select::concat::concat_batches(&schema, &batches)?)
 }
 
 #[cfg(test)]
