@@ -15,9 +15,10 @@ use arrow_array::types::{
     Date32Type, Decimal128Type, Float32Type, Float64Type, Int32Type, Int64Type,
     TimestampMicrosecondType, TimestampNanosecondType,
 };
-use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
+use arrow_array::{Array, ArrayRef, RecordBatch, StructArray, UInt32Array};
 use arrow_schema::{DataType, TimeUnit};
-use arrow_select::interleave::interleave_record_batch;
+use arrow_select::concat::concat_batches;
+use arrow_select::take::take_record_batch;
 use iceberg::arrow::{arrow_struct_to_literal, PartitionValueCalculator};
 use iceberg::spec::{Literal, PartitionKey, PartitionSpec, Struct, StructType};
 
@@ -199,13 +200,14 @@ impl Splitter {
 /// Rows held back across all partitions at most; past it every partition is written.
 const HELD_ROWS: usize = 2 * 1024 * 1024;
 
-/// Holds rows back until there are many per partition, then copies each partition's rows out
-/// of the batches they came from in one go (one copy of each row, not a split and a concat).
+/// Holds batches back until there are many rows per partition, then joins them and takes each
+/// partition's rows out in one go (sequential copies: cheaper than gathering row by row from
+/// many batches).
 #[derive(Default)]
 pub struct Gather {
     batches: Vec<RecordBatch>,
-    /// Per partition: its key and its rows as (batch, row) pairs.
-    pending: HashMap<Struct, (PartitionKey, Vec<(usize, usize)>)>,
+    /// Per partition: its key and its rows, numbered across the held batches.
+    pending: HashMap<Struct, (PartitionKey, Vec<u32>)>,
     held: usize,
 }
 
@@ -221,12 +223,12 @@ impl Gather {
             let (key, _) = parts.pop().expect("one part");
             return Ok(vec![(key, batch)]);
         }
-        let index = self.batches.len();
+        let first = self.held as u32;
         self.held += batch.num_rows();
         self.batches.push(batch);
         for (key, rows) in parts {
             let entry = self.pending.entry(key.data().clone()).or_insert_with(|| (key, Vec::new()));
-            entry.1.extend(rows.into_iter().map(|row| (index, row as usize)));
+            entry.1.extend(rows.into_iter().map(|row| first + row));
         }
         if self.held >= HELD_ROWS {
             return self.drain();
@@ -236,11 +238,14 @@ impl Gather {
 
     /// Everything held back, one batch per partition.
     pub fn drain(&mut self) -> Result<Vec<(PartitionKey, RecordBatch)>, TableError> {
-        let batches: Vec<&RecordBatch> = self.batches.iter().collect();
+        if self.batches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let all = concat_batches(&self.batches[0].schema(), &self.batches)?;
         let ready = self
             .pending
             .drain()
-            .map(|(_, (key, rows))| Ok((key, interleave_record_batch(&batches, &rows)?)))
+            .map(|(_, (key, rows))| Ok((key, take_record_batch(&all, &UInt32Array::from(rows))?)))
             .collect();
         self.batches.clear();
         self.held = 0;
