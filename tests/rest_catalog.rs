@@ -260,10 +260,7 @@ print(json.dumps(seen))
         token = server.admin,
         first = first.snapshot_id,
     );
-    let out = std::process::Command::new(&python).arg("-c").arg(&script).output().unwrap();
-    assert!(out.status.success(), "pyiceberg failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
-    eprintln!("pyiceberg saw {seen}");
+    let seen = common::run_python_json(&python, &script);
     assert_eq!(seen["namespaces"], json!(["bronze"]));
     assert_eq!(seen["tables"], json!(["bronze.orders"]));
     assert_eq!(seen["partition"], json!(["identity"]));

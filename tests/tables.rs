@@ -369,10 +369,7 @@ print(json.dumps({{
 "#,
         warehouse = lake.warehouse.root().join("iceberg").canonicalize().unwrap().display(),
     );
-    let out = std::process::Command::new(&python).arg("-c").arg(&script).output().unwrap();
-    assert!(out.status.success(), "pyiceberg failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    eprintln!("pyiceberg saw {seen}");
+    let seen = common::run_python_json(&python, &script);
     assert_eq!(seen["tables"], serde_json::json!(["bronze.customers", "bronze.orders"]));
     assert_eq!(
         seen["columns"],

@@ -142,8 +142,9 @@ pub async fn authenticate(State(state): State<AppState>, request: Request, next:
         }
         // Without authentication (loopback only) catalog clients send JSON, which a browser
         // cannot send to another site without a preflight this server never grants.
-        let json_catalog_call =
-            identity.via == Via::Open && is_catalog(&path) && is_json(&parts.headers);
+        let json_catalog_call = identity.via == Via::Open
+            && is_catalog(&path)
+            && has_content_type(&parts.headers, "application/json");
         if identity.via != Via::Token && !json_catalog_call {
             match check_csrf(&identity, &parts.headers, body).await {
                 Ok(bytes) => body = Body::from(bytes),
@@ -169,11 +170,7 @@ async fn check_csrf(
     if let Some(token) = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()) {
         return if same_secret(token, &identity.csrf_token) { Ok(bytes) } else { Err(forbidden()) };
     }
-    let is_form = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
+    if !has_content_type(headers, "application/x-www-form-urlencoded") {
         return Err(forbidden());
     }
     let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
@@ -184,11 +181,11 @@ async fn check_csrf(
     }
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
+fn has_content_type(headers: &HeaderMap, media_type: &str) -> bool {
     headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"))
+        .is_some_and(|v| v.starts_with(media_type))
 }
 
 fn redirect(to: &str) -> Response {

@@ -260,6 +260,15 @@ pub fn write_orders(
     lakeward::lake::sink_parquet(frame, &warehouse.dataset(dataset).unwrap(), &[]).unwrap();
 }
 
+/// Runs a Python `script` that prints one JSON document; returns it.
+pub fn run_python_json(python: &str, script: &str) -> serde_json::Value {
+    let out = std::process::Command::new(python).arg("-c").arg(script).output().unwrap();
+    assert!(out.status.success(), "pyiceberg failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("pyiceberg saw {seen}");
+    seen
+}
+
 /// Rows in `batches`.
 pub fn rows(batches: &[arrow_array::RecordBatch]) -> usize {
     batches.iter().map(arrow_array::RecordBatch::num_rows).sum()

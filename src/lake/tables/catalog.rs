@@ -44,10 +44,7 @@ impl std::fmt::Debug for CatalogConfig {
 /// Where a table's metadata changes are published.
 pub(super) enum Publisher {
     /// Our own database holds the SQL catalog.
-    Sql {
-        store: Store,
-        catalog_name: String,
-    },
+    Sql(Store),
     Rest(RestCommits),
 }
 
@@ -59,9 +56,7 @@ impl Publisher {
         updates: Vec<TableUpdate>,
     ) -> Result<(), TableError> {
         match self {
-            Publisher::Sql { store, catalog_name } => {
-                publish_to_database(store, catalog_name, table, updates).await.map(|_| ())
-            }
+            Publisher::Sql(store) => publish_to_database(store, table, updates).await.map(|_| ()),
             Publisher::Rest(rest) => rest.commit(table, updates).await,
         }
     }
@@ -71,7 +66,6 @@ impl Publisher {
 /// and swaps it in; returns the new file's location and the metadata.
 pub(super) async fn publish_to_database(
     store: &Store,
-    catalog_name: &str,
     table: &Table,
     updates: Vec<TableUpdate>,
 ) -> Result<(String, TableMetadata), TableError> {
@@ -92,7 +86,7 @@ pub(super) async fn publish_to_database(
     let next = next.to_string();
     let swapped = store
         .swap_table_metadata(
-            catalog_name,
+            super::CATALOG_NAME,
             &ident.namespace().join("."),
             ident.name(),
             current,
@@ -217,7 +211,7 @@ impl super::Tables {
         requirements: &[TableRequirement],
         updates: Vec<TableUpdate>,
     ) -> Result<(String, TableMetadata), TableError> {
-        let Publisher::Sql { store, catalog_name } = &self.publisher else {
+        let Publisher::Sql(store) = &self.publisher else {
             return Err(TableError::Catalog(
                 "this lakeward keeps its tables in a REST catalog ([catalog] uri): commit there"
                     .into(),
@@ -230,6 +224,6 @@ impl super::Tables {
                 reason: e.message().to_string(),
             })?;
         }
-        publish_to_database(store, catalog_name, &table, updates).await
+        publish_to_database(store, &table, updates).await
     }
 }

@@ -109,17 +109,10 @@ impl Tables {
         warehouse: &Warehouse,
         config: &CatalogConfig,
     ) -> Result<Tables, TableError> {
-        let (location, storage): (String, Arc<dyn StorageFactory>) =
-            match warehouse.remote_location() {
-                Some(location) => (format!("{location}/iceberg"), Arc::new(s3::S3StorageFactory)),
-                None => {
-                    let root = warehouse.root().join("iceberg");
-                    std::fs::create_dir_all(&root)
-                        .map_err(|e| TableError::Invalid(format!("{}: {e}", root.display())))?;
-                    let root = root.canonicalize().unwrap_or(root);
-                    (format!("file://{}", root.display()), Arc::new(LocalFsStorageFactory))
-                }
-            };
+        let storage: Arc<dyn StorageFactory> = match warehouse.remote_location() {
+            Some(_) => Arc::new(s3::S3StorageFactory),
+            None => Arc::new(LocalFsStorageFactory),
+        };
         if let Some(uri) = &config.uri {
             let publisher = catalog::RestCommits::connect(config, uri).await?;
             let mut props = HashMap::from([("uri".to_string(), uri.clone())]);
@@ -139,18 +132,12 @@ impl Tables {
             });
         }
         let catalog = SqlCatalogBuilder::default()
-            .warehouse_location(location)
+            .warehouse_location(tables_location(warehouse)?)
             .with_storage_factory(storage)
             .uri(store.url())
             .load(CATALOG_NAME, HashMap::new())
             .await?;
-        Ok(Tables {
-            catalog: Box::new(catalog),
-            publisher: catalog::Publisher::Sql {
-                store: store.clone(),
-                catalog_name: CATALOG_NAME.to_string(),
-            },
-        })
+        Ok(Tables { catalog: Box::new(catalog), publisher: catalog::Publisher::Sql(store.clone()) })
     }
 
     /// Applies `updates` to `table`'s metadata in the catalog.
@@ -294,6 +281,18 @@ impl Tables {
         *table = self.catalog.load_table(table.identifier()).await?;
         Ok(names)
     }
+}
+
+/// Where the SQL catalog puts new tables: `iceberg/` in the warehouse (made if local).
+fn tables_location(warehouse: &Warehouse) -> Result<String, TableError> {
+    if let Some(location) = warehouse.remote_location() {
+        return Ok(format!("{location}/iceberg"));
+    }
+    let root = warehouse.root().join("iceberg");
+    std::fs::create_dir_all(&root)
+        .map_err(|e| TableError::Invalid(format!("{}: {e}", root.display())))?;
+    let root = root.canonicalize().unwrap_or(root);
+    Ok(format!("file://{}", root.display()))
 }
 
 /// The updates that make `schema` the table's current schema.
