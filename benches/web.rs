@@ -149,7 +149,7 @@ async fn bench(backend: &str, url: &str) {
         started.elapsed().as_secs_f64()
     );
     create_user(&store, "bench", "bench-password", Role::Admin).await.unwrap();
-    let token = create_api_token(&store, "bench", "bench").await.unwrap();
+    let token = create_api_token(&store, "bench", "bench", None).await.unwrap();
     let secret = new_secret();
     let session = SessionRow {
         username: "bench".into(),

@@ -82,6 +82,11 @@ pub struct WebConfig {
     /// How long a browser session stays logged in.
     #[serde(with = "serde_duration")]
     pub session_lifetime: Duration,
+    /// Host names (the `Host` header, port ignored) answered while `auth` is off, against DNS
+    /// rebinding; loopback names (`localhost`, `127.0.0.1`, `::1`) are always allowed.
+    pub allowed_hosts: Vec<String>,
+    /// Mark cookies `Secure`: set it when a TLS proxy serves lakeward over HTTPS.
+    pub secure_cookies: bool,
 }
 
 impl Default for Config {
@@ -127,6 +132,8 @@ impl Default for WebConfig {
             bind: "127.0.0.1:8080".to_string(),
             auth: true,
             session_lifetime: Duration::from_secs(12 * 3600),
+            allowed_hosts: Vec::new(),
+            secure_cookies: false,
         }
     }
 }
@@ -182,6 +189,9 @@ impl Config {
         }
         if let Ok(bind) = std::env::var("LAKEWARD_WEB_BIND") {
             self.web.bind = bind;
+        }
+        if let Ok(value) = std::env::var("LAKEWARD_WEB_SECURE_COOKIES") {
+            self.web.secure_cookies = matches!(value.as_str(), "1" | "true" | "yes");
         }
         let catalog = [
             ("LAKEWARD_CATALOG_URI", &mut self.catalog.uri),

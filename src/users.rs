@@ -7,7 +7,7 @@ use argon2::Argon2;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::store::{Role, Store, StoreError, UserRow};
+use crate::store::{ApiTokenRow, Role, Store, StoreError, UserRow};
 use crate::time::now_micros;
 
 #[derive(Debug, Error)]
@@ -87,14 +87,26 @@ pub async fn create_user(
     Ok(())
 }
 
-/// Creates an API token for `username` and returns it; only its digest is stored.
+/// Creates an API token for `username`, valid for `lifetime` (forever for `None`), and returns
+/// it; only its digest is stored.
 pub async fn create_api_token(
     store: &Store,
     username: &str,
     name: &str,
+    lifetime: Option<std::time::Duration>,
 ) -> Result<String, UserError> {
     let token = format!("lw_{}", new_secret());
-    store.create_api_token(&digest(&token), username, name, now_micros()).await?;
+    let now = now_micros();
+    let expires_at =
+        lifetime.map(|l| now.saturating_add(i64::try_from(l.as_micros()).unwrap_or(i64::MAX)));
+    let row = ApiTokenRow {
+        id: String::new(),
+        username: username.to_string(),
+        name: name.to_string(),
+        created_at: now,
+        expires_at,
+    };
+    store.create_api_token(&digest(&token), &row).await?;
     Ok(token)
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{Harness, HarnessOptions};
 use lakeward::dag::compile;
-use lakeward::jobs::{Job, JobContext, JobError, Outputs, Registry};
+use lakeward::jobs::{Job, JobContext, JobError, Outputs, Registry, Stage};
 use lakeward::scheduler::trigger::RunRequest;
 use lakeward::store::{RunState, TaskState};
 use serde::Deserialize;
@@ -27,7 +27,7 @@ impl Job for Count {
     const KIND: &'static str = "count";
     type Config = CountConfig;
 
-    fn validate(&self, config: &CountConfig) -> Vec<String> {
+    fn validate(&self, config: &CountConfig, _stage: Stage) -> Vec<String> {
         if config.items.is_empty() {
             vec!["`items` must not be empty".into()]
         } else {

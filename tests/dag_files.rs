@@ -16,7 +16,7 @@ fn broken_dag_files_report_every_error_with_its_position() {
     let bless = std::env::var_os("LAKEWARD_BLESS").is_some();
     let folder = Path::new("tests/dag_errors");
     let mut failures = Vec::new();
-    let files = dag_files(folder).unwrap();
+    let files = dag_files(folder).unwrap().files;
     assert!(files.len() >= 10, "expected the error corpus in {}", folder.display());
     for file in files {
         let actual = match load_file(&file, &registry) {

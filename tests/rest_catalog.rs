@@ -41,8 +41,8 @@ async fn serve_with(db: &TestDb, config: &Config) -> Server {
     let store = Store::open(&db.url).await.unwrap();
     create_user(&store, "robot", "robot-password", Role::Admin).await.unwrap();
     create_user(&store, "reader", "reader-password", Role::Viewer).await.unwrap();
-    let admin = create_api_token(&store, "robot", "tests").await.unwrap();
-    let viewer = create_api_token(&store, "reader", "tests").await.unwrap();
+    let admin = create_api_token(&store, "robot", "tests", None).await.unwrap();
+    let viewer = create_api_token(&store, "reader", "tests", None).await.unwrap();
     let versions = Arc::new(DagVersions::new(store.clone(), Registry::builtin()));
     let tables = TablesHandle::new(store.clone(), warehouse.clone(), CatalogConfig::default());
     let state = AppState::new(store.clone(), versions, config).with_tables(tables);

@@ -139,12 +139,12 @@ impl Api<'_> {
 
 async fn admin_token(store: &Store) -> String {
     create_user(store, "robot", "robot-password", Role::Admin).await.unwrap();
-    create_api_token(store, "robot", "tests").await.unwrap()
+    create_api_token(store, "robot", "tests", None).await.unwrap()
 }
 
 async fn viewer_token(store: &Store) -> String {
     create_user(store, "reader", "reader-password", Role::Viewer).await.unwrap();
-    create_api_token(store, "reader", "tests").await.unwrap()
+    create_api_token(store, "reader", "tests", None).await.unwrap()
 }
 
 async fn for_each_database(test: impl AsyncFn(&TestDb)) {

@@ -151,7 +151,16 @@ enum UsersCommand {
         /// What the token is for.
         #[arg(long, default_value = "cli")]
         name: String,
+        /// Lifetime, e.g. `90d`; without it the token is valid until revoked.
+        #[arg(long, value_parser = crate::time::parse_duration)]
+        expires_in: Option<std::time::Duration>,
     },
+    /// List API tokens (of one user, or of everyone): id, owner, name, created, expires.
+    Tokens { username: Option<String> },
+    /// Revoke an API token by the id `users tokens` shows.
+    Revoke { id: String },
+    /// Delete a user with its sessions and API tokens.
+    Delete { username: String },
 }
 
 #[derive(Subcommand)]
@@ -339,8 +348,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Users { command: UsersCommand::Create { username, role, password } } => {
             users::create(config, &username, &role, password).await
         }
-        Command::Users { command: UsersCommand::Token { username, name } } => {
-            users::token(config, &username, &name).await
+        Command::Users { command: UsersCommand::Token { username, name, expires_in } } => {
+            users::token(config, &username, &name, expires_in).await
+        }
+        Command::Users { command: UsersCommand::Tokens { username } } => {
+            users::tokens(config, username.as_deref()).await
+        }
+        Command::Users { command: UsersCommand::Revoke { id } } => users::revoke(config, &id).await,
+        Command::Users { command: UsersCommand::Delete { username } } => {
+            users::delete(config, &username).await
         }
     }
 }

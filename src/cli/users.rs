@@ -1,6 +1,7 @@
-//! `lakeward users …`: create users and API tokens.
+//! `lakeward users …`: create and delete users; create, list and revoke API tokens.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
@@ -8,6 +9,7 @@ use crate::config::Config;
 use crate::jobs::Registry;
 use crate::runtime::Components;
 use crate::store::Role;
+use crate::time::display;
 use crate::users::{create_api_token, create_user, new_password};
 
 async fn open(config: Config) -> anyhow::Result<Components> {
@@ -33,12 +35,51 @@ pub async fn create(
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn token(config: Config, username: &str, name: &str) -> anyhow::Result<ExitCode> {
+pub async fn token(
+    config: Config,
+    username: &str,
+    name: &str,
+    lifetime: Option<Duration>,
+) -> anyhow::Result<ExitCode> {
     let c = open(config).await?;
     if c.store.get_user(username).await?.is_none() {
         bail!("no user `{username}`: create it first with `lakeward users create`");
     }
-    let token = create_api_token(&c.store, username, name).await?;
+    let token = create_api_token(&c.store, username, name, lifetime).await?;
     println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn tokens(config: Config, username: Option<&str>) -> anyhow::Result<ExitCode> {
+    let c = open(config).await?;
+    println!("{:<16}  {:<20}  {:<20}  {:<20}  EXPIRES", "ID", "USER", "NAME", "CREATED");
+    for token in c.store.list_api_tokens(username).await? {
+        let expires = token.expires_at.map_or("never".to_string(), display);
+        println!(
+            "{:<16}  {:<20}  {:<20}  {:<20}  {expires}",
+            token.id,
+            token.username,
+            token.name,
+            display(token.created_at)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn revoke(config: Config, id: &str) -> anyhow::Result<ExitCode> {
+    let c = open(config).await?;
+    if !c.store.revoke_api_token(id, None).await? {
+        bail!("no API token with id `{id}` (see `lakeward users tokens`)");
+    }
+    println!("token {id} revoked");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn delete(config: Config, username: &str) -> anyhow::Result<ExitCode> {
+    let c = open(config).await?;
+    if !c.store.delete_user(username).await? {
+        bail!("no user `{username}`");
+    }
+    println!("user `{username}` deleted, with its sessions and API tokens");
     Ok(ExitCode::SUCCESS)
 }

@@ -18,8 +18,9 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::diagnostic::Reporter;
+use super::template::quoting_at;
 use super::{graph, template, Backoff, Dag, Diagnostic, ParamSpec, ParamType, Task, TriggerRule};
-use crate::jobs::Registry;
+use crate::jobs::{Quoting, Registry};
 use crate::schedule::{self, Schedule};
 use crate::store::DEFAULT_QUEUE;
 
@@ -55,6 +56,9 @@ const COMMON_TASK_FIELDS: &[&str] = &[
 ];
 
 type Value<'a> = Spanned<DeValue<'a>>;
+
+/// Longest DAG description kept (it is stored and shown with every DAG list).
+pub const MAX_DESCRIPTION_BYTES: usize = 16 * 1024;
 
 /// Compiles one DAG file. `file` is the path shown in messages; `default_id` is used when the
 /// file sets no `id` (normally the file stem).
@@ -92,7 +96,17 @@ pub fn compile(
         }
         None => default_id.to_string(),
     };
-    let description = c.take::<String>("description");
+    let description = c.take_with("description", |text: String| {
+        if text.len() > MAX_DESCRIPTION_BYTES {
+            Err(format!(
+                "description is {} bytes long, more than {MAX_DESCRIPTION_BYTES}: keep long \
+                 documentation beside the DAG",
+                text.len()
+            ))
+        } else {
+            Ok(text)
+        }
+    });
     let timezone = c.take_with("timezone", |s: String| {
         s.parse::<Tz>().map_err(|_| {
             format!("unknown time zone `{s}` (use an IANA name such as \"Europe/Paris\")")
@@ -392,7 +406,7 @@ impl<'a> Compiler<'a> {
             self.rep.error(key_span, format!("task `{id}` is missing required field `kind`"));
             return None;
         };
-        self.check_templates(&kind_fields);
+        self.check_templates(&kind_fields, registry.quoted_fields(kind.get_ref()));
         let config_value = Spanned::new(table_span.clone(), DeValue::Table(kind_fields));
         match registry.check(kind.get_ref(), config_value.clone()) {
             None => {
@@ -440,22 +454,38 @@ impl<'a> Compiler<'a> {
         Some((spans, task))
     }
 
-    /// Every string among a task's kind-specific fields must parse as a template.
-    fn check_templates(&mut self, fields: &DeTable<'a>) {
-        fn walk(c: &mut Compiler<'_>, value: &Value<'_>) {
+    /// Every string among a task's kind-specific fields must parse as a template, and one in a
+    /// SQL or shell field must not place an expression inside quotes.
+    fn check_templates(&mut self, fields: &DeTable<'a>, quoted: &[(&str, Quoting)]) {
+        fn walk<'k>(
+            c: &mut Compiler<'_>,
+            path: &mut Vec<&'k str>,
+            value: &'k Value<'_>,
+            quoted: &[(&str, Quoting)],
+        ) {
             match value.get_ref() {
                 DeValue::String(text) => {
-                    if let Err(e) = template::check_syntax(text) {
+                    let placed = template::check_syntax(text)
+                        .and_then(|()| template::check_placement(text, quoting_at(path, quoted)));
+                    if let Err(e) = placed {
                         c.rep.error(value.span(), format!("invalid template: {e}"));
                     }
                 }
-                DeValue::Array(items) => items.iter().for_each(|item| walk(c, item)),
-                DeValue::Table(table) => table.values().for_each(|item| walk(c, item)),
+                DeValue::Array(items) => items.iter().for_each(|item| {
+                    path.push("*");
+                    walk(c, path, item, quoted);
+                    path.pop();
+                }),
+                DeValue::Table(table) => table.iter().for_each(|(key, item)| {
+                    path.push(key.get_ref());
+                    walk(c, path, item, quoted);
+                    path.pop();
+                }),
                 _ => {}
             }
         }
-        for value in fields.values() {
-            walk(self, value);
+        for (key, value) in fields {
+            walk(self, &mut vec![key.get_ref()], value, quoted);
         }
     }
 

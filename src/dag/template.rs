@@ -3,17 +3,137 @@
 //! Every string in a task's kind-specific fields is a template (minijinja syntax). Syntax is
 //! checked when the DAG is compiled; rendering happens on the worker just before the task runs,
 //! with undefined names treated as errors so a typo never renders as an empty string.
+//!
+//! Values are written into SQL and shell fields as quoted literals (the kind says which fields,
+//! [`Job::QUOTED_FIELDS`](crate::jobs::Job::QUOTED_FIELDS)), so a run parameter is data, never
+//! code: `WHERE status = {{ params.status }}` renders `WHERE status = 'shipped'`, and
+//! `echo {{ params.region }}` renders `echo 'eu; rm -rf /'` for a hostile value. `| safe` inserts
+//! a value raw. A template placed inside quotes of such a field is refused at load time, since
+//! the quoting could not protect it there.
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::value::ValueKind;
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde_json::{json, Map, Value};
+
+use crate::jobs::Quoting;
+
+const SQL: &str = "sql";
+const SHELL: &str = "shell";
 
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
+    // The template's name selects how values are quoted (see `template_name`).
+    env.set_auto_escape_callback(|name| match name {
+        SQL => AutoEscape::Custom(SQL),
+        SHELL => AutoEscape::Custom(SHELL),
+        _ => AutoEscape::None,
+    });
+    env.set_formatter(|out, state, value| {
+        let text = match state.auto_escape() {
+            _ if value.is_safe() => return minijinja::escape_formatter(out, state, value),
+            AutoEscape::Custom(SQL) => sql_literal(value)?,
+            AutoEscape::Custom(SHELL) => shell_words(value),
+            _ => return minijinja::escape_formatter(out, state, value),
+        };
+        out.write_str(&text).map_err(minijinja::Error::from)
+    });
     env
+}
+
+fn template_name(quoting: Quoting) -> &'static str {
+    match quoting {
+        Quoting::Text => "text",
+        Quoting::Sql => SQL,
+        Quoting::Shell => SHELL,
+    }
+}
+
+/// A value as a SQL literal: strings single-quoted (quotes doubled), numbers and booleans as
+/// themselves, none as `NULL`, a list as `(a, b, …)` for `IN`, a map as a JSON string.
+fn sql_literal(value: &minijinja::Value) -> Result<String, minijinja::Error> {
+    let quote = |text: &str| format!("'{}'", text.replace('\'', "''"));
+    Ok(match value.kind() {
+        ValueKind::Undefined | ValueKind::None => "NULL".to_string(),
+        ValueKind::Bool => if value.is_true() { "TRUE" } else { "FALSE" }.to_string(),
+        ValueKind::Number => {
+            let text = value.to_string();
+            if text.parse::<f64>().is_ok_and(f64::is_finite) {
+                text
+            } else {
+                quote(&text)
+            }
+        }
+        ValueKind::Seq | ValueKind::Iterable => {
+            let items = value.try_iter()?.map(|v| sql_literal(&v));
+            format!("({})", items.collect::<Result<Vec<_>, _>>()?.join(", "))
+        }
+        ValueKind::Map => quote(&serde_json::to_string(value).unwrap_or_default()),
+        _ => quote(&value.to_string()),
+    })
+}
+
+/// A value as shell words: each left bare when made only of characters the shell does not
+/// interpret, single-quoted otherwise; a list becomes one word per item.
+fn shell_words(value: &minijinja::Value) -> String {
+    let word = |text: &str| {
+        let bare = !text.is_empty()
+            && text.chars().all(|c| c.is_ascii_alphanumeric() || "_.,:/@%+=-".contains(c));
+        if bare {
+            text.to_string()
+        } else {
+            format!("'{}'", text.replace('\'', r"'\''"))
+        }
+    };
+    match value.kind() {
+        ValueKind::Undefined | ValueKind::None => word(""),
+        ValueKind::Seq | ValueKind::Iterable => match value.try_iter() {
+            Ok(items) => items.map(|v| shell_words(&v)).collect::<Vec<_>>().join(" "),
+            Err(_) => word(&value.to_string()),
+        },
+        ValueKind::Map => word(&serde_json::to_string(value).unwrap_or_default()),
+        _ => word(&value.to_string()),
+    }
+}
+
+/// Refuses a template expression placed inside quotes of a SQL or shell field: its value is
+/// quoted already, and inside quotes (a shell's `"…$(…)…"` above all) that quoting is void.
+/// Expressions passed through `| safe` are the author's responsibility and pass.
+pub fn check_placement(text: &str, quoting: Quoting) -> Result<(), String> {
+    if quoting == Quoting::Text || !is_template(text) {
+        return Ok(());
+    }
+    // Quotes, backslashes and braces are ASCII, so a byte scan never splits a character.
+    let bytes = text.as_bytes();
+    let mut quote: Option<u8> = None;
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at..].starts_with(b"{{") {
+            let end = text[at..].find("}}").map_or(text.len(), |e| at + e);
+            let expression = &text[at + 2..end];
+            let raw = expression.split('|').skip(1).any(|filter| filter.trim() == "safe");
+            if let (Some(q), false) = (quote, raw) {
+                let q = char::from(q);
+                return Err(format!(
+                    "`{{{{{expression}}}}}` stands inside {q}…{q}: values are quoted for you, \
+                     so write it without the quotes (or use `| safe` for raw text)"
+                ));
+            }
+            at = end + 2;
+            continue;
+        }
+        match (quote, bytes[at]) {
+            (None | Some(b'"'), b'\\') if quoting == Quoting::Shell => at += 1,
+            (None, c @ (b'\'' | b'"')) => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            _ => {}
+        }
+        at += 1;
+    }
+    Ok(())
 }
 
 fn is_template(text: &str) -> bool {
@@ -82,39 +202,77 @@ pub fn mentions(config: &toml::Table, name: &str) -> bool {
     config.values().any(|v| walk(v, name))
 }
 
-/// Renders every string inside `config` (recursively) with `vars`.
-pub fn render_config(config: &toml::Table, vars: &Value) -> Result<toml::Table, String> {
+/// How values are quoted in the field at `path` (keys from the task's fields down; list items
+/// as `*`), given a kind's `(pattern, quoting)` list where `*` matches any one segment.
+pub fn quoting_at(path: &[&str], quoted: &[(&str, Quoting)]) -> Quoting {
+    let matches = |pattern: &str| {
+        let segments: Vec<&str> = pattern.split('.').collect();
+        segments.len() == path.len()
+            && segments.iter().zip(path).all(|(want, got)| *want == "*" || want == got)
+    };
+    quoted.iter().find(|(pattern, _)| matches(pattern)).map_or(Quoting::Text, |(_, q)| *q)
+}
+
+/// What [`visit_strings`] calls for each string: its path, its quoting, the string.
+type StringVisitor<'a> = dyn FnMut(&[&str], Quoting, &mut String) -> Result<(), String> + 'a;
+
+/// Calls `visit` with every string inside `config` (recursively), its path and its quoting,
+/// stopping at the first error.
+fn visit_strings(
+    config: &mut toml::Table,
+    quoted: &[(&str, Quoting)],
+    visit: &mut StringVisitor<'_>,
+) -> Result<(), String> {
+    fn walk(
+        path: &mut Vec<String>,
+        value: &mut toml::Value,
+        quoted: &[(&str, Quoting)],
+        visit: &mut StringVisitor<'_>,
+    ) -> Result<(), String> {
+        match value {
+            toml::Value::String(text) => {
+                let path: Vec<&str> = path.iter().map(String::as_str).collect();
+                visit(&path, quoting_at(&path, quoted), text)
+            }
+            toml::Value::Array(items) => items.iter_mut().try_for_each(|item| {
+                path.push("*".to_string());
+                let done = walk(path, item, quoted, visit);
+                path.pop();
+                done
+            }),
+            toml::Value::Table(table) => table.iter_mut().try_for_each(|(key, item)| {
+                path.push(key.clone());
+                let done = walk(path, item, quoted, visit);
+                path.pop();
+                done
+            }),
+            _ => Ok(()),
+        }
+    }
+    config
+        .iter_mut()
+        .try_for_each(|(key, value)| walk(&mut vec![key.clone()], value, quoted, visit))
+}
+
+/// Renders every string inside `config` (recursively) with `vars`, quoting values as the
+/// kind's `quoted` fields say.
+pub fn render_config(
+    config: &toml::Table,
+    vars: &Value,
+    quoted: &[(&str, Quoting)],
+) -> Result<toml::Table, String> {
     let env = environment();
     let ctx = minijinja::Value::from_serialize(vars);
     let mut out = config.clone();
-    for (key, value) in out.iter_mut() {
-        render_value(&env, &ctx, value).map_err(|e| format!("field `{key}`: {e}"))?;
-    }
+    visit_strings(&mut out, quoted, &mut |path, quoting, text| {
+        if is_template(text) {
+            *text = env
+                .render_named_str(template_name(quoting), text, &ctx)
+                .map_err(|e| format!("field `{}`: {}", path[0], describe(&e)))?;
+        }
+        Ok(())
+    })?;
     Ok(out)
-}
-
-fn render_value(
-    env: &Environment<'_>,
-    ctx: &minijinja::Value,
-    value: &mut toml::Value,
-) -> Result<(), String> {
-    match value {
-        toml::Value::String(text) if is_template(text) => {
-            *text = env.render_str(text, ctx).map_err(|e| describe(&e))?;
-        }
-        toml::Value::Array(items) => {
-            for item in items {
-                render_value(env, ctx, item)?;
-            }
-        }
-        toml::Value::Table(table) => {
-            for (_, item) in table.iter_mut() {
-                render_value(env, ctx, item)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -147,7 +305,7 @@ mod tests {
             "env".into(),
             toml::Value::Table(toml::toml! { START = "{{ data_interval_start }}" }),
         );
-        let rendered = render_config(&config, &vars).unwrap();
+        let rendered = render_config(&config, &vars, &[]).unwrap();
         assert_eq!(
             rendered["command"].as_str().unwrap(),
             "echo 2024-03-01 20240301 5000 etl.extract scheduled__2024-03-01"
@@ -161,8 +319,64 @@ mod tests {
         let vars = context(&run_info(&params), "t", 1);
         let mut config = toml::Table::new();
         config.insert("command".into(), "echo {{ params.missing }}".into());
-        let err = render_config(&config, &vars).unwrap_err();
+        let err = render_config(&config, &vars, &[]).unwrap_err();
         assert!(err.starts_with("field `command`: undefined value"), "{err}");
+    }
+
+    fn render_one(field: &str, text: &str, params: Value, quoted: &[(&str, Quoting)]) -> String {
+        let params = params.as_object().unwrap().clone();
+        let vars = context(&run_info(&params), "t", 1);
+        let mut config = toml::Table::new();
+        config.insert(field.into(), text.into());
+        render_config(&config, &vars, quoted).unwrap()[field].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn sql_fields_get_literals_not_text() {
+        let sql = [("query", Quoting::Sql)];
+        let hostile = json!({"s": "x' OR 1=1 --", "n": 5, "b": true, "l": ["a", "b'"], "z": null});
+        let all =
+            "{{ params.s }} {{ params.n }} {{ params.b }} {{ params.l }} {{ params.z }} {{ ds }}";
+        assert_eq!(
+            render_one("query", all, hostile.clone(), &sql),
+            "'x'' OR 1=1 --' 5 TRUE ('a', 'b''') NULL '2024-03-01'"
+        );
+        let raw = render_one("query", "{{ params.s | safe }}", hostile.clone(), &sql);
+        assert_eq!(raw, "x' OR 1=1 --");
+        assert_eq!(render_one("other", "{{ params.s }}", hostile, &sql), "x' OR 1=1 --");
+    }
+
+    #[test]
+    fn shell_fields_get_words_not_code() {
+        let shell = [("command", Quoting::Shell)];
+        let params = json!({"r": "eu; touch /tmp/x", "q": "it's", "ok": "eu-west-1", "e": ""});
+        let all = "echo {{ params.r }} {{ params.q }} {{ params.ok }} {{ params.e }} {{ ds }}";
+        assert_eq!(
+            render_one("command", all, params.clone(), &shell),
+            r"echo 'eu; touch /tmp/x' 'it'\''s' eu-west-1 '' 2024-03-01"
+        );
+        let raw = render_one("command", "{{ params.r | safe }}", params, &shell);
+        assert_eq!(raw, "eu; touch /tmp/x");
+    }
+
+    #[test]
+    fn templates_inside_quotes_of_quoted_fields_are_refused() {
+        assert!(check_placement("echo {{ ds }} '{{ ds | safe }}'", Quoting::Shell).is_ok());
+        assert!(check_placement(r#"echo "{{ params.x }}""#, Quoting::Shell).is_err());
+        assert!(check_placement(r"echo 'a\' {{ x }} \' {{ y }}", Quoting::Shell).is_ok());
+        let quoted_date = check_placement("WHERE d = '{{ ds }}'", Quoting::Sql).unwrap_err();
+        assert!(quoted_date.contains("without the quotes"), "{quoted_date}");
+        assert!(check_placement("WHERE d = {{ ds }} AND s = 'it''s'", Quoting::Sql).is_ok());
+        assert!(check_placement(r#"echo "{{ x }}""#, Quoting::Text).is_ok());
+    }
+
+    #[test]
+    fn field_paths_match_patterns() {
+        let quoted = [("outputs.*.query", Quoting::Sql), ("command", Quoting::Shell)];
+        assert_eq!(quoting_at(&["outputs", "gold/x.json", "query"], &quoted), Quoting::Sql);
+        assert_eq!(quoting_at(&["outputs", "gold/x", "partition_by"], &quoted), Quoting::Text);
+        assert_eq!(quoting_at(&["command"], &quoted), Quoting::Shell);
+        assert_eq!(quoting_at(&["env", "A"], &quoted), Quoting::Text);
     }
 
     #[test]

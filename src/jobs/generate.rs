@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::values::Templated;
-use super::{Job, JobContext, JobError, Outputs};
+use super::{Job, JobContext, JobError, Outputs, Stage};
 use crate::lake::{check_relative, Warehouse};
 
 /// Fields of a `generate` task.
@@ -71,9 +71,9 @@ impl Job for Generate {
     const KIND: &'static str = "generate";
     type Config = GenerateConfig;
 
-    fn validate(&self, config: &GenerateConfig) -> Vec<String> {
+    fn validate(&self, config: &GenerateConfig, stage: Stage) -> Vec<String> {
         let mut problems = Vec::new();
-        if !config.output.contains("{{") && check_relative(&config.output).is_err() {
+        if !stage.defers(&config.output) && check_relative(&config.output).is_err() {
             problems.push(format!(
                 "`output` must be a relative warehouse path, got `{}`",
                 config.output

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Job, JobContext, JobError, Outputs};
+use super::{Job, JobContext, JobError, Outputs, Stage};
 use crate::lake::tables::{table_ident, PartitionField, WriteMode};
 
 /// ```toml
@@ -40,12 +40,12 @@ impl Job for Iceberg {
     const KIND: &'static str = "iceberg";
     type Config = IcebergConfig;
 
-    fn validate(&self, config: &IcebergConfig) -> Vec<String> {
+    fn validate(&self, config: &IcebergConfig, stage: Stage) -> Vec<String> {
         let mut problems = Vec::new();
         if let Err(e) = table_ident(&config.table) {
             problems.push(e.to_string());
         }
-        problems.extend(super::sql::check_path("input", &config.input));
+        problems.extend(super::sql::check_path("input", &config.input, stage));
         for field in &config.partition_by {
             if let Err(e) = PartitionField::parse(field) {
                 problems.push(e);

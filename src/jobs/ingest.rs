@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::sql::check_path;
-use super::{Job, JobContext, JobError, Outputs};
+use super::{Job, JobContext, JobError, Outputs, Stage};
 use crate::lake::{scan, sink_parquet, Format, ScanOptions, Warehouse};
 
 /// Fields of an `ingest` task.
@@ -95,7 +95,7 @@ impl Job for Ingest {
     const KIND: &'static str = "ingest";
     type Config = IngestConfig;
 
-    fn validate(&self, config: &IngestConfig) -> Vec<String> {
+    fn validate(&self, config: &IngestConfig, stage: Stage) -> Vec<String> {
         let mut problems = Vec::new();
         if config.tables.is_empty() {
             problems.push("`tables` must list at least one table".to_string());
@@ -106,7 +106,7 @@ impl Job for Ingest {
                 ("output", Some(&table.output)),
                 ("quarantine", table.quarantine.as_ref()),
             ] {
-                if let Some(problem) = path.and_then(|p| check_path(what, p)) {
+                if let Some(problem) = path.and_then(|p| check_path(what, p, stage)) {
                     problems.push(format!("table `{name}`: {problem}"));
                 }
             }

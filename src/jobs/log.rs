@@ -1,4 +1,5 @@
 //! The log handle a job writes to. Where lines end up (database, terminal) is the caller's choice.
+//! A line longer than [`MAX_LINE_BYTES`] is cut there and marked, whoever wrote it.
 
 use tokio::sync::mpsc;
 
@@ -19,6 +20,24 @@ impl Stream {
             Stream::System => "system",
         }
     }
+}
+
+/// Longest log line kept; the rest of a longer line is dropped and the cut marked.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+
+/// `text` cut to [`MAX_LINE_BYTES`] at a character boundary, saying how much was dropped.
+pub fn cap_line(mut text: String, dropped_already: usize) -> String {
+    if text.len() <= MAX_LINE_BYTES && dropped_already == 0 {
+        return text;
+    }
+    let mut cut = MAX_LINE_BYTES.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let dropped = text.len() - cut + dropped_already;
+    text.truncate(cut);
+    text.push_str(&format!(" [line truncated: {dropped} more bytes]"));
+    text
 }
 
 #[derive(Debug, Clone)]
@@ -42,7 +61,8 @@ impl LogSink {
     }
 
     pub fn write(&self, stream: Stream, text: impl Into<String>) {
-        let line = LogLine { at: crate::time::now_micros(), stream, text: text.into() };
+        let text = cap_line(text.into(), 0);
+        let line = LogLine { at: crate::time::now_micros(), stream, text };
         let _ = self.tx.send(line);
     }
 

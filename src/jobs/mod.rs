@@ -6,6 +6,12 @@
 //! [`Registry::builtin`]; a program embedding lakeward can add its own with
 //! [`Registry::register`]. Jobs never touch the database: they report through [`JobContext`]
 //! and their return value.
+//!
+//! A kind's fields are checked twice: when the DAG file is loaded ([`Stage::Load`], where text
+//! still holding templates is left for later) and again once rendered, just before each try
+//! ([`Stage::Rendered`], where nothing is skipped), so a run parameter can never smuggle in what
+//! the file itself could not. [`Job::QUOTED_FIELDS`] says which fields are SQL or shell text, so
+//! template values are written into them as quoted literals.
 
 mod frame_json;
 mod generate;
@@ -43,6 +49,33 @@ pub use report::{Report, ReportConfig};
 pub use shell::{Shell, ShellConfig};
 pub use sql::{Sql, SqlConfig, SqlOutput};
 pub use table_upkeep::{Compact, CompactConfig, ExpireConfig, ExpireSnapshots};
+
+/// When a task's fields are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The DAG file is being loaded: text holding templates (`{{ … }}`) is checked once rendered.
+    Load,
+    /// Just before a try: every template has been rendered and every field is checked in full.
+    Rendered,
+}
+
+impl Stage {
+    /// Whether the check of `text` waits for rendering (at load time, for templated text).
+    pub fn defers(self, text: &str) -> bool {
+        self == Stage::Load && (text.contains("{{") || text.contains("{%"))
+    }
+}
+
+/// How a template writes values into a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quoting {
+    /// As plain text.
+    Text,
+    /// As SQL literals: `'it''s'`, `42`, `TRUE`, `NULL`, `('a', 'b')` for a list.
+    Sql,
+    /// As shell words: single-quoted unless made only of `[A-Za-z0-9_.,:/@%+=-]`.
+    Shell,
+}
 
 /// A job's published results (row counts, paths, …), stored with the task instance.
 pub type Outputs = serde_json::Map<String, Value>;
@@ -125,8 +158,14 @@ pub trait Job: Send + Sync + 'static {
     /// The task's kind-specific fields. Use `#[serde(deny_unknown_fields)]` so typos are errors.
     type Config: DeserializeOwned + Send + 'static;
 
-    /// Checks beyond what the types express, run when the DAG is loaded. One message per problem.
-    fn validate(&self, _config: &Self::Config) -> Vec<String> {
+    /// Fields whose template values are quoted, as dotted paths where `*` matches any key or
+    /// list index: `("outputs.*.query", Quoting::Sql)`. Other fields get plain text. A value
+    /// passed through `| safe` is inserted raw, and then only the rendered check guards it.
+    const QUOTED_FIELDS: &'static [(&'static str, Quoting)] = &[];
+
+    /// Checks beyond what the types express, run when the DAG is loaded and again on the
+    /// rendered fields before each try (see [`Stage`]). One message per problem.
+    fn validate(&self, _config: &Self::Config, _stage: Stage) -> Vec<String> {
         Vec::new()
     }
 
@@ -148,6 +187,7 @@ type JobFuture = Pin<Box<dyn Future<Output = Result<Outputs, JobError>> + Send>>
 
 /// A [`Job`] with its types erased, so kinds can live in one map.
 trait ErasedJob: Send + Sync {
+    fn quoted_fields(&self) -> &'static [(&'static str, Quoting)];
     fn check(&self, config: Spanned<DeValue<'_>>) -> Vec<ConfigIssue>;
     fn run(&self, config: toml::Table, ctx: JobContext) -> JobFuture;
 }
@@ -155,12 +195,16 @@ trait ErasedJob: Send + Sync {
 struct Erased<J>(Arc<J>);
 
 impl<J: Job> ErasedJob for Erased<J> {
+    fn quoted_fields(&self) -> &'static [(&'static str, Quoting)] {
+        J::QUOTED_FIELDS
+    }
+
     fn check(&self, config: Spanned<DeValue<'_>>) -> Vec<ConfigIssue> {
         match J::Config::deserialize(config.into_deserializer()) {
             Err(e) => vec![ConfigIssue { span: e.span(), message: e.message().to_string() }],
             Ok(config) => self
                 .0
-                .validate(&config)
+                .validate(&config, Stage::Load)
                 .into_iter()
                 .map(|message| ConfigIssue { span: None, message })
                 .collect(),
@@ -172,6 +216,10 @@ impl<J: Job> ErasedJob for Erased<J> {
         Box::pin(async move {
             let config = J::Config::deserialize(toml::Value::Table(config))
                 .map_err(|e| JobError::Config(e.message().to_string()))?;
+            let problems = job.validate(&config, Stage::Rendered);
+            if !problems.is_empty() {
+                return Err(JobError::Config(problems.join("; ")));
+            }
             job.run(config, ctx).await
         })
     }
@@ -216,6 +264,11 @@ impl Registry {
 
     pub fn contains(&self, kind: &str) -> bool {
         self.kinds.contains_key(kind)
+    }
+
+    /// How templates quote values in the fields of `kind` (empty for an unknown kind).
+    pub fn quoted_fields(&self, kind: &str) -> &'static [(&'static str, Quoting)] {
+        self.kinds.get(kind).map_or(&[], |job| job.quoted_fields())
     }
 
     /// Checks a task's kind-specific fields at DAG load time. `None` if the kind is unknown.

@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 
 use super::frame_json;
 use super::sql::{check_inputs, scan_input};
-use super::{Job, JobContext, JobError, Outputs};
+use super::{Job, JobContext, JobError, Outputs, Quoting, Stage};
 use crate::lake::Warehouse;
 
 /// Fields of a `quality` task.
@@ -130,7 +130,7 @@ impl Check {
     }
 
     /// What is missing for this kind of check, if anything.
-    fn problems(&self, datasets: &IndexMap<String, String>) -> Vec<String> {
+    fn problems(&self, datasets: &IndexMap<String, String>, stage: Stage) -> Vec<String> {
         let mut problems = Vec::new();
         let label = self.label();
         let mut need = |ok: bool, what: &str| {
@@ -166,7 +166,7 @@ impl Check {
                 let predicate = self.predicate.as_deref().unwrap_or_default();
                 need(!predicate.trim().is_empty(), "needs `predicate`");
                 let query = format!("SELECT * FROM t WHERE NOT ({predicate})");
-                for problem in super::sql::check_query(&query, &["t"]) {
+                for problem in super::sql::check_query(&query, &["t"], stage) {
                     need(false, &format!("invalid `predicate`: {problem}"));
                 }
             }
@@ -180,14 +180,16 @@ pub struct Quality;
 impl Job for Quality {
     const KIND: &'static str = "quality";
     type Config = QualityConfig;
+    const QUOTED_FIELDS: &'static [(&'static str, Quoting)] =
+        &[("checks.*.predicate", Quoting::Sql)];
 
-    fn validate(&self, config: &QualityConfig) -> Vec<String> {
-        let mut problems = check_inputs(&config.datasets);
+    fn validate(&self, config: &QualityConfig, stage: Stage) -> Vec<String> {
+        let mut problems = check_inputs(&config.datasets, stage);
         if config.checks.is_empty() {
             problems.push("`checks` must list at least one check".to_string());
         }
         for check in &config.checks {
-            problems.extend(check.problems(&config.datasets));
+            problems.extend(check.problems(&config.datasets, stage));
         }
         problems
     }

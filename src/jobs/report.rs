@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::frame_json;
 use super::sql::{check_inputs, check_path, check_query, register_inputs};
-use super::{Job, JobContext, JobError, Outputs};
+use super::{Job, JobContext, JobError, Outputs, Quoting, Stage};
 
 /// Fields of a `report` task.
 #[derive(Debug, Deserialize)]
@@ -29,14 +29,17 @@ pub struct Report;
 impl Job for Report {
     const KIND: &'static str = "report";
     type Config = ReportConfig;
+    const QUOTED_FIELDS: &'static [(&'static str, Quoting)] = &[("metrics.*", Quoting::Sql)];
 
-    fn validate(&self, config: &ReportConfig) -> Vec<String> {
-        let mut problems = check_inputs(&config.inputs);
-        problems.extend(check_path("output", &config.output));
+    fn validate(&self, config: &ReportConfig, stage: Stage) -> Vec<String> {
+        let mut problems = check_inputs(&config.inputs, stage);
+        problems.extend(check_path("output", &config.output, stage));
         let tables: Vec<&str> = config.inputs.keys().map(String::as_str).collect();
         for (name, query) in &config.metrics {
             problems.extend(
-                check_query(query, &tables).into_iter().map(|p| format!("metric `{name}`: {p}")),
+                check_query(query, &tables, stage)
+                    .into_iter()
+                    .map(|p| format!("metric `{name}`: {p}")),
             );
         }
         if config.metrics.is_empty() {

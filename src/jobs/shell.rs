@@ -2,6 +2,11 @@
 //!
 //! The command runs in its own process group; if the task is stopped (timeout, shutdown) the
 //! whole group is killed, so no grandchild outlives its task.
+//!
+//! Template values in `command` are shell-quoted (see `dag::template`). The command does not
+//! inherit the worker's environment, which holds the database URL and storage credentials:
+//! it sees [`BASE_ENV`], the names the task lists in `inherit_env`, its own `env` and the
+//! `LAKEWARD_*` variables describing the try.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -11,7 +16,8 @@ use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 
-use super::{Job, JobContext, JobError, LogSink, Outputs, Stream};
+use super::log::{cap_line, MAX_LINE_BYTES};
+use super::{Job, JobContext, JobError, LogSink, Outputs, Quoting, Stage, Stream};
 
 /// Fields of a `shell` task. Every string is a template.
 #[derive(Debug, Deserialize)]
@@ -24,15 +30,24 @@ pub struct ShellConfig {
     pub env: IndexMap<String, String>,
     /// Working directory; defaults to the worker's.
     pub cwd: Option<PathBuf>,
+    /// Names of the worker's environment variables passed through, beyond [`BASE_ENV`].
+    #[serde(default)]
+    pub inherit_env: Vec<String>,
 }
+
+/// What every command inherits from the worker's environment: where programs are, who runs
+/// them, locale and time zone. Never credentials.
+pub const BASE_ENV: &[&str] =
+    &["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"];
 
 pub struct Shell;
 
 impl Job for Shell {
     const KIND: &'static str = "shell";
     type Config = ShellConfig;
+    const QUOTED_FIELDS: &'static [(&'static str, Quoting)] = &[("command", Quoting::Shell)];
 
-    fn validate(&self, config: &ShellConfig) -> Vec<String> {
+    fn validate(&self, config: &ShellConfig, _stage: Stage) -> Vec<String> {
         if config.command.trim().is_empty() {
             vec!["`command` must not be empty".to_string()]
         } else {
@@ -42,9 +57,13 @@ impl Job for Shell {
 
     async fn run(&self, config: ShellConfig, ctx: JobContext) -> Result<Outputs, JobError> {
         let mut command = Command::new("sh");
+        let inherited =
+            BASE_ENV.iter().copied().chain(config.inherit_env.iter().map(String::as_str));
         command
             .arg("-c")
             .arg(&config.command)
+            .env_clear()
+            .envs(inherited.filter_map(|name| Some((name, std::env::var_os(name)?))))
             .envs(&config.env)
             .env("LAKEWARD_DAG_ID", &ctx.dag_id)
             .env("LAKEWARD_RUN_ID", &ctx.run_id)
@@ -80,13 +99,44 @@ impl Job for Shell {
     }
 }
 
-/// Copies a child's output stream into the log, line by line.
+/// Copies a child's output stream into the log, line by line, holding at most
+/// [`MAX_LINE_BYTES`] of a line in memory however long it is.
 async fn pump(stream: Option<impl AsyncRead + Unpin>, log: LogSink, kind: Stream) {
     let Some(stream) = stream else { return };
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        log.write(kind, line);
+    let mut reader = BufReader::new(stream);
+    let mut line: Vec<u8> = Vec::new();
+    let mut dropped = 0;
+    loop {
+        let chunk = match reader.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(chunk) => chunk,
+        };
+        let (part, ends) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(at) => (&chunk[..at], true),
+            None => (chunk, false),
+        };
+        let room = MAX_LINE_BYTES.saturating_sub(line.len()).min(part.len());
+        line.extend_from_slice(&part[..room]);
+        dropped += part.len() - room;
+        let used = part.len() + usize::from(ends);
+        reader.consume(used);
+        if ends {
+            write_line(&log, kind, &mut line, &mut dropped);
+        }
     }
+    if !line.is_empty() || dropped > 0 {
+        write_line(&log, kind, &mut line, &mut dropped);
+    }
+}
+
+fn write_line(log: &LogSink, kind: Stream, line: &mut Vec<u8>, dropped: &mut usize) {
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    let text = String::from_utf8_lossy(line).into_owned();
+    log.write(kind, cap_line(text, *dropped));
+    line.clear();
+    *dropped = 0;
 }
 
 /// The command's process group, killed when the command ends or the task is dropped.

@@ -17,11 +17,11 @@ use polars::prelude::LazyFrame;
 use polars::sql::SQLContext;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sqlparser::ast::{visit_relations, Statement};
+use sqlparser::ast::{ObjectName, Statement, TableFactor, Visit, Visitor};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::{Parser, ParserOptions};
 
-use super::{Job, JobContext, JobError, Outputs};
+use super::{Job, JobContext, JobError, Outputs, Quoting, Stage};
 use crate::lake::{check_relative, scan, sink_parquet, ScanOptions, Warehouse};
 
 /// Fields of a `sql` task.
@@ -50,17 +50,18 @@ pub struct Sql;
 impl Job for Sql {
     const KIND: &'static str = "sql";
     type Config = SqlConfig;
+    const QUOTED_FIELDS: &'static [(&'static str, Quoting)] = &[("outputs.*.query", Quoting::Sql)];
 
-    fn validate(&self, config: &SqlConfig) -> Vec<String> {
-        let mut problems = check_inputs(&config.inputs);
+    fn validate(&self, config: &SqlConfig, stage: Stage) -> Vec<String> {
+        let mut problems = check_inputs(&config.inputs, stage);
         if config.outputs.is_empty() {
             problems.push("`outputs` must name at least one dataset".to_string());
         }
         let tables: Vec<&str> = config.inputs.keys().map(String::as_str).collect();
         for (path, output) in &config.outputs {
-            problems.extend(check_path("output", path));
+            problems.extend(check_path("output", path, stage));
             problems.extend(
-                check_query(&output.query, &tables)
+                check_query(&output.query, &tables, stage)
                     .into_iter()
                     .map(|p| format!("output `{path}`: {p}")),
             );
@@ -122,14 +123,13 @@ pub(super) fn scan_input(warehouse: &Warehouse, path: &str) -> Result<LazyFrame,
         .map_err(|e| JobError::Failed(format!("reading {path}: {e}")))
 }
 
-pub(super) fn check_path(what: &str, path: &str) -> Option<String> {
-    let templated = path.contains("{{") || path.contains("{%");
-    (!templated && check_relative(path).is_err()).then(|| {
+pub(super) fn check_path(what: &str, path: &str, stage: Stage) -> Option<String> {
+    (!stage.defers(path) && check_relative(path).is_err()).then(|| {
         format!("{what} `{path}` must be a relative warehouse path such as `silver/orders`")
     })
 }
 
-pub(super) fn check_inputs(inputs: &IndexMap<String, String>) -> Vec<String> {
+pub(super) fn check_inputs(inputs: &IndexMap<String, String>, stage: Stage) -> Vec<String> {
     let mut problems = Vec::new();
     for (name, path) in inputs {
         let identifier = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
@@ -139,15 +139,17 @@ pub(super) fn check_inputs(inputs: &IndexMap<String, String>) -> Vec<String> {
                 "input name `{name}` must be a SQL identifier (letters, digits, `_`)"
             ));
         }
-        problems.extend(check_path("input", path));
+        problems.extend(check_path("input", path, stage));
     }
     problems
 }
 
-/// Checks that `query` is one parsable statement reading only from `tables` (or its own CTEs).
-pub(super) fn check_query(query: &str, tables: &[&str]) -> Vec<String> {
-    if query.contains("{{") || query.contains("{%") {
-        return Vec::new(); // checked once rendered
+/// Checks that `query` is one parsable SELECT reading only from `tables` (or its own CTEs),
+/// with no table function (`read_csv('/etc/passwd')`) anywhere, whatever its name shadows.
+/// At [`Stage::Load`] a templated query waits for its rendered check.
+pub(super) fn check_query(query: &str, tables: &[&str], stage: Stage) -> Vec<String> {
+    if stage.defers(query) {
+        return Vec::new();
     }
     let parser = Parser::new(&GenericDialect)
         .with_options(ParserOptions { trailing_commas: true, ..Default::default() });
@@ -166,34 +168,85 @@ pub(super) fn check_query(query: &str, tables: &[&str]) -> Vec<String> {
     } else {
         return vec!["the query must be a SELECT".to_string()];
     }
-    let mut problems = Vec::new();
-    let _ = visit_relations(&statements, |relation| {
+    let mut reads = Reads { known, tables, problems: Vec::new() };
+    let _ = statements.visit(&mut reads);
+    reads.problems
+}
+
+/// Walks a query's FROM clauses: plain names must be inputs or CTEs; nothing else that reads.
+struct Reads<'a> {
+    known: Vec<String>,
+    tables: &'a [&'a str],
+    problems: Vec<String>,
+}
+
+impl Visitor for Reads<'_> {
+    type Break = ();
+
+    fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
         let name = relation.to_string().to_lowercase();
-        if !known.contains(&name) {
-            problems.push(format!(
+        if !self.known.contains(&name) {
+            self.problems.push(format!(
                 "the query reads table `{relation}`, which is not among the inputs ({})",
-                tables.join(", ")
+                self.tables.join(", ")
             ));
         }
-        ControlFlow::<()>::Continue(())
-    });
-    problems
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        let refused = match factor {
+            TableFactor::Table { name, args: Some(_), .. } => Some(name.to_string()),
+            TableFactor::Table { .. }
+            | TableFactor::Derived { .. }
+            | TableFactor::NestedJoin { .. }
+            | TableFactor::UNNEST { .. } => None,
+            other => Some(other.to_string()),
+        };
+        if let Some(what) = refused {
+            self.problems.push(format!(
+                "the query calls table function `{what}`: a query may read only its inputs"
+            ));
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::check_query;
+    use crate::jobs::Stage;
+
+    fn check(query: &str, tables: &[&str]) -> Vec<String> {
+        check_query(query, tables, Stage::Load)
+    }
 
     #[test]
     fn queries_are_checked_for_syntax_and_inputs() {
-        assert!(check_query("SELECT a FROM t JOIN u USING (id)", &["t", "u"]).is_empty());
-        assert!(check_query("WITH x AS (SELECT * FROM t) SELECT * FROM x", &["t"]).is_empty());
-        assert!(check_query("SELEC a FROM t", &["t"])[0].starts_with("SQL syntax error"));
+        assert!(check("SELECT a FROM t JOIN u USING (id)", &["t", "u"]).is_empty());
+        assert!(check("WITH x AS (SELECT * FROM t) SELECT * FROM x", &["t"]).is_empty());
+        assert!(check("SELEC a FROM t", &["t"])[0].starts_with("SQL syntax error"));
         assert_eq!(
-            check_query("SELECT * FROM missing", &["t"]),
+            check("SELECT * FROM missing", &["t"]),
             vec!["the query reads table `missing`, which is not among the inputs (t)"]
         );
-        assert!(check_query("SELECT 1; SELECT 2", &[]).len() == 1);
-        assert!(check_query("SELECT * FROM {{ params.t }}", &[]).is_empty());
+        assert!(check("SELECT 1; SELECT 2", &[]).len() == 1);
+        assert!(check("SELECT * FROM {{ params.t }}", &[]).is_empty());
+    }
+
+    #[test]
+    fn rendered_queries_are_checked_even_when_they_look_templated() {
+        let rendered = check_query("SELECT * FROM x -- {{", &["t"], Stage::Rendered);
+        assert_eq!(rendered, vec!["the query reads table `x`, which is not among the inputs (t)"]);
+    }
+
+    #[test]
+    fn table_functions_are_refused_whatever_a_cte_is_called() {
+        let shadowed = "WITH read_csv AS (SELECT * FROM t) SELECT * FROM read_csv('/etc/passwd')";
+        let problems = check(shadowed, &["t"]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("table function `read_csv`"), "{problems:?}");
+        let nested = "SELECT * FROM t WHERE a IN (SELECT a FROM read_parquet('/x.parquet'))";
+        assert!(check(nested, &["t"]).iter().any(|p| p.contains("table function")));
     }
 }

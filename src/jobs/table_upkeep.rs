@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Job, JobContext, JobError, Outputs};
+use super::{Job, JobContext, JobError, Outputs, Stage};
 use crate::lake::tables::table_ident;
 
 fn check_tables(tables: &[String]) -> Vec<String> {
@@ -33,7 +33,7 @@ impl Job for Compact {
     const KIND: &'static str = "compact";
     type Config = CompactConfig;
 
-    fn validate(&self, config: &CompactConfig) -> Vec<String> {
+    fn validate(&self, config: &CompactConfig, _stage: Stage) -> Vec<String> {
         check_tables(&config.tables)
     }
 
@@ -78,7 +78,7 @@ impl Job for ExpireSnapshots {
     const KIND: &'static str = "expire_snapshots";
     type Config = ExpireConfig;
 
-    fn validate(&self, config: &ExpireConfig) -> Vec<String> {
+    fn validate(&self, config: &ExpireConfig, _stage: Stage) -> Vec<String> {
         let mut problems = check_tables(&config.tables);
         problems.extend(crate::time::parse_duration(&config.older_than).err());
         problems

@@ -16,14 +16,17 @@ const COMPLETE: &str = ".complete";
 #[derive(Debug, Clone)]
 pub struct Dataset {
     name: String,
+    /// The warehouse's local folder, which writes must not leave.
+    root: PathBuf,
     /// The local folder: the dataset itself, or its cache for a remote warehouse.
     dir: PathBuf,
     remote: Option<Arc<Remote>>,
 }
 
 impl Dataset {
-    pub(super) fn new(name: &str, dir: PathBuf, remote: Option<Arc<Remote>>) -> Dataset {
-        Dataset { name: name.to_string(), dir, remote }
+    /// The dataset `name` (already checked to be relative) of the warehouse at `root`.
+    pub(super) fn new(name: &str, root: &Path, remote: Option<Arc<Remote>>) -> Dataset {
+        Dataset { name: name.to_string(), root: root.to_path_buf(), dir: root.join(name), remote }
     }
 
     pub fn name(&self) -> &str {
@@ -94,6 +97,7 @@ impl Dataset {
         let unique = format!("{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
         let version = format!("{VERSION_PREFIX}{stamp}-{unique}");
         let dir = self.dir.join(&version);
+        super::check_confined(&self.root, &dir)?;
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         Ok(PendingVersion { dataset: self.clone(), version, dir, committed: false })
     }

@@ -41,6 +41,11 @@ pub enum LakeError {
     Polars(#[from] polars::error::PolarsError),
     #[error("`{0}` is not a warehouse location: use a folder or s3://bucket/prefix")]
     Unsupported(String),
+    /// A write would pass through a symbolic link leading out of the warehouse.
+    #[error(
+        "`{path}` leads out of the warehouse through a symbolic link: writes there are refused"
+    )]
+    Escapes { path: PathBuf },
     /// The object store answered with an error (unreachable, denied, …).
     #[error("object store: {0}")]
     Remote(String),
@@ -100,7 +105,7 @@ impl Warehouse {
     /// The dataset at `name`, a relative path such as `silver/orders_enriched`.
     pub fn dataset(&self, name: &str) -> Result<Dataset> {
         check_relative(name)?;
-        Ok(Dataset::new(name, self.root.join(name), self.remote.clone()))
+        Ok(Dataset::new(name, &self.root, self.remote.clone()))
     }
 
     /// Writes `value` as pretty JSON to the warehouse file `name`, replacing it atomically.
@@ -108,6 +113,7 @@ impl Warehouse {
     pub fn write_json(&self, name: &str, value: &serde_json::Value) -> Result<u64> {
         check_relative(name)?;
         let path = self.root.join(name);
+        check_confined(&self.root, &path)?;
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
@@ -129,6 +135,26 @@ impl Warehouse {
         }
         let path = self.root.join(name);
         std::fs::read_to_string(&path).map_err(io(&path))
+    }
+}
+
+/// Refuses to write at `path` when the deepest part of it that exists (a folder, a file or a
+/// link) resolves outside `root`: a symbolic link planted in the warehouse cannot carry writes
+/// out of it. Reading through such links stays allowed (data linked in by other tools).
+pub(crate) fn check_confined(root: &Path, path: &Path) -> Result<()> {
+    let Ok(real_root) = root.canonicalize() else {
+        return Ok(()); // nothing written yet, so no link either
+    };
+    let mut existing = path;
+    while std::fs::symlink_metadata(existing).is_err() {
+        match existing.parent() {
+            Some(parent) => existing = parent,
+            None => return Ok(()),
+        }
+    }
+    match existing.canonicalize() {
+        Ok(real) if real.starts_with(&real_root) => Ok(()),
+        _ => Err(LakeError::Escapes { path: path.to_path_buf() }),
     }
 }
 
@@ -155,5 +181,26 @@ mod tests {
             assert!(warehouse.dataset(bad).is_err(), "{bad}");
         }
         assert!(Warehouse::open("s3://bucket/prefix").is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn writes_never_follow_links_out_of_the_warehouse() {
+        let outside = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("gold")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("gold/escape")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent", root.path().join("dangling")).unwrap();
+        let warehouse = Warehouse::open(root.path().to_str().unwrap()).unwrap();
+        let json = serde_json::json!({});
+        assert!(matches!(
+            warehouse.write_json("gold/escape/x.json", &json),
+            Err(LakeError::Escapes { .. })
+        ));
+        assert!(warehouse.write_json("dangling/x.json", &json).is_err());
+        assert!(warehouse.dataset("gold/escape/d").unwrap().begin().is_err());
+        assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
+        assert!(warehouse.write_json("gold/kpi.json", &json).is_ok());
+        assert!(warehouse.dataset("gold/d").unwrap().begin().is_ok());
     }
 }

@@ -89,10 +89,11 @@ impl Store {
         }
         let ids: Vec<&str> = dags.iter().map(|d| d.dag_id.as_str()).collect();
         let sql = if ids.is_empty() {
-            "UPDATE dags SET is_active = 0 WHERE is_active = 1".to_string()
+            "UPDATE dags SET is_active = 0, description = NULL WHERE is_active = 1".to_string()
         } else {
             format!(
-                "UPDATE dags SET is_active = 0 WHERE is_active = 1 AND dag_id NOT IN ({})",
+                "UPDATE dags SET is_active = 0, description = NULL \
+                 WHERE is_active = 1 AND dag_id NOT IN ({})",
                 placeholders(1, ids.len())
             )
         };

@@ -36,7 +36,7 @@ pub use notify::{Waiter, Wakeups};
 pub use runs::NewRun;
 pub use stats::{DurationHistogram, StateTable, DURATION_BUCKETS};
 pub use tasks::{ClaimedTask, TaskOutcome, TaskStateRow, TryRow};
-pub use users::{SessionRow, UserRow};
+pub use users::{ApiTokenRow, SessionRow, UserRow, TOKEN_ID_LEN};
 
 /// The queue tasks go to unless their DAG says otherwise.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -160,6 +160,7 @@ impl Store {
                     "users_and_tries",
                     include_str!("../../migrations/sqlite/0002_users_and_tries.sql"),
                 ),
+                (3, "token_expiry", include_str!("../../migrations/sqlite/0003_token_expiry.sql")),
             ],
             Backend::Postgres => &[
                 (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -167,6 +168,11 @@ impl Store {
                     2,
                     "users_and_tries",
                     include_str!("../../migrations/postgres/0002_users_and_tries.sql"),
+                ),
+                (
+                    3,
+                    "token_expiry",
+                    include_str!("../../migrations/postgres/0003_token_expiry.sql"),
                 ),
             ],
         };

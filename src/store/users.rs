@@ -1,5 +1,7 @@
 //! Web users, browser sessions and API tokens. Secrets arrive here already hashed: this module
-//! stores and looks up digests, it never sees a password or a token in clear.
+//! stores and looks up digests, it never sees a password or a token in clear. A session or a
+//! token carries no role of its own: every lookup reads the user's current role, so a demoted
+//! or deleted user's credentials change or stop at once.
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -14,6 +16,20 @@ pub struct UserRow {
     pub password_hash: String,
     pub role: Role,
 }
+
+/// An API token as listed (never the token itself).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ApiTokenRow {
+    /// The first 16 hex digits of the token's digest: enough to name it, useless to use it.
+    pub id: String,
+    pub username: String,
+    pub name: String,
+    pub created_at: Micros,
+    pub expires_at: Option<Micros>,
+}
+
+/// Length of an [`ApiTokenRow::id`].
+pub const TOKEN_ID_LEN: usize = 16;
 
 /// A logged-in browser session.
 #[derive(Debug, Clone)]
@@ -84,11 +100,12 @@ impl Store {
         Ok(())
     }
 
-    /// The session with this id digest, unless it has expired at `now`.
+    /// The session with this id digest, unless it has expired at `now`, with its user's
+    /// current role (none once the user is deleted).
     pub async fn get_session(&self, id_hash: &str, now: Micros) -> Result<Option<SessionRow>> {
         let row = sqlx::query(
-            "SELECT username, role, csrf_token, expires_at FROM web_sessions \
-             WHERE id_hash = $1 AND expires_at > $2",
+            "SELECT s.username, u.role, s.csrf_token, s.expires_at FROM web_sessions s \
+             JOIN users u ON u.username = s.username WHERE s.id_hash = $1 AND s.expires_at > $2",
         )
         .bind(id_hash)
         .bind(now)
@@ -123,34 +140,94 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    pub async fn create_api_token(
-        &self,
-        token_hash: &str,
-        username: &str,
-        name: &str,
-        now: Micros,
-    ) -> Result<()> {
+    /// Deletes a user with its sessions and API tokens; false if there was no such user.
+    pub async fn delete_user(&self, username: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        for statement in [
+            "DELETE FROM web_sessions WHERE username = $1",
+            "DELETE FROM api_tokens WHERE username = $1",
+        ] {
+            sqlx::query(statement).bind(username).execute(&mut *tx).await?;
+        }
+        let done = sqlx::query("DELETE FROM users WHERE username = $1")
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn create_api_token(&self, token_hash: &str, token: &ApiTokenRow) -> Result<()> {
         sqlx::query(
-            "INSERT INTO api_tokens (token_hash, username, name, created_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO api_tokens (token_hash, username, name, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(token_hash)
-        .bind(username)
-        .bind(name)
-        .bind(now)
+        .bind(&token.username)
+        .bind(&token.name)
+        .bind(token.created_at)
+        .bind(token.expires_at)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// The user owning the API token with this digest (tokens of deleted users do not count).
-    pub async fn user_of_api_token(&self, token_hash: &str) -> Result<Option<UserRow>> {
+    /// The user owning the API token with this digest, unless the token expired by `now`
+    /// (tokens of deleted users do not count).
+    pub async fn user_of_api_token(
+        &self,
+        token_hash: &str,
+        now: Micros,
+    ) -> Result<Option<UserRow>> {
         let row = sqlx::query(
             "SELECT u.username, u.password_hash, u.role FROM api_tokens t \
-             JOIN users u ON u.username = t.username WHERE t.token_hash = $1",
+             JOIN users u ON u.username = t.username \
+             WHERE t.token_hash = $1 AND (t.expires_at IS NULL OR t.expires_at > $2)",
         )
         .bind(token_hash)
+        .bind(now)
         .fetch_optional(&self.reader)
         .await?;
         row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// The API tokens of `username`, or of everyone, oldest first.
+    pub async fn list_api_tokens(&self, username: Option<&str>) -> Result<Vec<ApiTokenRow>> {
+        let rows = sqlx::query(
+            "SELECT token_hash, username, name, created_at, expires_at FROM api_tokens \
+             WHERE $1 IS NULL OR username = $1 ORDER BY created_at, token_hash",
+        )
+        .bind(username)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let hash: String = row.try_get("token_hash")?;
+                Ok(ApiTokenRow {
+                    id: hash.chars().take(TOKEN_ID_LEN).collect(),
+                    username: row.try_get("username")?,
+                    name: row.try_get("name")?,
+                    created_at: row.try_get("created_at")?,
+                    expires_at: row.try_get("expires_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Revokes the token whose id is `id`, if it belongs to `username` (any owner for `None`);
+    /// false if there was none.
+    pub async fn revoke_api_token(&self, id: &str, username: Option<&str>) -> Result<bool> {
+        if id.len() != TOKEN_ID_LEN || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(false);
+        }
+        let done = sqlx::query(
+            "DELETE FROM api_tokens WHERE substr(token_hash, 1, 16) = $1 \
+             AND ($2 IS NULL OR username = $2)",
+        )
+        .bind(id.to_ascii_lowercase())
+        .bind(username)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 }

@@ -6,11 +6,12 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use super::auth::Identity;
 use super::error::{ApiError, WebError};
 use super::{lookup, AppState};
 use crate::dag::Dag;
@@ -33,7 +34,10 @@ fn rfc3339_opt(at: Option<Micros>) -> Option<String> {
 }
 
 fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, WebError> {
-    payload.map(|Json(v)| v).map_err(|e| WebError::BadRequest(e.body_text()))
+    payload.map(|Json(v)| v).map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => WebError::TooLarge(e.body_text()),
+        _ => WebError::BadRequest(e.body_text()),
+    })
 }
 
 fn query<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, WebError> {
@@ -71,7 +75,7 @@ impl From<&DagRow> for DagJson {
     fn from(d: &DagRow) -> Self {
         DagJson {
             dag_id: d.dag_id.clone(),
-            file: d.file_path.clone(),
+            file: super::views::shown_path(&d.file_path),
             version: d.version.clone(),
             description: d.description.clone(),
             schedule: d.schedule.clone(),
@@ -381,6 +385,49 @@ pub async fn task_logs(
         "lines": lines, "next_after": next_after,
     }))
     .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    /// Admins only: another user's tokens (default: everyone's for admins, else the caller's).
+    user: Option<String>,
+}
+
+/// API tokens: a viewer sees its own, an admin everyone's (or `?user=`'s).
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    params: Result<Query<TokenQuery>, QueryRejection>,
+) -> ApiResult {
+    let q = query(params)?;
+    let owner = match (identity.is_admin(), q.user) {
+        (true, user) => user,
+        (false, Some(user)) if user != identity.username => {
+            return Err(WebError::admin_only().into())
+        }
+        (false, _) => Some(identity.username.clone()),
+    };
+    let tokens = state.store.list_api_tokens(owner.as_deref()).await?;
+    let tokens: Vec<Value> = tokens
+        .iter()
+        .map(|t| json!({ "id": t.id, "user": t.username, "name": t.name,
+                         "created_at": rfc3339(t.created_at), "expires_at": rfc3339_opt(t.expires_at) }))
+        .collect();
+    Ok(Json(json!({ "tokens": tokens })).into_response())
+}
+
+/// Revokes a token: one's own, or any for an admin.
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let owner = (!identity.is_admin()).then_some(identity.username.as_str());
+    if state.store.revoke_api_token(&id, owner).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(WebError::NotFound(format!("no API token `{id}` of yours")).into())
+    }
 }
 
 pub async fn openapi() -> Response {

@@ -1,11 +1,21 @@
 //! Who is asking: session cookies, bearer API tokens, the login and logout pages, and the rules
 //! every request passes through (login required, admins only for actions, CSRF tokens on every
-//! cookie-authenticated POST).
+//! cookie-authenticated POST, same-site `Origin` on every state change, known `Host` names
+//! when authentication is off), plus the security headers of every response. Logins are
+//! throttled by `throttle`.
 
 use axum::body::{to_bytes, Body};
-use axum::extract::{Query, Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Query, Request, State};
+use axum::http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, COOKIE, HOST, LOCATION, ORIGIN, RETRY_AFTER,
+    SET_COOKIE,
+};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Extension, Form};
@@ -13,11 +23,12 @@ use serde::Deserialize;
 
 use super::catalog::CatalogError;
 use super::error::{ApiError, PageError, WebError};
+use super::throttle::Refusal;
 use super::views::{encode_component, LoginPage};
 use super::AppState;
 use crate::store::{Role, SessionRow};
 use crate::time::now_micros;
-use crate::users::{digest, new_secret, verify_password};
+use crate::users::{digest, hash_password, new_secret, verify_password};
 
 pub const SESSION_COOKIE: &str = "lakeward_session";
 /// Double-submit cookie guarding the login form, which has no session yet.
@@ -73,7 +84,7 @@ fn same_secret(a: &str, b: &str) -> bool {
 async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Option<Identity>, WebError> {
     if let Some(value) = headers.get(AUTHORIZATION) {
         let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
-        let user = state.store.user_of_api_token(&digest(token.trim())).await?;
+        let user = state.store.user_of_api_token(&digest(token.trim()), now_micros()).await?;
         return Ok(user.map(|user| Identity {
             username: user.username,
             role: user.role,
@@ -125,6 +136,9 @@ fn reject(path: &str, error: WebError) -> Response {
 /// The middleware in front of every route but `/health`, `/login` and static files.
 pub async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
+    if let Err(e) = check_host_and_origin(&state, &request) {
+        return reject(&path, e);
+    }
     let identity = match identify(&state, request.headers()).await {
         Ok(Some(identity)) => identity,
         Ok(None) if is_api(&path) => return reject(&path, WebError::Unauthorized),
@@ -137,7 +151,7 @@ pub async fn authenticate(State(state): State<AppState>, request: Request, next:
     let (mut parts, body) = request.into_parts();
     let mut body = body;
     if !matches!(parts.method, Method::GET | Method::HEAD) {
-        if path != "/logout" && !identity.is_admin() {
+        if !identity.is_admin() && !is_self_service(&parts.method, &path) {
             return reject(&path, WebError::admin_only());
         }
         // Without authentication (loopback only) catalog clients send JSON, which a browser
@@ -153,7 +167,69 @@ pub async fn authenticate(State(state): State<AppState>, request: Request, next:
         }
     }
     parts.extensions.insert(identity);
-    next.run(Request::from_parts(parts, body)).await
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    // What only this caller may see must not stay in shared or browser caches.
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Actions any signed-in user may take on their own credentials.
+fn is_self_service(method: &Method, path: &str) -> bool {
+    path == "/logout" || (method == Method::DELETE && path.starts_with("/api/v1/tokens/"))
+}
+
+/// With authentication off, only the configured host names are answered, so a page on another
+/// site cannot reach this server through a DNS name rebound to 127.0.0.1. Always: a
+/// state-changing request whose `Origin` names another site is refused.
+fn check_host_and_origin(state: &AppState, request: &Request) -> Result<(), WebError> {
+    // Browsers always send `Host`; a request without one cannot come through a rebound name.
+    let sent_host = request.headers().get(HOST).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let host = sent_host.unwrap_or("");
+    let known = |host: &str| state.allowed_hosts.iter().any(|allowed| host_name(host) == allowed);
+    if !state.auth && sent_host.is_some_and(|host| !known(host)) {
+        return Err(WebError::Forbidden(format!(
+            "host `{host}` is not served without authentication: add it to [web] allowed_hosts"
+        )));
+    }
+    let changes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if let (true, Some(origin)) = (changes, request.headers().get(ORIGIN)) {
+        let origin = origin.to_str().unwrap_or("");
+        let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
+        if origin_host != host {
+            return Err(WebError::Forbidden(format!(
+                "cross-site request refused: origin `{origin}` is not this server"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `host` without its port (`[::1]:8080` → `::1`).
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("");
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
+}
+
+/// Headers on every response: no framing (clickjacking), no content sniffing, scripts and
+/// styles from this server only, no referrer leaving it.
+pub async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "same-origin"),
+        (
+            "content-security-policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
+             frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// Accepts a request carrying the session's CSRF token in the `X-CSRF-Token` header or in the
@@ -166,7 +242,7 @@ async fn check_csrf(
     let forbidden = || WebError::Forbidden("missing or wrong CSRF token: reload the page".into());
     let bytes = to_bytes(body, MAX_FORM_BYTES)
         .await
-        .map_err(|_| WebError::BadRequest("request body too large".into()))?;
+        .map_err(|_| WebError::TooLarge(format!("request body over {MAX_FORM_BYTES} bytes")))?;
     if let Some(token) = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()) {
         return if same_secret(token, &identity.csrf_token) { Ok(bytes) } else { Err(forbidden()) };
     }
@@ -196,20 +272,31 @@ fn redirect(to: &str) -> Response {
     response
 }
 
+/// The `Secure` cookie attribute, when a TLS proxy is configured in front.
+fn secure(state: &AppState) -> &'static str {
+    if state.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
 fn set_cookie(response: &mut Response, cookie: String) {
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(SET_COOKIE, value);
     }
 }
 
-/// Only same-site paths are followed after login.
+/// Only same-site paths are followed after login: `next` must parse as a URI with neither
+/// scheme nor host, and the redirect is rebuilt from its parsed path and query.
 fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
-            path.to_string()
-        }
-        _ => "/dags".to_string(),
-    }
+    let local = next
+        .filter(|text| !text.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\'))
+        .and_then(|text| text.parse::<Uri>().ok())
+        .filter(|uri| uri.scheme().is_none() && uri.authority().is_none())
+        .and_then(|uri| uri.path_and_query().map(|p| p.as_str().to_string()))
+        .filter(|path| path.starts_with('/') && !path.starts_with("//"));
+    local.unwrap_or_else(|| "/dags".to_string())
 }
 
 #[derive(Deserialize)]
@@ -245,8 +332,41 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
+/// The address the request came from, when the server recorded it.
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        Ok(ClientAddr(peer))
+    }
+}
+
+/// A valid argon2 hash of no one's password: unknown users are checked against it, so their
+/// answer takes as long as a wrong password's.
+fn decoy_hash() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| hash_password(&new_secret()).unwrap_or_default())
+}
+
+fn too_many(wait: Option<Duration>, next: String) -> Response {
+    let message = match wait {
+        Some(wait) => {
+            format!("Too many failed logins: try again in {} seconds.", wait.as_secs().max(1))
+        }
+        None => "Too many logins at once: try again in a moment.".to_string(),
+    };
+    let mut response = login_page(next, Some(message), StatusCode::TOO_MANY_REQUESTS);
+    let seconds = wait.map_or(1, |w| w.as_secs().max(1));
+    response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
 pub async fn login(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -258,25 +378,28 @@ pub async fn login(
         ))
         .into_response();
     }
+    let throttle = &state.login_throttle;
+    if let Err(Refusal::LockedOut(wait)) = throttle.check(&form.username, client) {
+        return too_many(Some(wait), next);
+    }
     let user = match state.store.get_user(&form.username).await {
         Ok(user) => user,
         Err(e) => return PageError(e.into()).into_response(),
     };
-    let password = form.password;
-    let verified = match user {
-        Some(user) => {
-            let hash = user.password_hash.clone();
-            let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-                .await
-                .unwrap_or(false);
-            ok.then_some(user)
-        }
-        None => None,
+    let Ok(_slot) = throttle.hashing_slot().await else {
+        return too_many(None, next);
     };
-    let Some(user) = verified else {
+    let hash = user.as_ref().map_or_else(|| decoy_hash().to_string(), |u| u.password_hash.clone());
+    let password = form.password;
+    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
+    let Some(user) = user.filter(|_| matches) else {
+        throttle.failed(&form.username, client);
         let error = Some("Wrong user name or password.".to_string());
         return login_page(next, error, StatusCode::UNAUTHORIZED);
     };
+    throttle.succeeded(&user.username);
     let secret = new_secret();
     let now = now_micros();
     let lifetime = state.session_lifetime;
@@ -293,8 +416,9 @@ pub async fn login(
     set_cookie(
         &mut response,
         format!(
-            "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
-            lifetime.as_secs()
+            "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+            lifetime.as_secs(),
+            secure(&state)
         ),
     );
     set_cookie(&mut response, format!("{LOGIN_COOKIE}=; Path=/login; Max-Age=0"));
@@ -314,7 +438,7 @@ pub async fn logout(
     let mut response = redirect("/login");
     set_cookie(
         &mut response,
-        format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+        format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}", secure(&state)),
     );
     response
 }

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{AppState, WebError};
-use crate::lake::tables::{TableError, Tables};
+use crate::lake::tables::{location, TableError, Tables};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -80,6 +80,8 @@ impl From<WebError> for CatalogError {
             WebError::Unauthorized => "NotAuthorizedException",
             WebError::Forbidden(_) => "ForbiddenException",
             WebError::Conflict(_) => "CommitFailedException",
+            WebError::TooLarge(_) => "BadRequestException",
+            WebError::TooManyRequests(..) => "SlowDownException",
             WebError::Unavailable(_) => "ServiceUnavailableException",
             WebError::Internal(_) => "InternalServerError",
         };
@@ -138,14 +140,27 @@ async fn tables(state: &AppState) -> Result<std::sync::Arc<Tables>, CatalogError
 /// A namespace from its path segment: levels are separated by the unit separator (0x1F).
 fn namespace(segment: &str) -> Result<NamespaceIdent, CatalogError> {
     let levels: Vec<String> = segment.split('\u{1f}').map(str::to_string).collect();
-    if levels.iter().any(|level| level.is_empty()) {
-        return Err(CatalogError::bad_request(format!("invalid namespace `{segment}`")));
+    checked_namespace(levels)
+}
+
+/// A namespace whose every level is a valid name.
+fn checked_namespace(levels: Vec<String>) -> Result<NamespaceIdent, CatalogError> {
+    for level in &levels {
+        location::check_name("namespace", level)?;
     }
     NamespaceIdent::from_vec(levels).map_err(|e| CatalogError::bad_request(e.to_string()))
 }
 
+fn checked_table(ident: &TableIdent) -> Result<(), CatalogError> {
+    checked_namespace(ident.namespace().clone().inner())?;
+    location::check_name("table", ident.name())?;
+    Ok(())
+}
+
 fn table_ident(segment: &str, table: String) -> Result<TableIdent, CatalogError> {
-    Ok(TableIdent::new(namespace(segment)?, table))
+    let ident = TableIdent::new(namespace(segment)?, table);
+    checked_table(&ident)?;
+    Ok(ident)
 }
 
 /// No overrides: clients use `/iceberg/v1/...` as given, and their own storage settings.
@@ -173,7 +188,11 @@ async fn create_namespace(
     Json(request): Json<CreateNamespaceRequest>,
 ) -> Answer<NamespaceResponse> {
     let tables = tables(&state).await?;
-    let created = tables.catalog().create_namespace(&request.namespace, request.properties).await?;
+    let ident = checked_namespace(request.namespace.inner())?;
+    if let Some(confinement) = tables.confinement() {
+        confinement.check_namespace_properties(&request.properties)?;
+    }
+    let created = tables.catalog().create_namespace(&ident, request.properties).await?;
     Ok(Json(NamespaceResponse::from(&created)))
 }
 
@@ -202,6 +221,9 @@ async fn update_properties(
 ) -> Answer<UpdateNamespacePropertiesResponse> {
     let tables = tables(&state).await?;
     let ident = namespace(&segment)?;
+    if let Some(confinement) = tables.confinement() {
+        confinement.check_namespace_properties(&request.updates)?;
+    }
     let catalog = tables.catalog();
     let mut properties = catalog.get_namespace(&ident).await?.properties().clone();
     let removals = request.removals.unwrap_or_default();
@@ -245,15 +267,26 @@ async fn create_table(
         ));
     }
     let tables = tables(&state).await?;
+    let ident = table_ident(&segment, request.name)?;
+    // Inside the warehouse: as given if it is, by default under the catalog's root (never
+    // where a namespace's `location` property might point).
+    let location = match (tables.confinement(), request.location) {
+        (Some(confinement), Some(location)) => {
+            confinement.check("table location", &location)?;
+            Some(location)
+        }
+        (Some(confinement), None) => Some(confinement.table_location(&ident)),
+        (None, location) => location,
+    };
     let creation = TableCreation::builder()
-        .name(request.name)
-        .location_opt(request.location)
+        .name(ident.name().to_string())
+        .location_opt(location)
         .schema(request.schema)
         .partition_spec_opt(request.partition_spec)
         .sort_order_opt(request.write_order)
         .properties(request.properties)
         .build();
-    let table = tables.catalog().create_table(&namespace(&segment)?, creation).await?;
+    let table = tables.catalog().create_table(ident.namespace(), creation).await?;
     Ok(Json(load_result(&table)))
 }
 
@@ -297,6 +330,7 @@ async fn rename_table(
     Json(request): Json<RenameTableRequest>,
 ) -> Result<StatusCode, CatalogError> {
     let tables = tables(&state).await?;
+    checked_table(&request.destination)?;
     tables.catalog().rename_table(&request.source, &request.destination).await?;
     Ok(StatusCode::NO_CONTENT)
 }

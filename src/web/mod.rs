@@ -13,6 +13,7 @@ mod graph;
 mod lookup;
 mod metrics;
 mod pages;
+mod throttle;
 mod views;
 
 use std::net::SocketAddr;
@@ -50,6 +51,11 @@ pub struct AppState {
     open_csrf_token: Arc<str>,
     /// The table catalog served as an Iceberg REST catalog under `/iceberg`, if any.
     pub tables: Option<TablesHandle>,
+    /// `Host` names answered while authentication is off (loopback names and the configured).
+    allowed_hosts: Arc<[String]>,
+    /// Cookies carry `Secure` (behind a TLS proxy).
+    secure_cookies: bool,
+    login_throttle: Arc<throttle::LoginThrottle>,
 }
 
 impl AppState {
@@ -62,6 +68,13 @@ impl AppState {
             session_lifetime: config.web.session_lifetime,
             open_csrf_token: crate::users::new_secret().into(),
             tables: None,
+            allowed_hosts: ["localhost", "127.0.0.1", "::1"]
+                .into_iter()
+                .map(str::to_string)
+                .chain(config.web.allowed_hosts.iter().cloned())
+                .collect(),
+            secure_cookies: config.web.secure_cookies,
+            login_throttle: Arc::default(),
         }
     }
 
@@ -93,6 +106,8 @@ pub fn app(state: AppState) -> Router {
         .route("/dags/{dag}/runs/{run}/tasks/{task}", axum::routing::patch(api::patch_task))
         .route("/dags/{dag}/runs/{run}/tasks/{task}/clear", post(api::clear_task))
         .route("/dags/{dag}/runs/{run}/tasks/{task}/logs", get(api::task_logs))
+        .route("/tokens", get(api::list_tokens))
+        .route("/tokens/{id}", axum::routing::delete(api::revoke_token))
         .route("/openapi.json", get(api::openapi))
         .fallback(api::not_found);
     let protected = Router::new()
@@ -118,6 +133,7 @@ pub fn app(state: AppState) -> Router {
         .route("/login", get(auth::login_form).post(auth::login))
         .route("/static/lakeward.css", get(stylesheet))
         .route("/static/live.js", get(live_script))
+        .layer(middleware::from_fn(auth::security_headers))
         .with_state(state)
 }
 
@@ -127,7 +143,8 @@ pub async fn serve(
     state: AppState,
     mut shutdown: Shutdown,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
+    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await
 }

@@ -34,8 +34,11 @@ fn html(page: impl Template) -> Page {
     Ok(Html(page.render()?))
 }
 
+/// Highest page number honoured; offsets computed from it cannot overflow.
+const MAX_PAGE: i64 = 1_000_000;
+
 fn page_number(page: Option<i64>) -> i64 {
-    page.unwrap_or(1).max(1)
+    page.unwrap_or(1).clamp(1, MAX_PAGE)
 }
 
 fn is_live(state: RunState) -> bool {
@@ -95,7 +98,13 @@ pub async fn dags(
     let base = format!("/dags?name={}&tag={}&", encode_component(&name), encode_component(&tag));
     html(DagsPage {
         chrome: Chrome::from(&identity),
-        import_errors: state.store.import_errors().await?,
+        import_errors: state
+            .store
+            .import_errors()
+            .await?
+            .into_iter()
+            .map(shown_import_error)
+            .collect(),
         dags,
         name,
         tag,
@@ -198,7 +207,7 @@ pub async fn dag(
                 .dag_source(&dag_id, &row.version)
                 .await?
                 .unwrap_or_else(|| (dag.file.clone(), dag.source.to_string()));
-            page.source = Some(SourceView { file, source });
+            page.source = Some(SourceView { file: shown_path(&file), source });
         }
     }
     html(page)
@@ -291,6 +300,9 @@ pub async fn trigger_form(
     Extension(identity): Extension<Identity>,
     Path(dag_id): Path<String>,
 ) -> Page {
+    if !identity.is_admin() {
+        return Err(WebError::admin_only().into());
+    }
     let (_, dag) = lookup::dag(&state, &dag_id).await?;
     html(TriggerPage {
         chrome: Chrome::from(&identity),

@@ -439,6 +439,25 @@ pub struct ErrorPage {
     pub message: String,
 }
 
+/// A DAG file's path as shown to web and API users: an absolute server path is cut to the
+/// file name, so pages do not reveal the server's folder layout.
+pub fn shown_path(path: &str) -> String {
+    let file = std::path::Path::new(path);
+    if file.is_absolute() {
+        file.file_name().map_or_else(String::new, |name| name.to_string_lossy().into_owned())
+    } else {
+        path.to_string()
+    }
+}
+
+/// An import error as shown: its file, and its message, cut like [`shown_path`].
+pub fn shown_import_error(mut error: ImportErrorRow) -> ImportErrorRow {
+    let shown = shown_path(&error.file_path);
+    error.message = error.message.replace(&error.file_path, &shown);
+    error.file_path = shown;
+    error
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

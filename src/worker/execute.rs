@@ -79,7 +79,8 @@ async fn prepare(worker: &Worker, claimed: &ClaimedTask) -> Result<Prepared, Job
             worker.store.task_outputs(run.pk).await.map_err(|e| JobError::Failed(e.to_string()))?;
         vars["outputs"] = serde_json::Value::Object(outputs);
     }
-    let config = template::render_config(&task.config, &vars).map_err(JobError::Config)?;
+    let quoted = worker.versions.registry().quoted_fields(&task.kind);
+    let config = template::render_config(&task.config, &vars, quoted).map_err(JobError::Config)?;
     Ok(Prepared { task, run, config })
 }
 

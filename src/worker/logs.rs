@@ -1,15 +1,18 @@
-//! Moves a running try's log lines from the job to the database, in batches.
+//! Moves a running try's log lines from the job to the database, in batches, keeping at most
+//! [`MAX_TRY_LOG_BYTES`] per try: past that, one marker line says how much was dropped.
 
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::jobs::LogLine;
+use crate::jobs::{LogLine, Stream};
 use crate::store::Store;
 
 /// Longest a line waits before being written, so live logs stay live.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 const MAX_BATCH: usize = 500;
+/// Most log text stored for one try; a runaway command cannot fill the database.
+pub const MAX_TRY_LOG_BYTES: usize = 32 * 1024 * 1024;
 
 /// Writes lines from `rx` to the log of try `try_number` of task instance `ti_id` until every
 /// sender is dropped, then returns after the last write.
@@ -20,6 +23,7 @@ pub(super) async fn flush_logs(
     mut rx: mpsc::UnboundedReceiver<LogLine>,
 ) {
     let mut batch = Vec::new();
+    let mut budget = Budget { left: MAX_TRY_LOG_BYTES, dropped_lines: 0, dropped_bytes: 0 };
     let mut open = true;
     while open {
         match rx.recv().await {
@@ -37,9 +41,52 @@ pub(super) async fn flush_logs(
                 _ = &mut deadline => break,
             }
         }
+        budget.apply(&mut batch);
+        if batch.is_empty() {
+            continue;
+        }
         if let Err(e) = store.append_logs(ti_id, try_number, &batch).await {
             tracing::warn!(ti_id, "dropping {} log lines: {e}", batch.len());
         }
         batch.clear();
+    }
+    if budget.dropped_lines > 0 {
+        let note = LogLine {
+            at: crate::time::now_micros(),
+            stream: Stream::System,
+            text: format!(
+                "[log truncated: {} more lines ({} bytes) dropped after {} MiB]",
+                budget.dropped_lines,
+                budget.dropped_bytes,
+                MAX_TRY_LOG_BYTES >> 20
+            ),
+        };
+        if let Err(e) = store.append_logs(ti_id, try_number, &[note]).await {
+            tracing::warn!(ti_id, "cannot record the log truncation: {e}");
+        }
+    }
+}
+
+/// What is left of a try's log allowance, and what went over it.
+struct Budget {
+    left: usize,
+    dropped_lines: usize,
+    dropped_bytes: usize,
+}
+
+impl Budget {
+    /// Keeps the lines of `batch` that fit, counting the others.
+    fn apply(&mut self, batch: &mut Vec<LogLine>) {
+        batch.retain(|line| {
+            let size = line.text.len();
+            if size <= self.left && self.dropped_lines == 0 {
+                self.left -= size;
+                true
+            } else {
+                self.dropped_lines += 1;
+                self.dropped_bytes += size;
+                false
+            }
+        });
     }
 }

@@ -217,6 +217,9 @@ impl super::Tables {
                     .into(),
             ));
         };
+        if let Some(confinement) = &self.confinement {
+            confinement.check_updates(&updates)?;
+        }
         let table = self.catalog.load_table(ident).await?;
         for requirement in requirements {
             requirement.check(Some(table.metadata())).map_err(|e| TableError::Refused {

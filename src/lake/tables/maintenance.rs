@@ -1,6 +1,8 @@
 //! Table upkeep: compaction (many small data files of a partition rewritten into few large
 //! ones, as one `replace` snapshot that changes no row) and snapshot expiry (old snapshots
-//! dropped, then the files only they referenced deleted).
+//! dropped, then the files only they referenced deleted). Expiry deletes only files inside the
+//! table's own location that no snapshot of any table in the catalog still references, so a
+//! crafted commit cannot turn it against another table.
 
 use std::collections::{HashMap, HashSet};
 
@@ -11,7 +13,7 @@ use serde::Serialize;
 
 use super::commit::{commit_change, live_entries, Change};
 use super::write::Source;
-use super::{TableError, Tables};
+use super::{location, TableError, Tables};
 
 /// Data files smaller than this are compacted (Iceberg's default target is 512 MB).
 pub const SMALL_FILE_BYTES: u64 = 128 * 1024 * 1024;
@@ -118,14 +120,42 @@ impl Tables {
             }
             (kept, gone)
         };
+        let own = table.metadata().location();
+        let mut candidates: HashSet<String> = expired_files
+            .difference(&kept_files)
+            .filter(|path| location::is_inside(own, path))
+            .cloned()
+            .collect();
         let update = TableUpdate::RemoveSnapshots { snapshot_ids: expired.clone() };
         self.publish(&table, vec![update]).await?;
-        let mut deleted_files = 0;
-        for path in expired_files.difference(&kept_files) {
-            table.file_io().delete(path).await?;
-            deleted_files += 1;
+        if !candidates.is_empty() {
+            for path in self.referenced_by_other_tables(name, &candidates).await? {
+                candidates.remove(&path);
+            }
         }
-        Ok(Expiry { expired_snapshots: expired, deleted_files })
+        for path in &candidates {
+            table.file_io().delete(path).await?;
+        }
+        Ok(Expiry { expired_snapshots: expired, deleted_files: candidates.len() })
+    }
+
+    /// Those of `paths` that a snapshot of another table than `name` references.
+    async fn referenced_by_other_tables(
+        &self,
+        name: &str,
+        paths: &HashSet<String>,
+    ) -> Result<HashSet<String>, TableError> {
+        let own = super::table_ident(name)?;
+        let mut found = HashSet::new();
+        for ident in self.identifiers().await?.into_iter().filter(|other| *other != own) {
+            let table = self.catalog.load_table(&ident).await?;
+            let mut manifests = HashMap::new();
+            for snapshot in table.metadata().snapshots() {
+                let files = referenced_files(&table, snapshot, &mut manifests).await?;
+                found.extend(files.into_iter().filter(|f| paths.contains(f)));
+            }
+        }
+        Ok(found)
     }
 }
 

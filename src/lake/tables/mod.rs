@@ -13,6 +13,7 @@ mod alter;
 mod catalog;
 mod commit;
 pub mod inspect;
+pub mod location;
 mod maintenance;
 mod partition;
 mod s3;
@@ -76,6 +77,9 @@ pub enum TableError {
 pub struct Tables {
     catalog: Box<dyn Catalog>,
     publisher: catalog::Publisher,
+    /// Where tables may live: the warehouse's iceberg folder (the SQL catalog); `None` when a
+    /// REST catalog decides.
+    confinement: Option<location::Confinement>,
 }
 
 /// What one promotion did.
@@ -129,15 +133,26 @@ impl Tables {
             return Ok(Tables {
                 catalog: Box::new(catalog),
                 publisher: catalog::Publisher::Rest(publisher),
+                confinement: None,
             });
         }
+        let root = tables_location(warehouse)?;
         let catalog = SqlCatalogBuilder::default()
-            .warehouse_location(tables_location(warehouse)?)
+            .warehouse_location(root.clone())
             .with_storage_factory(storage)
             .uri(store.url())
             .load(CATALOG_NAME, HashMap::new())
             .await?;
-        Ok(Tables { catalog: Box::new(catalog), publisher: catalog::Publisher::Sql(store.clone()) })
+        Ok(Tables {
+            catalog: Box::new(catalog),
+            publisher: catalog::Publisher::Sql(store.clone()),
+            confinement: Some(location::Confinement::new(root)),
+        })
+    }
+
+    /// Where tables may live, when lakeward's own catalog decides.
+    pub fn confinement(&self) -> Option<&location::Confinement> {
+        self.confinement.as_ref()
     }
 
     /// Applies `updates` to `table`'s metadata in the catalog.
@@ -145,24 +160,39 @@ impl Tables {
         self.publisher.publish(table, updates).await
     }
 
+    /// The table `name`, refused if its metadata points outside the warehouse (lakeward
+    /// writes and deletes where a table's metadata says).
     pub async fn load(&self, name: &str) -> Result<Table, TableError> {
         let ident = table_ident(name)?;
         if !self.catalog.table_exists(&ident).await? {
             return Err(TableError::Missing(name.to_string()));
         }
-        Ok(self.catalog.load_table(&ident).await?)
+        let table = self.catalog.load_table(&ident).await?;
+        if let Some(confinement) = &self.confinement {
+            confinement.check_metadata(table.metadata())?;
+        }
+        Ok(table)
     }
 
     /// Every table, as `ns.table`.
     pub async fn list(&self) -> Result<Vec<String>, TableError> {
-        let mut names = Vec::new();
-        for namespace in self.catalog.list_namespaces(None).await? {
-            for table in self.catalog.list_tables(&namespace).await? {
-                names.push(format!("{}.{}", namespace.join("."), table.name()));
-            }
-        }
+        let mut names: Vec<String> = self
+            .identifiers()
+            .await?
+            .iter()
+            .map(|t| format!("{}.{}", t.namespace().join("."), t.name()))
+            .collect();
         names.sort();
         Ok(names)
+    }
+
+    /// Every table of the catalog's top-level namespaces.
+    async fn identifiers(&self) -> Result<Vec<TableIdent>, TableError> {
+        let mut tables = Vec::new();
+        for namespace in self.catalog.list_namespaces(None).await? {
+            tables.extend(self.catalog.list_tables(&namespace).await?);
+        }
+        Ok(tables)
     }
 
     /// Writes the Parquet dataset at `data` (a folder or file) into table `name`.
@@ -209,7 +239,7 @@ impl Tables {
     ) -> Result<(Table, bool), TableError> {
         let ident = table_ident(name)?;
         if self.catalog.table_exists(&ident).await? {
-            return Ok((self.catalog.load_table(&ident).await?, false));
+            return Ok((self.load(name).await?, false));
         }
         // Parallel tasks may create the same namespace or table at once: losing that race is
         // fine, the winner's namespace or table is used.
@@ -223,8 +253,11 @@ impl Tables {
         }
         let schema = arrow_schema_to_schema_auto_assign_ids(arrow_schema)?;
         let spec = partition::partition_spec(&schema, partition_by).map_err(TableError::Invalid)?;
+        // Under the catalog's root, whatever location a namespace property names.
+        let location = self.confinement.as_ref().map(|c| c.table_location(&ident));
         let creation = TableCreation::builder()
             .name(ident.name().to_string())
+            .location_opt(location)
             .schema(schema)
             .partition_spec(spec)
             .properties([
@@ -235,7 +268,7 @@ impl Tables {
         match self.catalog.create_table(&namespace, creation).await {
             Ok(table) => Ok((table, true)),
             Err(_) if self.catalog.table_exists(&ident).await? => {
-                Ok((self.catalog.load_table(&ident).await?, false))
+                Ok((self.load(name).await?, false))
             }
             Err(e) => Err(e.into()),
         }
