@@ -325,6 +325,25 @@ impl Web {
     }
 }
 
+/// A new admin's API token.
+async fn admin_token(store: &Store) -> String {
+    create_user(store, "robot", "robot-password", Role::Admin).await.unwrap();
+    create_api_token(store, "robot", "t", None).await.unwrap()
+}
+
+/// A harness whose web server serves the table catalog of a warehouse in `dir`.
+async fn catalog_server(
+    db: &common::TestDb,
+    dir: &Path,
+) -> (Harness, Web, TablesHandle, Warehouse) {
+    let harness = Harness::start(db).await;
+    let warehouse = Warehouse::open(dir.join("warehouse").to_str().unwrap()).unwrap();
+    let tables =
+        TablesHandle::new(harness.store.clone(), warehouse.clone(), CatalogConfig::default());
+    let web = Web::new(&harness, &Config::default(), Some(tables.clone())).await;
+    (harness, web, tables, warehouse)
+}
+
 async fn web_harness(db: &common::TestDb) -> (Harness, Web) {
     let harness = Harness::start(db).await;
     let web = Web::new(&harness, &Config::default(), None).await;
@@ -356,8 +375,13 @@ async fn a_demoted_or_deleted_user_loses_its_powers_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_listed_revoked_and_expire() {
-    let db = common::sqlite();
-    let (harness, web) = web_harness(&db).await;
+    for db in common::databases().await {
+        tokens_lifecycle(&db).await;
+    }
+}
+
+async fn tokens_lifecycle(db: &common::TestDb) {
+    let (harness, web) = web_harness(db).await;
     create_user(&web.store, "robot", "robot-password", Role::Admin).await.unwrap();
     create_user(&web.store, "reader", "reader-password", Role::Viewer).await.unwrap();
     let admin = create_api_token(&web.store, "robot", "ops", None).await.unwrap();
@@ -504,8 +528,7 @@ async fn pages_carry_security_headers_and_reveal_no_server_paths() {
     let runs_page = web.get_as(&format!("/dags/example?page={}", i64::MAX), &cookie).await;
     assert_eq!(runs_page.status, StatusCode::OK);
 
-    create_user(&web.store, "robot", "robot-password", Role::Admin).await.unwrap();
-    let token = create_api_token(&web.store, "robot", "t", None).await.unwrap();
+    let token = admin_token(&web.store).await;
     let dag = web.api(Method::GET, "/api/v1/dags/example", &token, None).await;
     assert!(!dag.body.contains("/srv/lakeward/private"), "{}", dag.body);
     let big = json!({ "conf": "x".repeat(3 << 20) });
@@ -521,12 +544,8 @@ async fn pages_carry_security_headers_and_reveal_no_server_paths() {
 async fn catalog_locations_and_names_stay_inside_the_warehouse() {
     let dir = tempfile::tempdir().unwrap();
     let db = common::sqlite();
-    let harness = Harness::start(&db).await;
-    let warehouse = Warehouse::open(dir.path().join("warehouse").to_str().unwrap()).unwrap();
-    let tables = TablesHandle::new(harness.store.clone(), warehouse, CatalogConfig::default());
-    let web = Web::new(&harness, &Config::default(), Some(tables)).await;
-    create_user(&web.store, "robot", "robot-password", Role::Admin).await.unwrap();
-    let token = create_api_token(&web.store, "robot", "t", None).await.unwrap();
+    let (harness, web, _, _) = catalog_server(&db, dir.path()).await;
+    let token = admin_token(&web.store).await;
     let call = |method: Method, path: &str, body: Option<Value>| {
         let path = format!("/iceberg/v1{path}");
         let token = token.clone();
@@ -626,10 +645,8 @@ async fn descriptions_are_capped_and_deleted_dags_keep_no_body() {
 async fn expiry_never_deletes_files_of_another_table() {
     let dir = tempfile::tempdir().unwrap();
     let db = common::sqlite();
-    let harness = Harness::start(&db).await;
-    let warehouse = Warehouse::open(dir.path().join("warehouse").to_str().unwrap()).unwrap();
-    let handle =
-        TablesHandle::new(harness.store.clone(), warehouse.clone(), CatalogConfig::default());
+    let (harness, web, handle, warehouse) = catalog_server(&db, dir.path()).await;
+    let token = admin_token(&web.store).await;
     let tables = handle.get().await.unwrap();
     let promote = |name: &'static str, amount: f64| {
         let (tables, warehouse) = (tables.clone(), warehouse.clone());
@@ -660,9 +677,6 @@ async fn expiry_never_deletes_files_of_another_table() {
     let before = files_of_b();
 
     // A catalog client commits to `a` a snapshot made of `b`'s manifest list…
-    let web = Web::new(&harness, &Config::default(), Some(handle.clone())).await;
-    create_user(&web.store, "robot", "robot-password", Role::Admin).await.unwrap();
-    let token = create_api_token(&web.store, "robot", "t", None).await.unwrap();
     let b = tables.load("ns.b").await.unwrap();
     let a = tables.load("ns.a").await.unwrap();
     let snapshot = json!({

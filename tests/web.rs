@@ -62,7 +62,9 @@ impl Web {
         Web { router: app(state), store: harness.store.clone() }
     }
 
+    /// A logged-in session of `username`, created with `role` (sessions belong to users).
     async fn session(&self, username: &str, role: Role) -> Session {
+        create_user(&self.store, username, "session-password", role).await.unwrap();
         let secret = new_secret();
         let csrf = new_secret();
         let session = SessionRow {

@@ -62,11 +62,15 @@ impl CatalogError {
 
 impl IntoResponse for CatalogError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        // A server-side failure's detail (file paths, database errors) stays in the log.
+        let message = if self.status.is_server_error() {
             tracing::error!("iceberg catalog request failed: {}", self.message);
-        }
+            format!("{} (details in the server log)", self.status)
+        } else {
+            self.message
+        };
         let body = json!({
-            "error": { "message": self.message, "type": self.kind, "code": self.status.as_u16() }
+            "error": { "message": message, "type": self.kind, "code": self.status.as_u16() }
         });
         (self.status, Json(body)).into_response()
     }
