@@ -82,8 +82,9 @@ pub struct WebConfig {
     /// How long a browser session stays logged in.
     #[serde(with = "serde_duration")]
     pub session_lifetime: Duration,
-    /// Host names (the `Host` header, port ignored) answered while `auth` is off, against DNS
-    /// rebinding; loopback names (`localhost`, `127.0.0.1`, `::1`) are always allowed.
+    /// Public host names of this server (port ignored): answered while `auth` is off, against
+    /// DNS rebinding (loopback names always are), and accepted as the `Origin` of browser
+    /// requests when a TLS proxy rewrites the `Host` header.
     pub allowed_hosts: Vec<String>,
     /// Mark cookies `Secure`: set it when a TLS proxy serves lakeward over HTTPS.
     pub secure_cookies: bool,

@@ -291,6 +291,9 @@ async fn follow(store: &Store, run: &RunRow) -> anyhow::Result<RunState> {
     let started = Instant::now();
     let mut seen: HashMap<String, (TaskState, i64)> = HashMap::new();
     loop {
+        // The run state first: a run ends after its tasks, so the tasks read next are final
+        // whenever it has ended, and no last state or log goes unprinted.
+        let current = store.get_run_by_pk(run.pk).await?.context("the run disappeared")?;
         for ti in store.tasks_of_runs(&[run.pk]).await? {
             if seen.get(&ti.task_id) == Some(&(ti.state, ti.try_number)) {
                 continue;
@@ -313,7 +316,6 @@ async fn follow(store: &Store, run: &RunRow) -> anyhow::Result<RunState> {
             }
             seen.insert(ti.task_id.clone(), (ti.state, ti.try_number));
         }
-        let current = store.get_run_by_pk(run.pk).await?.context("the run disappeared")?;
         if current.state.is_finished() {
             println!(
                 "{:>9.3}s  run {}: {}",

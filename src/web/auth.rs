@@ -4,11 +4,11 @@
 //! when authentication is off), plus the security headers of every response. Logins are
 //! throttled by `throttle`.
 
-use axum::body::{to_bytes, Body};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use axum::body::{to_bytes, Body};
 use axum::extract::{ConnectInfo, FromRequestParts, Query, Request, State};
 use axum::http::header::{
     AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, COOKIE, HOST, LOCATION, ORIGIN, RETRY_AFTER,
@@ -178,14 +178,20 @@ fn is_self_service(method: &Method, path: &str) -> bool {
     path == "/logout" || (method == Method::DELETE && path.starts_with("/api/v1/tokens/"))
 }
 
-/// With authentication off, only the configured host names are answered, so a page on another
-/// site cannot reach this server through a DNS name rebound to 127.0.0.1. Always: a
-/// state-changing request whose `Origin` names another site is refused.
+/// Host names always answered when authentication is off.
+const LOOPBACK_NAMES: &[&str] = &["localhost", "127.0.0.1", "::1"];
+
+/// With authentication off, only loopback and configured host names are answered, so a page
+/// on another site cannot reach this server through a DNS name rebound to 127.0.0.1. Always:
+/// a state-changing request whose `Origin` is neither this server's `Host` nor one of the
+/// configured public names (a TLS proxy's, when it rewrites `Host`) is refused.
 fn check_host_and_origin(state: &AppState, request: &Request) -> Result<(), WebError> {
+    let configured = |name: &str| state.allowed_hosts.iter().any(|allowed| name == allowed);
     // Browsers always send `Host`; a request without one cannot come through a rebound name.
     let sent_host = request.headers().get(HOST).map(|v| v.to_str().unwrap_or("\u{fffd}"));
     let host = sent_host.unwrap_or("");
-    let known = |host: &str| state.allowed_hosts.iter().any(|allowed| host_name(host) == allowed);
+    let known =
+        |host: &str| LOOPBACK_NAMES.contains(&host_name(host)) || configured(host_name(host));
     if !state.auth && sent_host.is_some_and(|host| !known(host)) {
         return Err(WebError::Forbidden(format!(
             "host `{host}` is not served without authentication: add it to [web] allowed_hosts"
@@ -195,7 +201,7 @@ fn check_host_and_origin(state: &AppState, request: &Request) -> Result<(), WebE
     if let (true, Some(origin)) = (changes, request.headers().get(ORIGIN)) {
         let origin = origin.to_str().unwrap_or("");
         let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
-        if origin_host != host {
+        if origin_host != host && !configured(host_name(origin_host)) {
             return Err(WebError::Forbidden(format!(
                 "cross-site request refused: origin `{origin}` is not this server"
             )));

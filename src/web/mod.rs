@@ -51,7 +51,8 @@ pub struct AppState {
     open_csrf_token: Arc<str>,
     /// The table catalog served as an Iceberg REST catalog under `/iceberg`, if any.
     pub tables: Option<TablesHandle>,
-    /// `Host` names answered while authentication is off (loopback names and the configured).
+    /// Public host names (`[web] allowed_hosts`): answered while authentication is off besides
+    /// loopback names, and accepted as the `Origin` of state-changing requests.
     allowed_hosts: Arc<[String]>,
     /// Cookies carry `Secure` (behind a TLS proxy).
     secure_cookies: bool,
@@ -68,11 +69,7 @@ impl AppState {
             session_lifetime: config.web.session_lifetime,
             open_csrf_token: crate::users::new_secret().into(),
             tables: None,
-            allowed_hosts: ["localhost", "127.0.0.1", "::1"]
-                .into_iter()
-                .map(str::to_string)
-                .chain(config.web.allowed_hosts.iter().cloned())
-                .collect(),
+            allowed_hosts: config.web.allowed_hosts.iter().cloned().collect(),
             secure_cookies: config.web.secure_cookies,
             login_throttle: Arc::default(),
         }
