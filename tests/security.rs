@@ -450,6 +450,24 @@ async fn brute_force_logins_are_locked_out_per_user_and_per_address() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_are_secure_when_a_tls_proxy_is_configured() {
+    let db = common::sqlite();
+    let harness = Harness::start(&db).await;
+    let mut config = Config::default();
+    config.web.secure_cookies = true;
+    let web = Web::new(&harness, &config, None).await;
+    create_user(&web.store, "ana", "ana-password", Role::Admin).await.unwrap();
+    let answer = web.login("ana", "ana-password", "/dags", "192.0.2.50").await;
+    let session = answer.headers.get_all(SET_COOKIE).iter().find_map(|v| {
+        let v = v.to_str().ok()?;
+        v.starts_with("lakeward_session=").then(|| v.to_string())
+    });
+    let session = session.expect("a session cookie");
+    assert!(session.contains("; Secure") && session.contains("HttpOnly"), "{session}");
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_login_only_same_site_paths_are_followed() {
     let db = common::sqlite();
     let (harness, web) = web_harness(&db).await;

@@ -152,6 +152,27 @@ mod tests {
         assert_eq!(lockout(FREE_FAILURES + 40), Some(MAX_LOCKOUT));
     }
 
+    #[tokio::test]
+    async fn hashing_is_bounded_and_the_queue_too() {
+        let throttle = std::sync::Arc::new(LoginThrottle::default());
+        let held: Vec<_> =
+            (0..HASHING_AT_ONCE).map(|_| throttle.hashing.try_acquire().unwrap()).collect();
+        let waiters: Vec<_> = (0..MAX_WAITING)
+            .map(|_| {
+                let throttle = throttle.clone();
+                tokio::spawn(async move { throttle.hashing_slot().await.map(|_| ()) })
+            })
+            .collect();
+        while throttle.waiting.load(Ordering::SeqCst) < MAX_WAITING {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(throttle.hashing_slot().await.err(), Some(Refusal::Busy));
+        drop(held);
+        for waiter in waiters {
+            assert_eq!(waiter.await.unwrap(), Ok(()));
+        }
+    }
+
     #[test]
     fn a_user_and_an_address_are_locked_separately() {
         let throttle = LoginThrottle::default();
