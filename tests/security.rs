@@ -10,11 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::header::{
-    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, COOKIE, HOST, LOCATION, ORIGIN, SET_COOKIE,
-};
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, HOST, LOCATION, ORIGIN, SET_COOKIE};
+use axum::http::{Method, Request, StatusCode};
 use axum::Router;
+use common::web::Answer;
 use common::{Harness, HarnessOptions};
 use lakeward::config::Config;
 use lakeward::dag::folder::load_folder;
@@ -28,7 +27,6 @@ use lakeward::time::now_micros;
 use lakeward::users::{create_api_token, create_user, digest, new_secret};
 use lakeward::web::{app, AppState};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 // ---------------------------------------------------------------------------------------------
 // Tasks: parameters are data, never code.
@@ -219,18 +217,6 @@ async fn huge_log_lines_are_cut_and_marked() {
 // ---------------------------------------------------------------------------------------------
 // The web: sessions, tokens, logins, redirects, hosts, headers.
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: impl axum::http::header::AsHeaderName) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
-    }
-}
-
 struct Web {
     router: Router,
     store: Store,
@@ -255,11 +241,7 @@ impl Web {
     }
 
     async fn send(&self, request: Request<Body>) -> Answer {
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = axum::body::to_bytes(response.into_body(), 10 << 20).await.unwrap();
-        Answer { status, headers, body: String::from_utf8_lossy(&bytes).into_owned() }
+        common::web::send(&self.router, request).await
     }
 
     async fn session(&self, username: &str) -> (String, String) {
@@ -291,15 +273,7 @@ impl Web {
     }
 
     async fn api(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Answer {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(AUTHORIZATION, format!("Bearer {token}"));
-        if body.is_some() {
-            request = request.header(CONTENT_TYPE, "application/json");
-        }
-        let body = body.map_or(Body::empty(), |b| Body::from(b.to_string()));
-        self.send(request.body(body).unwrap()).await
+        self.send(common::web::api_request(method, path, token, body)).await
     }
 
     /// A login attempt through the real form, from `client`.

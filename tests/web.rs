@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE};
+use axum::http::{Method, Request, StatusCode};
 use axum::Router;
+use common::web::Answer;
 use common::{Harness, TestDb};
 use lakeward::config::Config;
 use lakeward::dag::{compile, Dag};
@@ -19,7 +20,6 @@ use lakeward::time::now_micros;
 use lakeward::users::{create_api_token, create_user, digest, new_secret};
 use lakeward::web::{app, AppState};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 fn example_dag() -> Arc<Dag> {
     let source = include_str!("../dags/example.toml");
@@ -35,21 +35,6 @@ struct Session {
 struct Web {
     router: Router,
     store: Store,
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-    fn location(&self) -> &str {
-        self.headers.get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("")
-    }
 }
 
 impl Web {
@@ -78,11 +63,7 @@ impl Web {
     }
 
     async fn send(&self, request: Request<Body>) -> Answer {
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = axum::body::to_bytes(response.into_body(), 10 << 20).await.unwrap();
-        Answer { status, headers, body: String::from_utf8_lossy(&bytes).into_owned() }
+        common::web::send(&self.router, request).await
     }
 
     async fn get(&self, path: &str, session: Option<&Session>) -> Answer {
@@ -115,15 +96,7 @@ impl Web {
     }
 
     async fn api(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Answer {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(AUTHORIZATION, format!("Bearer {token}"));
-        if body.is_some() {
-            request = request.header(CONTENT_TYPE, "application/json");
-        }
-        let body = body.map_or(Body::empty(), |b| Body::from(b.to_string()));
-        self.send(request.body(body).unwrap()).await
+        self.send(common::web::api_request(method, path, token, body)).await
     }
 }
 

@@ -33,10 +33,10 @@ fn environment() -> Environment<'static> {
         _ => AutoEscape::None,
     });
     env.set_formatter(|out, state, value| {
+        // `| safe` values, and fields of no quoting, are written as they are.
         let text = match state.auto_escape() {
-            _ if value.is_safe() => return minijinja::escape_formatter(out, state, value),
-            AutoEscape::Custom(SQL) => sql_literal(value)?,
-            AutoEscape::Custom(SHELL) => shell_words(value),
+            AutoEscape::Custom(SQL) if !value.is_safe() => sql_literal(value)?,
+            AutoEscape::Custom(SHELL) if !value.is_safe() => shell_words(value),
             _ => return minijinja::escape_formatter(out, state, value),
         };
         out.write_str(&text).map_err(minijinja::Error::from)

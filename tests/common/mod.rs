@@ -2,6 +2,8 @@
 //! scheduler + worker harness.
 #![allow(dead_code)]
 
+pub mod web;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
