@@ -214,18 +214,18 @@ impl Timetable<'_> {
         }
     }
 
-    /// Every scheduled interval whose start lies in `[from, to]` (backfill ranges).
-    pub fn intervals_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DataInterval> {
+    /// Every scheduled interval whose start lies in `range` (a backfill).
+    pub fn intervals_in(&self, range: &BackfillRange) -> Vec<DataInterval> {
         let tz = self.timezone;
         let mut out = Vec::new();
         let Schedule::Cron { .. } = self.schedule else {
-            if let Some(at) = self.start_date.filter(|at| (from..=to).contains(at)) {
+            if let Some(at) = self.start_date.filter(|at| range.contains(*at)) {
                 out.push(DataInterval { start: at, end: at });
             }
             return out;
         };
-        let mut cursor = self.schedule.next_at_or_after(from, tz);
-        while let Some(start) = cursor.filter(|s| *s <= to) {
+        let mut cursor = self.schedule.next_at_or_after(range.start, tz);
+        while let Some(start) = cursor.filter(|s| range.contains(*s)) {
             let Some(end) = self.schedule.next_after(start, tz) else { break };
             out.push(DataInterval { start, end });
             cursor = Some(end);
@@ -254,6 +254,43 @@ fn latest_complete_start(schedule: &Schedule, tz: Tz, now: DateTime<Utc>) -> Opt
     schedule.prev_before(end, tz)
 }
 
+/// The logical dates a backfill covers: from `start` included to `end` excluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackfillRange {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl BackfillRange {
+    /// Reads `--start` and `--end`. Both are inclusive, and a bare date means a whole local
+    /// calendar day in `tz` (23 or 25 hours long on the days clocks change), so day-by-day
+    /// backfills tile the calendar exactly; a timestamp `--end` is included as is.
+    pub fn parse(start: &str, end: &str, tz: Tz) -> Result<BackfillRange, String> {
+        let invalid = |flag: &str, text: &str| {
+            format!("{flag}: invalid date `{text}` (expected YYYY-MM-DD or an RFC 3339 timestamp)")
+        };
+        let from = parse_date(start, tz).ok_or_else(|| invalid("--start", start))?;
+        let to = match chrono::NaiveDate::parse_from_str(end.trim(), "%Y-%m-%d") {
+            Ok(day) => {
+                let next = day.succ_opt().ok_or_else(|| invalid("--end", end))?;
+                local_midnight(next, tz)
+            }
+            Err(_) => {
+                parse_date(end, tz).ok_or_else(|| invalid("--end", end))?
+                    + chrono::Duration::microseconds(1)
+            }
+        };
+        if to <= from {
+            return Err(format!("--end {end} is before --start {start}"));
+        }
+        Ok(BackfillRange { start: from, end: to })
+    }
+
+    pub fn contains(&self, at: DateTime<Utc>) -> bool {
+        self.start <= at && at < self.end
+    }
+}
+
 /// Reads `YYYY-MM-DD` (midnight in `tz`) or an RFC 3339 timestamp.
 pub fn parse_date(text: &str, tz: Tz) -> Option<DateTime<Utc>> {
     if let Ok(date) = chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
@@ -280,6 +317,7 @@ pub fn local_midnight(date: chrono::NaiveDate, tz: Tz) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Datelike;
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -411,9 +449,8 @@ mod tests {
             end_date: None,
             catchup: false,
         };
-        let intervals =
-            tt.intervals_between(utc("2024-01-01T00:00:00Z"), utc("2024-01-03T23:59:59Z"));
-        let starts: Vec<_> = intervals.iter().map(|i| i.start).collect();
+        let range = BackfillRange::parse("2024-01-01", "2024-01-03", Tz::UTC).unwrap();
+        let starts: Vec<_> = tt.intervals_in(&range).iter().map(|i| i.start).collect();
         assert_eq!(
             starts,
             vec![
@@ -422,5 +459,53 @@ mod tests {
                 utc("2024-01-03T02:00:00Z")
             ]
         );
+        assert!(BackfillRange::parse("2024-01-03", "2024-01-02", Tz::UTC).is_err());
+        let instant = BackfillRange::parse("2024-01-01", "2024-01-01T02:00:00Z", Tz::UTC).unwrap();
+        assert_eq!(tt.intervals_in(&instant).len(), 1, "a timestamp end is included");
+    }
+
+    /// Backfilling a year one local day at a time, in a zone with DST, creates every interval
+    /// of the year once: 23 hourly runs on the spring day, 25 on the autumn day, and each run
+    /// belongs to the day it was backfilled for.
+    #[test]
+    fn day_by_day_backfills_tile_a_year_across_dst() {
+        let tz: Tz = "Europe/Paris".parse().unwrap();
+        for (expression, per_day) in [("@hourly", None), ("@daily", Some(1)), ("30 2 * * *", None)]
+        {
+            let schedule = Schedule::parse(expression).unwrap();
+            let tt = Timetable {
+                schedule: &schedule,
+                timezone: tz,
+                start_date: None,
+                end_date: None,
+                catchup: true,
+            };
+            let year = BackfillRange::parse("2024-01-01", "2024-12-31", tz).unwrap();
+            let whole = tt.intervals_in(&year);
+            let mut tiled = Vec::new();
+            let mut day = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+            while day.year() == 2024 {
+                let text = day.format("%Y-%m-%d").to_string();
+                let range = BackfillRange::parse(&text, &text, tz).unwrap();
+                let runs = tt.intervals_in(&range);
+                for run in &runs {
+                    assert_eq!(run.start.with_timezone(&tz).date_naive(), day, "{expression}");
+                }
+                let expected = match (expression, text.as_str()) {
+                    ("@hourly", "2024-03-31") => Some(23),
+                    ("@hourly", "2024-10-27") => Some(25),
+                    ("@hourly", _) => Some(24),
+                    // 02:30 does not exist on the spring day (that run is at 03:00) and
+                    // happens twice on the autumn day (a run at each).
+                    ("30 2 * * *", "2024-10-27") => Some(2),
+                    ("30 2 * * *", _) => Some(1),
+                    _ => per_day,
+                };
+                assert_eq!(Some(runs.len()), expected, "{expression} on {text}");
+                tiled.extend(runs);
+                day = day.succ_opt().unwrap();
+            }
+            assert_eq!(tiled, whole, "{expression}: the days tile the year");
+        }
     }
 }

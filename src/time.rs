@@ -21,6 +21,12 @@ pub fn now_micros() -> Micros {
 }
 
 /// Formats a stored timestamp for humans: `2024-01-01 02:00:00`.
+/// The Unix time in milliseconds `age` ago (Iceberg's snapshot and file clock).
+pub fn millis_ago(age: std::time::Duration) -> i64 {
+    let age = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+    chrono::Utc::now().timestamp_millis().saturating_sub(age)
+}
+
 pub fn display(us: Micros) -> String {
     from_micros(us).format("%Y-%m-%d %H:%M:%S").to_string()
 }

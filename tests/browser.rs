@@ -7,30 +7,23 @@
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Without them the
 //! test is skipped, except under `CI=true`, where it fails.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use common::process::ChildProcess;
 use serde_json::{json, Value};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// The W3C WebDriver key of an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-/// Kills a child process when dropped, so a failing test leaves nothing running.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -165,7 +158,7 @@ fn artifacts_dir() -> PathBuf {
 }
 
 /// Starts `lakeward standalone` on a fresh home; returns it, the UI URL and the admin password.
-fn start_lakeward(home: &Path) -> (Process, String, String) {
+fn start_lakeward(home: &Path) -> (ChildProcess, String, String) {
     let dags = home.join("dags");
     std::fs::create_dir_all(&dags).unwrap();
     std::fs::copy(
@@ -173,26 +166,25 @@ fn start_lakeward(home: &Path) -> (Process, String, String) {
         dags.join("example.toml"),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lakeward"))
-        .arg("standalone")
-        .env("LAKEWARD_HOME", home)
-        .env("LAKEWARD_DAGS_FOLDER", &dags)
-        .env("LAKEWARD_WEB_BIND", format!("127.0.0.1:{}", free_port()))
-        .env_remove("LAKEWARD_DATABASE_URL")
-        .env_remove("LAKEWARD_CONFIG")
-        .current_dir(home)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let mut process = ChildProcess::spawn(
+        Command::new(env!("CARGO_BIN_EXE_lakeward"))
+            .arg("standalone")
+            .env("LAKEWARD_HOME", home)
+            .env("LAKEWARD_DAGS_FOLDER", &dags)
+            .env("LAKEWARD_WEB_BIND", format!("127.0.0.1:{}", free_port()))
+            .env_remove("LAKEWARD_DATABASE_URL")
+            .env_remove("LAKEWARD_CONFIG")
+            .current_dir(home)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let stdout = process.stdout.take().unwrap();
     let (lines, received) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = lines.send(line);
         }
     });
-    let process = Process(child);
     let (mut password, mut url) = (None, None);
     while url.is_none() {
         let line =
@@ -207,14 +199,12 @@ fn start_lakeward(home: &Path) -> (Process, String, String) {
     (process, url.unwrap(), password.expect("standalone printed no admin password on first start"))
 }
 
-fn chromedriver(port: u16) -> Process {
-    Process(
+fn chromedriver(port: u16) -> ChildProcess {
+    ChildProcess::spawn(
         Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::null()),
     )
 }
 

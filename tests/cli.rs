@@ -5,8 +5,10 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use common::process::ChildProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lakeward");
 
@@ -150,19 +152,9 @@ fn backfill_creates_each_interval_once() {
 }
 
 /// Sends SIGTERM and waits for a clean exit.
-fn terminate(mut child: Child) {
-    // SAFETY: plain kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "exit status {status}");
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.kill().unwrap();
-    panic!("lakeward did not stop on SIGTERM");
+fn terminate(child: ChildProcess) {
+    let status = child.terminate(Duration::from_secs(15));
+    assert!(status.success(), "exit status {status}");
 }
 
 fn http_get(address: &str, path: &str) -> String {
@@ -190,13 +182,13 @@ fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
 #[test]
 fn standalone_serves_schedules_and_runs_triggered_dags() {
     let home = tempfile::tempdir().unwrap();
-    let mut child = lakeward(home.path())
-        .arg("standalone")
-        .env("LAKEWARD_WEB_BIND", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = ChildProcess::spawn(
+        lakeward(home.path())
+            .arg("standalone")
+            .env("LAKEWARD_WEB_BIND", "127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut first_line = String::new();
     stdout.read_line(&mut first_line).unwrap();
@@ -284,13 +276,13 @@ fn scheduler_and_workers_as_separate_processes_on_postgres() {
     let Some(db) = runtime.block_on(common::postgres()) else { return };
     let home = tempfile::tempdir().unwrap();
     let spawn = |args: &[&str]| {
-        lakeward(home.path())
-            .args(args)
-            .env("LAKEWARD_DATABASE_URL", &db.url)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+        ChildProcess::spawn(
+            lakeward(home.path())
+                .args(args)
+                .env("LAKEWARD_DATABASE_URL", &db.url)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
     };
     let scheduler = spawn(&["scheduler"]);
     let workers = [spawn(&["worker", "--slots", "2"]), spawn(&["worker", "--slots", "2"])];

@@ -131,6 +131,132 @@ async fn ingest_quarantines_rows_that_do_not_fit_the_schema() {
     }
 }
 
+/// Dirty files as they come: a stray quote, invalid UTF-8, extra and missing fields, in CSV
+/// and JSON lines, over two files. Every bad record is quarantined with its file, line and
+/// reason, the rest is ingested, booleans read in their usual spellings, and empty and
+/// header-only files are simply empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_quarantines_malformed_records_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let landing = dir.path().join("warehouse/landing/orders");
+    std::fs::create_dir_all(&landing).unwrap();
+    std::fs::write(
+        landing.join("a.csv"),
+        b"id,paid,amount\n1,true,10\n2,\"oops,20\n3,No,30,extra\n4,Y,40\n".as_slice(),
+    )
+    .unwrap();
+    std::fs::write(landing.join("b.csv"), b"id,paid,amount\n5,\xff,50\n6,0\n7,maybe,70\n8,F,80\n")
+        .unwrap();
+    std::fs::write(
+        dir.path().join("warehouse/landing/events.jsonl"),
+        b"{\"id\": 1}\n{\"id\": \"\xfe\"}\n[2]\n",
+    )
+    .unwrap();
+    write(dir.path(), "landing/empty.csv", "");
+    write(dir.path(), "landing/header_only.csv", "id,paid\n");
+    let dag = r#"
+        [tasks.ingest]
+        kind = "ingest"
+        [tasks.ingest.tables.orders]
+        input = "landing/orders"
+        output = "bronze/orders"
+        schema = { id = "integer", paid = "boolean", amount = "integer" }
+        [tasks.ingest.tables.events]
+        input = "landing/events.jsonl"
+        output = "bronze/events"
+        [tasks.ingest.tables.empty]
+        input = "landing/empty.csv"
+        output = "bronze/empty"
+        schema = { id = "integer", paid = "boolean" }
+        [tasks.ingest.tables.header_only]
+        input = "landing/header_only.csv"
+        output = "bronze/header_only"
+        schema = { id = "integer", paid = "boolean" }
+    "#;
+    let (state, tasks) = run(dir.path(), dag).await;
+    assert_eq!(state, RunState::Success, "{:?}", tasks[0].error);
+    let outputs = &tasks[0].outputs;
+    assert_eq!(outputs["orders"]["rows"], 3, "{outputs:?}");
+    assert_eq!(outputs["orders"]["malformed"], 4, "{outputs:?}");
+    assert_eq!(outputs["orders"]["quarantined"], 5, "{outputs:?}");
+    assert_eq!(
+        (outputs["empty"]["rows"].clone(), outputs["header_only"]["rows"].clone()),
+        (json!(0), json!(0))
+    );
+    let bronze = rows(dir.path(), "bronze/orders");
+    let got: Vec<(i64, bool)> =
+        bronze.iter().map(|r| (r["id"].as_i64().unwrap(), r["paid"].as_bool().unwrap())).collect();
+    assert_eq!(got, [(1, true), (4, true), (8, false)]);
+    assert!(bronze[0].get("_line").is_none(), "origin columns stay out of bronze");
+
+    let lines = rows(dir.path(), "bronze/orders_quarantine_lines");
+    let where_why: Vec<(String, i64, String)> = lines
+        .iter()
+        .map(|r| {
+            let file = r["_file"].as_str().unwrap().to_string();
+            (file, r["_line"].as_i64().unwrap(), r["_error"].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(
+        where_why,
+        [
+            ("landing/orders/a.csv".to_string(), 3, "expected 3 fields, found 2".to_string()),
+            ("landing/orders/a.csv".to_string(), 4, "expected 3 fields, found 4".to_string()),
+            ("landing/orders/b.csv".to_string(), 2, "field 2 is not valid UTF-8".to_string()),
+            ("landing/orders/b.csv".to_string(), 3, "expected 3 fields, found 2".to_string()),
+        ]
+    );
+    let typed = rows(dir.path(), "bronze/orders_quarantine");
+    assert_eq!(typed.len(), 1);
+    assert_eq!(
+        (typed[0]["_file"].as_str(), typed[0]["_line"].as_i64(), typed[0]["_error"].as_str()),
+        (Some("landing/orders/b.csv"), Some(4), Some("paid: not a valid boolean"))
+    );
+    let events = rows(dir.path(), "bronze/events_quarantine_lines");
+    let reasons: Vec<(i64, &str)> = events
+        .iter()
+        .map(|r| (r["_line"].as_i64().unwrap(), r["_error"].as_str().unwrap()))
+        .collect();
+    assert_eq!(reasons, [(2, "not valid UTF-8"), (3, "not a JSON object")]);
+
+    // A file that cannot be read fails the task, naming it.
+    let unreadable = landing.join("c.csv");
+    std::fs::write(&unreadable, "id,paid,amount\n").unwrap();
+    std::fs::set_permissions(&unreadable, std::os::unix::fs::PermissionsExt::from_mode(0o000))
+        .unwrap();
+    if std::fs::read(&unreadable).is_err() {
+        let (state, tasks) = run(dir.path(), dag).await;
+        assert_eq!(state, RunState::Failed);
+        let error = tasks[0].error.clone().unwrap_or_default();
+        assert!(error.contains("cannot read `landing/orders/c.csv`"), "{error}");
+    }
+}
+
+/// A task writing several datasets publishes them together: when one output fails, the
+/// others keep their previous version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_multi_output_task_changes_no_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "landing/a.csv", "x\n1\n");
+    let good = r#"
+        [tasks.split]
+        kind = "sql"
+        inputs = { a = "landing/a.csv" }
+        outputs."silver/one" = { query = "SELECT x FROM a" }
+        outputs."silver/two" = { query = "SELECT x * 2 AS y FROM a" }
+    "#;
+    assert_eq!(run(dir.path(), good).await.0, RunState::Success);
+    let before = (rows(dir.path(), "silver/one"), rows(dir.path(), "silver/two"));
+    write(dir.path(), "landing/a.csv", "x\n5\n");
+    let broken = good.replace("SELECT x * 2 AS y FROM a", "SELECT no_such_column FROM a");
+    assert_eq!(run(dir.path(), &broken).await.0, RunState::Failed);
+    assert_eq!(
+        (rows(dir.path(), "silver/one"), rows(dir.path(), "silver/two")),
+        before,
+        "the first output was written but must not be published"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_error_checks_fail_the_task_with_a_report_and_keep_the_results() {
     let dir = tempfile::tempdir().unwrap();

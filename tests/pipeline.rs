@@ -513,3 +513,50 @@ async fn db_clean_deletes_only_old_finished_runs_in_batches() {
         h.stop().await;
     }
 }
+
+/// A worker with two slots never runs more than two tries at once, however many are queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_runs_no_more_tries_than_its_slots() {
+    let mut source = String::new();
+    for i in 0..8 {
+        source.push_str(&format!("[tasks.t{i}]\nkind = \"shell\"\ncommand = \"sleep 0.2\"\n"));
+    }
+    let wide = dag(&source);
+    for db in common::databases().await {
+        let h = Harness::start_with(&db, HarnessOptions { slots: 2, ..Default::default() }).await;
+        let run = h.trigger(&wide, manual(json!({}))).await;
+        assert_eq!(h.wait(&run, LIMIT).await.state, RunState::Success, "{}", db.backend);
+        assert_eq!(most_at_once(&h.tasks(&run).await), 2, "{}", db.backend);
+        h.stop().await;
+    }
+}
+
+/// Marking a running task by hand stops its command at the worker's next heartbeat, like
+/// Airflow does, instead of letting it run on with a result nobody will record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marking_a_running_task_stops_its_command() {
+    for db in common::databases().await {
+        let dir = tempfile::tempdir().unwrap();
+        let ticks = dir.path().join("ticks");
+        let endless = dag(&format!(
+            "[tasks.endless]\nkind = \"shell\"\ncommand = \"while true; do echo tick >> {}; sleep 0.05; done\"\n",
+            ticks.display()
+        ));
+        let h = Harness::start(&db).await;
+        let run = h.trigger(&endless, manual(json!({}))).await;
+        let count = || std::fs::read_to_string(&ticks).map(|t| t.lines().count()).unwrap_or(0);
+        while count() < 3 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let ti = h.tasks(&run).await.remove(0);
+        lakeward::scheduler::control::mark_task(&h.store, &ti, TaskState::Failed).await.unwrap();
+        assert_eq!(h.wait(&run, LIMIT).await.state, RunState::Failed, "{}", db.backend);
+        tokio::time::sleep(Duration::from_millis(600)).await; // heartbeats every 200 ms
+        let stopped_at = count();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(count(), stopped_at, "{}: the marked task's command still runs", db.backend);
+        let log = h.log_text(&ti).await;
+        assert!(log.contains("no longer this worker's"), "{}: {log}", db.backend);
+        h.stop().await;
+    }
+}

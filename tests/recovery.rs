@@ -4,26 +4,17 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::ChildProcess;
 use lakeward::store::{RunState, Store, TaskState};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lakeward");
 
-/// Kills a child process when dropped, so a failing test leaves nothing running.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A lakeward process on `url` with a short heartbeat timeout (see `config`).
-fn spawn(home: &Path, url: &str, args: &[&str]) -> Process {
-    Process(
+fn spawn(home: &Path, url: &str, args: &[&str]) -> ChildProcess {
+    ChildProcess::spawn(
         Command::new(BIN)
             .args(args)
             .env("LAKEWARD_HOME", home)
@@ -31,9 +22,7 @@ fn spawn(home: &Path, url: &str, args: &[&str]) -> Process {
             .env("LAKEWARD_DATABASE_URL", url)
             .env("LAKEWARD_DAGS_FOLDER", home.join("dags"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::null()),
     )
 }
 
@@ -94,8 +83,7 @@ async fn a_worker_killed_mid_task_is_replaced_by_the_task_s_second_try() {
     })
     .await;
     let killed_at = Instant::now();
-    doomed.0.kill().unwrap(); // SIGKILL: no chance to clean up
-    doomed.0.wait().unwrap();
+    doomed.kill_now(); // SIGKILL: no chance to clean up
     let _replacement = spawn(home.path(), &db.url, &["worker"]);
 
     eventually("the run to succeed", Duration::from_secs(60), async || {
@@ -161,5 +149,158 @@ async fn two_schedulers_never_create_or_queue_anything_twice() {
     }
     let schedulers = store.scheduler_loop_times(0).await.unwrap();
     assert_eq!(schedulers.len(), 2, "both schedulers were alive and working");
+    store.close().await;
+}
+
+/// Lines in `path` (0 if it does not exist yet).
+fn lines_in(path: &Path) -> usize {
+    std::fs::read_to_string(path).map(|text| text.lines().count()).unwrap_or(0)
+}
+
+/// Whether something keeps appending to `path`.
+fn still_growing(path: &Path) -> bool {
+    let before = lines_in(path);
+    std::thread::sleep(Duration::from_millis(800));
+    lines_in(path) > before
+}
+
+/// Runs `lakeward dags trigger <dag> --date 2024-05-01` in `home` against `url`.
+fn trigger(home: &Path, url: &str, dag_id: &str) {
+    let out = Command::new(BIN)
+        .args(["dags", "trigger", dag_id, "--date", "2024-05-01"])
+        .env("LAKEWARD_HOME", home)
+        .env("LAKEWARD_DATABASE_URL", url)
+        .env("LAKEWARD_DAGS_FOLDER", home.join("dags"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A worker killed with SIGKILL runs no cleanup, yet its task's command, and what the command
+/// started in the background, die with it: only the retry runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_s_commands_die_with_it() {
+    let Some(db) = common::postgres().await else { return };
+    let ticks = tempfile::tempdir().unwrap();
+    let home = home_with(
+        "orphans",
+        &format!(
+            r#"
+            [tasks.busy]
+            kind = "shell"
+            retries = 1
+            retry_delay = "0s"
+            command = """
+            if [ $LAKEWARD_TRY_NUMBER = 1 ]; then
+              (while true; do echo tick >> {dir}/background; sleep 0.1; done) &
+              while true; do echo tick >> {dir}/foreground; sleep 0.1; done
+            fi
+            echo retried
+            """
+            "#,
+            dir = ticks.path().display()
+        ),
+    );
+    let store = Store::open(&db.url).await.unwrap();
+    let _scheduler = spawn(home.path(), &db.url, &["scheduler"]);
+    let mut doomed = spawn(home.path(), &db.url, &["worker"]);
+    eventually("the DAG to be loaded", Duration::from_secs(30), async || {
+        store.get_dag("orphans").await.unwrap().is_some()
+    })
+    .await;
+    trigger(home.path(), &db.url, "orphans");
+    let (foreground, background) =
+        (ticks.path().join("foreground"), ticks.path().join("background"));
+    eventually("the first try's command to run", Duration::from_secs(30), async || {
+        lines_in(&foreground) > 2 && lines_in(&background) > 2
+    })
+    .await;
+    // Only the worker itself: its own kill handler cannot run, so the supervisor must act.
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(doomed.id() as libc::pid_t, libc::SIGKILL) };
+    let _ = doomed.wait();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!still_growing(&foreground), "the command outlived its worker");
+    assert!(!still_growing(&background), "a background process outlived its worker");
+
+    let _replacement = spawn(home.path(), &db.url, &["worker"]);
+    let run = store.get_run("orphans", "manual__2024-05-01T00:00:00Z").await.unwrap().unwrap();
+    eventually("the retry to succeed", Duration::from_secs(60), async || {
+        store.get_run_by_pk(run.pk).await.unwrap().unwrap().state == RunState::Success
+    })
+    .await;
+    let ti = store.get_task_instance(run.pk, "busy").await.unwrap().unwrap();
+    assert_eq!(ti.try_number, 2);
+    assert!(!still_growing(&foreground) && !still_growing(&background));
+    store.close().await;
+}
+
+/// The database goes away for twice the heartbeat timeout while a task runs, and comes back
+/// to the scheduler a little before the worker. Nothing may be failed or run twice for it: the
+/// worker's heartbeats could not arrive, so their silence does not count. Both processes say
+/// when the database went away and when it came back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_longer_than_the_heartbeat_timeout_reruns_nothing() {
+    let Some(db) = common::postgres().await else { return };
+    let server = common::proxy::server_of(&db.url);
+    let (to_scheduler, to_worker) =
+        (common::proxy::Proxy::start(&server).await, common::proxy::Proxy::start(&server).await);
+    let home = home_with(
+        "outage",
+        r#"
+        [tasks.long]
+        kind = "shell"
+        retries = 3
+        retry_delay = "0s"
+        command = "sleep 12; echo done on try $LAKEWARD_TRY_NUMBER"
+        "#,
+    );
+    let store = Store::open(&db.url).await.unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let logged = |name: &str, proxy: &common::proxy::Proxy| {
+        let file = std::fs::File::create(logs.path().join(name)).unwrap();
+        let mut command = Command::new(BIN);
+        command
+            .arg(name)
+            .env("LAKEWARD_HOME", home.path())
+            .env("LAKEWARD_CONFIG", home.path().join("lakeward.toml"))
+            .env("LAKEWARD_DATABASE_URL", proxy.url_through(&db.url))
+            .env("LAKEWARD_DAGS_FOLDER", home.path().join("dags"))
+            .stdout(Stdio::null())
+            .stderr(file);
+        ChildProcess::spawn(&mut command)
+    };
+    let _scheduler = logged("scheduler", &to_scheduler);
+    let _worker = logged("worker", &to_worker);
+    eventually("the DAG to be loaded", Duration::from_secs(30), async || {
+        store.get_dag("outage").await.unwrap().is_some()
+    })
+    .await;
+    trigger(home.path(), &db.url, "outage");
+    let run = store.get_run("outage", "manual__2024-05-01T00:00:00Z").await.unwrap().unwrap();
+    eventually("the task to run", Duration::from_secs(30), async || {
+        let ti = store.get_task_instance(run.pk, "long").await.unwrap().unwrap();
+        ti.state == TaskState::Running
+    })
+    .await;
+    to_scheduler.cut();
+    to_worker.cut();
+    tokio::time::sleep(Duration::from_secs(6)).await; // the heartbeat timeout is 3 s
+    to_scheduler.restore();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    to_worker.restore();
+    eventually("the run to succeed", Duration::from_secs(60), async || {
+        store.get_run_by_pk(run.pk).await.unwrap().unwrap().state == RunState::Success
+    })
+    .await;
+    let ti = store.get_task_instance(run.pk, "long").await.unwrap().unwrap();
+    let tries = store.task_tries(ti.id).await.unwrap();
+    assert_eq!((ti.try_number, tries.len()), (1, 1), "the outage made a retry: {tries:?}");
+    assert!(ti.ended_at >= ti.heartbeat_at && ti.heartbeat_at >= ti.started_at, "{ti:?}");
+    for name in ["scheduler", "worker"] {
+        let log = std::fs::read_to_string(logs.path().join(name)).unwrap();
+        assert!(log.contains("database unavailable"), "{name} did not report the outage:\n{log}");
+        assert!(log.contains("database available again"), "{name} did not report the end:\n{log}");
+    }
     store.close().await;
 }

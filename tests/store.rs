@@ -99,10 +99,12 @@ async fn late_result_of_an_abandoned_try_is_discarded() {
         let run = store.create_run(&new_run("late", 1, 1), now_micros()).await.unwrap().unwrap();
         queue_all(&store, run).await;
         let queues = ["default".to_string()];
-        let old = store.claim_tasks("a", &queues, 1, 1_000).await.unwrap().remove(0);
+        // Stamps follow the queueing time: a claim is never recorded before it.
+        let t = now_micros() + 1_000_000;
+        let old = store.claim_tasks("a", &queues, 1, t + 1_000).await.unwrap().remove(0);
 
         // Worker a goes silent; the scheduler fails its try and the retry is claimed by b.
-        let stale = store.stale_tasks(2_000).await.unwrap();
+        let stale = store.stale_tasks(t + 2_000).await.unwrap();
         assert_eq!(stale.len(), 1);
         let retry = TaskOutcome::failure(
             1,
@@ -110,17 +112,17 @@ async fn late_result_of_an_abandoned_try_is_discarded() {
             Some(std::time::Duration::ZERO),
             "silent".into(),
             None,
-            2_000,
+            t + 2_000,
         );
-        assert!(store.fail_stale_task(&stale[0], &retry, 2_000, 2_000).await.unwrap());
-        assert_eq!(store.requeue_retries(&[old.id], 3_000).await.unwrap(), 1);
-        let new = store.claim_tasks("b", &queues, 1, 3_000).await.unwrap().remove(0);
+        assert!(store.fail_stale_task(&stale[0], &retry, t + 2_000, t + 2_000).await.unwrap());
+        assert_eq!(store.requeue_retries(&[old.id], t + 3_000).await.unwrap(), 1);
+        let new = store.claim_tasks("b", &queues, 1, t + 3_000).await.unwrap().remove(0);
         assert_eq!(new.try_number, 2);
 
         let late = TaskOutcome::success(Default::default());
-        assert!(!store.finish_task(&old, "a", &late, 4_000).await.unwrap(), "{}", db.backend);
-        let failed = TaskOutcome::failure(2, 2, None, "boom".into(), Some(3), 5_000);
-        assert!(store.finish_task(&new, "b", &failed, 5_000).await.unwrap());
+        assert!(!store.finish_task(&old, "a", &late, t + 4_000).await.unwrap(), "{}", db.backend);
+        let failed = TaskOutcome::failure(2, 2, None, "boom".into(), Some(3), t + 5_000);
+        assert!(store.finish_task(&new, "b", &failed, t + 5_000).await.unwrap());
         let ti = store.get_task_instance(run, "t0").await.unwrap().unwrap();
         assert_eq!((ti.state, ti.try_number, ti.exit_code), (TaskState::Failed, 2, Some(3)));
         assert_eq!(ti.error.as_deref(), Some("boom"));
@@ -194,5 +196,47 @@ async fn concurrent_start_ups_migrate_once() {
         for open in opens {
             open.await.unwrap().unwrap_or_else(|e| panic!("{}: {e}", db.backend));
         }
+    }
+}
+
+/// Workers ask for as many tasks as they have free slots. However Postgres plans the claim,
+/// and however many claims race, no claim may return more than it asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_claim_never_takes_more_tasks_than_it_asked_for() {
+    const TASKS: usize = 300;
+    const WORKERS: usize = 8;
+    const SLOTS: usize = 2;
+    for db in common::databases().await {
+        let store = Store::open(&db.url).await.unwrap();
+        let run =
+            store.create_run(&new_run("slots", 1, TASKS), now_micros()).await.unwrap().unwrap();
+        queue_all(&store, run).await;
+        let claimers: Vec<_> = (0..WORKERS)
+            .map(|w| {
+                let url = db.url.clone();
+                tokio::spawn(async move {
+                    let store = Store::connect(&url).await.unwrap();
+                    let queues = ["default".to_string()];
+                    let mut sizes = Vec::new();
+                    loop {
+                        let claimed = store
+                            .claim_tasks(&format!("worker-{w}"), &queues, SLOTS, now_micros())
+                            .await
+                            .unwrap();
+                        if claimed.is_empty() {
+                            return sizes;
+                        }
+                        sizes.push(claimed.len());
+                    }
+                })
+            })
+            .collect();
+        let mut sizes = Vec::new();
+        for claimer in claimers {
+            sizes.extend(claimer.await.unwrap());
+        }
+        let largest = sizes.iter().copied().max().unwrap_or(0);
+        assert!(largest <= SLOTS, "{}: a claim for {SLOTS} took {largest}", db.backend);
+        assert_eq!(sizes.iter().sum::<usize>(), TASKS, "{}", db.backend);
     }
 }

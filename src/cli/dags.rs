@@ -15,7 +15,7 @@ use crate::dag::folder::{load_file, load_folder, DagBag};
 use crate::dag::Dag;
 use crate::jobs::Registry;
 use crate::runtime::{process_id, shutdown_channel, Components};
-use crate::schedule::parse_date;
+use crate::schedule::{parse_date, BackfillRange};
 use crate::scheduler::trigger::{create_run, RunRequest, TriggerError};
 use crate::scheduler::{Scheduler, SchedulerOptions};
 use crate::store::{DagRecord, RunRow, RunState, Store, TaskState};
@@ -191,15 +191,8 @@ pub async fn backfill(
     let Some(timetable) = dag.timetable() else {
         bail!("DAG `{dag_id}` has no schedule to backfill; use `lakeward dags trigger` instead");
     };
-    let from = logical_date(&dag, Some(start))?;
-    let mut to = logical_date(&dag, Some(end))?;
-    if chrono::NaiveDate::parse_from_str(end.trim(), "%Y-%m-%d").is_ok() {
-        to += chrono::Duration::days(1) - chrono::Duration::microseconds(1);
-    }
-    if to < from {
-        bail!("--end {end} is before --start {start}");
-    }
-    let intervals = timetable.intervals_between(from, to);
+    let range = BackfillRange::parse(start, end, dag.timezone).map_err(|e| anyhow!(e))?;
+    let intervals = timetable.intervals_in(&range);
     let (mut created, mut existing) = (Vec::new(), 0);
     for interval in &intervals {
         let request = RunRequest {

@@ -107,7 +107,8 @@ enum TablesCommand {
     },
     /// Rewrite the small data files of each partition into one, as one snapshot.
     Compact { table: String },
-    /// Drop snapshots older than a retention and delete the files only they used.
+    /// Drop snapshots older than a retention and delete the files only they used, then the
+    /// orphan files (left by failed commits) older than a safety age.
     Expire {
         table: String,
         #[arg(long, value_parser = crate::time::parse_duration)]
@@ -115,6 +116,9 @@ enum TablesCommand {
         /// Snapshots kept whatever their age (the current one always is).
         #[arg(long, default_value_t = 1)]
         retain_last: usize,
+        /// Unreferenced files younger than this are kept: a commit in progress may own them.
+        #[arg(long, value_parser = crate::time::parse_duration, default_value = "3d")]
+        orphans_older_than: std::time::Duration,
     },
     /// Change a table's schema or properties.
     Alter {
@@ -372,8 +376,8 @@ async fn run_tables(config: Config, command: TablesCommand) -> anyhow::Result<Ex
             tables::scan(config, &table, args).await
         }
         TablesCommand::Compact { table } => tables::compact(config, &table).await,
-        TablesCommand::Expire { table, older_than, retain_last } => {
-            tables::expire(config, &table, older_than, retain_last).await
+        TablesCommand::Expire { table, older_than, retain_last, orphans_older_than } => {
+            tables::expire(config, &table, older_than, retain_last, orphans_older_than).await
         }
         TablesCommand::Alter { table, change } => {
             let alteration = match change {

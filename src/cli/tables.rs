@@ -186,14 +186,24 @@ pub async fn expire(
     name: &str,
     older_than: std::time::Duration,
     retain_last: usize,
+    orphans_older_than: std::time::Duration,
 ) -> anyhow::Result<ExitCode> {
-    let cutoff = chrono::Utc::now().timestamp_millis()
-        - i64::try_from(older_than.as_millis()).context("retention too long")?;
-    let done = open(config).await?.expire_snapshots(name, cutoff, retain_last).await?;
+    let tables = open(config).await?;
+    let done =
+        tables.expire_snapshots(name, crate::time::millis_ago(older_than), retain_last).await?;
     println!(
         "expired {} snapshots, deleted {} files no remaining snapshot uses",
         done.expired_snapshots.len(),
         done.deleted_files
+    );
+    let orphans =
+        tables.remove_orphan_files(name, crate::time::millis_ago(orphans_older_than)).await?;
+    println!(
+        "deleted {} orphan files ({} bytes); {} younger than {} kept",
+        orphans.deleted_files,
+        orphans.deleted_bytes,
+        orphans.recent_files_kept,
+        humantime::format_duration(orphans_older_than)
     );
     Ok(ExitCode::SUCCESS)
 }

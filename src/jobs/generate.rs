@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::values::Templated;
 use super::{Job, JobContext, JobError, Outputs, Stage};
-use crate::lake::{check_relative, Warehouse};
+use crate::lake::{check_relative, Publication, Warehouse};
 
 /// Fields of a `generate` task.
 #[derive(Debug, Deserialize)]
@@ -132,12 +132,17 @@ struct Spec {
 
 fn generate(warehouse: &Warehouse, output: &str, spec: &Spec) -> Result<Outputs, JobError> {
     let mut rng = Rng::new(spec.seed);
-    let prices = write_table(warehouse, output, "products", |w| write_products(w, spec, &mut rng))?;
+    // The three tables are published together, or none if one fails.
+    let mut publication = Publication::default();
+    let out = &mut publication;
+    let prices =
+        write_table(warehouse, output, out, "products", |w| write_products(w, spec, &mut rng))?;
     let customers =
-        write_table(warehouse, output, "customers", |w| write_customers(w, spec, &mut rng))?;
-    let orders = write_table(warehouse, output, "orders", |w| {
+        write_table(warehouse, output, out, "customers", |w| write_customers(w, spec, &mut rng))?;
+    let orders = write_table(warehouse, output, out, "orders", |w| {
         write_orders(w, spec, &prices.value, &mut rng)
     })?;
+    publication.commit().map_err(|e| JobError::Failed(e.to_string()))?;
     Ok(json!({
         "customers": { "rows": spec.customers, "bytes": customers.bytes },
         "products": { "rows": spec.products, "bytes": prices.bytes },
@@ -155,10 +160,12 @@ struct Table<T> {
     bytes: u64,
 }
 
-/// Writes `<output>/<name>/<new version>/<name>.csv` with `fill`, then publishes the version.
+/// Writes `<output>/<name>/<new version>/<name>.csv` with `fill`, to be published with the
+/// other tables.
 fn write_table<T>(
     warehouse: &Warehouse,
     output: &str,
+    publication: &mut Publication,
     name: &str,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<T>,
 ) -> Result<Table<T>, JobError> {
@@ -173,7 +180,7 @@ fn write_table<T>(
     let value = fill(&mut writer).map_err(fail)?;
     writer.flush().map_err(fail)?;
     let bytes = file_size(&path);
-    pending.commit().map_err(|e| JobError::Failed(e.to_string()))?;
+    publication.add(pending);
     Ok(Table { value, bytes })
 }
 

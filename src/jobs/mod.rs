@@ -23,6 +23,7 @@ mod quality;
 mod report;
 mod shell;
 mod sql;
+mod supervise;
 mod table_upkeep;
 pub mod values;
 

@@ -1,7 +1,8 @@
 //! `kind = "shell"`: runs a command with `sh -c`, its output captured as the task log.
 //!
-//! The command runs in its own process group; if the task is stopped (timeout, shutdown) the
-//! whole group is killed, so no grandchild outlives its task.
+//! The command runs in its own process group under a supervisor (see `supervise`): if the task
+//! is stopped (timeout, shutdown, taken over) the whole group is killed, and if the worker dies
+//! the supervisor kills it, so no grandchild outlives its task or its worker.
 //!
 //! Template values in `command` are shell-quoted (see `dag::template`). The command does not
 //! inherit the worker's environment, which holds the database URL and storage credentials:
@@ -17,6 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 
 use super::log::{cap_line, MAX_LINE_BYTES};
+use super::supervise::supervise;
 use super::{Job, JobContext, JobError, LogSink, Outputs, Quoting, Stage, Stream};
 
 /// Fields of a `shell` task. Every string is a template.
@@ -71,8 +73,8 @@ impl Job for Shell {
             .env("LAKEWARD_TRY_NUMBER", ctx.try_number.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
+            .stderr(Stdio::piped());
+        supervise(&mut command);
         if let Some(cwd) = &config.cwd {
             command.current_dir(cwd);
         }
@@ -146,7 +148,8 @@ impl ProcessGroup {
     fn kill(&self) {
         if let Some(pid) = self.0 {
             // SAFETY: killpg has no memory-safety preconditions; the group id is the child's pid
-            // because it was spawned with process_group(0). An empty group gives ESRCH, ignored.
+            // because the child (the supervisor) made itself the group leader. An empty group
+            // gives ESRCH, ignored.
             unsafe {
                 libc::killpg(pid as libc::pid_t, libc::SIGKILL);
             }

@@ -22,7 +22,7 @@ use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::{Parser, ParserOptions};
 
 use super::{Job, JobContext, JobError, Outputs, Quoting, Stage};
-use crate::lake::{check_relative, scan, sink_parquet, ScanOptions, Warehouse};
+use crate::lake::{check_relative, scan, write_parquet, Publication, ScanOptions, Warehouse};
 
 /// Fields of a `sql` task.
 #[derive(Debug, Deserialize)]
@@ -76,6 +76,8 @@ impl Job for Sql {
             let mut sql = register_inputs(&warehouse, &config.inputs)?;
             let mut outputs = serde_json::Map::new();
             let (mut rows, mut bytes) = (0, 0);
+            // Every output is published at the end, or none if one fails.
+            let mut publication = Publication::default();
             for (path, output) in &config.outputs {
                 let started = Instant::now();
                 let frame = sql
@@ -83,8 +85,9 @@ impl Job for Sql {
                     .map_err(|e| JobError::Failed(format!("{path}: {e}")))?;
                 let dataset =
                     warehouse.dataset(path).map_err(|e| JobError::Config(e.to_string()))?;
-                let written = sink_parquet(frame, &dataset, &output.partition_by)
+                let (version, written) = write_parquet(frame, &dataset, &output.partition_by)
                     .map_err(|e| JobError::Failed(format!("{path}: {e}")))?;
+                publication.add(version);
                 log.info(format!(
                     "{path}: {} rows, {} bytes in {} files",
                     written.rows, written.bytes, written.files
@@ -97,6 +100,7 @@ impl Job for Sql {
                             "duration_ms": started.elapsed().as_millis() as u64 }),
                 );
             }
+            publication.commit().map_err(JobError::failed)?;
             outputs.insert("rows".into(), Value::from(rows));
             outputs.insert("bytes".into(), Value::from(bytes));
             Ok(outputs)

@@ -58,6 +58,7 @@ impl Job for Compact {
 /// tables = ["bronze.orders"]
 /// older_than = "7d"
 /// retain_last = 5
+/// orphans_older_than = "3d"   # the default
 /// ```
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +67,13 @@ pub struct ExpireConfig {
     pub older_than: String,
     #[serde(default = "one")]
     pub retain_last: usize,
+    /// Files no snapshot references (left by failed commits) are deleted once this old.
+    #[serde(default = "three_days")]
+    pub orphans_older_than: String,
+}
+
+fn three_days() -> String {
+    "3d".to_string()
 }
 
 fn one() -> usize {
@@ -81,13 +89,15 @@ impl Job for ExpireSnapshots {
     fn validate(&self, config: &ExpireConfig, _stage: Stage) -> Vec<String> {
         let mut problems = check_tables(&config.tables);
         problems.extend(crate::time::parse_duration(&config.older_than).err());
+        problems.extend(crate::time::parse_duration(&config.orphans_older_than).err());
         problems
     }
 
     async fn run(&self, config: ExpireConfig, ctx: JobContext) -> Result<Outputs, JobError> {
         let age = crate::time::parse_duration(&config.older_than).map_err(JobError::Config)?;
-        let cutoff = chrono::Utc::now().timestamp_millis()
-            - i64::try_from(age.as_millis()).map_err(JobError::failed)?;
+        let cutoff = crate::time::millis_ago(age);
+        let orphan_age =
+            crate::time::parse_duration(&config.orphans_older_than).map_err(JobError::Config)?;
         let tables = ctx.tables.get().await.map_err(JobError::failed)?;
         let mut outputs = Outputs::new();
         for name in &config.tables {
@@ -95,12 +105,17 @@ impl Job for ExpireSnapshots {
                 .expire_snapshots(name, cutoff, config.retain_last)
                 .await
                 .map_err(JobError::failed)?;
+            let orphans = tables
+                .remove_orphan_files(name, crate::time::millis_ago(orphan_age))
+                .await
+                .map_err(JobError::failed)?;
             ctx.log.info(format!(
-                "{name}: expired {} snapshots, deleted {} files",
+                "{name}: expired {} snapshots, deleted {} files and {} orphan files",
                 done.expired_snapshots.len(),
-                done.deleted_files
+                done.deleted_files,
+                orphans.deleted_files
             ));
-            outputs.insert(name.clone(), json!(done));
+            outputs.insert(name.clone(), json!({ "expiry": done, "orphans": orphans }));
         }
         Ok(outputs)
     }

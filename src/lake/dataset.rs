@@ -150,6 +150,30 @@ impl PendingVersion {
     }
 }
 
+/// The new versions one task writes, published together: none becomes visible before every
+/// one is written, so a failed try changes no dataset (dropping it deletes what was written).
+/// Publishing is one rename per dataset, in order; only a crash between those renames, a
+/// matter of microseconds, could leave some published and not others.
+#[derive(Default)]
+pub struct Publication {
+    pending: Vec<PendingVersion>,
+}
+
+impl Publication {
+    /// Adds a version to publish with the others.
+    pub fn add(&mut self, version: PendingVersion) {
+        self.pending.push(version);
+    }
+
+    /// Publishes every version.
+    pub fn commit(self) -> Result<()> {
+        for version in self.pending {
+            version.commit()?;
+        }
+        Ok(())
+    }
+}
+
 impl Drop for PendingVersion {
     fn drop(&mut self) {
         if !self.committed {

@@ -12,7 +12,7 @@ use polars::prelude::{
 use polars_buffer::Buffer;
 use serde::Deserialize;
 
-use super::{io, Dataset, LakeError, Result};
+use super::{io, Dataset, LakeError, PendingVersion, Result};
 
 /// File formats the lake reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -25,7 +25,8 @@ pub enum Format {
 }
 
 impl Format {
-    fn of(path: &Path) -> Option<Format> {
+    /// The format a file's extension names.
+    pub fn of(path: &Path) -> Option<Format> {
         match path.extension()?.to_str()? {
             "csv" => Some(Format::Csv),
             "jsonl" | "ndjson" | "json" => Some(Format::Jsonl),
@@ -123,6 +124,17 @@ pub fn sink_parquet(
     dataset: &Dataset,
     partition_by: &[String],
 ) -> Result<Written> {
+    let (pending, written) = write_parquet(frame, dataset, partition_by)?;
+    pending.commit()?;
+    Ok(written)
+}
+
+/// Like [`sink_parquet`], but leaves the new version unpublished (see [`super::Publication`]).
+pub fn write_parquet(
+    frame: LazyFrame,
+    dataset: &Dataset,
+    partition_by: &[String],
+) -> Result<(PendingVersion, Written)> {
     let frame = widen_small_integers(frame, partition_by)?;
     let pending = dataset.begin()?;
     let format = FileWriteFormat::Parquet(Arc::new(ParquetWriteOptions::default()));
@@ -147,8 +159,7 @@ pub fn sink_parquet(
     };
     frame.sink(destination, format, args)?.collect_with_engine(Engine::Streaming)?;
     let written = measure(pending.dir())?;
-    pending.commit()?;
-    Ok(written)
+    Ok((pending, written))
 }
 
 /// Polars cannot write 8- and 16-bit integers into partition paths (SQL's `EXTRACT(MONTH …)`

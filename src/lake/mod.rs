@@ -21,8 +21,8 @@ use std::path::{Component, Path, PathBuf};
 
 use thiserror::Error;
 
-pub use dataset::{Dataset, PendingVersion};
-pub use frames::{scan, sink_parquet, Format, ScanOptions, Written};
+pub use dataset::{Dataset, PendingVersion, Publication};
+pub use frames::{data_files, scan, sink_parquet, write_parquet, Format, ScanOptions, Written};
 
 use std::sync::Arc;
 

@@ -8,6 +8,7 @@
 //! scheduler, or two schedulers at once, carry on without duplicating work.
 
 pub mod control;
+mod liveness;
 pub mod plan;
 pub mod trigger;
 
@@ -29,6 +30,7 @@ use crate::store::{
 };
 use crate::time::{from_micros, to_micros, Micros};
 use crate::versions::DagVersions;
+use liveness::Liveness;
 use trigger::{create_run, RunRequest, TriggerError};
 
 /// How a scheduler behaves.
@@ -58,6 +60,10 @@ impl SchedulerOptions {
     }
 }
 
+/// A process silent for this many heartbeat timeouts is forgotten (its row deleted); until
+/// then it is listed as dead, which helps tell what happened.
+const DEAD_PROCESS_RETENTION: u32 = 20;
+
 /// Most scheduled runs one DAG gets per tick, so a long catchup cannot stall the loop.
 const MAX_NEW_RUNS_PER_TICK: usize = 64;
 
@@ -76,10 +82,14 @@ pub struct Scheduler {
     next_retry_at: Option<Micros>,
     /// The slowest pass since the last heartbeat, reported with it (for `/metrics`).
     slowest_pass: Duration,
+    /// Which workers' heartbeats count as silent, given this scheduler's contact with the
+    /// database.
+    liveness: Liveness,
 }
 
 impl Scheduler {
     pub fn new(store: Store, versions: Arc<DagVersions>, options: SchedulerOptions) -> Scheduler {
+        let liveness = Liveness::new(options.heartbeat_timeout, options.poll_interval);
         Scheduler {
             id: process_id("scheduler"),
             store,
@@ -92,6 +102,7 @@ impl Scheduler {
             last_housekeeping: None,
             next_retry_at: None,
             slowest_pass: Duration::ZERO,
+            liveness,
         }
     }
 
@@ -101,8 +112,14 @@ impl Scheduler {
         tracing::info!(id = %self.id, "scheduler started");
         loop {
             let started = Instant::now();
-            if let Err(e) = self.tick(Utc::now()).await {
-                tracing::error!("scheduler pass failed, retrying: {e}");
+            let started_at = crate::time::now_micros();
+            match self.tick(Utc::now()).await {
+                Ok(()) => self.liveness.pass_succeeded(crate::time::now_micros()),
+                Err(e) if e.is_unavailable() => {
+                    self.store.connectivity().failed(&e);
+                    self.liveness.pass_failed(started_at);
+                }
+                Err(e) => tracing::error!("scheduler pass failed, retrying: {e}"),
             }
             self.slowest_pass = self.slowest_pass.max(started.elapsed());
             let until_retry = self.next_retry_at.map(|at| {
@@ -142,6 +159,8 @@ impl Scheduler {
         self.store
             .heartbeat_process(&self.id, "scheduler", &crate::runtime::hostname(), micros, slowest)
             .await?;
+        // A write went through: whatever outage this process saw is over.
+        self.store.connectivity().succeeded();
         if let Some(folder) = self.options.dags_folder.clone() {
             self.reload_folder(folder).await?;
         }
@@ -156,7 +175,10 @@ impl Scheduler {
         if self.options.create_scheduled_runs {
             self.create_scheduled_runs(now).await?;
         }
-        self.reap_silent_workers(micros).await
+        let retention = self.options.heartbeat_timeout.saturating_mul(DEAD_PROCESS_RETENTION);
+        let retention = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
+        self.store.forget_silent_processes(micros.saturating_sub(retention)).await?;
+        self.reap_silent_workers(crate::time::now_micros()).await
     }
 
     async fn reload_folder(&mut self, folder: PathBuf) -> Result<(), StoreError> {
@@ -243,11 +265,14 @@ impl Scheduler {
     }
 
     /// Fails the tries of workers that stopped heartbeating; they are retried per their policy.
+    /// Silence is measured on the time the database could receive heartbeats (see [`liveness`]).
     async fn reap_silent_workers(&self, now: Micros) -> Result<(), StoreError> {
-        let timeout = i64::try_from(self.options.heartbeat_timeout.as_micros()).unwrap_or(i64::MAX);
-        let cutoff = now.saturating_sub(timeout);
-        let stale = self.store.stale_tasks(cutoff).await?;
-        for ti in stale {
+        let candidates = self.store.stale_tasks(self.liveness.candidates_before(now)).await?;
+        for ti in candidates {
+            let heartbeat = ti.heartbeat_at.or(ti.started_at).unwrap_or_default();
+            if !self.liveness.is_silent(heartbeat, now) {
+                continue;
+            }
             let run = self.store.get_run_by_pk(ti.run_pk).await?;
             let retry_delay = match &run {
                 Some(run) => match self.versions.get(&run.dag_id, &run.version).await {
@@ -269,7 +294,8 @@ impl Scheduler {
                 None,
                 now,
             );
-            if self.store.fail_stale_task(&ti, &outcome, cutoff, now).await? {
+            // Applies only if no heartbeat arrived since the one judged.
+            if self.store.fail_stale_task(&ti, &outcome, heartbeat + 1, now).await? {
                 tracing::warn!(dag = %ti.dag_id, task = %ti.task_id, "{error}");
                 let line = crate::jobs::LogLine { at: now, stream: Stream::System, text: error };
                 self.store.append_logs(ti.id, ti.try_number, &[line]).await?;

@@ -10,6 +10,7 @@
 //! but SQL.
 
 mod catalog;
+mod connectivity;
 mod dags;
 mod logs;
 mod model;
@@ -29,6 +30,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor};
 use thiserror::Error;
 
+pub use connectivity::{Connectivity, Outage};
 pub use dags::{DagRecord, DagRow, ImportErrorRow};
 pub use logs::LogRow;
 pub use model::{Role, RunRow, RunState, RunType, TaskInstanceRow, TaskState};
@@ -56,6 +58,36 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// Whether the database could not be reached or could not write (connection lost, pool
+    /// exhausted, disk full, locked, server shutting down): trying again later can help, and
+    /// the error says nothing about the statement itself.
+    pub fn is_unavailable(&self) -> bool {
+        let StoreError::Database(error) = self else { return false };
+        match error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| unavailable_code(&code)),
+            _ => false,
+        }
+    }
+}
+
+/// Error codes meaning "not now" rather than "not this": SQLite's busy, locked, I/O error,
+/// disk full and cannot-open (primary codes, extended codes keep them in the low byte), and
+/// Postgres's connection exceptions (08…), insufficient resources (53…, disk full among them)
+/// and operator intervention (57P…, a server shutting down or restarting).
+fn unavailable_code(code: &str) -> bool {
+    if let Ok(number) = code.parse::<i64>() {
+        return matches!(number & 0xff, 5 | 6 | 10 | 13 | 14);
+    }
+    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Which SQL dialect is behind the pool.
@@ -75,6 +107,7 @@ pub struct Store {
     reader: AnyPool,
     backend: Backend,
     wakeups: std::sync::Arc<Wakeups>,
+    connectivity: std::sync::Arc<Connectivity>,
     url: String,
 }
 
@@ -130,7 +163,14 @@ impl Store {
                 (pool.clone(), pool)
             }
         };
-        Ok(Store { pool, reader, backend, wakeups: Default::default(), url: url.to_string() })
+        Ok(Store {
+            pool,
+            reader,
+            backend,
+            wakeups: Default::default(),
+            connectivity: Default::default(),
+            url: url.to_string(),
+        })
     }
 
     /// Connects and applies pending migrations.
@@ -210,6 +250,11 @@ impl Store {
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// What this process has seen of the database's availability.
+    pub fn connectivity(&self) -> &Connectivity {
+        &self.connectivity
     }
 
     /// The wake-up signals of this process.

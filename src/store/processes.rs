@@ -19,7 +19,8 @@ impl Store {
         sqlx::query(
             "INSERT INTO processes (id, kind, hostname, started_at, heartbeat_at, loop_micros) \
              VALUES ($1, $2, $3, $4, $4, $5) \
-             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = CASE WHEN excluded.heartbeat_at < \
+             processes.heartbeat_at THEN processes.heartbeat_at ELSE excluded.heartbeat_at END, \
              loop_micros = excluded.loop_micros",
         )
         .bind(id)
@@ -39,6 +40,16 @@ impl Store {
             .fetch_one(&self.reader)
             .await?;
         Ok(row.try_get("at")?)
+    }
+
+    /// Forgets the processes that have not heartbeated since `cutoff` (dead long enough that
+    /// nobody needs to see them listed); returns how many.
+    pub async fn forget_silent_processes(&self, cutoff: Micros) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM processes WHERE heartbeat_at < $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     /// Forgets a process that is shutting down cleanly.

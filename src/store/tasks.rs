@@ -162,14 +162,20 @@ impl Store {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // The ids are picked once, in a materialized CTE: as a plain `IN (subquery)`, Postgres
+        // may run the `LIMIT … SKIP LOCKED` subquery again for every candidate row (for
+        // instance when a concurrent claim makes it recheck one), and one claim could then
+        // take every queued task. SQLite evaluates an uncorrelated CTE once either way.
         let sql = format!(
-            "UPDATE task_instances SET state = 'running', try_number = try_number + 1, worker_id = $1, \
-             started_at = $2, heartbeat_at = $2, ended_at = NULL, next_try_at = NULL, exit_code = NULL, \
-             error = NULL \
-             WHERE state = 'queued' AND id IN (SELECT id FROM task_instances WHERE state = 'queued' \
+            "WITH picked AS MATERIALIZED (SELECT id FROM task_instances WHERE state = 'queued' \
              AND queue IN ({}) ORDER BY queued_at, id LIMIT $3 {lock}) \
+             UPDATE task_instances SET state = 'running', try_number = try_number + 1, worker_id = $1, \
+             started_at = {started}, heartbeat_at = {started}, ended_at = NULL, next_try_at = NULL, exit_code = NULL, \
+             error = NULL \
+             WHERE state = 'queued' AND id IN (SELECT id FROM picked) \
              RETURNING id, run_pk, dag_id, task_id, try_number, max_tries",
-            placeholders(4, queues.len())
+            placeholders(4, queues.len()),
+            started = not_before("$2", "queued_at"),
         );
         let mut query = sqlx::query(&sql).bind(worker_id).bind(now).bind(limit as i64);
         for queue in queues {
@@ -211,22 +217,24 @@ impl Store {
             Some(serde_json::to_string(&outcome.outputs).unwrap_or_default())
         };
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE task_instances SET state = $1, ended_at = $2, next_try_at = $3, exit_code = $4, \
-             error = $5, outputs = $6 \
+        let sql = format!(
+            "UPDATE task_instances SET state = $1, ended_at = {ended}, next_try_at = $3, \
+             exit_code = $4, error = $5, outputs = $6 \
              WHERE id = $7 AND try_number = $8 AND worker_id = $9 AND state = 'running'",
-        )
-        .bind(outcome.state.as_str())
-        .bind(now)
-        .bind(outcome.next_try_at)
-        .bind(outcome.exit_code)
-        .bind(&outcome.error)
-        .bind(outputs)
-        .bind(task.id)
-        .bind(task.try_number)
-        .bind(worker_id)
-        .execute(&mut *tx)
-        .await?;
+            ended = not_before("$2", "heartbeat_at"),
+        );
+        let done = sqlx::query(&sql)
+            .bind(outcome.state.as_str())
+            .bind(now)
+            .bind(outcome.next_try_at)
+            .bind(outcome.exit_code)
+            .bind(&outcome.error)
+            .bind(outputs)
+            .bind(task.id)
+            .bind(task.try_number)
+            .bind(worker_id)
+            .execute(&mut *tx)
+            .await?;
         let applied = done.rows_affected() > 0;
         if applied {
             end_try(&mut tx, task.id, task.try_number, outcome, now).await?;
@@ -235,15 +243,17 @@ impl Store {
         Ok(applied)
     }
 
-    /// Marks every running try of `worker_id` as alive at `now`.
-    pub async fn heartbeat_tasks(&self, worker_id: &str, now: Micros) -> Result<u64> {
-        let done =
-            sqlx::query("UPDATE task_instances SET heartbeat_at = $1 WHERE worker_id = $2 AND state = 'running'")
-                .bind(now)
-                .bind(worker_id)
-                .execute(&self.pool)
-                .await?;
-        Ok(done.rows_affected())
+    /// Marks every running try of `worker_id` as alive at `now`. Returns the ids of the task
+    /// instances still running on this worker: a try missing from them was taken from it
+    /// (presumed dead, or marked by hand) and must stop.
+    pub async fn heartbeat_tasks(&self, worker_id: &str, now: Micros) -> Result<Vec<i64>> {
+        let sql = format!(
+            "UPDATE task_instances SET heartbeat_at = {beat} \
+             WHERE worker_id = $2 AND state = 'running' RETURNING id",
+            beat = not_before("$1", "heartbeat_at"),
+        );
+        let rows = sqlx::query(&sql).bind(now).bind(worker_id).fetch_all(&self.pool).await?;
+        rows.iter().map(|row| Ok(row.try_get("id")?)).collect()
     }
 
     /// `up_for_retry` → `queued` for the given ids (tries whose retry delay has passed).
@@ -293,19 +303,21 @@ impl Store {
         now: Micros,
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE task_instances SET state = $1, ended_at = $2, next_try_at = $3, error = $4 \
+        let sql = format!(
+            "UPDATE task_instances SET state = $1, ended_at = {ended}, next_try_at = $3, error = $4 \
              WHERE id = $5 AND try_number = $6 AND state = 'running' AND heartbeat_at < $7",
-        )
-        .bind(outcome.state.as_str())
-        .bind(now)
-        .bind(outcome.next_try_at)
-        .bind(&outcome.error)
-        .bind(task.id)
-        .bind(task.try_number)
-        .bind(cutoff)
-        .execute(&mut *tx)
-        .await?;
+            ended = not_before("$2", "heartbeat_at"),
+        );
+        let done = sqlx::query(&sql)
+            .bind(outcome.state.as_str())
+            .bind(now)
+            .bind(outcome.next_try_at)
+            .bind(&outcome.error)
+            .bind(task.id)
+            .bind(task.try_number)
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
         let applied = done.rows_affected() > 0;
         if applied {
             end_try(&mut tx, task.id, task.try_number, outcome, now).await?;
@@ -337,8 +349,8 @@ impl Store {
             .collect()
     }
 
-    /// Sets one task instance to `success` or `failed` by hand. A try still running keeps
-    /// running but its result will be discarded; a finished run goes back to `queued` so the
+    /// Sets one task instance to `success` or `failed` by hand. A try still running is
+    /// stopped by its worker at its next heartbeat (its result would be discarded); a finished run goes back to `queued` so the
     /// scheduler settles it again with the new state.
     pub async fn mark_task(
         &self,
@@ -386,6 +398,13 @@ pub struct TryRow {
     pub error: Option<String>,
 }
 
+/// `value`, or `column` if it holds a later time: a stamp never goes back before the one it
+/// follows, whatever the clock of the process writing it says (clocks differ between
+/// machines, and a write delayed by an outage carries the time it was prepared).
+fn not_before(value: &str, column: &str) -> String {
+    format!("CASE WHEN {value} < {column} THEN {column} ELSE {value} END")
+}
+
 async fn end_try(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     ti_id: i64,
@@ -393,16 +412,19 @@ async fn end_try(
     outcome: &TaskOutcome,
     now: Micros,
 ) -> Result<()> {
-    sqlx::query(
-        "UPDATE task_tries SET state = $1, ended_at = $2, error = $3 WHERE ti_id = $4 AND try_number = $5",
-    )
-    .bind(outcome.state.as_str())
-    .bind(now)
-    .bind(&outcome.error)
-    .bind(ti_id)
-    .bind(try_number)
-    .execute(&mut **tx)
-    .await?;
+    let sql = format!(
+        "UPDATE task_tries SET state = $1, ended_at = {ended}, error = $3 \
+         WHERE ti_id = $4 AND try_number = $5",
+        ended = not_before("$2", "started_at"),
+    );
+    sqlx::query(&sql)
+        .bind(outcome.state.as_str())
+        .bind(now)
+        .bind(&outcome.error)
+        .bind(ti_id)
+        .bind(try_number)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

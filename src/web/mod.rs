@@ -159,7 +159,10 @@ async fn live_script() -> Response {
 }
 
 async fn health(State(state): State<AppState>) -> Response {
-    let database_ok = state.store.ping().await.is_ok();
+    // A failed write (disk full, say) leaves reads working: the outage this process saw
+    // counts until a statement of its own succeeds again.
+    let outage = state.store.connectivity().outage();
+    let database_ok = state.store.ping().await.is_ok() && outage.is_none();
     let heartbeat = if database_ok {
         state.store.latest_heartbeat("scheduler").await.ok().flatten()
     } else {
@@ -170,7 +173,11 @@ async fn health(State(state): State<AppState>) -> Response {
     let status =
         if database_ok && scheduler_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
-        "database": { "status": if database_ok { "healthy" } else { "unhealthy" } },
+        "database": {
+            "status": if database_ok { "healthy" } else { "unhealthy" },
+            "error": outage.as_ref().map(|o| o.error.clone()),
+            "failing_since": outage.map(|o| display(o.since)),
+        },
         "scheduler": {
             "status": if scheduler_ok { "healthy" } else { "unhealthy" },
             "latest_heartbeat": heartbeat.map(display),

@@ -24,7 +24,8 @@ pub(super) async fn execute(worker: Arc<Worker>, task: ClaimedTask) {
 async fn record(worker: &Worker, task: &ClaimedTask, outcome: &TaskOutcome) {
     let mut delay = Duration::from_millis(100);
     loop {
-        match worker.store.finish_task(task, &worker.id, outcome, now_micros()).await {
+        let finish = worker.store.finish_task(task, &worker.id, outcome, now_micros());
+        match worker.store.connectivity().observe(finish.await) {
             Ok(true) => return,
             Ok(false) => {
                 tracing::warn!(
@@ -140,12 +141,13 @@ async fn run_job(
     let registry = worker.versions.registry().clone();
     let kind = task.kind.clone();
     let job = tokio::spawn(async move { registry.run(&kind, config, ctx).await });
-    let abort = job.abort_handle();
+    // Stopping this try (timeout, shutdown, taken over) stops the job, whose drop kills a
+    // shell command's process group.
+    let _stop_job = AbortOnDrop(job.abort_handle());
     let joined = match task.timeout {
         Some(limit) => match tokio::time::timeout(limit, job).await {
             Ok(joined) => joined,
             Err(_) => {
-                abort.abort();
                 return Err(JobError::Failed(format!(
                     "timed out after {}",
                     humantime::format_duration(limit)
@@ -158,5 +160,14 @@ async fn run_job(
         Ok(result) => result,
         Err(e) if e.is_panic() => Err(JobError::Failed("the job panicked".to_string())),
         Err(e) => Err(JobError::Failed(format!("the job was cancelled: {e}"))),
+    }
+}
+
+/// Aborts a spawned job when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -3,18 +3,20 @@
 //! A worker runs up to `slots` tries at once. It claims with one atomic statement (see
 //! [`Store::claim_tasks`]), holds no transaction while a task runs, heartbeats its running
 //! tries so the scheduler can tell a dead worker from a slow task, and records each result
-//! with a guarded update so a late result cannot overwrite a newer try.
+//! with a guarded update so a late result cannot overwrite a newer try. A try the heartbeat
+//! finds taken from it (presumed dead, or marked by hand) is stopped, processes and all.
 
 mod execute;
 mod logs;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::jobs::Stream;
 use crate::lake::tables::{CatalogConfig, TablesHandle};
 use crate::lake::{LakeError, Warehouse};
 use crate::runtime::{hostname, process_id, Shutdown};
@@ -105,24 +107,28 @@ impl Worker {
         let worker = Arc::new(self);
         let mut waiter = worker.store.wakeups().workers_waiter();
         let mut running: JoinSet<()> = JoinSet::new();
-        let mut claimed: HashMap<tokio::task::Id, ClaimedTask> = HashMap::new();
+        let mut claimed: HashMap<tokio::task::Id, Running> = HashMap::new();
         let mut heartbeat = tokio::time::interval(worker.options.heartbeat_interval);
         tracing::info!(id = %worker.id, slots = worker.options.slots, queues = ?worker.options.queues, "worker started");
         loop {
             let free = worker.options.slots.saturating_sub(running.len());
             if free > 0 && !shutdown.is_requested() {
-                match worker
-                    .store
-                    .claim_tasks(&worker.id, &worker.options.queues, free, now_micros())
-                    .await
-                {
+                let claim = worker.store.claim_tasks(
+                    &worker.id,
+                    &worker.options.queues,
+                    free,
+                    now_micros(),
+                );
+                // Not proof the database takes writes: a claim of nothing writes nothing.
+                match claim.await {
                     Ok(tasks) => {
                         for task in tasks {
                             let handle =
                                 running.spawn(execute::execute(worker.clone(), task.clone()));
-                            claimed.insert(handle.id(), task);
+                            claimed.insert(handle.id(), Running { task, handle });
                         }
                     }
+                    Err(e) if e.is_unavailable() => worker.store.connectivity().failed(&e),
                     Err(e) => tracing::error!("claiming tasks failed, retrying: {e}"),
                 }
             }
@@ -131,17 +137,22 @@ impl Worker {
                 Some(done) = running.join_next_with_id(), if !running.is_empty() => {
                     let id = match &done { Ok((id, _)) => *id, Err(e) => e.id() };
                     claimed.remove(&id);
-                    if let Err(e) = done {
-                        tracing::error!("task execution crashed: {e}");
+                    match done {
+                        Err(e) if !e.is_cancelled() => tracing::error!("task execution crashed: {e}"),
+                        _ => {}
                     }
                 }
-                _ = heartbeat.tick() => worker.heartbeat().await,
+                _ = heartbeat.tick() => {
+                    if let Some(owned) = worker.heartbeat().await {
+                        worker.stop_taken_over(&claimed, &owned).await;
+                    }
+                }
                 _ = tokio::time::sleep(worker.options.poll_interval) => {}
                 _ = shutdown.wait() => break,
             }
         }
         running.abort_all();
-        for task in claimed.values() {
+        for Running { task, .. } in claimed.values() {
             let outcome = TaskOutcome::failure(
                 task.try_number,
                 task.max_tries,
@@ -159,14 +170,52 @@ impl Worker {
         tracing::info!(id = %worker.id, "worker stopped");
     }
 
-    async fn heartbeat(&self) {
+    /// Heartbeats this process and its tries; returns the task instances still this worker's,
+    /// or `None` if the database could not be reached.
+    async fn heartbeat(&self) -> Option<HashSet<i64>> {
         let now = now_micros();
         let beat = async {
             self.store.heartbeat_process(&self.id, "worker", &hostname(), now, None).await?;
             self.store.heartbeat_tasks(&self.id, now).await
         };
-        if let Err(e) = beat.await {
-            tracing::warn!("heartbeat failed: {e}");
+        match self.store.connectivity().observe(beat.await) {
+            Ok(owned) => Some(owned.into_iter().collect()),
+            Err(e) => {
+                if !e.is_unavailable() {
+                    tracing::warn!("heartbeat failed: {e}");
+                }
+                None
+            }
         }
     }
+
+    /// Stops the tries that are no longer this worker's: the scheduler presumed it dead and
+    /// handed them on (after the database was unreachable from here but not from there), or
+    /// a user marked them by hand. Their results would be discarded; their commands must not
+    /// run beside the retry.
+    async fn stop_taken_over(
+        &self,
+        claimed: &HashMap<tokio::task::Id, Running>,
+        owned: &HashSet<i64>,
+    ) {
+        for Running { task, handle } in claimed.values() {
+            if owned.contains(&task.id) || handle.is_finished() {
+                continue;
+            }
+            let text = format!(
+                "try {} is no longer this worker's (taken over, or marked by hand): stopping it",
+                task.try_number
+            );
+            tracing::warn!(dag = %task.dag_id, task = %task.task_id, "{text}");
+            handle.abort();
+            let line = crate::jobs::LogLine { at: now_micros(), stream: Stream::System, text };
+            let _ = self.store.append_logs(task.id, task.try_number, &[line]).await;
+        }
+    }
+}
+
+/// A try this worker is running.
+struct Running {
+    task: ClaimedTask,
+    handle: tokio::task::AbortHandle,
 }

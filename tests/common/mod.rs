@@ -2,6 +2,8 @@
 //! scheduler + worker harness.
 #![allow(dead_code)]
 
+pub mod process;
+pub mod proxy;
 pub mod web;
 
 use std::path::PathBuf;

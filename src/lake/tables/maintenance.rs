@@ -140,7 +140,7 @@ impl Tables {
     }
 
     /// Those of `paths` that a snapshot of another table than `name` references.
-    async fn referenced_by_other_tables(
+    pub(super) async fn referenced_by_other_tables(
         &self,
         name: &str,
         paths: &HashSet<String>,
@@ -161,7 +161,7 @@ impl Tables {
 
 /// Every file a snapshot needs: its manifest list, its manifests and their live data files.
 /// `manifests` caches the live data files of each manifest already read.
-async fn referenced_files(
+pub(super) async fn referenced_files(
     table: &Table,
     snapshot: &iceberg::spec::SnapshotRef,
     manifests: &mut HashMap<String, Vec<String>>,

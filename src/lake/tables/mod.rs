@@ -15,6 +15,7 @@ mod commit;
 pub mod inspect;
 pub mod location;
 mod maintenance;
+mod orphans;
 mod partition;
 mod s3;
 mod split;
@@ -39,6 +40,7 @@ pub use catalog::CatalogConfig;
 pub use commit::WriteMode;
 pub use inspect::{ScanRequest, ScanResult, SnapshotInfo, TableInfo};
 pub use maintenance::{Compaction, Expiry};
+pub use orphans::OrphanRemoval;
 pub use partition::PartitionField;
 
 use crate::lake::Warehouse;

@@ -3,23 +3,26 @@
 //! Each table is read, typed by its declared schema (or inferred), stamped with `ingested_at`
 //! and a `data_quality_flag` (`valid`, or `missing_values` when a declared column is empty),
 //! and written as a new version of its bronze dataset. Rows whose values do not fit the declared
-//! types, and JSON lines that do not parse, never fail the task: they go to the table's
-//! quarantine dataset with the reason, and are counted in the task's outputs.
+//! types never fail the task: they go to the table's quarantine dataset with their file, line
+//! and reason. Records that are not rows at all (a stray quote, a wrong number of fields,
+//! invalid UTF-8, a JSON line that does not parse) go to `<quarantine>_lines` likewise. Both are
+//! counted in the task's outputs. A file that cannot be read fails the task, naming the file.
 
-use std::io::BufRead;
+mod records;
+
 use std::time::Instant;
 
 use indexmap::IndexMap;
 use polars::prelude::{
-    col, concat_str, lit, when, DataType, Expr, IntoLazy, JsonFormat, JsonReader, LazyFrame,
-    SerReader, StrptimeOptions, TimeUnit, NULL,
+    col, concat_str, lit, when, DataType, Expr, IntoLazy, LazyFrame, StrptimeOptions, TimeUnit,
+    NULL,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::sql::check_path;
 use super::{Job, JobContext, JobError, Outputs, Stage};
-use crate::lake::{scan, sink_parquet, Format, ScanOptions, Warehouse};
+use crate::lake::{data_files, scan, write_parquet, Format, Publication, ScanOptions, Warehouse};
 
 /// Fields of an `ingest` task.
 #[derive(Debug, Deserialize)]
@@ -59,6 +62,10 @@ pub enum ColumnType {
     Datetime,
 }
 
+/// How a `boolean` column may spell its values (case does not matter).
+const TRUE_WORDS: &[&str] = &["true", "t", "yes", "y", "on", "1"];
+const FALSE_WORDS: &[&str] = &["false", "f", "no", "n", "off", "0"];
+
 impl ColumnType {
     fn name(self) -> &'static str {
         match self {
@@ -78,7 +85,17 @@ impl ColumnType {
             ColumnType::String => raw,
             ColumnType::Integer => raw.str().strip_chars(lit(NULL)).cast(DataType::Int64),
             ColumnType::Float => raw.str().strip_chars(lit(NULL)).cast(DataType::Float64),
-            ColumnType::Boolean => raw.str().to_lowercase().cast(DataType::Boolean),
+            ColumnType::Boolean => {
+                let word = raw.str().strip_chars(lit(NULL)).str().to_lowercase();
+                let any_of = |words: &[&str]| {
+                    words.iter().map(|w| word.clone().eq(lit(*w))).reduce(Expr::or).unwrap()
+                };
+                when(any_of(TRUE_WORDS))
+                    .then(lit(true))
+                    .when(any_of(FALSE_WORDS))
+                    .then(lit(false))
+                    .otherwise(lit(NULL).cast(DataType::Boolean))
+            }
             ColumnType::Date => {
                 raw.str().to_date(StrptimeOptions { format: Some("%Y-%m-%d".into()), ..lenient })
             }
@@ -121,25 +138,30 @@ impl Job for Ingest {
         super::blocking(move || {
             let mut outputs = serde_json::Map::new();
             let (mut rows, mut quarantined, mut bytes) = (0, 0, 0);
+            // Every dataset of every table is published at the end, or none if one fails.
+            let mut publication = Publication::default();
             for (name, table) in &config.tables {
                 let started = Instant::now();
-                let result = ingest_table(&warehouse, table, ingested_at).map_err(|e| match e {
+                let result = ingest_table(&warehouse, table, ingested_at, &mut publication);
+                let result = result.map_err(|e| match e {
                     JobError::Failed(m) => JobError::Failed(format!("table `{name}`: {m}")),
                     other => other,
                 })?;
                 log.info(format!(
-                    "{name}: {} rows into {}, {} quarantined",
-                    result.rows, table.output, result.quarantined
+                    "{name}: {} rows into {}, {} quarantined ({} malformed)",
+                    result.rows, table.output, result.quarantined, result.malformed
                 ));
                 rows += result.rows;
                 quarantined += result.quarantined;
                 bytes += result.bytes;
                 outputs.insert(
                     name.clone(),
-                    json!({ "rows": result.rows, "quarantined": result.quarantined, "bytes": result.bytes,
+                    json!({ "rows": result.rows, "quarantined": result.quarantined,
+                            "malformed": result.malformed, "bytes": result.bytes,
                             "duration_ms": started.elapsed().as_millis() as u64 }),
                 );
             }
+            publication.commit().map_err(JobError::failed)?;
             outputs.insert("rows".into(), Value::from(rows));
             outputs.insert("quarantined".into(), Value::from(quarantined));
             outputs.insert("bytes".into(), Value::from(bytes));
@@ -151,7 +173,10 @@ impl Job for Ingest {
 
 struct Ingested {
     rows: u64,
+    /// Rows set aside: values that did not fit the schema, and malformed records.
     quarantined: u64,
+    /// Records that could not be read as rows at all (see `records`).
+    malformed: u64,
     bytes: u64,
 }
 
@@ -159,6 +184,7 @@ fn ingest_table(
     warehouse: &Warehouse,
     table: &IngestTable,
     ingested_at: i64,
+    publication: &mut Publication,
 ) -> Result<Ingested, JobError> {
     let input = warehouse.dataset(&table.input).map_err(|e| JobError::Config(e.to_string()))?;
     let output = warehouse.dataset(&table.output).map_err(|e| JobError::Config(e.to_string()))?;
@@ -171,16 +197,24 @@ fn ingest_table(
         None => detect_format(&input)?,
     };
     let declared = !table.schema.is_empty();
-    // With a schema, read text and convert it ourselves, so a bad value quarantines its row
-    // instead of failing the read.
-    let (raw, bad_lines) = match format {
-        Format::Jsonl => read_json_lines(&input.current().map_err(JobError::failed)?)?,
-        Format::Csv if declared => (scan_all_text(&input)?, Vec::new()),
-        _ => (
+    // CSV and JSON lines are read record by record, so a malformed record is set aside with
+    // its file and line; with a schema every value is read as text and typed below, so a
+    // value that does not fit quarantines its row instead of failing the read.
+    let (raw, records) = match format {
+        Format::Parquet => (
             scan(&input, &ScanOptions { format: Some(format), schema: None })
                 .map_err(JobError::failed)?,
-            Vec::new(),
+            None,
         ),
+        Format::Csv | Format::Jsonl => {
+            let sources = sources(&input, &table.input, format)?;
+            let mut records = match format {
+                Format::Csv => records::read_csv(&sources, declared)?,
+                _ => records::read_json_lines(&sources)?,
+            };
+            let frame = std::mem::take(&mut records.frame);
+            (with_declared_columns(frame, &table.schema)?.lazy(), Some(records))
+        }
     };
     let stamp = lit(ingested_at)
         .cast(DataType::Datetime(TimeUnit::Microseconds, None))
@@ -197,26 +231,89 @@ fn ingest_table(
         .then(lit("missing_values"))
         .otherwise(lit("valid"))
         .alias("data_quality_flag");
-    let written = sink_parquet(valid.with_columns([stamp.clone(), flag]), &output, &[])
-        .map_err(JobError::failed)?;
-
-    let mut quarantined = bad_lines.len() as u64;
+    let origin = [records::FILE_COLUMN, records::LINE_COLUMN];
+    let valid = drop_if_present(valid, &origin)?;
+    let mut write = |frame: LazyFrame, dataset: &crate::lake::Dataset| {
+        let (version, written) = write_parquet(frame, dataset, &[]).map_err(JobError::failed)?;
+        publication.add(version);
+        Ok::<_, JobError>(written)
+    };
+    let written = write(valid.with_columns([stamp.clone(), flag]), &output)?;
+    let mut quarantined = 0;
     if let Some(rejected) = rejected {
-        let count = sink_parquet(rejected.with_column(stamp), &quarantine, &[])
-            .map_err(JobError::failed)?;
-        quarantined += count.rows;
+        quarantined += write(rejected.with_column(stamp), &quarantine)?.rows;
     }
-    if !bad_lines.is_empty() {
-        let lines = polars::df!("_raw" => &bad_lines, "_error" => vec!["malformed JSON line"; bad_lines.len()])
-            .map_err(JobError::failed)?;
-        sink_parquet(
-            lines.lazy(),
-            &warehouse.dataset(&format!("{quarantine_path}_lines")).map_err(JobError::failed)?,
-            &[],
-        )
-        .map_err(JobError::failed)?;
+    let malformed = records.as_ref().map_or(0, |r| r.malformed.len() as u64);
+    if let Some(records) = records.filter(|r| !r.malformed.is_empty()) {
+        let lines = warehouse
+            .dataset(&format!("{quarantine_path}_lines"))
+            .map_err(|e| JobError::Config(e.to_string()))?;
+        write(records.malformed_frame()?.lazy(), &lines)?;
     }
-    Ok(Ingested { rows: written.rows, quarantined, bytes: written.bytes })
+    Ok(Ingested {
+        rows: written.rows,
+        quarantined: quarantined + malformed,
+        malformed,
+        bytes: written.bytes,
+    })
+}
+
+/// The files of `input` to read as `format`, each with the name it is reported under.
+fn sources(
+    input: &crate::lake::Dataset,
+    name: &str,
+    format: Format,
+) -> Result<Vec<records::Source>, JobError> {
+    let root = input.current().map_err(JobError::failed)?;
+    if root.is_file() {
+        return Ok(vec![records::Source { path: root, name: name.to_string() }]);
+    }
+    let files = data_files(&root).map_err(JobError::failed)?;
+    let sources: Vec<records::Source> = files
+        .into_iter()
+        .filter(|path| Format::of(path) == Some(format))
+        .map(|path| {
+            let relative = path.strip_prefix(&root).unwrap_or(&path).display().to_string();
+            records::Source { name: format!("{name}/{relative}"), path }
+        })
+        .collect();
+    if sources.is_empty() {
+        return Err(JobError::Failed(format!("no {format:?} files in `{name}`")));
+    }
+    Ok(sources)
+}
+
+/// `frame`, or an empty frame of the declared columns (as text) if the input had none (an
+/// empty file). A declared column the input lacks is an error naming it.
+fn with_declared_columns(
+    frame: polars::prelude::DataFrame,
+    schema: &IndexMap<String, ColumnType>,
+) -> Result<polars::prelude::DataFrame, JobError> {
+    if frame.width() == 0 {
+        let fields = schema
+            .keys()
+            .map(|c| c.as_str())
+            .chain([records::FILE_COLUMN])
+            .map(|c| polars::prelude::Field::new(c.into(), DataType::String))
+            .chain([polars::prelude::Field::new(records::LINE_COLUMN.into(), DataType::Int64)]);
+        return Ok(polars::prelude::DataFrame::empty_with_schema(&fields.collect()));
+    }
+    let present: Vec<String> = frame.get_column_names().iter().map(|c| c.to_string()).collect();
+    if let Some(absent) = schema.keys().find(|c| !present.contains(c)) {
+        return Err(JobError::Failed(format!(
+            "the schema declares `{absent}`, which the input does not have (its columns: {})",
+            present.join(", ")
+        )));
+    }
+    Ok(frame)
+}
+
+fn drop_if_present(frame: LazyFrame, names: &[&str]) -> Result<LazyFrame, JobError> {
+    let mut frame = frame;
+    let schema = frame.collect_schema().map_err(JobError::failed)?;
+    let present: Vec<String> =
+        names.iter().filter(|n| schema.contains(n)).map(|n| n.to_string()).collect();
+    Ok(if present.is_empty() { frame } else { drop_columns(frame, present) })
 }
 
 fn detect_format(input: &crate::lake::Dataset) -> Result<Format, JobError> {
@@ -240,19 +337,6 @@ fn detect_format(input: &crate::lake::Dataset) -> Result<Format, JobError> {
             name.display()
         ))),
     }
-}
-
-/// A CSV dataset with every column read as text.
-fn scan_all_text(input: &crate::lake::Dataset) -> Result<LazyFrame, JobError> {
-    let probe = scan(input, &ScanOptions { format: Some(Format::Csv), schema: None })
-        .map_err(JobError::failed)?;
-    let names = probe.clone().collect_schema().map_err(JobError::failed)?;
-    let text: polars::prelude::Schema = names
-        .iter_names()
-        .map(|n| polars::prelude::Field::new(n.clone(), DataType::String))
-        .collect();
-    scan(input, &ScanOptions { format: Some(Format::Csv), schema: Some(std::sync::Arc::new(text)) })
-        .map_err(JobError::failed)
 }
 
 /// Splits rows into those whose declared columns all convert, typed, and the others, as read,
@@ -293,49 +377,4 @@ fn drop_columns(frame: LazyFrame, names: Vec<String>) -> LazyFrame {
         names: std::sync::Arc::from(names),
         strict: true,
     })
-}
-
-/// Reads JSON lines, setting aside lines that are not JSON objects.
-fn read_json_lines(path: &std::path::Path) -> Result<(LazyFrame, Vec<String>), JobError> {
-    let files: Vec<std::path::PathBuf> = if path.is_file() {
-        vec![path.to_path_buf()]
-    } else {
-        let mut files: Vec<_> = std::fs::read_dir(path)
-            .map_err(JobError::failed)?
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        files.retain(|p| {
-            matches!(p.extension().and_then(|e| e.to_str()), Some("jsonl" | "ndjson" | "json"))
-        });
-        files.sort();
-        files
-    };
-    let mut good = Vec::new();
-    let mut bad = Vec::new();
-    for file in files {
-        let reader = std::io::BufReader::new(std::fs::File::open(&file).map_err(JobError::failed)?);
-        for line in reader.lines() {
-            let line = line.map_err(JobError::failed)?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str::<Value>(&line) {
-                Ok(Value::Object(_)) => {
-                    good.extend_from_slice(line.as_bytes());
-                    good.push(b'\n');
-                }
-                _ => bad.push(line),
-            }
-        }
-    }
-    let frame = if good.is_empty() {
-        polars::prelude::DataFrame::empty()
-    } else {
-        JsonReader::new(std::io::Cursor::new(good))
-            .with_json_format(JsonFormat::JsonLines)
-            .finish()
-            .map_err(JobError::failed)?
-    };
-    Ok((frame.lazy(), bad))
 }

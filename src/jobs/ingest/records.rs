@@ -1,0 +1,356 @@
+//! Reading raw CSV and JSON-lines files record by record, so one bad record is set aside with
+//! its file, line and reason instead of failing the whole read.
+//!
+//! A record is malformed when it cannot be a row at all: a CSV record with more or fewer
+//! fields than the header (a stray quote shows up this way, and costs only its own line), a
+//! record that is not UTF-8, a JSON line that is not an object. The good records are parsed
+//! by Polars as usual, with two more columns saying where each row came from. Typing values is
+//! not done here (see `split_by_schema`). A file that cannot be read at all is an error
+//! naming it.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::{
+    Column, CsvReadOptions, DataFrame, DataType, Field, IntoColumn, JsonFormat, JsonReader,
+    NamedFrom, Schema, SerReader, Series,
+};
+
+use crate::jobs::JobError;
+
+/// The column naming the file a row was read from.
+pub const FILE_COLUMN: &str = "_file";
+/// The column holding the line a row starts on (1 is the first line of its file).
+pub const LINE_COLUMN: &str = "_line";
+
+/// A record that could not be read as a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    pub file: String,
+    pub line: i64,
+    /// The line as read (invalid UTF-8 replaced).
+    pub raw: String,
+    pub reason: String,
+}
+
+/// The rows of some files, with where each came from, and the records set aside.
+pub struct Records {
+    pub frame: DataFrame,
+    pub malformed: Vec<Malformed>,
+}
+
+impl Records {
+    /// The malformed records as a frame: file, line, raw text and reason.
+    pub fn malformed_frame(&self) -> Result<DataFrame, JobError> {
+        let m = &self.malformed;
+        DataFrame::new_infer_height(vec![
+            Column::new(FILE_COLUMN.into(), m.iter().map(|r| r.file.as_str()).collect::<Vec<_>>()),
+            Column::new(LINE_COLUMN.into(), m.iter().map(|r| r.line).collect::<Vec<_>>()),
+            Column::new("_raw".into(), m.iter().map(|r| r.raw.as_str()).collect::<Vec<_>>()),
+            Column::new("_error".into(), m.iter().map(|r| r.reason.as_str()).collect::<Vec<_>>()),
+        ])
+        .map_err(JobError::failed)
+    }
+}
+
+/// One file to read and the name it is reported under.
+pub struct Source {
+    pub path: PathBuf,
+    pub name: String,
+}
+
+/// Good records gathered from every file, re-encoded as canonical CSV under one header, with
+/// where each came from.
+#[derive(Default)]
+struct Gathered {
+    header: Option<Vec<String>>,
+    csv: Vec<u8>,
+    files: Vec<u32>,
+    lines: Vec<i64>,
+    malformed: Vec<Malformed>,
+}
+
+/// Reads CSV files with a header line each. With `all_text`, every column is read as text
+/// (to be typed later); otherwise Polars infers the types, and values that do not fit become
+/// null.
+pub fn read_csv(sources: &[Source], all_text: bool) -> Result<Records, JobError> {
+    let mut gathered = Gathered::default();
+    for (index, source) in sources.iter().enumerate() {
+        let bytes = read_file(&source.path, &source.name)?;
+        gather_csv(&mut gathered, index as u32, &source.name, &bytes)?;
+    }
+    let Some(header) = gathered.header.take() else {
+        return Ok(Records { frame: DataFrame::empty(), malformed: gathered.malformed });
+    };
+    let frame = if gathered.lines.is_empty() {
+        let fields = header.iter().map(|name| Field::new(name.into(), DataType::String));
+        DataFrame::empty_with_schema(&fields.collect::<Schema>())
+    } else {
+        let mut options = CsvReadOptions::default().with_has_header(true);
+        options = if all_text {
+            let fields = header.iter().map(|name| Field::new(name.into(), DataType::String));
+            options.with_schema(Some(std::sync::Arc::new(fields.collect::<Schema>())))
+        } else {
+            options.with_infer_schema_length(Some(10_000)).with_ignore_errors(true)
+        };
+        options
+            .into_reader_with_file_handle(Cursor::new(std::mem::take(&mut gathered.csv)))
+            .finish()
+            .map_err(|e| JobError::Failed(format!("reading the well-formed CSV records: {e}")))?
+    };
+    with_origin(frame, sources, &gathered.files, &gathered.lines, gathered.malformed)
+}
+
+fn read_file(path: &Path, name: &str) -> Result<Vec<u8>, JobError> {
+    std::fs::read(path).map_err(|e| JobError::Failed(format!("cannot read `{name}`: {e}")))
+}
+
+/// Checks the records of one CSV file, keeping the good ones (re-encoded) and setting the
+/// others aside.
+fn gather_csv(
+    gathered: &mut Gathered,
+    file: u32,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(), JobError> {
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let mut writer = csv::WriterBuilder::new().from_writer(Vec::new());
+    let mut start = 0; // byte offset the reader below started at
+    let mut first_line = 1; // line number of that offset
+    let mut width = None; // fields in this file's header
+    'restart: while start < bytes.len() {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(&bytes[start..]);
+        let mut record = csv::ByteRecord::new();
+        loop {
+            let at = reader.position().clone();
+            let more = reader
+                .read_byte_record(&mut record)
+                .map_err(|e| JobError::Failed(format!("`{name}`: cannot read CSV: {e}")))?;
+            if !more {
+                break 'restart;
+            }
+            let line = first_line + record.position().map_or(at.line(), |p| p.line()) as i64 - 1;
+            let Some(expected) = width else {
+                let header = header_of(&record, name)?;
+                width = Some(header.len());
+                match &gathered.header {
+                    None => {
+                        writer.write_record(&header).map_err(JobError::failed)?;
+                        gathered.header = Some(header);
+                    }
+                    Some(first) if *first != header => {
+                        return Err(JobError::Failed(format!(
+                            "`{name}` has the columns {header:?}, unlike the first file's {first:?}"
+                        )));
+                    }
+                    Some(_) => {}
+                }
+                continue;
+            };
+            let record_start = start + record.position().map_or(0, |p| p.byte() as usize);
+            let problem = if record.len() != expected {
+                Some(format!("expected {expected} fields, found {}", record.len()))
+            } else {
+                record
+                    .iter()
+                    .position(|field| std::str::from_utf8(field).is_err())
+                    .map(|i| format!("field {} is not valid UTF-8", i + 1))
+            };
+            let Some(reason) = problem else {
+                writer.write_byte_record(&record).map_err(JobError::failed)?;
+                gathered.files.push(file);
+                gathered.lines.push(line);
+                continue;
+            };
+            let this_line_end = line_end(bytes, record_start);
+            gathered.malformed.push(Malformed {
+                file: name.to_string(),
+                line,
+                raw: String::from_utf8_lossy(&bytes[record_start..this_line_end]).into_owned(),
+                reason,
+            });
+            let spanned = first_line + reader.position().line() as i64 - 1 - line;
+            if spanned > 1 && record.len() != expected {
+                // The record ran over several lines (an opening quote never closed): only its
+                // first line is lost; reading resumes on the next one.
+                start = next_line_start(bytes, record_start);
+                first_line = line + 1;
+                continue 'restart;
+            }
+        }
+    }
+    gathered.csv.extend(writer.into_inner().map_err(JobError::failed)?);
+    Ok(())
+}
+
+/// The offset of the line after the one `from` is on.
+fn next_line_start(bytes: &[u8], from: usize) -> usize {
+    bytes[from..].iter().position(|b| *b == b'\n').map_or(bytes.len(), |i| from + i + 1)
+}
+
+/// The offset of the end of the line starting at `from` (before its `\r\n` or `\n`).
+fn line_end(bytes: &[u8], from: usize) -> usize {
+    let end = bytes[from..].iter().position(|b| *b == b'\n').map_or(bytes.len(), |i| from + i);
+    if end > from && bytes[end - 1] == b'\r' {
+        end - 1
+    } else {
+        end
+    }
+}
+
+fn header_of(record: &csv::ByteRecord, name: &str) -> Result<Vec<String>, JobError> {
+    record
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            let text = std::str::from_utf8(field).map_err(|_| {
+                JobError::Failed(format!("`{name}`: header field {} is not valid UTF-8", i + 1))
+            })?;
+            Ok(text.trim().to_string())
+        })
+        .collect()
+}
+
+/// Reads JSON-lines files: one object per line; blank lines are skipped.
+pub fn read_json_lines(sources: &[Source]) -> Result<Records, JobError> {
+    let (mut good, mut files, mut lines, mut malformed) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (index, source) in sources.iter().enumerate() {
+        let bytes = read_file(&source.path, &source.name)?;
+        for (number, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            if raw.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let reason = match std::str::from_utf8(raw) {
+                Err(_) => Some("not valid UTF-8".to_string()),
+                Ok(text) => match serde_json::from_str::<serde_json::Value>(text) {
+                    Ok(serde_json::Value::Object(_)) => None,
+                    Ok(_) => Some("not a JSON object".to_string()),
+                    Err(e) => Some(format!("malformed JSON: {e}")),
+                },
+            };
+            match reason {
+                None => {
+                    good.extend_from_slice(raw);
+                    good.push(b'\n');
+                    files.push(index as u32);
+                    lines.push(number as i64 + 1);
+                }
+                Some(reason) => malformed.push(Malformed {
+                    file: source.name.clone(),
+                    line: number as i64 + 1,
+                    raw: String::from_utf8_lossy(raw).into_owned(),
+                    reason,
+                }),
+            }
+        }
+    }
+    let frame = if good.is_empty() {
+        DataFrame::empty()
+    } else {
+        JsonReader::new(Cursor::new(good))
+            .with_json_format(JsonFormat::JsonLines)
+            .finish()
+            .map_err(|e| JobError::Failed(format!("reading the well-formed JSON lines: {e}")))?
+    };
+    with_origin(frame, sources, &files, &lines, malformed)
+}
+
+/// Adds the file and line columns to the rows read from the good records.
+fn with_origin(
+    mut frame: DataFrame,
+    sources: &[Source],
+    files: &[u32],
+    lines: &[i64],
+    malformed: Vec<Malformed>,
+) -> Result<Records, JobError> {
+    if frame.height() != lines.len() && frame.width() > 0 {
+        return Err(JobError::Failed(format!(
+            "read {} rows from {} well-formed records",
+            frame.height(),
+            lines.len()
+        )));
+    }
+    if frame.width() > 0 {
+        let names: Vec<&str> = files.iter().map(|f| sources[*f as usize].name.as_str()).collect();
+        frame
+            .with_column(Series::new(FILE_COLUMN.into(), names).into_column())
+            .map_err(JobError::failed)?;
+        frame
+            .with_column(Series::new(LINE_COLUMN.into(), lines).into_column())
+            .map_err(JobError::failed)?;
+    }
+    Ok(Records { frame, malformed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &[u8]) -> Records {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orders.csv");
+        std::fs::write(&path, text).unwrap();
+        read_csv(&[Source { path, name: "raw/orders.csv".into() }], true).unwrap()
+    }
+
+    fn column(records: &Records, name: &str) -> Vec<String> {
+        let column = records.frame.column(name).unwrap().cast(&DataType::String).unwrap();
+        column.str().unwrap().iter().map(|v| v.unwrap_or("∅").to_string()).collect()
+    }
+
+    #[test]
+    fn bad_records_are_set_aside_with_their_line_and_the_rest_is_read() {
+        let records = read(
+            b"id,name,amount\n1,a,10\n2,\"b,20\n3,c,30,extra\n4,\xff,40\n5,\"multi\nline\",50\n6,f\n7,g,70\n",
+        );
+        assert_eq!(column(&records, "id"), ["1", "5", "7"]);
+        assert_eq!(column(&records, "name"), ["a", "multi\nline", "g"]);
+        assert_eq!(column(&records, LINE_COLUMN), ["2", "6", "9"]);
+        assert_eq!(column(&records, FILE_COLUMN), ["raw/orders.csv"; 3]);
+        let bad: Vec<(i64, &str)> =
+            records.malformed.iter().map(|m| (m.line, m.reason.as_str())).collect();
+        assert_eq!(
+            bad,
+            [
+                (3, "expected 3 fields, found 2"),
+                (4, "expected 3 fields, found 4"),
+                (5, "field 2 is not valid UTF-8"),
+                (8, "expected 3 fields, found 2"),
+            ]
+        );
+        assert_eq!(records.malformed[0].raw, "2,\"b,20");
+    }
+
+    #[test]
+    fn an_empty_file_and_a_header_only_file_both_give_no_rows() {
+        for text in [&b""[..], b"id,name\n", b"id,name", b"\xef\xbb\xbfid,name\r\n"] {
+            let records = read(text);
+            assert_eq!(records.frame.height(), 0, "{text:?}");
+            assert!(records.malformed.is_empty());
+        }
+    }
+
+    #[test]
+    fn json_lines_keep_their_line_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        std::fs::write(&path, b"{\"id\": 1}\n\n[1]\n{\"id\": 2\n{\"id\": \"\xff\"}\n{\"id\": 3}\n")
+            .unwrap();
+        let records = read_json_lines(&[Source { path, name: "raw/events.jsonl".into() }]).unwrap();
+        assert_eq!(column(&records, LINE_COLUMN), ["1", "6"]);
+        let bad: Vec<i64> = records.malformed.iter().map(|m| m.line).collect();
+        assert_eq!(bad, [3, 4, 5]);
+    }
+
+    #[test]
+    fn an_unreadable_file_is_an_error_naming_it() {
+        let missing = Source { path: "/nonexistent/x.csv".into(), name: "raw/x.csv".into() };
+        let Err(error) = read_csv(&[missing], true) else { panic!("read a missing file") };
+        assert!(error.to_string().contains("cannot read `raw/x.csv`"), "{error}");
+    }
+}
