@@ -304,3 +304,128 @@ async fn a_database_outage_longer_than_the_heartbeat_timeout_reruns_nothing() {
     }
     store.close().await;
 }
+
+/// A small file system of its own (tmpfs), unmounted when dropped. Mounting needs root, which
+/// CI has; elsewhere the test is skipped.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(megabytes: u32) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+            assert!(!in_ci, "CI=true: cannot mount a tmpfs (the disk-full test needs root)");
+            eprintln!("skipping: cannot mount a tmpfs (needs root)");
+            return None;
+        }
+        Some(SmallDisk(dir))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    /// Fills the disk but for `spare` KiB.
+    fn fill(&self, spare: u64) {
+        let free = nix_free_kib(self.path());
+        let filler = vec![0u8; 1024];
+        let mut file = std::fs::File::create(self.path().join("filler")).unwrap();
+        for _ in 0..free.saturating_sub(spare) {
+            if std::io::Write::write_all(&mut file, &filler).is_err() {
+                break;
+            }
+        }
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.path().join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+fn nix_free_kib(path: &Path) -> u64 {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: statvfs fills the struct for a valid NUL-terminated path.
+    unsafe {
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        assert_eq!(libc::statvfs(c_path.as_ptr(), &mut stat), 0);
+        stat.f_bavail * stat.f_frsize / 1024
+    }
+}
+
+/// The SQLite database's disk fills up while runs are created, claimed and finished and logs
+/// are written. Writes fail cleanly; once space is freed another process (the CLI) can write
+/// again, and sees everything the first one wrote since: no connection keeps the write lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_sqlite_fails_writes_and_releases_the_lock() {
+    use lakeward::jobs::{LogLine, Stream};
+    use lakeward::store::{NewRun, RunType, TaskOutcome};
+    let Some(disk) = SmallDisk::mount(4) else { return };
+    let url = format!("sqlite://{}?mode=rwc", disk.path().join("lakeward.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let queues = ["default".to_string()];
+    let line = LogLine { at: 1, stream: Stream::Stdout, text: "x".repeat(200) };
+    let mut failures = 0;
+    for round in 0..6 {
+        disk.fill(96);
+        for n in 0..40 {
+            let run = NewRun {
+                dag_id: "full".into(),
+                run_id: format!("r{round}_{n}"),
+                version: "v1".into(),
+                run_type: RunType::Manual,
+                logical_date: i64::from(round * 100 + n),
+                interval_start: 0,
+                interval_end: 0,
+                params: Default::default(),
+                tasks: (0..20).map(|i| (format!("t{i}"), "default".into(), 1)).collect(),
+            };
+            let pk = match store.create_run(&run, lakeward::time::now_micros()).await {
+                Ok(pk) => pk,
+                Err(e) => {
+                    assert!(e.is_unavailable(), "{e}");
+                    failures += 1;
+                    continue;
+                }
+            };
+            let Some(pk) = pk else { continue };
+            let Ok(tis) = store.tasks_of_runs(&[pk]).await else { continue };
+            let ids: Vec<i64> = tis.iter().map(|t| t.id).collect();
+            let now = lakeward::time::now_micros();
+            failures += usize::from(store.queue_tasks(&ids, now).await.is_err());
+            if let Ok(claimed) = store.claim_tasks("w", &queues, 20, now).await {
+                for task in &claimed {
+                    let lines = vec![line.clone(); 50];
+                    failures += usize::from(store.append_logs(task.id, 1, &lines).await.is_err());
+                    let done = TaskOutcome::success(Default::default());
+                    failures +=
+                        usize::from(store.finish_task(task, "w", &done, now).await.is_err());
+                }
+            } else {
+                failures += 1;
+            }
+        }
+        disk.free();
+        // Another process writes now: it must not find the database locked.
+        let other = Store::connect(&url).await.unwrap();
+        other.heartbeat_process(&format!("cli-{round}"), "worker", "h", 1, None).await.unwrap();
+        // And this one writes again, visibly to the other.
+        let own = 1_000 + i64::from(round);
+        store.heartbeat_process(&format!("own-{round}"), "worker", "h", own, None).await.unwrap();
+        let seen = other.latest_heartbeat("worker").await.unwrap();
+        assert_eq!(seen, Some(own), "round {round}: the other process does not see the write");
+        other.close().await;
+    }
+    assert!(failures > 0, "the disk never filled up");
+    store.close().await;
+}

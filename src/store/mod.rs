@@ -129,6 +129,7 @@ impl Store {
                 // in the pool is much faster than SQLite's sleeping busy handler.
                 let writer = AnyPoolOptions::new()
                     .max_connections(1)
+                    .after_release(|conn, _| Box::pin(keep_writer(conn)))
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             conn.execute(
@@ -266,6 +267,24 @@ impl Store {
         self.pool.close().await;
         self.reader.close().await;
     }
+}
+
+/// Whether the SQLite writer connection may go back to the pool. On a full disk or an I/O
+/// error SQLite may end a transaction by itself; the rollback sqlx then sends fails, and sqlx
+/// goes on believing a transaction is open. Its next "transaction" would be a savepoint whose
+/// rollback leaves a real transaction open: the connection would hold the write lock forever
+/// while its own writes seemed to succeed. Such a connection is closed instead (SQLite rolls
+/// back and releases its locks); the next write opens a fresh one.
+async fn keep_writer(conn: &mut sqlx::AnyConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    // The ping is queued behind any rollback still pending, so the depth read after it is
+    // the one that rollback left.
+    conn.ping().await?;
+    let out_of_step = conn.is_in_transaction();
+    if out_of_step {
+        tracing::warn!("closing the database connection: a failed rollback left it unusable");
+    }
+    Ok(!out_of_step)
 }
 
 /// The file path inside a `sqlite://path?options` URL.
