@@ -240,3 +240,19 @@ async fn a_claim_never_takes_more_tasks_than_it_asked_for() {
         assert_eq!(sizes.iter().sum::<usize>(), TASKS, "{}", db.backend);
     }
 }
+
+/// Processes that stopped heartbeating long ago are forgotten; a heartbeat never moves back.
+#[tokio::test]
+async fn silent_processes_are_forgotten_and_heartbeats_never_go_back() {
+    for db in common::databases().await {
+        let store = Store::open(&db.url).await.unwrap();
+        store.heartbeat_process("dead", "worker", "h", 1_000, None).await.unwrap();
+        store.heartbeat_process("alive", "worker", "h", 9_000, None).await.unwrap();
+        // A heartbeat prepared before an outage and sent after it carries an older time.
+        store.heartbeat_process("alive", "worker", "h", 5_000, None).await.unwrap();
+        assert_eq!(store.latest_heartbeat("worker").await.unwrap(), Some(9_000), "{}", db.backend);
+        assert_eq!(store.forget_silent_processes(5_000).await.unwrap(), 1, "{}", db.backend);
+        assert_eq!(store.forget_silent_processes(5_000).await.unwrap(), 0);
+        assert_eq!(store.latest_heartbeat("worker").await.unwrap(), Some(9_000));
+    }
+}

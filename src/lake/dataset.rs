@@ -1,4 +1,5 @@
-//! Versioned datasets: write a new version aside, then publish it with one atomic rename.
+//! Versioned datasets: write a new version aside, then publish it with one atomic rename; the
+//! versions one task writes to several datasets are published together ([`Publication`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};

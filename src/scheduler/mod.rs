@@ -2,10 +2,13 @@
 //!
 //! Each pass (a *tick*) it: reloads the DAG folder when due, creates the scheduled runs whose
 //! data interval has ended, re-queues retries whose delay has passed, fails tries whose worker
-//! went silent, starts queued runs within `max_active_runs`, and for each running run queues
+//! went silent (counting only time the database was reachable, see [`liveness`]), starts
+//! queued runs within `max_active_runs`, and for each running run queues
 //! the tasks whose trigger rules allow it (see [`plan`]). It keeps no state that matters across
 //! restarts: everything it decides is written to the store with guarded updates, so a restarted
-//! scheduler, or two schedulers at once, carry on without duplicating work.
+//! scheduler, or two schedulers at once, carry on without duplicating work. (What it saw of
+//! database outages is kept in memory only: a scheduler restarted during an outage judges the
+//! heartbeats from before it on wall time.)
 
 pub mod control;
 mod liveness;
