@@ -119,6 +119,23 @@ impl Browser {
             .await;
     }
 
+    /// Clicks a link or submit button and returns the URL of the page it leads to, once that
+    /// page has loaded (the click itself returns before).
+    async fn click_and_load(&self, css: &str) -> String {
+        let form = self.url().await;
+        self.click(css).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let url = self.url().await;
+            let loaded = self.script("return document.readyState").await == json!("complete");
+            if url != form && loaded {
+                return url;
+            }
+            assert!(Instant::now() < deadline, "clicking {css} never left {form}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn script(&self, script: &str) -> Value {
         self.command(
             reqwest::Method::POST,
@@ -236,8 +253,7 @@ async fn log_in_trigger_watch_the_grid_and_read_a_log() {
     assert!(browser.url().await.contains("/login?next="), "not logged in: sent to the login page");
     browser.type_into("#username", "admin").await;
     browser.type_into("#password", &password).await;
-    browser.click("#login").await;
-    assert_eq!(browser.url().await, format!("{base}/dags"));
+    assert_eq!(browser.click_and_load("#login").await, format!("{base}/dags"));
     eventually("the example DAG to be listed", Duration::from_secs(30), async || {
         browser.goto(&format!("{base}/dags")).await;
         browser.script("return document.querySelector('tr[data-dag=\"example\"]') !== null").await
@@ -249,8 +265,7 @@ async fn log_in_trigger_watch_the_grid_and_read_a_log() {
     // Trigger with a param from the generated form; the browser lands on the new run.
     browser.goto(&format!("{base}/dags/example/trigger")).await;
     browser.type_into("#param-rows", "77").await;
-    browser.click("#trigger").await;
-    let run_url = browser.url().await;
+    let run_url = browser.click_and_load("#trigger").await;
     assert!(run_url.contains("/dags/example/runs/manual__"), "{run_url}");
 
     // The grid turns green by itself: live refresh, no reload.
@@ -274,7 +289,7 @@ async fn log_in_trigger_watch_the_grid_and_read_a_log() {
 
     // Open the task log from the run page.
     browser.goto(&run_url).await;
-    browser.click("a[href$=\"/tasks/extract\"]").await;
+    browser.click_and_load("a[href$=\"/tasks/extract\"]").await;
     let log = browser.script("return document.querySelector('#log').textContent").await;
     assert!(log.as_str().unwrap().contains("extracting 77 rows"), "{log}");
     browser.screenshot(&shots, "log.png").await;

@@ -64,18 +64,8 @@ async fn a_worker_killed_mid_task_is_replaced_by_the_task_s_second_try() {
     let store = Store::open(&db.url).await.unwrap();
     let _scheduler = spawn(home.path(), &db.url, &["scheduler"]);
     let mut doomed = spawn(home.path(), &db.url, &["worker"]);
-    eventually("the DAG to be loaded", Duration::from_secs(30), async || {
-        store.get_dag("crash").await.unwrap().is_some()
-    })
-    .await;
-    let out = Command::new(BIN)
-        .args(["dags", "trigger", "crash", "--date", "2024-05-01"])
-        .env("LAKEWARD_HOME", home.path())
-        .env("LAKEWARD_DATABASE_URL", &db.url)
-        .env("LAKEWARD_DAGS_FOLDER", home.path().join("dags"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    until_loaded(&store, "crash").await;
+    trigger(home.path(), &db.url, "crash");
     let run = store.get_run("crash", "manual__2024-05-01T00:00:00Z").await.unwrap().unwrap();
     eventually("the first try to run", Duration::from_secs(30), async || {
         let ti = store.get_task_instance(run.pk, "slow").await.unwrap().unwrap();
@@ -152,6 +142,14 @@ async fn two_schedulers_never_create_or_queue_anything_twice() {
     store.close().await;
 }
 
+/// Waits until a scheduler has loaded the DAG.
+async fn until_loaded(store: &Store, dag_id: &str) {
+    eventually("the DAG to be loaded", Duration::from_secs(30), async || {
+        store.get_dag(dag_id).await.unwrap().is_some()
+    })
+    .await;
+}
+
 /// Lines in `path` (0 if it does not exist yet).
 fn lines_in(path: &Path) -> usize {
     std::fs::read_to_string(path).map(|text| text.lines().count()).unwrap_or(0)
@@ -204,10 +202,7 @@ async fn a_killed_worker_s_commands_die_with_it() {
     let store = Store::open(&db.url).await.unwrap();
     let _scheduler = spawn(home.path(), &db.url, &["scheduler"]);
     let mut doomed = spawn(home.path(), &db.url, &["worker"]);
-    eventually("the DAG to be loaded", Duration::from_secs(30), async || {
-        store.get_dag("orphans").await.unwrap().is_some()
-    })
-    .await;
+    until_loaded(&store, "orphans").await;
     trigger(home.path(), &db.url, "orphans");
     let (foreground, background) =
         (ticks.path().join("foreground"), ticks.path().join("background"));
@@ -272,10 +267,7 @@ async fn a_database_outage_longer_than_the_heartbeat_timeout_reruns_nothing() {
     };
     let _scheduler = logged("scheduler", &to_scheduler);
     let _worker = logged("worker", &to_worker);
-    eventually("the DAG to be loaded", Duration::from_secs(30), async || {
-        store.get_dag("outage").await.unwrap().is_some()
-    })
-    .await;
+    until_loaded(&store, "outage").await;
     trigger(home.path(), &db.url, "outage");
     let run = store.get_run("outage", "manual__2024-05-01T00:00:00Z").await.unwrap().unwrap();
     eventually("the task to run", Duration::from_secs(30), async || {

@@ -295,10 +295,26 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, `: `-separated, leaving out a cause whose text the message before
+/// it already shows (library errors often repeat their source in their own message).
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn init_tracing(default_filter: &str) {
@@ -389,5 +405,20 @@ async fn run_tables(config: Config, command: TablesCommand) -> anyhow::Result<Ex
             };
             tables::alter(config, &table, alteration).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_chains_say_each_cause_once() {
+        let inner = std::io::Error::other("database or disk is full");
+        let store = crate::store::StoreError::Database(sqlx::Error::Io(inner));
+        let error = anyhow::Error::new(store).context("opening the database");
+        assert_eq!(
+            super::error_chain(&error),
+            "opening the database: database error: error communicating with database: \
+             database or disk is full"
+        );
     }
 }

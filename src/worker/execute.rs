@@ -1,6 +1,7 @@
 //! One try of one task instance: load its DAG version, render its templates, run its job with
 //! the task's timeout, and record how it ended.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,10 +13,11 @@ use crate::jobs::{JobContext, JobError, LogSink, Outputs};
 use crate::store::{ClaimedTask, RunRow, TaskOutcome};
 use crate::time::{from_micros, now_micros};
 
-/// Runs the try and records its outcome, then wakes the scheduler.
-pub(super) async fn execute(worker: Arc<Worker>, task: ClaimedTask) {
+/// Runs the try and records its outcome (then sets `recorded`), then wakes the scheduler.
+pub(super) async fn execute(worker: Arc<Worker>, task: ClaimedTask, recorded: Arc<AtomicBool>) {
     let outcome = run_try(&worker, &task).await;
     record(&worker, &task, &outcome).await;
+    recorded.store(true, Ordering::Release);
     worker.store.wake_scheduler().await;
 }
 

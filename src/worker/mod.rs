@@ -10,6 +10,7 @@ mod execute;
 mod logs;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -123,9 +124,11 @@ impl Worker {
                 match claim.await {
                     Ok(tasks) => {
                         for task in tasks {
-                            let handle =
-                                running.spawn(execute::execute(worker.clone(), task.clone()));
-                            claimed.insert(handle.id(), Running { task, handle });
+                            let recorded = Arc::new(AtomicBool::new(false));
+                            let try_run =
+                                execute::execute(worker.clone(), task.clone(), recorded.clone());
+                            let handle = running.spawn(try_run);
+                            claimed.insert(handle.id(), Running { task, handle, recorded });
                         }
                     }
                     Err(e) if e.is_unavailable() => worker.store.connectivity().failed(&e),
@@ -198,8 +201,9 @@ impl Worker {
         claimed: &HashMap<tokio::task::Id, Running>,
         owned: &HashSet<i64>,
     ) {
-        for Running { task, handle } in claimed.values() {
-            if owned.contains(&task.id) || handle.is_finished() {
+        for Running { task, handle, recorded } in claimed.values() {
+            // A try that recorded its own result is no longer running, but not taken over.
+            if owned.contains(&task.id) || recorded.load(Ordering::Acquire) {
                 continue;
             }
             let text = format!(
@@ -218,4 +222,6 @@ impl Worker {
 struct Running {
     task: ClaimedTask,
     handle: tokio::task::AbortHandle,
+    /// Set once the try's result is recorded.
+    recorded: Arc<AtomicBool>,
 }
