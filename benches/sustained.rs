@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use lakeward::dag::compile;
+use lakeward::domain::RunState;
 use lakeward::jobs::Registry;
 use lakeward::runtime::shutdown_channel;
 use lakeward::scheduler::trigger::{create_run, RunRequest};
 use lakeward::scheduler::{Scheduler, SchedulerOptions};
-use lakeward::store::{DagRecord, RunState, Store};
+use lakeward::store::{DagRecord, Store};
 use lakeward::time::now_micros;
 use lakeward::versions::DagVersions;
 use lakeward::worker::{Worker, WorkerOptions};

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use lakeward::config::Config;
 use lakeward::dag::compile;
+use lakeward::domain::Role;
 use lakeward::jobs::Registry;
 use lakeward::runtime::shutdown_channel;
-use lakeward::store::{DagRecord, Role, SessionRow, Store};
+use lakeward::store::{DagRecord, SessionRow, Store};
 use lakeward::time::now_micros;
 use lakeward::users::{create_api_token, create_user, digest, new_secret};
 use lakeward::versions::DagVersions;

@@ -21,6 +21,7 @@
 pub mod cli;
 pub mod config;
 pub mod dag;
+pub mod domain;
 pub mod jobs;
 pub mod lake;
 pub mod runtime;

@@ -7,7 +7,8 @@ use argon2::Argon2;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::store::{ApiTokenRow, Role, Store, StoreError, UserRow};
+use crate::domain::Role;
+use crate::store::{ApiTokenRow, Store, StoreError, UserRow};
 use crate::time::now_micros;
 
 #[derive(Debug, Error)]

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use common::{Harness, HarnessOptions};
 use lakeward::dag::compile;
+use lakeward::domain::{RunState, TaskState};
 use lakeward::jobs::{Job, JobContext, JobError, Outputs, Registry, Stage};
 use lakeward::scheduler::trigger::RunRequest;
-use lakeward::store::{RunState, TaskState};
 use serde::Deserialize;
 use serde_json::json;
 

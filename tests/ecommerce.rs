@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use common::{Harness, HarnessOptions};
 use lakeward::dag::folder::load_file;
+use lakeward::domain::RunState;
 use lakeward::jobs::Registry;
 use lakeward::lake::Warehouse;
 use lakeward::scheduler::trigger::RunRequest;
-use lakeward::store::RunState;
 use serde_json::{json, Value};
 
 /// Rows of the single CSV file in the current version of a raw dataset, as column → text.

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use common::{Harness, HarnessOptions};
 use lakeward::dag::compile;
+use lakeward::domain::{RunState, TaskState};
 use lakeward::jobs::Registry;
 use lakeward::lake::Warehouse;
 use lakeward::scheduler::trigger::RunRequest;
-use lakeward::store::{RunState, TaskInstanceRow, TaskState};
+use lakeward::store::TaskInstanceRow;
 use serde_json::{json, Value};
 
 /// Runs `source` as a DAG against a warehouse in `dir`; returns the run's state and tasks.

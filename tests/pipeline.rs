@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{dag, manual, Harness, HarnessOptions};
+use lakeward::domain::{RunState, TaskState};
 use lakeward::scheduler::trigger::RunRequest;
-use lakeward::store::{RunState, TaskInstanceRow, TaskState};
+use lakeward::store::TaskInstanceRow;
 use lakeward::time::now_micros;
 use serde_json::json;
 

@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::process::ChildProcess;
-use lakeward::store::{RunState, Store, TaskState};
+use lakeward::domain::{RunState, TaskState};
+use lakeward::store::Store;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lakeward");
 
@@ -360,8 +361,9 @@ fn nix_free_kib(path: &Path) -> u64 {
 /// again, and sees everything the first one wrote since: no connection keeps the write lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_under_sqlite_fails_writes_and_releases_the_lock() {
+    use lakeward::domain::RunType;
     use lakeward::jobs::{LogLine, Stream};
-    use lakeward::store::{NewRun, RunType, TaskOutcome};
+    use lakeward::store::{NewRun, TaskOutcome};
     let Some(disk) = SmallDisk::mount(4) else { return };
     let url = format!("sqlite://{}?mode=rwc", disk.path().join("lakeward.db").display());
     let store = Store::open(&url).await.unwrap();

@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use common::{rows, total_amount, write_orders, TestDb};
 use lakeward::config::Config;
+use lakeward::domain::Role;
 use lakeward::jobs::Registry;
 use lakeward::lake::tables::{
     CatalogConfig, PartitionField, ScanRequest, Tables, TablesHandle, WriteMode,
 };
 use lakeward::lake::Warehouse;
-use lakeward::store::{Role, Store};
+use lakeward::store::Store;
 use lakeward::users::{create_api_token, create_user};
 use lakeward::versions::DagVersions;
 use lakeward::web::{app, AppState};

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use common::{Harness, HarnessOptions};
 use lakeward::dag::folder::load_file;
+use lakeward::domain::RunState;
 use lakeward::jobs::Registry;
 use lakeward::lake::tables::WriteMode;
 use lakeward::lake::Warehouse;
 use lakeward::scheduler::trigger::RunRequest;
-use lakeward::store::RunState;
 use serde_json::{json, Value};
 
 async fn run_ecommerce(warehouse: Warehouse) -> Value {

@@ -5,7 +5,8 @@ mod common;
 
 use std::collections::HashSet;
 
-use lakeward::store::{DagRecord, NewRun, RunType, Store, TaskOutcome, TaskState};
+use lakeward::domain::{RunType, TaskState};
+use lakeward::store::{DagRecord, NewRun, Store, TaskOutcome};
 use lakeward::time::now_micros;
 
 fn new_run(dag_id: &str, logical_date: i64, tasks: usize) -> NewRun {

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use arrow_array::{Array, RecordBatch};
 use common::{dag, manual, rows, total_amount, write_orders, Harness, HarnessOptions};
+use lakeward::domain::RunState;
 use lakeward::lake::tables::{PartitionField, ScanRequest, Tables, WriteMode};
 use lakeward::lake::{sink_parquet, Warehouse};
-use lakeward::store::{RunState, Store};
+use lakeward::store::Store;
 use polars::prelude::{col, df, DataType, IntoLazy};
 
 struct Lake {

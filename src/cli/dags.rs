@@ -13,12 +13,13 @@ use serde_json::{Map, Value};
 use crate::config::Config;
 use crate::dag::folder::{load_file, load_folder, DagBag};
 use crate::dag::Dag;
+use crate::domain::{RunState, TaskState};
 use crate::jobs::Registry;
 use crate::runtime::{process_id, shutdown_channel, Components};
 use crate::schedule::{parse_date, BackfillRange};
 use crate::scheduler::trigger::{create_run, RunRequest, TriggerError};
 use crate::scheduler::{Scheduler, SchedulerOptions};
-use crate::store::{DagRecord, RunRow, RunState, Store, TaskState};
+use crate::store::{DagRecord, RunRow, Store};
 use crate::time::{display, now_micros, to_micros};
 use crate::worker::{Worker, WorkerOptions};
 
@@ -196,7 +197,7 @@ pub async fn backfill(
     let (mut created, mut existing) = (Vec::new(), 0);
     for interval in &intervals {
         let request = RunRequest {
-            run_type: crate::store::RunType::Backfill,
+            run_type: crate::domain::RunType::Backfill,
             logical_date: interval.start,
             interval: Some(*interval),
             params: Map::new(),

@@ -6,10 +6,11 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Context};
 
 use crate::config::Config;
+use crate::domain::{RunState, TaskState};
 use crate::jobs::Registry;
 use crate::runtime::Components;
 use crate::scheduler::control;
-use crate::store::{RunRow, RunState, TaskState};
+use crate::store::RunRow;
 use crate::time::now_micros;
 
 async fn open_run(

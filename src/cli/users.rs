@@ -6,9 +6,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::config::Config;
+use crate::domain::Role;
 use crate::jobs::Registry;
 use crate::runtime::Components;
-use crate::store::Role;
 use crate::time::display;
 use crate::users::{create_api_token, create_user, new_password};
 

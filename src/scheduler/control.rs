@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use crate::dag::Dag;
-use crate::store::{RunRow, RunState, Store, StoreError, TaskInstanceRow, TaskState};
+use crate::domain::{RunState, TaskState};
+use crate::store::{RunRow, Store, StoreError, TaskInstanceRow};
 use crate::time::{now_micros, Micros};
 
 /// `task_id` and, with `downstream`, every task that depends on it directly or transitively.

@@ -25,12 +25,11 @@ use chrono::{DateTime, Utc};
 use crate::config::Config;
 use crate::dag::folder::{self, DagBag};
 use crate::dag::Dag;
+use crate::domain::{RunState, RunType, TaskState};
 use crate::jobs::Stream;
 use crate::runtime::{process_id, Shutdown};
 use crate::schedule::{DataInterval, Timetable};
-use crate::store::{
-    DagRecord, RunRow, RunState, RunType, Store, StoreError, TaskOutcome, TaskState, TaskStateRow,
-};
+use crate::store::{DagRecord, RunRow, Store, StoreError, TaskOutcome, TaskStateRow};
 use crate::time::{from_micros, to_micros, Micros};
 use crate::versions::DagVersions;
 use liveness::Liveness;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::dag::{Dag, TriggerRule};
-use crate::store::{RunState, TaskState};
+use crate::domain::{RunState, TaskState};
 
 /// What a task's upstream states allow, under its trigger rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

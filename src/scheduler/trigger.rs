@@ -5,8 +5,9 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 
 use crate::dag::{params, Dag};
+use crate::domain::RunType;
 use crate::schedule::DataInterval;
-use crate::store::{NewRun, RunRow, RunType, Store, StoreError};
+use crate::store::{NewRun, RunRow, Store, StoreError};
 use crate::time::{now_micros, to_micros};
 
 #[derive(Debug, Error)]

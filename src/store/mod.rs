@@ -33,7 +33,7 @@ use thiserror::Error;
 pub use connectivity::{Connectivity, Outage};
 pub use dags::{DagRecord, DagRow, ImportErrorRow};
 pub use logs::LogRow;
-pub use model::{Role, RunRow, RunState, RunType, TaskInstanceRow, TaskState};
+pub use model::{RunRow, TaskInstanceRow};
 pub use notify::{Waiter, Wakeups};
 pub use runs::NewRun;
 pub use stats::{DurationHistogram, StateTable, DURATION_BUCKETS};
@@ -56,6 +56,12 @@ pub enum StoreError {
     /// A row holds a value this version of lakeward does not understand.
     #[error("unexpected value in the database: {0}")]
     Corrupt(String),
+}
+
+impl From<crate::domain::UnknownValue> for StoreError {
+    fn from(unknown: crate::domain::UnknownValue) -> StoreError {
+        StoreError::Corrupt(unknown.to_string())
+    }
 }
 
 impl StoreError {

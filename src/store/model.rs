@@ -1,100 +1,12 @@
-//! Rows and states as stored: the shared vocabulary of scheduler, workers, CLI and web.
+//! Rows as stored: runs and task instances, read into the domain's types.
 
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{json_column, Result, StoreError};
+use super::{json_column, Result};
+use crate::domain::{RunState, RunType, TaskState};
 use crate::time::Micros;
-
-macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            pub fn parse(text: &str) -> Result<$name> {
-                match text {
-                    $($text => Ok($name::$variant),)+
-                    other => Err(StoreError::Corrupt(format!("unknown {} `{other}`", stringify!($name)))),
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.pad(self.as_str())
-            }
-        }
-    };
-}
-
-string_enum! {
-    /// The life of a task instance:
-    /// `scheduled` → `queued` → `running` → `success` | `failed` | `up_for_retry` (→ `queued` again),
-    /// or straight from `scheduled` to `upstream_failed` | `skipped` when its upstreams decide so.
-    TaskState {
-        Scheduled => "scheduled",
-        Queued => "queued",
-        Running => "running",
-        Success => "success",
-        Failed => "failed",
-        UpForRetry => "up_for_retry",
-        UpstreamFailed => "upstream_failed",
-        Skipped => "skipped",
-    }
-}
-
-impl TaskState {
-    /// No further transition happens without a user clearing the task.
-    pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            TaskState::Success | TaskState::Failed | TaskState::UpstreamFailed | TaskState::Skipped
-        )
-    }
-}
-
-string_enum! {
-    /// What a web or API user may do: viewers read, admins also trigger, pause, clear and mark.
-    Role {
-        Admin => "admin",
-        Viewer => "viewer",
-    }
-}
-
-string_enum! {
-    /// `queued` runs wait for a `max_active_runs` slot; `running` runs have task instances moving.
-    RunState {
-        Queued => "queued",
-        Running => "running",
-        Success => "success",
-        Failed => "failed",
-    }
-}
-
-impl RunState {
-    pub fn is_finished(self) -> bool {
-        matches!(self, RunState::Success | RunState::Failed)
-    }
-}
-
-string_enum! {
-    /// How a run came to be.
-    RunType {
-        Manual => "manual",
-        Scheduled => "scheduled",
-        Backfill => "backfill",
-    }
-}
 
 /// One DAG run.
 #[derive(Debug, Clone, Serialize)]

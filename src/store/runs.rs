@@ -3,7 +3,8 @@
 use sqlx::Row;
 
 use super::model::RUN_COLUMNS;
-use super::{placeholders, Result, RunRow, RunState, RunType, Store, TaskState};
+use super::{placeholders, Result, RunRow, Store};
+use crate::domain::{RunState, RunType, TaskState};
 use crate::time::Micros;
 
 /// A run to create, with one task instance per task.

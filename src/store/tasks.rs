@@ -7,7 +7,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::model::TASK_COLUMNS;
-use super::{placeholders, Backend, Result, Store, TaskInstanceRow, TaskState};
+use super::{placeholders, Backend, Result, Store, TaskInstanceRow};
+use crate::domain::TaskState;
 use crate::time::Micros;
 
 /// A task instance a worker has just claimed: it is `running`, owned by that worker.
@@ -131,6 +132,7 @@ impl Store {
         stamp: &str,
         now: Micros,
     ) -> Result<u64> {
+        debug_assert!(from.can_become(to), "{from} → {to} is not a transition");
         let mut moved = 0;
         for chunk in ids.chunks(ID_CHUNK) {
             let sql = format!(

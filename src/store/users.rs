@@ -6,7 +6,8 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{Result, Role, Store};
+use super::{Result, Store};
+use crate::domain::Role;
 use crate::time::Micros;
 
 #[derive(Debug, Clone)]

@@ -26,7 +26,8 @@ use super::error::{ApiError, PageError, WebError};
 use super::throttle::Refusal;
 use super::views::{encode_component, LoginPage};
 use super::AppState;
-use crate::store::{Role, SessionRow};
+use crate::domain::Role;
+use crate::store::SessionRow;
 use crate::time::now_micros;
 use crate::users::{digest, hash_password, new_secret, verify_password};
 

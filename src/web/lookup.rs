@@ -7,7 +7,8 @@ use std::sync::Arc;
 use super::error::WebError;
 use super::AppState;
 use crate::dag::Dag;
-use crate::store::{DagRow, RunRow, RunState, TaskInstanceRow, TaskState};
+use crate::domain::{RunState, TaskState};
+use crate::store::{DagRow, RunRow, TaskInstanceRow};
 
 /// A DAG as recorded and its current compiled version.
 pub async fn dag(state: &AppState, dag_id: &str) -> Result<(DagRow, Arc<Dag>), WebError> {

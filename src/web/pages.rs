@@ -18,9 +18,10 @@ use super::graph;
 use super::views::*;
 use super::{lookup, AppState};
 use crate::dag::{Dag, ParamType};
+use crate::domain::{RunState, TaskState};
 use crate::scheduler::control;
 use crate::scheduler::trigger::{create_run, RunRequest, TriggerError};
-use crate::store::{RunRow, RunState, TaskState, TryRow};
+use crate::store::{RunRow, TryRow};
 use crate::time::display;
 
 const DAGS_PER_PAGE: i64 = 25;

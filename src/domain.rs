@@ -1,0 +1,147 @@
+//! The vocabulary every layer shares: the lifecycle of task instances and runs (their states
+//! and the transitions between them), how a run came to be, and what a user may do.
+//!
+//! Pure values: this module knows nothing of the database, the scheduler or the web. The store
+//! saves these values as their `as_str()` text; everything above reads them from here.
+
+use serde::Serialize;
+
+/// A stored text that names no value of the type it should be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} `{text}`")]
+pub struct UnknownValue {
+    pub kind: &'static str,
+    pub text: String,
+}
+
+/// An enum stored as text: `as_str`, `parse`, `ALL` and `Display`.
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(text: &str) -> Result<$name, UnknownValue> {
+                match text {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(UnknownValue { kind: stringify!($name), text: other.to_string() }),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// The life of a task instance:
+    /// `scheduled` → `queued` → `running` → `success` | `failed` | `up_for_retry` (→ `queued` again),
+    /// or straight from `scheduled` to `upstream_failed` | `skipped` when its upstreams decide so.
+    /// A user may settle any instance by hand (`success` or `failed`) or clear it (`scheduled`).
+    TaskState {
+        /// Created with its run; waits for its upstreams.
+        Scheduled => "scheduled",
+        /// Its trigger rule allows it to run and a pool and DAG slot were free: a worker may take it.
+        Queued => "queued",
+        /// A worker is running a try of it and heartbeats.
+        Running => "running",
+        Success => "success",
+        /// Its last try failed and no retry is left, or it could not be scheduled at all.
+        Failed => "failed",
+        /// A try failed and another is due at `next_try_at`.
+        UpForRetry => "up_for_retry",
+        /// An upstream failure means it will not run.
+        UpstreamFailed => "upstream_failed",
+        /// Its upstreams' outcome says it need not run.
+        Skipped => "skipped",
+    }
+}
+
+impl TaskState {
+    /// No further transition happens without a user clearing the task.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            TaskState::Success | TaskState::Failed | TaskState::UpstreamFailed | TaskState::Skipped
+        )
+    }
+
+    /// Whether the scheduler or a worker may move an instance from `self` to `next` (what a
+    /// user does by hand, marking or clearing, is not bound by this).
+    pub fn can_become(self, next: TaskState) -> bool {
+        use TaskState::*;
+        matches!(
+            (self, next),
+            (Scheduled, Queued | UpstreamFailed | Skipped | Failed)
+                | (Queued, Running)
+                | (Running, Success | Failed | UpForRetry)
+                | (UpForRetry, Queued)
+        )
+    }
+}
+
+string_enum! {
+    /// `queued` runs wait for a `max_active_runs` slot; `running` runs have task instances moving.
+    RunState {
+        Queued => "queued",
+        Running => "running",
+        Success => "success",
+        Failed => "failed",
+    }
+}
+
+impl RunState {
+    pub fn is_finished(self) -> bool {
+        matches!(self, RunState::Success | RunState::Failed)
+    }
+}
+
+string_enum! {
+    /// How a run came to be.
+    RunType {
+        Manual => "manual",
+        Scheduled => "scheduled",
+        Backfill => "backfill",
+    }
+}
+
+string_enum! {
+    /// What a web or API user may do: viewers read, admins also trigger, pause, clear and mark.
+    Role {
+        Admin => "admin",
+        Viewer => "viewer",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_through_their_text() {
+        for state in TaskState::ALL {
+            assert_eq!(TaskState::parse(state.as_str()), Ok(*state));
+        }
+        let unknown = RunState::parse("paused").unwrap_err();
+        assert_eq!(unknown.to_string(), "unknown RunState `paused`");
+    }
+
+    #[test]
+    fn finished_states_go_nowhere_on_their_own() {
+        for from in TaskState::ALL.iter().filter(|s| s.is_finished()) {
+            assert!(TaskState::ALL.iter().all(|to| !from.can_become(*to)), "{from}");
+        }
+    }
+}
