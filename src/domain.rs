@@ -1,5 +1,6 @@
 //! The vocabulary every layer shares: the lifecycle of task instances and runs (their states
-//! and the transitions between them), how a run came to be, and what a user may do.
+//! and the transitions between them), how a run came to be, what a user may do, and what
+//! kind of failure an error is.
 //!
 //! Pure values: this module knows nothing of the database, the scheduler or the web. The store
 //! saves these values as their `as_str()` text; everything above reads them from here.
@@ -123,6 +124,20 @@ string_enum! {
         Admin => "admin",
         Viewer => "viewer",
     }
+}
+
+/// What kind of failure an error is, which decides whether a try is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// The user's definition is wrong (a path, a name, a query, a schema change): the same
+    /// definition fails the same way, so it is never retried.
+    Definition,
+    /// Something outside the definition failed (I/O, the network, a concurrent writer, the
+    /// data at hand): a retry may succeed.
+    Transient,
+    /// lakeward broke one of its own rules: a retry would fail the same way; worth a report.
+    Bug,
 }
 
 #[cfg(test)]

@@ -142,7 +142,7 @@ fn generate(warehouse: &Warehouse, output: &str, spec: &Spec) -> Result<Outputs,
     let orders = write_table(warehouse, output, out, "orders", |w| {
         write_orders(w, spec, &prices.value, &mut rng)
     })?;
-    publication.commit().map_err(|e| JobError::Failed(e.to_string()))?;
+    publication.commit()?;
     Ok(json!({
         "customers": { "rows": spec.customers, "bytes": customers.bytes },
         "products": { "rows": spec.products, "bytes": prices.bytes },
@@ -169,10 +169,8 @@ fn write_table<T>(
     name: &str,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<T>,
 ) -> Result<Table<T>, JobError> {
-    let dataset = warehouse
-        .dataset(&format!("{output}/{name}"))
-        .map_err(|e| JobError::Config(e.to_string()))?;
-    let pending = dataset.begin().map_err(|e| JobError::Failed(e.to_string()))?;
+    let dataset = warehouse.dataset(&format!("{output}/{name}"))?;
+    let pending = dataset.begin()?;
     let path = pending.dir().join(format!("{name}.csv"));
     let fail = |e: std::io::Error| JobError::Failed(format!("writing {}: {e}", path.display()));
     let file = std::fs::File::create(&path).map_err(fail)?;

@@ -61,13 +61,10 @@ impl Job for Iceberg {
             .map(|f| PartitionField::parse(f))
             .collect::<Result<_, _>>()
             .map_err(JobError::Config)?;
-        let dataset = ctx.warehouse.dataset(&config.input).map_err(JobError::failed)?;
+        let dataset = ctx.warehouse.dataset(&config.input)?;
         let data = super::blocking(move || dataset.current().map_err(JobError::failed)).await?;
-        let tables = ctx.tables.get().await.map_err(JobError::failed)?;
-        let done = tables
-            .promote(&config.table, &data, &partition_by, config.mode)
-            .await
-            .map_err(JobError::failed)?;
+        let tables = ctx.tables.get().await?;
+        let done = tables.promote(&config.table, &data, &partition_by, config.mode).await?;
         if done.created {
             ctx.log.info(format!("created table {}", config.table));
         }

@@ -40,6 +40,10 @@ use thiserror::Error;
 use toml::de::DeValue;
 use toml::Spanned;
 
+use crate::domain::ErrorClass;
+use crate::lake::tables::TableError;
+use crate::lake::LakeError;
+
 pub use generate::{Generate, GenerateConfig};
 pub use iceberg::{Iceberg, IcebergConfig};
 pub use ingest::{ColumnType, Ingest, IngestConfig, IngestTable};
@@ -97,12 +101,54 @@ pub enum JobError {
     /// help; `outputs` say what was found and are stored with the failed try.
     #[error("{message}")]
     Rejected { message: String, outputs: Outputs },
+    /// lakeward broke one of its own rules: a retry would fail the same way.
+    #[error("internal error (please report it): {0}")]
+    Bug(String),
+}
+
+impl JobError {
+    /// The same error, its message prefixed by `what` (`"{what}: {message}"`).
+    pub fn context(self, what: impl std::fmt::Display) -> JobError {
+        match self {
+            JobError::Config(m) => JobError::Config(format!("{what}: {m}")),
+            JobError::Failed(m) => JobError::Failed(format!("{what}: {m}")),
+            JobError::Bug(m) => JobError::Bug(format!("{what}: {m}")),
+            other => other,
+        }
+    }
+
+    /// The job error for a failure of class `class` described by `message`.
+    pub fn of_class(class: ErrorClass, message: String) -> JobError {
+        match class {
+            ErrorClass::Definition => JobError::Config(message),
+            ErrorClass::Transient => JobError::Failed(message),
+            ErrorClass::Bug => JobError::Bug(message),
+        }
+    }
+}
+
+impl From<LakeError> for JobError {
+    fn from(error: LakeError) -> JobError {
+        JobError::of_class(error.class(), error.to_string())
+    }
+}
+
+impl From<TableError> for JobError {
+    fn from(error: TableError) -> JobError {
+        JobError::of_class(error.class(), error.to_string())
+    }
+}
+
+impl From<polars::error::PolarsError> for JobError {
+    fn from(error: polars::error::PolarsError) -> JobError {
+        JobError::of_class(crate::lake::polars_class(&error), error.to_string())
+    }
 }
 
 impl JobError {
     /// Whether trying again could give a different result.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, JobError::Config(_) | JobError::Rejected { .. })
+        !matches!(self, JobError::Config(_) | JobError::Rejected { .. } | JobError::Bug(_))
     }
 
     /// A retryable failure described by `e` (for `map_err`).
@@ -294,5 +340,30 @@ impl Registry {
 impl Default for Registry {
     fn default() -> Self {
         Registry::builtin()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same class of error is retried, or not, whichever kind meets it.
+    #[test]
+    fn lake_and_table_errors_keep_their_class_as_job_errors() {
+        let cases: Vec<(JobError, bool)> = vec![
+            (LakeError::InvalidPath("/etc".into()).into(), false),
+            (LakeError::Missing("bronze/orders".into()).into(), true),
+            (LakeError::Remote("timed out".into()).into(), true),
+            (TableError::Invalid("incompatible type change".into()).into(), false),
+            (TableError::Lake(LakeError::InvalidPath("..".into())).into(), false),
+            (TableError::Conflict("bronze.orders".into()).into(), true),
+            (TableError::Store(crate::store::StoreError::Corrupt("x".into())).into(), false),
+            (polars::error::PolarsError::ColumnNotFound("nope".into()).into(), false),
+        ];
+        for (error, retried) in cases {
+            assert_eq!(error.is_retryable(), retried, "{error}");
+        }
+        let located = JobError::from(TableError::Invalid("bad".into())).context("table `t`");
+        assert!(matches!(&located, JobError::Config(m) if m == "table `t`: bad"), "{located}");
     }
 }

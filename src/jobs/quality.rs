@@ -251,14 +251,8 @@ impl CheckResult {
 }
 
 fn count(frame: LazyFrame) -> Result<u64, JobError> {
-    let counted = frame.select([len().alias("n")]).collect().map_err(JobError::failed)?;
-    Ok(counted
-        .column("n")
-        .map_err(JobError::failed)?
-        .get(0)
-        .map_err(JobError::failed)?
-        .extract::<u64>()
-        .unwrap_or(0))
+    let counted = frame.select([len().alias("n")]).collect()?;
+    Ok(counted.column("n")?.get(0)?.extract::<u64>().unwrap_or(0))
 }
 
 const SAMPLE_ROWS: u32 = 5;
@@ -325,7 +319,7 @@ fn run_checks(warehouse: &Warehouse, config: &QualityConfig) -> Result<Vec<Check
         let sample = if failing == 0 {
             Value::Array(Vec::new())
         } else {
-            let mut rows = failing_rows.limit(SAMPLE_ROWS).collect().map_err(JobError::failed)?;
+            let mut rows = failing_rows.limit(SAMPLE_ROWS).collect()?;
             frame_json::rows(&mut rows)
         };
         results.push(CheckResult {

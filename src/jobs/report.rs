@@ -57,7 +57,7 @@ impl Job for Report {
             let mut metrics = Map::new();
             for (name, query) in &config.metrics {
                 let fail = |e: polars::error::PolarsError| {
-                    JobError::Failed(format!("metric `{name}`: {e}"))
+                    JobError::from(e).context(format!("metric `{name}`"))
                 };
                 let mut frame = sql.execute(query).map_err(fail)?.collect().map_err(fail)?;
                 if frame.height() != 1 {
@@ -80,9 +80,7 @@ impl Job for Report {
             }
             let document =
                 json!({ "logical_date": logical_date, "run_id": run_id, "metrics": metrics });
-            let bytes = warehouse
-                .write_json(&config.output, &document)
-                .map_err(|e| JobError::Failed(e.to_string()))?;
+            let bytes = warehouse.write_json(&config.output, &document)?;
             Ok::<_, JobError>((metrics, bytes))
         })
         .await?;

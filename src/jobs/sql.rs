@@ -80,13 +80,11 @@ impl Job for Sql {
             let mut publication = Publication::default();
             for (path, output) in &config.outputs {
                 let started = Instant::now();
-                let frame = sql
-                    .execute(&output.query)
-                    .map_err(|e| JobError::Failed(format!("{path}: {e}")))?;
-                let dataset =
-                    warehouse.dataset(path).map_err(|e| JobError::Config(e.to_string()))?;
+                let in_output = |e: JobError| e.context(path);
+                let frame = sql.execute(&output.query).map_err(|e| in_output(e.into()))?;
+                let dataset = warehouse.dataset(path)?;
                 let (version, written) = write_parquet(frame, &dataset, &output.partition_by)
-                    .map_err(|e| JobError::Failed(format!("{path}: {e}")))?;
+                    .map_err(|e| in_output(e.into()))?;
                 publication.add(version);
                 log.info(format!(
                     "{path}: {} rows, {} bytes in {} files",
@@ -100,7 +98,7 @@ impl Job for Sql {
                             "duration_ms": started.elapsed().as_millis() as u64 }),
                 );
             }
-            publication.commit().map_err(JobError::failed)?;
+            publication.commit()?;
             outputs.insert("rows".into(), Value::from(rows));
             outputs.insert("bytes".into(), Value::from(bytes));
             Ok(outputs)
@@ -122,9 +120,9 @@ pub(super) fn register_inputs(
 }
 
 pub(super) fn scan_input(warehouse: &Warehouse, path: &str) -> Result<LazyFrame, JobError> {
-    let dataset = warehouse.dataset(path).map_err(|e| JobError::Config(e.to_string()))?;
+    let dataset = warehouse.dataset(path)?;
     scan(&dataset, &ScanOptions::default())
-        .map_err(|e| JobError::Failed(format!("reading {path}: {e}")))
+        .map_err(|e| JobError::from(e).context(format!("reading {path}")))
 }
 
 pub(super) fn check_path(what: &str, path: &str, stage: Stage) -> Option<String> {

@@ -38,10 +38,10 @@ impl Job for Compact {
     }
 
     async fn run(&self, config: CompactConfig, ctx: JobContext) -> Result<Outputs, JobError> {
-        let tables = ctx.tables.get().await.map_err(JobError::failed)?;
+        let tables = ctx.tables.get().await?;
         let mut outputs = Outputs::new();
         for name in &config.tables {
-            let done = tables.compact(name).await.map_err(JobError::failed)?;
+            let done = tables.compact(name).await?;
             ctx.log.info(format!(
                 "{name}: {} data files before, {} after ({} rewritten)",
                 done.files_before, done.files_after, done.rewritten_files
@@ -98,17 +98,12 @@ impl Job for ExpireSnapshots {
         let cutoff = crate::time::millis_ago(age);
         let orphan_age =
             crate::time::parse_duration(&config.orphans_older_than).map_err(JobError::Config)?;
-        let tables = ctx.tables.get().await.map_err(JobError::failed)?;
+        let tables = ctx.tables.get().await?;
         let mut outputs = Outputs::new();
         for name in &config.tables {
-            let done = tables
-                .expire_snapshots(name, cutoff, config.retain_last)
-                .await
-                .map_err(JobError::failed)?;
-            let orphans = tables
-                .remove_orphan_files(name, crate::time::millis_ago(orphan_age))
-                .await
-                .map_err(JobError::failed)?;
+            let done = tables.expire_snapshots(name, cutoff, config.retain_last).await?;
+            let orphans =
+                tables.remove_orphan_files(name, crate::time::millis_ago(orphan_age)).await?;
             ctx.log.info(format!(
                 "{name}: expired {} snapshots, deleted {} files and {} orphan files",
                 done.expired_snapshots.len(),

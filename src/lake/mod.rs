@@ -21,6 +21,7 @@ use std::path::{Component, Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::domain::ErrorClass;
 pub use dataset::{Dataset, PendingVersion, Publication};
 pub use frames::{data_files, scan, sink_parquet, write_parquet, Format, ScanOptions, Written};
 
@@ -49,6 +50,40 @@ pub enum LakeError {
     /// The object store answered with an error (unreachable, denied, …).
     #[error("object store: {0}")]
     Remote(String),
+}
+
+impl LakeError {
+    /// Whether this is the user's definition, a transient failure, or a bug.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            LakeError::InvalidPath(_) | LakeError::Unsupported(_) | LakeError::Escapes { .. } => {
+                ErrorClass::Definition
+            }
+            // The task that writes it may not have run yet, or may be rerunning.
+            LakeError::Missing(_) => ErrorClass::Transient,
+            LakeError::Io { .. } | LakeError::Remote(_) => ErrorClass::Transient,
+            LakeError::Polars(e) => polars_class(e),
+        }
+    }
+}
+
+/// Polars errors about the query or the schema are the definition's; I/O and computation on
+/// the data at hand are transient; broken invariants are bugs.
+pub fn polars_class(error: &polars::error::PolarsError) -> ErrorClass {
+    use polars::error::PolarsError as E;
+    match error {
+        E::ColumnNotFound(_)
+        | E::SchemaFieldNotFound(_)
+        | E::StructFieldNotFound(_)
+        | E::SchemaMismatch(_)
+        | E::SQLSyntax(_)
+        | E::SQLInterface(_)
+        | E::InvalidOperation(_)
+        | E::Duplicate(_) => ErrorClass::Definition,
+        E::ShapeMismatch(_) | E::OutOfBounds(_) | E::AssertionError(_) => ErrorClass::Bug,
+        E::Context { error, .. } => polars_class(error),
+        _ => ErrorClass::Transient,
+    }
 }
 
 pub type Result<T, E = LakeError> = std::result::Result<T, E>;

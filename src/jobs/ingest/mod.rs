@@ -143,10 +143,7 @@ impl Job for Ingest {
             for (name, table) in &config.tables {
                 let started = Instant::now();
                 let result = ingest_table(&warehouse, table, ingested_at, &mut publication);
-                let result = result.map_err(|e| match e {
-                    JobError::Failed(m) => JobError::Failed(format!("table `{name}`: {m}")),
-                    other => other,
-                })?;
+                let result = result.map_err(|e| e.context(format!("table `{name}`")))?;
                 log.info(format!(
                     "{name}: {} rows into {}, {} quarantined ({} malformed)",
                     result.rows, table.output, result.quarantined, result.malformed
@@ -161,7 +158,7 @@ impl Job for Ingest {
                             "duration_ms": started.elapsed().as_millis() as u64 }),
                 );
             }
-            publication.commit().map_err(JobError::failed)?;
+            publication.commit()?;
             outputs.insert("rows".into(), Value::from(rows));
             outputs.insert("quarantined".into(), Value::from(quarantined));
             outputs.insert("bytes".into(), Value::from(bytes));
@@ -186,12 +183,11 @@ fn ingest_table(
     ingested_at: i64,
     publication: &mut Publication,
 ) -> Result<Ingested, JobError> {
-    let input = warehouse.dataset(&table.input).map_err(|e| JobError::Config(e.to_string()))?;
-    let output = warehouse.dataset(&table.output).map_err(|e| JobError::Config(e.to_string()))?;
+    let input = warehouse.dataset(&table.input)?;
+    let output = warehouse.dataset(&table.output)?;
     let quarantine_path =
         table.quarantine.clone().unwrap_or_else(|| format!("{}_quarantine", table.output));
-    let quarantine =
-        warehouse.dataset(&quarantine_path).map_err(|e| JobError::Config(e.to_string()))?;
+    let quarantine = warehouse.dataset(&quarantine_path)?;
     let format = match table.format {
         Some(format) => format,
         None => detect_format(&input)?,
@@ -201,11 +197,9 @@ fn ingest_table(
     // its file and line; with a schema every value is read as text and typed below, so a
     // value that does not fit quarantines its row instead of failing the read.
     let (raw, records) = match format {
-        Format::Parquet => (
-            scan(&input, &ScanOptions { format: Some(format), schema: None })
-                .map_err(JobError::failed)?,
-            None,
-        ),
+        Format::Parquet => {
+            (scan(&input, &ScanOptions { format: Some(format), schema: None })?, None)
+        }
         Format::Csv | Format::Jsonl => {
             let sources = sources(&input, &table.input, format)?;
             let mut records = match format {
@@ -234,7 +228,7 @@ fn ingest_table(
     let origin = [records::FILE_COLUMN, records::LINE_COLUMN];
     let valid = drop_if_present(valid, &origin)?;
     let mut write = |frame: LazyFrame, dataset: &crate::lake::Dataset| {
-        let (version, written) = write_parquet(frame, dataset, &[]).map_err(JobError::failed)?;
+        let (version, written) = write_parquet(frame, dataset, &[])?;
         publication.add(version);
         Ok::<_, JobError>(written)
     };
@@ -245,9 +239,7 @@ fn ingest_table(
     }
     let malformed = records.as_ref().map_or(0, |r| r.malformed.len() as u64);
     if let Some(records) = records.filter(|r| !r.malformed.is_empty()) {
-        let lines = warehouse
-            .dataset(&format!("{quarantine_path}_lines"))
-            .map_err(|e| JobError::Config(e.to_string()))?;
+        let lines = warehouse.dataset(&format!("{quarantine_path}_lines"))?;
         write(records.malformed_frame()?.lazy(), &lines)?;
     }
     Ok(Ingested {
@@ -264,11 +256,11 @@ fn sources(
     name: &str,
     format: Format,
 ) -> Result<Vec<records::Source>, JobError> {
-    let root = input.current().map_err(JobError::failed)?;
+    let root = input.current()?;
     if root.is_file() {
         return Ok(vec![records::Source { path: root, name: name.to_string() }]);
     }
-    let files = data_files(&root).map_err(JobError::failed)?;
+    let files = data_files(&root)?;
     let sources: Vec<records::Source> = files
         .into_iter()
         .filter(|path| Format::of(path) == Some(format))
@@ -310,14 +302,14 @@ fn with_declared_columns(
 
 fn drop_if_present(frame: LazyFrame, names: &[&str]) -> Result<LazyFrame, JobError> {
     let mut frame = frame;
-    let schema = frame.collect_schema().map_err(JobError::failed)?;
+    let schema = frame.collect_schema()?;
     let present: Vec<String> =
         names.iter().filter(|n| schema.contains(n)).map(|n| n.to_string()).collect();
     Ok(if present.is_empty() { frame } else { drop_columns(frame, present) })
 }
 
 fn detect_format(input: &crate::lake::Dataset) -> Result<Format, JobError> {
-    let path = input.current().map_err(JobError::failed)?;
+    let path = input.current()?;
     let name = if path.is_file() {
         path
     } else {

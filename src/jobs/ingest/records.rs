@@ -277,12 +277,8 @@ fn with_origin(
     }
     if frame.width() > 0 {
         let names: Vec<&str> = files.iter().map(|f| sources[*f as usize].name.as_str()).collect();
-        frame
-            .with_column(Series::new(FILE_COLUMN.into(), names).into_column())
-            .map_err(JobError::failed)?;
-        frame
-            .with_column(Series::new(LINE_COLUMN.into(), lines).into_column())
-            .map_err(JobError::failed)?;
+        frame.with_column(Series::new(FILE_COLUMN.into(), names).into_column())?;
+        frame.with_column(Series::new(LINE_COLUMN.into(), lines).into_column())?;
     }
     Ok(Records { frame, malformed })
 }

@@ -35,6 +35,8 @@ use iceberg_catalog_rest::RestCatalogBuilder;
 use iceberg_catalog_sql::SqlCatalogBuilder;
 use thiserror::Error;
 
+use crate::domain::ErrorClass;
+
 pub use alter::Alteration;
 pub use catalog::CatalogConfig;
 pub use commit::WriteMode;
@@ -73,6 +75,33 @@ pub enum TableError {
     Catalog(String),
     #[error("commit to {table} refused: {reason}")]
     Refused { table: String, reason: String },
+}
+
+impl TableError {
+    /// Whether this is the user's definition, a transient failure, or a bug.
+    pub fn class(&self) -> ErrorClass {
+        use iceberg::ErrorKind as Kind;
+        match self {
+            TableError::Iceberg(e) => match e.kind() {
+                Kind::DataInvalid
+                | Kind::FeatureUnsupported
+                | Kind::NamespaceNotFound
+                | Kind::TableNotFound
+                | Kind::NamespaceAlreadyExists
+                | Kind::TableAlreadyExists => ErrorClass::Definition,
+                _ => ErrorClass::Transient,
+            },
+            TableError::Parquet(_) | TableError::Arrow(_) => ErrorClass::Transient,
+            TableError::Lake(e) => e.class(),
+            TableError::Store(StoreError::Corrupt(_)) => ErrorClass::Bug,
+            TableError::Store(_) => ErrorClass::Transient,
+            TableError::BadName(_)
+            | TableError::Missing(_)
+            | TableError::Invalid(_)
+            | TableError::Refused { .. } => ErrorClass::Definition,
+            TableError::Conflict(_) | TableError::Catalog(_) => ErrorClass::Transient,
+        }
+    }
 }
 
 /// The table catalog of one lakeward deployment.

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::maintenance::referenced_files;
 use super::{location, TableError, Tables};
+use crate::lake::LakeError;
 
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
 pub struct OrphanRemoval {
@@ -87,13 +88,13 @@ async fn list_files(location: &str) -> Result<Vec<Stored>, TableError> {
         let store = object_store::aws::AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .build()
-            .map_err(|e| TableError::Invalid(format!("{location}: {e}")))?;
+            .map_err(|e| LakeError::Remote(format!("{location}: {e}")))?;
         let prefix = object_store::path::Path::from(prefix);
         let objects: Vec<_> = store
             .list(Some(&prefix))
             .try_collect()
             .await
-            .map_err(|e| TableError::Invalid(format!("listing {location}: {e}")))?;
+            .map_err(|e| LakeError::Remote(format!("listing {location}: {e}")))?;
         return Ok(objects
             .into_iter()
             .map(|meta| Stored {
@@ -108,10 +109,11 @@ async fn list_files(location: &str) -> Result<Vec<Stored>, TableError> {
         None => ("", location),
     };
     let root = root.to_string();
-    let found = tokio::task::spawn_blocking(move || walk(Path::new(&root)))
+    let listed = root.clone();
+    let found = tokio::task::spawn_blocking(move || walk(Path::new(&listed)))
         .await
-        .map_err(|e| TableError::Invalid(format!("listing {location}: {e}")))?
-        .map_err(|e| TableError::Invalid(format!("listing {location}: {e}")))?;
+        .map_err(|e| LakeError::Remote(format!("listing {location}: {e}")))?
+        .map_err(|source| LakeError::Io { path: root.into(), source })?;
     Ok(found
         .into_iter()
         .map(|(path, bytes, modified_ms)| Stored {
