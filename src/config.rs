@@ -120,7 +120,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             slots: 16,
-            queues: vec![crate::store::DEFAULT_QUEUE.to_string()],
+            queues: vec![crate::domain::DEFAULT_QUEUE.to_string()],
             heartbeat_interval: Duration::from_secs(5),
             poll_interval: Duration::from_secs(1),
         }

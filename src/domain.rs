@@ -1,6 +1,6 @@
 //! The vocabulary every layer shares: the lifecycle of task instances and runs (their states
-//! and the transitions between them), how a run came to be, what a user may do, and what
-//! kind of failure an error is.
+//! and the transitions between them), how a run came to be, what a user may do, the lines of
+//! a task's log, the default queue, and what kind of failure an error is.
 //!
 //! Pure values: this module knows nothing of the database, the scheduler or the web. The store
 //! saves these values as their `as_str()` text; everything above reads them from here.
@@ -125,6 +125,36 @@ string_enum! {
         Viewer => "viewer",
     }
 }
+
+/// Which stream a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+    /// Written by lakeward itself (start, end, errors).
+    System,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+            Stream::System => "system",
+        }
+    }
+}
+
+/// One line of a try's log.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    pub at: crate::time::Micros,
+    pub stream: Stream,
+    pub text: String,
+}
+
+/// The queue tasks go to unless their DAG says otherwise.
+pub const DEFAULT_QUEUE: &str = "default";
 
 /// What kind of failure an error is, which decides whether a try is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

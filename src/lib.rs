@@ -24,6 +24,8 @@ pub mod dag;
 pub mod domain;
 pub mod jobs;
 pub mod lake;
+pub mod process;
+pub mod random;
 pub mod runtime;
 pub mod schedule;
 pub mod scheduler;

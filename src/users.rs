@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::domain::Role;
+use crate::random::hex;
 use crate::store::{ApiTokenRow, Store, StoreError, UserRow};
 use crate::time::now_micros;
 
@@ -23,12 +24,7 @@ pub enum UserError {
     Store(#[from] StoreError),
 }
 
-/// A random secret: 32 bytes from the operating system, as 64 hex digits.
-pub fn new_secret() -> String {
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    hex(&bytes)
-}
+pub use crate::random::new_secret;
 
 /// A random password people can type: 20 letters and digits.
 pub fn new_password() -> String {
@@ -41,10 +37,6 @@ pub fn new_password() -> String {
 /// The SHA-256 digest of a high-entropy secret, as stored in the database.
 pub fn digest(secret: &str) -> String {
     hex(&Sha256::digest(secret.as_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn hash_password(password: &str) -> Result<String, UserError> {

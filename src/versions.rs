@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use crate::dag::{compile, Dag};
 use crate::jobs::Registry;
-use crate::store::{Store, StoreError};
+use crate::store::{DagRecord, Store, StoreError};
 
 #[derive(Debug, Error)]
 pub enum VersionError {
@@ -64,5 +64,20 @@ impl DagVersions {
         let dag = Arc::new(dag);
         self.cache.lock().unwrap().insert(key, dag.clone());
         Ok(dag)
+    }
+}
+
+/// What the database keeps of a DAG version.
+impl From<&Dag> for DagRecord {
+    fn from(dag: &Dag) -> Self {
+        DagRecord {
+            dag_id: dag.id.clone(),
+            file_path: dag.file.clone(),
+            version: dag.version.clone(),
+            source: dag.source.to_string(),
+            description: dag.description.clone(),
+            schedule: dag.schedule.as_ref().map(|s| s.expression().to_string()),
+            tags: dag.tags.clone(),
+        }
     }
 }

@@ -20,9 +20,9 @@ use toml::Spanned;
 use super::diagnostic::Reporter;
 use super::template::quoting_at;
 use super::{graph, template, Backoff, Dag, Diagnostic, ParamSpec, ParamType, Task, TriggerRule};
+use crate::domain::DEFAULT_QUEUE;
 use crate::jobs::{Quoting, Registry};
 use crate::schedule::{self, Schedule};
-use crate::store::DEFAULT_QUEUE;
 
 const DAG_FIELDS: &[&str] = &[
     "id",

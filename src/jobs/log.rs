@@ -3,24 +3,7 @@
 
 use tokio::sync::mpsc;
 
-/// Which stream a log line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-    /// Written by lakeward itself (start, end, errors).
-    System,
-}
-
-impl Stream {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-            Stream::System => "system",
-        }
-    }
-}
+use crate::domain::{LogLine, Stream};
 
 /// Longest log line kept; the rest of a longer line is dropped and the cut marked.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
@@ -38,13 +21,6 @@ pub fn cap_line(mut text: String, dropped_already: usize) -> String {
     text.truncate(cut);
     text.push_str(&format!(" [line truncated: {dropped} more bytes]"));
     text
-}
-
-#[derive(Debug, Clone)]
-pub struct LogLine {
-    pub at: crate::time::Micros,
-    pub stream: Stream,
-    pub text: String,
 }
 
 /// A cheap, clonable writer of log lines. Writing never blocks and never fails: if the

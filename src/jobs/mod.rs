@@ -44,10 +44,11 @@ use crate::domain::ErrorClass;
 use crate::lake::tables::TableError;
 use crate::lake::LakeError;
 
+pub use crate::domain::{LogLine, Stream};
 pub use generate::{Generate, GenerateConfig};
 pub use iceberg::{Iceberg, IcebergConfig};
 pub use ingest::{ColumnType, Ingest, IngestConfig, IngestTable};
-pub use log::{LogLine, LogSink, Stream};
+pub use log::LogSink;
 pub use noop::Noop;
 pub use quality::{Check, CheckKind, Quality, QualityConfig, Severity};
 pub use report::{Report, ReportConfig};

@@ -27,7 +27,7 @@ use crate::dag::folder::{self, DagBag};
 use crate::dag::Dag;
 use crate::domain::{RunState, RunType, TaskState};
 use crate::jobs::Stream;
-use crate::runtime::{process_id, Shutdown};
+use crate::process::{process_id, Shutdown};
 use crate::schedule::{DataInterval, Timetable};
 use crate::store::{DagRecord, RunRow, Store, StoreError, TaskOutcome, TaskStateRow};
 use crate::time::{from_micros, to_micros, Micros};
@@ -159,7 +159,7 @@ impl Scheduler {
         let micros = to_micros(now);
         let slowest = i64::try_from(std::mem::take(&mut self.slowest_pass).as_micros()).ok();
         self.store
-            .heartbeat_process(&self.id, "scheduler", &crate::runtime::hostname(), micros, slowest)
+            .heartbeat_process(&self.id, "scheduler", &crate::process::hostname(), micros, slowest)
             .await?;
         // A write went through: whatever outage this process saw is over.
         self.store.connectivity().succeeded();

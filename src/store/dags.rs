@@ -19,20 +19,6 @@ pub struct DagRecord {
     pub tags: Vec<String>,
 }
 
-impl From<&crate::dag::Dag> for DagRecord {
-    fn from(dag: &crate::dag::Dag) -> Self {
-        DagRecord {
-            dag_id: dag.id.clone(),
-            file_path: dag.file.clone(),
-            version: dag.version.clone(),
-            source: dag.source.to_string(),
-            description: dag.description.clone(),
-            schedule: dag.schedule.as_ref().map(|s| s.expression().to_string()),
-            tags: dag.tags.clone(),
-        }
-    }
-}
-
 /// A DAG as the database knows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DagRow {

@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::{placeholders, Result, Store};
-use crate::jobs::LogLine;
+use crate::domain::LogLine;
 use crate::time::Micros;
 
 #[derive(Debug, Clone, Serialize)]

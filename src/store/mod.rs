@@ -40,9 +40,6 @@ pub use stats::{DurationHistogram, StateTable, DURATION_BUCKETS};
 pub use tasks::{ClaimedTask, TaskOutcome, TaskStateRow, TryRow};
 pub use users::{ApiTokenRow, SessionRow, UserRow, TOKEN_ID_LEN};
 
-/// The queue tasks go to unless their DAG says otherwise.
-pub const DEFAULT_QUEUE: &str = "default";
-
 /// Why a store operation failed.
 #[derive(Debug, Error)]
 pub enum StoreError {

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::jobs::Stream;
 use crate::lake::tables::{CatalogConfig, TablesHandle};
 use crate::lake::{LakeError, Warehouse};
-use crate::runtime::{hostname, process_id, Shutdown};
+use crate::process::{hostname, process_id, Shutdown};
 use crate::store::{ClaimedTask, RunRow, Store, StoreError, TaskOutcome};
 use crate::time::now_micros;
 use crate::versions::DagVersions;

@@ -15,7 +15,7 @@ use iceberg::table::Table;
 use iceberg::TableUpdate;
 
 use super::{TableError, Tables};
-use crate::users::new_secret;
+use crate::random::{hex_digits, new_secret};
 
 /// How new data files relate to what the table holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -47,7 +47,7 @@ pub(super) async fn live_entries(
 
 fn new_snapshot_id(table: &Table) -> i64 {
     loop {
-        let id = i64::from_str_radix(&new_secret()[..15], 16).unwrap_or(1);
+        let id = i64::from_str_radix(&hex_digits(15), 16).unwrap_or(1);
         if table.metadata().snapshot_by_id(id).is_none() {
             return id;
         }

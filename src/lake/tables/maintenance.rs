@@ -56,7 +56,7 @@ impl Tables {
         }
         let paths: Vec<Source> =
             chosen.iter().map(|e| Source::Table(e.data_file().file_path().to_string())).collect();
-        let prefix = format!("compacted-{}", &crate::users::new_secret()[..12]);
+        let prefix = format!("compacted-{}", crate::random::hex_digits(12));
         let written = super::write::write_data_files(&table, &paths, &prefix).await?;
         let before: u64 = chosen.iter().map(|e| e.data_file().record_count()).sum();
         if written.rows != before {

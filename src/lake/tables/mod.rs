@@ -239,7 +239,7 @@ impl Tables {
         let files: Vec<write::Source> = files.into_iter().map(write::Source::Local).collect();
         let (mut table, created) = self.table_for(name, &arrow_schema, partition_by).await?;
         let added_columns = self.evolve(&mut table, &arrow_schema).await?;
-        let prefix = format!("data-{}", &crate::users::new_secret()[..12]);
+        let prefix = format!("data-{}", crate::random::hex_digits(12));
         let written = write::write_data_files(&table, &files, &prefix).await?;
         let mut attempt = 0;
         let snapshot_id = loop {
