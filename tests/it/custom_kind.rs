@@ -1,7 +1,7 @@
 //! A task kind written in Rust by a user of the library: validated at load time, its fields
 //! rendered as templates, its outputs stored with the task instance.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Scheduler and workers together, against SQLite and the real Postgres: dependency order,
 //! failure propagation, templates, retries, timeouts, dead workers and DAG folder reloads.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! partition pruning, schema evolution, the `iceberg` task kind in a DAG run (SQLite and
 //! Postgres as the catalog database), and pyiceberg as an independent reader.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

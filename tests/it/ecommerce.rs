@@ -1,7 +1,7 @@
 //! The reference pipeline end to end: `dags/ecommerce.toml` runs, and its gold tables and KPI
 //! report equal figures computed here independently from the raw CSVs, with plain Rust.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! Route tests of the web UI and REST API, through the real router (tower `oneshot`), against a
 //! real database with an in-process scheduler and worker.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +23,7 @@ use lakeward::web::{app, AppState};
 use serde_json::{json, Value};
 
 fn example_dag() -> Arc<Dag> {
-    let source = include_str!("../dags/example.toml");
+    let source = include_str!("../../dags/example.toml");
     Arc::new(compile("dags/example.toml", source, "example", &Registry::builtin()).unwrap())
 }
 

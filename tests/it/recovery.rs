@@ -1,7 +1,7 @@
 //! Crash recovery with real processes on the real Postgres: a worker killed with SIGKILL while
 //! its task runs, and two schedulers working the same database at once.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -36,7 +36,9 @@ fn violations(files: &[(String, String)]) -> Vec<String> {
     for (path, text) in files {
         let Some(module) = module_of(path) else { continue };
         let Some(own) = layer_of(module) else {
-            found.push(format!("src/{path}: module `{module}` has no layer in tests/layering.rs"));
+            found.push(format!(
+                "src/{path}: module `{module}` has no layer in tests/it/layering.rs"
+            ));
             continue;
         };
         for (number, line) in text.lines().enumerate() {
@@ -54,7 +56,7 @@ fn violations(files: &[(String, String)]) -> Vec<String> {
                         number + 1
                     )),
                     None => found.push(format!(
-                        "src/{path}:{}: `{name}` has no layer in tests/layering.rs",
+                        "src/{path}:{}: `{name}` has no layer in tests/it/layering.rs",
                         number + 1
                     )),
                 }
@@ -102,7 +104,7 @@ fn a_planted_upward_import_is_caught() {
         violations(&planted),
         [
             "src/store/planted.rs:1: `store` (layer 2) uses `web` (layer 9)",
-            "src/gadgets.rs: module `gadgets` has no layer in tests/layering.rs",
+            "src/gadgets.rs: module `gadgets` has no layer in tests/it/layering.rs",
         ]
     );
 }

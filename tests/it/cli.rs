@@ -1,7 +1,7 @@
 //! The `lakeward` binary end to end: validate, test, trigger, pause, runs, logs, standalone, and
 //! a scheduler and workers as separate processes sharing Postgres.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;

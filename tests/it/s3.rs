@@ -5,7 +5,7 @@
 //! Needs `LAKEWARD_TEST_S3_ENDPOINT` (e.g. `http://127.0.0.1:8014`), `LAKEWARD_TEST_S3_BUCKET`,
 //! `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`; skipped without them except under CI=true.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -80,10 +80,15 @@ async fn the_pipeline_runs_the_same_on_s3() {
         eprintln!("skipping: no S3 test server configured");
         return;
     };
-    // This test binary holds only this test, so setting the process environment is safe.
-    std::env::set_var("AWS_ENDPOINT", &endpoint);
-    std::env::set_var("AWS_ALLOW_HTTP", "true");
-    std::env::set_var("AWS_REGION", "us-east-1");
+    // The object store client reads AWS_* from the environment, which tests may not change
+    // (they share one process): `.ci/run` sets them for the test server.
+    for (name, value) in [
+        ("AWS_ENDPOINT", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "us-east-1"),
+    ] {
+        assert_eq!(std::env::var(name).as_deref(), Ok(value), "{name} must be set for the S3 test");
+    }
     let cache = tempfile::tempdir().unwrap();
     let prefix = format!("test-{}-{}", std::process::id(), lakeward::time::now_micros());
     let remote = Warehouse::connect(&format!("s3://{bucket}/{prefix}"), cache.path()).unwrap();

@@ -3,7 +3,7 @@
 //! appends through it), and lakeward configured with `[catalog] uri` keeps its tables in a REST
 //! catalog: promotion, schema evolution, compaction and expiry all commit through the protocol.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! The store against SQLite and the real Postgres: uniqueness, atomic claims, guarded results,
 //! logs, DAG sync and concurrent migration.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 

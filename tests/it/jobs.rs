@@ -1,7 +1,7 @@
 //! The data task kinds through the real scheduler and worker: happy paths, bad input data
 //! (quarantined and counted), failing checks, and idempotent re-runs.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,0 +1,21 @@
+//! lakeward's integration tests, as one test binary: Polars, Arrow and Iceberg link once
+//! instead of once per file. Each module is one area (its own doc says what it covers);
+//! `common` holds the shared harness, databases and process helpers.
+
+mod common;
+
+mod browser;
+mod cli;
+mod custom_kind;
+mod dag_files;
+mod ecommerce;
+mod jobs;
+mod layering;
+mod pipeline;
+mod recovery;
+mod rest_catalog;
+mod s3;
+mod security;
+mod store;
+mod tables;
+mod web;
