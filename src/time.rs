@@ -39,11 +39,15 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 
 /// Serde adapter for durations written as human strings (`"30s"`).
 pub mod serde_duration {
-    use serde::{Deserialize, Deserializer};
+    use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
         super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+
+    pub fn serialize<S: Serializer>(duration: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*duration).to_string())
     }
 }

@@ -49,6 +49,11 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// The process configuration (`lakeward.toml` and `LAKEWARD_*` variables).
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Inspect, validate, test and trigger DAGs.
     Dags {
         #[command(subcommand)]
@@ -165,6 +170,12 @@ enum UsersCommand {
     Revoke { id: String },
     /// Delete a user with its sessions and API tokens.
     Delete { username: String },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (secrets masked), or every problem in it.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -301,6 +312,21 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `lakeward config check`: the effective configuration, or every problem in it.
+fn check_config() -> ExitCode {
+    match Config::load() {
+        Ok(config) => {
+            println!("# the configuration is valid; in effect (secrets masked):");
+            print!("{}", config.to_masked_toml());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// An error and its causes, `: `-separated, leaving out a cause whose text the message before
 /// it already shows (library errors often repeat their source in their own message).
 fn error_chain(error: &anyhow::Error) -> String {
@@ -324,8 +350,13 @@ fn init_tracing(default_filter: &str) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Checking the configuration must work when it is invalid, so before loading it.
+    if let Command::Config { command: ConfigCommand::Check } = cli.command {
+        return Ok(check_config());
+    }
     let config = Config::load()?;
     match cli.command {
+        Command::Config { .. } => unreachable!("answered before the configuration is loaded"),
         Command::Standalone => serve::standalone(config).await,
         Command::Scheduler => serve::scheduler(config).await,
         Command::Worker { queues, slots } => serve::worker(config, queues, slots).await,

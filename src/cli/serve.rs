@@ -141,6 +141,7 @@ pub async fn worker(
         config.worker.queues = queues;
     }
     if let Some(slots) = slots {
+        anyhow::ensure!(slots > 0, "--slots 0: a worker needs at least one slot");
         config.worker.slots = slots;
     }
     let c = open(config).await?;

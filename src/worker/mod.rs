@@ -45,7 +45,7 @@ impl WorkerOptions {
 
     pub fn from_config(config: &Config) -> Result<WorkerOptions, LakeError> {
         Ok(WorkerOptions {
-            slots: config.worker.slots.max(1),
+            slots: config.worker.slots,
             queues: config.worker.queues.clone(),
             heartbeat_interval: config.worker.heartbeat_interval,
             poll_interval: config.worker.poll_interval,

@@ -457,3 +457,34 @@ fn tables_commands_list_show_scan_and_maintain_the_promoted_tables() {
     let (ok, out) = run(lakeward(home.path()).args(["tables", "show", "nope.nothing"]));
     assert!(!ok && out.contains("no table `nope.nothing`"), "{out}");
 }
+
+/// `config check` prints the effective configuration with secrets masked, or every problem;
+/// a process does not start on a configuration with problems.
+#[test]
+fn config_check_shows_the_effective_settings_or_every_problem() {
+    let home = tempfile::tempdir().unwrap();
+    let (ok, out) = run(lakeward(home.path())
+        .args(["config", "check"])
+        .env("LAKEWARD_DATABASE_URL", "postgres://lw:hunter2@db/lakeward")
+        .env("LAKEWARD_WORKER_QUEUES", "etl,reports"));
+    assert!(ok, "{out}");
+    assert!(out.contains("postgres://lw:***@db/lakeward") && !out.contains("hunter2"), "{out}");
+    assert!(out.contains("queues = [\"etl\", \"reports\"]"), "{out}");
+
+    let broken = |cmd: &mut Command| {
+        cmd.env("LAKEWARD_WORKER_SLOTS", "0")
+            .env("LAKEWARD_WEB_BIND", "nowhere")
+            .env("LAKEWARD_POOLS_WAREHOUSE", "0");
+    };
+    let mut check = lakeward(home.path());
+    broken(check.args(["config", "check"]));
+    let (ok, out) = run(&mut check);
+    assert!(!ok, "{out}");
+    for problem in ["worker.slots = 0", "web.bind = \"nowhere\"", "pools.warehouse = 0"] {
+        assert!(out.contains(problem), "{problem} missing:\n{out}");
+    }
+    let mut start = lakeward(home.path());
+    broken(start.args(["dags", "list"]));
+    let (ok, out) = run(&mut start);
+    assert!(!ok && out.contains("invalid configuration"), "{out}");
+}

@@ -20,7 +20,7 @@ use super::TableError;
 use crate::store::Store;
 
 /// `[catalog]` in lakeward.toml: empty for the embedded SQL catalog, `uri` for a REST catalog.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogConfig {
     /// Base URL of an Iceberg REST catalog, e.g. `http://nessie:19120/iceberg`.

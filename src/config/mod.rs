@@ -2,12 +2,17 @@
 //!
 //! Precedence, highest first: environment, the config file, built-in defaults. The config file is
 //! `$LAKEWARD_CONFIG` if set, else `./lakeward.toml`, else `$LAKEWARD_HOME/lakeward.toml`.
+//! Every setting has a variable named after it (see [`env`]). A loaded configuration has been
+//! checked as a whole ([`check`]): a process never starts on a setting it would misread.
 //! This module only reads settings; it never touches the database or the DAG folder.
+
+mod check;
+mod env;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::lake::tables::CatalogConfig;
@@ -19,12 +24,13 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("invalid environment variable {name}={value}: {message}")]
-    Env { name: &'static str, value: String, message: String },
+    /// Every problem found in the settings, each naming the setting and where it was set.
+    #[error("invalid configuration:\n  {}", problems.join("\n  "))]
+    Invalid { problems: Vec<String> },
 }
 
 /// Everything a lakeward process needs to know before it starts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// State folder: the embedded database and (later) the warehouse live here.
@@ -44,7 +50,7 @@ pub struct Config {
     pub catalog: CatalogConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SchedulerConfig {
     /// Safety-net poll; the scheduler normally wakes on notifications.
@@ -58,7 +64,7 @@ pub struct SchedulerConfig {
     pub heartbeat_timeout: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
     /// Task instances one worker runs at the same time.
@@ -72,7 +78,7 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebConfig {
     pub bind: String,
@@ -147,27 +153,64 @@ fn default_home() -> PathBuf {
 }
 
 impl Config {
-    /// Loads the config file (if any) and applies the environment on top.
+    /// Loads the config file (if any), applies the environment on top and checks the result.
     pub fn load() -> Result<Config, ConfigError> {
-        let env_home = std::env::var_os("LAKEWARD_HOME").map(PathBuf::from);
-        let candidates = match std::env::var_os("LAKEWARD_CONFIG") {
+        Config::load_with(std::env::vars())
+    }
+
+    /// [`Config::load`] with the environment `vars`.
+    pub fn load_with(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let var = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let candidates = match var("LAKEWARD_CONFIG") {
             Some(path) => vec![PathBuf::from(path)],
             None => {
-                let home = env_home.clone().unwrap_or_else(default_home);
+                let home = var("LAKEWARD_HOME").map(PathBuf::from).unwrap_or_else(default_home);
                 vec![PathBuf::from("lakeward.toml"), home.join("lakeward.toml")]
             }
         };
-        let mut config = Config::default();
-        for path in candidates {
-            if path.is_file() {
-                config = Config::from_file(&path)?;
-                break;
-            }
+        let file = candidates.into_iter().find(|path| path.is_file());
+        // The file alone first, so its mistakes are reported with their line.
+        let mut table = toml::Table::new();
+        if let Some(path) = &file {
+            Config::from_file(path)?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+            table = text.parse().map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
         }
-        config.apply_env()?;
-        Ok(config)
+        let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
+        let (overrides, mut problems) = env::overrides(vars.iter().cloned(), &defaults);
+        for set in &overrides {
+            env::apply(&mut table, &set.path, set.value.clone());
+        }
+        let config = match toml::Value::Table(table).try_into::<Config>() {
+            Ok(config) => config,
+            Err(e) => {
+                problems.push(format!("environment: {}", e.message()));
+                return Err(ConfigError::Invalid { problems });
+            }
+        };
+        let origin = |setting: &str| match overrides.iter().find(|o| o.path.join(".") == setting) {
+            Some(set) => format!("from {}", set.variable),
+            None => match &file {
+                Some(path) => format!("from {} or the default", path.display()),
+                None => "the default".to_string(),
+            },
+        };
+        problems.extend(check::problems(&config, &origin));
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid { problems })
+        }
     }
 
+    /// The file settings alone (no environment, no checks as a whole).
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
@@ -175,43 +218,14 @@ impl Config {
             .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
     }
 
-    fn apply_env(&mut self) -> Result<(), ConfigError> {
-        if let Some(home) = std::env::var_os("LAKEWARD_HOME") {
-            self.home = PathBuf::from(home);
+    /// This configuration as a `lakeward.toml`, with passwords and tokens masked.
+    pub fn to_masked_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database_url = shown.database_url.map(|url| mask_password(&url));
+        if shown.catalog.token.is_some() {
+            shown.catalog.token = Some("***".to_string());
         }
-        if let Ok(url) = std::env::var("LAKEWARD_DATABASE_URL") {
-            self.database_url = Some(url);
-        }
-        if let Some(folder) = std::env::var_os("LAKEWARD_DAGS_FOLDER") {
-            self.dags_folder = PathBuf::from(folder);
-        }
-        if let Ok(warehouse) = std::env::var("LAKEWARD_WAREHOUSE") {
-            self.warehouse = Some(warehouse);
-        }
-        if let Ok(bind) = std::env::var("LAKEWARD_WEB_BIND") {
-            self.web.bind = bind;
-        }
-        if let Ok(value) = std::env::var("LAKEWARD_WEB_SECURE_COOKIES") {
-            self.web.secure_cookies = matches!(value.as_str(), "1" | "true" | "yes");
-        }
-        let catalog = [
-            ("LAKEWARD_CATALOG_URI", &mut self.catalog.uri),
-            ("LAKEWARD_CATALOG_WAREHOUSE", &mut self.catalog.warehouse),
-            ("LAKEWARD_CATALOG_TOKEN", &mut self.catalog.token),
-        ];
-        for (name, field) in catalog {
-            if let Ok(value) = std::env::var(name) {
-                *field = Some(value).filter(|v| !v.is_empty());
-            }
-        }
-        if let Ok(value) = std::env::var("LAKEWARD_WORKER_SLOTS") {
-            self.worker.slots = value.parse().map_err(|_| ConfigError::Env {
-                name: "LAKEWARD_WORKER_SLOTS",
-                value: value.clone(),
-                message: "expected a positive whole number".into(),
-            })?;
-        }
-        Ok(())
+        toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot show the configuration: {e}"))
     }
 
     /// The warehouse location in effect.
@@ -231,9 +245,69 @@ impl Config {
     }
 }
 
+/// `scheme://user:password@host/…` with the password replaced by `***`.
+fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..]),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_environment_overrides_the_file_and_everything_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lakeward.toml");
+        std::fs::write(&path, "[worker]\nslots = 3\n[pools]\netl = 2\n").unwrap();
+        let vars = |extra: &[(&str, &str)]| {
+            let mut vars = vec![("LAKEWARD_CONFIG".to_string(), path.display().to_string())];
+            vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            vars
+        };
+        let config =
+            Config::load_with(vars(&[("LAKEWARD_WORKER_POLL_INTERVAL", "250ms")])).unwrap();
+        assert_eq!(config.worker.slots, 3);
+        assert_eq!(config.worker.poll_interval, Duration::from_millis(250));
+        assert_eq!(config.pools["etl"], 2);
+
+        let bad = vars(&[
+            ("LAKEWARD_WORKER_SLOTS", "0"),
+            ("LAKEWARD_POOLS_ETL", "0"),
+            ("LAKEWARD_WEB_BYND", "x"),
+        ]);
+        let Err(ConfigError::Invalid { problems }) = Config::load_with(bad) else {
+            panic!("a worker without slots was accepted")
+        };
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].starts_with("LAKEWARD_WEB_BYND: no such setting"), "{problems:?}");
+        assert!(
+            problems[1].contains("worker.slots = 0")
+                && problems[1].contains("LAKEWARD_WORKER_SLOTS")
+        );
+        assert!(problems[2].contains("pools.etl = 0"), "{problems:?}");
+    }
+
+    #[test]
+    fn the_effective_configuration_hides_secrets() {
+        let mut config = Config {
+            database_url: Some("postgres://lw:hunter2@db:5432/lakeward".into()),
+            ..Config::default()
+        };
+        config.catalog.token = Some("tok".into());
+        let shown = config.to_masked_toml();
+        assert!(shown.contains("postgres://lw:***@db:5432/lakeward"), "{shown}");
+        assert!(!shown.contains("hunter2") && !shown.contains("\"tok\""), "{shown}");
+        let back: Config = toml::from_str(&shown).unwrap();
+        assert_eq!(back.worker.slots, config.worker.slots);
+    }
 
     #[test]
     fn config_file_sets_fields_and_rejects_typos() {
