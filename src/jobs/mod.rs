@@ -13,6 +13,7 @@
 //! the file itself could not. [`Job::QUOTED_FIELDS`] says which fields are SQL or shell text, so
 //! template values are written into them as quoted literals.
 
+mod control;
 mod frame_json;
 mod generate;
 mod iceberg;
@@ -45,6 +46,7 @@ use crate::lake::tables::TableError;
 use crate::lake::LakeError;
 
 pub use crate::domain::{LogLine, Stream};
+pub use control::{cancellation, Cancellation, Canceller, Progress, ProgressCell};
 pub use generate::{Generate, GenerateConfig};
 pub use iceberg::{Iceberg, IcebergConfig};
 pub use ingest::{ColumnType, Ingest, IngestConfig, IngestTable};
@@ -105,6 +107,9 @@ pub enum JobError {
     /// lakeward broke one of its own rules: a retry would fail the same way.
     #[error("internal error (please report it): {0}")]
     Bug(String),
+    /// The job stopped because it was asked to (see [`JobContext::cancelled`]).
+    #[error("cancelled: {0}")]
+    Cancelled(String),
 }
 
 impl JobError {
@@ -149,7 +154,13 @@ impl From<polars::error::PolarsError> for JobError {
 impl JobError {
     /// Whether trying again could give a different result.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, JobError::Config(_) | JobError::Rejected { .. } | JobError::Bug(_))
+        !matches!(
+            self,
+            JobError::Config(_)
+                | JobError::Rejected { .. }
+                | JobError::Bug(_)
+                | JobError::Cancelled(_)
+        )
     }
 
     /// A retryable failure described by `e` (for `map_err`).
@@ -197,6 +208,28 @@ pub struct JobContext {
     pub warehouse: crate::lake::Warehouse,
     /// The Iceberg table catalog (opened on first use).
     pub tables: crate::lake::tables::TablesHandle,
+    /// Set when the job must stop: its task was marked or cleared, it timed out, or its worker
+    /// is shutting down. A long job checks it and returns [`JobError::Cancelled`].
+    pub cancellation: Cancellation,
+    /// Where the job reports its progress (see [`control`]).
+    pub progress: ProgressCell,
+}
+
+impl JobContext {
+    /// Whether the job has been asked to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancellation.is_cancelled()
+    }
+
+    /// Returns once the job has been asked to stop.
+    pub async fn cancelled(&self) {
+        self.cancellation.cancelled().await
+    }
+
+    /// Reports how far the job has got; also tells the worker the job is alive.
+    pub fn report_progress(&self, progress: Progress) {
+        self.progress.report(progress);
+    }
 }
 
 /// A task kind. Implement this to add a custom kind, then [`Registry::register`] it.

@@ -1,8 +1,9 @@
 //! `kind = "shell"`: runs a command with `sh -c`, its output captured as the task log.
 //!
 //! The command runs in its own process group under a supervisor (see `supervise`): if the task
-//! is stopped (timeout, shutdown, taken over) the whole group is killed, and if the worker dies
-//! the supervisor kills it, so no grandchild outlives its task or its worker.
+//! is asked to stop (marked, timed out, worker shutting down) the group gets SIGTERM, and is
+//! killed if it has not ended when the worker's grace period is over; if the worker dies the
+//! supervisor kills it, so no grandchild outlives its task or its worker.
 //!
 //! Template values in `command` are shell-quoted (see `dag::template`). The command does not
 //! inherit the worker's environment, which holds the database URL and storage credentials:
@@ -85,7 +86,15 @@ impl Job for Shell {
         let stdout = pump(child.stdout.take(), ctx.log.clone(), Stream::Stdout);
         let stderr = pump(child.stderr.take(), ctx.log.clone(), Stream::Stderr);
         let wait = async {
-            let status = child.wait().await;
+            let status = tokio::select! {
+                status = child.wait() => status,
+                // Asked to stop: SIGTERM lets the command clean up; if it does not end within
+                // the worker's grace period, dropping this job kills the group.
+                _ = ctx.cancelled() => {
+                    group.signal(libc::SIGTERM);
+                    child.wait().await
+                }
+            };
             // Background processes the command left behind would keep the pipes open.
             group.kill();
             status
@@ -93,6 +102,9 @@ impl Job for Shell {
         let (status, _, _) = tokio::join!(wait, stdout, stderr);
         let status =
             status.map_err(|e| JobError::Failed(format!("waiting for the command: {e}")))?;
+        if ctx.is_cancelled() {
+            return Err(JobError::Cancelled(format!("the command was stopped ({status})")));
+        }
         match status.code() {
             Some(0) => Ok(Outputs::new()),
             Some(code) => Err(JobError::Exit { code }),
@@ -146,12 +158,16 @@ struct ProcessGroup(Option<u32>);
 
 impl ProcessGroup {
     fn kill(&self) {
+        self.signal(libc::SIGKILL);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
         if let Some(pid) = self.0 {
             // SAFETY: killpg has no memory-safety preconditions; the group id is the child's pid
             // because the child (the supervisor) made itself the group leader. An empty group
             // gives ESRCH, ignored.
             unsafe {
-                libc::killpg(pid as libc::pid_t, libc::SIGKILL);
+                libc::killpg(pid as libc::pid_t, signal);
             }
         }
     }

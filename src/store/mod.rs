@@ -205,6 +205,11 @@ impl Store {
                     include_str!("../../migrations/sqlite/0002_users_and_tries.sql"),
                 ),
                 (3, "token_expiry", include_str!("../../migrations/sqlite/0003_token_expiry.sql")),
+                (
+                    4,
+                    "task_progress",
+                    include_str!("../../migrations/sqlite/0004_task_progress.sql"),
+                ),
             ],
             Backend::Postgres => &[
                 (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -217,6 +222,11 @@ impl Store {
                     3,
                     "token_expiry",
                     include_str!("../../migrations/postgres/0003_token_expiry.sql"),
+                ),
+                (
+                    4,
+                    "task_progress",
+                    include_str!("../../migrations/postgres/0004_task_progress.sql"),
                 ),
             ],
         };

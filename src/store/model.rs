@@ -74,10 +74,15 @@ pub struct TaskInstanceRow {
     pub exit_code: Option<i64>,
     pub error: Option<String>,
     pub outputs: serde_json::Map<String, serde_json::Value>,
+    /// What the current or last try last reported of its progress (rows, bytes, message).
+    pub progress: serde_json::Map<String, serde_json::Value>,
+    /// When the try last reported progress or a sign of life: its own heartbeat.
+    pub progress_at: Option<Micros>,
 }
 
 pub(super) const TASK_COLUMNS: &str = "id, run_pk, dag_id, task_id, state, queue, try_number, max_tries, \
-     worker_id, queued_at, started_at, ended_at, heartbeat_at, next_try_at, exit_code, error, outputs";
+     worker_id, queued_at, started_at, ended_at, heartbeat_at, next_try_at, exit_code, error, outputs, \
+     progress, progress_at";
 
 impl TaskInstanceRow {
     pub(super) fn from_row(row: &AnyRow) -> Result<TaskInstanceRow> {
@@ -99,6 +104,8 @@ impl TaskInstanceRow {
             exit_code: row.try_get("exit_code")?,
             error: row.try_get("error")?,
             outputs: json_column(row, "outputs")?,
+            progress: json_column(row, "progress")?,
+            progress_at: row.try_get("progress_at")?,
         })
     }
 }

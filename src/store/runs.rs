@@ -252,7 +252,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE task_tries SET state = 'marked', ended_at = $1 WHERE ended_at IS NULL \
+            "UPDATE task_tries SET state = 'cancelled', ended_at = $1 WHERE ended_at IS NULL \
              AND ti_id IN (SELECT id FROM task_instances WHERE run_pk = $2)",
         )
         .bind(now)

@@ -42,6 +42,8 @@ pub struct TaskOutcome {
     pub exit_code: Option<i64>,
     pub error: Option<String>,
     pub outputs: serde_json::Map<String, serde_json::Value>,
+    /// The try was stopped, not failed: it is recorded as `cancelled`.
+    pub cancelled: bool,
 }
 
 /// Ids per `IN (…)` list.
@@ -173,7 +175,7 @@ impl Store {
              AND queue IN ({}) ORDER BY queued_at, id LIMIT $3 {lock}) \
              UPDATE task_instances SET state = 'running', try_number = try_number + 1, worker_id = $1, \
              started_at = {started}, heartbeat_at = {started}, ended_at = NULL, next_try_at = NULL, exit_code = NULL, \
-             error = NULL \
+             error = NULL, progress = NULL, progress_at = NULL \
              WHERE state = 'queued' AND id IN (SELECT id FROM picked) \
              RETURNING id, run_pk, dag_id, task_id, try_number, max_tries",
             placeholders(4, queues.len()),
@@ -256,6 +258,28 @@ impl Store {
         );
         let rows = sqlx::query(&sql).bind(now).bind(worker_id).fetch_all(&self.pool).await?;
         rows.iter().map(|row| Ok(row.try_get("id")?)).collect()
+    }
+
+    /// Records what a running try reported of its progress (JSON) at `at`; ignored once the
+    /// try is over or taken over.
+    pub async fn record_progress(
+        &self,
+        ti_id: i64,
+        try_number: i64,
+        progress: &str,
+        at: Micros,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE task_instances SET progress = $1, progress_at = $2 \
+             WHERE id = $3 AND try_number = $4 AND state = 'running'",
+        )
+        .bind(progress)
+        .bind(at)
+        .bind(ti_id)
+        .bind(try_number)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// `up_for_retry` → `queued` for the given ids (tries whose retry delay has passed).
@@ -370,7 +394,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE task_tries SET state = 'marked', ended_at = $1 WHERE ti_id = $2 AND ended_at IS NULL",
+            "UPDATE task_tries SET state = 'cancelled', ended_at = $1 WHERE ti_id = $2 AND ended_at IS NULL",
         )
         .bind(now)
         .bind(ti.id)
@@ -393,7 +417,8 @@ pub struct TryRow {
     pub try_number: i64,
     pub worker_id: Option<String>,
     /// `running`, then the state the try ended the task instance in (`success`, `failed`,
-    /// `up_for_retry`), or `marked` when a user settled it by hand.
+    /// `up_for_retry`), or `cancelled` when it was stopped before it ended: its task or run
+    /// was marked by hand, or its worker shut down (the task is then retried).
     pub state: String,
     pub started_at: Micros,
     pub ended_at: Option<Micros>,
@@ -419,8 +444,9 @@ async fn end_try(
          WHERE ti_id = $4 AND try_number = $5",
         ended = not_before("$2", "started_at"),
     );
+    let state = if outcome.cancelled { "cancelled" } else { outcome.state.as_str() };
     sqlx::query(&sql)
-        .bind(outcome.state.as_str())
+        .bind(state)
         .bind(now)
         .bind(&outcome.error)
         .bind(ti_id)
@@ -449,6 +475,20 @@ impl TaskOutcome {
             exit_code: None,
             error: None,
             outputs,
+            cancelled: false,
+        }
+    }
+
+    /// A try stopped before it ended (its worker is shutting down): the task is retried at
+    /// once, and the try is recorded as `cancelled`, not failed.
+    pub fn cancelled(reason: String, now: Micros) -> TaskOutcome {
+        TaskOutcome {
+            state: TaskState::UpForRetry,
+            next_try_at: Some(now),
+            exit_code: None,
+            error: Some(reason),
+            outputs: Default::default(),
+            cancelled: true,
         }
     }
 
@@ -475,6 +515,7 @@ impl TaskOutcome {
             exit_code,
             error: Some(error),
             outputs: Default::default(),
+            cancelled: false,
         }
     }
 }

@@ -134,6 +134,9 @@ struct TaskInstanceJson {
     exit_code: Option<i64>,
     error: Option<String>,
     outputs: Map<String, Value>,
+    /// What the try last reported of its progress (rows, bytes, message), and when.
+    progress: Map<String, Value>,
+    progress_at: Option<String>,
 }
 
 impl From<&TaskInstanceRow> for TaskInstanceJson {
@@ -152,6 +155,8 @@ impl From<&TaskInstanceRow> for TaskInstanceJson {
             exit_code: t.exit_code,
             error: t.error.clone(),
             outputs: t.outputs.clone(),
+            progress: t.progress.clone(),
+            progress_at: rfc3339_opt(t.progress_at),
         }
     }
 }
@@ -319,6 +324,14 @@ pub async fn patch_run(
     control::mark(&state.store, &run, target).await?;
     let run = lookup::run(&state, &dag_id, &run_id).await?;
     Ok(Json(run_details(&state, &run).await?).into_response())
+}
+
+pub async fn get_task(
+    State(state): State<AppState>,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+) -> ApiResult {
+    let (_, _, ti) = lookup::task_instance(&state, &dag_id, &run_id, &task_id).await?;
+    Ok(Json(TaskInstanceJson::from(&ti)).into_response())
 }
 
 pub async fn patch_task(

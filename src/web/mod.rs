@@ -100,7 +100,7 @@ pub fn app(state: AppState) -> Router {
         .route("/dags/{dag}", get(api::get_dag).patch(api::patch_dag))
         .route("/dags/{dag}/runs", get(api::list_runs).post(api::trigger))
         .route("/dags/{dag}/runs/{run}", get(api::get_run).patch(api::patch_run))
-        .route("/dags/{dag}/runs/{run}/tasks/{task}", axum::routing::patch(api::patch_task))
+        .route("/dags/{dag}/runs/{run}/tasks/{task}", get(api::get_task).patch(api::patch_task))
         .route("/dags/{dag}/runs/{run}/tasks/{task}/clear", post(api::clear_task))
         .route("/dags/{dag}/runs/{run}/tasks/{task}/logs", get(api::task_logs))
         .route("/tokens", get(api::list_tokens))

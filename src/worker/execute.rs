@@ -1,23 +1,23 @@
 //! One try of one task instance: load its DAG version, render its templates, run its job with
 //! the task's timeout, and record how it ended.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::logs::flush_logs;
-use super::Worker;
+use super::{TryControls, Worker, STOP_GRACE};
 use crate::dag::template::{self, RunInfo};
 use crate::dag::Task;
 use crate::jobs::{JobContext, JobError, LogSink, Outputs};
 use crate::store::{ClaimedTask, RunRow, TaskOutcome};
 use crate::time::{from_micros, now_micros};
 
-/// Runs the try and records its outcome (then sets `recorded`), then wakes the scheduler.
-pub(super) async fn execute(worker: Arc<Worker>, task: ClaimedTask, recorded: Arc<AtomicBool>) {
-    let outcome = run_try(&worker, &task).await;
+/// Runs the try and records its outcome (then marks it recorded), then wakes the scheduler.
+pub(super) async fn execute(worker: Arc<Worker>, task: ClaimedTask, controls: TryControls) {
+    let outcome = run_try(&worker, &task, &controls).await;
     record(&worker, &task, &outcome).await;
-    recorded.store(true, Ordering::Release);
+    controls.recorded.store(true, Ordering::Release);
     worker.store.wake_scheduler().await;
 }
 
@@ -32,7 +32,7 @@ async fn record(worker: &Worker, task: &ClaimedTask, outcome: &TaskOutcome) {
             Ok(false) => {
                 tracing::warn!(
                     dag = %task.dag_id, task = %task.task_id, try_number = task.try_number,
-                    "result discarded: this try was taken over (its worker was presumed dead)"
+                    "result discarded: this try was taken over (its worker presumed dead, or the task marked by hand)"
                 );
                 return;
             }
@@ -87,19 +87,23 @@ async fn prepare(worker: &Worker, claimed: &ClaimedTask) -> Result<Prepared, Job
     Ok(Prepared { task, run, config })
 }
 
-async fn run_try(worker: &Worker, claimed: &ClaimedTask) -> TaskOutcome {
+async fn run_try(worker: &Worker, claimed: &ClaimedTask, controls: &TryControls) -> TaskOutcome {
     let (log, lines) = LogSink::channel();
     let flusher =
         tokio::spawn(flush_logs(worker.store.clone(), claimed.id, claimed.try_number, lines));
     let (result, retry_delay) = match prepare(worker, claimed).await {
         Ok(prepared) => {
             let delay = prepared.task.retry_delay_after(claimed.try_number);
-            (run_job(worker, claimed, prepared, log.clone()).await, Some(delay))
+            (run_job(worker, claimed, prepared, log.clone(), controls).await, Some(delay))
         }
         Err(e) => (Err(e), None),
     };
     let outcome = match result {
         Ok(outputs) => TaskOutcome::success(outputs),
+        Err(JobError::Cancelled(reason)) => {
+            log.info(format!("task stopped: {reason}"));
+            TaskOutcome::cancelled(reason, now_micros())
+        }
         Err(e) => {
             log.info(format!("task failed: {e}"));
             let retry_delay = retry_delay.filter(|_| e.is_retryable());
@@ -122,12 +126,14 @@ async fn run_try(worker: &Worker, claimed: &ClaimedTask) -> TaskOutcome {
 }
 
 /// Runs the job on its own task (so a panic is a failed try, not a dead worker) under the
-/// task's timeout; on timeout the job is dropped, which kills a shell command's process group.
+/// task's timeout. A job that times out is asked to stop, and dropped after [`STOP_GRACE`]
+/// (which kills a shell command's process group).
 async fn run_job(
     worker: &Worker,
     claimed: &ClaimedTask,
     prepared: Prepared,
     log: LogSink,
+    controls: &TryControls,
 ) -> Result<Outputs, JobError> {
     let Prepared { task, run, config } = prepared;
     let ctx = JobContext {
@@ -139,17 +145,20 @@ async fn run_job(
         log,
         warehouse: worker.options.warehouse.clone(),
         tables: worker.tables.clone(),
+        cancellation: controls.cancellation.clone(),
+        progress: controls.progress.clone(),
     };
     let registry = worker.versions.registry().clone();
     let kind = task.kind.clone();
-    let job = tokio::spawn(async move { registry.run(&kind, config, ctx).await });
-    // Stopping this try (timeout, shutdown, taken over) stops the job, whose drop kills a
-    // shell command's process group.
+    let mut job = tokio::spawn(async move { registry.run(&kind, config, ctx).await });
+    // Stopping this try (timeout, shutdown, taken over) stops the job.
     let _stop_job = AbortOnDrop(job.abort_handle());
     let joined = match task.timeout {
-        Some(limit) => match tokio::time::timeout(limit, job).await {
+        Some(limit) => match tokio::time::timeout(limit, &mut job).await {
             Ok(joined) => joined,
             Err(_) => {
+                controls.canceller.cancel();
+                let _ = tokio::time::timeout(STOP_GRACE, &mut job).await;
                 return Err(JobError::Failed(format!(
                     "timed out after {}",
                     humantime::format_duration(limit)

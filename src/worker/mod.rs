@@ -4,7 +4,9 @@
 //! [`Store::claim_tasks`]), holds no transaction while a task runs, heartbeats its running
 //! tries so the scheduler can tell a dead worker from a slow task, and records each result
 //! with a guarded update so a late result cannot overwrite a newer try. A try the heartbeat
-//! finds taken from it (presumed dead, or marked by hand) is stopped, processes and all.
+//! finds taken from it (presumed dead, or marked by hand) is stopped, processes and all: asked
+//! first (its job sees the cancellation), dropped after a grace period. Each heartbeat also
+//! stores what the running jobs reported of their progress.
 
 mod execute;
 mod logs;
@@ -17,7 +19,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::jobs::Stream;
+use crate::jobs::{cancellation, Cancellation, Canceller, ProgressCell, Stream};
 use crate::lake::tables::{CatalogConfig, TablesHandle};
 use crate::lake::{LakeError, Warehouse};
 use crate::process::{hostname, process_id, Shutdown};
@@ -102,8 +104,8 @@ impl Worker {
         &self.id
     }
 
-    /// Claims and runs tasks until shutdown. On shutdown, tries still running are stopped and
-    /// recorded as failed tries (retried per their policy).
+    /// Claims and runs tasks until shutdown. On shutdown, tries still running are asked to
+    /// stop, given [`STOP_GRACE`], then dropped, and recorded as cancelled (retried at once).
     pub async fn run(self, mut shutdown: Shutdown) {
         let worker = Arc::new(self);
         let mut waiter = worker.store.wakeups().workers_waiter();
@@ -124,11 +126,11 @@ impl Worker {
                 match claim.await {
                     Ok(tasks) => {
                         for task in tasks {
-                            let recorded = Arc::new(AtomicBool::new(false));
+                            let controls = TryControls::new();
                             let try_run =
-                                execute::execute(worker.clone(), task.clone(), recorded.clone());
+                                execute::execute(worker.clone(), task.clone(), controls.clone());
                             let handle = running.spawn(try_run);
-                            claimed.insert(handle.id(), Running { task, handle, recorded });
+                            claimed.insert(handle.id(), Running { task, handle, controls });
                         }
                     }
                     Err(e) if e.is_unavailable() => worker.store.connectivity().failed(&e),
@@ -146,7 +148,7 @@ impl Worker {
                     }
                 }
                 _ = heartbeat.tick() => {
-                    if let Some(owned) = worker.heartbeat().await {
+                    if let Some(owned) = worker.heartbeat(&claimed).await {
                         worker.stop_taken_over(&claimed, &owned).await;
                     }
                 }
@@ -154,16 +156,24 @@ impl Worker {
                 _ = shutdown.wait() => break,
             }
         }
+        for Running { controls, .. } in claimed.values() {
+            controls.canceller.cancel();
+        }
+        let _ = tokio::time::timeout(STOP_GRACE, async {
+            while let Some(done) = running.join_next_with_id().await {
+                let id = match &done {
+                    Ok((id, _)) => *id,
+                    Err(e) => e.id(),
+                };
+                claimed.remove(&id);
+            }
+        })
+        .await;
         running.abort_all();
-        for Running { task, .. } in claimed.values() {
-            let outcome = TaskOutcome::failure(
-                task.try_number,
-                task.max_tries,
-                Some(Duration::ZERO),
-                "worker shut down while the task was running".to_string(),
-                None,
-                now_micros(),
-            );
+        let stopped = claimed.values().filter(|r| !r.controls.recorded.load(Ordering::Acquire));
+        for Running { task, .. } in stopped {
+            let reason = "worker shut down while the task was running".to_string();
+            let outcome = TaskOutcome::cancelled(reason, now_micros());
             let _ = worker.store.finish_task(task, &worker.id, &outcome, now_micros()).await;
         }
         if !claimed.is_empty() {
@@ -173,12 +183,19 @@ impl Worker {
         tracing::info!(id = %worker.id, "worker stopped");
     }
 
-    /// Heartbeats this process and its tries; returns the task instances still this worker's,
-    /// or `None` if the database could not be reached.
-    async fn heartbeat(&self) -> Option<HashSet<i64>> {
+    /// Heartbeats this process and its tries, and stores the progress they reported since the
+    /// last heartbeat; returns the task instances still this worker's, or `None` if the
+    /// database could not be reached.
+    async fn heartbeat(&self, claimed: &HashMap<tokio::task::Id, Running>) -> Option<HashSet<i64>> {
         let now = now_micros();
         let beat = async {
             self.store.heartbeat_process(&self.id, "worker", &hostname(), now, None).await?;
+            for Running { task, controls, .. } in claimed.values() {
+                if let Some((progress, at)) = controls.progress.take_unseen() {
+                    let json = serde_json::to_string(&progress).unwrap_or_default();
+                    self.store.record_progress(task.id, task.try_number, &json, at).await?;
+                }
+            }
             self.store.heartbeat_tasks(&self.id, now).await
         };
         match self.store.connectivity().observe(beat.await) {
@@ -195,15 +212,15 @@ impl Worker {
     /// Stops the tries that are no longer this worker's: the scheduler presumed it dead and
     /// handed them on (after the database was unreachable from here but not from there), or
     /// a user marked them by hand. Their results would be discarded; their commands must not
-    /// run beside the retry.
+    /// run beside the retry. Each is asked to stop, and dropped after [`STOP_GRACE`].
     async fn stop_taken_over(
         &self,
         claimed: &HashMap<tokio::task::Id, Running>,
         owned: &HashSet<i64>,
     ) {
-        for Running { task, handle, recorded } in claimed.values() {
+        for Running { task, handle, controls } in claimed.values() {
             // A try that recorded its own result is no longer running, but not taken over.
-            if owned.contains(&task.id) || recorded.load(Ordering::Acquire) {
+            if owned.contains(&task.id) || controls.recorded.load(Ordering::Acquire) {
                 continue;
             }
             let text = format!(
@@ -211,17 +228,49 @@ impl Worker {
                 task.try_number
             );
             tracing::warn!(dag = %task.dag_id, task = %task.task_id, "{text}");
-            handle.abort();
+            controls.canceller.cancel();
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(STOP_GRACE).await;
+                handle.abort();
+            });
             let line = crate::jobs::LogLine { at: now_micros(), stream: Stream::System, text };
             let _ = self.store.append_logs(task.id, task.try_number, &[line]).await;
         }
     }
 }
 
+/// How long a try asked to stop may take to end cleanly before it is dropped (which kills a
+/// shell command's processes).
+pub const STOP_GRACE: Duration = Duration::from_secs(1);
+
 /// A try this worker is running.
 struct Running {
     task: ClaimedTask,
     handle: tokio::task::AbortHandle,
+    controls: TryControls,
+}
+
+/// What the worker and one running try share.
+#[derive(Clone)]
+struct TryControls {
     /// Set once the try's result is recorded.
     recorded: Arc<AtomicBool>,
+    /// Asks the job to stop.
+    canceller: Arc<Canceller>,
+    cancellation: Cancellation,
+    /// The job's latest progress report.
+    progress: ProgressCell,
+}
+
+impl TryControls {
+    fn new() -> TryControls {
+        let (canceller, cancellation) = cancellation();
+        TryControls {
+            recorded: Arc::default(),
+            canceller: Arc::new(canceller),
+            cancellation,
+            progress: ProgressCell::default(),
+        }
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{Harness, HarnessOptions};
 use lakeward::dag::compile;
 use lakeward::domain::{RunState, TaskState};
-use lakeward::jobs::{Job, JobContext, JobError, Outputs, Registry, Stage};
+use lakeward::jobs::{Job, JobContext, JobError, Outputs, Progress, Registry, Stage};
 use lakeward::scheduler::trigger::RunRequest;
 use serde::Deserialize;
 use serde_json::json;
@@ -100,6 +100,98 @@ async fn custom_kinds_run_with_rendered_fields_and_publish_outputs() {
             json!({"count": 2, "label": "2024-06-01"})
         );
         assert_eq!(h.log_text(&ti).await, "counting 2 items for 2024-06-01\n");
+        h.stop().await;
+    }
+}
+
+/// A long job of the kind streams are: it reports progress until asked to stop.
+struct Follow;
+
+/// When each `follow` job returned, by try: the test measures how fast it stopped.
+static STOPPED: std::sync::Mutex<Vec<std::time::Instant>> = std::sync::Mutex::new(Vec::new());
+
+impl Job for Follow {
+    const KIND: &'static str = "follow";
+    type Config = serde_json::Map<String, serde_json::Value>;
+
+    async fn run(&self, _config: Self::Config, ctx: JobContext) -> Result<Outputs, JobError> {
+        let mut rows = 0;
+        while !ctx.is_cancelled() {
+            rows += 10;
+            ctx.report_progress(Progress {
+                rows: Some(rows),
+                bytes: Some(rows * 100),
+                message: Some(format!("following, {rows} rows so far")),
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = ctx.cancelled() => {}
+            }
+        }
+        STOPPED.lock().unwrap().push(std::time::Instant::now());
+        Err(JobError::Cancelled("asked to stop".into()))
+    }
+}
+
+/// Progress a running job reports is visible through the API while it runs; marking the task
+/// by hand cancels the job, which stops within a second, and its try is recorded as cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_job_reports_progress_and_stops_when_cancelled() {
+    use axum::http::Method;
+    use lakeward::domain::Role;
+    use lakeward::users::{create_api_token, create_user};
+
+    let mut registry = Registry::builtin();
+    registry.register(Follow);
+    let source = "[tasks.follow]\nkind = \"follow\"\n";
+    let dag = std::sync::Arc::new(compile("follow.toml", source, "follow", &registry).unwrap());
+    for db in common::databases().await {
+        let options = HarnessOptions { registry: registry.clone(), ..Default::default() };
+        let h = Harness::start_with(&db, options).await;
+        let router = lakeward::web::app(lakeward::web::AppState::new(
+            h.store.clone(),
+            h.versions.clone(),
+            &lakeward::config::Config::default(),
+        ));
+        create_user(&h.store, "robot", "robot-password", Role::Admin).await.unwrap();
+        let token = create_api_token(&h.store, "robot", "tests", None).await.unwrap();
+        let logical = lakeward::schedule::parse_date("2024-06-01", chrono_tz::UTC).unwrap();
+        let run = h.trigger(&dag, RunRequest::manual(logical, Default::default())).await;
+        let path = format!("/api/v1/dags/follow/runs/{}/tasks/follow", run.run_id);
+
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let progress = loop {
+            let request = common::web::api_request(Method::GET, &path, &token, None);
+            let task = common::web::send(&router, request).await.json();
+            if task["progress"]["rows"].as_u64().unwrap_or(0) >= 20 {
+                break task;
+            }
+            assert!(std::time::Instant::now() < deadline, "no progress shown: {task}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(progress["state"], "running", "{}", db.backend);
+        assert!(progress["progress"]["message"].as_str().unwrap().starts_with("following, "));
+        assert!(progress["progress_at"].is_string(), "{progress}");
+
+        let before = STOPPED.lock().unwrap().len();
+        let ti = h.store.get_task_instance(run.pk, "follow").await.unwrap().unwrap();
+        let marked = std::time::Instant::now();
+        lakeward::scheduler::control::mark_task(&h.store, &ti, TaskState::Failed).await.unwrap();
+        let stopped = loop {
+            if let Some(at) = STOPPED.lock().unwrap().get(before) {
+                break *at;
+            }
+            assert!(marked.elapsed() < Duration::from_secs(5), "the job never stopped");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        // The worker notices at its next heartbeat (every 200 ms here); the job then stops.
+        let took = stopped.duration_since(marked);
+        assert!(took < Duration::from_secs(1), "{}: stopped after {took:?}", db.backend);
+        let tries = h.store.task_tries(ti.id).await.unwrap();
+        assert_eq!(tries.len(), 1);
+        assert_eq!(tries[0].state, "cancelled", "{}: {tries:?}", db.backend);
+        let ti = h.store.get_task_instance(run.pk, "follow").await.unwrap().unwrap();
+        assert_eq!(ti.state, TaskState::Failed, "marked failed by hand");
         h.stop().await;
     }
 }
