@@ -31,6 +31,11 @@ use sqlx::{AnyPool, Executor};
 use thiserror::Error;
 
 pub use connectivity::{Connectivity, Outage};
+
+/// The migration files of each dialect as `(version, name, SQL)`, in order.
+pub mod migrations {
+    include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
+}
 pub use dags::{DagRecord, DagRow, ImportErrorRow};
 pub use logs::LogRow;
 pub use model::{RunRow, TaskInstanceRow};
@@ -193,42 +198,13 @@ impl Store {
         self.backend
     }
 
-    /// Applies the migrations in `migrations/<backend>/`. On Postgres an advisory lock makes
-    /// concurrent callers wait for one another, so only one process migrates at a time.
+    /// Applies the migrations in `migrations/<backend>/` (embedded at build time, see
+    /// `build.rs`) with sqlx's migrator. On Postgres an advisory lock makes concurrent callers
+    /// wait for one another, so only one process migrates at a time.
     pub async fn migrate(&self) -> Result<()> {
-        let files: &[(i64, &str, &str)] = match self.backend {
-            Backend::Sqlite => &[
-                (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
-                (
-                    2,
-                    "users_and_tries",
-                    include_str!("../../migrations/sqlite/0002_users_and_tries.sql"),
-                ),
-                (3, "token_expiry", include_str!("../../migrations/sqlite/0003_token_expiry.sql")),
-                (
-                    4,
-                    "task_progress",
-                    include_str!("../../migrations/sqlite/0004_task_progress.sql"),
-                ),
-            ],
-            Backend::Postgres => &[
-                (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
-                (
-                    2,
-                    "users_and_tries",
-                    include_str!("../../migrations/postgres/0002_users_and_tries.sql"),
-                ),
-                (
-                    3,
-                    "token_expiry",
-                    include_str!("../../migrations/postgres/0003_token_expiry.sql"),
-                ),
-                (
-                    4,
-                    "task_progress",
-                    include_str!("../../migrations/postgres/0004_task_progress.sql"),
-                ),
-            ],
+        let files = match self.backend {
+            Backend::Sqlite => migrations::SQLITE,
+            Backend::Postgres => migrations::POSTGRES,
         };
         let migrations = files
             .iter()

@@ -257,3 +257,95 @@ async fn silent_processes_are_forgotten_and_heartbeats_never_go_back() {
         assert_eq!(store.latest_heartbeat("worker").await.unwrap(), Some(9_000));
     }
 }
+
+/// The SQLite and Postgres schemas say the same: the same migrations, tables, columns (type
+/// class, nullability, primary key), unique constraints, foreign keys and indexes. A migration
+/// added to one dialect and not the other, or written differently, fails here.
+#[tokio::test]
+async fn the_sqlite_and_postgres_schemas_do_not_drift_apart() {
+    use lakeward::store::migrations::{POSTGRES, SQLITE};
+    use sqlx::Connection;
+    let names = |set: &[(i64, &str, &str)]| {
+        set.iter().map(|(v, n, _)| (*v, n.to_string())).collect::<Vec<_>>()
+    };
+    assert_eq!(names(SQLITE), names(POSTGRES), "the same migrations, in the same order");
+    let Some(pg) = common::postgres().await else { return };
+    let lite = common::sqlite();
+    Store::open(&lite.url).await.unwrap().close().await;
+    Store::open(&pg.url).await.unwrap().close().await;
+
+    let mut conn = sqlx::SqliteConnection::connect(&lite.url).await.unwrap();
+    let sqlite: Vec<String> = sqlx::query_scalar(
+        "SELECT 'column ' || m.name || '.' || p.name || ' ' || \
+           CASE WHEN upper(p.type) LIKE '%INT%' THEN 'integer' WHEN upper(p.type) LIKE '%CHAR%' \
+                OR upper(p.type) = 'TEXT' THEN 'text' ELSE lower(p.type) END || \
+           CASE WHEN p.\"notnull\" = 1 OR p.pk > 0 THEN ' not null' ELSE ' null' END || \
+           CASE WHEN p.pk > 0 THEN ' key' ELSE '' END \
+         FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%' \
+         UNION ALL \
+         SELECT 'unique ' || m.name || ' (' || (SELECT group_concat(c.name, ', ') FROM \
+           (SELECT name FROM pragma_index_info(l.name) ORDER BY seqno) c) || ')' \
+         FROM sqlite_master m JOIN pragma_index_list(m.name) l \
+         WHERE m.type = 'table' AND l.origin = 'u' \
+         UNION ALL \
+         SELECT 'foreign ' || m.name || '.' || f.\"from\" || ' -> ' || f.\"table\" || '.' || f.\"to\" \
+         FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f WHERE m.type = 'table' \
+         UNION ALL \
+         SELECT 'index ' || name || ' on ' || tbl_name FROM sqlite_master \
+         WHERE type = 'index' AND sql IS NOT NULL",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+
+    let mut conn = sqlx::PgConnection::connect(&pg.url).await.unwrap();
+    let postgres: Vec<String> = sqlx::query_scalar(
+        "SELECT 'column ' || c.table_name || '.' || c.column_name || ' ' || \
+           CASE WHEN c.data_type IN ('integer', 'bigint', 'smallint') THEN 'integer' \
+                WHEN c.data_type IN ('text', 'character varying') THEN 'text' ELSE c.data_type END || \
+           CASE WHEN c.is_nullable = 'NO' THEN ' not null' ELSE ' null' END || \
+           CASE WHEN EXISTS (SELECT 1 FROM information_schema.key_column_usage k \
+                JOIN information_schema.table_constraints t ON t.constraint_name = k.constraint_name \
+                 AND t.table_schema = k.table_schema \
+                WHERE t.constraint_type = 'PRIMARY KEY' AND k.table_schema = c.table_schema \
+                  AND k.table_name = c.table_name AND k.column_name = c.column_name) \
+                THEN ' key' ELSE '' END \
+         FROM information_schema.columns c \
+         WHERE c.table_schema = current_schema() AND c.table_name NOT LIKE '_sqlx%' \
+         UNION ALL \
+         SELECT 'unique ' || r.relname || ' (' || (SELECT string_agg(a.attname, ', ' ORDER BY k.n) \
+           FROM unnest(x.conkey) WITH ORDINALITY AS k(attnum, n) \
+           JOIN pg_attribute a ON a.attrelid = x.conrelid AND a.attnum = k.attnum) || ')' \
+         FROM pg_constraint x JOIN pg_class r ON r.oid = x.conrelid \
+         WHERE x.contype = 'u' AND r.relnamespace = current_schema()::regnamespace \
+         UNION ALL \
+         SELECT 'foreign ' || r.relname || '.' || a.attname || ' -> ' || f.relname || '.' || b.attname \
+         FROM pg_constraint x JOIN pg_class r ON r.oid = x.conrelid JOIN pg_class f ON f.oid = x.confrelid \
+         JOIN pg_attribute a ON a.attrelid = x.conrelid AND a.attnum = x.conkey[1] \
+         JOIN pg_attribute b ON b.attrelid = x.confrelid AND b.attnum = x.confkey[1] \
+         WHERE x.contype = 'f' AND r.relnamespace = current_schema()::regnamespace \
+         UNION ALL \
+         SELECT 'index ' || i.indexname || ' on ' || i.tablename FROM pg_indexes i \
+         WHERE i.schemaname = current_schema() AND NOT EXISTS (SELECT 1 FROM pg_constraint x \
+           WHERE x.conindid = (quote_ident(i.schemaname) || '.' || quote_ident(i.indexname))::regclass)",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let sorted = |mut lines: Vec<String>| {
+        lines.sort();
+        lines
+    };
+    let (sqlite, postgres) = (sorted(sqlite), sorted(postgres));
+    let only = |a: &[String], b: &[String]| {
+        a.iter().filter(|l| !b.contains(l)).cloned().collect::<Vec<_>>()
+    };
+    assert!(
+        sqlite == postgres,
+        "schemas differ\nonly in SQLite:\n  {}\nonly in Postgres:\n  {}",
+        only(&sqlite, &postgres).join("\n  "),
+        only(&postgres, &sqlite).join("\n  ")
+    );
+    assert!(sqlite.iter().any(|l| l.starts_with("column task_instances.progress ")), "{sqlite:?}");
+}
