@@ -116,8 +116,10 @@ async fn measure(backend: &str, url: &str) {
     let scheduler = Scheduler::new(bench.store.clone(), bench.versions.clone(), scheduler_options);
     let worker = Worker::new(bench.store.clone(), bench.versions.clone(), worker_options);
     let listen = bench.store.listen();
-    let handles =
-        [tokio::spawn(scheduler.run(shutdown.clone())), tokio::spawn(worker.run(shutdown))];
+    let handles = [
+        lakeward::process::spawn_owned(scheduler.run(shutdown.clone())),
+        lakeward::process::spawn_owned(worker.run(shutdown)),
+    ];
 
     let chain20 = bench.dag("chain20", &chain(20)).await;
     bench.run(&chain20).await; // warm-up

@@ -64,8 +64,10 @@ async fn sustain(backend: &str, url: &str) {
     let listen = store.listen();
     let scheduler = Scheduler::new(store.clone(), versions.clone(), scheduler_options);
     let worker = Worker::new(store.clone(), versions.clone(), worker_options);
-    let handles =
-        [tokio::spawn(scheduler.run(shutdown.clone())), tokio::spawn(worker.run(shutdown))];
+    let handles = [
+        lakeward::process::spawn_owned(scheduler.run(shutdown.clone())),
+        lakeward::process::spawn_owned(worker.run(shutdown)),
+    ];
 
     // Each trigger task owns every TRIGGERS-th logical date, so they never collide.
     let total = per_minute * seconds / 60;
@@ -74,7 +76,7 @@ async fn sustain(backend: &str, url: &str) {
     let mut triggers = Vec::new();
     for lane in 0..TRIGGERS {
         let (store, dag) = (store.clone(), dag.clone());
-        triggers.push(tokio::spawn(async move {
+        triggers.push(lakeward::process::spawn_owned(async move {
             let mut tick = tokio::time::interval(gap);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             let mut i = lane;

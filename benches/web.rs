@@ -104,7 +104,7 @@ async fn load(base: &str, path: &str, headers: &[(&str, String)], clients: usize
         let url = format!("{base}{path}");
         let headers: Vec<(String, String)> =
             headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-        workers.push(tokio::spawn(async move {
+        workers.push(lakeward::process::spawn_owned(async move {
             let (mut latencies, mut errors) = (Vec::new(), 0usize);
             while Instant::now() < deadline {
                 let mut request = client.get(&url);
@@ -164,7 +164,7 @@ async fn bench(backend: &str, url: &str) {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, shutdown) = shutdown_channel();
     let state = AppState::new(store.clone(), versions, &Config::default());
-    let server = tokio::spawn(serve(listener, state, shutdown));
+    let server = lakeward::process::spawn_owned(serve(listener, state, shutdown));
 
     let seconds = env_number("LAKEWARD_BENCH_SECONDS", 10);
     let clients = env_number("LAKEWARD_BENCH_CLIENTS", 8) as usize;

@@ -1,5 +1,7 @@
 //! What a long-running lakeward process is: its identity (`host:pid:kind:nonce`), its host
-//! name, and how its loops learn that they must stop (Ctrl-C, SIGTERM, or a trigger).
+//! name, how its loops learn that they must stop (Ctrl-C, SIGTERM, or a trigger), and how it
+//! starts tasks: every task is owned ([`spawn_owned`], [`blocking`], [`blocking_producer`]), the
+//! only places that spawn (`clippy.toml` forbids bare `tokio::spawn` elsewhere).
 //! It builds nothing and knows no scheduler or worker: they depend on it.
 
 use tokio::sync::watch;
@@ -66,4 +68,70 @@ pub async fn termination_signal() {
         _ = ctrl_c => {}
         _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
     }
+}
+
+/// A task spawned on the runtime and owned by whoever holds this handle: dropping the handle
+/// aborts the task, so no task outlives the code that started it. Await it for its result.
+/// This and [`blocking`] are the only places that spawn (`clippy.toml` forbids the rest).
+pub struct Owned<T>(tokio::task::JoinHandle<T>);
+
+/// Spawns `future` as a task owned by the returned handle.
+pub fn spawn_owned<F>(future: F) -> Owned<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    #[allow(clippy::disallowed_methods)]
+    Owned(tokio::spawn(future))
+}
+
+impl<T> Owned<T> {
+    /// Stops the task now (it is also stopped when the handle is dropped).
+    pub fn abort(&self) {
+        self.0.abort();
+    }
+
+    /// A handle that can stop the task from elsewhere.
+    pub fn abort_handle(&self) -> tokio::task::AbortHandle {
+        self.0.abort_handle()
+    }
+}
+
+impl<T> std::future::Future for Owned<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for Owned<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs blocking work (file systems, Polars, hashing, locks) on the runtime's blocking pool
+/// and waits for it. Blocking work cannot be interrupted: it runs to its end even if the
+/// caller stops waiting.
+pub async fn blocking<T, F>(work: F) -> Result<T, tokio::task::JoinError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    #[allow(clippy::disallowed_methods)]
+    tokio::task::spawn_blocking(work).await
+}
+
+/// Starts blocking work that feeds a channel and stops by itself once the receiving side is
+/// dropped (its next send fails): the receiver owns it.
+pub fn blocking_producer<F>(work: F)
+where
+    F: FnOnce() + Send + 'static,
+{
+    #[allow(clippy::disallowed_methods)]
+    drop(tokio::task::spawn_blocking(work));
 }

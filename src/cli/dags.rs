@@ -271,8 +271,8 @@ pub async fn test(
     let worker_options = WorkerOptions { queues: vec![queue], ..c.worker_options.clone() };
     let scheduler = Scheduler::new(c.store.clone(), c.versions.clone(), scheduler_options);
     let worker = Worker::new(c.store.clone(), c.versions.clone(), worker_options);
-    let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
-    let worker = tokio::spawn(worker.run(shutdown));
+    let scheduler = crate::process::spawn_owned(scheduler.run(shutdown.clone()));
+    let worker = crate::process::spawn_owned(worker.run(shutdown));
     let state = follow(&c.store, &run).await;
     stop.trigger();
     let _ = tokio::join!(scheduler, worker);

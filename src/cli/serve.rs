@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::jobs::Registry;
+use crate::process::spawn_owned;
 use crate::runtime::{shutdown_channel, termination_signal, Components};
 use crate::users::ensure_first_admin;
 use crate::web::{self, AppState};
@@ -86,14 +87,14 @@ async fn run_until_terminated(c: Components, parts: Parts) -> anyhow::Result<Exi
     let listen = if parts.scheduler || parts.worker { c.store.listen() } else { None };
     let mut tasks = Vec::new();
     if parts.scheduler {
-        tasks.push(tokio::spawn(c.scheduler().run(shutdown.clone())));
+        tasks.push(spawn_owned(c.scheduler().run(shutdown.clone())));
     }
     if parts.worker {
-        tasks.push(tokio::spawn(c.worker().run(shutdown.clone())));
+        tasks.push(spawn_owned(c.worker().run(shutdown.clone())));
     }
     if let Some(listener) = parts.web {
         let serving = web::serve(listener, web_state(&c), shutdown.clone());
-        tasks.push(tokio::spawn(async move {
+        tasks.push(spawn_owned(async move {
             if let Err(e) = serving.await {
                 tracing::error!("web server stopped: {e}");
             }
@@ -105,9 +106,7 @@ async fn run_until_terminated(c: Components, parts: Parts) -> anyhow::Result<Exi
     for task in tasks {
         let _ = task.await;
     }
-    if let Some(listen) = listen {
-        listen.abort();
-    }
+    drop(listen);
     c.store.close().await;
     Ok(ExitCode::SUCCESS)
 }

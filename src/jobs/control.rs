@@ -118,7 +118,7 @@ mod tests {
     async fn a_stop_request_reaches_the_job() {
         let (canceller, cancellation) = cancellation();
         assert!(!cancellation.is_cancelled());
-        let waiting = tokio::spawn({
+        let waiting = crate::process::spawn_owned({
             let cancellation = cancellation.clone();
             async move { cancellation.cancelled().await }
         });

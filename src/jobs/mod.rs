@@ -189,7 +189,7 @@ impl JobError {
 pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, JobError> + Send + 'static,
 ) -> Result<T, JobError> {
-    tokio::task::spawn_blocking(work)
+    crate::process::blocking(work)
         .await
         .map_err(|e| JobError::Failed(format!("the job crashed: {e}")))?
 }

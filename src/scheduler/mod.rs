@@ -185,7 +185,7 @@ impl Scheduler {
 
     async fn reload_folder(&mut self, folder: PathBuf) -> Result<(), StoreError> {
         let registry = self.versions.registry().clone();
-        let bag = tokio::task::spawn_blocking(move || folder::load_folder(&folder, &registry))
+        let bag = crate::process::blocking(move || folder::load_folder(&folder, &registry))
             .await
             .unwrap_or_default();
         let fingerprint = fingerprint(&bag);

@@ -293,7 +293,7 @@ fn create_parent_dir(url: &str) {
 async fn lock_file(path: &str) -> Result<std::fs::File> {
     use std::os::fd::AsRawFd;
     let path = path.to_string();
-    let locked = tokio::task::spawn_blocking(move || {
+    let locked = crate::process::blocking(move || {
         let file =
             std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
         // SAFETY: flock on a file descriptor we own; blocks until the lock is granted.

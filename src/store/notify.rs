@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use crate::process::{spawn_owned, Owned};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use super::{Backend, Store};
 
@@ -73,13 +73,13 @@ impl Store {
     }
 
     /// On Postgres, forwards other processes' notifications to this process's waiters, until the
-    /// returned task is aborted. On SQLite there is nothing to listen to and `None` is returned.
-    pub fn listen(&self) -> Option<JoinHandle<()>> {
+    /// returned task is dropped. On SQLite there is nothing to listen to and `None` is returned.
+    pub fn listen(&self) -> Option<Owned<()>> {
         if self.backend != Backend::Postgres {
             return None;
         }
         let store = self.clone();
-        Some(tokio::spawn(async move {
+        Some(spawn_owned(async move {
             loop {
                 if let Err(e) = store.forward_notifications().await {
                     tracing::warn!("LISTEN connection lost, reconnecting: {e}");

@@ -398,9 +398,8 @@ pub async fn login(
     };
     let hash = user.as_ref().map_or_else(|| decoy_hash().to_string(), |u| u.password_hash.clone());
     let password = form.password;
-    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .unwrap_or(false);
+    let matches =
+        crate::process::blocking(move || verify_password(&password, &hash)).await.unwrap_or(false);
     let Some(user) = user.filter(|_| matches) else {
         throttle.failed(&form.username, client);
         let error = Some("Wrong user name or password.".to_string());

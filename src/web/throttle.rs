@@ -160,7 +160,9 @@ mod tests {
         let waiters: Vec<_> = (0..MAX_WAITING)
             .map(|_| {
                 let throttle = throttle.clone();
-                tokio::spawn(async move { throttle.hashing_slot().await.map(|_| ()) })
+                crate::process::spawn_owned(
+                    async move { throttle.hashing_slot().await.map(|_| ()) },
+                )
             })
             .collect();
         while throttle.waiting.load(Ordering::SeqCst) < MAX_WAITING {

@@ -89,8 +89,12 @@ async fn prepare(worker: &Worker, claimed: &ClaimedTask) -> Result<Prepared, Job
 
 async fn run_try(worker: &Worker, claimed: &ClaimedTask, controls: &TryControls) -> TaskOutcome {
     let (log, lines) = LogSink::channel();
-    let flusher =
-        tokio::spawn(flush_logs(worker.store.clone(), claimed.id, claimed.try_number, lines));
+    let flusher = crate::process::spawn_owned(flush_logs(
+        worker.store.clone(),
+        claimed.id,
+        claimed.try_number,
+        lines,
+    ));
     let (result, retry_delay) = match prepare(worker, claimed).await {
         Ok(prepared) => {
             let delay = prepared.task.retry_delay_after(claimed.try_number);
@@ -150,9 +154,9 @@ async fn run_job(
     };
     let registry = worker.versions.registry().clone();
     let kind = task.kind.clone();
-    let mut job = tokio::spawn(async move { registry.run(&kind, config, ctx).await });
-    // Stopping this try (timeout, shutdown, taken over) stops the job.
-    let _stop_job = AbortOnDrop(job.abort_handle());
+    // Owned: stopping this try (timeout, shutdown, taken over) drops the job.
+    let mut job =
+        crate::process::spawn_owned(async move { registry.run(&kind, config, ctx).await });
     let joined = match task.timeout {
         Some(limit) => match tokio::time::timeout(limit, &mut job).await {
             Ok(joined) => joined,
@@ -171,14 +175,5 @@ async fn run_job(
         Ok(result) => result,
         Err(e) if e.is_panic() => Err(JobError::Failed("the job panicked".to_string())),
         Err(e) => Err(JobError::Failed(format!("the job was cancelled: {e}"))),
-    }
-}
-
-/// Aborts a spawned job when dropped.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

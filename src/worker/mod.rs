@@ -111,6 +111,8 @@ impl Worker {
         let mut waiter = worker.store.wakeups().workers_waiter();
         let mut running: JoinSet<()> = JoinSet::new();
         let mut claimed: HashMap<tokio::task::Id, Running> = HashMap::new();
+        // Tasks that drop a try some time after asking it to stop.
+        let mut stoppers: JoinSet<()> = JoinSet::new();
         let mut heartbeat = tokio::time::interval(worker.options.heartbeat_interval);
         tracing::info!(id = %worker.id, slots = worker.options.slots, queues = ?worker.options.queues, "worker started");
         loop {
@@ -149,8 +151,10 @@ impl Worker {
                 }
                 _ = heartbeat.tick() => {
                     if let Some(owned) = worker.heartbeat(&claimed).await {
-                        worker.stop_taken_over(&claimed, &owned).await;
+                        worker.stop_taken_over(&claimed, &owned, &mut stoppers).await;
                     }
+                    // Reap the stoppers that are done.
+                    while stoppers.try_join_next().is_some() {}
                 }
                 _ = tokio::time::sleep(worker.options.poll_interval) => {}
                 _ = shutdown.wait() => break,
@@ -217,6 +221,7 @@ impl Worker {
         &self,
         claimed: &HashMap<tokio::task::Id, Running>,
         owned: &HashSet<i64>,
+        stoppers: &mut JoinSet<()>,
     ) {
         for Running { task, handle, controls } in claimed.values() {
             // A try that recorded its own result is no longer running, but not taken over.
@@ -230,7 +235,7 @@ impl Worker {
             tracing::warn!(dag = %task.dag_id, task = %task.task_id, "{text}");
             controls.canceller.cancel();
             let handle = handle.clone();
-            tokio::spawn(async move {
+            stoppers.spawn(async move {
                 tokio::time::sleep(STOP_GRACE).await;
                 handle.abort();
             });

@@ -2,6 +2,9 @@
 //! instead of once per file. Each module is one area (its own doc says what it covers);
 //! `common` holds the shared harness, databases and process helpers.
 
+// Tests spawn freely: every task they start ends with the test's runtime.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 mod browser;

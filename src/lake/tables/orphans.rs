@@ -110,7 +110,7 @@ async fn list_files(location: &str) -> Result<Vec<Stored>, TableError> {
     };
     let root = root.to_string();
     let listed = root.clone();
-    let found = tokio::task::spawn_blocking(move || walk(Path::new(&listed)))
+    let found = crate::process::blocking(move || walk(Path::new(&listed)))
         .await
         .map_err(|e| LakeError::Remote(format!("listing {location}: {e}")))?
         .map_err(|source| LakeError::Io { path: root.into(), source })?;

@@ -121,7 +121,8 @@ async fn stream_file(
         Source::Table(location) => Input::Bytes(table.file_io().new_input(location)?.read().await?),
     };
     let (sender, receiver) = mpsc::channel(2);
-    tokio::task::spawn_blocking(move || {
+    // Stops at its next batch once the receiver is dropped.
+    crate::process::blocking_producer(move || {
         let parts = |batch: RecordBatch| -> Result<Piece, TableError> {
             let batch = conform(&batch, &schema)?;
             match &splitter {

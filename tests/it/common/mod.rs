@@ -90,7 +90,7 @@ pub struct Harness {
     pub versions: Arc<DagVersions>,
     stop: ShutdownTrigger,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    listen: Option<tokio::task::JoinHandle<()>>,
+    listen: Option<lakeward::process::Owned<()>>,
     _scratch: tempfile::TempDir,
 }
 
