@@ -416,3 +416,62 @@ async fn orphan_files_of_failed_commits_are_removed_after_a_safety_age() {
     assert_eq!(lake.rows("bronze.orders", None).await, 20);
     lake.store.close().await;
 }
+
+/// Record batches go into a table as a stream, each commit carrying the writer's own summary
+/// properties (a stream's source offset, the snapshot it derived from). Later commits carry
+/// them forward until set anew, so after other appends, a compaction and an expiry the current
+/// snapshot still holds the newest marker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_summary_markers_survive_appends_compaction_and_expiry() {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use arrow_array::{Int64Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+
+    for db in common::databases().await {
+        let lake = lake(&db).await;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("region", DataType::Utf8, true),
+        ]));
+        let batch = |from: i64| {
+            let ids = Int64Array::from_iter_values(from..from + 5);
+            let regions = StringArray::from_iter_values((0..5).map(|i| ["eu", "us"][i % 2]));
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(ids), Arc::new(regions)]).unwrap()
+        };
+        let marker = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let write = async |from: i64, summary: BTreeMap<String, String>| {
+            let batches = futures::stream::iter([Ok(batch(from)), Ok(batch(from + 5))]);
+            lake.tables
+                .write_batches("bronze.events", &schema, batches, &[], WriteMode::Append, &summary)
+                .await
+                .unwrap()
+        };
+        let first = write(0, marker(&[("lakeward.source-offset", "10")])).await;
+        assert!(first.created);
+        assert_eq!(first.rows, 10);
+        write(10, marker(&[("lakeward.source-offset", "20"), ("lakeward.derived-from", "42")]))
+            .await;
+        write(20, BTreeMap::new()).await; // a writer that sets no marker
+        let newest = marker(&[("lakeward.source-offset", "20"), ("lakeward.derived-from", "42")]);
+        assert_eq!(lake.tables.custom_summary("bronze.events").await.unwrap(), newest);
+
+        let compaction = lake.tables.compact("bronze.events").await.unwrap();
+        assert!(compaction.snapshot_id.is_some(), "{}", db.backend);
+        let expiry = lake.tables.expire_snapshots("bronze.events", i64::MAX, 1).await.unwrap();
+        assert_eq!(expiry.expired_snapshots.len(), 3, "{}", db.backend);
+        assert_eq!(
+            lake.tables.custom_summary("bronze.events").await.unwrap(),
+            newest,
+            "{}: the marker survives compaction and expiry",
+            db.backend
+        );
+        assert_eq!(lake.rows("bronze.events", None).await, 30);
+        let history = lake.tables.history("bronze.events").await.unwrap();
+        assert_eq!(history.last().unwrap().operation, "replace");
+        lake.store.close().await;
+    }
+}

@@ -5,7 +5,7 @@
 //! the snapshot is published to the catalog (see `catalog`); a writer that lost the race gets
 //! [`TableError::Conflict`] and [`super::Tables::promote`] retries on top of the new metadata.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use iceberg::spec::{
     DataFile, ManifestEntryRef, ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation,
@@ -54,12 +54,14 @@ fn new_snapshot_id(table: &Table) -> i64 {
     }
 }
 
-/// Commits `added` to `table` with `mode`; returns the new snapshot's id.
+/// Commits `added` to `table` with `mode` and the writer's own summary properties `summary`;
+/// returns the new snapshot's id.
 pub async fn commit(
     tables: &Tables,
     table: &Table,
     added: &[DataFile],
     mode: WriteMode,
+    summary: &BTreeMap<String, String>,
 ) -> Result<i64, TableError> {
     let replaced: HashSet<&Struct> = added.iter().map(DataFile::partition).collect();
     let change = Change {
@@ -70,10 +72,12 @@ pub async fn commit(
             WriteMode::ReplacePartitions => replaced.contains(entry.data_file().partition()),
         },
         operation: if mode == WriteMode::Append { Operation::Append } else { Operation::Overwrite },
-        extra_summary: if mode == WriteMode::ReplacePartitions {
-            vec![("replace-partitions", "true")]
-        } else {
-            Vec::new()
+        extra_summary: {
+            let mut extra = summary.clone();
+            if mode == WriteMode::ReplacePartitions {
+                extra.insert("replace-partitions".into(), "true".into());
+            }
+            extra
         },
     };
     commit_change(tables, table, change).await
@@ -84,7 +88,47 @@ pub(super) struct Change<'a> {
     pub added: &'a [DataFile],
     pub removes: &'a (dyn Fn(&ManifestEntryRef) -> bool + Sync),
     pub operation: Operation,
-    pub extra_summary: Vec<(&'static str, &'static str)>,
+    /// Summary properties beyond the computed ones.
+    pub extra_summary: BTreeMap<String, String>,
+}
+
+/// Summary properties Iceberg defines, computed for each commit. Every other property is a
+/// writer's own (a source offset, the snapshot a table was derived from): a commit carries the
+/// parent snapshot's forward unless it sets them anew, so the current snapshot always holds
+/// the newest value of each, through compaction and whatever expiry removes.
+const COMPUTED_SUMMARY: &[&str] = &[
+    "added-data-files",
+    "added-records",
+    "added-files-size",
+    "deleted-data-files",
+    "deleted-records",
+    "removed-files-size",
+    "total-data-files",
+    "total-records",
+    "total-files-size",
+    "total-delete-files",
+    "total-position-deletes",
+    "total-equality-deletes",
+    "added-delete-files",
+    "removed-delete-files",
+    "added-position-deletes",
+    "removed-position-deletes",
+    "added-equality-deletes",
+    "removed-equality-deletes",
+    "changed-partition-count",
+    "replace-partitions",
+];
+
+/// The writer's own summary properties of `table`'s current snapshot.
+pub fn custom_summary(table: &Table) -> BTreeMap<String, String> {
+    let Some(snapshot) = table.metadata().current_snapshot() else { return BTreeMap::new() };
+    snapshot
+        .summary()
+        .additional_properties
+        .iter()
+        .filter(|(key, _)| !COMPUTED_SUMMARY.contains(&key.as_str()))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
 }
 
 /// Writes and publishes the snapshot of `change`; returns its id.
@@ -162,7 +206,8 @@ pub(super) async fn commit_change(
     let (deleted_files, deleted_rows, deleted_bytes) = count(&deleted);
     let added_rows: u64 = added.iter().map(DataFile::record_count).sum();
     let added_bytes: u64 = added.iter().map(DataFile::file_size_in_bytes).sum();
-    let mut summary: HashMap<String, String> = [
+    let mut summary: HashMap<String, String> = custom_summary(table).into_iter().collect();
+    let computed: Vec<(String, String)> = [
         ("added-data-files", added.len() as u64),
         ("added-records", added_rows),
         ("added-files-size", added_bytes),
@@ -179,9 +224,8 @@ pub(super) async fn commit_change(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    for (key, value) in extra_summary {
-        summary.insert(key.into(), value.into());
-    }
+    summary.extend(computed);
+    summary.extend(extra_summary);
     let operation = if deleted.is_empty() { Operation::Append } else { operation };
     let snapshot = Snapshot::builder()
         .with_snapshot_id(snapshot_id)

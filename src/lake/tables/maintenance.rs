@@ -70,7 +70,8 @@ impl Tables {
             added: &written.files,
             removes: &|entry| rewritten.contains(entry.data_file().file_path()),
             operation: Operation::Replace,
-            extra_summary: Vec::new(),
+            // The writers' own properties come forward from the current snapshot.
+            extra_summary: Default::default(),
         };
         let snapshot_id = commit_change(self, &table, change).await?;
         Ok(Compaction {

@@ -21,7 +21,7 @@ mod s3;
 mod split;
 mod write;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -102,6 +102,18 @@ impl TableError {
             TableError::Conflict(_) | TableError::Catalog(_) => ErrorClass::Transient,
         }
     }
+}
+
+/// A table about to be written: whether this write created it, and the columns it added.
+struct Target {
+    table: Table,
+    created: bool,
+    added_columns: Vec<String>,
+}
+
+/// A unique name prefix for the data files of one write.
+fn data_file_prefix() -> String {
+    format!("data-{}", crate::random::hex_digits(12))
 }
 
 /// The table catalog of one lakeward deployment.
@@ -234,16 +246,83 @@ impl Tables {
         partition_by: &[PartitionField],
         mode: WriteMode,
     ) -> Result<Promotion, TableError> {
+        self.promote_with(name, data, partition_by, mode, &BTreeMap::new()).await
+    }
+
+    /// [`Tables::promote`], the snapshot carrying the writer's own summary properties
+    /// `summary` (later commits carry them forward until set anew).
+    pub async fn promote_with(
+        &self,
+        name: &str,
+        data: &Path,
+        partition_by: &[PartitionField],
+        mode: WriteMode,
+        summary: &BTreeMap<String, String>,
+    ) -> Result<Promotion, TableError> {
         let files = write::parquet_files(data)?;
         let arrow_schema = write::dataset_schema(&files)?;
         let files: Vec<write::Source> = files.into_iter().map(write::Source::Local).collect();
-        let (mut table, created) = self.table_for(name, &arrow_schema, partition_by).await?;
-        let added_columns = self.evolve(&mut table, &arrow_schema).await?;
-        let prefix = format!("data-{}", crate::random::hex_digits(12));
-        let written = write::write_data_files(&table, &files, &prefix).await?;
+        let target = self.target(name, &arrow_schema, partition_by).await?;
+        let written = write::write_data_files(&target.table, &files, &data_file_prefix()).await?;
+        self.commit_written(name, target, written, mode, summary).await
+    }
+
+    /// Writes the record batches of `batches` (of schema `schema`) into table `name`, created
+    /// on first use, as one snapshot carrying `summary` (a stream's source offsets, say).
+    pub async fn write_batches<S>(
+        &self,
+        name: &str,
+        schema: &arrow_schema::Schema,
+        mut batches: S,
+        partition_by: &[PartitionField],
+        mode: WriteMode,
+        summary: &BTreeMap<String, String>,
+    ) -> Result<Promotion, TableError>
+    where
+        S: futures::Stream<Item = Result<arrow_array::RecordBatch, TableError>> + Unpin,
+    {
+        use futures::StreamExt;
+        let target = self.target(name, schema, partition_by).await?;
+        let mut writer = write::DataWriter::new(&target.table, &data_file_prefix()).await?;
+        while let Some(batch) = batches.next().await {
+            writer.write(&batch?).await?;
+        }
+        let written = writer.finish().await?;
+        self.commit_written(name, target, written, mode, summary).await
+    }
+
+    /// The writer's own summary properties of the table's current snapshot (the newest value
+    /// of each; see `commit`).
+    pub async fn custom_summary(&self, name: &str) -> Result<BTreeMap<String, String>, TableError> {
+        Ok(commit::custom_summary(&self.load(name).await?))
+    }
+
+    /// The table to write data of `schema` into: created if new, its schema evolved.
+    async fn target(
+        &self,
+        name: &str,
+        schema: &arrow_schema::Schema,
+        partition_by: &[PartitionField],
+    ) -> Result<Target, TableError> {
+        let (mut table, created) = self.table_for(name, schema, partition_by).await?;
+        let added_columns = self.evolve(&mut table, schema).await?;
+        Ok(Target { table, created, added_columns })
+    }
+
+    /// Commits written data files, loading the table again and retrying when another writer
+    /// committed first.
+    async fn commit_written(
+        &self,
+        name: &str,
+        target: Target,
+        written: write::Written,
+        mode: WriteMode,
+        summary: &BTreeMap<String, String>,
+    ) -> Result<Promotion, TableError> {
+        let Target { mut table, created, added_columns } = target;
         let mut attempt = 0;
         let snapshot_id = loop {
-            match commit::commit(self, &table, &written.files, mode).await {
+            match commit::commit(self, &table, &written.files, mode, summary).await {
                 Err(TableError::Conflict(_)) if attempt < 3 => {
                     attempt += 1;
                     table = self.load(name).await?;

@@ -1,7 +1,7 @@
-//! Writing a dataset's Parquet files into a table's data files: record batches are read with
-//! parquet-rs, conformed to the table's Arrow schema (which carries the Iceberg field ids), split
-//! by the table's partition spec and gathered per partition (`split`), and written by
-//! iceberg-rust's Parquet data file writers.
+//! Writing rows into a table's data files: record batches (read from a dataset's Parquet files
+//! with parquet-rs, or handed over by a caller as a stream) are conformed to the table's Arrow
+//! schema (which carries the Iceberg field ids), split by the table's partition spec and
+//! gathered per partition (`split`), and written by iceberg-rust's Parquet data file writers.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -123,13 +123,7 @@ async fn stream_file(
     let (sender, receiver) = mpsc::channel(2);
     // Stops at its next batch once the receiver is dropped.
     crate::process::blocking_producer(move || {
-        let parts = |batch: RecordBatch| -> Result<Piece, TableError> {
-            let batch = conform(&batch, &schema)?;
-            match &splitter {
-                Some(splitter) => Ok(Piece::Partitioned(splitter.assign(batch)?)),
-                None => Ok(Piece::Unpartitioned(batch)),
-            }
-        };
+        let parts = |batch: RecordBatch| piece(&batch, &schema, splitter.as_deref());
         fn batches<R: parquet::file::reader::ChunkReader + 'static>(
             reader: R,
         ) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader, TableError> {
@@ -178,57 +172,116 @@ pub async fn write_data_files(
     files: &[Source],
     prefix: &str,
 ) -> Result<Written, TableError> {
-    let metadata = table.metadata();
-    let schema = metadata.current_schema().clone();
-    let arrow_schema: SchemaRef = Arc::new(schema_to_arrow_schema(&schema)?);
-    let spec = metadata.default_partition_spec().clone();
-    let builder = DataFileWriterBuilder::new(RollingFileWriterBuilder::new_with_default_file_size(
-        ParquetWriterBuilder::new(writer_properties(), schema.clone()),
-        table.file_io().clone(),
-        DefaultLocationGenerator::new(metadata)?,
-        DefaultFileNameGenerator::new(prefix.to_string(), None, DataFileFormat::Parquet),
-    ));
-    let splitter = if spec.is_unpartitioned() {
-        None
-    } else {
-        Some(Arc::new(Splitter::try_new(&schema, &spec)?))
-    };
-    // One of the two: a writer per partition, or a single writer.
-    let (mut fanout, mut single) = match splitter {
-        Some(_) => (Some(FanoutWriter::new(builder)), None),
-        None => (None, Some(builder.build(None).await?)),
-    };
-    let mut gather = Gather::default();
-    let mut rows = 0u64;
+    let mut writer = DataWriter::new(table, prefix).await?;
     for source in files {
-        let mut parts = stream_file(table, source, arrow_schema.clone(), splitter.clone()).await?;
+        let parts =
+            stream_file(table, source, writer.arrow_schema.clone(), writer.splitter.clone());
+        let mut parts = parts.await?;
         while let Some(piece) = parts.recv().await {
-            match (piece?, fanout.as_mut(), single.as_mut()) {
-                (Piece::Partitioned(assigned), Some(writer), _) => {
-                    rows += assigned.batch.num_rows() as u64;
-                    for (key, batch) in gather.add(assigned)? {
-                        writer.write(key, batch).await?;
-                    }
-                }
-                (Piece::Unpartitioned(batch), _, Some(writer)) => {
-                    rows += batch.num_rows() as u64;
-                    writer.write(batch).await?;
-                }
-                _ => unreachable!("partitioned batches go with the fanout writer"),
-            }
+            writer.write_piece(piece?).await?;
         }
     }
-    let data_files = match (fanout, single) {
-        (Some(mut writer), _) => {
-            for (key, batch) in gather.drain()? {
-                writer.write(key, batch).await?;
+    writer.finish().await
+}
+
+/// Writes record batches into new data files of a table: each batch is conformed to the
+/// table's schema, split by its partition spec and gathered per partition.
+pub struct DataWriter {
+    arrow_schema: SchemaRef,
+    splitter: Option<Arc<Splitter>>,
+    /// One of the two: a writer per partition, or a single writer.
+    fanout: Option<FanoutWriter<Builder>>,
+    single: Option<<Builder as IcebergWriterBuilder>::R>,
+    gather: Gather,
+    rows: u64,
+}
+
+type Builder =
+    DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+
+impl DataWriter {
+    /// A writer of data files named `prefix-…` for `table`.
+    pub async fn new(table: &Table, prefix: &str) -> Result<DataWriter, TableError> {
+        let metadata = table.metadata();
+        let schema = metadata.current_schema().clone();
+        let arrow_schema: SchemaRef = Arc::new(schema_to_arrow_schema(&schema)?);
+        let spec = metadata.default_partition_spec().clone();
+        let builder =
+            DataFileWriterBuilder::new(RollingFileWriterBuilder::new_with_default_file_size(
+                ParquetWriterBuilder::new(writer_properties(), schema.clone()),
+                table.file_io().clone(),
+                DefaultLocationGenerator::new(metadata)?,
+                DefaultFileNameGenerator::new(prefix.to_string(), None, DataFileFormat::Parquet),
+            ));
+        let splitter = if spec.is_unpartitioned() {
+            None
+        } else {
+            Some(Arc::new(Splitter::try_new(&schema, &spec)?))
+        };
+        let (fanout, single) = match splitter {
+            Some(_) => (Some(FanoutWriter::new(builder)), None),
+            None => (None, Some(builder.build(None).await?)),
+        };
+        Ok(DataWriter {
+            arrow_schema,
+            splitter,
+            fanout,
+            single,
+            gather: Gather::default(),
+            rows: 0,
+        })
+    }
+
+    /// Writes the rows of `batch`.
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<(), TableError> {
+        let piece = piece(batch, &self.arrow_schema, self.splitter.as_deref())?;
+        self.write_piece(piece).await
+    }
+
+    async fn write_piece(&mut self, piece: Piece) -> Result<(), TableError> {
+        match (piece, self.fanout.as_mut(), self.single.as_mut()) {
+            (Piece::Partitioned(assigned), Some(writer), _) => {
+                self.rows += assigned.batch.num_rows() as u64;
+                for (key, batch) in self.gather.add(assigned)? {
+                    writer.write(key, batch).await?;
+                }
             }
-            writer.close().await?
+            (Piece::Unpartitioned(batch), _, Some(writer)) => {
+                self.rows += batch.num_rows() as u64;
+                writer.write(batch).await?;
+            }
+            _ => unreachable!("partitioned batches go with the fanout writer"),
         }
-        (_, Some(mut writer)) => writer.close().await?,
-        _ => Vec::new(),
-    };
-    Ok(Written { files: data_files, rows })
+        Ok(())
+    }
+
+    /// Closes the data files; they are not part of the table until committed.
+    pub async fn finish(mut self) -> Result<Written, TableError> {
+        let files = match (self.fanout, self.single) {
+            (Some(mut writer), _) => {
+                for (key, batch) in self.gather.drain()? {
+                    writer.write(key, batch).await?;
+                }
+                writer.close().await?
+            }
+            (_, Some(mut writer)) => writer.close().await?,
+            _ => Vec::new(),
+        };
+        Ok(Written { files, rows: self.rows })
+    }
+}
+
+/// `batch` conformed to the table's schema and, for a partitioned table, assigned to partitions.
+fn piece(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+    splitter: Option<&Splitter>,
+) -> Result<Piece, TableError> {
+    let batch = conform(batch, schema)?;
+    match splitter {
+        Some(splitter) => Ok(Piece::Partitioned(splitter.assign(batch)?)),
+        None => Ok(Piece::Unpartitioned(batch)),
+    }
 }
 
 /// The Parquet files of a dataset folder (or the file itself).
