@@ -1,6 +1,7 @@
 //! The vocabulary every layer shares: the lifecycle of task instances and runs (their states
 //! and the transitions between them), how a run came to be, what a user may do, the lines of
-//! a task's log, the default queue, and what kind of failure an error is.
+//! a task's log, the lineage of the data a try read and wrote, the default queue, and what
+//! kind of failure an error is.
 //!
 //! Pure values: this module knows nothing of the database, the scheduler or the web. The store
 //! saves these values as their `as_str()` text; everything above reads them from here.
@@ -155,6 +156,41 @@ pub struct LogLine {
 
 /// The queue tasks go to unless their DAG says otherwise.
 pub const DEFAULT_QUEUE: &str = "default";
+
+string_enum! {
+    /// Whether a try read or wrote an asset.
+    Direction {
+        Read => "read",
+        Wrote => "wrote",
+    }
+}
+
+string_enum! {
+    /// The assets of the lake.
+    AssetKind {
+        /// A versioned Parquet (or raw) dataset of the warehouse.
+        Dataset => "dataset",
+        /// An Iceberg table.
+        Table => "table",
+    }
+}
+
+/// One dataset version or table snapshot a try read or wrote: the lineage of the data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LineageRecord {
+    pub direction: Direction,
+    pub kind: AssetKind,
+    /// `bronze/orders` for a dataset, `bronze.orders` for a table.
+    pub name: String,
+    /// A dataset's version (`v-…`; `external` for data other tools wrote), or a table's
+    /// snapshot id.
+    pub version: String,
+    /// For a table write: `append`, `overwrite`, `replace_partitions`, `replace` (compaction).
+    pub operation: Option<String>,
+    pub rows: Option<u64>,
+    pub files: Option<u64>,
+    pub bytes: Option<u64>,
+}
 
 /// What kind of failure an error is, which decides whether a try is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

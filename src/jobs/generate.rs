@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::values::Templated;
 use super::{Job, JobContext, JobError, Outputs, Stage};
-use crate::lake::{check_relative, Publication, Warehouse};
+use crate::lake::{check_relative, Publication, Warehouse, Written};
 
 /// Fields of a `generate` task.
 #[derive(Debug, Deserialize)]
@@ -115,7 +115,9 @@ impl Job for Generate {
             "generating {} customers, {} products, {} orders into {output}/",
             spec.customers, spec.products, spec.orders
         ));
-        let outputs = super::blocking(move || generate(&warehouse, &output, &spec)).await?;
+        let lineage = ctx.lineage.clone();
+        let outputs =
+            super::blocking(move || generate(&warehouse, &output, &spec, &lineage)).await?;
         Ok(outputs)
     }
 }
@@ -130,19 +132,26 @@ struct Spec {
     end_date: NaiveDate,
 }
 
-fn generate(warehouse: &Warehouse, output: &str, spec: &Spec) -> Result<Outputs, JobError> {
+fn generate(
+    warehouse: &Warehouse,
+    output: &str,
+    spec: &Spec,
+    lineage: &super::Lineage,
+) -> Result<Outputs, JobError> {
     let mut rng = Rng::new(spec.seed);
     // The three tables are published together, or none if one fails.
     let mut publication = Publication::default();
     let out = &mut publication;
-    let prices =
-        write_table(warehouse, output, out, "products", |w| write_products(w, spec, &mut rng))?;
-    let customers =
-        write_table(warehouse, output, out, "customers", |w| write_customers(w, spec, &mut rng))?;
-    let orders = write_table(warehouse, output, out, "orders", |w| {
+    let prices = write_table(warehouse, output, out, "products", spec.products, |w| {
+        write_products(w, spec, &mut rng)
+    })?;
+    let customers = write_table(warehouse, output, out, "customers", spec.customers, |w| {
+        write_customers(w, spec, &mut rng)
+    })?;
+    let orders = write_table(warehouse, output, out, "orders", spec.orders, |w| {
         write_orders(w, spec, &prices.value, &mut rng)
     })?;
-    publication.commit()?;
+    lineage.wrote_datasets(&publication.commit()?);
     Ok(json!({
         "customers": { "rows": spec.customers, "bytes": customers.bytes },
         "products": { "rows": spec.products, "bytes": prices.bytes },
@@ -167,6 +176,7 @@ fn write_table<T>(
     output: &str,
     publication: &mut Publication,
     name: &str,
+    rows: u64,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<T>,
 ) -> Result<Table<T>, JobError> {
     let dataset = warehouse.dataset(&format!("{output}/{name}"))?;
@@ -178,7 +188,7 @@ fn write_table<T>(
     let value = fill(&mut writer).map_err(fail)?;
     writer.flush().map_err(fail)?;
     let bytes = file_size(&path);
-    publication.add(pending);
+    publication.add(pending, Written { rows, bytes, files: 1 });
     Ok(Table { value, bytes })
 }
 

@@ -62,9 +62,17 @@ impl Job for Iceberg {
             .collect::<Result<_, _>>()
             .map_err(JobError::Config)?;
         let dataset = ctx.warehouse.dataset(&config.input)?;
-        let data = super::blocking(move || dataset.current().map_err(JobError::failed)).await?;
+        let lineage = ctx.lineage.clone();
+        let data = super::blocking(move || {
+            let data = dataset.current()?;
+            lineage.read_dataset(&dataset)?;
+            Ok::<_, JobError>(data)
+        })
+        .await?;
         let tables = ctx.tables.get().await?;
         let done = tables.promote(&config.table, &data, &partition_by, config.mode).await?;
+        let (operation, files) = (config.mode.as_str(), done.files as u64);
+        ctx.lineage.wrote_table(&config.table, done.snapshot_id, operation, done.rows, files);
         if done.created {
             ctx.log.info(format!("created table {}", config.table));
         }

@@ -18,6 +18,7 @@ mod frame_json;
 mod generate;
 mod iceberg;
 mod ingest;
+mod lineage;
 mod log;
 mod noop;
 mod quality;
@@ -50,6 +51,7 @@ pub use control::{cancellation, Cancellation, Canceller, Progress, ProgressCell}
 pub use generate::{Generate, GenerateConfig};
 pub use iceberg::{Iceberg, IcebergConfig};
 pub use ingest::{ColumnType, Ingest, IngestConfig, IngestTable};
+pub use lineage::Lineage;
 pub use log::LogSink;
 pub use noop::Noop;
 pub use quality::{Check, CheckKind, Quality, QualityConfig, Severity};
@@ -213,6 +215,8 @@ pub struct JobContext {
     pub cancellation: Cancellation,
     /// Where the job reports its progress (see [`control`]).
     pub progress: ProgressCell,
+    /// Where the job records the dataset versions and table snapshots it read and wrote.
+    pub lineage: Lineage,
 }
 
 impl JobContext {

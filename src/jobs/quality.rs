@@ -197,7 +197,8 @@ impl Job for Quality {
     async fn run(&self, config: QualityConfig, ctx: JobContext) -> Result<Outputs, JobError> {
         let warehouse = ctx.warehouse.clone();
         let log = ctx.log.clone();
-        let results = super::blocking(move || run_checks(&warehouse, &config)).await?;
+        let lineage = ctx.lineage.clone();
+        let results = super::blocking(move || run_checks(&warehouse, &config, &lineage)).await?;
         let mut report = Vec::new();
         for r in &results {
             let status = if r.passed {
@@ -257,10 +258,14 @@ fn count(frame: LazyFrame) -> Result<u64, JobError> {
 
 const SAMPLE_ROWS: u32 = 5;
 
-fn run_checks(warehouse: &Warehouse, config: &QualityConfig) -> Result<Vec<CheckResult>, JobError> {
+fn run_checks(
+    warehouse: &Warehouse,
+    config: &QualityConfig,
+    lineage: &super::Lineage,
+) -> Result<Vec<CheckResult>, JobError> {
     let mut frames = IndexMap::new();
     for (name, path) in &config.datasets {
-        frames.insert(name.clone(), scan_input(warehouse, path)?);
+        frames.insert(name.clone(), scan_input(warehouse, path, lineage)?);
     }
     let mut results = Vec::new();
     for check in &config.checks {

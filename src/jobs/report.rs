@@ -52,8 +52,9 @@ impl Job for Report {
         let warehouse = ctx.warehouse.clone();
         let logical_date = ctx.logical_date.to_rfc3339();
         let run_id = ctx.run_id.clone();
+        let lineage = ctx.lineage.clone();
         let (metrics, bytes) = super::blocking(move || {
-            let mut sql = register_inputs(&warehouse, &config.inputs)?;
+            let mut sql = register_inputs(&warehouse, &config.inputs, &lineage)?;
             let mut metrics = Map::new();
             for (name, query) in &config.metrics {
                 let fail = |e: polars::error::PolarsError| {

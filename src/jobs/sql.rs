@@ -21,7 +21,7 @@ use sqlparser::ast::{ObjectName, Statement, TableFactor, Visit, Visitor};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::{Parser, ParserOptions};
 
-use super::{Job, JobContext, JobError, Outputs, Quoting, Stage};
+use super::{Job, JobContext, JobError, Lineage, Outputs, Quoting, Stage};
 use crate::lake::{check_relative, scan, write_parquet, Publication, ScanOptions, Warehouse};
 
 /// Fields of a `sql` task.
@@ -72,8 +72,9 @@ impl Job for Sql {
     async fn run(&self, config: SqlConfig, ctx: JobContext) -> Result<Outputs, JobError> {
         let warehouse = ctx.warehouse.clone();
         let log = ctx.log.clone();
+        let lineage = ctx.lineage.clone();
         super::blocking(move || {
-            let mut sql = register_inputs(&warehouse, &config.inputs)?;
+            let mut sql = register_inputs(&warehouse, &config.inputs, &lineage)?;
             let mut outputs = serde_json::Map::new();
             let (mut rows, mut bytes) = (0, 0);
             // Every output is published at the end, or none if one fails.
@@ -85,7 +86,7 @@ impl Job for Sql {
                 let dataset = warehouse.dataset(path)?;
                 let (version, written) = write_parquet(frame, &dataset, &output.partition_by)
                     .map_err(|e| in_output(e.into()))?;
-                publication.add(version);
+                publication.add(version, written);
                 log.info(format!(
                     "{path}: {} rows, {} bytes in {} files",
                     written.rows, written.bytes, written.files
@@ -98,7 +99,7 @@ impl Job for Sql {
                             "duration_ms": started.elapsed().as_millis() as u64 }),
                 );
             }
-            publication.commit()?;
+            lineage.wrote_datasets(&publication.commit()?);
             outputs.insert("rows".into(), Value::from(rows));
             outputs.insert("bytes".into(), Value::from(bytes));
             Ok(outputs)
@@ -111,18 +112,26 @@ impl Job for Sql {
 pub(super) fn register_inputs(
     warehouse: &Warehouse,
     inputs: &IndexMap<String, String>,
+    lineage: &Lineage,
 ) -> Result<SQLContext, JobError> {
     let sql = SQLContext::new();
     for (name, path) in inputs {
-        sql.register(name, scan_input(warehouse, path)?);
+        sql.register(name, scan_input(warehouse, path, lineage)?);
     }
     Ok(sql)
 }
 
-pub(super) fn scan_input(warehouse: &Warehouse, path: &str) -> Result<LazyFrame, JobError> {
+/// A lazy scan of the dataset at `path`, its version recorded as read.
+pub(super) fn scan_input(
+    warehouse: &Warehouse,
+    path: &str,
+    lineage: &Lineage,
+) -> Result<LazyFrame, JobError> {
     let dataset = warehouse.dataset(path)?;
-    scan(&dataset, &ScanOptions::default())
-        .map_err(|e| JobError::from(e).context(format!("reading {path}")))
+    let in_input = |e: crate::lake::LakeError| JobError::from(e).context(format!("reading {path}"));
+    let frame = scan(&dataset, &ScanOptions::default()).map_err(in_input)?;
+    lineage.read_dataset(&dataset).map_err(in_input)?;
+    Ok(frame)
 }
 
 pub(super) fn check_path(what: &str, path: &str, stage: Stage) -> Option<String> {

@@ -42,6 +42,10 @@ impl Job for Compact {
         let mut outputs = Outputs::new();
         for name in &config.tables {
             let done = tables.compact(name).await?;
+            if let Some(snapshot_id) = done.snapshot_id {
+                let files = done.files_after as u64;
+                ctx.lineage.wrote_table(name, snapshot_id, "replace", done.rows, files);
+            }
             ctx.log.info(format!(
                 "{name}: {} data files before, {} after ({} rewritten)",
                 done.files_before, done.files_after, done.rewritten_files

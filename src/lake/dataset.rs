@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use super::remote::Remote;
-use super::{io, LakeError, Result};
+use super::{io, LakeError, Result, Written};
 
 const POINTER: &str = "_current";
 pub(super) const VERSION_PREFIX: &str = "v-";
@@ -57,6 +57,13 @@ impl Dataset {
             }
             Err(e) => Err(io(&pointer)(e)),
         }
+    }
+
+    /// The name of the current version (`v-…`), or `external` for data other tools wrote.
+    pub fn current_version(&self) -> Result<String> {
+        let current = self.current()?;
+        let name = current.file_name().map(|n| n.to_string_lossy().into_owned());
+        Ok(name.filter(|n| n.starts_with(VERSION_PREFIX)).unwrap_or_else(|| "external".into()))
     }
 
     /// Brings the current version of a remote dataset into the cache (once per version).
@@ -157,21 +164,32 @@ impl PendingVersion {
 /// matter of microseconds, could leave some published and not others.
 #[derive(Default)]
 pub struct Publication {
-    pending: Vec<PendingVersion>,
+    pending: Vec<(PendingVersion, Written)>,
+}
+
+/// A dataset version a [`Publication`] made visible.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub dataset: String,
+    pub version: String,
+    pub written: Written,
 }
 
 impl Publication {
-    /// Adds a version to publish with the others.
-    pub fn add(&mut self, version: PendingVersion) {
-        self.pending.push(version);
+    /// Adds a version (and what was written into it) to publish with the others.
+    pub fn add(&mut self, version: PendingVersion, written: Written) {
+        self.pending.push((version, written));
     }
 
-    /// Publishes every version.
-    pub fn commit(self) -> Result<()> {
-        for version in self.pending {
+    /// Publishes every version; returns them.
+    pub fn commit(self) -> Result<Vec<Published>> {
+        let mut published = Vec::new();
+        for (version, written) in self.pending {
+            let (dataset, name) = (version.dataset.name.clone(), version.version.clone());
             version.commit()?;
+            published.push(Published { dataset, version: name, written });
         }
-        Ok(())
+        Ok(published)
     }
 }
 

@@ -22,7 +22,7 @@ use std::path::{Component, Path, PathBuf};
 use thiserror::Error;
 
 use crate::domain::ErrorClass;
-pub use dataset::{Dataset, PendingVersion, Publication};
+pub use dataset::{Dataset, PendingVersion, Publication, Published};
 pub use frames::{data_files, scan, sink_parquet, write_parquet, Format, ScanOptions, Written};
 
 use std::sync::Arc;

@@ -172,6 +172,7 @@ impl Store {
         let statements = [
             format!("DELETE FROM task_logs WHERE ti_id IN ({of_runs})"),
             format!("DELETE FROM task_tries WHERE ti_id IN ({of_runs})"),
+            format!("DELETE FROM task_lineage WHERE ti_id IN ({of_runs})"),
             format!("DELETE FROM task_instances WHERE run_pk IN ({list})"),
             format!("DELETE FROM dag_runs WHERE id IN ({list})"),
         ];

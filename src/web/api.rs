@@ -331,7 +331,16 @@ pub async fn get_task(
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
 ) -> ApiResult {
     let (_, _, ti) = lookup::task_instance(&state, &dag_id, &run_id, &task_id).await?;
-    Ok(Json(TaskInstanceJson::from(&ti)).into_response())
+    let lineage = state.store.task_lineage(ti.id, ti.try_number).await?;
+    Ok(Json(TaskDetails { task: TaskInstanceJson::from(&ti), lineage }).into_response())
+}
+
+/// A task instance with the lineage of its latest try.
+#[derive(Serialize)]
+struct TaskDetails {
+    #[serde(flatten)]
+    task: TaskInstanceJson,
+    lineage: Vec<crate::domain::LineageRecord>,
 }
 
 pub async fn patch_task(

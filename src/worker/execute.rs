@@ -124,6 +124,8 @@ async fn run_try(worker: &Worker, claimed: &ClaimedTask, controls: &TryControls)
             outcome
         }
     };
+    let mut outcome = outcome;
+    outcome.lineage = controls.lineage.take();
     drop(log);
     let _ = flusher.await;
     outcome
@@ -151,6 +153,7 @@ async fn run_job(
         tables: worker.tables.clone(),
         cancellation: controls.cancellation.clone(),
         progress: controls.progress.clone(),
+        lineage: controls.lineage.clone(),
     };
     let registry = worker.versions.registry().clone();
     let kind = task.kind.clone();

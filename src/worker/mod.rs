@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::jobs::{cancellation, Cancellation, Canceller, ProgressCell, Stream};
+use crate::jobs::{cancellation, Cancellation, Canceller, Lineage, ProgressCell, Stream};
 use crate::lake::tables::{CatalogConfig, TablesHandle};
 use crate::lake::{LakeError, Warehouse};
 use crate::process::{hostname, process_id, Shutdown};
@@ -266,6 +266,8 @@ struct TryControls {
     cancellation: Cancellation,
     /// The job's latest progress report.
     progress: ProgressCell,
+    /// What the job read and wrote.
+    lineage: Lineage,
 }
 
 impl TryControls {
@@ -276,6 +278,7 @@ impl TryControls {
             canceller: Arc::new(canceller),
             cancellation,
             progress: ProgressCell::default(),
+            lineage: Lineage::default(),
         }
     }
 }

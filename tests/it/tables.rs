@@ -475,3 +475,91 @@ async fn custom_summary_markers_survive_appends_compaction_and_expiry() {
         lake.store.close().await;
     }
 }
+
+/// Each try records the lineage of its data: the dataset versions and table snapshots it read
+/// and wrote, readable from the store and from the task's API endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_try_records_what_it_read_and_wrote() {
+    use lakeward::domain::{AssetKind, Direction};
+    let pipeline = dag(r#"
+        [tasks.enrich]
+        kind = "sql"
+        inputs = { orders = "bronze/orders" }
+        outputs."silver/orders" = { query = "SELECT * FROM orders" }
+        outputs."gold/daily" = { query = "SELECT order_date, SUM(amount) AS total FROM orders GROUP BY order_date" }
+        [tasks.promote]
+        kind = "iceberg"
+        table = "silver.orders"
+        input = "silver/orders"
+        depends_on = ["enrich"]
+    "#);
+    for db in common::databases().await {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = Warehouse::open(dir.path().to_str().unwrap()).unwrap();
+        write_orders(&warehouse, "bronze/orders", 0..2, 5, 1.0);
+        let options =
+            HarnessOptions { warehouse: Some(warehouse.clone()), ..HarnessOptions::default() };
+        let h = Harness::start_with(&db, options).await;
+        let run = h.trigger(&pipeline, manual(serde_json::json!({}))).await;
+        assert_eq!(h.wait(&run, Duration::from_secs(60)).await.state, RunState::Success);
+        let tasks = h.tasks(&run).await;
+        let ti = |id: &str| tasks.iter().find(|t| t.task_id == id).unwrap().clone();
+        let version = |name: &str| warehouse.dataset(name).unwrap().current_version().unwrap();
+
+        let enrich = h.store.task_lineage(ti("enrich").id, 1).await.unwrap();
+        let seen: Vec<(Direction, AssetKind, String, String)> = enrich
+            .iter()
+            .map(|r| (r.direction, r.kind, r.name.clone(), r.version.clone()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    Direction::Read,
+                    AssetKind::Dataset,
+                    "bronze/orders".into(),
+                    version("bronze/orders")
+                ),
+                (
+                    Direction::Wrote,
+                    AssetKind::Dataset,
+                    "silver/orders".into(),
+                    version("silver/orders")
+                ),
+                (Direction::Wrote, AssetKind::Dataset, "gold/daily".into(), version("gold/daily")),
+            ],
+            "{}",
+            db.backend
+        );
+        assert_eq!(enrich[1].rows, Some(10));
+        assert!(version("silver/orders").starts_with("v-"));
+
+        let promote = h.store.task_lineage(ti("promote").id, 1).await.unwrap();
+        assert_eq!(promote.len(), 2, "{promote:?}");
+        assert_eq!(
+            (promote[0].direction, promote[0].version.clone()),
+            (Direction::Read, version("silver/orders"))
+        );
+        let snapshot = ti("promote").outputs["snapshot_id"].as_i64().unwrap().to_string();
+        assert_eq!(
+            (promote[1].kind, promote[1].name.as_str(), promote[1].version.clone()),
+            (AssetKind::Table, "silver.orders", snapshot.clone())
+        );
+        assert_eq!((promote[1].operation.as_deref(), promote[1].rows), (Some("append"), Some(10)));
+
+        let router = lakeward::web::app(lakeward::web::AppState::new(
+            h.store.clone(),
+            h.versions.clone(),
+            &lakeward::config::Config::default(),
+        ));
+        let users = (lakeward::users::create_user, lakeward::users::create_api_token);
+        users.0(&h.store, "robot", "robot-password", lakeward::domain::Role::Admin).await.unwrap();
+        let token = users.1(&h.store, "robot", "tests", None).await.unwrap();
+        let path = format!("/api/v1/dags/test_dag/runs/{}/tasks/promote", run.run_id);
+        let request = common::web::api_request(axum::http::Method::GET, &path, &token, None);
+        let body = common::web::send(&router, request).await.json();
+        assert_eq!(body["lineage"][1]["kind"], "table", "{body}");
+        assert_eq!(body["lineage"][1]["version"], snapshot.as_str(), "{body}");
+        h.stop().await;
+    }
+}

@@ -135,6 +135,7 @@ impl Job for Ingest {
         let warehouse = ctx.warehouse.clone();
         let log = ctx.log.clone();
         let ingested_at = crate::time::now_micros();
+        let lineage = ctx.lineage.clone();
         super::blocking(move || {
             let mut outputs = serde_json::Map::new();
             let (mut rows, mut quarantined, mut bytes) = (0, 0, 0);
@@ -142,7 +143,8 @@ impl Job for Ingest {
             let mut publication = Publication::default();
             for (name, table) in &config.tables {
                 let started = Instant::now();
-                let result = ingest_table(&warehouse, table, ingested_at, &mut publication);
+                let result =
+                    ingest_table(&warehouse, table, ingested_at, &mut publication, &lineage);
                 let result = result.map_err(|e| e.context(format!("table `{name}`")))?;
                 log.info(format!(
                     "{name}: {} rows into {}, {} quarantined ({} malformed)",
@@ -158,7 +160,7 @@ impl Job for Ingest {
                             "duration_ms": started.elapsed().as_millis() as u64 }),
                 );
             }
-            publication.commit()?;
+            lineage.wrote_datasets(&publication.commit()?);
             outputs.insert("rows".into(), Value::from(rows));
             outputs.insert("quarantined".into(), Value::from(quarantined));
             outputs.insert("bytes".into(), Value::from(bytes));
@@ -182,6 +184,7 @@ fn ingest_table(
     table: &IngestTable,
     ingested_at: i64,
     publication: &mut Publication,
+    lineage: &super::Lineage,
 ) -> Result<Ingested, JobError> {
     let input = warehouse.dataset(&table.input)?;
     let output = warehouse.dataset(&table.output)?;
@@ -193,6 +196,7 @@ fn ingest_table(
         None => detect_format(&input)?,
     };
     let declared = !table.schema.is_empty();
+    lineage.read_dataset(&input)?;
     // CSV and JSON lines are read record by record, so a malformed record is set aside with
     // its file and line; with a schema every value is read as text and typed below, so a
     // value that does not fit quarantines its row instead of failing the read.
@@ -229,7 +233,7 @@ fn ingest_table(
     let valid = drop_if_present(valid, &origin)?;
     let mut write = |frame: LazyFrame, dataset: &crate::lake::Dataset| {
         let (version, written) = write_parquet(frame, dataset, &[])?;
-        publication.add(version);
+        publication.add(version, written);
         Ok::<_, JobError>(written)
     };
     let written = write(valid.with_columns([stamp.clone(), flag]), &output)?;

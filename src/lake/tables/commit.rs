@@ -29,6 +29,17 @@ pub enum WriteMode {
     ReplacePartitions,
 }
 
+impl WriteMode {
+    /// The name DAG files use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteMode::Append => "append",
+            WriteMode::Overwrite => "overwrite",
+            WriteMode::ReplacePartitions => "replace_partitions",
+        }
+    }
+}
+
 /// Live entries of the table's current snapshot, and its manifests.
 pub(super) async fn live_entries(
     table: &Table,
