@@ -10,11 +10,10 @@ use std::io::Write;
 use std::path::Path;
 
 use chrono::{Datelike, Duration, NaiveDate};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::values::Templated;
-use super::{Job, JobContext, JobError, Outputs, Stage};
+use super::{Job, JobContext, JobError, Stage};
 use crate::lake::{check_relative, Publication, Warehouse, Written};
 
 /// Fields of a `generate` task.
@@ -70,6 +69,7 @@ pub struct Generate;
 impl Job for Generate {
     const KIND: &'static str = "generate";
     type Config = GenerateConfig;
+    type Output = Generated;
 
     fn validate(&self, config: &GenerateConfig, stage: Stage) -> Vec<String> {
         let mut problems = Vec::new();
@@ -94,7 +94,7 @@ impl Job for Generate {
         problems
     }
 
-    async fn run(&self, config: GenerateConfig, ctx: JobContext) -> Result<Outputs, JobError> {
+    async fn run(&self, config: GenerateConfig, ctx: JobContext) -> Result<Generated, JobError> {
         let spec = Spec {
             customers: config.customers.get("customers")?.max(1),
             products: config.products.get("products")?.max(1),
@@ -137,7 +137,7 @@ fn generate(
     output: &str,
     spec: &Spec,
     lineage: &super::Lineage,
-) -> Result<Outputs, JobError> {
+) -> Result<Generated, JobError> {
     let mut rng = Rng::new(spec.seed);
     // The three tables are published together, or none if one fails.
     let mut publication = Publication::default();
@@ -152,16 +152,41 @@ fn generate(
         write_orders(w, spec, &prices.value, &mut rng)
     })?;
     lineage.wrote_datasets(&publication.commit()?);
-    Ok(json!({
-        "customers": { "rows": spec.customers, "bytes": customers.bytes },
-        "products": { "rows": spec.products, "bytes": prices.bytes },
-        "orders": { "rows": spec.orders, "bytes": orders.bytes, "dirty_rows": orders.value },
-        "rows": spec.customers + spec.products + spec.orders,
-        "bytes": customers.bytes + prices.bytes + orders.bytes,
+    Ok(Generated {
+        customers: TableGenerated {
+            rows: spec.customers,
+            bytes: customers.bytes,
+            dirty_rows: None,
+        },
+        products: TableGenerated { rows: spec.products, bytes: prices.bytes, dirty_rows: None },
+        orders: TableGenerated {
+            rows: spec.orders,
+            bytes: orders.bytes,
+            dirty_rows: Some(orders.value),
+        },
+        rows: spec.customers + spec.products + spec.orders,
+        bytes: customers.bytes + prices.bytes + orders.bytes,
     })
-    .as_object()
-    .cloned()
-    .unwrap_or_default())
+}
+
+/// The outputs of a `generate` task.
+#[derive(Debug, Serialize)]
+pub struct Generated {
+    pub customers: TableGenerated,
+    pub products: TableGenerated,
+    pub orders: TableGenerated,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// One table `generate` wrote.
+#[derive(Debug, Serialize)]
+pub struct TableGenerated {
+    pub rows: u64,
+    pub bytes: u64,
+    /// Rows made dirty on purpose (orders only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dirty_rows: Option<u64>,
 }
 
 struct Table<T> {

@@ -2,10 +2,9 @@
 //! Iceberg table, creating the namespace and table on first run. The new snapshot's id is in
 //! the task's outputs, so a run links to the exact table version it produced.
 
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
-use super::{Job, JobContext, JobError, Outputs, Stage};
+use super::{Job, JobContext, JobError, Stage};
 use crate::lake::tables::{table_ident, PartitionField, WriteMode};
 
 /// ```toml
@@ -39,6 +38,7 @@ pub struct Iceberg;
 impl Job for Iceberg {
     const KIND: &'static str = "iceberg";
     type Config = IcebergConfig;
+    type Output = Promoted;
 
     fn validate(&self, config: &IcebergConfig, stage: Stage) -> Vec<String> {
         let mut problems = Vec::new();
@@ -54,7 +54,7 @@ impl Job for Iceberg {
         problems
     }
 
-    async fn run(&self, config: IcebergConfig, ctx: JobContext) -> Result<Outputs, JobError> {
+    async fn run(&self, config: IcebergConfig, ctx: JobContext) -> Result<Promoted, JobError> {
         let partition_by: Vec<PartitionField> = config
             .partition_by
             .iter()
@@ -83,13 +83,24 @@ impl Job for Iceberg {
             "{:?} of {} rows in {} files into {}: snapshot {}",
             config.mode, done.rows, done.files, config.table, done.snapshot_id
         ));
-        let outputs = json!({
-            "table": config.table,
-            "snapshot_id": done.snapshot_id,
-            "rows": done.rows,
-            "files": done.files,
-            "added_columns": done.added_columns,
-        });
-        Ok(outputs.as_object().cloned().unwrap_or_default())
+        Ok(Promoted {
+            table: config.table,
+            snapshot_id: done.snapshot_id,
+            rows: done.rows,
+            files: done.files,
+            added_columns: done.added_columns,
+        })
     }
+}
+
+/// The outputs of an `iceberg` task.
+#[derive(Debug, Serialize)]
+pub struct Promoted {
+    pub table: String,
+    /// The snapshot this try committed.
+    pub snapshot_id: i64,
+    pub rows: u64,
+    pub files: usize,
+    /// Columns the data added to the table's schema.
+    pub added_columns: Vec<String>,
 }

@@ -37,6 +37,7 @@ use std::sync::Arc;
 
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use serde::Deserialize as _;
+use serde::Serialize;
 use serde_json::Value;
 use thiserror::Error;
 use toml::de::DeValue;
@@ -87,7 +88,7 @@ pub enum Quoting {
     Shell,
 }
 
-/// A job's published results (row counts, paths, …), stored with the task instance.
+/// A job's published results as stored with the task instance (see [`Job::Output`]).
 pub type Outputs = serde_json::Map<String, Value>;
 
 /// Why a job did not succeed.
@@ -242,6 +243,9 @@ pub trait Job: Send + Sync + 'static {
     const KIND: &'static str;
     /// The task's kind-specific fields. Use `#[serde(deny_unknown_fields)]` so typos are errors.
     type Config: DeserializeOwned + Send + 'static;
+    /// What a successful try publishes: a struct serialized as a JSON object (`()` for
+    /// nothing). Downstream templates read its fields as `outputs.<task>.<field>`.
+    type Output: Serialize + Send + 'static;
 
     /// Fields whose template values are quoted, as dotted paths where `*` matches any key or
     /// list index: `("outputs.*.query", Quoting::Sql)`. Other fields get plain text. A value
@@ -254,12 +258,23 @@ pub trait Job: Send + Sync + 'static {
         Vec::new()
     }
 
-    /// Runs one try of the task with its templates rendered.
+    /// Runs one try of the task with its templates rendered; its outputs are stored with the
+    /// task instance (as JSON) and readable by downstream templates as `outputs.<task>`.
     fn run(
         &self,
         config: Self::Config,
         ctx: JobContext,
-    ) -> impl Future<Output = Result<Outputs, JobError>> + Send;
+    ) -> impl Future<Output = Result<Self::Output, JobError>> + Send;
+}
+
+/// The outputs of a kind as stored: a JSON object (`()` and `null` are no outputs).
+pub fn to_outputs(output: &impl Serialize) -> Result<Outputs, JobError> {
+    match serde_json::to_value(output) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Null) => Ok(Outputs::new()),
+        Ok(other) => Err(JobError::Bug(format!("outputs must be a JSON object, not {other}"))),
+        Err(e) => Err(JobError::Bug(format!("outputs cannot be stored: {e}"))),
+    }
 }
 
 /// A problem in a task's kind-specific fields; `span` is a byte range in the DAG file.
@@ -305,7 +320,7 @@ impl<J: Job> ErasedJob for Erased<J> {
             if !problems.is_empty() {
                 return Err(JobError::Config(problems.join("; ")));
             }
-            job.run(config, ctx).await
+            to_outputs(&job.run(config, ctx).await?)
         })
     }
 }

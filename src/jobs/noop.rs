@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::{Job, JobContext, JobError, Outputs};
+use super::{Job, JobContext, JobError};
 
 /// `noop` takes no fields.
 #[derive(Debug, Deserialize)]
@@ -14,8 +14,9 @@ pub struct Noop;
 impl Job for Noop {
     const KIND: &'static str = "noop";
     type Config = NoopConfig;
+    type Output = ();
 
-    async fn run(&self, _config: NoopConfig, _ctx: JobContext) -> Result<Outputs, JobError> {
-        Ok(Outputs::new())
+    async fn run(&self, _config: NoopConfig, _ctx: JobContext) -> Result<(), JobError> {
+        Ok(())
     }
 }

@@ -22,12 +22,12 @@ use polars::prelude::{
     col, len, lit, DataType, Expr, JoinArgs, JoinType, LazyFrame, NamedFrom, Series,
 };
 use polars::sql::SQLContext;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::frame_json;
 use super::sql::{check_inputs, scan_input};
-use super::{Job, JobContext, JobError, Outputs, Quoting, Stage};
+use super::{Job, JobContext, JobError, Quoting, Stage};
 use crate::lake::Warehouse;
 
 /// Fields of a `quality` task.
@@ -180,6 +180,7 @@ pub struct Quality;
 impl Job for Quality {
     const KIND: &'static str = "quality";
     type Config = QualityConfig;
+    type Output = Checked;
     const QUOTED_FIELDS: &'static [(&'static str, Quoting)] =
         &[("checks.*.predicate", Quoting::Sql)];
 
@@ -194,7 +195,7 @@ impl Job for Quality {
         problems
     }
 
-    async fn run(&self, config: QualityConfig, ctx: JobContext) -> Result<Outputs, JobError> {
+    async fn run(&self, config: QualityConfig, ctx: JobContext) -> Result<Checked, JobError> {
         let warehouse = ctx.warehouse.clone();
         let log = ctx.log.clone();
         let lineage = ctx.lineage.clone();
@@ -213,20 +214,42 @@ impl Job for Quality {
                 report.push(format!("{}: {} failing rows, e.g. {}", r.label, r.failing, r.sample));
             }
         }
-        let outputs = json!({
-            "checks": results.iter().map(CheckResult::to_json).collect::<Vec<_>>(),
-            "passed": results.iter().filter(|r| r.passed).count(),
-            "failed_errors": results.iter().filter(|r| !r.passed && r.severity == Severity::Error).count(),
-            "failed_warnings": results.iter().filter(|r| !r.passed && r.severity == Severity::Warn).count(),
-        });
-        let outputs = outputs.as_object().cloned().unwrap_or_default();
+        let failed = |severity: Severity| {
+            results.iter().filter(|r| !r.passed && r.severity == severity).count()
+        };
+        let outputs = Checked {
+            passed: results.iter().filter(|r| r.passed).count(),
+            failed_errors: failed(Severity::Error),
+            failed_warnings: failed(Severity::Warn),
+            checks: results.iter().map(CheckResult::outcome).collect(),
+        };
         if !report.is_empty() {
             let message =
                 format!("{} quality check(s) failed:\n{}", report.len(), report.join("\n"));
-            return Err(JobError::Rejected { message, outputs });
+            return Err(JobError::Rejected { message, outputs: super::to_outputs(&outputs)? });
         }
         Ok(outputs)
     }
+}
+
+/// The outputs of a `quality` task (also stored with a try that failed its checks).
+#[derive(Debug, Serialize)]
+pub struct Checked {
+    pub checks: Vec<CheckOutcome>,
+    pub passed: usize,
+    pub failed_errors: usize,
+    pub failed_warnings: usize,
+}
+
+/// How one check went, with sample rows of a failure.
+#[derive(Debug, Serialize)]
+pub struct CheckOutcome {
+    pub name: String,
+    pub check: &'static str,
+    pub severity: &'static str,
+    pub passed: bool,
+    pub failing_rows: u64,
+    pub sample: Value,
 }
 
 struct CheckResult {
@@ -239,15 +262,15 @@ struct CheckResult {
 }
 
 impl CheckResult {
-    fn to_json(&self) -> Value {
-        json!({
-            "name": self.label,
-            "check": self.check.name(),
-            "severity": if self.severity == Severity::Error { "error" } else { "warn" },
-            "passed": self.passed,
-            "failing_rows": self.failing,
-            "sample": self.sample,
-        })
+    fn outcome(&self) -> CheckOutcome {
+        CheckOutcome {
+            name: self.label.clone(),
+            check: self.check.name(),
+            severity: if self.severity == Severity::Error { "error" } else { "warn" },
+            passed: self.passed,
+            failing_rows: self.failing,
+            sample: self.sample.clone(),
+        }
     }
 }
 

@@ -5,12 +5,12 @@
 //! atomically and also stored as the task's outputs.
 
 use indexmap::IndexMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::frame_json;
 use super::sql::{check_inputs, check_path, check_query, register_inputs};
-use super::{Job, JobContext, JobError, Outputs, Quoting, Stage};
+use super::{Job, JobContext, JobError, Quoting, Stage};
 
 /// Fields of a `report` task.
 #[derive(Debug, Deserialize)]
@@ -29,6 +29,7 @@ pub struct Report;
 impl Job for Report {
     const KIND: &'static str = "report";
     type Config = ReportConfig;
+    type Output = Reported;
     const QUOTED_FIELDS: &'static [(&'static str, Quoting)] = &[("metrics.*", Quoting::Sql)];
 
     fn validate(&self, config: &ReportConfig, stage: Stage) -> Vec<String> {
@@ -48,7 +49,7 @@ impl Job for Report {
         problems
     }
 
-    async fn run(&self, config: ReportConfig, ctx: JobContext) -> Result<Outputs, JobError> {
+    async fn run(&self, config: ReportConfig, ctx: JobContext) -> Result<Reported, JobError> {
         let warehouse = ctx.warehouse.clone();
         let logical_date = ctx.logical_date.to_rfc3339();
         let run_id = ctx.run_id.clone();
@@ -86,9 +87,13 @@ impl Job for Report {
         })
         .await?;
         ctx.log.info(format!("{} metrics: {}", metrics.len(), Value::Object(metrics.clone())));
-        let mut outputs = Map::new();
-        outputs.insert("metrics".into(), Value::Object(metrics));
-        outputs.insert("bytes".into(), Value::from(bytes));
-        Ok(outputs)
+        Ok(Reported { metrics, bytes })
     }
+}
+
+/// The outputs of a `report` task: each metric's value, and the size of the document.
+#[derive(Debug, Serialize)]
+pub struct Reported {
+    pub metrics: Map<String, Value>,
+    pub bytes: u64,
 }

@@ -20,7 +20,7 @@ use tokio::process::Command;
 
 use super::log::{cap_line, MAX_LINE_BYTES};
 use super::supervise::supervise;
-use super::{Job, JobContext, JobError, LogSink, Outputs, Quoting, Stage, Stream};
+use super::{Job, JobContext, JobError, LogSink, Quoting, Stage, Stream};
 
 /// Fields of a `shell` task. Every string is a template.
 #[derive(Debug, Deserialize)]
@@ -48,6 +48,7 @@ pub struct Shell;
 impl Job for Shell {
     const KIND: &'static str = "shell";
     type Config = ShellConfig;
+    type Output = ();
     const QUOTED_FIELDS: &'static [(&'static str, Quoting)] = &[("command", Quoting::Shell)];
 
     fn validate(&self, config: &ShellConfig, _stage: Stage) -> Vec<String> {
@@ -58,7 +59,7 @@ impl Job for Shell {
         }
     }
 
-    async fn run(&self, config: ShellConfig, ctx: JobContext) -> Result<Outputs, JobError> {
+    async fn run(&self, config: ShellConfig, ctx: JobContext) -> Result<(), JobError> {
         let mut command = Command::new("sh");
         let inherited =
             BASE_ENV.iter().copied().chain(config.inherit_env.iter().map(String::as_str));
@@ -106,7 +107,7 @@ impl Job for Shell {
             return Err(JobError::Cancelled(format!("the command was stopped ({status})")));
         }
         match status.code() {
-            Some(0) => Ok(Outputs::new()),
+            Some(0) => Ok(()),
             Some(code) => Err(JobError::Exit { code }),
             None => Err(JobError::Failed(format!("command was killed ({status})"))),
         }

@@ -15,13 +15,12 @@ use std::time::Instant;
 use indexmap::IndexMap;
 use polars::prelude::LazyFrame;
 use polars::sql::SQLContext;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use sqlparser::ast::{ObjectName, Statement, TableFactor, Visit, Visitor};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::{Parser, ParserOptions};
 
-use super::{Job, JobContext, JobError, Lineage, Outputs, Quoting, Stage};
+use super::{Job, JobContext, JobError, Lineage, Quoting, Stage};
 use crate::lake::{check_relative, scan, write_parquet, Publication, ScanOptions, Warehouse};
 
 /// Fields of a `sql` task.
@@ -47,9 +46,27 @@ pub struct SqlOutput {
 
 pub struct Sql;
 
+/// The outputs of a `sql` task: each dataset written, by path, and the totals.
+#[derive(Debug, Default, Serialize)]
+pub struct SqlOutputs {
+    #[serde(flatten)]
+    pub datasets: IndexMap<String, DatasetWritten>,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// One dataset a task wrote: rows, bytes and files, and how long it took.
+#[derive(Debug, Serialize)]
+pub struct DatasetWritten {
+    #[serde(flatten)]
+    pub written: crate::lake::Written,
+    pub duration_ms: u64,
+}
+
 impl Job for Sql {
     const KIND: &'static str = "sql";
     type Config = SqlConfig;
+    type Output = SqlOutputs;
     const QUOTED_FIELDS: &'static [(&'static str, Quoting)] = &[("outputs.*.query", Quoting::Sql)];
 
     fn validate(&self, config: &SqlConfig, stage: Stage) -> Vec<String> {
@@ -69,14 +86,13 @@ impl Job for Sql {
         problems
     }
 
-    async fn run(&self, config: SqlConfig, ctx: JobContext) -> Result<Outputs, JobError> {
+    async fn run(&self, config: SqlConfig, ctx: JobContext) -> Result<SqlOutputs, JobError> {
         let warehouse = ctx.warehouse.clone();
         let log = ctx.log.clone();
         let lineage = ctx.lineage.clone();
         super::blocking(move || {
             let mut sql = register_inputs(&warehouse, &config.inputs, &lineage)?;
-            let mut outputs = serde_json::Map::new();
-            let (mut rows, mut bytes) = (0, 0);
+            let mut outputs = SqlOutputs::default();
             // Every output is published at the end, or none if one fails.
             let mut publication = Publication::default();
             for (path, output) in &config.outputs {
@@ -91,17 +107,12 @@ impl Job for Sql {
                     "{path}: {} rows, {} bytes in {} files",
                     written.rows, written.bytes, written.files
                 ));
-                rows += written.rows;
-                bytes += written.bytes;
-                outputs.insert(
-                    path.clone(),
-                    json!({ "rows": written.rows, "bytes": written.bytes, "files": written.files,
-                            "duration_ms": started.elapsed().as_millis() as u64 }),
-                );
+                outputs.rows += written.rows;
+                outputs.bytes += written.bytes;
+                let duration_ms = started.elapsed().as_millis() as u64;
+                outputs.datasets.insert(path.clone(), DatasetWritten { written, duration_ms });
             }
             lineage.wrote_datasets(&publication.commit()?);
-            outputs.insert("rows".into(), Value::from(rows));
-            outputs.insert("bytes".into(), Value::from(bytes));
             Ok(outputs)
         })
         .await

@@ -1,11 +1,12 @@
 //! `kind = "compact"` and `kind = "expire_snapshots"`: Iceberg table upkeep on a schedule, the
 //! "merge small files" / OPTIMIZE and VACUUM steps of a lakehouse.
 
-use serde::Deserialize;
-use serde_json::json;
+use std::collections::BTreeMap;
 
-use super::{Job, JobContext, JobError, Outputs, Stage};
-use crate::lake::tables::table_ident;
+use serde::{Deserialize, Serialize};
+
+use super::{Job, JobContext, JobError, Stage};
+use crate::lake::tables::{table_ident, Compaction, Expiry, OrphanRemoval};
 
 fn check_tables(tables: &[String]) -> Vec<String> {
     let mut problems: Vec<String> =
@@ -32,14 +33,16 @@ pub struct Compact;
 impl Job for Compact {
     const KIND: &'static str = "compact";
     type Config = CompactConfig;
+    /// What was done to each table.
+    type Output = BTreeMap<String, Compaction>;
 
     fn validate(&self, config: &CompactConfig, _stage: Stage) -> Vec<String> {
         check_tables(&config.tables)
     }
 
-    async fn run(&self, config: CompactConfig, ctx: JobContext) -> Result<Outputs, JobError> {
+    async fn run(&self, config: CompactConfig, ctx: JobContext) -> Result<Self::Output, JobError> {
         let tables = ctx.tables.get().await?;
-        let mut outputs = Outputs::new();
+        let mut outputs = BTreeMap::new();
         for name in &config.tables {
             let done = tables.compact(name).await?;
             if let Some(snapshot_id) = done.snapshot_id {
@@ -50,7 +53,7 @@ impl Job for Compact {
                 "{name}: {} data files before, {} after ({} rewritten)",
                 done.files_before, done.files_after, done.rewritten_files
             ));
-            outputs.insert(name.clone(), json!(done));
+            outputs.insert(name.clone(), done);
         }
         Ok(outputs)
     }
@@ -89,6 +92,8 @@ pub struct ExpireSnapshots;
 impl Job for ExpireSnapshots {
     const KIND: &'static str = "expire_snapshots";
     type Config = ExpireConfig;
+    /// What was done to each table.
+    type Output = BTreeMap<String, Vacuumed>;
 
     fn validate(&self, config: &ExpireConfig, _stage: Stage) -> Vec<String> {
         let mut problems = check_tables(&config.tables);
@@ -97,13 +102,13 @@ impl Job for ExpireSnapshots {
         problems
     }
 
-    async fn run(&self, config: ExpireConfig, ctx: JobContext) -> Result<Outputs, JobError> {
+    async fn run(&self, config: ExpireConfig, ctx: JobContext) -> Result<Self::Output, JobError> {
         let age = crate::time::parse_duration(&config.older_than).map_err(JobError::Config)?;
         let cutoff = crate::time::millis_ago(age);
         let orphan_age =
             crate::time::parse_duration(&config.orphans_older_than).map_err(JobError::Config)?;
         let tables = ctx.tables.get().await?;
-        let mut outputs = Outputs::new();
+        let mut outputs = BTreeMap::new();
         for name in &config.tables {
             let done = tables.expire_snapshots(name, cutoff, config.retain_last).await?;
             let orphans =
@@ -114,8 +119,15 @@ impl Job for ExpireSnapshots {
                 done.deleted_files,
                 orphans.deleted_files
             ));
-            outputs.insert(name.clone(), json!({ "expiry": done, "orphans": orphans }));
+            outputs.insert(name.clone(), Vacuumed { expiry: done, orphans });
         }
         Ok(outputs)
     }
+}
+
+/// What `expire_snapshots` did to one table.
+#[derive(Debug, Serialize)]
+pub struct Vacuumed {
+    pub expiry: Expiry,
+    pub orphans: OrphanRemoval,
 }

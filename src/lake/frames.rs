@@ -110,7 +110,7 @@ pub fn scan(dataset: &Dataset, options: &ScanOptions) -> Result<LazyFrame> {
 }
 
 /// What a write produced.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Written {
     pub rows: u64,
     pub bytes: u64,

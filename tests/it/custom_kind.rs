@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{Harness, HarnessOptions};
 use lakeward::dag::compile;
 use lakeward::domain::{RunState, TaskState};
-use lakeward::jobs::{Job, JobContext, JobError, Outputs, Progress, Registry, Stage};
+use lakeward::jobs::{Job, JobContext, JobError, Progress, Registry, Stage};
 use lakeward::scheduler::trigger::RunRequest;
 use serde::Deserialize;
 use serde_json::json;
@@ -23,9 +23,17 @@ struct CountConfig {
     label: String,
 }
 
+/// What `count` publishes; downstream templates read `outputs.<task>.count`.
+#[derive(serde::Serialize)]
+struct Counted {
+    count: usize,
+    label: String,
+}
+
 impl Job for Count {
     const KIND: &'static str = "count";
     type Config = CountConfig;
+    type Output = Counted;
 
     fn validate(&self, config: &CountConfig, _stage: Stage) -> Vec<String> {
         if config.items.is_empty() {
@@ -35,10 +43,9 @@ impl Job for Count {
         }
     }
 
-    async fn run(&self, config: CountConfig, ctx: JobContext) -> Result<Outputs, JobError> {
+    async fn run(&self, config: CountConfig, ctx: JobContext) -> Result<Counted, JobError> {
         ctx.log.info(format!("counting {} items for {}", config.items.len(), config.label));
-        let outputs = json!({ "count": config.items.len(), "label": config.label });
-        Ok(outputs.as_object().cloned().unwrap())
+        Ok(Counted { count: config.items.len(), label: config.label })
     }
 }
 
@@ -113,8 +120,9 @@ static STOPPED: std::sync::Mutex<Vec<std::time::Instant>> = std::sync::Mutex::ne
 impl Job for Follow {
     const KIND: &'static str = "follow";
     type Config = serde_json::Map<String, serde_json::Value>;
+    type Output = ();
 
-    async fn run(&self, _config: Self::Config, ctx: JobContext) -> Result<Outputs, JobError> {
+    async fn run(&self, _config: Self::Config, ctx: JobContext) -> Result<(), JobError> {
         let mut rows = 0;
         while !ctx.is_cancelled() {
             rows += 10;

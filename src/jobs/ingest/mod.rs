@@ -17,11 +17,10 @@ use polars::prelude::{
     col, concat_str, lit, when, DataType, Expr, IntoLazy, LazyFrame, StrptimeOptions, TimeUnit,
     NULL,
 };
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use super::sql::check_path;
-use super::{Job, JobContext, JobError, Outputs, Stage};
+use super::{Job, JobContext, JobError, Stage};
 use crate::lake::{data_files, scan, write_parquet, Format, Publication, ScanOptions, Warehouse};
 
 /// Fields of an `ingest` task.
@@ -111,6 +110,7 @@ pub struct Ingest;
 impl Job for Ingest {
     const KIND: &'static str = "ingest";
     type Config = IngestConfig;
+    type Output = Ingested;
 
     fn validate(&self, config: &IngestConfig, stage: Stage) -> Vec<String> {
         let mut problems = Vec::new();
@@ -131,14 +131,13 @@ impl Job for Ingest {
         problems
     }
 
-    async fn run(&self, config: IngestConfig, ctx: JobContext) -> Result<Outputs, JobError> {
+    async fn run(&self, config: IngestConfig, ctx: JobContext) -> Result<Ingested, JobError> {
         let warehouse = ctx.warehouse.clone();
         let log = ctx.log.clone();
         let ingested_at = crate::time::now_micros();
         let lineage = ctx.lineage.clone();
         super::blocking(move || {
-            let mut outputs = serde_json::Map::new();
-            let (mut rows, mut quarantined, mut bytes) = (0, 0, 0);
+            let mut outputs = Ingested::default();
             // Every dataset of every table is published at the end, or none if one fails.
             let mut publication = Publication::default();
             for (name, table) in &config.tables {
@@ -150,33 +149,40 @@ impl Job for Ingest {
                     "{name}: {} rows into {}, {} quarantined ({} malformed)",
                     result.rows, table.output, result.quarantined, result.malformed
                 ));
-                rows += result.rows;
-                quarantined += result.quarantined;
-                bytes += result.bytes;
-                outputs.insert(
-                    name.clone(),
-                    json!({ "rows": result.rows, "quarantined": result.quarantined,
-                            "malformed": result.malformed, "bytes": result.bytes,
-                            "duration_ms": started.elapsed().as_millis() as u64 }),
-                );
+                outputs.rows += result.rows;
+                outputs.quarantined += result.quarantined;
+                outputs.bytes += result.bytes;
+                let result =
+                    TableIngested { duration_ms: started.elapsed().as_millis() as u64, ..result };
+                outputs.tables.insert(name.clone(), result);
             }
             lineage.wrote_datasets(&publication.commit()?);
-            outputs.insert("rows".into(), Value::from(rows));
-            outputs.insert("quarantined".into(), Value::from(quarantined));
-            outputs.insert("bytes".into(), Value::from(bytes));
             Ok(outputs)
         })
         .await
     }
 }
 
-struct Ingested {
-    rows: u64,
+/// The outputs of an `ingest` task: each table, by name, and the totals.
+#[derive(Debug, Default, Serialize)]
+pub struct Ingested {
+    #[serde(flatten)]
+    pub tables: IndexMap<String, TableIngested>,
+    pub rows: u64,
+    pub quarantined: u64,
+    pub bytes: u64,
+}
+
+/// One table an `ingest` task read.
+#[derive(Debug, Serialize)]
+pub struct TableIngested {
+    pub rows: u64,
     /// Rows set aside: values that did not fit the schema, and malformed records.
-    quarantined: u64,
+    pub quarantined: u64,
     /// Records that could not be read as rows at all (see `records`).
-    malformed: u64,
-    bytes: u64,
+    pub malformed: u64,
+    pub bytes: u64,
+    pub duration_ms: u64,
 }
 
 fn ingest_table(
@@ -185,7 +191,7 @@ fn ingest_table(
     ingested_at: i64,
     publication: &mut Publication,
     lineage: &super::Lineage,
-) -> Result<Ingested, JobError> {
+) -> Result<TableIngested, JobError> {
     let input = warehouse.dataset(&table.input)?;
     let output = warehouse.dataset(&table.output)?;
     let quarantine_path =
@@ -246,11 +252,12 @@ fn ingest_table(
         let lines = warehouse.dataset(&format!("{quarantine_path}_lines"))?;
         write(records.malformed_frame()?.lazy(), &lines)?;
     }
-    Ok(Ingested {
+    Ok(TableIngested {
         rows: written.rows,
         quarantined: quarantined + malformed,
         malformed,
         bytes: written.bytes,
+        duration_ms: 0,
     })
 }
 
