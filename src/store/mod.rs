@@ -12,6 +12,7 @@
 mod catalog;
 mod connectivity;
 mod dags;
+mod lineage;
 mod logs;
 mod model;
 mod notify;

@@ -142,8 +142,7 @@ impl Worker {
             tokio::select! {
                 _ = waiter.wait() => {}
                 Some(done) = running.join_next_with_id(), if !running.is_empty() => {
-                    let id = match &done { Ok((id, _)) => *id, Err(e) => e.id() };
-                    claimed.remove(&id);
+                    claimed.remove(&task_id(&done));
                     match done {
                         Err(e) if !e.is_cancelled() => tracing::error!("task execution crashed: {e}"),
                         _ => {}
@@ -165,11 +164,7 @@ impl Worker {
         }
         let _ = tokio::time::timeout(STOP_GRACE, async {
             while let Some(done) = running.join_next_with_id().await {
-                let id = match &done {
-                    Ok((id, _)) => *id,
-                    Err(e) => e.id(),
-                };
-                claimed.remove(&id);
+                claimed.remove(&task_id(&done));
             }
         })
         .await;
@@ -242,6 +237,14 @@ impl Worker {
             let line = crate::jobs::LogLine { at: now_micros(), stream: Stream::System, text };
             let _ = self.store.append_logs(task.id, task.try_number, &[line]).await;
         }
+    }
+}
+
+/// The id of a finished task of a `JoinSet`, however it ended.
+fn task_id(done: &Result<(tokio::task::Id, ()), tokio::task::JoinError>) -> tokio::task::Id {
+    match done {
+        Ok((id, _)) => *id,
+        Err(e) => e.id(),
     }
 }
 
