@@ -11,6 +11,8 @@ pub use crate::process::{
 
 use crate::config::Config;
 use crate::jobs::Registry;
+use crate::lake::tables::TablesHandle;
+use crate::lake::Warehouse;
 use crate::scheduler::{Scheduler, SchedulerOptions};
 use crate::store::Store;
 use crate::versions::DagVersions;
@@ -30,16 +32,19 @@ pub struct Components {
     pub config: Config,
     pub store: Store,
     pub versions: Arc<DagVersions>,
+    /// The lakehouse the configuration names.
+    pub warehouse: Warehouse,
     pub worker_options: WorkerOptions,
 }
 
 impl Components {
     /// Opens (and migrates) the database named by `config` and checks the warehouse location.
     pub async fn open(config: Config, registry: Registry) -> Result<Components, StartError> {
-        let worker_options = WorkerOptions::from_config(&config)?;
+        let warehouse = Warehouse::connect(&config.warehouse(), &config.home.join("cache"))?;
+        let worker_options = WorkerOptions::from_config(&config, warehouse.clone());
         let store = Store::open(&config.database_url()).await?;
         let versions = Arc::new(DagVersions::new(store.clone(), registry));
-        Ok(Components { config, store, versions, worker_options })
+        Ok(Components { config, store, versions, warehouse, worker_options })
     }
 
     pub fn scheduler(&self) -> Scheduler {
@@ -52,5 +57,12 @@ impl Components {
 
     pub fn worker(&self) -> Worker {
         Worker::new(self.store.clone(), self.versions.clone(), self.worker_options.clone())
+    }
+
+    /// The table catalog the configuration names (for the web server and the CLI; workers
+    /// open their own).
+    pub fn tables(&self) -> TablesHandle {
+        let warehouse = self.warehouse.clone();
+        TablesHandle::new(self.store.clone(), warehouse, self.config.catalog.clone())
     }
 }

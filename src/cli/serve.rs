@@ -45,7 +45,7 @@ fn web_state(c: &Components) -> AppState {
     let state = AppState::new(c.store.clone(), c.versions.clone(), &c.config);
     // The embedded catalog is served to other engines; a REST catalog serves itself.
     match c.config.catalog.uri {
-        None => state.with_tables(c.worker_options.tables(&c.store)),
+        None => state.with_tables(c.tables()),
         Some(_) => state,
     }
 }

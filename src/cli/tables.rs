@@ -16,7 +16,7 @@ use crate::time::display;
 
 async fn open(config: Config) -> anyhow::Result<Arc<Tables>> {
     let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
-    c.worker_options.tables(&c.store).get().await.context("opening the table catalog")
+    c.tables().get().await.context("opening the table catalog")
 }
 
 fn millis(ms: i64) -> String {

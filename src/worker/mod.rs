@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use crate::config::Config;
 use crate::jobs::{cancellation, Cancellation, Canceller, Lineage, ProgressCell, Stream};
 use crate::lake::tables::{CatalogConfig, TablesHandle};
-use crate::lake::{LakeError, Warehouse};
+use crate::lake::Warehouse;
 use crate::process::{hostname, process_id, Shutdown};
 use crate::store::{ClaimedTask, RunRow, Store, StoreError, TaskOutcome};
 use crate::time::now_micros;
@@ -45,15 +45,16 @@ impl WorkerOptions {
         TablesHandle::new(store.clone(), self.warehouse.clone(), self.catalog.clone())
     }
 
-    pub fn from_config(config: &Config) -> Result<WorkerOptions, LakeError> {
-        Ok(WorkerOptions {
+    /// The options `config` asks for, on the already opened `warehouse`.
+    pub fn from_config(config: &Config, warehouse: Warehouse) -> WorkerOptions {
+        WorkerOptions {
             slots: config.worker.slots,
             queues: config.worker.queues.clone(),
             heartbeat_interval: config.worker.heartbeat_interval,
             poll_interval: config.worker.poll_interval,
-            warehouse: Warehouse::connect(&config.warehouse(), &config.home.join("cache"))?,
+            warehouse,
             catalog: config.catalog.clone(),
-        })
+        }
     }
 }
 
