@@ -11,8 +11,8 @@ use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::auth::Identity;
 use super::error::{ApiError, WebError};
+use super::identity::Identity;
 use super::{lookup, AppState};
 use crate::dag::Dag;
 use crate::scheduler::control;

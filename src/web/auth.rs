@@ -23,6 +23,7 @@ use serde::Deserialize;
 
 use super::catalog::CatalogError;
 use super::error::{ApiError, PageError, WebError};
+use super::identity::{Identity, Via};
 use super::throttle::Refusal;
 use super::views::{encode_component, LoginPage};
 use super::AppState;
@@ -39,31 +40,6 @@ pub const CSRF_FIELD: &str = "csrf_token";
 const CSRF_HEADER: &str = "x-csrf-token";
 /// Largest form body the CSRF check reads.
 const MAX_FORM_BYTES: usize = 1 << 20;
-
-/// How the caller proved who they are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
-    Session,
-    Token,
-    /// Authentication is off (`web.auth = false`, loopback only).
-    Open,
-}
-
-/// The authenticated caller, available to every handler behind [`authenticate`].
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub username: String,
-    pub role: Role,
-    /// What forms must send back; empty for token callers.
-    pub csrf_token: String,
-    pub via: Via,
-}
-
-impl Identity {
-    pub fn is_admin(&self) -> bool {
-        self.role == Role::Admin
-    }
-}
 
 /// The value of cookie `name` in `headers`.
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {

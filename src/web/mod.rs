@@ -10,6 +10,7 @@ pub mod auth;
 mod catalog;
 mod error;
 mod graph;
+mod identity;
 mod lookup;
 mod metrics;
 mod pages;

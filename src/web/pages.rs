@@ -12,9 +12,9 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::auth::Identity;
 use super::error::{PageError, WebError};
 use super::graph;
+use super::identity::Identity;
 use super::views::*;
 use super::{lookup, AppState};
 use crate::dag::{Dag, ParamType};

@@ -5,8 +5,8 @@
 use askama::Template;
 use serde_json::Value;
 
-use super::auth::Identity;
 use super::graph::GraphSvg;
+use super::identity::Identity;
 use crate::store::{ImportErrorRow, RunRow, TaskInstanceRow};
 use crate::time::{display, Micros};
 
@@ -69,7 +69,7 @@ impl From<&Identity> for Chrome {
             username: identity.username.clone(),
             is_admin: identity.is_admin(),
             csrf_token: identity.csrf_token.clone(),
-            can_log_out: identity.via == super::auth::Via::Session,
+            can_log_out: identity.via == super::identity::Via::Session,
         }
     }
 }
