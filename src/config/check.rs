@@ -51,8 +51,7 @@ pub fn problems(config: &Config, origin: &dyn Fn(&str) -> String) -> Vec<String>
         problem("web.bind", format!("= \"{}\": {why}", config.web.bind));
     }
     if let Some(url) = &config.database_url {
-        let known = ["sqlite:", "postgres:", "postgresql:"];
-        if !known.iter().any(|scheme| url.starts_with(scheme)) {
+        if crate::store::Backend::of_url(url).is_none() {
             problem("database_url", "is neither sqlite://… nor postgres://…".into());
         }
     }

@@ -12,6 +12,7 @@
 mod catalog;
 mod connectivity;
 mod dags;
+mod dialect;
 mod lineage;
 mod logs;
 mod model;
@@ -38,6 +39,7 @@ pub mod migrations {
     include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 }
 pub use dags::{DagRecord, DagRow, ImportErrorRow};
+pub use dialect::Backend;
 pub use logs::LogRow;
 pub use model::{RunRow, TaskInstanceRow};
 pub use notify::{Waiter, Wakeups};
@@ -99,13 +101,6 @@ fn unavailable_code(code: &str) -> bool {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Which SQL dialect is behind the pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
 /// A handle to the run-state database. Cheap to clone; clones share the pool and wake-ups.
 #[derive(Clone)]
 pub struct Store {
@@ -124,13 +119,8 @@ impl Store {
     /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://…`). Does not migrate.
     pub async fn connect(url: &str) -> Result<Store> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Backend::Postgres
-        } else {
-            return Err(StoreError::UnsupportedUrl(url.to_string()));
-        };
+        let backend =
+            Backend::of_url(url).ok_or_else(|| StoreError::UnsupportedUrl(url.to_string()))?;
         let (pool, reader) = match backend {
             Backend::Sqlite => {
                 create_parent_dir(url);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::process::{spawn_owned, Owned};
 use tokio::sync::watch;
 
-use super::{Backend, Store};
+use super::Store;
 
 const SCHEDULER_CHANNEL: &str = "lakeward_scheduler";
 const WORKERS_CHANNEL: &str = "lakeward_workers";
@@ -63,7 +63,7 @@ impl Store {
     }
 
     async fn notify_other_processes(&self, channel: &str) {
-        if self.backend == Backend::Postgres {
+        if self.backend.has_notifications() {
             let sent =
                 sqlx::query("SELECT pg_notify($1, '')").bind(channel).execute(&self.pool).await;
             if let Err(e) = sent {
@@ -75,7 +75,7 @@ impl Store {
     /// On Postgres, forwards other processes' notifications to this process's waiters, until the
     /// returned task is dropped. On SQLite there is nothing to listen to and `None` is returned.
     pub fn listen(&self) -> Option<Owned<()>> {
-        if self.backend != Backend::Postgres {
+        if !self.backend.has_notifications() {
             return None;
         }
         let store = self.clone();

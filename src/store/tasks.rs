@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::model::TASK_COLUMNS;
-use super::{placeholders, Backend, Result, Store, TaskInstanceRow};
+use super::{placeholders, Result, Store, TaskInstanceRow};
 use crate::domain::{LineageRecord, TaskState};
 use crate::time::Micros;
 
@@ -164,10 +164,7 @@ impl Store {
         if limit == 0 || queues.is_empty() {
             return Ok(Vec::new());
         }
-        let lock = match self.backend {
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
+        let lock = self.backend.claim_lock();
         // The ids are picked once, in a materialized CTE: as a plain `IN (subquery)`, Postgres
         // may run the `LIMIT … SKIP LOCKED` subquery again for every candidate row (for
         // instance when a concurrent claim makes it recheck one), and one claim could then
