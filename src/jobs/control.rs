@@ -15,51 +15,18 @@
 
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
-
 use crate::time::{now_micros, Micros};
+use serde::{Deserialize, Serialize};
 
-/// The worker's side of a stop request.
-pub struct Canceller(watch::Sender<bool>);
+/// The worker's side of a stop request: a shutdown trigger of one try (dropping it asks too).
+pub type Canceller = crate::process::ShutdownTrigger;
 
 /// The job's side of a stop request.
-#[derive(Clone)]
-pub struct Cancellation(watch::Receiver<bool>);
+pub type Cancellation = crate::process::Shutdown;
 
 /// A new stop request, not yet made.
 pub fn cancellation() -> (Canceller, Cancellation) {
-    let (tx, rx) = watch::channel(false);
-    (Canceller(tx), Cancellation(rx))
-}
-
-impl Canceller {
-    /// Asks the job to stop.
-    pub fn cancel(&self) {
-        self.0.send_replace(true);
-    }
-}
-
-impl Cancellation {
-    /// A request that is never made (for jobs run outside a worker).
-    pub fn never() -> Cancellation {
-        let (tx, rx) = watch::channel(false);
-        std::mem::forget(tx);
-        Cancellation(rx)
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        *self.0.borrow()
-    }
-
-    /// Returns once the job has been asked to stop.
-    pub async fn cancelled(&self) {
-        let mut rx = self.0.clone();
-        // An error means the worker's side is gone: nobody can ask any more.
-        if rx.wait_for(|stop| *stop).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
+    crate::process::shutdown_channel()
 }
 
 /// How far a job has got, as it last said.
@@ -117,15 +84,14 @@ mod tests {
     #[tokio::test]
     async fn a_stop_request_reaches_the_job() {
         let (canceller, cancellation) = cancellation();
-        assert!(!cancellation.is_cancelled());
+        assert!(!cancellation.is_requested());
         let waiting = crate::process::spawn_owned({
-            let cancellation = cancellation.clone();
-            async move { cancellation.cancelled().await }
+            let mut cancellation = cancellation.clone();
+            async move { cancellation.wait().await }
         });
-        canceller.cancel();
+        canceller.trigger();
         tokio::time::timeout(std::time::Duration::from_secs(1), waiting).await.unwrap().unwrap();
-        assert!(cancellation.is_cancelled());
-        assert!(!Cancellation::never().is_cancelled());
+        assert!(cancellation.is_requested());
     }
 
     #[test]

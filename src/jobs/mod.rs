@@ -223,12 +223,12 @@ pub struct JobContext {
 impl JobContext {
     /// Whether the job has been asked to stop.
     pub fn is_cancelled(&self) -> bool {
-        self.cancellation.is_cancelled()
+        self.cancellation.is_requested()
     }
 
     /// Returns once the job has been asked to stop.
     pub async fn cancelled(&self) {
-        self.cancellation.cancelled().await
+        self.cancellation.clone().wait().await
     }
 
     /// Reports how far the job has got; also tells the worker the job is alive.

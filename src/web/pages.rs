@@ -516,6 +516,7 @@ pub async fn task(
         worker: ti.worker_id.clone().unwrap_or_else(|| "-".into()),
         exit_code: ti.exit_code.map_or("-".into(), |c| c.to_string()),
         error: ti.error.clone().unwrap_or_default(),
+        progress: progress_text(&ti),
         checks: CheckView::list(&ti.outputs),
         outputs,
         log: lines
@@ -530,4 +531,16 @@ pub async fn task(
         log_truncated,
         live: !ti.state.is_finished(),
     })
+}
+
+/// "1200 rows · 48000 bytes · following (at 2026-11-26 10:00:01)": a try's last progress
+/// report, or nothing if it made none.
+fn progress_text(ti: &crate::store::TaskInstanceRow) -> String {
+    let Some(at) = ti.progress_at else { return String::new() };
+    let number = |key: &str| ti.progress.get(key).and_then(|v| v.as_u64());
+    let mut parts: Vec<String> = Vec::new();
+    parts.extend(number("rows").map(|n| format!("{n} rows")));
+    parts.extend(number("bytes").map(|n| format!("{n} bytes")));
+    parts.extend(ti.progress.get("message").and_then(|v| v.as_str()).map(str::to_string));
+    format!("{} (at {})", parts.join(" · "), time_text(Some(at)))
 }

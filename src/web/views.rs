@@ -416,6 +416,8 @@ pub struct TaskPage {
     pub worker: String,
     pub exit_code: String,
     pub error: String,
+    /// What the try last reported of its progress, and when; empty if it reported nothing.
+    pub progress: String,
     pub outputs: Vec<(String, String)>,
     pub checks: Vec<CheckView>,
     pub log: Vec<LogLineView>,

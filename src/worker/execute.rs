@@ -164,7 +164,7 @@ async fn run_job(
         Some(limit) => match tokio::time::timeout(limit, &mut job).await {
             Ok(joined) => joined,
             Err(_) => {
-                controls.canceller.cancel();
+                controls.canceller.trigger();
                 let _ = tokio::time::timeout(STOP_GRACE, &mut job).await;
                 return Err(JobError::Failed(format!(
                     "timed out after {}",

@@ -161,7 +161,7 @@ impl Worker {
             }
         }
         for Running { controls, .. } in claimed.values() {
-            controls.canceller.cancel();
+            controls.canceller.trigger();
         }
         let _ = tokio::time::timeout(STOP_GRACE, async {
             while let Some(done) = running.join_next_with_id().await {
@@ -229,7 +229,7 @@ impl Worker {
                 task.try_number
             );
             tracing::warn!(dag = %task.dag_id, task = %task.task_id, "{text}");
-            controls.canceller.cancel();
+            controls.canceller.trigger();
             let handle = handle.clone();
             stoppers.spawn(async move {
                 tokio::time::sleep(STOP_GRACE).await;

@@ -180,6 +180,10 @@ async fn a_long_job_reports_progress_and_stops_when_cancelled() {
         assert_eq!(progress["state"], "running", "{}", db.backend);
         assert!(progress["progress"]["message"].as_str().unwrap().starts_with("following, "));
         assert!(progress["progress_at"].is_string(), "{progress}");
+        let page = path.trim_start_matches("/api/v1");
+        let request = common::web::api_request(Method::GET, page, &token, None);
+        let html = common::web::send(&router, request).await.body;
+        assert!(html.contains("id=\"progress\"") && html.contains(" rows · "), "{html}");
 
         let before = STOPPED.lock().unwrap().len();
         let ti = h.store.get_task_instance(run.pk, "follow").await.unwrap().unwrap();
