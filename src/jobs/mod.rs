@@ -2,10 +2,12 @@
 //!
 //! Each kind is a [`Job`]: a name (`kind = "shell"` in a DAG file), a configuration type
 //! deserialized from the task's other fields (its doc comments are the user documentation), a
-//! load-time `validate`, and an async `run`. Kinds are registered in one place,
+//! typed output, a load-time `validate`, and an async `run`. Kinds are registered in one place,
 //! [`Registry::builtin`]; a program embedding lakeward can add its own with
 //! [`Registry::register`]. Jobs never touch the database: they report through [`JobContext`]
-//! and their return value.
+//! (log, progress, lineage), honour its cancellation, and return their output. Lake and table
+//! errors convert into [`JobError`] keeping their class, so `?` retries exactly the failures a
+//! retry can mend.
 //!
 //! A kind's fields are checked twice: when the DAG file is loaded ([`Stage::Load`], where text
 //! still holding templates is left for later) and again once rendered, just before each try

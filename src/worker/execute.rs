@@ -1,5 +1,6 @@
 //! One try of one task instance: load its DAG version, render its templates, run its job with
-//! the task's timeout, and record how it ended.
+//! the task's timeout (asking it to stop, then dropping it), and record how it ended, with the
+//! lineage the job reported.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -179,6 +179,22 @@ async fn new_nullable_columns_evolve_the_schema_and_bad_changes_fail() {
     assert_eq!(lake.rows("silver.orders", None).await, 9, "a failed write changes nothing");
 }
 
+/// A scheduler and worker on a fresh warehouse holding `bronze/orders` (`per_day` orders on
+/// each of `days`).
+async fn harness_with_orders(
+    db: &common::TestDb,
+    days: std::ops::Range<i32>,
+    per_day: i64,
+) -> (tempfile::TempDir, Warehouse, Harness) {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::open(dir.path().to_str().unwrap()).unwrap();
+    write_orders(&warehouse, "bronze/orders", days, per_day, 1.0);
+    let options =
+        HarnessOptions { warehouse: Some(warehouse.clone()), ..HarnessOptions::default() };
+    let h = Harness::start_with(db, options).await;
+    (dir, warehouse, h)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_iceberg_task_records_its_snapshot_and_reruns_do_not_duplicate() {
     let promote = dag(r#"
@@ -190,12 +206,7 @@ async fn the_iceberg_task_records_its_snapshot_and_reruns_do_not_duplicate() {
         mode = "replace_partitions"
     "#);
     for db in common::databases().await {
-        let dir = tempfile::tempdir().unwrap();
-        let warehouse = Warehouse::open(dir.path().to_str().unwrap()).unwrap();
-        write_orders(&warehouse, "bronze/orders", 0..3, 10, 1.0);
-        let options =
-            HarnessOptions { warehouse: Some(warehouse.clone()), ..HarnessOptions::default() };
-        let h = Harness::start_with(&db, options).await;
+        let (_dir, warehouse, h) = harness_with_orders(&db, 0..3, 10).await;
         let run = h.trigger(&promote, manual(serde_json::json!({}))).await;
         assert_eq!(
             h.wait(&run, Duration::from_secs(60)).await.state,
@@ -494,12 +505,7 @@ async fn a_try_records_what_it_read_and_wrote() {
         depends_on = ["enrich"]
     "#);
     for db in common::databases().await {
-        let dir = tempfile::tempdir().unwrap();
-        let warehouse = Warehouse::open(dir.path().to_str().unwrap()).unwrap();
-        write_orders(&warehouse, "bronze/orders", 0..2, 5, 1.0);
-        let options =
-            HarnessOptions { warehouse: Some(warehouse.clone()), ..HarnessOptions::default() };
-        let h = Harness::start_with(&db, options).await;
+        let (_dir, warehouse, h) = harness_with_orders(&db, 0..2, 5).await;
         let run = h.trigger(&pipeline, manual(serde_json::json!({}))).await;
         assert_eq!(h.wait(&run, Duration::from_secs(60)).await.state, RunState::Success);
         let tasks = h.tasks(&run).await;

@@ -6,8 +6,11 @@
 //! data and metadata under `<warehouse>/iceberg/`. [`Tables::promote`] turns a Parquet dataset
 //! into a table snapshot: it creates the namespace and table on first use (schema from the data,
 //! partition spec from the DAG), adds new nullable columns when the data gains them, writes
-//! partitioned data files and commits them with the chosen [`WriteMode`]. `maintenance` compacts
-//! small files and expires old snapshots; `inspect` describes and scans tables.
+//! partitioned data files and commits them with the chosen [`WriteMode`];
+//! [`Tables::write_batches`] does the same for a stream of record batches. A commit may carry
+//! the writer's own summary properties, carried forward by later commits (`commit`).
+//! `maintenance` compacts small files and expires old snapshots, `orphans` removes files failed
+//! commits left; `inspect` describes and scans tables.
 
 mod alter;
 mod catalog;
