@@ -561,3 +561,37 @@ async fn marking_a_running_task_stops_its_command() {
         h.stop().await;
     }
 }
+
+/// A worker shutting down asks its running tries to stop (a shell command gets SIGTERM), then
+/// records them as cancelled, not failed, and the tasks are retried at once elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_shutting_down_cancels_its_tries_for_a_retry() {
+    for db in common::databases().await {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let slow = dag(&format!(
+            "[tasks.slow]\nkind = \"shell\"\ncommand = \"sleep 30 & echo $! > {}; wait\"\n",
+            pid_file.display()
+        ));
+        let h = Harness::start(&db).await;
+        let run = h.trigger(&slow, manual(json!({}))).await;
+        while !pid_file.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let store = h.store.clone();
+        let stopping = std::time::Instant::now();
+        h.stop().await;
+        assert!(stopping.elapsed() < Duration::from_secs(5), "{}", db.backend);
+        let store = lakeward::store::Store::open(store.url()).await.unwrap();
+        let ti = store.get_task_instance(run.pk, "slow").await.unwrap().unwrap();
+        assert_eq!(ti.state, TaskState::UpForRetry, "{}: {ti:?}", db.backend);
+        assert!(ti.next_try_at.is_some_and(|at| at <= now_micros()), "retried at once");
+        let tries = store.task_tries(ti.id).await.unwrap();
+        assert_eq!(tries[0].state, "cancelled", "{}: {tries:?}", db.backend);
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap_or_default();
+        assert!(status.is_empty() || status.contains("State:\tZ"), "the command survived");
+        store.close().await;
+    }
+}
