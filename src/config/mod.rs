@@ -175,13 +175,14 @@ impl Config {
         // The file alone first, so its mistakes are reported with their line.
         let mut table = toml::Table::new();
         if let Some(path) = &file {
-            Config::from_file(path)?;
             let text = std::fs::read_to_string(path)
                 .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-            table = text.parse().map_err(|e: toml::de::Error| ConfigError::Parse {
+            let invalid = |e: toml::de::Error| ConfigError::Parse {
                 path: path.clone(),
                 message: e.to_string(),
-            })?;
+            };
+            toml::from_str::<Config>(&text).map_err(invalid)?;
+            table = text.parse().map_err(invalid)?;
         }
         let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
         let (overrides, mut problems) = env::overrides(vars.iter().cloned(), &defaults);
