@@ -18,6 +18,7 @@ use lakeward::jobs::Registry;
 use lakeward::runtime::shutdown_channel;
 use lakeward::scheduler::trigger::{create_run, RunRequest};
 use lakeward::scheduler::{Scheduler, SchedulerOptions};
+use lakeward::store::{dags, runs, tasks};
 use lakeward::store::{DagRecord, Store};
 use lakeward::time::now_micros;
 use lakeward::versions::DagVersions;
@@ -65,7 +66,9 @@ impl Bench {
     async fn dag(&self, id: &str, source: &str) -> Arc<Dag> {
         let dag =
             Arc::new(compile(&format!("{id}.toml"), source, id, &Registry::builtin()).unwrap());
-        self.store.register_dag(&DagRecord::from(dag.as_ref()), now_micros()).await.unwrap();
+        dags::register(self.store.write(), &DagRecord::from(dag.as_ref()), now_micros())
+            .await
+            .unwrap();
         self.versions.insert(dag.clone());
         dag
     }
@@ -81,7 +84,7 @@ impl Bench {
         .await
         .unwrap();
         loop {
-            let current = self.store.get_run_by_pk(run.pk).await.unwrap().unwrap();
+            let current = runs::by_pk(self.store.read(), run.pk).await.unwrap().unwrap();
             if current.state.is_finished() {
                 assert_eq!(current.state, RunState::Success);
                 break;
@@ -89,7 +92,7 @@ impl Bench {
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
         let elapsed = started.elapsed();
-        (elapsed, self.store.tasks_of_runs(&[run.pk]).await.unwrap())
+        (elapsed, tasks::of_runs(self.store.read(), &[run.pk]).await.unwrap())
     }
 }
 

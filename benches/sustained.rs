@@ -18,6 +18,7 @@ use lakeward::jobs::Registry;
 use lakeward::runtime::shutdown_channel;
 use lakeward::scheduler::trigger::{create_run, RunRequest};
 use lakeward::scheduler::{Scheduler, SchedulerOptions};
+use lakeward::store::{dags, runs};
 use lakeward::store::{DagRecord, Store};
 use lakeward::time::now_micros;
 use lakeward::versions::DagVersions;
@@ -41,7 +42,7 @@ async fn sustain(backend: &str, url: &str) {
     let versions = Arc::new(DagVersions::new(store.clone(), Registry::builtin()));
     let source = "[tasks.a]\nkind = \"noop\"\n[tasks.b]\nkind = \"noop\"\ndepends_on = [\"a\"]\n";
     let dag = Arc::new(compile("pair.toml", source, "pair", &Registry::builtin()).unwrap());
-    store.register_dag(&DagRecord::from(dag.as_ref()), now_micros()).await.unwrap();
+    dags::register(store.write(), &DagRecord::from(dag.as_ref()), now_micros()).await.unwrap();
     versions.insert(dag.clone());
 
     let (stop, shutdown) = shutdown_channel();
@@ -95,15 +96,15 @@ async fn sustain(backend: &str, url: &str) {
     }
     let triggering = started.elapsed();
     loop {
-        let runs = store.list_runs("pair", 1, 0).await.unwrap();
-        let open = store.active_runs().await.unwrap().len();
+        let runs = runs::list(store.read(), "pair", 1, 0).await.unwrap();
+        let open = runs::active(store.read()).await.unwrap().len();
         if open == 0 && !runs.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let draining = started.elapsed();
-    let runs = store.list_runs("pair", total as i64 + 10, 0).await.unwrap();
+    let runs = runs::list(store.read(), "pair", total as i64 + 10, 0).await.unwrap();
     let failed = runs.iter().filter(|r| r.state != RunState::Success).count();
     let mut latencies: Vec<f64> = runs
         .iter()

@@ -13,6 +13,7 @@ use lakeward::dag::compile;
 use lakeward::domain::Role;
 use lakeward::jobs::Registry;
 use lakeward::runtime::shutdown_channel;
+use lakeward::store::{dags, users};
 use lakeward::store::{DagRecord, SessionRow, Store};
 use lakeward::time::now_micros;
 use lakeward::users::{create_api_token, create_user, digest, new_secret};
@@ -52,7 +53,7 @@ async fn seed(url: &str, store: &Store, versions: &DagVersions) {
         records.push(DagRecord::from(dag.as_ref()));
         versions.insert(dag);
     }
-    store.sync_dags(&records, &[], now_micros()).await.unwrap();
+    dags::sync(store.write(), &records, &[], now_micros()).await.unwrap();
     let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
     let start = 1_577_836_800_000_000_i64; // 2020-01-01
     let tasks: Vec<String> = TASKS.iter().map(|t| format!("SELECT '{t}' AS task_id")).collect();
@@ -158,7 +159,7 @@ async fn bench(backend: &str, url: &str) {
         csrf_token: new_secret(),
         expires_at: now_micros() + 3_600_000_000,
     };
-    store.create_session(&digest(&secret), &session, now_micros()).await.unwrap();
+    users::create_session(store.write(), &digest(&secret), &session, now_micros()).await.unwrap();
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -9,6 +9,7 @@ use thiserror::Error;
 
 use crate::domain::Role;
 use crate::random::hex;
+use crate::store::users;
 use crate::store::{ApiTokenRow, Store, StoreError, UserRow};
 use crate::time::now_micros;
 
@@ -76,7 +77,7 @@ pub async fn create_user(
     }
     let password_hash = hash_password(password)?;
     let user = UserRow { username: username.to_string(), password_hash, role };
-    store.upsert_user(&user, now_micros()).await?;
+    users::upsert(store.write(), &user, now_micros()).await?;
     Ok(())
 }
 
@@ -99,14 +100,14 @@ pub async fn create_api_token(
         created_at: now,
         expires_at,
     };
-    store.create_api_token(&digest(&token), &row).await?;
+    users::create_api_token(store.write(), &digest(&token), &row).await?;
     Ok(token)
 }
 
 /// On a database without users, creates `admin` with a generated password and returns it
 /// (to be shown once). Returns `None` when users exist.
 pub async fn ensure_first_admin(store: &Store) -> Result<Option<String>, UserError> {
-    if store.count_users().await? > 0 {
+    if users::count(store.read()).await? > 0 {
         return Ok(None);
     }
     let password = new_password();

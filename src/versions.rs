@@ -11,6 +11,7 @@ use thiserror::Error;
 
 use crate::dag::{compile, Dag};
 use crate::jobs::Registry;
+use crate::store::dags;
 use crate::store::{DagRecord, Store, StoreError};
 
 #[derive(Debug, Error)]
@@ -51,9 +52,10 @@ impl DagVersions {
         if let Some(dag) = self.cache.lock().unwrap().get(&key) {
             return Ok(dag.clone());
         }
-        let (file, source) = self.store.dag_source(dag_id, version).await?.ok_or_else(|| {
-            VersionError::Missing { dag_id: key.0.clone(), version: key.1.clone() }
-        })?;
+        let (file, source) =
+            dags::source(self.store.read(), dag_id, version).await?.ok_or_else(|| {
+                VersionError::Missing { dag_id: key.0.clone(), version: key.1.clone() }
+            })?;
         let dag = compile(&file, &source, dag_id, &self.registry).map_err(|diagnostics| {
             VersionError::Invalid {
                 dag_id: key.0.clone(),

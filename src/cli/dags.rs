@@ -19,6 +19,7 @@ use crate::runtime::{process_id, shutdown_channel, Components};
 use crate::schedule::{parse_date, BackfillRange};
 use crate::scheduler::trigger::{create_run, RunRequest, TriggerError};
 use crate::scheduler::{Scheduler, SchedulerOptions};
+use crate::store::{dags, logs, runs, tasks};
 use crate::store::{DagRecord, RunRow, Store};
 use crate::time::{display, now_micros, to_micros};
 use crate::worker::{Worker, WorkerOptions};
@@ -65,7 +66,7 @@ pub async fn list(config: Config) -> anyhow::Result<ExitCode> {
     let bag = load_folder(&config.dags_folder, &Registry::builtin());
     let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
     let rows: HashMap<String, _> =
-        c.store.list_dags().await?.into_iter().map(|d| (d.dag_id.clone(), d)).collect();
+        dags::list(c.store.read()).await?.into_iter().map(|d| (d.dag_id.clone(), d)).collect();
     println!("{:<28} {:<16} {:<7} {:<20} FILE", "DAG", "SCHEDULE", "PAUSED", "NEXT RUN");
     for dag in bag.dags.values() {
         let row = rows.get(&dag.id);
@@ -108,11 +109,11 @@ fn folder_dag(
 /// The DAG from the folder (recorded in the database), else the version the database knows.
 async fn resolve_dag(c: &Components, dag_id: &str) -> anyhow::Result<Arc<Dag>> {
     if let Some(dag) = folder_dag(&c.config, c.versions.registry(), dag_id)? {
-        c.store.register_dag(&DagRecord::from(dag.as_ref()), now_micros()).await?;
+        dags::register(c.store.write(), &DagRecord::from(dag.as_ref()), now_micros()).await?;
         c.versions.insert(dag.clone());
         return Ok(dag);
     }
-    let row = c.store.get_dag(dag_id).await?.ok_or_else(|| {
+    let row = dags::get(c.store.read(), dag_id).await?.ok_or_else(|| {
         anyhow!("no DAG `{dag_id}` in {} or in the database", c.config.dags_folder.display())
     })?;
     Ok(c.versions.get(dag_id, &row.version).await?)
@@ -171,10 +172,10 @@ pub async fn trigger(
 
 pub async fn set_paused(config: Config, dag_id: &str, paused: bool) -> anyhow::Result<ExitCode> {
     let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
-    if c.store.get_dag(dag_id).await?.is_none() {
+    if dags::get(c.store.read(), dag_id).await?.is_none() {
         resolve_dag(&c, dag_id).await?;
     }
-    c.store.set_paused(dag_id, paused).await?;
+    dags::set_paused(c.store.write(), dag_id, paused).await?;
     println!("{dag_id} {}", if paused { "paused" } else { "unpaused" });
     Ok(ExitCode::SUCCESS)
 }
@@ -222,7 +223,7 @@ pub async fn backfill(
         let mut finished = 0;
         let mut failed = 0;
         for run in &created {
-            let state = c.store.get_run_by_pk(run.pk).await?.map(|r| r.state);
+            let state = runs::by_pk(c.store.read(), run.pk).await?.map(|r| r.state);
             finished += usize::from(state.is_some_and(|s| s.is_finished()));
             failed += usize::from(state == Some(RunState::Failed));
         }
@@ -249,12 +250,12 @@ pub async fn test(
     let dag = folder_dag(&c.config, c.versions.registry(), dag_id)?
         .ok_or_else(|| anyhow!("no DAG `{dag_id}` in {}", c.config.dags_folder.display()))?;
     let params = parse_params(&dag, params)?;
-    c.store.register_dag(&DagRecord::from(dag.as_ref()), now_micros()).await?;
+    dags::register(c.store.write(), &DagRecord::from(dag.as_ref()), now_micros()).await?;
     c.versions.insert(dag.clone());
     let logical_date = logical_date(&dag, date)?;
-    if let Some(existing) = c.store.get_run_at(&dag.id, to_micros(logical_date)).await? {
+    if let Some(existing) = runs::at(c.store.read(), &dag.id, to_micros(logical_date)).await? {
         println!("replacing the existing run {} at that logical date", existing.run_id);
-        c.store.delete_run(existing.pk).await?;
+        runs::delete(c.store.write(), &[existing.pk]).await?;
     }
     let queue = format!("test-{}", process_id("test"));
     let request =
@@ -287,8 +288,8 @@ async fn follow(store: &Store, run: &RunRow) -> anyhow::Result<RunState> {
     loop {
         // The run state first: a run ends after its tasks, so the tasks read next are final
         // whenever it has ended, and no last state or log goes unprinted.
-        let current = store.get_run_by_pk(run.pk).await?.context("the run disappeared")?;
-        for ti in store.tasks_of_runs(&[run.pk]).await? {
+        let current = runs::by_pk(store.read(), run.pk).await?.context("the run disappeared")?;
+        for ti in tasks::of_runs(store.read(), &[run.pk]).await? {
             if seen.get(&ti.task_id) == Some(&(ti.state, ti.try_number)) {
                 continue;
             }
@@ -304,7 +305,7 @@ async fn follow(store: &Store, run: &RunRow) -> anyhow::Result<RunState> {
                 ti.state
             );
             if matches!(ti.state, TaskState::Success | TaskState::Failed | TaskState::UpForRetry) {
-                for line in store.read_logs(ti.id, Some(ti.try_number), 0, 10_000).await? {
+                for line in logs::read(store.read(), ti.id, Some(ti.try_number), 0, 10_000).await? {
                     println!("{:>11}| {}", "", line.line);
                 }
             }
@@ -327,7 +328,7 @@ async fn follow(store: &Store, run: &RunRow) -> anyhow::Result<RunState> {
 /// Per-task durations of the run, and this process's peak memory.
 async fn print_summary(store: &Store, run: &RunRow) -> anyhow::Result<()> {
     println!("\n{:<28} {:<16} {:>10}  OUTPUT", "TASK", "STATE", "SECONDS");
-    for ti in store.tasks_of_runs(&[run.pk]).await? {
+    for ti in tasks::of_runs(store.read(), &[run.pk]).await? {
         let seconds = match (ti.started_at, ti.ended_at) {
             (Some(start), Some(end)) if ti.state != TaskState::Skipped => {
                 format!("{:.3}", (end - start) as f64 / 1e6)

@@ -6,6 +6,7 @@ use anyhow::{anyhow, Context};
 
 use crate::config::Config;
 use crate::store::Store;
+use crate::store::{logs, runs, tasks};
 use crate::time::display;
 
 async fn open(config: &Config) -> anyhow::Result<Store> {
@@ -14,7 +15,7 @@ async fn open(config: &Config) -> anyhow::Result<Store> {
 
 pub async fn list_runs(config: Config, dag_id: &str, limit: i64) -> anyhow::Result<ExitCode> {
     let store = open(&config).await?;
-    let runs = store.list_runs(dag_id, limit, 0).await?;
+    let runs = runs::list(store.read(), dag_id, limit, 0).await?;
     println!(
         "{:<44} {:<10} {:<8} {:<20} {:<20} DURATION",
         "RUN ID", "TYPE", "STATE", "LOGICAL DATE", "STARTED"
@@ -44,18 +45,16 @@ pub async fn task_logs(
     try_number: Option<i64>,
 ) -> anyhow::Result<ExitCode> {
     let store = open(&config).await?;
-    let run = store
-        .get_run(dag_id, run_id)
+    let run = runs::get(store.read(), dag_id, run_id)
         .await?
         .ok_or_else(|| anyhow!("no run `{run_id}` of DAG `{dag_id}`"))?;
-    let ti = store
-        .get_task_instance(run.pk, task_id)
+    let ti = tasks::get(store.read(), run.pk, task_id)
         .await?
         .ok_or_else(|| anyhow!("run `{run_id}` has no task `{task_id}`"))?;
     let mut after = 0;
     let mut current_try = None;
     loop {
-        let lines = store.read_logs(ti.id, try_number, after, 1000).await?;
+        let lines = logs::read(store.read(), ti.id, try_number, after, 1000).await?;
         let Some(last) = lines.last() else { break };
         after = last.id;
         for line in &lines {

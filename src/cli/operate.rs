@@ -11,6 +11,7 @@ use crate::jobs::Registry;
 use crate::runtime::Components;
 use crate::scheduler::control;
 use crate::store::RunRow;
+use crate::store::{runs, tasks};
 use crate::time::now_micros;
 
 async fn open_run(
@@ -19,9 +20,7 @@ async fn open_run(
     run_id: &str,
 ) -> anyhow::Result<(Components, RunRow)> {
     let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
-    let run = c
-        .store
-        .get_run(dag_id, run_id)
+    let run = runs::get(c.store.read(), dag_id, run_id)
         .await?
         .ok_or_else(|| anyhow!("no run `{run_id}` of DAG `{dag_id}`"))?;
     Ok((c, run))
@@ -69,9 +68,7 @@ pub async fn mark_task(
     state: &str,
 ) -> anyhow::Result<ExitCode> {
     let (c, run) = open_run(config, dag_id, run_id).await?;
-    let ti = c
-        .store
-        .get_task_instance(run.pk, task_id)
+    let ti = tasks::get(c.store.read(), run.pk, task_id)
         .await?
         .ok_or_else(|| anyhow!("run `{run_id}` has no task `{task_id}`"))?;
     let state = if state == "success" { TaskState::Success } else { TaskState::Failed };

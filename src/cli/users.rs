@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::domain::Role;
 use crate::jobs::Registry;
 use crate::runtime::Components;
+use crate::store::users;
 use crate::time::display;
 use crate::users::{create_api_token, create_user, new_password};
 
@@ -42,7 +43,7 @@ pub async fn token(
     lifetime: Option<Duration>,
 ) -> anyhow::Result<ExitCode> {
     let c = open(config).await?;
-    if c.store.get_user(username).await?.is_none() {
+    if users::get(c.store.read(), username).await?.is_none() {
         bail!("no user `{username}`: create it first with `lakeward users create`");
     }
     let token = create_api_token(&c.store, username, name, lifetime).await?;
@@ -53,7 +54,7 @@ pub async fn token(
 pub async fn tokens(config: Config, username: Option<&str>) -> anyhow::Result<ExitCode> {
     let c = open(config).await?;
     println!("{:<16}  {:<20}  {:<20}  {:<20}  EXPIRES", "ID", "USER", "NAME", "CREATED");
-    for token in c.store.list_api_tokens(username).await? {
+    for token in users::list_api_tokens(c.store.read(), username).await? {
         let expires = token.expires_at.map_or("never".to_string(), display);
         println!(
             "{:<16}  {:<20}  {:<20}  {:<20}  {expires}",
@@ -68,7 +69,7 @@ pub async fn tokens(config: Config, username: Option<&str>) -> anyhow::Result<Ex
 
 pub async fn revoke(config: Config, id: &str) -> anyhow::Result<ExitCode> {
     let c = open(config).await?;
-    if !c.store.revoke_api_token(id, None).await? {
+    if !users::revoke_api_token(c.store.write(), id, None).await? {
         bail!("no API token with id `{id}` (see `lakeward users tokens`)");
     }
     println!("token {id} revoked");
@@ -77,7 +78,7 @@ pub async fn revoke(config: Config, id: &str) -> anyhow::Result<ExitCode> {
 
 pub async fn delete(config: Config, username: &str) -> anyhow::Result<ExitCode> {
     let c = open(config).await?;
-    if !c.store.delete_user(username).await? {
+    if !users::delete(c.store.write(), username).await? {
         bail!("no user `{username}`");
     }
     println!("user `{username}` deleted, with its sessions and API tokens");

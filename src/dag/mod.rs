@@ -135,6 +135,14 @@ impl Dag {
         })
     }
 
+    /// The dependency edges `(upstream, task)` that no longer path implies: what a drawing of
+    /// the DAG needs to show its order without clutter.
+    pub fn essential_edges(&self) -> Vec<(String, String)> {
+        let upstreams =
+            self.tasks.iter().map(|(id, task)| (id.clone(), task.depends_on.clone())).collect();
+        graph::transitive_reduction(&self.topo_order, &upstreams)
+    }
+
     /// Tasks that list `task_id` in their `depends_on`.
     pub fn downstream_of<'a>(&'a self, task_id: &'a str) -> impl Iterator<Item = &'a Task> + 'a {
         self.tasks.values().filter(move |t| t.depends_on.iter().any(|d| d == task_id))

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::dag::Dag;
 use crate::domain::{RunState, TaskState};
+use crate::store::{runs, tasks, users};
 use crate::store::{RunRow, Store, StoreError, TaskInstanceRow};
 use crate::time::{now_micros, Micros};
 
@@ -39,7 +40,7 @@ pub async fn clear(
         .into_iter()
         .filter_map(|id| dag.tasks.get(&id).map(|t| (id, i64::from(t.max_tries()))))
         .collect();
-    let cleared = store.clear_tasks(run.pk, &tasks).await?;
+    let cleared = tasks::clear(store.write(), run.pk, &tasks).await?;
     if !cleared.is_empty() {
         store.wake_scheduler().await;
     }
@@ -48,7 +49,7 @@ pub async fn clear(
 
 /// Marks `run` as `success` or `failed`, with its unfinished task instances.
 pub async fn mark(store: &Store, run: &RunRow, state: RunState) -> Result<(), StoreError> {
-    store.mark_run(run.pk, state, now_micros()).await?;
+    runs::mark(store.write(), run.pk, state, now_micros()).await?;
     store.wake_scheduler().await;
     Ok(())
 }
@@ -60,7 +61,7 @@ pub async fn mark_task(
     ti: &TaskInstanceRow,
     state: TaskState,
 ) -> Result<(), StoreError> {
-    store.mark_task(ti, state, now_micros()).await?;
+    tasks::mark(store.write(), ti, state, now_micros()).await?;
     store.wake_scheduler().await;
     Ok(())
 }
@@ -77,15 +78,15 @@ pub async fn clean(
 ) -> Result<u64, StoreError> {
     let mut deleted = 0;
     loop {
-        let pks = store.finished_runs_before(cutoff, batch).await?;
+        let pks = runs::finished_before(store.read(), cutoff, batch).await?;
         if pks.is_empty() {
             break;
         }
-        store.delete_runs(&pks).await?;
+        runs::delete(store.write(), &pks).await?;
         deleted += pks.len() as u64;
         progress(deleted);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    store.delete_expired_sessions(now_micros()).await?;
+    users::delete_expired_sessions(store.write(), now_micros()).await?;
     Ok(deleted)
 }

@@ -29,6 +29,7 @@ use crate::domain::{RunState, RunType, TaskState};
 use crate::jobs::Stream;
 use crate::process::{process_id, Shutdown};
 use crate::schedule::{DataInterval, Timetable};
+use crate::store::{dags, logs, processes, runs, tasks};
 use crate::store::{DagRecord, RunRow, Store, StoreError, TaskOutcome, TaskStateRow};
 use crate::time::{from_micros, to_micros, Micros};
 use crate::versions::DagVersions;
@@ -135,7 +136,7 @@ impl Scheduler {
                 _ = shutdown.wait() => break,
             }
         }
-        let _ = self.store.remove_process(&self.id).await;
+        let _ = processes::remove(self.store.write(), &self.id).await;
         tracing::info!(id = %self.id, "scheduler stopped");
     }
 
@@ -158,17 +159,21 @@ impl Scheduler {
     async fn housekeeping(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
         let micros = to_micros(now);
         let slowest = i64::try_from(std::mem::take(&mut self.slowest_pass).as_micros()).ok();
-        self.store
-            .heartbeat_process(&self.id, "scheduler", &crate::process::hostname(), micros, slowest)
-            .await?;
+        processes::heartbeat(
+            self.store.write(),
+            &self.id,
+            "scheduler",
+            &crate::process::hostname(),
+            micros,
+            slowest,
+        )
+        .await?;
         // A write went through: whatever outage this process saw is over.
         self.store.connectivity().succeeded();
         if let Some(folder) = self.options.dags_folder.clone() {
             self.reload_folder(folder).await?;
         }
-        self.paused = self
-            .store
-            .list_dags()
+        self.paused = dags::list(self.store.read())
             .await?
             .into_iter()
             .filter(|d| d.is_paused)
@@ -179,7 +184,7 @@ impl Scheduler {
         }
         let retention = self.options.heartbeat_timeout.saturating_mul(DEAD_PROCESS_RETENTION);
         let retention = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
-        self.store.forget_silent_processes(micros.saturating_sub(retention)).await?;
+        processes::forget_silent(self.store.write(), micros.saturating_sub(retention)).await?;
         self.reap_silent_workers(crate::time::now_micros()).await
     }
 
@@ -201,7 +206,7 @@ impl Scheduler {
                 (file.clone(), diags.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
             })
             .collect();
-        self.store.sync_dags(&records, &errors, crate::time::now_micros()).await?;
+        dags::sync(self.store.write(), &records, &errors, crate::time::now_micros()).await?;
         for dag in bag.dags.values() {
             self.versions.insert(dag.clone());
         }
@@ -224,7 +229,7 @@ impl Scheduler {
                 self.create_due_runs(&dag, &timetable, now).await?
             };
             if self.next_run_at.get(&dag.id) != Some(&next_at) {
-                self.store.set_next_run(&dag.id, next_at).await?;
+                dags::set_next_run(self.store.write(), &dag.id, next_at).await?;
                 self.next_run_at.insert(dag.id.clone(), next_at);
             }
         }
@@ -238,7 +243,7 @@ impl Scheduler {
         timetable: &Timetable<'_>,
         now: DateTime<Utc>,
     ) -> Result<Option<Micros>, StoreError> {
-        let last = self.store.last_scheduled_interval(&dag.id).await?;
+        let last = runs::last_scheduled_interval(self.store.read(), &dag.id).await?;
         let mut last = last
             .map(|(start, end)| DataInterval { start: from_micros(start), end: from_micros(end) });
         for _ in 0..MAX_NEW_RUNS_PER_TICK {
@@ -269,13 +274,14 @@ impl Scheduler {
     /// Fails the tries of workers that stopped heartbeating; they are retried per their policy.
     /// Silence is measured on the time the database could receive heartbeats (see [`liveness`]).
     async fn reap_silent_workers(&self, now: Micros) -> Result<(), StoreError> {
-        let candidates = self.store.stale_tasks(self.liveness.candidates_before(now)).await?;
+        let candidates =
+            tasks::stale(self.store.read(), self.liveness.candidates_before(now)).await?;
         for ti in candidates {
             let heartbeat = ti.heartbeat_at.or(ti.started_at).unwrap_or_default();
             if !self.liveness.is_silent(heartbeat, now) {
                 continue;
             }
-            let run = self.store.get_run_by_pk(ti.run_pk).await?;
+            let run = runs::by_pk(self.store.read(), ti.run_pk).await?;
             let retry_delay = match &run {
                 Some(run) => match self.versions.get(&run.dag_id, &run.version).await {
                     Ok(dag) => {
@@ -297,10 +303,10 @@ impl Scheduler {
                 now,
             );
             // Applies only if no heartbeat arrived since the one judged.
-            if self.store.fail_stale_task(&ti, &outcome, heartbeat + 1, now).await? {
+            if tasks::fail_stale(self.store.write(), &ti, &outcome, heartbeat + 1, now).await? {
                 tracing::warn!(dag = %ti.dag_id, task = %ti.task_id, "{error}");
                 let line = crate::jobs::LogLine { at: now, stream: Stream::System, text: error };
-                self.store.append_logs(ti.id, ti.try_number, &[line]).await?;
+                logs::append(self.store.write(), ti.id, ti.try_number, &[line]).await?;
             }
         }
         Ok(())
@@ -309,7 +315,7 @@ impl Scheduler {
     /// Starts queued runs that fit `max_active_runs` and plans every running run.
     /// Returns how many task instances were queued.
     async fn advance_runs(&mut self, now: Micros) -> Result<u64, StoreError> {
-        let runs = self.store.active_runs().await?;
+        let runs = runs::active(self.store.read()).await?;
         let mut active: HashMap<String, u32> = HashMap::new();
         for run in runs.iter().filter(|r| r.state == RunState::Running) {
             *active.entry(run.dag_id.clone()).or_default() += 1;
@@ -320,7 +326,8 @@ impl Scheduler {
                 Ok(dag) => dag,
                 Err(e) => {
                     tracing::error!(dag = %run.dag_id, run = %run.run_id, "failing run: {e}");
-                    self.store.set_run_state(run.pk, run.state, RunState::Failed, now).await?;
+                    runs::set_state(self.store.write(), run.pk, run.state, RunState::Failed, now)
+                        .await?;
                     continue;
                 }
             };
@@ -329,10 +336,14 @@ impl Scheduler {
                 if *count >= dag.max_active_runs {
                     continue;
                 }
-                if !self
-                    .store
-                    .set_run_state(run.pk, RunState::Queued, RunState::Running, now)
-                    .await?
+                if !runs::set_state(
+                    self.store.write(),
+                    run.pk,
+                    RunState::Queued,
+                    RunState::Running,
+                    now,
+                )
+                .await?
                 {
                     continue;
                 }
@@ -346,7 +357,7 @@ impl Scheduler {
         }
         let pks: Vec<i64> = running.iter().map(|(r, _)| r.pk).collect();
         let mut by_run: BTreeMap<i64, Vec<TaskStateRow>> = BTreeMap::new();
-        for ti in self.store.task_states_of_runs(&pks).await? {
+        for ti in tasks::states_of_runs(self.store.read(), &pks).await? {
             by_run.entry(ti.run_pk).or_default().push(ti);
         }
         let mut slots = TaskSlots::new(&running, &by_run, &self.options.pools);
@@ -390,14 +401,14 @@ impl Scheduler {
         }
         for (id, error) in &unschedulable {
             tracing::error!("{error}");
-            self.store.fail_unschedulable(*id, error, now).await?;
+            tasks::fail_unschedulable(self.store.write(), *id, error, now).await?;
         }
-        self.store.settle_tasks(&upstream_failed, TaskState::UpstreamFailed, now).await?;
-        self.store.settle_tasks(&skipped, TaskState::Skipped, now).await?;
-        let queued = self.store.queue_tasks(&to_queue, now).await?
-            + self.store.requeue_retries(&retries, now).await?;
+        tasks::settle(self.store.write(), &upstream_failed, TaskState::UpstreamFailed, now).await?;
+        tasks::settle(self.store.write(), &skipped, TaskState::Skipped, now).await?;
+        let queued = tasks::queue(self.store.write(), &to_queue, now).await?
+            + tasks::requeue_retries(self.store.write(), &retries, now).await?;
         for (run, state) in finished {
-            if self.store.set_run_state(run.pk, RunState::Running, state, now).await? {
+            if runs::set_state(self.store.write(), run.pk, RunState::Running, state, now).await? {
                 tracing::info!(dag = %run.dag_id, run = %run.run_id, "run finished: {state}");
             }
         }

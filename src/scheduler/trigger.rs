@@ -7,6 +7,7 @@ use thiserror::Error;
 use crate::dag::{params, Dag};
 use crate::domain::RunType;
 use crate::schedule::DataInterval;
+use crate::store::runs;
 use crate::store::{NewRun, RunRow, Store, StoreError};
 use crate::time::{now_micros, to_micros};
 
@@ -82,13 +83,18 @@ pub async fn create_run(
         params,
         tasks,
     };
-    let Some(pk) = store.create_run(&new_run, now_micros()).await? else {
+    // Created and read back in one transaction: the caller gets the run as it was created.
+    let mut tx = store.begin().await?;
+    let Some(pk) = runs::create(&mut *tx, &new_run, now_micros()).await? else {
         return Err(TriggerError::Duplicate {
             dag_id: dag.id.clone(),
             logical_date: request.logical_date.to_rfc3339(),
         });
     };
+    let run = runs::by_pk(&mut *tx, pk)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("run {pk} is missing after its creation")))?;
+    tx.commit().await.map_err(StoreError::from)?;
     store.wake_scheduler().await;
-    let run = store.get_run_by_pk(pk).await?;
-    run.ok_or_else(|| StoreError::Corrupt(format!("run {pk} vanished after creation")).into())
+    Ok(run)
 }

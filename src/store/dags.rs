@@ -1,10 +1,12 @@
-//! DAG rows, DAG versions and import errors.
+//! DAG rows, DAG versions and import errors. Every function takes the executor it runs on
+//! (see [`super::runs`]).
 
 use serde::Serialize;
-use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::FromRow;
+use sqlx::{Acquire, Any, AnyConnection, Executor};
 
-use super::{placeholders, Result, Store};
+use super::columns::{IntFlag, JsonList};
+use super::{placeholders, Result};
 use crate::time::Micros;
 
 /// What the scheduler records about a compiled DAG.
@@ -20,21 +22,24 @@ pub struct DagRecord {
 }
 
 /// A DAG as the database knows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, FromRow)]
 pub struct DagRow {
     pub dag_id: String,
     pub file_path: String,
     pub version: String,
     pub description: Option<String>,
     pub schedule: Option<String>,
+    #[sqlx(try_from = "JsonList")]
     pub tags: Vec<String>,
+    #[sqlx(try_from = "IntFlag")]
     pub is_paused: bool,
     /// False once its file has been deleted.
+    #[sqlx(try_from = "IntFlag")]
     pub is_active: bool,
     pub next_run_at: Option<Micros>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, FromRow)]
 pub struct ImportErrorRow {
     pub file_path: String,
     pub message: String,
@@ -44,144 +49,126 @@ pub struct ImportErrorRow {
 const DAG_COLUMNS: &str =
     "dag_id, file_path, version, description, schedule, tags, is_paused, is_active, next_run_at";
 
-fn dag_from_row(row: &AnyRow) -> Result<DagRow> {
-    let tags: String = row.try_get("tags")?;
-    Ok(DagRow {
-        dag_id: row.try_get("dag_id")?,
-        file_path: row.try_get("file_path")?,
-        version: row.try_get("version")?,
-        description: row.try_get("description")?,
-        schedule: row.try_get("schedule")?,
-        tags: serde_json::from_str(&tags).unwrap_or_default(),
-        is_paused: row.try_get::<i64, _>("is_paused")? != 0,
-        is_active: row.try_get::<i64, _>("is_active")? != 0,
-        next_run_at: row.try_get("next_run_at")?,
-    })
-}
-
-impl Store {
-    /// Records the DAG folder as just loaded: new versions and metadata for `dags`, inactive
-    /// for DAGs no longer present, and `import_errors` (file, message) replacing the old ones.
-    /// Paused flags are kept.
-    pub async fn sync_dags(
-        &self,
-        dags: &[DagRecord],
-        import_errors: &[(String, String)],
-        now: Micros,
-    ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for dag in dags {
-            upsert_dag(&mut tx, dag, now).await?;
-        }
-        let ids: Vec<&str> = dags.iter().map(|d| d.dag_id.as_str()).collect();
-        let sql = if ids.is_empty() {
-            "UPDATE dags SET is_active = 0, description = NULL WHERE is_active = 1".to_string()
-        } else {
-            format!(
-                "UPDATE dags SET is_active = 0, description = NULL \
-                 WHERE is_active = 1 AND dag_id NOT IN ({})",
-                placeholders(1, ids.len())
-            )
-        };
-        let mut query = sqlx::query(&sql);
-        for id in &ids {
-            query = query.bind(*id);
-        }
-        query.execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM import_errors").execute(&mut *tx).await?;
-        for (file, message) in import_errors {
-            sqlx::query(
-                "INSERT INTO import_errors (file_path, message, updated_at) VALUES ($1, $2, $3)",
-            )
-            .bind(file)
-            .bind(message)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Records one DAG (its version and metadata) without touching the others.
-    pub async fn register_dag(&self, dag: &DagRecord, now: Micros) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+/// Records the DAG folder as just loaded: new versions and metadata for `dags`, inactive
+/// for DAGs no longer present, and `import_errors` (file, message) replacing the old ones.
+/// Paused flags are kept.
+pub async fn sync(
+    db: impl Acquire<'_, Database = Any>,
+    dags: &[DagRecord],
+    import_errors: &[(String, String)],
+    now: Micros,
+) -> Result<()> {
+    let mut tx = db.begin().await?;
+    for dag in dags {
         upsert_dag(&mut tx, dag, now).await?;
-        tx.commit().await?;
-        Ok(())
     }
-
-    /// Every DAG, active ones first, by id.
-    pub async fn list_dags(&self) -> Result<Vec<DagRow>> {
-        let sql = format!("SELECT {DAG_COLUMNS} FROM dags ORDER BY is_active DESC, dag_id");
-        let rows = sqlx::query(&sql).fetch_all(&self.reader).await?;
-        rows.iter().map(dag_from_row).collect()
-    }
-
-    pub async fn get_dag(&self, dag_id: &str) -> Result<Option<DagRow>> {
-        let sql = format!("SELECT {DAG_COLUMNS} FROM dags WHERE dag_id = $1");
-        let row = sqlx::query(&sql).bind(dag_id).fetch_optional(&self.reader).await?;
-        row.as_ref().map(dag_from_row).transpose()
-    }
-
-    /// Pauses or unpauses a DAG; false if there is no such DAG.
-    pub async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<bool> {
-        let done = sqlx::query("UPDATE dags SET is_paused = $1 WHERE dag_id = $2")
-            .bind(paused as i64)
-            .bind(dag_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    /// The file path and text of a DAG version.
-    pub async fn dag_source(
-        &self,
-        dag_id: &str,
-        version: &str,
-    ) -> Result<Option<(String, String)>> {
-        let row = sqlx::query(
-            "SELECT file_path, source FROM dag_versions WHERE dag_id = $1 AND version = $2",
+    let ids: Vec<&str> = dags.iter().map(|d| d.dag_id.as_str()).collect();
+    let sql = if ids.is_empty() {
+        "UPDATE dags SET is_active = 0, description = NULL WHERE is_active = 1".to_string()
+    } else {
+        format!(
+            "UPDATE dags SET is_active = 0, description = NULL \
+             WHERE is_active = 1 AND dag_id NOT IN ({})",
+            placeholders(1, ids.len())
         )
-        .bind(dag_id)
-        .bind(version)
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(match row {
-            Some(row) => Some((row.try_get("file_path")?, row.try_get("source")?)),
-            None => None,
-        })
+    };
+    let mut query = sqlx::query(&sql);
+    for id in &ids {
+        query = query.bind(*id);
     }
-
-    /// Records when the DAG's next scheduled run will be created (for display).
-    pub async fn set_next_run(&self, dag_id: &str, at: Option<Micros>) -> Result<()> {
-        sqlx::query("UPDATE dags SET next_run_at = $1 WHERE dag_id = $2")
-            .bind(at)
-            .bind(dag_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn import_errors(&self) -> Result<Vec<ImportErrorRow>> {
-        let rows = sqlx::query(
-            "SELECT file_path, message, updated_at FROM import_errors ORDER BY file_path",
+    query.execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM import_errors").execute(&mut *tx).await?;
+    for (file, message) in import_errors {
+        sqlx::query(
+            "INSERT INTO import_errors (file_path, message, updated_at) VALUES ($1, $2, $3)",
         )
-        .fetch_all(&self.reader)
+        .bind(file)
+        .bind(message)
+        .bind(now)
+        .execute(&mut *tx)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ImportErrorRow {
-                    file_path: row.try_get("file_path")?,
-                    message: row.try_get("message")?,
-                    updated_at: row.try_get("updated_at")?,
-                })
-            })
-            .collect()
     }
+    tx.commit().await?;
+    Ok(())
 }
 
-async fn upsert_dag(tx: &mut Transaction<'_, Any>, dag: &DagRecord, now: Micros) -> Result<()> {
+/// Records one DAG (its version and metadata) without touching the others.
+pub async fn register(
+    db: impl Acquire<'_, Database = Any>,
+    dag: &DagRecord,
+    now: Micros,
+) -> Result<()> {
+    let mut tx = db.begin().await?;
+    upsert_dag(&mut tx, dag, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Every DAG, active ones first, by id.
+pub async fn list(db: impl Executor<'_, Database = Any>) -> Result<Vec<DagRow>> {
+    let sql = format!("SELECT {DAG_COLUMNS} FROM dags ORDER BY is_active DESC, dag_id");
+    Ok(sqlx::query_as(&sql).fetch_all(db).await?)
+}
+
+/// The DAG `dag_id`.
+pub async fn get(db: impl Executor<'_, Database = Any>, dag_id: &str) -> Result<Option<DagRow>> {
+    let sql = format!("SELECT {DAG_COLUMNS} FROM dags WHERE dag_id = $1");
+    Ok(sqlx::query_as(&sql).bind(dag_id).fetch_optional(db).await?)
+}
+
+/// Pauses or unpauses a DAG; false if there is no such DAG.
+pub async fn set_paused(
+    db: impl Executor<'_, Database = Any>,
+    dag_id: &str,
+    paused: bool,
+) -> Result<bool> {
+    let done = sqlx::query("UPDATE dags SET is_paused = $1 WHERE dag_id = $2")
+        .bind(paused as i64)
+        .bind(dag_id)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// The file path and text of a DAG version.
+pub async fn source(
+    db: impl Executor<'_, Database = Any>,
+    dag_id: &str,
+    version: &str,
+) -> Result<Option<(String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT file_path, source FROM dag_versions WHERE dag_id = $1 AND version = $2",
+    )
+    .bind(dag_id)
+    .bind(version)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Records when the DAG's next scheduled run will be created (for display).
+pub async fn set_next_run(
+    db: impl Executor<'_, Database = Any>,
+    dag_id: &str,
+    at: Option<Micros>,
+) -> Result<()> {
+    sqlx::query("UPDATE dags SET next_run_at = $1 WHERE dag_id = $2")
+        .bind(at)
+        .bind(dag_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// The files of the DAG folder that failed to load, and why.
+pub async fn import_errors(db: impl Executor<'_, Database = Any>) -> Result<Vec<ImportErrorRow>> {
+    Ok(sqlx::query_as(
+        "SELECT file_path, message, updated_at FROM import_errors ORDER BY file_path",
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+async fn upsert_dag(tx: &mut AnyConnection, dag: &DagRecord, now: Micros) -> Result<()> {
     sqlx::query(
         "INSERT INTO dag_versions (dag_id, version, file_path, source, created_at) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT DO NOTHING",
@@ -191,7 +178,7 @@ async fn upsert_dag(tx: &mut Transaction<'_, Any>, dag: &DagRecord, now: Micros)
     .bind(&dag.file_path)
     .bind(&dag.source)
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     let tags = serde_json::to_string(&dag.tags).unwrap_or_else(|_| "[]".into());
     sqlx::query(
@@ -208,7 +195,7 @@ async fn upsert_dag(tx: &mut Transaction<'_, Any>, dag: &DagRecord, now: Micros)
     .bind(&dag.schedule)
     .bind(tags)
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

@@ -22,6 +22,14 @@ impl Backend {
         }
     }
 
+    /// The backend behind an open connection.
+    pub fn of_connection(conn: &sqlx::AnyConnection) -> Backend {
+        match conn.backend_name() {
+            "PostgreSQL" => Backend::Postgres,
+            _ => Backend::Sqlite,
+        }
+    }
+
     /// What a `SELECT` of rows about to be claimed ends with: on Postgres, lock them and skip
     /// those another claim holds; SQLite has one writer at a time and needs nothing.
     pub fn claim_lock(self) -> &'static str {

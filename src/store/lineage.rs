@@ -1,49 +1,63 @@
 //! Lineage: the dataset versions and table snapshots each try read and wrote, written with
 //! the try's result and read back per try.
 
-use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::FromRow;
+use sqlx::{Any, Executor};
 
-use super::{Result, Store};
+use super::columns::Count;
+use super::Result;
 use crate::domain::{AssetKind, Direction, LineageRecord};
 
-impl Store {
-    /// The lineage of try `try_number` of a task instance: what it read, then what it wrote.
-    pub async fn task_lineage(&self, ti_id: i64, try_number: i64) -> Result<Vec<LineageRecord>> {
-        let rows = sqlx::query(
-            "SELECT direction, kind, name, version, operation, row_count, file_count, byte_count \
-             FROM task_lineage WHERE ti_id = $1 AND try_number = $2",
-        )
-        .bind(ti_id)
-        .bind(try_number)
-        .fetch_all(&self.reader)
-        .await?;
-        let count = |row: &AnyRow, column: &str| -> Result<Option<u64>> {
-            Ok(row.try_get::<Option<i64>, _>(column)?.map(|n| n as u64))
-        };
-        let mut records = rows
-            .iter()
-            .map(|row| {
-                Ok(LineageRecord {
-                    direction: Direction::parse(&row.try_get::<String, _>("direction")?)?,
-                    kind: AssetKind::parse(&row.try_get::<String, _>("kind")?)?,
-                    name: row.try_get("name")?,
-                    version: row.try_get("version")?,
-                    operation: row.try_get("operation")?,
-                    rows: count(row, "row_count")?,
-                    files: count(row, "file_count")?,
-                    bytes: count(row, "byte_count")?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        records.sort_by_key(|r| r.direction == Direction::Wrote);
-        Ok(records)
-    }
+/// A lineage row as stored; the domain's record has no idea of columns.
+#[derive(FromRow)]
+struct Row {
+    direction: Direction,
+    kind: AssetKind,
+    name: String,
+    version: String,
+    operation: Option<String>,
+    #[sqlx(try_from = "Count")]
+    row_count: Option<u64>,
+    #[sqlx(try_from = "Count")]
+    file_count: Option<u64>,
+    #[sqlx(try_from = "Count")]
+    byte_count: Option<u64>,
+}
+
+/// The lineage of try `try_number` of a task instance: what it read, then what it wrote.
+pub async fn of_try(
+    db: impl Executor<'_, Database = Any>,
+    ti_id: i64,
+    try_number: i64,
+) -> Result<Vec<LineageRecord>> {
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT direction, kind, name, version, operation, row_count, file_count, byte_count \
+         FROM task_lineage WHERE ti_id = $1 AND try_number = $2",
+    )
+    .bind(ti_id)
+    .bind(try_number)
+    .fetch_all(db)
+    .await?;
+    let mut records: Vec<LineageRecord> = rows
+        .into_iter()
+        .map(|row| LineageRecord {
+            direction: row.direction,
+            kind: row.kind,
+            name: row.name,
+            version: row.version,
+            operation: row.operation,
+            rows: row.row_count,
+            files: row.file_count,
+            bytes: row.byte_count,
+        })
+        .collect();
+    records.sort_by_key(|r| r.direction == Direction::Wrote);
+    Ok(records)
 }
 
 /// Records the lineage of a try, in the transaction that records its end.
 pub(super) async fn insert(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut sqlx::AnyConnection,
     ti_id: i64,
     try_number: i64,
     records: &[LineageRecord],
@@ -64,7 +78,7 @@ pub(super) async fn insert(
         .bind(record.rows.map(|n| n as i64))
         .bind(record.files.map(|n| n as i64))
         .bind(record.bytes.map(|n| n as i64))
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     }
     Ok(())

@@ -5,31 +5,41 @@
 //! store also carries wake-up notifications (in-process, plus LISTEN/NOTIFY on Postgres) so
 //! components react to each other's writes without polling.
 //!
+//! The statements live in one module per aggregate ([`runs`], [`tasks`], [`dags`], [`logs`],
+//! [`lineage`], [`processes`], [`users`], [`stats`], [`catalog`]) as free functions that take
+//! the executor they run on: `store.read()` for plain reads, `store.write()` for writes, or an
+//! open transaction (`&mut *tx` from [`Store::begin`]) to compose several atomically. A function
+//! that runs several statements opens its own transaction on what it is given (a savepoint
+//! inside the caller's). Rows are read with derived `FromRow`.
+//!
 //! Conventions: queries use `$n` placeholders with bound values only (both backends accept
-//! them), timestamps are [`crate::time::Micros`], and no transaction is held across anything
-//! but SQL.
+//! them); SQL text is assembled only from fixed column lists, table names and generated
+//! placeholders; timestamps are [`crate::time::Micros`]; no transaction is held across anything
+//! but SQL. [`Store`] itself holds only the pools, the wake-ups and what this process saw of
+//! the database's availability.
 
-mod catalog;
+pub mod catalog;
+mod columns;
 mod connectivity;
-mod dags;
+pub mod dags;
 mod dialect;
-mod lineage;
-mod logs;
+pub mod lineage;
+pub mod logs;
 mod model;
 mod notify;
-mod processes;
-mod runs;
-mod stats;
-mod tasks;
-mod users;
+pub mod processes;
+pub mod runs;
+pub mod stats;
+pub mod tasks;
+pub mod users;
 
 use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Executor};
+use sqlx::{Any, AnyPool, Executor};
 use thiserror::Error;
 
 pub use connectivity::{Connectivity, Outage};
@@ -53,7 +63,7 @@ pub use users::{ApiTokenRow, SessionRow, UserRow, TOKEN_ID_LEN};
 pub enum StoreError {
     /// The database is unreachable or returned an error; usually worth retrying later.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL `{0}` (expected sqlite://… or postgres://…)")]
@@ -63,9 +73,17 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-impl From<crate::domain::UnknownValue> for StoreError {
-    fn from(unknown: crate::domain::UnknownValue) -> StoreError {
-        StoreError::Corrupt(unknown.to_string())
+impl From<sqlx::Error> for StoreError {
+    /// A column that does not decode into its row's type is a bad stored value, not a failure
+    /// of the database.
+    fn from(error: sqlx::Error) -> StoreError {
+        match error {
+            sqlx::Error::ColumnDecode { index, source } => {
+                StoreError::Corrupt(format!("column {index}: {source}"))
+            }
+            sqlx::Error::Decode(source) => StoreError::Corrupt(source.to_string()),
+            other => StoreError::Database(other),
+        }
     }
 }
 
@@ -227,6 +245,24 @@ impl Store {
         Ok(())
     }
 
+    /// The pool for plain reads. On SQLite a separate, read-only pool whose connections never
+    /// wait for the writer; use [`Store::write`] for a read that must see a write of the same
+    /// transaction.
+    pub fn read(&self) -> &AnyPool {
+        &self.reader
+    }
+
+    /// The pool for writes.
+    pub fn write(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Opens a transaction: pass `&mut *tx` to the aggregate functions to make their changes
+    /// one atomic change, then commit.
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, Any>> {
+        Ok(self.pool.begin().await?)
+    }
+
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -301,16 +337,4 @@ async fn lock_file(path: &str) -> Result<std::fs::File> {
 /// `$start, $start+1, …` for `count` values: the placeholders of an `IN (…)` list.
 fn placeholders(start: usize, count: usize) -> String {
     (start..start + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
-}
-
-/// Reads an optional text column holding JSON.
-fn json_column(row: &AnyRow, column: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
-    use sqlx::Row;
-    let text: Option<String> = row.try_get(column)?;
-    match text {
-        None => Ok(Default::default()),
-        Some(text) => {
-            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
-        }
-    }
 }

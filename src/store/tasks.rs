@@ -2,17 +2,20 @@
 //!
 //! Every transition is a guarded UPDATE (`… WHERE state = <expected>`), so two schedulers, or a
 //! worker presumed dead and its replacement, can never both apply the same change.
+//!
+//! Every function takes the executor it runs on (see [`super::runs`]).
 
-use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::FromRow;
+use sqlx::{Acquire, Any, Executor};
 
+use super::columns::JsonObject;
 use super::model::TASK_COLUMNS;
-use super::{placeholders, Result, Store, TaskInstanceRow};
+use super::{placeholders, Backend, Result, TaskInstanceRow};
 use crate::domain::{LineageRecord, TaskState};
 use crate::time::Micros;
 
 /// A task instance a worker has just claimed: it is `running`, owned by that worker.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct ClaimedTask {
     pub id: i64,
     pub run_pk: i64,
@@ -24,7 +27,7 @@ pub struct ClaimedTask {
 }
 
 /// What the scheduler needs to know of a task instance to plan its run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct TaskStateRow {
     pub id: i64,
     pub run_pk: i64,
@@ -51,367 +54,409 @@ pub struct TaskOutcome {
 /// Ids per `IN (…)` list.
 const ID_CHUNK: usize = 500;
 
-impl Store {
-    /// Task instances of the given runs.
-    pub async fn tasks_of_runs(&self, run_pks: &[i64]) -> Result<Vec<TaskInstanceRow>> {
-        let mut out = Vec::new();
-        for chunk in run_pks.chunks(ID_CHUNK) {
-            let sql = format!(
-                "SELECT {TASK_COLUMNS} FROM task_instances WHERE run_pk IN ({}) ORDER BY run_pk, id",
-                placeholders(1, chunk.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for pk in chunk {
-                query = query.bind(*pk);
-            }
-            for row in query.fetch_all(&self.reader).await? {
-                out.push(TaskInstanceRow::from_row(&row)?);
-            }
+/// Task instances of the given runs.
+pub async fn of_runs(
+    db: impl Acquire<'_, Database = Any>,
+    run_pks: &[i64],
+) -> Result<Vec<TaskInstanceRow>> {
+    let mut conn = db.acquire().await?;
+    let mut out = Vec::new();
+    for chunk in run_pks.chunks(ID_CHUNK) {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM task_instances WHERE run_pk IN ({}) ORDER BY run_pk, id",
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query_as(&sql);
+        for pk in chunk {
+            query = query.bind(*pk);
         }
-        Ok(out)
+        out.extend(query.fetch_all(&mut *conn).await?);
     }
+    Ok(out)
+}
 
-    pub async fn get_task_instance(
-        &self,
-        run_pk: i64,
-        task_id: &str,
-    ) -> Result<Option<TaskInstanceRow>> {
-        let sql =
-            format!("SELECT {TASK_COLUMNS} FROM task_instances WHERE run_pk = $1 AND task_id = $2");
-        let row = sqlx::query(&sql).bind(run_pk).bind(task_id).fetch_optional(&self.reader).await?;
-        row.as_ref().map(TaskInstanceRow::from_row).transpose()
+/// The instance of task `task_id` in run `run_pk`.
+pub async fn get(
+    db: impl Executor<'_, Database = Any>,
+    run_pk: i64,
+    task_id: &str,
+) -> Result<Option<TaskInstanceRow>> {
+    let sql =
+        format!("SELECT {TASK_COLUMNS} FROM task_instances WHERE run_pk = $1 AND task_id = $2");
+    Ok(sqlx::query_as(&sql).bind(run_pk).bind(task_id).fetch_optional(db).await?)
+}
+
+/// The published outputs of a run's task instances, by task id (tasks without outputs
+/// are left out).
+pub async fn outputs(
+    db: impl Executor<'_, Database = Any>,
+    run_pk: i64,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    #[derive(FromRow)]
+    struct Outputs {
+        task_id: String,
+        #[sqlx(try_from = "JsonObject")]
+        outputs: serde_json::Map<String, serde_json::Value>,
     }
+    let rows: Vec<Outputs> = sqlx::query_as(
+        "SELECT task_id, outputs FROM task_instances WHERE run_pk = $1 AND outputs IS NOT NULL",
+    )
+    .bind(run_pk)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|row| (row.task_id, serde_json::Value::Object(row.outputs))).collect())
+}
 
-    /// The published outputs of a run's task instances, by task id (tasks without outputs
-    /// are left out).
-    pub async fn task_outputs(
-        &self,
-        run_pk: i64,
-    ) -> Result<serde_json::Map<String, serde_json::Value>> {
-        let rows = sqlx::query(
-            "SELECT task_id, outputs FROM task_instances WHERE run_pk = $1 AND outputs IS NOT NULL",
-        )
-        .bind(run_pk)
-        .fetch_all(&self.reader)
+/// `scheduled` → `queued` for the given ids; returns how many moved.
+pub async fn queue(db: impl Acquire<'_, Database = Any>, ids: &[i64], now: Micros) -> Result<u64> {
+    transition(db, ids, TaskState::Scheduled, TaskState::Queued, Stamp::QueuedAt, now).await
+}
+
+/// `scheduled` → `upstream_failed` or `skipped`: tasks that will not run in this run.
+pub async fn settle(
+    db: impl Acquire<'_, Database = Any>,
+    ids: &[i64],
+    state: TaskState,
+    now: Micros,
+) -> Result<u64> {
+    transition(db, ids, TaskState::Scheduled, state, Stamp::EndedAt, now).await
+}
+
+/// `up_for_retry` → `queued` for the given ids (tries whose retry delay has passed).
+pub async fn requeue_retries(
+    db: impl Acquire<'_, Database = Any>,
+    ids: &[i64],
+    now: Micros,
+) -> Result<u64> {
+    transition(db, ids, TaskState::UpForRetry, TaskState::Queued, Stamp::QueuedAt, now).await
+}
+
+/// `scheduled` → `failed` with `error`: tasks that cannot be scheduled at all (for example,
+/// their pool is not defined). They are not retried.
+pub async fn fail_unschedulable(
+    db: impl Executor<'_, Database = Any>,
+    id: i64,
+    error: &str,
+    now: Micros,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE task_instances SET state = $1, error = $2, ended_at = $3 WHERE id = $4 AND state = $5",
+    )
+    .bind(TaskState::Failed.as_str())
+    .bind(error)
+    .bind(now)
+    .bind(id)
+    .bind(TaskState::Scheduled.as_str())
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The time column a transition stamps.
+#[derive(Clone, Copy)]
+enum Stamp {
+    QueuedAt,
+    EndedAt,
+}
+
+async fn transition(
+    db: impl Acquire<'_, Database = Any>,
+    ids: &[i64],
+    from: TaskState,
+    to: TaskState,
+    stamp: Stamp,
+    now: Micros,
+) -> Result<u64> {
+    debug_assert!(from.can_become(to), "{from} → {to} is not a transition");
+    let stamp = match stamp {
+        Stamp::QueuedAt => "queued_at",
+        Stamp::EndedAt => "ended_at",
+    };
+    let mut conn = db.acquire().await?;
+    let mut moved = 0;
+    for chunk in ids.chunks(ID_CHUNK) {
+        let sql = format!(
+            "UPDATE task_instances SET state = $1, {stamp} = $2 WHERE state = $3 AND id IN ({})",
+            placeholders(4, chunk.len())
+        );
+        let mut query = sqlx::query(&sql).bind(to.as_str()).bind(now).bind(from.as_str());
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        moved += query.execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(moved)
+}
+
+/// Atomically takes up to `limit` queued task instances from `queues` for `worker_id`,
+/// oldest first, marking them `running` and starting a new try of each.
+pub async fn claim(
+    db: impl Acquire<'_, Database = Any>,
+    worker_id: &str,
+    queues: &[String],
+    limit: usize,
+    now: Micros,
+) -> Result<Vec<ClaimedTask>> {
+    if limit == 0 || queues.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tx = db.begin().await?;
+    let lock = Backend::of_connection(&tx).claim_lock();
+    // The ids are picked once, in a materialized CTE: as a plain `IN (subquery)`, Postgres
+    // may run the `LIMIT … SKIP LOCKED` subquery again for every candidate row (for
+    // instance when a concurrent claim makes it recheck one), and one claim could then
+    // take every queued task. SQLite evaluates an uncorrelated CTE once either way.
+    let sql = format!(
+        "WITH picked AS MATERIALIZED (SELECT id FROM task_instances WHERE state = 'queued' \
+         AND queue IN ({}) ORDER BY queued_at, id LIMIT $3 {lock}) \
+         UPDATE task_instances SET state = 'running', try_number = try_number + 1, worker_id = $1, \
+         started_at = {started}, heartbeat_at = {started}, ended_at = NULL, next_try_at = NULL, exit_code = NULL, \
+         error = NULL, progress = NULL, progress_at = NULL \
+         WHERE state = 'queued' AND id IN (SELECT id FROM picked) \
+         RETURNING id, run_pk, dag_id, task_id, try_number, max_tries",
+        placeholders(4, queues.len()),
+        started = NOT_BEFORE_QUEUED,
+    );
+    let mut query = sqlx::query_as(&sql).bind(worker_id).bind(now).bind(limit as i64);
+    for queue in queues {
+        query = query.bind(queue);
+    }
+    let claimed: Vec<ClaimedTask> = query.fetch_all(&mut *tx).await?;
+    for chunk in claimed.chunks(ID_CHUNK / 2) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${}, $1, 'running', $2)", 3 + 2 * i, 4 + 2 * i))
+            .collect();
+        let sql = format!(
+            "INSERT INTO task_tries (ti_id, try_number, worker_id, state, started_at) VALUES {}",
+            values.join(", ")
+        );
+        let mut insert = sqlx::query(&sql).bind(worker_id).bind(now);
+        for task in chunk {
+            insert = insert.bind(task.id).bind(task.try_number);
+        }
+        insert.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+/// Records the end of a try. Applies only if the try is still this worker's running try, so a
+/// late result from a worker presumed dead cannot overwrite a newer try. Returns whether it applied.
+pub async fn finish(
+    db: impl Acquire<'_, Database = Any>,
+    task: &ClaimedTask,
+    worker_id: &str,
+    outcome: &TaskOutcome,
+    now: Micros,
+) -> Result<bool> {
+    let outputs = if outcome.outputs.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(&outcome.outputs).unwrap_or_default())
+    };
+    let mut tx = db.begin().await?;
+    let sql = format!(
+        "UPDATE task_instances SET state = $1, ended_at = {NOT_BEFORE_HEARTBEAT}, next_try_at = $3, \
+         exit_code = $4, error = $5, outputs = $6 \
+         WHERE id = $7 AND try_number = $8 AND worker_id = $9 AND state = 'running'",
+    );
+    let done = sqlx::query(&sql)
+        .bind(outcome.state.as_str())
+        .bind(now)
+        .bind(outcome.next_try_at)
+        .bind(outcome.exit_code)
+        .bind(&outcome.error)
+        .bind(outputs)
+        .bind(task.id)
+        .bind(task.try_number)
+        .bind(worker_id)
+        .execute(&mut *tx)
         .await?;
-        let mut outputs = serde_json::Map::new();
-        for row in &rows {
-            let task_id: String = row.try_get("task_id")?;
-            outputs.insert(task_id, serde_json::Value::Object(super::json_column(row, "outputs")?));
+    let applied = done.rows_affected() > 0;
+    if applied {
+        end_try(&mut tx, task.id, task.try_number, outcome, now).await?;
+    }
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// Marks every running try of `worker_id` as alive at `now`. Returns the ids of the task
+/// instances still running on this worker: a try missing from them was taken from it
+/// (presumed dead, or marked by hand) and must stop.
+pub async fn heartbeat(
+    db: impl Executor<'_, Database = Any>,
+    worker_id: &str,
+    now: Micros,
+) -> Result<Vec<i64>> {
+    let sql = format!(
+        "UPDATE task_instances SET heartbeat_at = {NOT_BEFORE_HEARTBEAT} \
+         WHERE worker_id = $1 AND state = 'running' RETURNING id",
+    );
+    Ok(sqlx::query_scalar(&sql).bind(worker_id).bind(now).fetch_all(db).await?)
+}
+
+/// Records what a running try reported of its progress (JSON) at `at`; ignored once the
+/// try is over or taken over.
+pub async fn record_progress(
+    db: impl Executor<'_, Database = Any>,
+    ti_id: i64,
+    try_number: i64,
+    progress: &str,
+    at: Micros,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE task_instances SET progress = $1, progress_at = $2 \
+         WHERE id = $3 AND try_number = $4 AND state = 'running'",
+    )
+    .bind(progress)
+    .bind(at)
+    .bind(ti_id)
+    .bind(try_number)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The scheduler's lightweight view of the task instances of the given runs.
+pub async fn states_of_runs(
+    db: impl Acquire<'_, Database = Any>,
+    run_pks: &[i64],
+) -> Result<Vec<TaskStateRow>> {
+    let mut conn = db.acquire().await?;
+    let mut out = Vec::new();
+    for chunk in run_pks.chunks(ID_CHUNK) {
+        let sql = format!(
+            "SELECT id, run_pk, task_id, state, next_try_at FROM task_instances \
+             WHERE run_pk IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query_as(&sql);
+        for pk in chunk {
+            query = query.bind(*pk);
         }
-        Ok(outputs)
+        out.extend(query.fetch_all(&mut *conn).await?);
     }
+    Ok(out)
+}
 
-    /// `scheduled` → `queued` for the given ids; returns how many moved.
-    pub async fn queue_tasks(&self, ids: &[i64], now: Micros) -> Result<u64> {
-        self.transition(ids, TaskState::Scheduled, TaskState::Queued, "queued_at", now).await
+/// Running tries whose worker has not heartbeated since `cutoff`.
+pub async fn stale(
+    db: impl Executor<'_, Database = Any>,
+    cutoff: Micros,
+) -> Result<Vec<TaskInstanceRow>> {
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM task_instances WHERE state = 'running' AND heartbeat_at < $1"
+    );
+    Ok(sqlx::query_as(&sql).bind(cutoff).fetch_all(db).await?)
+}
+
+/// Ends a stale try, unless its worker heartbeated or finished in the meantime.
+pub async fn fail_stale(
+    db: impl Acquire<'_, Database = Any>,
+    task: &TaskInstanceRow,
+    outcome: &TaskOutcome,
+    cutoff: Micros,
+    now: Micros,
+) -> Result<bool> {
+    let mut tx = db.begin().await?;
+    let sql = format!(
+        "UPDATE task_instances SET state = $1, ended_at = {NOT_BEFORE_HEARTBEAT}, next_try_at = $3, \
+         error = $4 WHERE id = $5 AND try_number = $6 AND state = 'running' AND heartbeat_at < $7",
+    );
+    let done = sqlx::query(&sql)
+        .bind(outcome.state.as_str())
+        .bind(now)
+        .bind(outcome.next_try_at)
+        .bind(&outcome.error)
+        .bind(task.id)
+        .bind(task.try_number)
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
+    let applied = done.rows_affected() > 0;
+    if applied {
+        end_try(&mut tx, task.id, task.try_number, outcome, now).await?;
     }
+    tx.commit().await?;
+    Ok(applied)
+}
 
-    /// `scheduled` → `upstream_failed` or `skipped`: tasks that will not run in this run.
-    pub async fn settle_tasks(&self, ids: &[i64], state: TaskState, now: Micros) -> Result<u64> {
-        self.transition(ids, TaskState::Scheduled, state, "ended_at", now).await
-    }
+/// Every try of a task instance, first first.
+pub async fn tries(db: impl Executor<'_, Database = Any>, ti_id: i64) -> Result<Vec<TryRow>> {
+    Ok(sqlx::query_as(
+        "SELECT try_number, worker_id, state, started_at, ended_at, error FROM task_tries \
+         WHERE ti_id = $1 ORDER BY try_number",
+    )
+    .bind(ti_id)
+    .fetch_all(db)
+    .await?)
+}
 
-    /// `scheduled` → `failed` with `error`: tasks that cannot be scheduled at all (for example,
-    /// their pool is not defined). They are not retried.
-    pub async fn fail_unschedulable(&self, id: i64, error: &str, now: Micros) -> Result<bool> {
+/// Sets one task instance to `success` or `failed` by hand. A try still running is
+/// stopped by its worker at its next heartbeat (its result would be discarded); a finished run
+/// goes back to `queued` so the scheduler settles it again with the new state.
+pub async fn mark(
+    db: impl Acquire<'_, Database = Any>,
+    ti: &TaskInstanceRow,
+    state: TaskState,
+    now: Micros,
+) -> Result<()> {
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        "UPDATE task_instances SET state = $1, ended_at = $2, next_try_at = NULL WHERE id = $3",
+    )
+    .bind(state.as_str())
+    .bind(now)
+    .bind(ti.id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE task_tries SET state = 'cancelled', ended_at = $1 WHERE ti_id = $2 AND ended_at IS NULL",
+    )
+    .bind(now)
+    .bind(ti.id)
+    .execute(&mut *tx)
+    .await?;
+    super::runs::requeue_finished(&mut *tx, ti.run_pk).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Resets finished or waiting task instances of a run so they run again, each getting
+/// `extra_tries` more tries; the run goes back to `queued` if it had finished. Running task
+/// instances are left alone. Returns the task ids that were reset.
+pub async fn clear(
+    db: impl Acquire<'_, Database = Any>,
+    run_pk: i64,
+    tasks: &[(String, i64)],
+) -> Result<Vec<String>> {
+    let mut tx = db.begin().await?;
+    let mut cleared = Vec::new();
+    for (task_id, extra_tries) in tasks {
         let done = sqlx::query(
-            "UPDATE task_instances SET state = $1, error = $2, ended_at = $3 WHERE id = $4 AND state = $5",
+            "UPDATE task_instances SET state = 'scheduled', max_tries = try_number + $1, \
+             worker_id = NULL, queued_at = NULL, started_at = NULL, ended_at = NULL, \
+             heartbeat_at = NULL, next_try_at = NULL, exit_code = NULL, error = NULL, outputs = NULL \
+             WHERE run_pk = $2 AND task_id = $3 AND state NOT IN ('running', 'queued')",
         )
-        .bind(TaskState::Failed.as_str())
-        .bind(error)
-        .bind(now)
-        .bind(id)
-        .bind(TaskState::Scheduled.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn transition(
-        &self,
-        ids: &[i64],
-        from: TaskState,
-        to: TaskState,
-        stamp: &str,
-        now: Micros,
-    ) -> Result<u64> {
-        debug_assert!(from.can_become(to), "{from} → {to} is not a transition");
-        let mut moved = 0;
-        for chunk in ids.chunks(ID_CHUNK) {
-            let sql = format!(
-                "UPDATE task_instances SET state = $1, {stamp} = $2 WHERE state = $3 AND id IN ({})",
-                placeholders(4, chunk.len())
-            );
-            let mut query = sqlx::query(&sql).bind(to.as_str()).bind(now).bind(from.as_str());
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            moved += query.execute(&self.pool).await?.rows_affected();
-        }
-        Ok(moved)
-    }
-
-    /// Atomically takes up to `limit` queued task instances from `queues` for `worker_id`,
-    /// oldest first, marking them `running` and starting a new try of each.
-    pub async fn claim_tasks(
-        &self,
-        worker_id: &str,
-        queues: &[String],
-        limit: usize,
-        now: Micros,
-    ) -> Result<Vec<ClaimedTask>> {
-        if limit == 0 || queues.is_empty() {
-            return Ok(Vec::new());
-        }
-        let lock = self.backend.claim_lock();
-        // The ids are picked once, in a materialized CTE: as a plain `IN (subquery)`, Postgres
-        // may run the `LIMIT … SKIP LOCKED` subquery again for every candidate row (for
-        // instance when a concurrent claim makes it recheck one), and one claim could then
-        // take every queued task. SQLite evaluates an uncorrelated CTE once either way.
-        let sql = format!(
-            "WITH picked AS MATERIALIZED (SELECT id FROM task_instances WHERE state = 'queued' \
-             AND queue IN ({}) ORDER BY queued_at, id LIMIT $3 {lock}) \
-             UPDATE task_instances SET state = 'running', try_number = try_number + 1, worker_id = $1, \
-             started_at = {started}, heartbeat_at = {started}, ended_at = NULL, next_try_at = NULL, exit_code = NULL, \
-             error = NULL, progress = NULL, progress_at = NULL \
-             WHERE state = 'queued' AND id IN (SELECT id FROM picked) \
-             RETURNING id, run_pk, dag_id, task_id, try_number, max_tries",
-            placeholders(4, queues.len()),
-            started = not_before("$2", "queued_at"),
-        );
-        let mut query = sqlx::query(&sql).bind(worker_id).bind(now).bind(limit as i64);
-        for queue in queues {
-            query = query.bind(queue);
-        }
-        let mut tx = self.pool.begin().await?;
-        let rows = query.fetch_all(&mut *tx).await?;
-        let claimed = rows.iter().map(claimed_from_row).collect::<Result<Vec<_>>>()?;
-        for chunk in claimed.chunks(ID_CHUNK / 2) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(${}, ${}, $1, 'running', $2)", 3 + 2 * i, 4 + 2 * i))
-                .collect();
-            let sql = format!(
-                "INSERT INTO task_tries (ti_id, try_number, worker_id, state, started_at) VALUES {}",
-                values.join(", ")
-            );
-            let mut insert = sqlx::query(&sql).bind(worker_id).bind(now);
-            for task in chunk {
-                insert = insert.bind(task.id).bind(task.try_number);
-            }
-            insert.execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(claimed)
-    }
-
-    /// Records the end of a try. Applies only if the try is still this worker's running try, so a
-    /// late result from a worker presumed dead cannot overwrite a newer try. Returns whether it applied.
-    pub async fn finish_task(
-        &self,
-        task: &ClaimedTask,
-        worker_id: &str,
-        outcome: &TaskOutcome,
-        now: Micros,
-    ) -> Result<bool> {
-        let outputs = if outcome.outputs.is_empty() {
-            None
-        } else {
-            Some(serde_json::to_string(&outcome.outputs).unwrap_or_default())
-        };
-        let mut tx = self.pool.begin().await?;
-        let sql = format!(
-            "UPDATE task_instances SET state = $1, ended_at = {ended}, next_try_at = $3, \
-             exit_code = $4, error = $5, outputs = $6 \
-             WHERE id = $7 AND try_number = $8 AND worker_id = $9 AND state = 'running'",
-            ended = not_before("$2", "heartbeat_at"),
-        );
-        let done = sqlx::query(&sql)
-            .bind(outcome.state.as_str())
-            .bind(now)
-            .bind(outcome.next_try_at)
-            .bind(outcome.exit_code)
-            .bind(&outcome.error)
-            .bind(outputs)
-            .bind(task.id)
-            .bind(task.try_number)
-            .bind(worker_id)
-            .execute(&mut *tx)
-            .await?;
-        let applied = done.rows_affected() > 0;
-        if applied {
-            end_try(&mut tx, task.id, task.try_number, outcome, now).await?;
-        }
-        tx.commit().await?;
-        Ok(applied)
-    }
-
-    /// Marks every running try of `worker_id` as alive at `now`. Returns the ids of the task
-    /// instances still running on this worker: a try missing from them was taken from it
-    /// (presumed dead, or marked by hand) and must stop.
-    pub async fn heartbeat_tasks(&self, worker_id: &str, now: Micros) -> Result<Vec<i64>> {
-        let sql = format!(
-            "UPDATE task_instances SET heartbeat_at = {beat} \
-             WHERE worker_id = $2 AND state = 'running' RETURNING id",
-            beat = not_before("$1", "heartbeat_at"),
-        );
-        let rows = sqlx::query(&sql).bind(now).bind(worker_id).fetch_all(&self.pool).await?;
-        rows.iter().map(|row| Ok(row.try_get("id")?)).collect()
-    }
-
-    /// Records what a running try reported of its progress (JSON) at `at`; ignored once the
-    /// try is over or taken over.
-    pub async fn record_progress(
-        &self,
-        ti_id: i64,
-        try_number: i64,
-        progress: &str,
-        at: Micros,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE task_instances SET progress = $1, progress_at = $2 \
-             WHERE id = $3 AND try_number = $4 AND state = 'running'",
-        )
-        .bind(progress)
-        .bind(at)
-        .bind(ti_id)
-        .bind(try_number)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// `up_for_retry` → `queued` for the given ids (tries whose retry delay has passed).
-    pub async fn requeue_retries(&self, ids: &[i64], now: Micros) -> Result<u64> {
-        self.transition(ids, TaskState::UpForRetry, TaskState::Queued, "queued_at", now).await
-    }
-
-    /// The scheduler's lightweight view of the task instances of the given runs.
-    pub async fn task_states_of_runs(&self, run_pks: &[i64]) -> Result<Vec<TaskStateRow>> {
-        let mut out = Vec::new();
-        for chunk in run_pks.chunks(ID_CHUNK) {
-            let sql = format!(
-                "SELECT id, run_pk, task_id, state, next_try_at FROM task_instances \
-                 WHERE run_pk IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for pk in chunk {
-                query = query.bind(*pk);
-            }
-            for row in query.fetch_all(&self.reader).await? {
-                out.push(TaskStateRow {
-                    id: row.try_get("id")?,
-                    run_pk: row.try_get("run_pk")?,
-                    task_id: row.try_get("task_id")?,
-                    state: TaskState::parse(&row.try_get::<String, _>("state")?)?,
-                    next_try_at: row.try_get("next_try_at")?,
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    /// Running tries whose worker has not heartbeated since `cutoff`.
-    pub async fn stale_tasks(&self, cutoff: Micros) -> Result<Vec<TaskInstanceRow>> {
-        let sql = format!("SELECT {TASK_COLUMNS} FROM task_instances WHERE state = 'running' AND heartbeat_at < $1");
-        let rows = sqlx::query(&sql).bind(cutoff).fetch_all(&self.reader).await?;
-        rows.iter().map(TaskInstanceRow::from_row).collect()
-    }
-
-    /// Ends a stale try, unless its worker heartbeated or finished in the meantime.
-    pub async fn fail_stale_task(
-        &self,
-        task: &TaskInstanceRow,
-        outcome: &TaskOutcome,
-        cutoff: Micros,
-        now: Micros,
-    ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let sql = format!(
-            "UPDATE task_instances SET state = $1, ended_at = {ended}, next_try_at = $3, error = $4 \
-             WHERE id = $5 AND try_number = $6 AND state = 'running' AND heartbeat_at < $7",
-            ended = not_before("$2", "heartbeat_at"),
-        );
-        let done = sqlx::query(&sql)
-            .bind(outcome.state.as_str())
-            .bind(now)
-            .bind(outcome.next_try_at)
-            .bind(&outcome.error)
-            .bind(task.id)
-            .bind(task.try_number)
-            .bind(cutoff)
-            .execute(&mut *tx)
-            .await?;
-        let applied = done.rows_affected() > 0;
-        if applied {
-            end_try(&mut tx, task.id, task.try_number, outcome, now).await?;
-        }
-        tx.commit().await?;
-        Ok(applied)
-    }
-
-    /// Every try of a task instance, first first.
-    pub async fn task_tries(&self, ti_id: i64) -> Result<Vec<TryRow>> {
-        let rows = sqlx::query(
-            "SELECT try_number, worker_id, state, started_at, ended_at, error FROM task_tries \
-             WHERE ti_id = $1 ORDER BY try_number",
-        )
-        .bind(ti_id)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(TryRow {
-                    try_number: row.try_get("try_number")?,
-                    worker_id: row.try_get("worker_id")?,
-                    state: row.try_get("state")?,
-                    started_at: row.try_get("started_at")?,
-                    ended_at: row.try_get("ended_at")?,
-                    error: row.try_get("error")?,
-                })
-            })
-            .collect()
-    }
-
-    /// Sets one task instance to `success` or `failed` by hand. A try still running is
-    /// stopped by its worker at its next heartbeat (its result would be discarded); a finished run goes back to `queued` so the
-    /// scheduler settles it again with the new state.
-    pub async fn mark_task(
-        &self,
-        ti: &TaskInstanceRow,
-        state: TaskState,
-        now: Micros,
-    ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE task_instances SET state = $1, ended_at = $2, next_try_at = NULL WHERE id = $3",
-        )
-        .bind(state.as_str())
-        .bind(now)
-        .bind(ti.id)
+        .bind(*extra_tries)
+        .bind(run_pk)
+        .bind(task_id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "UPDATE task_tries SET state = 'cancelled', ended_at = $1 WHERE ti_id = $2 AND ended_at IS NULL",
-        )
-        .bind(now)
-        .bind(ti.id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE dag_runs SET state = 'queued', ended_at = NULL WHERE id = $1 AND state IN ('success', 'failed')",
-        )
-        .bind(ti.run_pk)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        if done.rows_affected() > 0 {
+            cleared.push(task_id.clone());
+        }
     }
+    if !cleared.is_empty() {
+        super::runs::requeue_finished(&mut *tx, run_pk).await?;
+    }
+    tx.commit().await?;
+    Ok(cleared)
 }
 
 /// One try of a task instance.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, FromRow)]
 pub struct TryRow {
     pub try_number: i64,
     pub worker_id: Option<String>,
@@ -424,24 +469,24 @@ pub struct TryRow {
     pub error: Option<String>,
 }
 
-/// `value`, or `column` if it holds a later time: a stamp never goes back before the one it
-/// follows, whatever the clock of the process writing it says (clocks differ between
-/// machines, and a write delayed by an outage carries the time it was prepared).
-fn not_before(value: &str, column: &str) -> String {
-    format!("CASE WHEN {value} < {column} THEN {column} ELSE {value} END")
-}
+/// `$2` (the time a statement binds), or the named column if it holds a later time: a stamp
+/// never goes back before the one it follows, whatever the clock of the process writing it
+/// says (clocks differ between machines, and a write delayed by an outage carries the time it
+/// was prepared).
+const NOT_BEFORE_HEARTBEAT: &str = "CASE WHEN $2 < heartbeat_at THEN heartbeat_at ELSE $2 END";
+const NOT_BEFORE_QUEUED: &str = "CASE WHEN $2 < queued_at THEN queued_at ELSE $2 END";
+const NOT_BEFORE_STARTED: &str = "CASE WHEN $2 < started_at THEN started_at ELSE $2 END";
 
 async fn end_try(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut sqlx::AnyConnection,
     ti_id: i64,
     try_number: i64,
     outcome: &TaskOutcome,
     now: Micros,
 ) -> Result<()> {
     let sql = format!(
-        "UPDATE task_tries SET state = $1, ended_at = {ended}, error = $3 \
+        "UPDATE task_tries SET state = $1, ended_at = {NOT_BEFORE_STARTED}, error = $3 \
          WHERE ti_id = $4 AND try_number = $5",
-        ended = not_before("$2", "started_at"),
     );
     let state = if outcome.cancelled { "cancelled" } else { outcome.state.as_str() };
     sqlx::query(&sql)
@@ -450,20 +495,9 @@ async fn end_try(
         .bind(&outcome.error)
         .bind(ti_id)
         .bind(try_number)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     super::lineage::insert(tx, ti_id, try_number, &outcome.lineage).await
-}
-
-fn claimed_from_row(row: &AnyRow) -> Result<ClaimedTask> {
-    Ok(ClaimedTask {
-        id: row.try_get("id")?,
-        run_pk: row.try_get("run_pk")?,
-        dag_id: row.try_get("dag_id")?,
-        task_id: row.try_get("task_id")?,
-        try_number: row.try_get("try_number")?,
-        max_tries: row.try_get("max_tries")?,
-    })
 }
 
 impl TaskOutcome {

@@ -17,6 +17,7 @@ use super::{lookup, AppState};
 use crate::dag::Dag;
 use crate::scheduler::control;
 use crate::scheduler::trigger::{create_run, RunRequest};
+use crate::store::{dags, lineage, logs, runs, stats, tasks, users};
 use crate::store::{DagRow, RunRow, TaskInstanceRow};
 use crate::time::{from_micros, Micros};
 
@@ -208,9 +209,7 @@ pub async fn list_dags(
     let filter = query(params)?;
     let paging = Paging { limit: filter.limit, offset: filter.offset };
     let needle = filter.name.unwrap_or_default().to_lowercase();
-    let matching: Vec<DagRow> = state
-        .store
-        .list_dags()
+    let matching: Vec<DagRow> = dags::list(state.store.read())
         .await?
         .into_iter()
         .filter(|d| d.is_active)
@@ -243,7 +242,7 @@ pub async fn patch_dag(
     payload: Result<Json<DagPatch>, JsonRejection>,
 ) -> ApiResult {
     let patch = body(payload)?;
-    if !state.store.set_paused(&dag_id, patch.is_paused).await? {
+    if !dags::set_paused(state.store.write(), &dag_id, patch.is_paused).await? {
         return Err(WebError::NotFound(format!("no DAG `{dag_id}`")).into());
     }
     let (row, dag) = lookup::dag(&state, &dag_id).await?;
@@ -283,14 +282,14 @@ pub async fn list_runs(
 ) -> ApiResult {
     let paging = query(params)?;
     lookup::dag(&state, &dag_id).await?;
-    let runs = state.store.list_runs(&dag_id, paging.limit(), paging.offset()).await?;
-    let total = state.store.count_runs(&dag_id).await?;
+    let runs = runs::list(state.store.read(), &dag_id, paging.limit(), paging.offset()).await?;
+    let total = stats::count_runs(state.store.read(), &dag_id).await?;
     let runs: Vec<RunJson> = runs.iter().map(RunJson::from).collect();
     Ok(Json(json!({ "dag_runs": runs, "total_entries": total })).into_response())
 }
 
 async fn run_details(state: &AppState, run: &RunRow) -> Result<Value, WebError> {
-    let instances = state.store.tasks_of_runs(&[run.pk]).await?;
+    let instances = tasks::of_runs(state.store.read(), &[run.pk]).await?;
     let mut value = serde_json::to_value(RunJson::from(run)).unwrap_or_default();
     if let Value::Object(map) = &mut value {
         let tasks: Vec<TaskInstanceJson> = instances.iter().map(TaskInstanceJson::from).collect();
@@ -331,7 +330,7 @@ pub async fn get_task(
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
 ) -> ApiResult {
     let (_, _, ti) = lookup::task_instance(&state, &dag_id, &run_id, &task_id).await?;
-    let lineage = state.store.task_lineage(ti.id, ti.try_number).await?;
+    let lineage = lineage::of_try(state.store.read(), ti.id, ti.try_number).await?;
     Ok(Json(TaskDetails { task: TaskInstanceJson::from(&ti), lineage }).into_response())
 }
 
@@ -396,7 +395,7 @@ pub async fn task_logs(
     let (_, _, ti) = lookup::task_instance(&state, &dag_id, &run_id, &task_id).await?;
     let after = q.after.unwrap_or(0);
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT * 10).clamp(1, 10 * MAX_LIMIT);
-    let lines = state.store.read_logs(ti.id, q.try_number, after, limit).await?;
+    let lines = logs::read(state.store.read(), ti.id, q.try_number, after, limit).await?;
     let next_after = lines.last().map_or(after, |l| l.id);
     let lines: Vec<Value> = lines
         .iter()
@@ -429,7 +428,7 @@ pub async fn list_tokens(
         }
         (false, _) => Some(identity.username.clone()),
     };
-    let tokens = state.store.list_api_tokens(owner.as_deref()).await?;
+    let tokens = users::list_api_tokens(state.store.read(), owner.as_deref()).await?;
     let tokens: Vec<Value> = tokens
         .iter()
         .map(|t| json!({ "id": t.id, "user": t.username, "name": t.name,
@@ -445,7 +444,7 @@ pub async fn revoke_token(
     Path(id): Path<String>,
 ) -> ApiResult {
     let owner = (!identity.is_admin()).then_some(identity.username.as_str());
-    if state.store.revoke_api_token(&id, owner).await? {
+    if users::revoke_api_token(state.store.write(), &id, owner).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(WebError::NotFound(format!("no API token `{id}` of yours")).into())

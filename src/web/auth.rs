@@ -28,6 +28,7 @@ use super::throttle::Refusal;
 use super::views::{encode_component, LoginPage};
 use super::AppState;
 use crate::domain::Role;
+use crate::store::users;
 use crate::store::SessionRow;
 use crate::time::now_micros;
 use crate::users::{digest, hash_password, new_secret, verify_password};
@@ -61,7 +62,9 @@ fn same_secret(a: &str, b: &str) -> bool {
 async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Option<Identity>, WebError> {
     if let Some(value) = headers.get(AUTHORIZATION) {
         let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
-        let user = state.store.user_of_api_token(&digest(token.trim()), now_micros()).await?;
+        let user =
+            users::user_of_api_token(state.store.read(), &digest(token.trim()), now_micros())
+                .await?;
         return Ok(user.map(|user| Identity {
             username: user.username,
             role: user.role,
@@ -70,7 +73,9 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Option<Identi
         }));
     }
     if let Some(secret) = cookie(headers, SESSION_COOKIE) {
-        if let Some(session) = state.store.get_session(&digest(&secret), now_micros()).await? {
+        if let Some(session) =
+            users::get_session(state.store.read(), &digest(&secret), now_micros()).await?
+        {
             return Ok(Some(Identity {
                 username: session.username,
                 role: session.role,
@@ -365,7 +370,7 @@ pub async fn login(
     if let Err(Refusal::LockedOut(wait)) = throttle.check(&form.username, client) {
         return too_many(Some(wait), next);
     }
-    let user = match state.store.get_user(&form.username).await {
+    let user = match users::get(state.store.read(), &form.username).await {
         Ok(user) => user,
         Err(e) => return PageError(e.into()).into_response(),
     };
@@ -391,7 +396,9 @@ pub async fn login(
         csrf_token: new_secret(),
         expires_at: now + i64::try_from(lifetime.as_micros()).unwrap_or(i64::MAX / 2),
     };
-    if let Err(e) = state.store.create_session(&digest(&secret), &session, now).await {
+    if let Err(e) =
+        users::create_session(state.store.write(), &digest(&secret), &session, now).await
+    {
         return PageError(e.into()).into_response();
     }
     let mut response = redirect(&next);
@@ -413,7 +420,9 @@ pub async fn logout(
     headers: HeaderMap,
 ) -> Response {
     if let Some(secret) = cookie(&headers, SESSION_COOKIE) {
-        if let Err(e) = state.store.delete_session(&digest(&secret), now_micros()).await {
+        if let Err(e) =
+            users::delete_session(state.store.write(), &digest(&secret), now_micros()).await
+        {
             return PageError(e.into()).into_response();
         }
     }

@@ -8,13 +8,12 @@ use super::error::WebError;
 use super::AppState;
 use crate::dag::Dag;
 use crate::domain::{RunState, TaskState};
+use crate::store::{dags, runs, tasks};
 use crate::store::{DagRow, RunRow, TaskInstanceRow};
 
 /// A DAG as recorded and its current compiled version.
 pub async fn dag(state: &AppState, dag_id: &str) -> Result<(DagRow, Arc<Dag>), WebError> {
-    let row = state
-        .store
-        .get_dag(dag_id)
+    let row = dags::get(state.store.read(), dag_id)
         .await?
         .ok_or_else(|| WebError::NotFound(format!("no DAG `{dag_id}`")))?;
     let dag = state.versions.get(dag_id, &row.version).await?;
@@ -22,9 +21,7 @@ pub async fn dag(state: &AppState, dag_id: &str) -> Result<(DagRow, Arc<Dag>), W
 }
 
 pub async fn run(state: &AppState, dag_id: &str, run_id: &str) -> Result<RunRow, WebError> {
-    state
-        .store
-        .get_run(dag_id, run_id)
+    runs::get(state.store.read(), dag_id, run_id)
         .await?
         .ok_or_else(|| WebError::NotFound(format!("no run `{run_id}` of DAG `{dag_id}`")))
 }
@@ -38,9 +35,7 @@ pub async fn task_instance(
 ) -> Result<(RunRow, Arc<Dag>, TaskInstanceRow), WebError> {
     let run = run(state, dag_id, run_id).await?;
     let dag = state.versions.get(dag_id, &run.version).await?;
-    let ti = state
-        .store
-        .get_task_instance(run.pk, task_id)
+    let ti = tasks::get(state.store.read(), run.pk, task_id)
         .await?
         .ok_or_else(|| WebError::NotFound(format!("run `{run_id}` has no task `{task_id}`")))?;
     Ok((run, dag, ti))

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::AppState;
+use crate::store::stats;
 use crate::store::{StateTable, DURATION_BUCKETS};
 use crate::time::now_micros;
 
@@ -26,19 +27,20 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     let mut out = String::new();
 
     header(&mut out, "lakeward_dag_runs", "gauge", "DAG runs by state.");
-    for (state, n) in store.count_by_state(StateTable::Runs).await? {
+    for (state, n) in stats::count_by_state(store.read(), StateTable::Runs).await? {
         let _ = writeln!(out, "lakeward_dag_runs{{state=\"{}\"}} {n}", label(&state));
     }
     header(&mut out, "lakeward_task_instances", "gauge", "Task instances by state.");
-    for (state, n) in store.count_by_state(StateTable::TaskInstances).await? {
+    for (state, n) in stats::count_by_state(store.read(), StateTable::TaskInstances).await? {
         let _ = writeln!(out, "lakeward_task_instances{{state=\"{}\"}} {n}", label(&state));
     }
     header(&mut out, "lakeward_queue_depth", "gauge", "Task instances waiting for a worker.");
-    for (queue, n) in store.queue_depth().await? {
+    for (queue, n) in stats::queue_depth(store.read()).await? {
         let _ = writeln!(out, "lakeward_queue_depth{{queue=\"{}\"}} {n}", label(&queue));
     }
     header(&mut out, "lakeward_import_errors", "gauge", "DAG files that failed to load.");
-    let _ = writeln!(out, "lakeward_import_errors {}", store.count_import_errors().await?);
+    let _ =
+        writeln!(out, "lakeward_import_errors {}", stats::count_import_errors(store.read()).await?);
 
     header(
         &mut out,
@@ -47,7 +49,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         "Slowest scheduling pass of each live scheduler since its previous heartbeat.",
     );
     let since = now_micros() - i64::try_from(state.scheduler_timeout.as_micros()).unwrap_or(0);
-    for (id, micros) in store.scheduler_loop_times(since).await? {
+    for (id, micros) in stats::scheduler_loop_times(store.read(), since).await? {
         let seconds = micros as f64 / 1e6;
         let _ = writeln!(
             out,
@@ -62,7 +64,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         "histogram",
         "Duration of finished task instances (their last try).",
     );
-    for h in store.task_duration_histograms().await? {
+    for h in stats::task_duration_histograms(store.read()).await? {
         let labels = format!("dag_id=\"{}\",task_id=\"{}\"", label(&h.dag_id), label(&h.task_id));
         for (bound, count) in DURATION_BUCKETS.iter().zip(&h.buckets) {
             let _ = writeln!(

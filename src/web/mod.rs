@@ -35,6 +35,7 @@ pub use error::WebError;
 use crate::config::Config;
 use crate::lake::tables::TablesHandle;
 use crate::runtime::Shutdown;
+use crate::store::processes;
 use crate::store::Store;
 use crate::time::{display, now_micros};
 use crate::versions::DagVersions;
@@ -165,7 +166,7 @@ async fn health(State(state): State<AppState>) -> Response {
     let outage = state.store.connectivity().outage();
     let database_ok = state.store.ping().await.is_ok() && outage.is_none();
     let heartbeat = if database_ok {
-        state.store.latest_heartbeat("scheduler").await.ok().flatten()
+        processes::latest_heartbeat(state.store.read(), "scheduler").await.ok().flatten()
     } else {
         None
     };

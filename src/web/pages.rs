@@ -21,6 +21,7 @@ use crate::dag::{Dag, ParamType};
 use crate::domain::{RunState, TaskState};
 use crate::scheduler::control;
 use crate::scheduler::trigger::{create_run, RunRequest, TriggerError};
+use crate::store::{dags, logs, runs, stats, tasks};
 use crate::store::{RunRow, TryRow};
 use crate::time::display;
 
@@ -60,7 +61,8 @@ pub async fn dags(
 ) -> Page {
     let name = query.name.unwrap_or_default();
     let tag = query.tag.unwrap_or_default();
-    let all: Vec<_> = state.store.list_dags().await?.into_iter().filter(|d| d.is_active).collect();
+    let all: Vec<_> =
+        dags::list(state.store.read()).await?.into_iter().filter(|d| d.is_active).collect();
     let mut tags: Vec<String> = all.iter().flat_map(|d| d.tags.iter().cloned()).collect();
     tags.sort();
     tags.dedup();
@@ -77,7 +79,7 @@ pub async fn dags(
         .take(DAGS_PER_PAGE as usize)
         .collect();
     let ids: Vec<String> = shown.iter().map(|d| d.dag_id.clone()).collect();
-    let mut recent = state.store.recent_runs(&ids, RECENT_RUNS).await?;
+    let mut recent = stats::recent_runs(state.store.read(), &ids, RECENT_RUNS).await?;
     let mut live = false;
     let dags = shown
         .into_iter()
@@ -99,9 +101,7 @@ pub async fn dags(
     let base = format!("/dags?name={}&tag={}&", encode_component(&name), encode_component(&tag));
     html(DagsPage {
         chrome: Chrome::from(&identity),
-        import_errors: state
-            .store
-            .import_errors()
+        import_errors: dags::import_errors(state.store.read())
             .await?
             .into_iter()
             .map(shown_import_error)
@@ -126,7 +126,7 @@ pub async fn pause(
     Form(form): Form<PauseForm>,
 ) -> Result<Response, PageError> {
     let paused = form.paused == "true";
-    if !state.store.set_paused(&dag_id, paused).await? {
+    if !dags::set_paused(state.store.write(), &dag_id, paused).await? {
         return Err(WebError::NotFound(format!("no DAG `{dag_id}`")).into());
     }
     Ok(Redirect::to("/dags").into_response())
@@ -174,10 +174,15 @@ pub async fn dag(
     };
     match tab {
         "grid" | "history" => {
-            let runs =
-                state.store.list_runs(&dag_id, RUNS_PER_PAGE, (number - 1) * RUNS_PER_PAGE).await?;
+            let runs = runs::list(
+                state.store.read(),
+                &dag_id,
+                RUNS_PER_PAGE,
+                (number - 1) * RUNS_PER_PAGE,
+            )
+            .await?;
             page.live = runs.iter().any(|r| is_live(r.state));
-            page.pager = paged_runs(state.store.count_runs(&dag_id).await?);
+            page.pager = paged_runs(stats::count_runs(state.store.read(), &dag_id).await?);
             if tab == "grid" {
                 page.grid = Some(grid(&state, &dag, &runs).await?);
             } else {
@@ -188,11 +193,11 @@ pub async fn dag(
             }
         }
         "graph" => {
-            let latest = state.store.list_runs(&dag_id, 1, 0).await?.into_iter().next();
+            let latest = runs::list(state.store.read(), &dag_id, 1, 0).await?.into_iter().next();
             let mut states = HashMap::new();
             if let Some(run) = &latest {
                 page.live = is_live(run.state);
-                for ti in state.store.tasks_of_runs(&[run.pk]).await? {
+                for ti in tasks::of_runs(state.store.read(), &[run.pk]).await? {
                     let href = task_href(&dag_id, &run.run_id, &ti.task_id);
                     states.insert(ti.task_id, (ti.state.to_string(), href));
                 }
@@ -203,9 +208,7 @@ pub async fn dag(
             });
         }
         _ => {
-            let (file, source) = state
-                .store
-                .dag_source(&dag_id, &row.version)
+            let (file, source) = dags::source(state.store.read(), &dag_id, &row.version)
                 .await?
                 .unwrap_or_else(|| (dag.file.clone(), dag.source.to_string()));
             page.source = Some(SourceView { file: shown_path(&file), source });
@@ -217,9 +220,7 @@ pub async fn dag(
 /// Columns are `runs` oldest first; rows the DAG's tasks, upstreams first.
 async fn grid(state: &AppState, dag: &Dag, runs: &[RunRow]) -> Result<GridView, WebError> {
     let pks: Vec<i64> = runs.iter().map(|r| r.pk).collect();
-    let states: HashMap<(i64, String), TaskState> = state
-        .store
-        .task_states_of_runs(&pks)
+    let states: HashMap<(i64, String), TaskState> = tasks::states_of_runs(state.store.read(), &pks)
         .await?
         .into_iter()
         .map(|t| ((t.run_pk, t.task_id), t.state))
@@ -385,7 +386,7 @@ pub async fn run(
 ) -> Page {
     let run = lookup::run(&state, &dag_id, &run_id).await?;
     let dag = state.versions.get(&dag_id, &run.version).await?;
-    let mut instances = state.store.tasks_of_runs(&[run.pk]).await?;
+    let mut instances = tasks::of_runs(state.store.read(), &[run.pk]).await?;
     let order: HashMap<&str, usize> =
         dag.topo_order.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
     instances.sort_by_key(|ti| order.get(ti.task_id.as_str()).copied().unwrap_or(usize::MAX));
@@ -466,11 +467,14 @@ pub async fn task(
     let (run, dag, ti) = lookup::task_instance(&state, &dag_id, &run_id, &task_id).await?;
     let latest = ti.try_number.max(1);
     let selected = query.try_number.unwrap_or(latest).clamp(1, latest);
-    let lines = state.store.read_logs(ti.id, Some(selected), 0, LOG_LINES + 1).await?;
+    let lines = logs::read(state.store.read(), ti.id, Some(selected), 0, LOG_LINES + 1).await?;
     let log_truncated = lines.len() as i64 > LOG_LINES;
     let href = task_href(&dag_id, &run_id, &task_id);
-    let timings: HashMap<i64, TryRow> =
-        state.store.task_tries(ti.id).await?.into_iter().map(|t| (t.try_number, t)).collect();
+    let timings: HashMap<i64, TryRow> = tasks::tries(state.store.read(), ti.id)
+        .await?
+        .into_iter()
+        .map(|t| (t.try_number, t))
+        .collect();
     let tries = (1..=latest)
         .map(|n| {
             let timing = timings.get(&n);

@@ -11,6 +11,7 @@ use super::{TryControls, Worker, STOP_GRACE};
 use crate::dag::template::{self, RunInfo};
 use crate::dag::Task;
 use crate::jobs::{JobContext, JobError, LogSink, Outputs};
+use crate::store::tasks;
 use crate::store::{ClaimedTask, RunRow, TaskOutcome};
 use crate::time::{from_micros, now_micros};
 
@@ -27,7 +28,7 @@ pub(super) async fn execute(worker: Arc<Worker>, task: ClaimedTask, controls: Tr
 async fn record(worker: &Worker, task: &ClaimedTask, outcome: &TaskOutcome) {
     let mut delay = Duration::from_millis(100);
     loop {
-        let finish = worker.store.finish_task(task, &worker.id, outcome, now_micros());
+        let finish = tasks::finish(worker.store.write(), task, &worker.id, outcome, now_micros());
         match worker.store.connectivity().observe(finish.await) {
             Ok(true) => return,
             Ok(false) => {
@@ -79,8 +80,9 @@ async fn prepare(worker: &Worker, claimed: &ClaimedTask) -> Result<Prepared, Job
     let try_number = u32::try_from(claimed.try_number).unwrap_or(u32::MAX);
     let mut vars = template::context(&info, &task.id, try_number);
     if template::mentions(&task.config, "outputs") {
-        let outputs =
-            worker.store.task_outputs(run.pk).await.map_err(|e| JobError::Failed(e.to_string()))?;
+        let outputs = tasks::outputs(worker.store.read(), run.pk)
+            .await
+            .map_err(|e| JobError::Failed(e.to_string()))?;
         vars["outputs"] = serde_json::Value::Object(outputs);
     }
     let quoted = worker.versions.registry().quoted_fields(&task.kind);

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::jobs::{LogLine, Stream};
+use crate::store::logs;
 use crate::store::Store;
 
 /// Longest a line waits before being written, so live logs stay live.
@@ -45,7 +46,7 @@ pub(super) async fn flush_logs(
         if batch.is_empty() {
             continue;
         }
-        if let Err(e) = store.append_logs(ti_id, try_number, &batch).await {
+        if let Err(e) = logs::append(store.write(), ti_id, try_number, &batch).await {
             tracing::warn!(ti_id, "dropping {} log lines: {e}", batch.len());
         }
         batch.clear();
@@ -61,7 +62,7 @@ pub(super) async fn flush_logs(
                 MAX_TRY_LOG_BYTES >> 20
             ),
         };
-        if let Err(e) = store.append_logs(ti_id, try_number, &[note]).await {
+        if let Err(e) = logs::append(store.write(), ti_id, try_number, &[note]).await {
             tracing::warn!(ti_id, "cannot record the log truncation: {e}");
         }
     }

@@ -23,6 +23,7 @@ use crate::jobs::{cancellation, Cancellation, Canceller, Lineage, ProgressCell, 
 use crate::lake::tables::{CatalogConfig, TablesHandle};
 use crate::lake::Warehouse;
 use crate::process::{hostname, process_id, Shutdown};
+use crate::store::{processes, runs, tasks};
 use crate::store::{ClaimedTask, RunRow, Store, StoreError, TaskOutcome};
 use crate::time::now_micros;
 use crate::versions::DagVersions;
@@ -91,7 +92,7 @@ impl Worker {
         if let Some(run) = self.runs.lock().unwrap().get(&task.run_pk) {
             return Ok(Some(run.clone()));
         }
-        let Some(run) = self.store.get_run_by_pk(task.run_pk).await? else { return Ok(None) };
+        let Some(run) = runs::by_pk(self.store.read(), task.run_pk).await? else { return Ok(None) };
         let run = Arc::new(run);
         let mut runs = self.runs.lock().unwrap();
         if runs.len() >= RUN_CACHE_LIMIT {
@@ -119,7 +120,8 @@ impl Worker {
         loop {
             let free = worker.options.slots.saturating_sub(running.len());
             if free > 0 && !shutdown.is_requested() {
-                let claim = worker.store.claim_tasks(
+                let claim = tasks::claim(
+                    worker.store.write(),
                     &worker.id,
                     &worker.options.queues,
                     free,
@@ -174,12 +176,13 @@ impl Worker {
         for Running { task, .. } in stopped {
             let reason = "worker shut down while the task was running".to_string();
             let outcome = TaskOutcome::cancelled(reason, now_micros());
-            let _ = worker.store.finish_task(task, &worker.id, &outcome, now_micros()).await;
+            let _ =
+                tasks::finish(worker.store.write(), task, &worker.id, &outcome, now_micros()).await;
         }
         if !claimed.is_empty() {
             worker.store.wake_scheduler().await;
         }
-        let _ = worker.store.remove_process(&worker.id).await;
+        let _ = processes::remove(worker.store.write(), &worker.id).await;
         tracing::info!(id = %worker.id, "worker stopped");
     }
 
@@ -189,14 +192,16 @@ impl Worker {
     async fn heartbeat(&self, claimed: &HashMap<tokio::task::Id, Running>) -> Option<HashSet<i64>> {
         let now = now_micros();
         let beat = async {
-            self.store.heartbeat_process(&self.id, "worker", &hostname(), now, None).await?;
+            processes::heartbeat(self.store.write(), &self.id, "worker", &hostname(), now, None)
+                .await?;
             for Running { task, controls, .. } in claimed.values() {
                 if let Some((progress, at)) = controls.progress.take_unseen() {
                     let json = serde_json::to_string(&progress).unwrap_or_default();
-                    self.store.record_progress(task.id, task.try_number, &json, at).await?;
+                    tasks::record_progress(self.store.write(), task.id, task.try_number, &json, at)
+                        .await?;
                 }
             }
-            self.store.heartbeat_tasks(&self.id, now).await
+            tasks::heartbeat(self.store.write(), &self.id, now).await
         };
         match self.store.connectivity().observe(beat.await) {
             Ok(owned) => Some(owned.into_iter().collect()),
@@ -236,7 +241,9 @@ impl Worker {
                 handle.abort();
             });
             let line = crate::jobs::LogLine { at: now_micros(), stream: Stream::System, text };
-            let _ = self.store.append_logs(task.id, task.try_number, &[line]).await;
+            let _ =
+                crate::store::logs::append(self.store.write(), task.id, task.try_number, &[line])
+                    .await;
         }
     }
 }

@@ -10,6 +10,7 @@ use lakeward::dag::compile;
 use lakeward::domain::{RunState, TaskState};
 use lakeward::jobs::{Job, JobContext, JobError, Progress, Registry, Stage};
 use lakeward::scheduler::trigger::RunRequest;
+use lakeward::store::tasks;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -186,7 +187,7 @@ async fn a_long_job_reports_progress_and_stops_when_cancelled() {
         assert!(html.contains("id=\"progress\"") && html.contains(" rows · "), "{html}");
 
         let before = STOPPED.lock().unwrap().len();
-        let ti = h.store.get_task_instance(run.pk, "follow").await.unwrap().unwrap();
+        let ti = tasks::get(h.store.read(), run.pk, "follow").await.unwrap().unwrap();
         let marked = std::time::Instant::now();
         lakeward::scheduler::control::mark_task(&h.store, &ti, TaskState::Failed).await.unwrap();
         let stopped = loop {
@@ -199,10 +200,10 @@ async fn a_long_job_reports_progress_and_stops_when_cancelled() {
         // The worker notices at its next heartbeat (every 200 ms here); the job then stops.
         let took = stopped.duration_since(marked);
         assert!(took < Duration::from_secs(1), "{}: stopped after {took:?}", db.backend);
-        let tries = h.store.task_tries(ti.id).await.unwrap();
+        let tries = tasks::tries(h.store.read(), ti.id).await.unwrap();
         assert_eq!(tries.len(), 1);
         assert_eq!(tries[0].state, "cancelled", "{}: {tries:?}", db.backend);
-        let ti = h.store.get_task_instance(run.pk, "follow").await.unwrap().unwrap();
+        let ti = tasks::get(h.store.read(), run.pk, "follow").await.unwrap().unwrap();
         assert_eq!(ti.state, TaskState::Failed, "marked failed by hand");
         h.stop().await;
     }

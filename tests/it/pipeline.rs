@@ -10,6 +10,7 @@ use common::{dag, manual, Harness, HarnessOptions};
 use lakeward::domain::{RunState, TaskState};
 use lakeward::scheduler::trigger::RunRequest;
 use lakeward::store::TaskInstanceRow;
+use lakeward::store::{dags, logs, runs, tasks};
 use lakeward::time::now_micros;
 use serde_json::json;
 
@@ -154,15 +155,15 @@ async fn a_failed_try_is_retried_and_each_try_keeps_its_log() {
         assert_eq!(h.wait(&run, LIMIT).await.state, RunState::Success, "{}", db.backend);
         let ti = h.tasks(&run).await.remove(0);
         assert_eq!((ti.state, ti.try_number, ti.max_tries), (TaskState::Success, 2, 3));
-        let first = h.store.read_logs(ti.id, Some(1), 0, 100).await.unwrap();
-        let second = h.store.read_logs(ti.id, Some(2), 0, 100).await.unwrap();
+        let first = logs::read(h.store.read(), ti.id, Some(1), 0, 100).await.unwrap();
+        let second = logs::read(h.store.read(), ti.id, Some(2), 0, 100).await.unwrap();
         assert_eq!(first[0].line, "first try fails");
         assert_eq!(
             second.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(),
             ["second time lucky"]
         );
         // Each try keeps its own timing after the next one ran.
-        let tries = h.store.task_tries(ti.id).await.unwrap();
+        let tries = tasks::tries(h.store.read(), ti.id).await.unwrap();
         assert_eq!(tries.len(), 2, "{}", db.backend);
         assert_eq!((tries[0].try_number, tries[0].state.as_str()), (1, "up_for_retry"));
         assert_eq!((tries[1].try_number, tries[1].state.as_str()), (2, "success"));
@@ -227,18 +228,19 @@ async fn a_silent_worker_s_task_is_retried_elsewhere() {
             store.clone(),
             lakeward::jobs::Registry::builtin(),
         );
-        store.register_dag(&(&*one).into(), now_micros()).await.unwrap();
+        dags::register(store.write(), &(&*one).into(), now_micros()).await.unwrap();
         versions.insert(one.clone());
         let run = lakeward::scheduler::trigger::create_run(&store, &one, manual(json!({})))
             .await
             .unwrap();
-        let ti = store.tasks_of_runs(&[run.pk]).await.unwrap().remove(0);
-        store
-            .set_run_state(run.pk, RunState::Queued, RunState::Running, now_micros())
+        let ti = tasks::of_runs(store.read(), &[run.pk]).await.unwrap().remove(0);
+        runs::set_state(store.write(), run.pk, RunState::Queued, RunState::Running, now_micros())
             .await
             .unwrap();
-        store.queue_tasks(&[ti.id], now_micros()).await.unwrap();
-        let ghost = store.claim_tasks("ghost", &["default".into()], 1, now_micros()).await.unwrap();
+        tasks::queue(store.write(), &[ti.id], now_micros()).await.unwrap();
+        let ghost = tasks::claim(store.write(), "ghost", &["default".into()], 1, now_micros())
+            .await
+            .unwrap();
         assert_eq!(ghost.len(), 1);
 
         let options =
@@ -247,7 +249,7 @@ async fn a_silent_worker_s_task_is_retried_elsewhere() {
         assert_eq!(h.wait(&run, LIMIT).await.state, RunState::Success, "{}", db.backend);
         let ti = h.tasks(&run).await.remove(0);
         assert_eq!((ti.state, ti.try_number), (TaskState::Success, 2));
-        let first = h.store.read_logs(ti.id, Some(1), 0, 10).await.unwrap();
+        let first = logs::read(h.store.read(), ti.id, Some(1), 0, 10).await.unwrap();
         assert!(first[0].line.contains("worker ghost stopped heartbeating"), "{first:?}");
         h.stop().await;
     }
@@ -286,10 +288,10 @@ async fn eventually(store: &lakeward::store::Store, backend: &str, what: &str) {
 }
 
 async fn what_holds(store: &lakeward::store::Store, what: &str) -> bool {
-    let dag = store.get_dag("hello").await.unwrap();
+    let dag = dags::get(store.read(), "hello").await.unwrap();
     match what {
         "hello ran once" => {
-            let runs = store.list_runs("hello", 10, 0).await.unwrap();
+            let runs = runs::list(store.read(), "hello", 10, 0).await.unwrap();
             runs.len() == 1 && runs[0].state == RunState::Success
         }
         "hello has a new version" => dag.is_some_and(|d| {
@@ -298,8 +300,7 @@ async fn what_holds(store: &lakeward::store::Store, what: &str) -> bool {
                     "[tasks.hi]\nkind = \"noop\"\n[tasks.there]\nkind = \"noop\"\n",
                 )
         }),
-        "hello.toml has an import error" => store
-            .import_errors()
+        "hello.toml has an import error" => dags::import_errors(store.read())
             .await
             .unwrap()
             .iter()
@@ -340,11 +341,14 @@ async fn clearing_a_failed_task_reruns_it_and_its_downstreams() {
         assert_eq!((tis["flaky"].state, tis["flaky"].try_number), (TaskState::Success, 2));
         assert_eq!(tis["after"].state, TaskState::Success);
         assert_eq!(tis["aside"].try_number, 1, "tasks outside the selection are not re-run");
-        let first_try = h.store.read_logs(tis["flaky"].id, Some(1), 0, 10).await.unwrap();
+        let first_try = logs::read(h.store.read(), tis["flaky"].id, Some(1), 0, 10).await.unwrap();
         assert!(first_try.iter().any(|l| l.line.contains("exited with code 1")), "{first_try:?}");
 
         lakeward::scheduler::control::mark(&h.store, &run, RunState::Failed).await.unwrap();
-        assert_eq!(h.store.get_run_by_pk(run.pk).await.unwrap().unwrap().state, RunState::Failed);
+        assert_eq!(
+            runs::by_pk(h.store.read(), run.pk).await.unwrap().unwrap().state,
+            RunState::Failed
+        );
         h.stop().await;
     }
 }
@@ -462,7 +466,7 @@ async fn marking_a_task_lets_the_run_carry_on() {
         );
         assert_eq!(tis["load"].state, TaskState::UpstreamFailed);
         let dag = two_step.clone();
-        let run = h.store.get_run_by_pk(run.pk).await.unwrap().unwrap();
+        let run = runs::by_pk(h.store.read(), run.pk).await.unwrap().unwrap();
         lakeward::scheduler::control::clear(&h.store, &dag, &run, "load", false).await.unwrap();
         assert_eq!(h.wait(&run, LIMIT).await.state, RunState::Success, "{}", db.backend);
         h.stop().await;
@@ -482,7 +486,7 @@ async fn db_clean_deletes_only_old_finished_runs_in_batches() {
             runs.push(h.wait(&run, LIMIT).await);
         }
         let ti = h.tasks(&runs[0]).await.remove(0);
-        assert!(!h.store.read_logs(ti.id, None, 0, 10).await.unwrap().is_empty());
+        assert!(!logs::read(h.store.read(), ti.id, None, 0, 10).await.unwrap().is_empty());
         // Everything ended just now: a cutoff in the past deletes nothing.
         let kept =
             lakeward::scheduler::control::clean(&h.store, now_micros() - 60_000_000, 2, |_| {})
@@ -496,10 +500,10 @@ async fn db_clean_deletes_only_old_finished_runs_in_batches() {
                 .unwrap();
         assert_eq!(deleted, 5, "{}", db.backend);
         assert_eq!(batches, [2, 4, 5], "batches of two");
-        assert!(h.store.get_run_by_pk(runs[0].pk).await.unwrap().is_none());
-        assert!(h.store.get_task_instance(runs[0].pk, "say").await.unwrap().is_none());
-        assert!(h.store.read_logs(ti.id, None, 0, 10).await.unwrap().is_empty());
-        assert!(h.store.task_tries(ti.id).await.unwrap().is_empty());
+        assert!(runs::by_pk(h.store.read(), runs[0].pk).await.unwrap().is_none());
+        assert!(tasks::get(h.store.read(), runs[0].pk, "say").await.unwrap().is_none());
+        assert!(logs::read(h.store.read(), ti.id, None, 0, 10).await.unwrap().is_empty());
+        assert!(tasks::tries(h.store.read(), ti.id).await.unwrap().is_empty());
 
         // A run still going is never deleted, however old.
         let slow = dag("[tasks.wait]\nkind = \"shell\"\ncommand = \"sleep 2\"\n");
@@ -510,7 +514,7 @@ async fn db_clean_deletes_only_old_finished_runs_in_batches() {
             .await
             .unwrap();
         assert_eq!(deleted, 0);
-        assert!(h.store.get_run_by_pk(running.pk).await.unwrap().is_some());
+        assert!(runs::by_pk(h.store.read(), running.pk).await.unwrap().is_some());
         h.stop().await;
     }
 }
@@ -583,10 +587,10 @@ async fn a_worker_shutting_down_cancels_its_tries_for_a_retry() {
         h.stop().await;
         assert!(stopping.elapsed() < Duration::from_secs(5), "{}", db.backend);
         let store = lakeward::store::Store::open(store.url()).await.unwrap();
-        let ti = store.get_task_instance(run.pk, "slow").await.unwrap().unwrap();
+        let ti = tasks::get(store.read(), run.pk, "slow").await.unwrap().unwrap();
         assert_eq!(ti.state, TaskState::UpForRetry, "{}: {ti:?}", db.backend);
         assert!(ti.next_try_at.is_some_and(|at| at <= now_micros()), "retried at once");
-        let tries = store.task_tries(ti.id).await.unwrap();
+        let tries = tasks::tries(store.read(), ti.id).await.unwrap();
         assert_eq!(tries[0].state, "cancelled", "{}: {tries:?}", db.backend);
         let pid = std::fs::read_to_string(&pid_file).unwrap();
         let status =

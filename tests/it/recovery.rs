@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use common::process::ChildProcess;
 use lakeward::domain::{RunState, TaskState};
 use lakeward::store::Store;
+use lakeward::store::{dags, logs, processes, runs, stats, tasks};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lakeward");
 
@@ -67,9 +68,10 @@ async fn a_worker_killed_mid_task_is_replaced_by_the_task_s_second_try() {
     let mut doomed = spawn(home.path(), &db.url, &["worker"]);
     until_loaded(&store, "crash").await;
     trigger(home.path(), &db.url, "crash");
-    let run = store.get_run("crash", "manual__2024-05-01T00:00:00Z").await.unwrap().unwrap();
+    let run =
+        runs::get(store.read(), "crash", "manual__2024-05-01T00:00:00Z").await.unwrap().unwrap();
     eventually("the first try to run", Duration::from_secs(30), async || {
-        let ti = store.get_task_instance(run.pk, "slow").await.unwrap().unwrap();
+        let ti = tasks::get(store.read(), run.pk, "slow").await.unwrap().unwrap();
         ti.state == TaskState::Running
     })
     .await;
@@ -78,20 +80,20 @@ async fn a_worker_killed_mid_task_is_replaced_by_the_task_s_second_try() {
     let _replacement = spawn(home.path(), &db.url, &["worker"]);
 
     eventually("the run to succeed", Duration::from_secs(60), async || {
-        let run = store.get_run_by_pk(run.pk).await.unwrap().unwrap();
+        let run = runs::by_pk(store.read(), run.pk).await.unwrap().unwrap();
         run.state == RunState::Success
     })
     .await;
     assert!(killed_at.elapsed() >= Duration::from_secs(3), "not before the heartbeat timeout");
-    let ti = store.get_task_instance(run.pk, "slow").await.unwrap().unwrap();
+    let ti = tasks::get(store.read(), run.pk, "slow").await.unwrap().unwrap();
     assert_eq!((ti.state, ti.try_number), (TaskState::Success, 2));
-    let tries = store.task_tries(ti.id).await.unwrap();
+    let tries = tasks::tries(store.read(), ti.id).await.unwrap();
     assert_eq!(tries.len(), 2);
     assert_eq!(tries[0].state, "up_for_retry");
     assert!(tries[0].error.as_deref().unwrap().contains("stopped heartbeating"), "{tries:?}");
     assert_eq!(tries[1].state, "success");
     assert_ne!(tries[0].worker_id, tries[1].worker_id, "the second try ran on the new worker");
-    let log = store.read_logs(ti.id, Some(2), 0, 100).await.unwrap();
+    let log = logs::read(store.read(), ti.id, Some(2), 0, 100).await.unwrap();
     assert!(log.iter().any(|l| l.line == "finished on try 2"), "{log:?}");
     store.close().await;
 }
@@ -123,22 +125,22 @@ async fn two_schedulers_never_create_or_queue_anything_twice() {
     let _worker = spawn(home.path(), &db.url, &["worker", "--slots", "8"]);
     // 30 hourly intervals have ended since the start date (29 or 30 by the clock's minute).
     eventually("every catch-up run to finish", Duration::from_secs(120), async || {
-        let runs = store.list_runs("hourly", 100, 0).await.unwrap();
+        let runs = runs::list(store.read(), "hourly", 100, 0).await.unwrap();
         runs.len() >= 29 && runs.iter().all(|r| r.state == RunState::Success)
     })
     .await;
-    let runs = store.list_runs("hourly", 100, 0).await.unwrap();
+    let runs = runs::list(store.read(), "hourly", 100, 0).await.unwrap();
     let mut dates: Vec<i64> = runs.iter().map(|r| r.logical_date).collect();
     dates.dedup();
     assert_eq!(dates.len(), runs.len(), "one run per interval");
     let pks: Vec<i64> = runs.iter().map(|r| r.pk).collect();
-    let tis = store.tasks_of_runs(&pks).await.unwrap();
+    let tis = tasks::of_runs(store.read(), &pks).await.unwrap();
     assert_eq!(tis.len(), runs.len() * 2);
     for ti in &tis {
         assert_eq!(ti.try_number, 1, "{} of run {} ran more than once", ti.task_id, ti.run_pk);
-        assert_eq!(store.task_tries(ti.id).await.unwrap().len(), 1);
+        assert_eq!(tasks::tries(store.read(), ti.id).await.unwrap().len(), 1);
     }
-    let schedulers = store.scheduler_loop_times(0).await.unwrap();
+    let schedulers = stats::scheduler_loop_times(store.read(), 0).await.unwrap();
     assert_eq!(schedulers.len(), 2, "both schedulers were alive and working");
     store.close().await;
 }
@@ -146,7 +148,7 @@ async fn two_schedulers_never_create_or_queue_anything_twice() {
 /// Waits until a scheduler has loaded the DAG.
 async fn until_loaded(store: &Store, dag_id: &str) {
     eventually("the DAG to be loaded", Duration::from_secs(30), async || {
-        store.get_dag(dag_id).await.unwrap().is_some()
+        dags::get(store.read(), dag_id).await.unwrap().is_some()
     })
     .await;
 }
@@ -220,12 +222,13 @@ async fn a_killed_worker_s_commands_die_with_it() {
     assert!(!still_growing(&background), "a background process outlived its worker");
 
     let _replacement = spawn(home.path(), &db.url, &["worker"]);
-    let run = store.get_run("orphans", "manual__2024-05-01T00:00:00Z").await.unwrap().unwrap();
+    let run =
+        runs::get(store.read(), "orphans", "manual__2024-05-01T00:00:00Z").await.unwrap().unwrap();
     eventually("the retry to succeed", Duration::from_secs(60), async || {
-        store.get_run_by_pk(run.pk).await.unwrap().unwrap().state == RunState::Success
+        runs::by_pk(store.read(), run.pk).await.unwrap().unwrap().state == RunState::Success
     })
     .await;
-    let ti = store.get_task_instance(run.pk, "busy").await.unwrap().unwrap();
+    let ti = tasks::get(store.read(), run.pk, "busy").await.unwrap().unwrap();
     assert_eq!(ti.try_number, 2);
     assert!(!still_growing(&foreground) && !still_growing(&background));
     store.close().await;
@@ -270,9 +273,10 @@ async fn a_database_outage_longer_than_the_heartbeat_timeout_reruns_nothing() {
     let _worker = logged("worker", &to_worker);
     until_loaded(&store, "outage").await;
     trigger(home.path(), &db.url, "outage");
-    let run = store.get_run("outage", "manual__2024-05-01T00:00:00Z").await.unwrap().unwrap();
+    let run =
+        runs::get(store.read(), "outage", "manual__2024-05-01T00:00:00Z").await.unwrap().unwrap();
     eventually("the task to run", Duration::from_secs(30), async || {
-        let ti = store.get_task_instance(run.pk, "long").await.unwrap().unwrap();
+        let ti = tasks::get(store.read(), run.pk, "long").await.unwrap().unwrap();
         ti.state == TaskState::Running
     })
     .await;
@@ -283,11 +287,11 @@ async fn a_database_outage_longer_than_the_heartbeat_timeout_reruns_nothing() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     to_worker.restore();
     eventually("the run to succeed", Duration::from_secs(60), async || {
-        store.get_run_by_pk(run.pk).await.unwrap().unwrap().state == RunState::Success
+        runs::by_pk(store.read(), run.pk).await.unwrap().unwrap().state == RunState::Success
     })
     .await;
-    let ti = store.get_task_instance(run.pk, "long").await.unwrap().unwrap();
-    let tries = store.task_tries(ti.id).await.unwrap();
+    let ti = tasks::get(store.read(), run.pk, "long").await.unwrap().unwrap();
+    let tries = tasks::tries(store.read(), ti.id).await.unwrap();
     assert_eq!((ti.try_number, tries.len()), (1, 1), "the outage made a retry: {tries:?}");
     assert!(ti.ended_at >= ti.heartbeat_at && ti.heartbeat_at >= ti.started_at, "{ti:?}");
     for name in ["scheduler", "worker"] {
@@ -384,7 +388,7 @@ async fn a_full_disk_under_sqlite_fails_writes_and_releases_the_lock() {
                 params: Default::default(),
                 tasks: (0..20).map(|i| (format!("t{i}"), "default".into(), 1)).collect(),
             };
-            let pk = match store.create_run(&run, lakeward::time::now_micros()).await {
+            let pk = match runs::create(store.write(), &run, lakeward::time::now_micros()).await {
                 Ok(pk) => pk,
                 Err(e) => {
                     assert!(e.is_unavailable(), "{e}");
@@ -393,17 +397,19 @@ async fn a_full_disk_under_sqlite_fails_writes_and_releases_the_lock() {
                 }
             };
             let Some(pk) = pk else { continue };
-            let Ok(tis) = store.tasks_of_runs(&[pk]).await else { continue };
+            let Ok(tis) = tasks::of_runs(store.read(), &[pk]).await else { continue };
             let ids: Vec<i64> = tis.iter().map(|t| t.id).collect();
             let now = lakeward::time::now_micros();
-            failures += usize::from(store.queue_tasks(&ids, now).await.is_err());
-            if let Ok(claimed) = store.claim_tasks("w", &queues, 20, now).await {
+            failures += usize::from(tasks::queue(store.write(), &ids, now).await.is_err());
+            if let Ok(claimed) = tasks::claim(store.write(), "w", &queues, 20, now).await {
                 for task in &claimed {
                     let lines = vec![line.clone(); 50];
-                    failures += usize::from(store.append_logs(task.id, 1, &lines).await.is_err());
-                    let done = TaskOutcome::success(Default::default());
                     failures +=
-                        usize::from(store.finish_task(task, "w", &done, now).await.is_err());
+                        usize::from(logs::append(store.write(), task.id, 1, &lines).await.is_err());
+                    let done = TaskOutcome::success(Default::default());
+                    failures += usize::from(
+                        tasks::finish(store.write(), task, "w", &done, now).await.is_err(),
+                    );
                 }
             } else {
                 failures += 1;
@@ -412,11 +418,15 @@ async fn a_full_disk_under_sqlite_fails_writes_and_releases_the_lock() {
         disk.free();
         // Another process writes now: it must not find the database locked.
         let other = Store::connect(&url).await.unwrap();
-        other.heartbeat_process(&format!("cli-{round}"), "worker", "h", 1, None).await.unwrap();
+        processes::heartbeat(other.write(), &format!("cli-{round}"), "worker", "h", 1, None)
+            .await
+            .unwrap();
         // And this one writes again, visibly to the other.
         let own = 1_000 + i64::from(round);
-        store.heartbeat_process(&format!("own-{round}"), "worker", "h", own, None).await.unwrap();
-        let seen = other.latest_heartbeat("worker").await.unwrap();
+        processes::heartbeat(store.write(), &format!("own-{round}"), "worker", "h", own, None)
+            .await
+            .unwrap();
+        let seen = processes::latest_heartbeat(other.read(), "worker").await.unwrap();
         assert_eq!(seen, Some(own), "round {round}: the other process does not see the write");
         other.close().await;
     }

@@ -23,6 +23,7 @@ use lakeward::jobs::Registry;
 use lakeward::lake::tables::{CatalogConfig, ScanRequest, TablesHandle, WriteMode};
 use lakeward::lake::Warehouse;
 use lakeward::scheduler::trigger::RunRequest;
+use lakeward::store::{dags, users};
 use lakeward::store::{DagRecord, SessionRow, Store, TaskInstanceRow};
 use lakeward::time::now_micros;
 use lakeward::users::{create_api_token, create_user, digest, new_secret};
@@ -233,7 +234,9 @@ fn example_dag() -> Arc<Dag> {
 impl Web {
     async fn new(harness: &Harness, config: &Config, tables: Option<TablesHandle>) -> Web {
         let dag = example_dag();
-        harness.store.register_dag(&DagRecord::from(dag.as_ref()), now_micros()).await.unwrap();
+        dags::register(harness.store.write(), &DagRecord::from(dag.as_ref()), now_micros())
+            .await
+            .unwrap();
         harness.versions.insert(dag);
         let mut state = AppState::new(harness.store.clone(), harness.versions.clone(), config);
         if let Some(tables) = tables {
@@ -254,7 +257,9 @@ impl Web {
             csrf_token: csrf.clone(),
             expires_at: now_micros() + 3_600_000_000,
         };
-        self.store.create_session(&digest(&secret), &session, now_micros()).await.unwrap();
+        users::create_session(self.store.write(), &digest(&secret), &session, now_micros())
+            .await
+            .unwrap();
         (format!("lakeward_session={secret}"), csrf)
     }
 
@@ -341,7 +346,7 @@ async fn a_demoted_or_deleted_user_loses_its_powers_at_once() {
     assert_eq!(form.status, StatusCode::FORBIDDEN, "viewers cannot open the trigger form");
 
     let token = create_api_token(&web.store, "ana", "script", None).await.unwrap();
-    assert!(web.store.delete_user("ana").await.unwrap());
+    assert!(users::delete(web.store.write(), "ana").await.unwrap());
     let page = web.get_as("/dags", &session.0).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "a deleted user's session is over");
     let api = web.api(Method::GET, "/api/v1/dags", &token, None).await;
@@ -384,7 +389,8 @@ async fn tokens_lifecycle(db: &common::TestDb) {
         3
     );
 
-    let admin_id = web.store.list_api_tokens(Some("robot")).await.unwrap()[0].id.clone();
+    let admin_id =
+        users::list_api_tokens(web.store.read(), Some("robot")).await.unwrap()[0].id.clone();
     let not_mine =
         web.api(Method::DELETE, &format!("/api/v1/tokens/{admin_id}"), &reader, None).await;
     assert_eq!(not_mine.status, StatusCode::NOT_FOUND, "a viewer cannot revoke others' tokens");
@@ -635,10 +641,10 @@ async fn descriptions_are_capped_and_deleted_dags_keep_no_body() {
     let store = Store::open(&db.url).await.unwrap();
     let source = format!("description = \"{}\"\n[tasks.t]\nkind = \"noop\"\n", "y".repeat(10_000));
     let dag = compile("gone.toml", &source, "gone", &Registry::builtin()).unwrap();
-    store.sync_dags(&[DagRecord::from(&dag)], &[], now_micros()).await.unwrap();
-    assert!(store.get_dag("gone").await.unwrap().unwrap().description.is_some());
-    store.sync_dags(&[], &[], now_micros()).await.unwrap();
-    let row = store.get_dag("gone").await.unwrap().unwrap();
+    dags::sync(store.write(), &[DagRecord::from(&dag)], &[], now_micros()).await.unwrap();
+    assert!(dags::get(store.read(), "gone").await.unwrap().unwrap().description.is_some());
+    dags::sync(store.write(), &[], &[], now_micros()).await.unwrap();
+    let row = dags::get(store.read(), "gone").await.unwrap().unwrap();
     assert!(!row.is_active && row.description.is_none());
     store.close().await;
 }

@@ -6,6 +6,7 @@ use crate::common;
 use std::collections::HashSet;
 
 use lakeward::domain::{RunType, TaskState};
+use lakeward::store::{dags, logs, processes, runs, tasks};
 use lakeward::store::{DagRecord, NewRun, Store, TaskOutcome};
 use lakeward::time::now_micros;
 
@@ -25,8 +26,8 @@ fn new_run(dag_id: &str, logical_date: i64, tasks: usize) -> NewRun {
 
 async fn queue_all(store: &Store, run_pk: i64) -> Vec<i64> {
     let ids: Vec<i64> =
-        store.tasks_of_runs(&[run_pk]).await.unwrap().iter().map(|t| t.id).collect();
-    assert_eq!(store.queue_tasks(&ids, now_micros()).await.unwrap(), ids.len() as u64);
+        tasks::of_runs(store.read(), &[run_pk]).await.unwrap().iter().map(|t| t.id).collect();
+    assert_eq!(tasks::queue(store.write(), &ids, now_micros()).await.unwrap(), ids.len() as u64);
     ids
 }
 
@@ -34,19 +35,86 @@ async fn queue_all(store: &Store, run_pk: i64) -> Vec<i64> {
 async fn one_run_per_dag_and_logical_date() {
     for db in common::databases().await {
         let store = Store::open(&db.url).await.unwrap();
-        let first = store.create_run(&new_run("etl", 1_000, 3), now_micros()).await.unwrap();
+        let first =
+            runs::create(store.write(), &new_run("etl", 1_000, 3), now_micros()).await.unwrap();
         assert!(first.is_some(), "{}", db.backend);
         let mut again = new_run("etl", 1_000, 3);
         again.run_id = "another_id".into();
-        assert_eq!(store.create_run(&again, now_micros()).await.unwrap(), None, "{}", db.backend);
-        assert!(store
-            .create_run(&new_run("other", 1_000, 1), now_micros())
+        assert_eq!(
+            runs::create(store.write(), &again, now_micros()).await.unwrap(),
+            None,
+            "{}",
+            db.backend
+        );
+        assert!(runs::create(store.write(), &new_run("other", 1_000, 1), now_micros())
             .await
             .unwrap()
             .is_some());
-        let tis = store.tasks_of_runs(&[first.unwrap()]).await.unwrap();
+        let tis = tasks::of_runs(store.read(), &[first.unwrap()]).await.unwrap();
         assert_eq!(tis.len(), 3);
         assert!(tis.iter().all(|t| t.state == TaskState::Scheduled && t.try_number == 0));
+    }
+}
+
+/// The store's functions take the executor they run on, so several of them (even ones that
+/// open a transaction of their own, which nests as a savepoint) make one atomic change.
+#[tokio::test]
+async fn store_functions_compose_in_one_transaction() {
+    for db in common::databases().await {
+        let store = Store::open(&db.url).await.unwrap();
+        let dag = DagRecord {
+            dag_id: "composed".into(),
+            file_path: "composed.toml".into(),
+            version: "v1".into(),
+            source: String::new(),
+            description: None,
+            schedule: None,
+            tags: vec![],
+        };
+        for commit in [false, true] {
+            let mut tx = store.begin().await.unwrap();
+            dags::register(&mut *tx, &dag, 1).await.unwrap();
+            let pk = runs::create(&mut *tx, &new_run("composed", 7, 2), 1).await.unwrap().unwrap();
+            let ids: Vec<i64> =
+                tasks::of_runs(&mut *tx, &[pk]).await.unwrap().iter().map(|t| t.id).collect();
+            assert_eq!(tasks::queue(&mut *tx, &ids, 2).await.unwrap(), 2, "{}", db.backend);
+            // The transaction sees its own writes; nobody else does until it commits.
+            assert!(runs::by_pk(&mut *tx, pk).await.unwrap().is_some());
+            assert!(runs::by_pk(store.read(), pk).await.unwrap().is_none(), "{}", db.backend);
+            if commit {
+                tx.commit().await.unwrap();
+            } else {
+                tx.rollback().await.unwrap();
+            }
+            let run = runs::at(store.read(), "composed", 7).await.unwrap();
+            let dag_row = dags::get(store.read(), "composed").await.unwrap();
+            assert_eq!(run.is_some(), commit, "{}: run after commit={commit}", db.backend);
+            assert_eq!(dag_row.is_some(), commit, "{}: dag after commit={commit}", db.backend);
+            if let Some(run) = run {
+                let queued = tasks::of_runs(store.read(), &[run.pk]).await.unwrap();
+                assert!(queued.iter().all(|t| t.state == TaskState::Queued), "{}", db.backend);
+            }
+        }
+    }
+}
+
+/// Rows map with derived `FromRow`: a stored value the row type cannot hold is reported as a
+/// corrupt value that names its column, not as a database failure.
+#[tokio::test]
+async fn a_stored_value_of_no_known_kind_is_reported_with_its_column() {
+    for db in common::databases().await {
+        let store = Store::open(&db.url).await.unwrap();
+        let pk = runs::create(store.write(), &new_run("odd", 1, 1), 1).await.unwrap().unwrap();
+        sqlx::query("UPDATE dag_runs SET state = 'paused_forever' WHERE id = $1")
+            .bind(pk)
+            .execute(store.write())
+            .await
+            .unwrap();
+        let error = runs::by_pk(store.read(), pk).await.unwrap_err();
+        assert!(matches!(error, lakeward::store::StoreError::Corrupt(_)), "{error:?}");
+        let message = error.to_string();
+        assert!(message.contains("state") && message.contains("paused_forever"), "{message}");
+        assert!(!error.is_unavailable());
     }
 }
 
@@ -58,8 +126,10 @@ async fn racing_workers_never_claim_the_same_task_twice() {
     const WORKERS: usize = 6;
     for db in common::databases().await {
         let store = Store::open(&db.url).await.unwrap();
-        let run =
-            store.create_run(&new_run("race", 1, TASKS), now_micros()).await.unwrap().unwrap();
+        let run = runs::create(store.write(), &new_run("race", 1, TASKS), now_micros())
+            .await
+            .unwrap()
+            .unwrap();
         let queued = queue_all(&store, run).await;
         let mut claimers = Vec::new();
         for w in 0..WORKERS {
@@ -70,8 +140,9 @@ async fn racing_workers_never_claim_the_same_task_twice() {
                 let mut mine = Vec::new();
                 loop {
                     let queues = ["default".to_string()];
-                    let claimed =
-                        store.claim_tasks(&worker, &queues, 7, now_micros()).await.unwrap();
+                    let claimed = tasks::claim(store.write(), &worker, &queues, 7, now_micros())
+                        .await
+                        .unwrap();
                     if claimed.is_empty() {
                         return mine;
                     }
@@ -87,7 +158,7 @@ async fn racing_workers_never_claim_the_same_task_twice() {
         assert_eq!(all.len(), TASKS, "{}: claims {} for {TASKS} tasks", db.backend, all.len());
         assert_eq!(distinct, queued.into_iter().collect(), "{}", db.backend);
         assert!(all.iter().all(|(_, try_number)| *try_number == 1));
-        let tis = store.tasks_of_runs(&[run]).await.unwrap();
+        let tis = tasks::of_runs(store.read(), &[run]).await.unwrap();
         assert!(tis.iter().all(|t| t.state == TaskState::Running && t.worker_id.is_some()));
     }
 }
@@ -97,15 +168,18 @@ async fn racing_workers_never_claim_the_same_task_twice() {
 async fn late_result_of_an_abandoned_try_is_discarded() {
     for db in common::databases().await {
         let store = Store::open(&db.url).await.unwrap();
-        let run = store.create_run(&new_run("late", 1, 1), now_micros()).await.unwrap().unwrap();
+        let run = runs::create(store.write(), &new_run("late", 1, 1), now_micros())
+            .await
+            .unwrap()
+            .unwrap();
         queue_all(&store, run).await;
         let queues = ["default".to_string()];
         // Stamps follow the queueing time: a claim is never recorded before it.
         let t = now_micros() + 1_000_000;
-        let old = store.claim_tasks("a", &queues, 1, t + 1_000).await.unwrap().remove(0);
+        let old = tasks::claim(store.write(), "a", &queues, 1, t + 1_000).await.unwrap().remove(0);
 
         // Worker a goes silent; the scheduler fails its try and the retry is claimed by b.
-        let stale = store.stale_tasks(t + 2_000).await.unwrap();
+        let stale = tasks::stale(store.read(), t + 2_000).await.unwrap();
         assert_eq!(stale.len(), 1);
         let retry = TaskOutcome::failure(
             1,
@@ -115,16 +189,22 @@ async fn late_result_of_an_abandoned_try_is_discarded() {
             None,
             t + 2_000,
         );
-        assert!(store.fail_stale_task(&stale[0], &retry, t + 2_000, t + 2_000).await.unwrap());
-        assert_eq!(store.requeue_retries(&[old.id], t + 3_000).await.unwrap(), 1);
-        let new = store.claim_tasks("b", &queues, 1, t + 3_000).await.unwrap().remove(0);
+        assert!(tasks::fail_stale(store.write(), &stale[0], &retry, t + 2_000, t + 2_000)
+            .await
+            .unwrap());
+        assert_eq!(tasks::requeue_retries(store.write(), &[old.id], t + 3_000).await.unwrap(), 1);
+        let new = tasks::claim(store.write(), "b", &queues, 1, t + 3_000).await.unwrap().remove(0);
         assert_eq!(new.try_number, 2);
 
         let late = TaskOutcome::success(Default::default());
-        assert!(!store.finish_task(&old, "a", &late, t + 4_000).await.unwrap(), "{}", db.backend);
+        assert!(
+            !tasks::finish(store.write(), &old, "a", &late, t + 4_000).await.unwrap(),
+            "{}",
+            db.backend
+        );
         let failed = TaskOutcome::failure(2, 2, None, "boom".into(), Some(3), t + 5_000);
-        assert!(store.finish_task(&new, "b", &failed, t + 5_000).await.unwrap());
-        let ti = store.get_task_instance(run, "t0").await.unwrap().unwrap();
+        assert!(tasks::finish(store.write(), &new, "b", &failed, t + 5_000).await.unwrap());
+        let ti = tasks::get(store.read(), run, "t0").await.unwrap().unwrap();
         assert_eq!((ti.state, ti.try_number, ti.exit_code), (TaskState::Failed, 2, Some(3)));
         assert_eq!(ti.error.as_deref(), Some("boom"));
     }
@@ -135,21 +215,24 @@ async fn logs_are_kept_per_try_and_read_incrementally() {
     use lakeward::jobs::{LogLine, Stream};
     for db in common::databases().await {
         let store = Store::open(&db.url).await.unwrap();
-        let run = store.create_run(&new_run("logs", 1, 1), now_micros()).await.unwrap().unwrap();
-        let ti = store.tasks_of_runs(&[run]).await.unwrap()[0].id;
+        let run = runs::create(store.write(), &new_run("logs", 1, 1), now_micros())
+            .await
+            .unwrap()
+            .unwrap();
+        let ti = tasks::of_runs(store.read(), &[run]).await.unwrap()[0].id;
         let line = |text: &str| LogLine { at: 1, stream: Stream::Stdout, text: text.into() };
         let many: Vec<LogLine> = (0..450).map(|i| line(&format!("line {i}"))).collect();
-        store.append_logs(ti, 1, &many).await.unwrap();
-        store.append_logs(ti, 2, &[line("second try")]).await.unwrap();
+        logs::append(store.write(), ti, 1, &many).await.unwrap();
+        logs::append(store.write(), ti, 2, &[line("second try")]).await.unwrap();
 
-        let first = store.read_logs(ti, Some(1), 0, 1000).await.unwrap();
+        let first = logs::read(store.read(), ti, Some(1), 0, 1000).await.unwrap();
         assert_eq!(first.len(), 450);
         assert_eq!(first[449].line, "line 449");
-        let after = store.read_logs(ti, Some(1), first[99].id, 10).await.unwrap();
+        let after = logs::read(store.read(), ti, Some(1), first[99].id, 10).await.unwrap();
         assert_eq!(after[0].line, "line 100");
-        let second = store.read_logs(ti, Some(2), 0, 1000).await.unwrap();
+        let second = logs::read(store.read(), ti, Some(2), 0, 1000).await.unwrap();
         assert_eq!(second.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(), vec!["second try"]);
-        assert_eq!(store.read_logs(ti, None, 0, 1000).await.unwrap().len(), 451);
+        assert_eq!(logs::read(store.read(), ti, None, 0, 1000).await.unwrap().len(), 451);
     }
 }
 
@@ -168,19 +251,21 @@ async fn dag_sync_tracks_files_import_errors_and_keeps_pauses() {
         };
         let errors =
             vec![("dags/broken.toml".to_string(), "dags/broken.toml:1:1: oops".to_string())];
-        store.sync_dags(&[record("a", "v1"), record("b", "v1")], &errors, 1).await.unwrap();
-        assert!(store.set_paused("a", true).await.unwrap());
-        assert!(!store.set_paused("missing", true).await.unwrap());
+        dags::sync(store.write(), &[record("a", "v1"), record("b", "v1")], &errors, 1)
+            .await
+            .unwrap();
+        assert!(dags::set_paused(store.write(), "a", true).await.unwrap());
+        assert!(!dags::set_paused(store.write(), "missing", true).await.unwrap());
 
-        store.sync_dags(&[record("a", "v2")], &[], 2).await.unwrap();
-        let dags = store.list_dags().await.unwrap();
+        dags::sync(store.write(), &[record("a", "v2")], &[], 2).await.unwrap();
+        let dags = dags::list(store.read()).await.unwrap();
         let a = dags.iter().find(|d| d.dag_id == "a").unwrap();
         let b = dags.iter().find(|d| d.dag_id == "b").unwrap();
         assert!(a.is_paused && a.is_active && a.version == "v2" && a.tags == vec!["t"]);
         assert!(!b.is_active, "{}: b's file is gone", db.backend);
-        assert!(store.import_errors().await.unwrap().is_empty());
+        assert!(dags::import_errors(store.read()).await.unwrap().is_empty());
         // Old versions stay readable for the runs that use them.
-        assert_eq!(store.dag_source("a", "v1").await.unwrap().unwrap().1, "# v1");
+        assert_eq!(dags::source(store.read(), "a", "v1").await.unwrap().unwrap().1, "# v1");
     }
 }
 
@@ -209,8 +294,10 @@ async fn a_claim_never_takes_more_tasks_than_it_asked_for() {
     const SLOTS: usize = 2;
     for db in common::databases().await {
         let store = Store::open(&db.url).await.unwrap();
-        let run =
-            store.create_run(&new_run("slots", 1, TASKS), now_micros()).await.unwrap().unwrap();
+        let run = runs::create(store.write(), &new_run("slots", 1, TASKS), now_micros())
+            .await
+            .unwrap()
+            .unwrap();
         queue_all(&store, run).await;
         let claimers: Vec<_> = (0..WORKERS)
             .map(|w| {
@@ -220,10 +307,15 @@ async fn a_claim_never_takes_more_tasks_than_it_asked_for() {
                     let queues = ["default".to_string()];
                     let mut sizes = Vec::new();
                     loop {
-                        let claimed = store
-                            .claim_tasks(&format!("worker-{w}"), &queues, SLOTS, now_micros())
-                            .await
-                            .unwrap();
+                        let claimed = tasks::claim(
+                            store.write(),
+                            &format!("worker-{w}"),
+                            &queues,
+                            SLOTS,
+                            now_micros(),
+                        )
+                        .await
+                        .unwrap();
                         if claimed.is_empty() {
                             return sizes;
                         }
@@ -247,14 +339,23 @@ async fn a_claim_never_takes_more_tasks_than_it_asked_for() {
 async fn silent_processes_are_forgotten_and_heartbeats_never_go_back() {
     for db in common::databases().await {
         let store = Store::open(&db.url).await.unwrap();
-        store.heartbeat_process("dead", "worker", "h", 1_000, None).await.unwrap();
-        store.heartbeat_process("alive", "worker", "h", 9_000, None).await.unwrap();
-        // A heartbeat prepared before an outage and sent after it carries an older time.
-        store.heartbeat_process("alive", "worker", "h", 5_000, None).await.unwrap();
-        assert_eq!(store.latest_heartbeat("worker").await.unwrap(), Some(9_000), "{}", db.backend);
-        assert_eq!(store.forget_silent_processes(5_000).await.unwrap(), 1, "{}", db.backend);
-        assert_eq!(store.forget_silent_processes(5_000).await.unwrap(), 0);
-        assert_eq!(store.latest_heartbeat("worker").await.unwrap(), Some(9_000));
+        processes::heartbeat(store.write(), "dead", "worker", "h", 1_000, None).await.unwrap();
+        processes::heartbeat(store.write(), "alive", "worker", "h", 9_000, None).await.unwrap();
+        // A heartbeat prepared before an outage and sent after it carries an older processes::heartbeat(time.store.write(), "alive", "worker", "h", 5_000, None).await.unwrap();
+        assert_eq!(
+            processes::latest_heartbeat(store.read(), "worker").await.unwrap(),
+            Some(9_000),
+            "{}",
+            db.backend
+        );
+        assert_eq!(
+            processes::forget_silent(store.write(), 5_000).await.unwrap(),
+            1,
+            "{}",
+            db.backend
+        );
+        assert_eq!(processes::forget_silent(store.write(), 5_000).await.unwrap(), 0);
+        assert_eq!(processes::latest_heartbeat(store.read(), "worker").await.unwrap(), Some(9_000));
     }
 }
 

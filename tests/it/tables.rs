@@ -12,6 +12,7 @@ use lakeward::domain::RunState;
 use lakeward::lake::tables::{PartitionField, ScanRequest, Tables, WriteMode};
 use lakeward::lake::{sink_parquet, Warehouse};
 use lakeward::store::Store;
+use lakeward::store::{lineage, runs};
 use polars::prelude::{col, df, DataType, IntoLazy};
 
 struct Lake {
@@ -218,7 +219,7 @@ async fn the_iceberg_task_records_its_snapshot_and_reruns_do_not_duplicate() {
         let first = ti.outputs["snapshot_id"].as_i64().unwrap();
         assert_eq!(ti.outputs["rows"], 30);
 
-        let run = h.store.get_run_by_pk(run.pk).await.unwrap().unwrap();
+        let run = runs::by_pk(h.store.read(), run.pk).await.unwrap().unwrap();
         lakeward::scheduler::control::clear(&h.store, &promote, &run, "promote", false)
             .await
             .unwrap();
@@ -512,7 +513,7 @@ async fn a_try_records_what_it_read_and_wrote() {
         let ti = |id: &str| tasks.iter().find(|t| t.task_id == id).unwrap().clone();
         let version = |name: &str| warehouse.dataset(name).unwrap().current_version().unwrap();
 
-        let enrich = h.store.task_lineage(ti("enrich").id, 1).await.unwrap();
+        let enrich = lineage::of_try(h.store.read(), ti("enrich").id, 1).await.unwrap();
         let seen: Vec<(Direction, AssetKind, String, String)> = enrich
             .iter()
             .map(|r| (r.direction, r.kind, r.name.clone(), r.version.clone()))
@@ -540,7 +541,7 @@ async fn a_try_records_what_it_read_and_wrote() {
         assert_eq!(enrich[1].rows, Some(10));
         assert!(version("silver/orders").starts_with("v-"));
 
-        let promote = h.store.task_lineage(ti("promote").id, 1).await.unwrap();
+        let promote = lineage::of_try(h.store.read(), ti("promote").id, 1).await.unwrap();
         assert_eq!(promote.len(), 2, "{promote:?}");
         assert_eq!(
             (promote[0].direction, promote[0].version.clone()),

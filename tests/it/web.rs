@@ -16,6 +16,7 @@ use lakeward::config::Config;
 use lakeward::dag::{compile, Dag};
 use lakeward::domain::Role;
 use lakeward::jobs::Registry;
+use lakeward::store::{dags, runs, stats, tasks, users};
 use lakeward::store::{DagRecord, SessionRow, Store};
 use lakeward::time::now_micros;
 use lakeward::users::{create_api_token, create_user, digest, new_secret};
@@ -41,7 +42,9 @@ struct Web {
 impl Web {
     async fn new(harness: &Harness) -> Web {
         let dag = example_dag();
-        harness.store.register_dag(&DagRecord::from(dag.as_ref()), now_micros()).await.unwrap();
+        dags::register(harness.store.write(), &DagRecord::from(dag.as_ref()), now_micros())
+            .await
+            .unwrap();
         harness.versions.insert(dag);
         let state =
             AppState::new(harness.store.clone(), harness.versions.clone(), &Config::default());
@@ -59,7 +62,9 @@ impl Web {
             csrf_token: csrf.clone(),
             expires_at: now_micros() + 3_600_000_000,
         };
-        self.store.create_session(&digest(&secret), &session, now_micros()).await.unwrap();
+        users::create_session(self.store.write(), &digest(&secret), &session, now_micros())
+            .await
+            .unwrap();
         Session { cookie: format!("lakeward_session={secret}"), csrf }
     }
 
@@ -224,17 +229,14 @@ async fn every_page_renders_for_a_run_that_went_through_the_scheduler() {
         let web = Web::new(&harness).await;
         let admin = web.session("admin", Role::Admin).await;
         let store = &web.store;
-        store
-            .sync_dags(
-                &[DagRecord::from(example_dag().as_ref())],
-                &[(
-                    "dags/broken.toml".into(),
-                    "dags/broken.toml:3:1: unknown field `shedule`".into(),
-                )],
-                now_micros(),
-            )
-            .await
-            .unwrap();
+        dags::sync(
+            store.write(),
+            &[DagRecord::from(example_dag().as_ref())],
+            &[("dags/broken.toml".into(), "dags/broken.toml:3:1: unknown field `shedule`".into())],
+            now_micros(),
+        )
+        .await
+        .unwrap();
 
         let trigger = web
             .post_form(
@@ -248,7 +250,7 @@ async fn every_page_renders_for_a_run_that_went_through_the_scheduler() {
         let run_path = trigger.location().to_string();
         assert!(run_path.starts_with("/dags/example/runs/manual__"), "{run_path}");
         let run_id = urlencoding_decode(run_path.rsplit('/').next().unwrap());
-        let run = store.get_run("example", &run_id).await.unwrap().unwrap();
+        let run = runs::get(store.read(), "example", &run_id).await.unwrap().unwrap();
         let run = harness.wait(&run, Duration::from_secs(30)).await;
         assert_eq!(run.state.as_str(), "success");
 
@@ -317,11 +319,11 @@ async fn every_page_renders_for_a_run_that_went_through_the_scheduler() {
         assert_eq!(clear.status, StatusCode::SEE_OTHER);
         let run = harness
             .wait(
-                &store.get_run("example", &run_id).await.unwrap().unwrap(),
+                &runs::get(store.read(), "example", &run_id).await.unwrap().unwrap(),
                 Duration::from_secs(30),
             )
             .await;
-        let load = store.get_task_instance(run.pk, "load").await.unwrap().unwrap();
+        let load = tasks::get(store.read(), run.pk, "load").await.unwrap().unwrap();
         assert_eq!((load.state.as_str(), load.try_number), ("success", 2));
         let task_mark = web
             .post_form(
@@ -341,13 +343,13 @@ async fn every_page_renders_for_a_run_that_went_through_the_scheduler() {
             web.post_form(&format!("{run_path}/mark"), &admin, &[("state", "failed")], true).await;
         assert_eq!(mark.status, StatusCode::SEE_OTHER);
         assert_eq!(
-            store.get_run("example", &run_id).await.unwrap().unwrap().state.as_str(),
+            runs::get(store.read(), "example", &run_id).await.unwrap().unwrap().state.as_str(),
             "failed"
         );
 
         let pause = web.post_form("/dags/example/pause", &admin, &[("paused", "true")], true).await;
         assert_eq!(pause.status, StatusCode::SEE_OTHER);
-        assert!(store.get_dag("example").await.unwrap().unwrap().is_paused);
+        assert!(dags::get(store.read(), "example").await.unwrap().unwrap().is_paused);
         harness.stop().await;
     })
     .await;
@@ -382,8 +384,8 @@ async fn actions_need_an_admin_and_a_csrf_token() {
         let wrong = Session { cookie: admin.cookie.clone(), csrf: new_secret() };
         assert_eq!(web.post_form(path, &wrong, &fields, true).await.status, StatusCode::FORBIDDEN);
     }
-    assert!(!web.store.get_dag("example").await.unwrap().unwrap().is_paused);
-    assert_eq!(web.store.count_runs("example").await.unwrap(), 0);
+    assert!(!dags::get(web.store.read(), "example").await.unwrap().unwrap().is_paused);
+    assert_eq!(stats::count_runs(web.store.read(), "example").await.unwrap(), 0);
 
     // The JSON API with a session cookie needs the token in a header.
     let patch = |csrf: Option<&str>| {
@@ -505,7 +507,7 @@ async fn rest_api_covers_dags_runs_tasks_and_logs() {
         assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
         assert!(malformed.json()["error"].is_string());
 
-        let run = web.store.get_run("example", &run_id).await.unwrap().unwrap();
+        let run = runs::get(web.store.read(), "example", &run_id).await.unwrap().unwrap();
         harness.wait(&run, Duration::from_secs(30)).await;
         let encoded = lakeward_encode(&run_id);
         let detail = api.call(Method::GET, &format!("/api/v1/dags/example/runs/{encoded}"), None).await.json();

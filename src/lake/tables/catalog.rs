@@ -17,6 +17,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 
 use super::TableError;
+use crate::store::catalog;
 use crate::store::Store;
 
 /// `[catalog]` in lakeward.toml: empty for the embedded SQL catalog, `uri` for a REST catalog.
@@ -84,15 +85,15 @@ pub(super) async fn publish_to_database(
     metadata.write_to(table.file_io(), &next).await?;
     let ident = table.identifier();
     let next = next.to_string();
-    let swapped = store
-        .swap_table_metadata(
-            super::CATALOG_NAME,
-            &ident.namespace().join("."),
-            ident.name(),
-            current,
-            &next,
-        )
-        .await?;
+    let swapped = catalog::swap_table_metadata(
+        store.write(),
+        super::CATALOG_NAME,
+        &ident.namespace().join("."),
+        ident.name(),
+        current,
+        &next,
+    )
+    .await?;
     if swapped {
         Ok((next, metadata))
     } else {

@@ -17,6 +17,7 @@ use lakeward::lake::Warehouse;
 use lakeward::runtime::{shutdown_channel, ShutdownTrigger};
 use lakeward::scheduler::trigger::{create_run, RunRequest};
 use lakeward::scheduler::{Scheduler, SchedulerOptions};
+use lakeward::store::{dags, logs, runs, tasks};
 use lakeward::store::{DagRecord, RunRow, Store, TaskInstanceRow};
 use lakeward::time::now_micros;
 use lakeward::versions::DagVersions;
@@ -162,7 +163,9 @@ impl Harness {
 
     /// Registers `dag` and triggers a manual run of it.
     pub async fn trigger(&self, dag: &Arc<Dag>, request: RunRequest) -> RunRow {
-        self.store.register_dag(&DagRecord::from(dag.as_ref()), now_micros()).await.unwrap();
+        dags::register(self.store.write(), &DagRecord::from(dag.as_ref()), now_micros())
+            .await
+            .unwrap();
         self.versions.insert(dag.clone());
         create_run(&self.store, dag, request).await.unwrap()
     }
@@ -171,7 +174,7 @@ impl Harness {
     pub async fn wait(&self, run: &RunRow, limit: Duration) -> RunRow {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let current = self.store.get_run_by_pk(run.pk).await.unwrap().unwrap();
+            let current = runs::by_pk(self.store.read(), run.pk).await.unwrap().unwrap();
             if current.state.is_finished() {
                 return current;
             }
@@ -186,11 +189,11 @@ impl Harness {
     }
 
     pub async fn tasks(&self, run: &RunRow) -> Vec<TaskInstanceRow> {
-        self.store.tasks_of_runs(&[run.pk]).await.unwrap()
+        tasks::of_runs(self.store.read(), &[run.pk]).await.unwrap()
     }
 
     pub async fn log_text(&self, ti: &TaskInstanceRow) -> String {
-        let lines = self.store.read_logs(ti.id, None, 0, 10_000).await.unwrap();
+        let lines = logs::read(self.store.read(), ti.id, None, 0, 10_000).await.unwrap();
         lines.iter().map(|l| format!("{}\n", l.line)).collect()
     }
 
