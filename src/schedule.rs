@@ -1,7 +1,10 @@
 //! Schedules and data intervals: when a DAG's runs are due, in the DAG's time zone.
 //!
 //! Follows Airflow's data-interval model: a scheduled run covers `[start, end)`, its logical date
-//! is `start`, and it becomes due once `end` has passed. Everything here is a pure function of
+//! is `start`, and it becomes due once `end` has passed. A continuous schedule (`@continuous`,
+//! as in Airflow 3) has no calendar: its next run is due as soon as the previous one ended (the
+//! scheduler checks that) and `min_interval` after the previous one began; its interval covers
+//! the time since the previous run's creation and its logical date is the interval's end. Everything here is a pure function of
 //! the inputs (the current time is a parameter), so it is tested with any clock.
 
 use std::fmt;
@@ -18,6 +21,8 @@ pub enum Schedule {
     Cron { expression: String, cron: Box<Cron> },
     /// Exactly one run, at `start_date`.
     Once,
+    /// A new run as soon as the previous one ended, at most one every `min_interval`.
+    Continuous { min_interval: std::time::Duration },
 }
 
 impl fmt::Debug for Schedule {
@@ -40,12 +45,15 @@ impl Schedule {
         if trimmed == "@once" {
             return Ok(Schedule::Once);
         }
+        if trimmed == "@continuous" {
+            return Ok(Schedule::Continuous { min_interval: std::time::Duration::ZERO });
+        }
         if trimmed.starts_with('@') {
             const PRESETS: [&str; 6] =
                 ["@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually"];
             if !PRESETS.contains(&trimmed) {
                 return Err(format!(
-                    "unknown schedule preset `{trimmed}` (expected one of @once, {})",
+                    "unknown schedule preset `{trimmed}` (expected one of @once, @continuous, {})",
                     PRESETS.join(", ")
                 ));
             }
@@ -69,6 +77,7 @@ impl Schedule {
         match self {
             Schedule::Cron { expression, .. } => expression,
             Schedule::Once => "@once",
+            Schedule::Continuous { .. } => "@continuous",
         }
     }
 
@@ -194,6 +203,17 @@ impl Timetable<'_> {
                 let at = self.start_date.unwrap_or(now);
                 DataInterval { start: at, end: at }
             }
+            Schedule::Continuous { min_interval } => {
+                let not_before = match last {
+                    Some(last) => {
+                        let gap = chrono::Duration::from_std(*min_interval);
+                        last.end + gap.unwrap_or(chrono::Duration::days(36_500))
+                    }
+                    None => self.start_date.unwrap_or(now),
+                };
+                let start = last.map_or(not_before.min(now), |last| last.end);
+                DataInterval { start, end: not_before.max(now) }
+            }
             schedule @ Schedule::Cron { .. } => {
                 let mut start = match (last, self.start_date) {
                     (Some(last), _) => schedule.next_at_or_after(last.end, tz)?,
@@ -218,6 +238,9 @@ impl Timetable<'_> {
     pub fn intervals_in(&self, range: &BackfillRange) -> Vec<DataInterval> {
         let tz = self.timezone;
         let mut out = Vec::new();
+        if let Schedule::Continuous { .. } = self.schedule {
+            return out;
+        }
         let Schedule::Cron { .. } = self.schedule else {
             if let Some(at) = self.start_date.filter(|at| range.contains(*at)) {
                 out.push(DataInterval { start: at, end: at });
@@ -238,6 +261,23 @@ impl Timetable<'_> {
     pub fn manual_interval(&self, logical_date: DateTime<Utc>) -> DataInterval {
         let end = self.schedule.next_after(logical_date, self.timezone).unwrap_or(logical_date);
         DataInterval { start: logical_date, end }
+    }
+}
+
+impl Timetable<'_> {
+    /// Whether runs follow one another without a calendar (`@continuous`).
+    pub fn is_continuous(&self) -> bool {
+        matches!(self.schedule, Schedule::Continuous { .. })
+    }
+
+    /// The logical date of the scheduled run for `interval`: its start, or for a continuous
+    /// schedule its end (the moment the run was created).
+    pub fn logical_date(&self, interval: &DataInterval) -> DateTime<Utc> {
+        if self.is_continuous() {
+            interval.end
+        } else {
+            interval.start
+        }
     }
 }
 
@@ -325,6 +365,34 @@ mod tests {
 
     fn daily() -> Schedule {
         Schedule::parse("0 2 * * *").unwrap()
+    }
+
+    #[test]
+    fn continuous_runs_follow_one_another_at_least_min_interval_apart() {
+        let schedule = Schedule::Continuous { min_interval: std::time::Duration::from_secs(10) };
+        let timetable = Timetable {
+            schedule: &schedule,
+            timezone: Tz::UTC,
+            start_date: None,
+            end_date: None,
+            catchup: false,
+        };
+        let t0 = utc("2024-05-01T12:00:00Z");
+        let first = timetable.next_interval(None, t0).unwrap();
+        assert!(first.is_due(t0));
+        assert_eq!(timetable.logical_date(&first), t0, "its logical date is when it was created");
+        // 4 s later: held back until 10 s after the first began.
+        let early = t0 + chrono::Duration::seconds(4);
+        let second = timetable.next_interval(Some(first), early).unwrap();
+        assert!(!second.is_due(early));
+        assert_eq!(second.end, t0 + chrono::Duration::seconds(10));
+        // 25 s later: due at once, covering the time since the first run.
+        let late = t0 + chrono::Duration::seconds(25);
+        let second = timetable.next_interval(Some(first), late).unwrap();
+        assert!(second.is_due(late));
+        assert_eq!((second.start, second.end), (t0, late));
+        assert!(timetable.intervals_in(&BackfillRange { start: t0, end: late }).is_empty());
+        assert_eq!(Schedule::parse("@continuous").unwrap().expression(), "@continuous");
     }
 
     #[test]

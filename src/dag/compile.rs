@@ -19,7 +19,10 @@ use toml::Spanned;
 
 use super::diagnostic::Reporter;
 use super::template::quoting_at;
-use super::{graph, template, Backoff, Dag, Diagnostic, ParamSpec, ParamType, Task, TriggerRule};
+use super::{
+    graph, template, Backoff, Dag, Diagnostic, ParamSpec, ParamType, RunRetention, Task,
+    TriggerRule,
+};
 use crate::domain::DEFAULT_QUEUE;
 use crate::jobs::{Quoting, Registry};
 use crate::schedule::{self, Schedule};
@@ -34,6 +37,8 @@ const DAG_FIELDS: &[&str] = &[
     "catchup",
     "max_active_runs",
     "max_active_tasks",
+    "min_interval",
+    "keep_runs",
     "tags",
     "params",
     "defaults",
@@ -113,11 +118,13 @@ pub fn compile(
         })
     });
     let timezone = timezone.unwrap_or(Tz::UTC);
-    let schedule = c.take_with("schedule", |s: String| Schedule::parse(&s));
+    let mut schedule = c.take_with("schedule", |s: String| Schedule::parse(&s));
     let start_date = c.take_date("start_date", timezone);
     let end_date = c.take_date("end_date", timezone);
     let catchup = c.take::<bool>("catchup").unwrap_or(false);
-    let max_active_runs = c.take_with("max_active_runs", positive).unwrap_or(16);
+    let max_active_runs = c.max_active_runs(schedule.as_ref());
+    c.min_interval(schedule.as_mut());
+    let keep_runs = c.take_with("keep_runs", RunRetention::parse);
     let max_active_tasks = c.take_with("max_active_tasks", positive);
     let tags = c.take::<Vec<String>>("tags").unwrap_or_default();
     let params = c.params();
@@ -142,6 +149,7 @@ pub fn compile(
         catchup,
         max_active_runs,
         max_active_tasks,
+        keep_runs,
         tags,
         params,
         tasks,
@@ -234,6 +242,37 @@ impl<'a> Compiler<'a> {
     ) -> Option<U> {
         let (_, value) = self.fields.shift_remove(field)?;
         self.decode_with(&value, convert)
+    }
+
+    /// `max_active_runs`: 16 by default; a continuous DAG runs one run at a time.
+    fn max_active_runs(&mut self, schedule: Option<&Schedule>) -> u32 {
+        let continuous = matches!(schedule, Some(Schedule::Continuous { .. }));
+        let span = self.fields.get("max_active_runs").map(|(_, value)| value.span());
+        match (self.take_with("max_active_runs", positive), span) {
+            (Some(n), Some(span)) if continuous && n != 1 => {
+                self.rep.error(
+                    span,
+                    "a continuous DAG runs one run at a time: max_active_runs must be 1 or left out",
+                );
+                1
+            }
+            (Some(n), _) => n,
+            (None, _) if continuous => 1,
+            (None, _) => 16,
+        }
+    }
+
+    /// `min_interval`, the shortest time between the starts of two runs of a continuous DAG.
+    fn min_interval(&mut self, schedule: Option<&mut Schedule>) {
+        let span = self.fields.get("min_interval").map(|(_, value)| value.span());
+        let Some(interval) = self.take_with("min_interval", duration) else { return };
+        match schedule {
+            Some(Schedule::Continuous { min_interval }) => *min_interval = interval,
+            _ => self.rep.error(
+                span.unwrap_or(0..0),
+                "min_interval applies only to schedule = \"@continuous\"",
+            ),
+        }
     }
 
     /// A date (`2024-01-01`, read as midnight in the DAG's time zone) or a full timestamp.

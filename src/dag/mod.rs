@@ -44,6 +44,8 @@ pub struct Dag {
     pub max_active_runs: u32,
     /// Task instances of this DAG queued or running at once, over all its runs; `None`: no limit.
     pub max_active_tasks: Option<u32>,
+    /// Which finished runs the scheduler deletes (`keep_runs`); `None`: all are kept.
+    pub keep_runs: Option<RunRetention>,
     pub tags: Vec<String>,
     pub params: IndexMap<String, ParamSpec>,
     /// Tasks in the order the file declares them.
@@ -121,6 +123,34 @@ pub enum TriggerRule {
     NoneFailedMinOneSuccess,
     NoneSkipped,
     Always,
+}
+
+/// How many finished runs of a DAG to keep (`keep_runs = 100` or `keep_runs = "2d"`): a
+/// continuous DAG makes thousands a day, and its history must not grow without end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunRetention {
+    /// The newest this many finished runs.
+    Count(u32),
+    /// Finished runs that ended less than this long ago.
+    Age(Duration),
+}
+
+impl RunRetention {
+    /// Reads a whole number of runs or a duration (`"2d"`, `"12h"`).
+    fn parse(value: toml::Value) -> Result<RunRetention, String> {
+        match value {
+            toml::Value::Integer(n) if n > 0 => {
+                u32::try_from(n).map(RunRetention::Count).map_err(|_| format!("{n} runs is too many"))
+            }
+            toml::Value::String(text) => match crate::time::parse_duration(&text)? {
+                age if age.is_zero() => Err("keep_runs must be longer than 0s".into()),
+                age => Ok(RunRetention::Age(age)),
+            },
+            other => Err(format!(
+                "keep_runs must be a positive number of runs or a duration such as \"2d\", got {other}"
+            )),
+        }
+    }
 }
 
 impl Dag {

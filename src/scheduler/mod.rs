@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::Config;
 use crate::dag::folder::{self, DagBag};
-use crate::dag::Dag;
+use crate::dag::{Dag, RunRetention};
 use crate::domain::{RunState, RunType, TaskState};
 use crate::jobs::Stream;
 use crate::process::{process_id, Shutdown};
@@ -70,6 +70,14 @@ const DEAD_PROCESS_RETENTION: u32 = 20;
 /// Most scheduled runs one DAG gets per tick, so a long catchup cannot stall the loop.
 const MAX_NEW_RUNS_PER_TICK: usize = 64;
 
+/// Which scheduled DAGs a pass creates runs for: calendar ones (cron, `@once`) at
+/// housekeeping, continuous ones on every pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Only {
+    Calendar,
+    Continuous,
+}
+
 pub struct Scheduler {
     id: String,
     store: Store,
@@ -83,6 +91,8 @@ pub struct Scheduler {
     last_housekeeping: Option<Instant>,
     /// When the earliest pending retry becomes due, so the loop wakes for it.
     next_retry_at: Option<Micros>,
+    /// When the earliest continuous DAG held back by its `min_interval` may run again.
+    next_continuous_at: Option<Micros>,
     /// The slowest pass since the last heartbeat, reported with it (for `/metrics`).
     slowest_pass: Duration,
     /// Which workers' heartbeats count as silent, given this scheduler's contact with the
@@ -104,6 +114,7 @@ impl Scheduler {
             next_run_at: HashMap::new(),
             last_housekeeping: None,
             next_retry_at: None,
+            next_continuous_at: None,
             slowest_pass: Duration::ZERO,
             liveness,
         }
@@ -125,7 +136,11 @@ impl Scheduler {
                 Err(e) => tracing::error!("scheduler pass failed, retrying: {e}"),
             }
             self.slowest_pass = self.slowest_pass.max(started.elapsed());
-            let until_retry = self.next_retry_at.map(|at| {
+            let next_due = match (self.next_retry_at, self.next_continuous_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let until_retry = next_due.map(|at| {
                 Duration::from_micros(u64::try_from(at - crate::time::now_micros()).unwrap_or(0))
             });
             let pause = until_retry
@@ -147,6 +162,11 @@ impl Scheduler {
         if due {
             self.last_housekeeping = Some(Instant::now());
             self.housekeeping(now).await?;
+        }
+        if self.options.create_scheduled_runs {
+            // A continuous DAG's next run starts as soon as the previous one ended: checked on
+            // every pass, not only at housekeeping.
+            self.create_scheduled_runs(now, Only::Continuous).await?;
         }
         let queued = self.advance_runs(to_micros(now)).await?;
         if queued > 0 {
@@ -180,7 +200,8 @@ impl Scheduler {
             .map(|d| d.dag_id)
             .collect();
         if self.options.create_scheduled_runs {
-            self.create_scheduled_runs(now).await?;
+            self.create_scheduled_runs(now, Only::Calendar).await?;
+            self.forget_old_runs(now).await?;
         }
         let retention = self.options.heartbeat_timeout.saturating_mul(DEAD_PROCESS_RETENTION);
         let retention = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
@@ -219,18 +240,55 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn create_scheduled_runs(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn create_scheduled_runs(
+        &mut self,
+        now: DateTime<Utc>,
+        only: Only,
+    ) -> Result<(), StoreError> {
         let dags: Vec<Arc<Dag>> = self.bag.dags.values().cloned().collect();
+        if only == Only::Continuous {
+            self.next_continuous_at = None;
+        }
         for dag in dags {
             let Some(timetable) = dag.timetable() else { continue };
+            if timetable.is_continuous() != (only == Only::Continuous) {
+                continue;
+            }
             let next_at = if self.paused.contains(&dag.id) {
                 None
             } else {
                 self.create_due_runs(&dag, &timetable, now).await?
             };
+            if let Some(at) = next_at.filter(|_| only == Only::Continuous) {
+                self.next_continuous_at = Some(self.next_continuous_at.map_or(at, |n| n.min(at)));
+            }
             if self.next_run_at.get(&dag.id) != Some(&next_at) {
                 dags::set_next_run(self.store.write(), &dag.id, next_at).await?;
                 self.next_run_at.insert(dag.id.clone(), next_at);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the finished runs each DAG's `keep_runs` no longer keeps, a batch per pass.
+    async fn forget_old_runs(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        const BATCH: i64 = 1_000;
+        for dag in self.bag.dags.values() {
+            let pks = match dag.keep_runs {
+                None => continue,
+                Some(RunRetention::Count(keep)) => {
+                    runs::finished_beyond_newest(self.store.read(), &dag.id, keep.into(), BATCH)
+                        .await?
+                }
+                Some(RunRetention::Age(age)) => {
+                    let age = i64::try_from(age.as_micros()).unwrap_or(i64::MAX);
+                    let cutoff = to_micros(now).saturating_sub(age);
+                    runs::finished_of_dag_before(self.store.read(), &dag.id, cutoff, BATCH).await?
+                }
+            };
+            if !pks.is_empty() {
+                runs::delete(self.store.write(), &pks).await?;
+                tracing::debug!(dag = %dag.id, runs = pks.len(), "old runs deleted (keep_runs)");
             }
         }
         Ok(())
@@ -243,6 +301,10 @@ impl Scheduler {
         timetable: &Timetable<'_>,
         now: DateTime<Utc>,
     ) -> Result<Option<Micros>, StoreError> {
+        // One run at a time: the next is due once this one has ended.
+        if timetable.is_continuous() && runs::has_unfinished(self.store.read(), &dag.id).await? {
+            return Ok(None);
+        }
         let last = runs::last_scheduled_interval(self.store.read(), &dag.id).await?;
         let mut last = last
             .map(|(start, end)| DataInterval { start: from_micros(start), end: from_micros(end) });
@@ -253,7 +315,7 @@ impl Scheduler {
             }
             let request = RunRequest {
                 run_type: RunType::Scheduled,
-                logical_date: interval.start,
+                logical_date: timetable.logical_date(&interval),
                 interval: Some(interval),
                 params: Default::default(),
                 queue: None,
@@ -265,6 +327,9 @@ impl Scheduler {
                 Err(TriggerError::Duplicate { .. }) => {}
                 Err(TriggerError::Store(e)) => return Err(e),
                 Err(e) => tracing::error!(dag = %dag.id, "cannot create scheduled run: {e}"),
+            }
+            if timetable.is_continuous() {
+                return Ok(None);
             }
             last = Some(interval);
         }

@@ -212,6 +212,54 @@ pub async fn finished_before(
     .await?)
 }
 
+/// Whether the DAG has a run that is queued or running.
+pub async fn has_unfinished(db: impl Executor<'_, Database = Any>, dag_id: &str) -> Result<bool> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM dag_runs WHERE state IN ('queued', 'running') AND dag_id = $1 LIMIT 1",
+    )
+    .bind(dag_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(found.is_some())
+}
+
+/// Up to `limit` finished runs of the DAG beyond its newest `keep` finished runs, oldest first.
+pub async fn finished_beyond_newest(
+    db: impl Executor<'_, Database = Any>,
+    dag_id: &str,
+    keep: i64,
+    limit: i64,
+) -> Result<Vec<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM (SELECT id, logical_date FROM dag_runs \
+         WHERE dag_id = $1 AND state IN ('success', 'failed') \
+         ORDER BY logical_date DESC LIMIT $2 OFFSET $3) AS old ORDER BY logical_date",
+    )
+    .bind(dag_id)
+    .bind(limit)
+    .bind(keep)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Up to `limit` finished runs of the DAG that ended before `cutoff`, oldest first.
+pub async fn finished_of_dag_before(
+    db: impl Executor<'_, Database = Any>,
+    dag_id: &str,
+    cutoff: Micros,
+    limit: i64,
+) -> Result<Vec<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM dag_runs WHERE dag_id = $1 AND state IN ('success', 'failed') \
+         AND COALESCE(ended_at, created_at) < $2 ORDER BY logical_date LIMIT $3",
+    )
+    .bind(dag_id)
+    .bind(cutoff)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
 /// Marks a run `success` or `failed`; its unfinished task instances get the same state.
 /// A try still running elsewhere keeps running, but its result will be discarded.
 pub async fn mark(

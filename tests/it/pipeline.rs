@@ -276,6 +276,53 @@ async fn dag_folder_changes_take_effect_while_running() {
     }
 }
 
+/// `@continuous`: each run starts once the previous one has ended (never two at once), with no
+/// gap beyond the scheduler's reaction; `keep_runs` deletes the finished runs beyond the newest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continuous_dag_runs_back_to_back_one_at_a_time_and_keeps_its_newest_runs() {
+    for db in common::databases().await {
+        let folder = tempfile::tempdir().unwrap();
+        std::fs::write(
+            folder.path().join("stream.toml"),
+            "schedule = \"@continuous\"\nkeep_runs = 3\n\
+             [tasks.tick]\nkind = \"shell\"\ncommand = \"sleep 0.1\"\n",
+        )
+        .unwrap();
+        let options =
+            HarnessOptions { dags_folder: Some(folder.path().to_path_buf()), ..Default::default() };
+        let h = Harness::start_with(&db, options).await;
+        // Sample the runs while they follow one another: never more than one unfinished.
+        let mut most_unfinished = 0;
+        let mut finished_seen = std::collections::BTreeSet::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while finished_seen.len() < 8 {
+            assert!(tokio::time::Instant::now() < deadline, "{}: too few runs", db.backend);
+            let all = runs::list(h.store.read(), "stream", 100, 0).await.unwrap();
+            let unfinished = all.iter().filter(|r| !r.state.is_finished()).count();
+            most_unfinished = most_unfinished.max(unfinished);
+            finished_seen.extend(all.iter().filter(|r| r.state.is_finished()).map(|r| r.pk));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        h.stop().await;
+        assert_eq!(most_unfinished, 1, "{}: runs overlapped", db.backend);
+        let store = lakeward::store::Store::open(&db.url).await.unwrap();
+        let left = runs::list(store.read(), "stream", 100, 0).await.unwrap();
+        let finished: Vec<_> = left.iter().filter(|r| r.state.is_finished()).collect();
+        assert!(left.len() - finished.len() <= 1, "{}: {left:?}", db.backend);
+        assert!(finished.iter().all(|r| r.state == RunState::Success), "{}", db.backend);
+        // Housekeeping runs every 200 ms here; at most a few runs finished since the last one.
+        assert!(left.len() <= 3 + 3, "{}: {} runs kept", db.backend, left.len());
+        // Each run's interval starts where the previous one's ended: no time is left out.
+        let mut by_date = left.clone();
+        by_date.sort_by_key(|r| r.logical_date);
+        for pair in by_date.windows(2) {
+            assert_eq!(pair[1].interval_start, pair[0].interval_end, "{}", db.backend);
+            assert_eq!(pair[1].logical_date, pair[1].interval_end, "{}", db.backend);
+        }
+        store.close().await;
+    }
+}
+
 /// Waits up to five seconds for `what` to hold.
 async fn eventually(store: &lakeward::store::Store, backend: &str, what: &str) {
     for _ in 0..200 {
