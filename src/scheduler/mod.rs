@@ -163,14 +163,15 @@ impl Scheduler {
             self.last_housekeeping = Some(Instant::now());
             self.housekeeping(now).await?;
         }
-        if self.options.create_scheduled_runs {
-            // A continuous DAG's next run starts as soon as the previous one ended: checked on
-            // every pass, not only at housekeeping.
-            self.create_scheduled_runs(now, Only::Continuous).await?;
-        }
         let queued = self.advance_runs(to_micros(now)).await?;
         if queued > 0 {
             self.store.wake_workers().await;
+        }
+        if self.options.create_scheduled_runs {
+            // A continuous DAG's next run starts as soon as the previous one ended (perhaps in
+            // the pass just made): checked on every pass, not only at housekeeping. Creating
+            // a run wakes this loop again, whose next pass starts it.
+            self.create_scheduled_runs(Utc::now(), Only::Continuous).await?;
         }
         Ok(())
     }
