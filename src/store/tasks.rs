@@ -59,20 +59,7 @@ pub async fn of_runs(
     db: impl Acquire<'_, Database = Any>,
     run_pks: &[i64],
 ) -> Result<Vec<TaskInstanceRow>> {
-    let mut conn = db.acquire().await?;
-    let mut out = Vec::new();
-    for chunk in run_pks.chunks(ID_CHUNK) {
-        let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM task_instances WHERE run_pk IN ({}) ORDER BY run_pk, id",
-            placeholders(1, chunk.len())
-        );
-        let mut query = sqlx::query_as(&sql);
-        for pk in chunk {
-            query = query.bind(*pk);
-        }
-        out.extend(query.fetch_all(&mut *conn).await?);
-    }
-    Ok(out)
+    of_runs_as(db, TASK_COLUMNS, run_pks).await
 }
 
 /// The instance of task `task_id` in run `run_pk`.
@@ -322,12 +309,23 @@ pub async fn states_of_runs(
     db: impl Acquire<'_, Database = Any>,
     run_pks: &[i64],
 ) -> Result<Vec<TaskStateRow>> {
+    of_runs_as(db, "id, run_pk, task_id, state, next_try_at", run_pks).await
+}
+
+/// `columns` of the task instances of the given runs, by run and id, an `IN` list per chunk.
+async fn of_runs_as<T>(
+    db: impl Acquire<'_, Database = Any>,
+    columns: &'static str,
+    run_pks: &[i64],
+) -> Result<Vec<T>>
+where
+    T: for<'r> FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+{
     let mut conn = db.acquire().await?;
     let mut out = Vec::new();
     for chunk in run_pks.chunks(ID_CHUNK) {
         let sql = format!(
-            "SELECT id, run_pk, task_id, state, next_try_at FROM task_instances \
-             WHERE run_pk IN ({})",
+            "SELECT {columns} FROM task_instances WHERE run_pk IN ({}) ORDER BY run_pk, id",
             placeholders(1, chunk.len())
         );
         let mut query = sqlx::query_as(&sql);
