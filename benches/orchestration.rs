@@ -115,6 +115,7 @@ async fn measure(backend: &str, url: &str) {
         // noop tasks never touch it
         warehouse: lakeward::lake::Warehouse::open(std::env::temp_dir().to_str().unwrap()).unwrap(),
         catalog: Default::default(),
+        kafka: None,
     };
     let scheduler = Scheduler::new(bench.store.clone(), bench.versions.clone(), scheduler_options);
     let worker = Worker::new(bench.store.clone(), bench.versions.clone(), worker_options);

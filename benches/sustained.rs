@@ -61,6 +61,7 @@ async fn sustain(backend: &str, url: &str) {
         poll_interval: Duration::from_millis(500),
         warehouse: lakeward::lake::Warehouse::open(std::env::temp_dir().to_str().unwrap()).unwrap(),
         catalog: Default::default(),
+        kafka: None,
     };
     let listen = store.listen();
     let scheduler = Scheduler::new(store.clone(), versions.clone(), scheduler_options);

@@ -6,7 +6,7 @@
 //! Pure values: this module knows nothing of the database, the scheduler or the web. The store
 //! saves these values as their `as_str()` text; everything above reads them from here.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A stored text that names no value of the type it should be.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -190,6 +190,65 @@ pub struct LineageRecord {
     pub rows: Option<u64>,
     pub files: Option<u64>,
     pub bytes: Option<u64>,
+}
+
+/// How a job-reported metric accumulates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricKind {
+    /// Only goes up: each report adds to it.
+    Counter,
+    /// A current value: each report replaces it.
+    Gauge,
+}
+
+impl MetricKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+        }
+    }
+}
+
+/// A value a job reports for `/metrics`: `lakeward_stream_records_total{topic="web_logs"} 12`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricSample {
+    /// A Prometheus metric name.
+    pub name: String,
+    pub help: String,
+    pub kind: MetricKind,
+    /// Label names and values, in name order.
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// Column types a declared schema can name (`ingest` and `kafka_ingest` tasks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnType {
+    String,
+    Integer,
+    Float,
+    Boolean,
+    /// `YYYY-MM-DD`.
+    Date,
+    /// A date and time (RFC 3339 in JSON), stored as a UTC timestamp in microseconds.
+    #[serde(alias = "timestamp")]
+    Datetime,
+}
+
+impl ColumnType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnType::String => "string",
+            ColumnType::Integer => "integer",
+            ColumnType::Float => "float",
+            ColumnType::Boolean => "boolean",
+            ColumnType::Date => "date",
+            ColumnType::Datetime => "datetime",
+        }
+    }
 }
 
 /// What kind of failure an error is, which decides whether a try is retried.

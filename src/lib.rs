@@ -10,6 +10,8 @@
 //! - [`worker`]: claims task instances, runs them, heartbeats and records results.
 //! - [`lake`]: the warehouse: versioned Parquet/CSV datasets read and written with Polars, and
 //!   Apache Iceberg tables (catalog, commits, scans, compaction, expiry).
+//! - [`simulate`]: simulated event streams (web logs, connection logs, sensors) with anomalies.
+//! - [`stream`]: Kafka: producing, reading partitions into record batches, offsets kept in Iceberg.
 //! - [`jobs`]: the task kinds (`shell`, `noop`, …) and the [`jobs::Job`] trait for custom ones.
 //! - [`web`]: the web UI, the REST API under `/api/v1`, `/metrics` and `/health`.
 //! - [`users`]: users, password hashes, sessions' and API tokens' secrets.
@@ -29,7 +31,9 @@ pub mod random;
 pub mod runtime;
 pub mod schedule;
 pub mod scheduler;
+pub mod simulate;
 pub mod store;
+pub mod stream;
 pub mod time;
 pub mod users;
 pub mod versions;

@@ -80,6 +80,7 @@ impl From<&Dag> for DagRecord {
             description: dag.description.clone(),
             schedule: dag.schedule.as_ref().map(|s| s.expression().to_string()),
             tags: dag.tags.clone(),
+            paused_on_creation: dag.paused_on_creation,
         }
     }
 }

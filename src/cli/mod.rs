@@ -4,6 +4,7 @@
 mod dags;
 mod inspect;
 mod operate;
+mod produce;
 mod serve;
 mod tables;
 mod users;
@@ -74,6 +75,8 @@ enum Command {
         #[command(subcommand)]
         command: TablesCommand,
     },
+    /// Send simulated events (web logs, connection logs, sensors) or JSON files to Kafka.
+    Produce(produce::ProduceArgs),
     /// Manage web and API users.
     Users {
         #[command(subcommand)]
@@ -396,6 +399,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             inspect::task_logs(config, &dag, &run_id, &task, try_number).await
         }
         Command::Tables { command } => run_tables(config, command).await,
+        Command::Produce(args) => produce::produce(config, args).await,
         Command::Users { command: UsersCommand::Create { username, role, password } } => {
             users::create(config, &username, &role, password).await
         }

@@ -111,9 +111,28 @@ async fn run_until_terminated(c: Components, parts: Parts) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn standalone(config: Config) -> anyhow::Result<ExitCode> {
+/// Topics of the reference streaming DAGs, made on the demo broker.
+const DEMO_TOPICS: &[(&str, i32)] = &[("web_logs", 3), ("connection_logs", 3), ("sensors", 3)];
+
+pub async fn standalone(mut config: Config) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    // Without a Kafka cluster, a demo broker in this process lets the streaming DAGs run.
+    let demo = if config.kafka.brokers.trim().is_empty() {
+        let demo = crate::stream::demo::DemoBroker::start(DEMO_TOPICS)?;
+        config.kafka.brokers = demo.brokers().as_str().to_string();
+        say(&format!(
+            "demo Kafka broker on {} (DEMO ONLY: in memory, lost on exit; set [kafka] brokers \
+             or LAKEWARD_KAFKA_BROKERS for a real cluster)",
+            config.kafka.brokers
+        ));
+        Some(demo)
+    } else {
+        None
+    };
     let c = open(config).await?;
+    if demo.is_some() {
+        unpause_demo_dags(&c).await?;
+    }
     let listener = bind(&c).await?;
     first_admin(&c).await?;
     say(&format!(
@@ -123,7 +142,22 @@ pub async fn standalone(config: Config) -> anyhow::Result<ExitCode> {
         c.config.dags_folder.display(),
         redact(&c.config.database_url()),
     ));
-    run_until_terminated(c, Parts { scheduler: true, worker: true, web: Some(listener) }).await
+    let code =
+        run_until_terminated(c, Parts { scheduler: true, worker: true, web: Some(listener) }).await;
+    drop(demo);
+    code
+}
+
+/// DAGs tagged `demo` (the simulated producers) run while the demo broker does: they are
+/// registered and unpaused before the scheduler starts.
+async fn unpause_demo_dags(c: &Components) -> anyhow::Result<()> {
+    let bag = crate::dag::folder::load_folder(&c.config.dags_folder, c.versions.registry());
+    for dag in bag.dags.values().filter(|d| d.tags.iter().any(|t| t == "demo")) {
+        let record = crate::store::DagRecord::from(dag.as_ref());
+        crate::store::dags::register(c.store.write(), &record, crate::time::now_micros()).await?;
+        crate::store::dags::set_paused(c.store.write(), &dag.id, false).await?;
+    }
+    Ok(())
 }
 
 pub async fn scheduler(config: Config) -> anyhow::Result<ExitCode> {

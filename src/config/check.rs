@@ -72,6 +72,11 @@ pub fn problems(config: &Config, origin: &dyn Fn(&str) -> String) -> Vec<String>
             problem("catalog.uri", format!("= \"{uri}\": expected an http:// or https:// URL"));
         }
     }
+    if !config.kafka.brokers.trim().is_empty() {
+        if let Err(e) = crate::stream::Brokers::new(&config.kafka.brokers) {
+            problem("kafka.brokers", format!("= \"{}\": {e}", config.kafka.brokers));
+        }
+    }
     found
 }
 

@@ -48,6 +48,15 @@ pub struct Config {
     pub pools: std::collections::BTreeMap<String, u32>,
     /// The Iceberg catalog: lakeward's own database unless `[catalog] uri` names a REST one.
     pub catalog: CatalogConfig,
+    pub kafka: KafkaConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// The Kafka cluster streaming tasks use unless they name their own: `host:port,…`.
+    /// Empty: none (`lakeward standalone` then starts a demo broker in the process).
+    pub brokers: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -108,6 +117,7 @@ impl Default for Config {
             web: WebConfig::default(),
             pools: Default::default(),
             catalog: CatalogConfig::default(),
+            kafka: KafkaConfig::default(),
         }
     }
 }

@@ -46,6 +46,9 @@ pub struct Dag {
     pub max_active_tasks: Option<u32>,
     /// Which finished runs the scheduler deletes (`keep_runs`); `None`: all are kept.
     pub keep_runs: Option<RunRetention>,
+    /// Whether the DAG is paused when the database first hears of it (Airflow's
+    /// `is_paused_upon_creation`); later changes of the file leave the flag alone.
+    pub paused_on_creation: bool,
     pub tags: Vec<String>,
     pub params: IndexMap<String, ParamSpec>,
     /// Tasks in the order the file declares them.

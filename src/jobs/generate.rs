@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::values::Templated;
 use super::{Job, JobContext, JobError, Stage};
 use crate::lake::{check_relative, Publication, Warehouse, Written};
+use crate::simulate::Rng;
 
 /// Fields of a `generate` task.
 #[derive(Debug, Deserialize)]
@@ -332,7 +333,7 @@ fn write_products(w: &mut dyn Write, spec: &Spec, rng: &mut Rng) -> std::io::Res
         let price = (low * (high / low).powf(rng.unit())).max(0.99);
         let price = (price * 100.0).round() / 100.0;
         prices.push(price);
-        let name = format!("{} {}", rng.pick(ADJECTIVES), rng.pick(nouns));
+        let name = format!("{} {}", *rng.pick(ADJECTIVES), *rng.pick(nouns));
         writeln!(w, "{id},{name} {id},{category},{price:.2},{}", rng.below(501))?;
     }
     Ok(prices)
@@ -345,8 +346,8 @@ fn write_customers(w: &mut dyn Write, spec: &Spec, rng: &mut Rng) -> std::io::Re
     )?;
     let first_day = spec.end_date - Duration::days(3 * 365);
     for id in 1..=spec.customers {
-        let first = rng.pick(FIRST_NAMES);
-        let last = rng.pick(LAST_NAMES);
+        let first = *rng.pick(FIRST_NAMES);
+        let last = *rng.pick(LAST_NAMES);
         // Skewed towards the first (largest) cities.
         let (city, state) =
             CITIES[(CITIES.len() as f64 * rng.unit().powf(1.6)) as usize % CITIES.len()];
@@ -437,35 +438,4 @@ fn write_orders(
         )?;
     }
     Ok(dirty)
-}
-
-/// SplitMix64: tiny, fast, and stable forever, so a seed gives the same data in every version.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in [0, n).
-    fn below(&mut self, n: u64) -> u64 {
-        ((self.next() as u128 * n as u128) >> 64) as u64
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
 }

@@ -20,8 +20,11 @@ mod frame_json;
 mod generate;
 mod iceberg;
 mod ingest;
+mod kafka_ingest;
+mod kafka_produce;
 mod lineage;
 mod log;
+mod metrics;
 mod noop;
 mod quality;
 mod report;
@@ -48,14 +51,18 @@ use toml::Spanned;
 use crate::domain::ErrorClass;
 use crate::lake::tables::TableError;
 use crate::lake::LakeError;
+use crate::stream::StreamError;
 
 pub use crate::domain::{LogLine, Stream};
 pub use control::{cancellation, Cancellation, Canceller, Progress, ProgressCell};
 pub use generate::{Generate, GenerateConfig};
 pub use iceberg::{Iceberg, IcebergConfig};
 pub use ingest::{ColumnType, Ingest, IngestConfig, IngestTable};
+pub use kafka_ingest::{KafkaIngest, KafkaIngestConfig, KafkaIngested};
+pub use kafka_produce::{KafkaProduce, KafkaProduceConfig, ProducePlan, Produced, Source};
 pub use lineage::Lineage;
 pub use log::LogSink;
+pub use metrics::Metrics;
 pub use noop::Noop;
 pub use quality::{Check, CheckKind, Quality, QualityConfig, Severity};
 pub use report::{Report, ReportConfig};
@@ -150,6 +157,15 @@ impl From<TableError> for JobError {
     }
 }
 
+impl From<StreamError> for JobError {
+    fn from(error: StreamError) -> JobError {
+        match error {
+            StreamError::Cancelled => JobError::Cancelled("asked to stop".into()),
+            other => JobError::of_class(other.class(), other.to_string()),
+        }
+    }
+}
+
 impl From<polars::error::PolarsError> for JobError {
     fn from(error: polars::error::PolarsError) -> JobError {
         JobError::of_class(crate::lake::polars_class(&error), error.to_string())
@@ -220,6 +236,11 @@ pub struct JobContext {
     pub progress: ProgressCell,
     /// Where the job records the dataset versions and table snapshots it read and wrote.
     pub lineage: Lineage,
+    /// Where the job reports metrics for `/metrics`.
+    pub metrics: Metrics,
+    /// The deployment's Kafka cluster (`[kafka] brokers`, or standalone's demo broker), for
+    /// tasks that do not name their own.
+    pub kafka: Option<crate::stream::Brokers>,
 }
 
 impl JobContext {
@@ -347,6 +368,8 @@ impl Registry {
         registry.register(Generate);
         registry.register(Iceberg);
         registry.register(Ingest);
+        registry.register(KafkaIngest);
+        registry.register(KafkaProduce);
         registry.register(Noop);
         registry.register(Quality);
         registry.register(Report);

@@ -19,6 +19,8 @@ pub struct DagRecord {
     pub description: Option<String>,
     pub schedule: Option<String>,
     pub tags: Vec<String>,
+    /// Whether a DAG new to the database starts paused.
+    pub paused_on_creation: bool,
 }
 
 /// A DAG as the database knows it.
@@ -182,8 +184,8 @@ async fn upsert_dag(tx: &mut AnyConnection, dag: &DagRecord, now: Micros) -> Res
     .await?;
     let tags = serde_json::to_string(&dag.tags).unwrap_or_else(|_| "[]".into());
     sqlx::query(
-        "INSERT INTO dags (dag_id, file_path, version, description, schedule, tags, is_active, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, 1, $7) \
+        "INSERT INTO dags (dag_id, file_path, version, description, schedule, tags, is_active, updated_at, is_paused) \
+         VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8) \
          ON CONFLICT (dag_id) DO UPDATE SET file_path = excluded.file_path, version = excluded.version, \
          description = excluded.description, schedule = excluded.schedule, tags = excluded.tags, \
          is_active = 1, updated_at = excluded.updated_at",
@@ -195,6 +197,7 @@ async fn upsert_dag(tx: &mut AnyConnection, dag: &DagRecord, now: Micros) -> Res
     .bind(&dag.schedule)
     .bind(tags)
     .bind(now)
+    .bind(dag.paused_on_creation as i64)
     .execute(&mut *tx)
     .await?;
     Ok(())

@@ -25,6 +25,7 @@ pub mod dags;
 mod dialect;
 pub mod lineage;
 pub mod logs;
+pub mod metrics;
 mod model;
 mod notify;
 pub mod processes;

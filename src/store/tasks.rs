@@ -11,7 +11,7 @@ use sqlx::{Acquire, Any, Executor};
 use super::columns::JsonObject;
 use super::model::TASK_COLUMNS;
 use super::{placeholders, Backend, Result, TaskInstanceRow};
-use crate::domain::{LineageRecord, TaskState};
+use crate::domain::{LineageRecord, MetricSample, TaskState};
 use crate::time::Micros;
 
 /// A task instance a worker has just claimed: it is `running`, owned by that worker.
@@ -49,6 +49,8 @@ pub struct TaskOutcome {
     pub cancelled: bool,
     /// The dataset versions and table snapshots the try read and wrote.
     pub lineage: Vec<LineageRecord>,
+    /// Metrics the job reported.
+    pub metrics: Vec<MetricSample>,
 }
 
 /// Ids per `IN (…)` list.
@@ -495,7 +497,8 @@ async fn end_try(
         .bind(try_number)
         .execute(&mut *tx)
         .await?;
-    super::lineage::insert(tx, ti_id, try_number, &outcome.lineage).await
+    super::lineage::insert(tx, ti_id, try_number, &outcome.lineage).await?;
+    super::metrics::record(tx, &outcome.metrics, now).await
 }
 
 impl TaskOutcome {
@@ -508,6 +511,7 @@ impl TaskOutcome {
             outputs,
             cancelled: false,
             lineage: Vec::new(),
+            metrics: Vec::new(),
         }
     }
 
@@ -522,6 +526,7 @@ impl TaskOutcome {
             outputs: Default::default(),
             cancelled: true,
             lineage: Vec::new(),
+            metrics: Vec::new(),
         }
     }
 
@@ -550,6 +555,7 @@ impl TaskOutcome {
             outputs: Default::default(),
             cancelled: false,
             lineage: Vec::new(),
+            metrics: Vec::new(),
         }
     }
 }

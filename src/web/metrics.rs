@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::store::stats;
+use crate::domain::MetricSample;
+use crate::store::{metrics, stats};
 use crate::store::{StateTable, DURATION_BUCKETS};
 use crate::time::now_micros;
 
@@ -82,11 +83,48 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
             h.count
         );
     }
+    job_metrics(&mut out, &metrics::all(store.read()).await?);
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response())
+}
+
+/// The metrics jobs reported (stream records, dead letters, lag, commit time), each name with
+/// its header once.
+fn job_metrics(out: &mut String, samples: &[MetricSample]) {
+    let mut previous: Option<&str> = None;
+    for sample in samples {
+        if previous != Some(sample.name.as_str()) {
+            header(out, &sample.name, sample.kind.as_str(), &sample.help);
+            previous = Some(&sample.name);
+        }
+        let labels: Vec<String> =
+            sample.labels.iter().map(|(k, v)| format!("{k}=\"{}\"", label(v))).collect();
+        let _ = writeln!(out, "{}{{{}}} {}", sample.name, labels.join(","), sample.value);
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn job_metrics_get_one_header_per_name() {
+        use crate::domain::{MetricKind, MetricSample};
+        let sample = |partition: &str, value| MetricSample {
+            name: "lakeward_stream_consumer_lag".into(),
+            help: "Records left.".into(),
+            kind: MetricKind::Gauge,
+            labels: [("partition".to_string(), partition.to_string())].into(),
+            value,
+        };
+        let mut out = String::new();
+        super::job_metrics(&mut out, &[sample("0", 3.0), sample("1", 0.0)]);
+        assert_eq!(
+            out,
+            "# HELP lakeward_stream_consumer_lag Records left.\n\
+             # TYPE lakeward_stream_consumer_lag gauge\n\
+             lakeward_stream_consumer_lag{partition=\"0\"} 3\n\
+             lakeward_stream_consumer_lag{partition=\"1\"} 0\n"
+        );
+    }
+
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(super::label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");

@@ -129,6 +129,7 @@ async fn run_try(worker: &Worker, claimed: &ClaimedTask, controls: &TryControls)
     };
     let mut outcome = outcome;
     outcome.lineage = controls.lineage.take();
+    outcome.metrics = controls.metrics.take();
     drop(log);
     let _ = flusher.await;
     outcome
@@ -157,6 +158,8 @@ async fn run_job(
         cancellation: controls.cancellation.clone(),
         progress: controls.progress.clone(),
         lineage: controls.lineage.clone(),
+        metrics: controls.metrics.clone(),
+        kafka: worker.options.kafka.clone(),
     };
     let registry = worker.versions.registry().clone();
     let kind = task.kind.clone();

@@ -19,12 +19,13 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::jobs::{cancellation, Cancellation, Canceller, Lineage, ProgressCell, Stream};
+use crate::jobs::{cancellation, Cancellation, Canceller, Lineage, Metrics, ProgressCell, Stream};
 use crate::lake::tables::{CatalogConfig, TablesHandle};
 use crate::lake::Warehouse;
 use crate::process::{hostname, process_id, Shutdown};
 use crate::store::{processes, runs, tasks};
 use crate::store::{ClaimedTask, RunRow, Store, StoreError, TaskOutcome};
+use crate::stream::Brokers;
 use crate::time::now_micros;
 use crate::versions::DagVersions;
 
@@ -38,6 +39,8 @@ pub struct WorkerOptions {
     pub warehouse: Warehouse,
     /// The Iceberg catalog of the `iceberg` tasks.
     pub catalog: CatalogConfig,
+    /// The Kafka cluster of streaming tasks that do not name their own.
+    pub kafka: Option<Brokers>,
 }
 
 impl WorkerOptions {
@@ -55,6 +58,8 @@ impl WorkerOptions {
             poll_interval: config.worker.poll_interval,
             warehouse,
             catalog: config.catalog.clone(),
+            // Checked when the configuration was loaded.
+            kafka: Brokers::new(&config.kafka.brokers).ok(),
         }
     }
 }
@@ -279,6 +284,8 @@ struct TryControls {
     progress: ProgressCell,
     /// What the job read and wrote.
     lineage: Lineage,
+    /// What the job measured.
+    metrics: Metrics,
 }
 
 impl TryControls {
@@ -290,6 +297,7 @@ impl TryControls {
             cancellation,
             progress: ProgressCell::default(),
             lineage: Lineage::default(),
+            metrics: Metrics::default(),
         }
     }
 }

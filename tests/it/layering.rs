@@ -18,10 +18,10 @@ struct Layering {
 /// Top-level modules of `src/`.
 const CRATE: Layering = Layering {
     layers: &[
-        &["time", "random", "process", "schedule"],
+        &["time", "random", "process", "schedule", "simulate"],
         &["domain"],
         &["store"],
-        &["lake", "users"],
+        &["lake", "users", "stream"],
         &["jobs"],
         &["dag"],
         &["versions", "config"],

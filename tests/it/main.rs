@@ -20,5 +20,6 @@ mod rest_catalog;
 mod s3;
 mod security;
 mod store;
+mod streaming;
 mod tables;
 mod web;

@@ -70,6 +70,7 @@ async fn store_functions_compose_in_one_transaction() {
             description: None,
             schedule: None,
             tags: vec![],
+            paused_on_creation: false,
         };
         for commit in [false, true] {
             let mut tx = store.begin().await.unwrap();
@@ -248,6 +249,7 @@ async fn dag_sync_tracks_files_import_errors_and_keeps_pauses() {
             description: None,
             schedule: Some("@daily".into()),
             tags: vec!["t".into()],
+            paused_on_creation: id == "paused",
         };
         let errors =
             vec![("dags/broken.toml".to_string(), "dags/broken.toml:1:1: oops".to_string())];
@@ -266,6 +268,13 @@ async fn dag_sync_tracks_files_import_errors_and_keeps_pauses() {
         assert!(dags::import_errors(store.read()).await.unwrap().is_empty());
         // Old versions stay readable for the runs that use them.
         assert_eq!(dags::source(store.read(), "a", "v1").await.unwrap().unwrap().1, "# v1");
+
+        // A DAG asking to start paused does, once; unpaused, a new version leaves it so.
+        dags::sync(store.write(), &[record("paused", "v1")], &[], 3).await.unwrap();
+        assert!(dags::get(store.read(), "paused").await.unwrap().unwrap().is_paused);
+        dags::set_paused(store.write(), "paused", false).await.unwrap();
+        dags::sync(store.write(), &[record("paused", "v2")], &[], 4).await.unwrap();
+        assert!(!dags::get(store.read(), "paused").await.unwrap().unwrap().is_paused);
     }
 }
 

@@ -570,3 +570,37 @@ async fn a_try_records_what_it_read_and_wrote() {
         h.stop().await;
     }
 }
+
+/// Two writes that began from the same offsets: the first to commit wins, the other commits
+/// nothing and says why (what keeps a stream's rows from being written twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_commits_only_if_what_it_began_from_is_unchanged() {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use arrow_array::Int64Array;
+    use arrow_schema::{DataType, Field, Schema};
+    use lakeward::lake::tables::TableError;
+
+    for db in common::databases().await {
+        let lake = lake(&db).await;
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+        let batch = |from: i64| {
+            let ids = Arc::new(Int64Array::from_iter_values(from..from + 5));
+            RecordBatch::try_new(schema.clone(), vec![ids]).unwrap()
+        };
+        let mut slow = lake.tables.writer("bronze.events", &schema, &[]).await.unwrap();
+        let mut fast = lake.tables.writer("bronze.events", &schema, &[]).await.unwrap();
+        assert!(slow.summary().is_empty());
+        slow.write(&batch(0)).await.unwrap();
+        fast.write(&batch(0)).await.unwrap();
+        let began = BTreeMap::from([("offsets".to_string(), None)]);
+        let next = BTreeMap::from([("offsets".to_string(), "5".to_string())]);
+        fast.commit(WriteMode::Append, &next, &began).await.unwrap();
+        let lost = slow.commit(WriteMode::Append, &next, &began).await.err().unwrap();
+        assert!(matches!(lost, TableError::Superseded { .. }), "{}: {lost}", db.backend);
+        assert!(lost.to_string().contains("another writer changed `offsets`"), "{lost}");
+        assert_eq!(lake.rows("bronze.events", None).await, 5, "{}", db.backend);
+        lake.store.close().await;
+    }
+}

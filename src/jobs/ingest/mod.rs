@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::sql::check_path;
 use super::{Job, JobContext, JobError, Stage};
+pub use crate::domain::ColumnType;
 use crate::lake::{data_files, scan, write_parquet, Format, Publication, ScanOptions, Warehouse};
 
 /// Fields of an `ingest` task.
@@ -49,58 +50,33 @@ pub struct IngestTable {
     pub quarantine: Option<String>,
 }
 
-/// Column types a schema can declare.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ColumnType {
-    String,
-    Integer,
-    Float,
-    Boolean,
-    Date,
-    Datetime,
-}
-
 /// How a `boolean` column may spell its values (case does not matter).
 const TRUE_WORDS: &[&str] = &["true", "t", "yes", "y", "on", "1"];
 const FALSE_WORDS: &[&str] = &["false", "f", "no", "n", "off", "0"];
 
-impl ColumnType {
-    fn name(self) -> &'static str {
-        match self {
-            ColumnType::String => "string",
-            ColumnType::Integer => "integer",
-            ColumnType::Float => "float",
-            ColumnType::Boolean => "boolean",
-            ColumnType::Date => "date",
-            ColumnType::Datetime => "datetime",
+/// Converts a text column to `column_type`; values that do not convert become null.
+fn parse_text(column_type: ColumnType, raw: Expr) -> Expr {
+    let lenient = StrptimeOptions { strict: false, ..Default::default() };
+    match column_type {
+        ColumnType::String => raw,
+        ColumnType::Integer => raw.str().strip_chars(lit(NULL)).cast(DataType::Int64),
+        ColumnType::Float => raw.str().strip_chars(lit(NULL)).cast(DataType::Float64),
+        ColumnType::Boolean => {
+            let word = raw.str().strip_chars(lit(NULL)).str().to_lowercase();
+            let any_of = |words: &[&str]| {
+                words.iter().map(|w| word.clone().eq(lit(*w))).reduce(Expr::or).unwrap()
+            };
+            when(any_of(TRUE_WORDS))
+                .then(lit(true))
+                .when(any_of(FALSE_WORDS))
+                .then(lit(false))
+                .otherwise(lit(NULL).cast(DataType::Boolean))
         }
-    }
-
-    /// Converts a text column to this type; values that do not convert become null.
-    fn parse(self, raw: Expr) -> Expr {
-        let lenient = StrptimeOptions { strict: false, ..Default::default() };
-        match self {
-            ColumnType::String => raw,
-            ColumnType::Integer => raw.str().strip_chars(lit(NULL)).cast(DataType::Int64),
-            ColumnType::Float => raw.str().strip_chars(lit(NULL)).cast(DataType::Float64),
-            ColumnType::Boolean => {
-                let word = raw.str().strip_chars(lit(NULL)).str().to_lowercase();
-                let any_of = |words: &[&str]| {
-                    words.iter().map(|w| word.clone().eq(lit(*w))).reduce(Expr::or).unwrap()
-                };
-                when(any_of(TRUE_WORDS))
-                    .then(lit(true))
-                    .when(any_of(FALSE_WORDS))
-                    .then(lit(false))
-                    .otherwise(lit(NULL).cast(DataType::Boolean))
-            }
-            ColumnType::Date => {
-                raw.str().to_date(StrptimeOptions { format: Some("%Y-%m-%d".into()), ..lenient })
-            }
-            ColumnType::Datetime => {
-                raw.str().to_datetime(Some(TimeUnit::Microseconds), None, lenient, lit("raise"))
-            }
+        ColumnType::Date => {
+            raw.str().to_date(StrptimeOptions { format: Some("%Y-%m-%d".into()), ..lenient })
+        }
+        ColumnType::Datetime => {
+            raw.str().to_datetime(Some(TimeUnit::Microseconds), None, lenient, lit("raise"))
         }
     }
 }
@@ -352,7 +328,7 @@ fn split_by_schema(
     let text = |c: &str| col(c).cast(DataType::String);
     let scratch = |c: &str| format!("__typed_{c}");
     let converted: Vec<Expr> =
-        schema.iter().map(|(c, t)| t.parse(text(c)).alias(scratch(c).as_str())).collect();
+        schema.iter().map(|(c, t)| parse_text(*t, text(c)).alias(scratch(c).as_str())).collect();
     let failures: Vec<Expr> = schema
         .iter()
         .map(|(c, t)| {

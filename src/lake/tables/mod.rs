@@ -7,7 +7,8 @@
 //! into a table snapshot: it creates the namespace and table on first use (schema from the data,
 //! partition spec from the DAG), adds new nullable columns when the data gains them, writes
 //! partitioned data files and commits them with the chosen [`WriteMode`];
-//! [`Tables::write_batches`] does the same for a stream of record batches. A commit may carry
+//! [`Tables::writer`] does the same for record batches as they come, committing only if the
+//! table's summary properties still hold what the write began from. A commit may carry
 //! the writer's own summary properties, carried forward by later commits (`commit`).
 //! `maintenance` compacts small files and expires old snapshots, `orphans` removes files failed
 //! commits left; `inspect` describes and scans tables.
@@ -78,6 +79,9 @@ pub enum TableError {
     Catalog(String),
     #[error("commit to {table} refused: {reason}")]
     Refused { table: String, reason: String },
+    /// Another writer changed what this write built on (a stream's offsets, say).
+    #[error("table {table}: another writer changed `{property}` since this write began")]
+    Superseded { table: String, property: String },
 }
 
 impl TableError {
@@ -102,7 +106,9 @@ impl TableError {
             | TableError::Missing(_)
             | TableError::Invalid(_)
             | TableError::Refused { .. } => ErrorClass::Definition,
-            TableError::Conflict(_) | TableError::Catalog(_) => ErrorClass::Transient,
+            TableError::Conflict(_) | TableError::Catalog(_) | TableError::Superseded { .. } => {
+                ErrorClass::Transient
+            }
         }
     }
 }
@@ -271,7 +277,7 @@ impl Tables {
     }
 
     /// Writes the record batches of `batches` (of schema `schema`) into table `name`, created
-    /// on first use, as one snapshot carrying `summary` (a stream's source offsets, say).
+    /// on first use, as one snapshot carrying `summary`.
     pub async fn write_batches<S>(
         &self,
         name: &str,
@@ -285,13 +291,24 @@ impl Tables {
         S: futures::Stream<Item = Result<arrow_array::RecordBatch, TableError>> + Unpin,
     {
         use futures::StreamExt;
-        let target = self.target(name, schema, partition_by).await?;
-        let mut writer = write::DataWriter::new(&target.table, &data_file_prefix()).await?;
+        let mut writer = self.writer(name, schema, partition_by).await?;
         while let Some(batch) = batches.next().await {
             writer.write(&batch?).await?;
         }
-        let written = writer.finish().await?;
-        self.commit_written(name, target, written, mode, summary).await
+        writer.commit(mode, summary, &BTreeMap::new()).await
+    }
+
+    /// A write of rows of `schema` into table `name` (created on first use, its schema
+    /// evolved), visible once committed.
+    pub async fn writer(
+        &self,
+        name: &str,
+        schema: &arrow_schema::Schema,
+        partition_by: &[PartitionField],
+    ) -> Result<TableWriter<'_>, TableError> {
+        let target = self.target(name, schema, partition_by).await?;
+        let data = write::DataWriter::new(&target.table, &data_file_prefix()).await?;
+        Ok(TableWriter { tables: self, name: name.to_string(), target, data })
     }
 
     /// The writer's own summary properties of the table's current snapshot (the newest value
@@ -322,9 +339,32 @@ impl Tables {
         mode: WriteMode,
         summary: &BTreeMap<String, String>,
     ) -> Result<Promotion, TableError> {
+        self.commit_expecting(name, target, written, mode, summary, &BTreeMap::new()).await
+    }
+
+    /// [`Tables::commit_written`], provided the table's summary properties still hold the
+    /// `expected` values (`None`: absent) each time it commits.
+    async fn commit_expecting(
+        &self,
+        name: &str,
+        target: Target,
+        written: write::Written,
+        mode: WriteMode,
+        summary: &BTreeMap<String, String>,
+        expected: &BTreeMap<String, Option<String>>,
+    ) -> Result<Promotion, TableError> {
         let Target { mut table, created, added_columns } = target;
         let mut attempt = 0;
         let snapshot_id = loop {
+            let current = commit::custom_summary(&table);
+            if let Some((key, _)) =
+                expected.iter().find(|(key, value)| current.get(*key) != value.as_ref())
+            {
+                return Err(TableError::Superseded {
+                    table: name.to_string(),
+                    property: key.clone(),
+                });
+            }
             match commit::commit(self, &table, &written.files, mode, summary).await {
                 Err(TableError::Conflict(_)) if attempt < 3 => {
                     attempt += 1;
@@ -426,6 +466,41 @@ impl Tables {
         self.publish(table, set_schema(schema)).await?;
         *table = self.catalog.load_table(table.identifier()).await?;
         Ok(names)
+    }
+}
+
+/// Rows being written into a table (see [`Tables::writer`]): data files are written as batches
+/// arrive; nothing is visible until [`TableWriter::commit`].
+pub struct TableWriter<'a> {
+    tables: &'a Tables,
+    name: String,
+    target: Target,
+    data: write::DataWriter,
+}
+
+impl TableWriter<'_> {
+    /// The writer's own summary properties of the table's snapshot this write builds on.
+    pub fn summary(&self) -> BTreeMap<String, String> {
+        commit::custom_summary(&self.target.table)
+    }
+
+    pub async fn write(&mut self, batch: &arrow_array::RecordBatch) -> Result<(), TableError> {
+        self.data.write(batch).await
+    }
+
+    /// Commits the rows written as one snapshot carrying `summary`, provided the table's
+    /// summary properties hold the `expected` values (`None`: absent); else nothing is
+    /// committed and the error is [`TableError::Superseded`].
+    pub async fn commit(
+        self,
+        mode: WriteMode,
+        summary: &BTreeMap<String, String>,
+        expected: &BTreeMap<String, Option<String>>,
+    ) -> Result<Promotion, TableError> {
+        let written = self.data.finish().await?;
+        self.tables
+            .commit_expecting(&self.name, self.target, written, mode, summary, expected)
+            .await
     }
 }
 

@@ -153,6 +153,7 @@ impl Harness {
                 poll_interval: Duration::from_millis(100),
                 warehouse,
                 catalog: Default::default(),
+                kafka: None,
             },
         );
         let tasks =
@@ -239,6 +240,26 @@ pub fn python_with_pyiceberg() -> Option<String> {
             None
         }
     }
+}
+
+/// The Kafka-protocol broker for tests, from `LAKEWARD_TEST_KAFKA_BROKERS` (tansu, started by
+/// `.ci/run`). `None` (skip) only outside CI.
+pub fn kafka() -> Option<String> {
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    match std::env::var("LAKEWARD_TEST_KAFKA_BROKERS") {
+        Ok(brokers) => Some(brokers),
+        Err(_) => {
+            assert!(!in_ci, "LAKEWARD_TEST_KAFKA_BROKERS must be set when CI=true");
+            eprintln!("skipping: LAKEWARD_TEST_KAFKA_BROKERS is not set");
+            None
+        }
+    }
+}
+
+/// A topic name no other test uses.
+pub fn unique_topic(base: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!("{base}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Writes orders `(order_id, order_date, category, amount)` as a new version of `dataset`:

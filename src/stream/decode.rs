@@ -1,0 +1,475 @@
+//! Messages to rows: each message's JSON object is checked against a declared schema and
+//! appended to Arrow column builders, or turned into a [`DeadLetter`] saying why it was not
+//! (not JSON, not an object, a value of the wrong type, no event time, too large, unknown
+//! fields when the policy says so). A message is checked in full before anything is appended,
+//! so a bad one never leaves half a row behind.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, NaiveDate};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::domain::ColumnType;
+
+/// The columns every ingested row gets besides its declared ones.
+pub const PARTITION_COLUMN: &str = "_kafka_partition";
+pub const OFFSET_COLUMN: &str = "_kafka_offset";
+pub const INGESTED_AT_COLUMN: &str = "_ingested_at";
+/// Where unknown fields go under [`UnknownFields::Keep`], as a JSON object.
+pub const EXTRA_COLUMN: &str = "_extra";
+
+/// Most of a dead message's payload kept in its dead letter.
+pub const DEAD_PAYLOAD_CHARS: usize = 4096;
+
+/// What to do with fields a message has but the schema does not declare.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownFields {
+    /// Keep them, as a JSON object in the `_extra` column.
+    #[default]
+    Keep,
+    /// Drop them.
+    Drop,
+    /// Send the message to the dead letters.
+    DeadLetter,
+}
+
+/// How messages become rows.
+#[derive(Debug, Clone)]
+pub struct RowSpec {
+    /// Declared fields, in column order.
+    pub columns: Vec<(String, ColumnType)>,
+    /// The declared `datetime` field holding the event time (required in every message).
+    pub event_time: String,
+    pub unknown_fields: UnknownFields,
+    /// Larger messages go to the dead letters.
+    pub max_message_bytes: usize,
+}
+
+impl RowSpec {
+    /// Problems with the spec itself.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        match self.columns.iter().find(|(name, _)| *name == self.event_time) {
+            None => problems.push(format!(
+                "`event_time` names `{}`, which is not a declared column",
+                self.event_time
+            )),
+            Some((_, ColumnType::Datetime)) => {}
+            Some((_, other)) => problems.push(format!(
+                "the event time column `{}` must be of type datetime, not {}",
+                self.event_time,
+                other.name()
+            )),
+        }
+        for (name, _) in &self.columns {
+            if name.starts_with('_') {
+                problems.push(format!(
+                    "column `{name}`: names starting with `_` are kept for lakeward's own columns"
+                ));
+            }
+        }
+        problems
+    }
+
+    /// The Arrow schema of the rows: declared columns, `_extra` if kept, then the record's
+    /// partition, offset and ingest time.
+    pub fn schema(&self) -> SchemaRef {
+        let mut fields: Vec<Field> = self
+            .columns
+            .iter()
+            .map(|(name, ty)| Field::new(name, arrow_type(*ty), *name != self.event_time))
+            .collect();
+        if self.unknown_fields == UnknownFields::Keep {
+            fields.push(Field::new(EXTRA_COLUMN, DataType::Utf8, true));
+        }
+        fields.push(Field::new(PARTITION_COLUMN, DataType::Int32, false));
+        fields.push(Field::new(OFFSET_COLUMN, DataType::Int64, false));
+        fields.push(Field::new(INGESTED_AT_COLUMN, utc_micros(), false));
+        Arc::new(Schema::new(fields))
+    }
+}
+
+fn utc_micros() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
+}
+
+fn arrow_type(ty: ColumnType) -> DataType {
+    match ty {
+        ColumnType::String => DataType::Utf8,
+        ColumnType::Integer => DataType::Int64,
+        ColumnType::Float => DataType::Float64,
+        ColumnType::Boolean => DataType::Boolean,
+        ColumnType::Date => DataType::Date32,
+        ColumnType::Datetime => utc_micros(),
+    }
+}
+
+/// A message that could not become a row, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub reason: String,
+    /// The payload as text (invalid UTF-8 replaced), cut to [`DEAD_PAYLOAD_CHARS`].
+    pub payload: String,
+}
+
+/// The schema of a dead-letter table.
+pub fn dead_letter_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("topic", DataType::Utf8, false),
+        Field::new("partition", DataType::Int32, false),
+        Field::new("offset", DataType::Int64, false),
+        Field::new("key", DataType::Utf8, true),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("payload", DataType::Utf8, true),
+        Field::new(INGESTED_AT_COLUMN, utc_micros(), false),
+    ]))
+}
+
+/// Dead letters of `topic` as one record batch, stamped with `ingested_at` (µs since epoch).
+pub fn dead_letter_batch(
+    topic: &str,
+    letters: &[DeadLetter],
+    ingested_at: i64,
+) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let n = letters.len();
+    let mut topics = StringBuilder::new();
+    let mut keys = StringBuilder::new();
+    let mut reasons = StringBuilder::new();
+    let mut payloads = StringBuilder::new();
+    for letter in letters {
+        topics.append_value(topic);
+        keys.append_option(letter.key.as_deref());
+        reasons.append_value(&letter.reason);
+        payloads.append_value(&letter.payload);
+    }
+    let partitions: Int32Array = letters.iter().map(|l| l.partition).collect();
+    let offsets: Int64Array = letters.iter().map(|l| l.offset).collect();
+    let mut times = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("+00:00");
+    times.append_slice(&vec![ingested_at; n]);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(topics.finish()),
+        Arc::new(partitions),
+        Arc::new(offsets),
+        Arc::new(keys.finish()),
+        Arc::new(reasons.finish()),
+        Arc::new(payloads.finish()),
+        Arc::new(times.finish()),
+    ];
+    RecordBatch::try_new(dead_letter_schema(), columns)
+}
+
+/// One checked value of a row.
+enum Cell {
+    Null,
+    Text(String),
+    Integer(i64),
+    Float(f64),
+    Boolean(bool),
+    Date(i32),
+    Micros(i64),
+}
+
+enum Column {
+    Text(StringBuilder),
+    Integer(Int64Builder),
+    Float(Float64Builder),
+    Boolean(BooleanBuilder),
+    Date(Date32Builder),
+    Micros(TimestampMicrosecondBuilder),
+}
+
+impl Column {
+    fn new(ty: ColumnType) -> Column {
+        match ty {
+            ColumnType::String => Column::Text(StringBuilder::new()),
+            ColumnType::Integer => Column::Integer(Int64Builder::new()),
+            ColumnType::Float => Column::Float(Float64Builder::new()),
+            ColumnType::Boolean => Column::Boolean(BooleanBuilder::new()),
+            ColumnType::Date => Column::Date(Date32Builder::new()),
+            ColumnType::Datetime => {
+                Column::Micros(TimestampMicrosecondBuilder::new().with_timezone("+00:00"))
+            }
+        }
+    }
+
+    fn append(&mut self, cell: Cell) {
+        match (self, cell) {
+            (Column::Text(b), Cell::Text(v)) => b.append_value(v),
+            (Column::Integer(b), Cell::Integer(v)) => b.append_value(v),
+            (Column::Float(b), Cell::Float(v)) => b.append_value(v),
+            (Column::Boolean(b), Cell::Boolean(v)) => b.append_value(v),
+            (Column::Date(b), Cell::Date(v)) => b.append_value(v),
+            (Column::Micros(b), Cell::Micros(v)) => b.append_value(v),
+            (Column::Text(b), _) => b.append_null(),
+            (Column::Integer(b), _) => b.append_null(),
+            (Column::Float(b), _) => b.append_null(),
+            (Column::Boolean(b), _) => b.append_null(),
+            (Column::Date(b), _) => b.append_null(),
+            (Column::Micros(b), _) => b.append_null(),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Column::Text(b) => Arc::new(b.finish()),
+            Column::Integer(b) => Arc::new(b.finish()),
+            Column::Float(b) => Arc::new(b.finish()),
+            Column::Boolean(b) => Arc::new(b.finish()),
+            Column::Date(b) => Arc::new(b.finish()),
+            Column::Micros(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// The value of `value` as a column of type `ty`, or what is wrong with it.
+fn cell(ty: ColumnType, value: Value) -> Result<Cell, String> {
+    let wrong = |value: &Value| {
+        let shown: String = value.to_string().chars().take(60).collect();
+        Err(format!("expected {}, got {shown}", ty.name()))
+    };
+    Ok(match (ty, value) {
+        (_, Value::Null) => Cell::Null,
+        (ColumnType::String, Value::String(s)) => Cell::Text(s),
+        (ColumnType::Integer, Value::Number(n)) if n.is_i64() => {
+            Cell::Integer(n.as_i64().unwrap_or(0))
+        }
+        (ColumnType::Float, Value::Number(n)) => Cell::Float(n.as_f64().unwrap_or(f64::NAN)),
+        (ColumnType::Boolean, Value::Bool(b)) => Cell::Boolean(b),
+        (ColumnType::Date, Value::String(s)) => match NaiveDate::parse_from_str(&s, "%Y-%m-%d") {
+            Ok(date) => Cell::Date((date - NaiveDate::default()).num_days() as i32),
+            Err(_) => return Err(format!("expected a date (YYYY-MM-DD), got \"{s}\"")),
+        },
+        (ColumnType::Datetime, Value::String(s)) => match DateTime::parse_from_rfc3339(&s) {
+            Ok(time) => Cell::Micros(time.timestamp_micros()),
+            Err(_) => return Err(format!("expected an RFC 3339 date-time, got \"{s}\"")),
+        },
+        (_, other) => return wrong(&other),
+    })
+}
+
+/// Builds record batches of rows from messages (see the module comment).
+pub struct Decoder {
+    spec: Arc<RowSpec>,
+    schema: SchemaRef,
+    columns: Vec<Column>,
+    extra: Option<StringBuilder>,
+    partitions: Int32Builder,
+    offsets: Int64Builder,
+    ingested_at: TimestampMicrosecondBuilder,
+    rows: usize,
+}
+
+impl Decoder {
+    pub fn new(spec: Arc<RowSpec>) -> Decoder {
+        Decoder {
+            schema: spec.schema(),
+            columns: spec.columns.iter().map(|(_, ty)| Column::new(*ty)).collect(),
+            extra: (spec.unknown_fields == UnknownFields::Keep).then(StringBuilder::new),
+            partitions: Int32Builder::new(),
+            offsets: Int64Builder::new(),
+            ingested_at: TimestampMicrosecondBuilder::new().with_timezone("+00:00"),
+            rows: 0,
+            spec,
+        }
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Rows appended since the last [`Decoder::finish`].
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Appends the message at `partition`/`offset` as a row, or returns why it cannot be one.
+    pub fn push(
+        &mut self,
+        payload: Option<&[u8]>,
+        partition: i32,
+        offset: i64,
+        ingested_at: i64,
+    ) -> Result<(), String> {
+        let payload = payload.unwrap_or_default();
+        if payload.len() > self.spec.max_message_bytes {
+            return Err(format!(
+                "message of {} bytes is larger than max_message_bytes ({})",
+                payload.len(),
+                self.spec.max_message_bytes
+            ));
+        }
+        let mut object: Map<String, Value> = match serde_json::from_slice(payload) {
+            Ok(Value::Object(object)) => object,
+            Ok(other) => {
+                let kind = match other {
+                    Value::Array(_) => "an array",
+                    Value::String(_) => "a string",
+                    Value::Number(_) => "a number",
+                    Value::Bool(_) => "a boolean",
+                    _ => "null",
+                };
+                return Err(format!("expected a JSON object, got {kind}"));
+            }
+            Err(e) if payload.is_empty() => return Err(format!("empty message ({e})")),
+            Err(e) => return Err(format!("invalid JSON: {e}")),
+        };
+        let mut cells = Vec::with_capacity(self.spec.columns.len());
+        for (name, ty) in &self.spec.columns {
+            let value = object.remove(name).unwrap_or(Value::Null);
+            let cell = cell(*ty, value).map_err(|why| format!("field `{name}`: {why}"))?;
+            if matches!(cell, Cell::Null) && *name == self.spec.event_time {
+                return Err(format!("no event time (field `{name}` is missing or null)"));
+            }
+            cells.push(cell);
+        }
+        let extra = match self.spec.unknown_fields {
+            _ if object.is_empty() => None,
+            UnknownFields::Drop => None,
+            UnknownFields::Keep => Some(Value::Object(object).to_string()),
+            UnknownFields::DeadLetter => {
+                let names: Vec<&str> = object.keys().map(String::as_str).collect();
+                return Err(format!("unknown fields: {}", names.join(", ")));
+            }
+        };
+        for (column, cell) in self.columns.iter_mut().zip(cells) {
+            column.append(cell);
+        }
+        if let Some(builder) = &mut self.extra {
+            builder.append_option(extra);
+        }
+        self.partitions.append_value(partition);
+        self.offsets.append_value(offset);
+        self.ingested_at.append_value(ingested_at);
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// The rows appended so far as one batch; the decoder starts empty again.
+    pub fn finish(&mut self) -> Result<RecordBatch, arrow_schema::ArrowError> {
+        let mut columns: Vec<ArrayRef> = self.columns.iter_mut().map(Column::finish).collect();
+        if let Some(builder) = &mut self.extra {
+            columns.push(Arc::new(builder.finish()));
+        }
+        columns.push(Arc::new(self.partitions.finish()));
+        columns.push(Arc::new(self.offsets.finish()));
+        columns.push(Arc::new(self.ingested_at.finish()));
+        self.rows = 0;
+        RecordBatch::try_new(self.schema.clone(), columns)
+    }
+}
+
+/// The dead letter of a message that could not become a row.
+pub fn dead_letter(
+    payload: Option<&[u8]>,
+    key: Option<&[u8]>,
+    partition: i32,
+    offset: i64,
+    reason: String,
+) -> DeadLetter {
+    let text = String::from_utf8_lossy(payload.unwrap_or_default());
+    DeadLetter {
+        partition,
+        offset,
+        key: key.map(|k| String::from_utf8_lossy(k).into_owned()),
+        reason,
+        payload: text.chars().take(DEAD_PAYLOAD_CHARS).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    use arrow_array::Array;
+
+    fn spec(unknown_fields: UnknownFields) -> Arc<RowSpec> {
+        Arc::new(RowSpec {
+            columns: vec![
+                ("event_id".into(), ColumnType::String),
+                ("timestamp".into(), ColumnType::Datetime),
+                ("status_code".into(), ColumnType::Integer),
+                ("response_time_ms".into(), ColumnType::Float),
+            ],
+            event_time: "timestamp".into(),
+            unknown_fields,
+            max_message_bytes: 200,
+        })
+    }
+
+    fn push(decoder: &mut Decoder, text: &str) -> Result<(), String> {
+        decoder.push(Some(text.as_bytes()), 0, 7, 0)
+    }
+
+    #[test]
+    fn good_messages_become_rows_and_bad_ones_say_why() {
+        let mut decoder = Decoder::new(spec(UnknownFields::Keep));
+        let t = "\"timestamp\":\"2026-11-26T10:00:00Z\"";
+        push(&mut decoder, &format!("{{\"event_id\":\"a\",{t},\"status_code\":200,\"x\":1}}"))
+            .unwrap();
+        push(&mut decoder, &format!("{{\"event_id\":\"b\",{t},\"response_time_ms\":3}}")).unwrap();
+        let cases = [
+            ("{not json", "invalid JSON"),
+            ("[1,2]", "expected a JSON object, got an array"),
+            ("", "empty message"),
+            ("{\"event_id\":\"c\"}", "no event time (field `timestamp` is missing or null)"),
+            (
+                &format!("{{{t},\"status_code\":\"200\"}}"),
+                "field `status_code`: expected integer, got \"200\"",
+            ),
+            (&format!("{{{t},\"status_code\":2.5}}"), "field `status_code`: expected integer"),
+            ("{\"timestamp\":\"yesterday\"}", "field `timestamp`: expected an RFC 3339 date-time"),
+            (
+                &format!("{{{t},\"event_id\":\"{}\"}}", "x".repeat(300)),
+                "larger than max_message_bytes (200)",
+            ),
+        ];
+        for (message, why) in cases {
+            let reason = push(&mut decoder, message).unwrap_err();
+            assert!(reason.contains(why), "{message}: {reason}");
+        }
+        assert_eq!(decoder.rows(), 2);
+        let batch = decoder.finish().unwrap();
+        assert_eq!(batch.num_rows(), 2);
+        let extra = batch.column_by_name(EXTRA_COLUMN).unwrap().as_string::<i32>();
+        assert_eq!(extra.value(0), "{\"x\":1}");
+        assert!(extra.is_null(1));
+        let offsets = batch.column_by_name(OFFSET_COLUMN).unwrap().as_primitive::<Int64Type>();
+        assert_eq!(offsets.value(1), 7);
+        assert_eq!(decoder.finish().unwrap().num_rows(), 0);
+    }
+
+    #[test]
+    fn unknown_fields_follow_their_policy() {
+        let message = "{\"timestamp\":\"2026-11-26T10:00:00+01:00\",\"extra\":true}";
+        let mut dropping = Decoder::new(spec(UnknownFields::Drop));
+        push(&mut dropping, message).unwrap();
+        assert!(dropping.finish().unwrap().column_by_name(EXTRA_COLUMN).is_none());
+        let mut strict = Decoder::new(spec(UnknownFields::DeadLetter));
+        assert_eq!(push(&mut strict, message).unwrap_err(), "unknown fields: extra");
+        let letter = dead_letter(Some(message.as_bytes()), Some(b"k"), 2, 9, "why".into());
+        let batch = dead_letter_batch("t", &[letter], 1).unwrap();
+        assert_eq!(batch.num_rows(), 1);
+    }
+
+    #[test]
+    fn a_spec_must_name_a_datetime_event_time() {
+        let mut bad = spec(UnknownFields::Keep).as_ref().clone();
+        bad.event_time = "status_code".into();
+        bad.columns.push(("_offset".into(), ColumnType::Integer));
+        let problems = bad.problems();
+        assert!(problems[0].contains("must be of type datetime, not integer"), "{problems:?}");
+        assert!(problems[1].contains("`_offset`"), "{problems:?}");
+    }
+}

@@ -1,0 +1,280 @@
+//! Kafka into Iceberg: simulated web logs produced to a real Kafka-protocol broker (tansu,
+//! started by `.ci/run`), ingested by `kafka_ingest` tasks exactly once, bad messages in the
+//! dead-letter table, offsets that went backwards, a broker that is down, and the demo broker
+//! (librdkafka's mock cluster) carrying a stream end to end.
+
+use crate::common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use arrow_array::cast::AsArray;
+use arrow_array::Array;
+use arrow_array::RecordBatch;
+use common::{dag, manual, rows, unique_topic, Harness, HarnessOptions};
+use lakeward::domain::{RunState, TaskState};
+use lakeward::jobs::{ProducePlan, Source};
+use lakeward::lake::tables::{ScanRequest, TableError, Tables, WriteMode};
+use lakeward::lake::Warehouse;
+use lakeward::simulate::{Profile, Simulation};
+use lakeward::stream::produce::Limits;
+use lakeward::stream::{ensure_topic, Brokers, Marker};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+
+/// Sends `count` simulated web-log events with `seed` to `topic`, as fast as possible.
+async fn produce(brokers: &str, topic: &str, count: u64, seed: u64) {
+    let plan = ProducePlan {
+        topic: topic.to_string(),
+        partitions: 3,
+        source: Source::Simulated(Simulation {
+            profile: Profile::WebLogs,
+            seed,
+            rate: 1000.0,
+            start: "2026-11-26T09:30:00Z".parse().unwrap(),
+            anomaly_rate: 0.02,
+            late_share: 0.05,
+            max_delay: Duration::from_secs(600),
+        }),
+        rate: 0.0,
+        limits: Limits { count: Some(count), duration: None, paced: false },
+    };
+    let sent = plan.run(Brokers::new(brokers).unwrap(), || false).await.unwrap();
+    assert_eq!(sent.events, count);
+}
+
+/// Sends raw payloads to partition 0 of `topic`.
+fn send_raw(brokers: &str, topic: &str, payloads: &[Vec<u8>]) {
+    let producer: BaseProducer =
+        ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    for payload in payloads {
+        producer.send(BaseRecord::<(), _>::to(topic).partition(0).payload(payload)).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// A DAG reading `topic` into `bronze.web_logs` until the end of the partitions.
+fn ingest_dag(brokers: &str, topic: &str, extra: &str) -> std::sync::Arc<lakeward::dag::Dag> {
+    dag(&format!(
+        r#"
+        [tasks.ingest]
+        kind = "kafka_ingest"
+        brokers = "{brokers}"
+        topic = "{topic}"
+        table = "bronze.web_logs"
+        event_time = "timestamp"
+        stop_at_end = true
+        max_wait = "60s"
+        max_message_bytes = 2048
+        {extra}
+        [tasks.ingest.columns]
+        event_id = "string"
+        timestamp = "datetime"
+        ip = "string"
+        method = "string"
+        endpoint = "string"
+        status_code = "integer"
+        response_time_ms = "float"
+        bytes = "integer"
+        user_agent = "string"
+        anomaly = "string"
+        "#
+    ))
+}
+
+struct Lake {
+    _dir: tempfile::TempDir,
+    warehouse: Warehouse,
+    harness: Harness,
+}
+
+async fn lake(db: &common::TestDb) -> Lake {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::open(dir.path().to_str().unwrap()).unwrap();
+    let options = HarnessOptions { warehouse: Some(warehouse.clone()), ..Default::default() };
+    let harness = Harness::start_with(db, options).await;
+    Lake { _dir: dir, warehouse, harness }
+}
+
+impl Lake {
+    /// Runs `dag` once; returns the ingest task's final row.
+    async fn run(
+        &self,
+        dag: &std::sync::Arc<lakeward::dag::Dag>,
+    ) -> lakeward::store::TaskInstanceRow {
+        let run = self.harness.trigger(dag, manual(serde_json::json!({}))).await;
+        self.harness.wait(&run, Duration::from_secs(120)).await;
+        self.harness.tasks(&run).await.remove(0)
+    }
+
+    async fn tables(&self) -> Tables {
+        Tables::open(&self.harness.store, &self.warehouse, &Default::default()).await.unwrap()
+    }
+
+    async fn scan(&self, table: &str) -> Vec<RecordBatch> {
+        self.tables().await.scan(table, &ScanRequest::default()).await.unwrap().batches
+    }
+}
+
+fn strings(batches: &[RecordBatch], column: &str) -> Vec<String> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let values = b.column_by_name(column).unwrap().as_string::<i32>().clone();
+            (0..values.len()).map(move |i| values.value(i).to_string())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_logs_are_ingested_exactly_once_and_bad_messages_become_dead_letters() {
+    let Some(brokers) = common::kafka() else { return };
+    let topic = unique_topic("web_logs");
+    ensure_topic(&Brokers::new(&brokers).unwrap(), &topic, 3).await.unwrap();
+    produce(&brokers, &topic, 2_000, 7).await;
+    let bad: Vec<Vec<u8>> = vec![
+        b"{not json".to_vec(),
+        b"[1, 2]".to_vec(),
+        br#"{"event_id":"no-time"}"#.to_vec(),
+        br#"{"event_id":"bad-type","timestamp":"2026-11-26T10:00:00Z","status_code":"abc"}"#
+            .to_vec(),
+        format!(
+            r#"{{"event_id":"big","timestamp":"2026-11-26T10:00:00Z","ip":"{}"}}"#,
+            "1".repeat(3000)
+        )
+        .into_bytes(),
+    ];
+    send_raw(&brokers, &topic, &bad);
+
+    let db = common::sqlite();
+    let lake = lake(&db).await;
+    let ingest = ingest_dag(&brokers, &topic, "");
+    let first = lake.run(&ingest).await;
+    assert_eq!(first.state, TaskState::Success, "{}", lake.harness.log_text(&first).await);
+    assert_eq!(first.outputs["records"], 2_005);
+    assert_eq!(first.outputs["rows"], 2_000);
+    assert_eq!(first.outputs["dead_letters"], 5);
+    let partitions = first.outputs["partitions"].as_array().unwrap();
+    assert_eq!(partitions.len(), 3);
+    let per_partition: u64 = partitions.iter().map(|p| p["records"].as_u64().unwrap()).sum();
+    assert_eq!(per_partition, 2_005);
+
+    let data = lake.scan("bronze.web_logs").await;
+    let ids: BTreeSet<String> = strings(&data, "event_id").into_iter().collect();
+    assert_eq!((rows(&data), ids.len()), (2_000, 2_000));
+    let dead = lake.scan("bronze.web_logs_dead_letters").await;
+    let mut reasons = strings(&dead, "reason");
+    reasons.sort();
+    assert_eq!(reasons.len(), 5, "{reasons:?}");
+    for expected in [
+        "invalid JSON",
+        "expected a JSON object",
+        "no event time",
+        "field `status_code`: expected integer",
+        "larger than max_message_bytes",
+    ] {
+        assert!(reasons.iter().any(|r| r.contains(expected)), "{expected} in {reasons:?}");
+    }
+
+    // Nothing new: nothing read, nothing committed.
+    let idle = lake.run(&ingest).await;
+    assert_eq!(idle.state, TaskState::Success, "{}", lake.harness.log_text(&idle).await);
+    assert_eq!(
+        (idle.outputs["records"].as_u64(), idle.outputs["snapshot_id"].is_null()),
+        (Some(0), true)
+    );
+
+    // More events: only they are read, from where the table's commit says.
+    produce(&brokers, &topic, 300, 8).await;
+    let more = lake.run(&ingest).await;
+    assert_eq!(more.outputs["records"], 300, "{}", lake.harness.log_text(&more).await);
+    for (before, after) in partitions.iter().zip(more.outputs["partitions"].as_array().unwrap()) {
+        assert_eq!(before["to"], after["from"]);
+    }
+    let data = lake.scan("bronze.web_logs").await;
+    let ids: BTreeSet<String> = strings(&data, "event_id").into_iter().collect();
+    assert_eq!((rows(&data), ids.len()), (2_300, 2_300));
+    assert_eq!(rows(&lake.scan("bronze.web_logs_dead_letters").await), 5);
+
+    // Compaction and expiry keep the offsets: another run reads nothing again.
+    let tables = lake.tables().await;
+    tables.compact("bronze.web_logs").await.unwrap();
+    tables.expire_snapshots("bronze.web_logs", i64::MAX, 1).await.unwrap();
+    let after_upkeep = lake.run(&ingest).await;
+    assert_eq!(after_upkeep.outputs["records"], 0);
+    assert_eq!(rows(&lake.scan("bronze.web_logs").await), 2_300);
+
+    // What /metrics shows: records and dead letters over all tries, lag per partition.
+    let samples = lakeward::store::metrics::all(lake.harness.store.read()).await.unwrap();
+    let value =
+        |name: &str| samples.iter().filter(|s| s.name == name).map(|s| s.value).sum::<f64>();
+    assert_eq!(value("lakeward_stream_records_total"), 2_305.0);
+    assert_eq!(value("lakeward_stream_dead_letters_total"), 5.0);
+    let lags = samples.iter().filter(|s| s.name == "lakeward_stream_consumer_lag").count();
+    assert_eq!(lags, 3, "one lag gauge per partition");
+    lake.harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_that_went_backwards_fail_the_try_unless_a_policy_says_where_to_go() {
+    let Some(brokers) = common::kafka() else { return };
+    let topic = unique_topic("recreated");
+    ensure_topic(&Brokers::new(&brokers).unwrap(), &topic, 3).await.unwrap();
+    produce(&brokers, &topic, 100, 1).await;
+    let db = common::sqlite();
+    let lake = lake(&db).await;
+    assert_eq!(lake.run(&ingest_dag(&brokers, &topic, "")).await.outputs["rows"], 100);
+
+    // As if the topic had been recreated: the table says the stream stopped far beyond its end.
+    let beyond = Marker { next: [(0, 1_000_000), (1, 1_000_000), (2, 1_000_000)].into() };
+    let summary = [(Marker::property(&topic), beyond.to_property())].into();
+    let nothing = futures::stream::iter(Vec::<Result<RecordBatch, TableError>>::new());
+    let tables = lake.tables().await;
+    let no_columns = arrow_schema::Schema::empty();
+    tables
+        .write_batches("bronze.web_logs", &no_columns, nothing, &[], WriteMode::Append, &summary)
+        .await
+        .unwrap();
+    let failed = lake.run(&ingest_dag(&brokers, &topic, "retries = 2")).await;
+    assert_eq!(failed.state, TaskState::Failed);
+    assert_eq!(failed.try_number, 1, "a definition problem is not retried");
+    let log = lake.harness.log_text(&failed).await;
+    assert!(log.contains("the stream stopped at offset 1000000"), "{log}");
+    assert!(log.contains("on_offsets_reset"), "{log}");
+
+    let earliest =
+        lake.run(&ingest_dag(&brokers, &topic, r#"on_offsets_reset = "earliest""#)).await;
+    assert_eq!(earliest.state, TaskState::Success, "{}", lake.harness.log_text(&earliest).await);
+    assert_eq!(earliest.outputs["records"], 100, "read again from the first offset");
+    lake.harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_is_down_fails_the_try_clearly_and_creates_nothing() {
+    let db = common::sqlite();
+    let lake = lake(&db).await;
+    let ingest = ingest_dag("127.0.0.1:9", "nowhere", "");
+    let run = lake.harness.trigger(&ingest, manual(serde_json::json!({}))).await;
+    let run = lake.harness.wait(&run, Duration::from_secs(60)).await;
+    assert_eq!(run.state, RunState::Failed);
+    let ti = lake.harness.tasks(&run).await.remove(0);
+    let log = lake.harness.log_text(&ti).await;
+    assert!(log.contains("cannot reach the Kafka brokers 127.0.0.1:9"), "{log}");
+    assert!(lake.tables().await.list().await.unwrap().is_empty(), "no table was created");
+    lake.harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_broker_carries_a_stream_from_producer_to_table() {
+    let demo = lakeward::stream::demo::DemoBroker::start(&[("demo_logs", 2)]).unwrap();
+    let brokers = demo.brokers().as_str().to_string();
+    produce(&brokers, "demo_logs", 500, 3).await;
+    let db = common::sqlite();
+    let lake = lake(&db).await;
+    let ti = lake.run(&ingest_dag(&brokers, "demo_logs", "")).await;
+    assert_eq!(ti.state, TaskState::Success, "{}", lake.harness.log_text(&ti).await);
+    assert_eq!(ti.outputs["rows"], 500);
+    let data = lake.scan("bronze.web_logs").await;
+    assert_eq!(strings(&data, "endpoint").len(), 500);
+    lake.harness.stop().await;
+}
