@@ -5,7 +5,7 @@ CREATE TABLE job_metrics (
     labels      TEXT NOT NULL,
     kind        TEXT NOT NULL,
     help        TEXT NOT NULL,
-    value       REAL NOT NULL,
+    value       DOUBLE PRECISION NOT NULL,
     updated_at  BIGINT NOT NULL,
     PRIMARY KEY (name, labels)
 );

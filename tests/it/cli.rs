@@ -50,7 +50,7 @@ fn validate_accepts_the_examples_and_reports_every_error() {
             assert!(out.contains(&format!("error  {line}")), "missing `{line}` in:\n{out}");
         }
     }
-    assert!(out.contains("2 DAG(s) valid, 2 file(s) with 9 error(s)"), "{out}");
+    assert!(out.contains("4 DAG(s) valid, 2 file(s) with 9 error(s)"), "{out}");
 }
 
 #[test]
@@ -190,6 +190,9 @@ fn standalone_serves_schedules_and_runs_triggered_dags() {
             .stderr(Stdio::null()),
     );
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut demo_line = String::new();
+    stdout.read_line(&mut demo_line).unwrap();
+    assert!(demo_line.starts_with("demo Kafka broker on 127.0.0.1:"), "{demo_line}");
     let mut first_line = String::new();
     stdout.read_line(&mut first_line).unwrap();
     assert!(first_line.starts_with("created user `admin` with password: "), "{first_line}");

@@ -56,6 +56,22 @@ pub(super) async fn live_entries(
     Ok((list.entries().to_vec(), entries))
 }
 
+/// The manifests of the table's current snapshot.
+async fn current_manifests(table: &Table) -> Result<Vec<ManifestFile>, TableError> {
+    let Some(snapshot) = table.metadata().current_snapshot() else { return Ok(Vec::new()) };
+    let list = table.manifest_list_reader(snapshot).load().await?;
+    Ok(list.entries().to_vec())
+}
+
+/// Data files, records and bytes of the current snapshot as its summary states them (`None`
+/// when it does not state all three); an empty table has none of each.
+fn parent_totals(table: &Table) -> Option<(u64, u64, u64)> {
+    let Some(snapshot) = table.metadata().current_snapshot() else { return Some((0, 0, 0)) };
+    let summary = &snapshot.summary().additional_properties;
+    let total = |key: &str| summary.get(key).and_then(|v| v.parse::<u64>().ok());
+    Some((total("total-data-files")?, total("total-records")?, total("total-files-size")?))
+}
+
 fn new_snapshot_id(table: &Table) -> i64 {
     loop {
         let id = i64::from_str_radix(&hex_digits(15), 16).unwrap_or(1);
@@ -153,7 +169,14 @@ pub(super) async fn commit_change(
     let file_io = table.file_io();
     let snapshot_id = new_snapshot_id(table);
     let sequence_number = metadata.next_sequence_number();
-    let (manifests, live) = live_entries(table).await?;
+    // An append removes nothing: its totals come from the parent's summary, so it reads the
+    // manifest list but none of the manifests (a stream's commit stays cheap however many
+    // appends came before it).
+    let parent_totals = if operation == Operation::Append { parent_totals(table) } else { None };
+    let (manifests, live) = match parent_totals {
+        Some(_) => (current_manifests(table).await?, Vec::new()),
+        None => live_entries(table).await?,
+    };
     let (deleted, kept): (Vec<&ManifestEntryRef>, Vec<&ManifestEntryRef>) =
         live.iter().partition(|e| removes(e));
     // An append keeps the current manifests as they are; any other change rewrites the
@@ -213,7 +236,7 @@ pub(super) async fn commit_change(
             (files + 1, rows + f.record_count(), bytes + f.file_size_in_bytes())
         })
     };
-    let (kept_files, kept_rows, kept_bytes) = count(&kept);
+    let (kept_files, kept_rows, kept_bytes) = parent_totals.unwrap_or_else(|| count(&kept));
     let (deleted_files, deleted_rows, deleted_bytes) = count(&deleted);
     let added_rows: u64 = added.iter().map(DataFile::record_count).sum();
     let added_bytes: u64 = added.iter().map(DataFile::file_size_in_bytes).sum();

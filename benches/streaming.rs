@@ -1,0 +1,410 @@
+//! Streaming benchmarks (issue 14), Kafka → `kafka_ingest` → Iceberg, with one scheduler and
+//! one worker in this process on SQLite and a local warehouse:
+//!
+//! - **throughput**: `LAKEWARD_BENCH_EVENTS` (default 3,000,000) simulated web-log events of
+//!   about 300 bytes are produced to a 3-partition topic first, then ingested by tries of up to
+//!   1,000,000 records each; reports events/s over the tries' durations and the peak RSS of this
+//!   process while ingesting (VmHWM, reset after producing).
+//! - **freshness**: a producer thread sends 10,000 events/s (paced, event time = send time)
+//!   for `LAKEWARD_BENCH_SECONDS` (default 60) while a `@continuous` DAG ingests with
+//!   `max_wait = "1s"`; each row is visible from the end of the try that read it (a try's
+//!   window is found from the row's `_ingested_at`), so produce → visible = that end − the
+//!   row's event time. Reports p50 and p99.
+//! - **commits**: `LAKEWARD_BENCH_COMMITS` (default 3,600) micro-batches of 1,000 events, one
+//!   commit each, with compaction and snapshot expiry every 600 commits (what an hourly upkeep
+//!   DAG does); reports the commit time of the first and last 60 commits.
+//!
+//! Broker: `LAKEWARD_BENCH_KAFKA_BROKERS`, else `LAKEWARD_TEST_KAFKA_BROKERS` (tansu, as `.ci/run`
+//! starts it), else the in-process demo broker. `LAKEWARD_BENCH_PARTS` picks parts
+//! (`throughput,freshness,commits`).
+//! Run: `cargo bench --bench streaming`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMicrosecondType;
+use arrow_array::Array;
+use lakeward::dag::{compile, Dag};
+use lakeward::jobs::{ProducePlan, Registry, Source};
+use lakeward::lake::tables::{ScanRequest, Tables};
+use lakeward::lake::Warehouse;
+use lakeward::runtime::{shutdown_channel, ShutdownTrigger};
+use lakeward::scheduler::trigger::{create_run, RunRequest};
+use lakeward::scheduler::{Scheduler, SchedulerOptions};
+use lakeward::simulate::{Profile, Simulation};
+use lakeward::store::{dags, runs, tasks, DagRecord, Store, TaskInstanceRow};
+use lakeward::stream::produce::Limits;
+use lakeward::stream::{ensure_topic, Brokers};
+use lakeward::time::now_micros;
+use lakeward::versions::DagVersions;
+use lakeward::worker::{Worker, WorkerOptions};
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
+}
+
+/// This process's peak resident memory (VmHWM) in MB.
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+/// Starts the peak-RSS measurement anew (Linux: writing 5 to clear_refs resets VmHWM).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+struct Bench {
+    _dir: tempfile::TempDir,
+    store: Store,
+    versions: Arc<DagVersions>,
+    warehouse: Warehouse,
+    brokers: String,
+    stop: ShutdownTrigger,
+    handles: Vec<lakeward::process::Owned<()>>,
+}
+
+impl Bench {
+    /// Starts a scheduler and a worker on a fresh database; `dags` (id, source) are the DAG
+    /// folder.
+    async fn start(brokers: &str, dags: &[(&str, String)]) -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("dags");
+        std::fs::create_dir_all(&folder).unwrap();
+        for (id, source) in dags {
+            std::fs::write(folder.join(format!("{id}.toml")), source).unwrap();
+        }
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("lakeward.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let versions = Arc::new(DagVersions::new(store.clone(), Registry::builtin()));
+        let warehouse = Warehouse::open(dir.path().join("warehouse").to_str().unwrap()).unwrap();
+        let (stop, shutdown) = shutdown_channel();
+        let scheduler = Scheduler::new(
+            store.clone(),
+            versions.clone(),
+            SchedulerOptions {
+                pools: Default::default(),
+                dags_folder: Some(folder),
+                create_scheduled_runs: true,
+                poll_interval: Duration::from_millis(200),
+                dag_refresh_interval: Duration::from_secs(1),
+                heartbeat_timeout: Duration::from_secs(60),
+            },
+        );
+        let worker = Worker::new(
+            store.clone(),
+            versions.clone(),
+            WorkerOptions {
+                slots: 4,
+                queues: vec!["default".into()],
+                heartbeat_interval: Duration::from_secs(5),
+                poll_interval: Duration::from_millis(200),
+                warehouse: warehouse.clone(),
+                catalog: Default::default(),
+                kafka: Some(Brokers::new(brokers).unwrap()),
+            },
+        );
+        let handles = vec![
+            lakeward::process::spawn_owned(scheduler.run(shutdown.clone())),
+            lakeward::process::spawn_owned(worker.run(shutdown)),
+        ];
+        Bench { _dir: dir, store, versions, warehouse, brokers: brokers.into(), stop, handles }
+    }
+
+    async fn register(&self, source: &str, id: &str) -> Arc<Dag> {
+        let file = format!("{id}.toml");
+        let dag = Arc::new(compile(&file, source, id, &Registry::builtin()).unwrap());
+        dags::register(self.store.write(), &DagRecord::from(dag.as_ref()), now_micros())
+            .await
+            .unwrap();
+        self.versions.insert(dag.clone());
+        dag
+    }
+
+    /// Runs `dag` once and returns its one task.
+    async fn run_once(&self, dag: &Arc<Dag>) -> TaskInstanceRow {
+        let request = RunRequest::manual(chrono::Utc::now(), Default::default());
+        let run = create_run(&self.store, dag, request).await.unwrap();
+        loop {
+            let current = runs::by_pk(self.store.read(), run.pk).await.unwrap().unwrap();
+            if current.state.is_finished() {
+                let ti = tasks::of_runs(self.store.read(), &[run.pk]).await.unwrap().remove(0);
+                assert!(ti.error.is_none(), "the ingest failed: {:?}", ti.error);
+                return ti;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn tables(&self) -> Tables {
+        Tables::open(&self.store, &self.warehouse, &Default::default()).await.unwrap()
+    }
+
+    async fn stop(self) {
+        self.stop.trigger();
+        for handle in self.handles {
+            let _ = handle.await;
+        }
+        self.store.close().await;
+    }
+}
+
+/// A DAG ingesting `topic` into `table`; `options` are more task fields.
+fn ingest_source(topic: &str, table: &str, schedule: &str, options: &str) -> String {
+    format!(
+        r#"
+        {schedule}
+        [tasks.ingest]
+        kind = "kafka_ingest"
+        topic = "{topic}"
+        table = "{table}"
+        event_time = "timestamp"
+        {options}
+        [tasks.ingest.columns]
+        event_id = "string"
+        timestamp = "datetime"
+        ip = "string"
+        method = "string"
+        endpoint = "string"
+        status_code = "integer"
+        response_time_ms = "float"
+        bytes = "integer"
+        user_agent = "string"
+        anomaly = "string"
+        "#
+    )
+}
+
+/// A plan sending web logs to `topic`: `count` events, paced at `rate` (0: as fast as
+/// possible), event time starting now.
+fn web_logs(topic: &str, count: u64, rate: f64, seed: u64) -> ProducePlan {
+    ProducePlan {
+        topic: topic.into(),
+        partitions: 3,
+        source: Source::Simulated(Simulation {
+            profile: Profile::WebLogs,
+            seed,
+            rate: if rate > 0.0 { rate } else { 10_000.0 },
+            start: chrono::Utc::now(),
+            anomaly_rate: 0.01,
+            late_share: 0.0,
+            max_delay: Duration::ZERO,
+        }),
+        rate,
+        limits: Limits { count: Some(count), duration: None, paced: rate > 0.0 },
+    }
+}
+
+/// The topic of a part of this benchmark.
+fn topic(part: &str) -> String {
+    format!("bench_{part}_{}", std::process::id())
+}
+
+const THROUGHPUT_OPTIONS: &str = r#"max_records = 1000000
+        max_wait = "10m"
+        stop_at_end = true"#;
+const COMMITS_OPTIONS: &str = r#"max_wait = "30s"
+        stop_at_end = true"#;
+
+/// The DAG files of the benchmark: manual ingests for throughput and commits, and the
+/// continuous ingest of the freshness part (paused until that part starts).
+fn dag_files() -> Vec<(&'static str, String)> {
+    let continuous = "schedule = \"@continuous\"\npaused_on_creation = true";
+    vec![
+        (
+            "throughput",
+            ingest_source(&topic("throughput"), "bronze.bench_throughput", "", THROUGHPUT_OPTIONS),
+        ),
+        (
+            "freshness",
+            ingest_source(
+                &topic("freshness"),
+                "bronze.bench_freshness",
+                continuous,
+                "max_wait = \"1s\"",
+            ),
+        ),
+        ("commits", ingest_source(&topic("commits"), "bronze.bench_commits", "", COMMITS_OPTIONS)),
+    ]
+}
+
+async fn throughput(bench: &Bench) {
+    let events = env_number("LAKEWARD_BENCH_EVENTS", 3_000_000);
+    let topic = topic("throughput");
+    let brokers = Brokers::new(&bench.brokers).unwrap();
+    ensure_topic(&brokers, &topic, 3).await.unwrap();
+    let produced = web_logs(&topic, events, 0.0, 1).run(brokers, || false).await.unwrap();
+    println!(
+        "throughput: produced {} events ({:.0} bytes each) in {:.1} s ({:.0} events/s)",
+        produced.events,
+        produced.bytes as f64 / produced.events as f64,
+        produced.seconds,
+        produced.events as f64 / produced.seconds
+    );
+    let source = ingest_source(&topic, "bronze.bench_throughput", "", THROUGHPUT_OPTIONS);
+    let dag = bench.register(&source, "throughput").await;
+    reset_peak_rss();
+    let (mut read, mut busy) = (0u64, 0.0f64);
+    let started = Instant::now();
+    while read < produced.events {
+        let ti = bench.run_once(&dag).await;
+        let records = ti.outputs["records"].as_u64().unwrap_or(0);
+        let seconds = (ti.ended_at.unwrap() - ti.started_at.unwrap()) as f64 / 1e6;
+        println!(
+            "  try: {records} records in {seconds:.2} s ({:.0}/s), commit {} ms",
+            records as f64 / seconds,
+            ti.outputs["commit_ms"]
+        );
+        read += records;
+        busy += seconds;
+        if records == 0 {
+            break;
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    println!(
+        "throughput: ingested {read} events in {busy:.1} s of tries ({:.0} events/s; {wall:.1} s \
+         wall, {:.0} events/s with scheduling); peak RSS while ingesting {:.0} MB",
+        read as f64 / busy,
+        read as f64 / wall,
+        peak_rss_mb()
+    );
+}
+
+async fn freshness(bench: &Bench) {
+    let seconds = env_number("LAKEWARD_BENCH_SECONDS", 60);
+    let rate = 10_000.0;
+    let topic = topic("freshness");
+    let brokers = Brokers::new(&bench.brokers).unwrap();
+    ensure_topic(&brokers, &topic, 3).await.unwrap();
+    let table = "bronze.bench_freshness";
+    let producer = web_logs(&topic, (rate as u64) * seconds, rate, 2);
+    let sending = tokio::spawn(producer.run(brokers, || false));
+    dags::set_paused(bench.store.write(), "freshness", false).await.unwrap();
+    let sent = sending.await.unwrap().unwrap();
+    // Let the last events in, then stop the continuous DAG.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    dags::set_paused(bench.store.write(), "freshness", true).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let all = runs::list(bench.store.read(), "freshness", 100_000, 0).await.unwrap();
+    let pks: Vec<i64> = all.iter().map(|r| r.pk).collect();
+    let mut windows: Vec<(i64, i64)> = tasks::of_runs(bench.store.read(), &pks)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|t| Some((t.started_at?, t.ended_at?)))
+        .collect();
+    windows.sort();
+    let scan = bench.tables().await.scan(table, &ScanRequest::default()).await.unwrap();
+    let mut delays = Vec::new();
+    for batch in &scan.batches {
+        let times =
+            batch.column_by_name("timestamp").unwrap().as_primitive::<TimestampMicrosecondType>();
+        let read = batch
+            .column_by_name("_ingested_at")
+            .unwrap()
+            .as_primitive::<TimestampMicrosecondType>();
+        for i in 0..batch.num_rows() {
+            if times.is_null(i) {
+                continue;
+            }
+            let at = read.value(i);
+            let window = windows.partition_point(|(start, _)| *start <= at);
+            if let Some((_, end)) = windows.get(window.wrapping_sub(1)) {
+                delays.push((end - times.value(i)) as f64 / 1e6);
+            }
+        }
+    }
+    delays.sort_by(f64::total_cmp);
+    println!(
+        "freshness: {} events sent at {rate:.0}/s for {seconds} s, {} rows visible, {} runs; \
+         produce → visible p50 {:.2} s, p99 {:.2} s, max {:.2} s",
+        sent.events,
+        delays.len(),
+        windows.len(),
+        percentile(&delays, 0.5),
+        percentile(&delays, 0.99),
+        delays.last().copied().unwrap_or_default()
+    );
+}
+
+async fn commits(bench: &Bench) {
+    let count = env_number("LAKEWARD_BENCH_COMMITS", 3_600) as usize;
+    let topic = topic("commits");
+    let brokers = Brokers::new(&bench.brokers).unwrap();
+    ensure_topic(&brokers, &topic, 3).await.unwrap();
+    let table = "bronze.bench_commits";
+    let dag = bench.register(&ingest_source(&topic, table, "", COMMITS_OPTIONS), "commits").await;
+    let mut commit_ms = Vec::with_capacity(count);
+    let started = Instant::now();
+    for i in 0..count {
+        web_logs(&topic, 1_000, 0.0, 100 + i as u64).run(brokers.clone(), || false).await.unwrap();
+        let ti = bench.run_once(&dag).await;
+        commit_ms.push(ti.outputs["commit_ms"].as_f64().unwrap_or(0.0));
+        if (i + 1) % 600 == 0 {
+            let tables = bench.tables().await;
+            tables.compact(table).await.unwrap();
+            let hour_ago = chrono::Utc::now().timestamp_millis() - 60_000;
+            tables.expire_snapshots(table, hour_ago, 10).await.unwrap();
+            let window = &commit_ms[commit_ms.len() - 60..];
+            println!(
+                "  {} commits in {:.0} s: last 60 commits {:.1} ms on average",
+                i + 1,
+                started.elapsed().as_secs_f64(),
+                window.iter().sum::<f64>() / 60.0
+            );
+        }
+    }
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
+    let n = commit_ms.len().min(60);
+    let (first, last) = (mean(&commit_ms[..n]), mean(&commit_ms[commit_ms.len() - n..]));
+    println!(
+        "commits: {count} micro-batches of 1000 events: first 60 commits {first:.1} ms on \
+         average, last 60 {last:.1} ms ({:.2}x)",
+        last / first
+    );
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let configured = std::env::var("LAKEWARD_BENCH_KAFKA_BROKERS")
+            .or_else(|_| std::env::var("LAKEWARD_TEST_KAFKA_BROKERS"))
+            .ok();
+        let demo = match configured {
+            Some(_) => None,
+            None => Some(lakeward::stream::demo::DemoBroker::start(&[]).unwrap()),
+        };
+        let brokers =
+            configured.unwrap_or_else(|| demo.as_ref().unwrap().brokers().as_str().into());
+        println!(
+            "broker: {brokers}{}",
+            if demo.is_some() { " (in-process demo broker)" } else { "" }
+        );
+        let parts = std::env::var("LAKEWARD_BENCH_PARTS")
+            .unwrap_or_else(|_| "throughput,freshness,commits".into());
+        let bench = Bench::start(&brokers, &dag_files()).await;
+        // The scheduler registers the DAG folder on its first pass.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for part in parts.split(',') {
+            match part.trim() {
+                "throughput" => throughput(&bench).await,
+                "freshness" => freshness(&bench).await,
+                "commits" => commits(&bench).await,
+                other => panic!("unknown part `{other}`"),
+            }
+        }
+        bench.stop().await;
+    });
+}
