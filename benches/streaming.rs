@@ -289,7 +289,7 @@ async fn freshness(bench: &Bench) {
     ensure_topic(&brokers, &topic, 3).await.unwrap();
     let table = "bronze.bench_freshness";
     let producer = web_logs(&topic, (rate as u64) * seconds, rate, 2);
-    let sending = tokio::spawn(producer.run(brokers, || false));
+    let sending = lakeward::process::spawn_owned(producer.run(brokers, || false));
     dags::set_paused(bench.store.write(), "freshness", false).await.unwrap();
     let sent = sending.await.unwrap().unwrap();
     // Let the last events in, then stop the continuous DAG.
