@@ -19,6 +19,7 @@ use super::views::*;
 use super::{lookup, AppState};
 use crate::dag::{Dag, ParamType};
 use crate::domain::{RunState, TaskState};
+use crate::schedule::Schedule;
 use crate::scheduler::control;
 use crate::scheduler::trigger::{create_run, RunRequest, TriggerError};
 use crate::store::{dags, logs, runs, stats, tasks};
@@ -164,10 +165,14 @@ pub async fn dag(
         grid: None,
         graph: None,
         history: None,
+        stream: None,
         source: None,
         pager: None,
         live: false,
     };
+    if matches!(dag.schedule, Some(Schedule::Continuous { .. })) {
+        page.stream = stream_chart(&state, &dag_id).await?;
+    }
     let number = page_number(query.page);
     let paged_runs = |runs_total: i64| {
         Some(Pager::new(&format!("{href}?tab={tab}&"), number, RUNS_PER_PAGE, runs_total))
@@ -215,6 +220,37 @@ pub async fn dag(
         }
     }
     html(page)
+}
+
+/// Runs a stream chart covers.
+const STREAM_CHART_RUNS: i64 = 120;
+
+/// Records per second and lag of the recent finished runs of a stream DAG (what its tasks'
+/// `records` and `lag` outputs say); `None` if its tasks report neither.
+async fn stream_chart(state: &AppState, dag_id: &str) -> Result<Option<StreamChart>, WebError> {
+    let recent = runs::list(state.store.read(), dag_id, STREAM_CHART_RUNS, 0).await?;
+    let finished: Vec<&RunRow> = recent.iter().filter(|r| r.state.is_finished()).collect();
+    let pks: Vec<i64> = finished.iter().map(|r| r.pk).collect();
+    let mut per_run: HashMap<i64, (f64, f64, bool)> = HashMap::new();
+    for ti in tasks::of_runs(state.store.read(), &pks).await? {
+        let number = |key: &str| ti.outputs.get(key).and_then(Value::as_f64);
+        let entry = per_run.entry(ti.run_pk).or_default();
+        if let Some(records) = number("records") {
+            entry.0 += records;
+            entry.2 = true;
+        }
+        entry.1 += number("lag").unwrap_or(0.0);
+    }
+    let points: Vec<StreamPoint> = finished
+        .iter()
+        .rev()
+        .filter_map(|run| {
+            let (records, lag, reported) = per_run.get(&run.pk).copied()?;
+            let seconds = (run.ended_at? - run.started_at?) as f64 / 1e6;
+            reported.then_some(StreamPoint { records, seconds, lag })
+        })
+        .collect();
+    Ok(StreamChart::of(&points))
 }
 
 /// Columns are `runs` oldest first; rows the DAG's tasks, upstreams first.
@@ -494,7 +530,7 @@ pub async fn task(
     let outputs = ti
         .outputs
         .iter()
-        .filter(|(key, _)| key.as_str() != "checks")
+        .filter(|(key, _)| !matches!(key.as_str(), "checks" | "partitions"))
         .map(|(key, value)| {
             let text = serde_json::to_string_pretty(value).unwrap_or_default();
             (key.clone(), text)
@@ -522,6 +558,7 @@ pub async fn task(
         error: ti.error.clone().unwrap_or_default(),
         progress: progress_text(&ti),
         checks: CheckView::list(&ti.outputs),
+        partitions: PartitionView::list(&ti.outputs),
         outputs,
         log: lines
             .iter()

@@ -249,6 +249,63 @@ impl DurationChart {
     }
 }
 
+/// Throughput and lag of a stream over its recent runs, as two lines.
+pub struct StreamChart {
+    pub width: i64,
+    pub height: i64,
+    /// SVG polyline points, oldest left.
+    pub throughput: String,
+    pub lag: String,
+    pub peak_throughput: String,
+    pub peak_lag: String,
+    pub latest: String,
+}
+
+/// What one finished run of a stream did.
+pub struct StreamPoint {
+    pub records: f64,
+    pub seconds: f64,
+    pub lag: f64,
+}
+
+impl StreamChart {
+    /// `points` oldest first; `None` without two points to draw.
+    pub fn of(points: &[StreamPoint]) -> Option<StreamChart> {
+        const WIDTH: i64 = 600;
+        const HEIGHT: i64 = 80;
+        if points.len() < 2 {
+            return None;
+        }
+        let rates: Vec<f64> = points.iter().map(|p| p.records / p.seconds.max(1e-3)).collect();
+        let lags: Vec<f64> = points.iter().map(|p| p.lag).collect();
+        let line = |values: &[f64]| {
+            let peak = values.iter().copied().fold(0.0, f64::max).max(1.0);
+            let step = WIDTH as f64 / (values.len() - 1) as f64;
+            let points: Vec<String> = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let y = (HEIGHT - 4) as f64 * (1.0 - v / peak) + 2.0;
+                    format!("{:.1},{y:.1}", i as f64 * step)
+                })
+                .collect();
+            (points.join(" "), peak)
+        };
+        let (throughput, peak_rate) = line(&rates);
+        let (lag, peak_lag) = line(&lags);
+        let last = points.len() - 1;
+        Some(StreamChart {
+            width: WIDTH,
+            height: HEIGHT,
+            throughput,
+            lag,
+            peak_throughput: format!("{peak_rate:.0} records/s"),
+            peak_lag: format!("{peak_lag:.0} records"),
+            latest: format!("{:.0} records/s, lag {:.0}", rates[last], lags[last]),
+        })
+    }
+}
+
 pub struct GridView {
     pub columns: Vec<GridColumn>,
     pub rows: Vec<GridRow>,
@@ -285,6 +342,8 @@ pub struct DagPage {
     pub grid: Option<GridView>,
     pub graph: Option<GraphView>,
     pub history: Option<HistoryView>,
+    /// A continuous DAG's throughput and lag over its recent runs.
+    pub stream: Option<StreamChart>,
     pub source: Option<SourceView>,
     pub pager: Option<Pager>,
     pub live: bool,
@@ -394,6 +453,36 @@ impl CheckView {
     }
 }
 
+/// One partition of a stream-ingest try: where it read from and to, and what was left.
+pub struct PartitionView {
+    pub partition: String,
+    pub from: String,
+    pub to: String,
+    pub records: String,
+    pub dead_letters: String,
+    pub lag: String,
+}
+
+impl PartitionView {
+    /// The `partitions` output of a `kafka_ingest` task, if it has one.
+    pub fn list(outputs: &serde_json::Map<String, Value>) -> Vec<PartitionView> {
+        let Some(Value::Array(partitions)) = outputs.get("partitions") else { return Vec::new() };
+        let text = |v: &Value, key: &str| v.get(key).map_or_else(String::new, Value::to_string);
+        partitions
+            .iter()
+            .filter(|p| p.is_object())
+            .map(|p| PartitionView {
+                partition: text(p, "partition"),
+                from: text(p, "from"),
+                to: text(p, "to"),
+                records: text(p, "records"),
+                dead_letters: text(p, "dead_letters"),
+                lag: text(p, "lag"),
+            })
+            .collect()
+    }
+}
+
 #[derive(Template)]
 #[template(path = "task.html")]
 pub struct TaskPage {
@@ -420,6 +509,7 @@ pub struct TaskPage {
     pub progress: String,
     pub outputs: Vec<(String, String)>,
     pub checks: Vec<CheckView>,
+    pub partitions: Vec<PartitionView>,
     pub log: Vec<LogLineView>,
     /// More lines exist than are shown.
     pub log_truncated: bool,

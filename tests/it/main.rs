@@ -9,6 +9,7 @@ mod common;
 
 mod browser;
 mod cli;
+mod compose;
 mod custom_kind;
 mod dag_files;
 mod ecommerce;

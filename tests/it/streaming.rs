@@ -55,7 +55,11 @@ fn send_raw(brokers: &str, topic: &str, payloads: &[Vec<u8>]) {
 
 /// A DAG reading `topic` into `bronze.web_logs` until the end of the partitions.
 fn ingest_dag(brokers: &str, topic: &str, extra: &str) -> std::sync::Arc<lakeward::dag::Dag> {
-    dag(&format!(
+    dag(&ingest_dag_source(brokers, topic, extra))
+}
+
+fn ingest_dag_source(brokers: &str, topic: &str, extra: &str) -> String {
+    format!(
         r#"
         [tasks.ingest]
         kind = "kafka_ingest"
@@ -79,7 +83,7 @@ fn ingest_dag(brokers: &str, topic: &str, extra: &str) -> std::sync::Arc<lakewar
         user_agent = "string"
         anomaly = "string"
         "#
-    ))
+    )
 }
 
 struct Lake {
@@ -277,4 +281,76 @@ async fn the_demo_broker_carries_a_stream_from_producer_to_table() {
     let data = lake.scan("bronze.web_logs").await;
     assert_eq!(strings(&data, "endpoint").len(), 500);
     lake.harness.stop().await;
+}
+
+/// Percent-encodes everything but letters, digits and `-_.~` (a run id in a URL path).
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continuous_ingest_shows_partitions_throughput_and_lag() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use lakeward::store::runs;
+
+    let demo = lakeward::stream::demo::DemoBroker::start(&[("ui_logs", 2)]).unwrap();
+    let brokers = demo.brokers().as_str().to_string();
+    produce(&brokers, "ui_logs", 400, 5).await;
+    let folder = tempfile::tempdir().unwrap();
+    let source = ingest_dag_source(&brokers, "ui_logs", "").replacen(
+        "[tasks.ingest]",
+        "schedule = \"@continuous\"\n[tasks.ingest]",
+        1,
+    );
+    std::fs::write(folder.path().join("stream.toml"), source).unwrap();
+    let db = common::sqlite();
+    let options =
+        HarnessOptions { dags_folder: Some(folder.path().to_path_buf()), ..Default::default() };
+    let h = Harness::start_with(&db, options).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let finished = loop {
+        let all = runs::list(h.store.read(), "stream", 100, 0).await.unwrap();
+        let finished: Vec<_> = all.into_iter().filter(|r| r.state.is_finished()).collect();
+        if finished.len() >= 3 {
+            break finished;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "too few runs");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut config = lakeward::config::Config::default();
+    config.web.auth = false;
+    let router = lakeward::web::app(lakeward::web::AppState::new(
+        h.store.clone(),
+        h.versions.clone(),
+        &config,
+    ));
+    let get = |path: String| {
+        let request = Request::get(path).header("host", "127.0.0.1").body(Body::empty()).unwrap();
+        common::web::send(&router, request)
+    };
+    let dag_page = get("/dags/stream".into()).await;
+    assert!(dag_page.body.contains("id=\"stream-chart\""), "{}", dag_page.body);
+    assert!(dag_page.body.contains("<polyline class=\"line lag\""));
+    let first = finished.last().unwrap();
+    let task_page = get(format!("/dags/stream/runs/{}/tasks/ingest", encode(&first.run_id))).await;
+    assert!(task_page.body.contains("<h2>Kafka partitions</h2>"), "{}", task_page.body);
+    assert!(task_page.body.contains("<td>0 → "), "{}", task_page.body);
+    let metrics = get("/metrics".into()).await;
+    assert!(
+        metrics.body.contains(
+            "lakeward_stream_records_total{table=\"bronze.web_logs\",topic=\"ui_logs\"} 400"
+        ),
+        "{}",
+        metrics.body
+    );
+    assert!(metrics.body.contains("# TYPE lakeward_stream_consumer_lag gauge"));
+    h.stop().await;
 }

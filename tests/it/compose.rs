@@ -1,0 +1,91 @@
+//! What can be checked of `docker-compose.yml` without Docker: every `LAKEWARD_*` variable a
+//! lakeward service sets is a setting that loads and passes the configuration's checks, every
+//! service the lakeward services wait for exists, and the streaming DAGs' cluster is the
+//! compose file's Kafka service.
+
+use std::collections::BTreeMap;
+
+use lakeward::config::Config;
+
+/// The compose file's services, each as its lines (two-space-indented service names).
+fn services(text: &str) -> BTreeMap<String, Vec<String>> {
+    let mut services = BTreeMap::new();
+    let mut current: Option<String> = None;
+    let mut in_services = false;
+    for line in text.lines() {
+        if !line.starts_with(' ') && !line.is_empty() {
+            in_services = line.starts_with("services:");
+            current = None;
+            continue;
+        }
+        if !in_services {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':')) {
+            if !name.starts_with(' ') {
+                current = Some(name.to_string());
+                services.insert(name.to_string(), Vec::new());
+                continue;
+            }
+        }
+        if let Some(name) = &current {
+            services.get_mut(name).unwrap().push(line.to_string());
+        }
+    }
+    services
+}
+
+/// `KEY: value` lines of `lines` whose key starts with `prefix`.
+fn variables(lines: &[String], prefix: &str) -> Vec<(String, String)> {
+    lines
+        .iter()
+        .filter_map(|l| l.trim().split_once(": "))
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(k, v)| (k.to_string(), v.trim().trim_matches('"').to_string()))
+        .collect()
+}
+
+#[test]
+fn the_compose_stack_sets_only_valid_settings_and_wires_kafka() {
+    let text = std::fs::read_to_string("docker-compose.yml").unwrap();
+    let services = services(&text);
+    for needed in ["postgres", "minio", "kafka", "scheduler", "worker", "web"] {
+        assert!(services.contains_key(needed), "no `{needed}` service in {:?}", services.keys());
+    }
+    // The shared lakeward settings (the `x-lakeward` anchor), then each service's own.
+    let anchor: Vec<String> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("x-lakeward:"))
+        .take_while(|l| !l.starts_with("services:"))
+        .map(String::from)
+        .collect();
+    let shared = variables(&anchor, "LAKEWARD_");
+    assert!(shared.iter().any(|(k, v)| k == "LAKEWARD_KAFKA_BROKERS" && v == "kafka:9092"));
+    for (name, lines) in services.iter().filter(|(_, l)| l.iter().any(|l| l.contains("lakeward"))) {
+        let own = variables(lines, "LAKEWARD_");
+        let vars = if own.is_empty() { shared.clone() } else { own };
+        let config = Config::load_with(vars.clone())
+            .unwrap_or_else(|e| panic!("service `{name}`: {e}\n{vars:?}"));
+        assert!(config.database_url().starts_with("postgres://"), "{name}");
+    }
+    // Every service the lakeward services wait for exists.
+    let waited: Vec<&str> = anchor
+        .iter()
+        .skip_while(|l| l.trim() != "depends_on:")
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .filter(|l| !l.starts_with("      "))
+        .filter_map(|l| l.trim().strip_suffix(':'))
+        .collect();
+    assert!(waited.contains(&"kafka") && waited.contains(&"postgres"), "{waited:?}");
+    for name in waited {
+        assert!(services.contains_key(name), "the lakeward services wait for `{name}`");
+    }
+    let kafka = &services["kafka"];
+    let kafka_vars = variables(kafka, "KAFKA_");
+    let listeners = kafka_vars.iter().find(|(k, _)| k == "KAFKA_ADVERTISED_LISTENERS").unwrap();
+    assert!(listeners.1.contains("PLAINTEXT://kafka:9092"), "{listeners:?}");
+    let roles = kafka_vars.iter().find(|(k, _)| k == "KAFKA_PROCESS_ROLES").unwrap();
+    assert_eq!(roles.1, "broker,controller", "KRaft: no ZooKeeper");
+    assert!(!text.contains("zookeeper"));
+}
