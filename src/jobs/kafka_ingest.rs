@@ -275,8 +275,12 @@ impl Job for KafkaIngest {
             done.commit_ms
         ));
         for p in &done.partitions {
+            let skipped = match p.skipped {
+                0 => String::new(),
+                n => format!(" ({n} offsets without a record: transaction markers, compaction)"),
+            };
             ctx.log.info(format!(
-                "partition {}: offsets {} → {}, {} records, {} dead letters, lag {}",
+                "partition {}: offsets {} → {}, {} records, {} dead letters, lag {}{skipped}",
                 p.partition, p.from, p.to, p.records, p.dead_letters, p.lag
             ));
         }

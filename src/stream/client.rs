@@ -89,6 +89,7 @@ impl Brokers {
             .set("auto.offset.reset", "error")
             .set("fetch.wait.max.ms", "100")
             .set("queued.max.messages.kbytes", "65536")
+            .set("queued.min.messages", "20000")
             .create()
             .map_err(|e| self.error(e))
     }

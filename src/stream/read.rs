@@ -22,6 +22,8 @@ use super::{Brokers, StreamError};
 const SETTLE: Duration = Duration::from_millis(250);
 /// How long the probe of a partition's true end waits for its first record.
 const PROBE: Duration = Duration::from_secs(3);
+/// Records a read may take beyond its limit to end where a fetch ended.
+const DRAIN_CAP: u64 = 100_000;
 /// The longest single poll, so cancellation and deadlines are noticed quickly.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -37,7 +39,8 @@ pub struct ReadRequest {
     /// Where the stream stopped.
     pub marker: Marker,
     pub on_offsets_reset: ResetPolicy,
-    /// Stop after this many records (rows and dead letters).
+    /// Stop after this many records (rows and dead letters), plus what the client has already
+    /// fetched (a read ends at the end of a record batch).
     pub max_records: u64,
     /// Stop after reading for this long.
     pub max_wait: Duration,
@@ -57,6 +60,9 @@ pub struct PartitionRead {
     pub to: i64,
     pub records: u64,
     pub dead_letters: u64,
+    /// Offsets between `from` and `to` the broker did not return (transaction markers,
+    /// compacted records).
+    pub skipped: u64,
     /// Records left in the partition when the read ended (as its high watermark says).
     pub lag: i64,
 }
@@ -107,7 +113,15 @@ pub fn read(
         assignment
             .add_partition_offset(topic, partition, Offset::Offset(from))
             .map_err(|e| brokers.error(e))?;
-        let read = PartitionRead { partition, from, to: from, records: 0, dead_letters: 0, lag: 0 };
+        let read = PartitionRead {
+            partition,
+            from,
+            to: from,
+            records: 0,
+            dead_letters: 0,
+            skipped: 0,
+            lag: 0,
+        };
         progress.insert(partition, read);
         ends.insert(partition, high);
     }
@@ -116,9 +130,17 @@ pub fn read(
     let mut dead_letters = Vec::new();
     let mut records = 0u64;
     let deadline = Instant::now() + request.max_wait;
+    // Once a limit is reached, what the client has already fetched is still taken (up to
+    // DRAIN_CAP records), so a read ends where a fetch ended: at the end of a record batch.
+    // (Some brokers answer a fetch from the middle of a batch with the batches after it,
+    // which would skip the rest of that batch.)
+    let mut draining: Option<u64> = None;
     loop {
         let now = Instant::now();
-        if records >= request.max_records || now >= deadline {
+        if draining.is_none() && (records >= request.max_records || now >= deadline) {
+            draining = Some(records);
+        }
+        if draining.is_some_and(|from| records - from >= DRAIN_CAP) {
             break;
         }
         if cancelled() {
@@ -126,9 +148,13 @@ pub fn read(
         }
         let at_end = request.stop_at_end
             && progress.values().all(|p| p.to >= ends.get(&p.partition).copied().unwrap_or(0));
-        let wait = if at_end { SETTLE } else { POLL }.min(deadline - now);
+        let wait = match draining {
+            Some(_) => Duration::ZERO,
+            None if at_end => SETTLE.min(deadline - now),
+            None => POLL.min(deadline - now),
+        };
         let message = match consumer.poll(wait) {
-            None if at_end => break,
+            None if at_end || draining.is_some() => break,
             None => continue,
             Some(Err(e)) => return Err(brokers.error(e)),
             Some(Ok(message)) => message,
@@ -138,15 +164,12 @@ pub fn read(
         if offset < read.to {
             continue;
         }
+        // Offsets a broker leaves out (transaction markers, compacted records).
+        read.skipped += (offset - read.to) as u64;
         let ingested_at = chrono::Utc::now().timestamp_micros();
         if let Err(reason) = decoder.push(message.payload(), partition, offset, ingested_at) {
-            dead_letters.push(dead_letter(
-                message.payload(),
-                message.key(),
-                partition,
-                offset,
-                reason,
-            ));
+            let letter = dead_letter(message.payload(), message.key(), partition, offset, reason);
+            dead_letters.push(letter);
             read.dead_letters += 1;
         }
         read.to = offset + 1;

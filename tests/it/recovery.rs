@@ -433,3 +433,135 @@ async fn a_full_disk_under_sqlite_fails_writes_and_releases_the_lock() {
     assert!(failures > 0, "the disk never filled up");
     store.close().await;
 }
+
+/// The issue's crash test: events with unique ids and malformed messages in a topic, a
+/// continuous ingest DAG in `lakeward scheduler` + `lakeward worker` processes on Postgres,
+/// the worker killed with SIGKILL again and again at random moments while it ingests and
+/// restarted each time; then pyiceberg reads exactly the ids sent, once each, and exactly the
+/// malformed messages among the dead letters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_worker_while_it_ingests_loses_and_doubles_no_event() {
+    use crate::streaming::{ingest_dag_source, produce, send_raw};
+    use lakeward::stream::{ensure_topic, Brokers};
+
+    let Some(db) = common::postgres().await else { return };
+    let Some(brokers) = common::kafka() else { return };
+    let Some(python) = common::python_with_pyiceberg() else { return };
+    let topic = common::unique_topic("crash");
+    ensure_topic(&Brokers::new(&brokers).unwrap(), &topic, 3).await.unwrap();
+    let malformed: Vec<Vec<u8>> = vec![
+        b"{\"event_id\":".to_vec(),
+        b"null".to_vec(),
+        br#"{"event_id":"late","timestamp":"not a time"}"#.to_vec(),
+        br#"{"event_id":"typed","timestamp":"2026-11-26T10:00:00Z","bytes":"many"}"#.to_vec(),
+        br#"{"event_id":"nested","timestamp":"2026-11-26T10:00:00Z","status_code":{"code":200}}"#
+            .to_vec(),
+    ];
+    produce(&brokers, &topic, 8_000, 11).await;
+    send_raw(&brokers, &topic, &malformed[..2]);
+    produce(&brokers, &topic, 8_000, 12).await;
+    send_raw(&brokers, &topic, &malformed[2..]);
+    produce(&brokers, &topic, 4_000, 13).await;
+    const EVENTS: usize = 20_000;
+
+    let dag = ingest_dag_source(&brokers, &topic, "retries = 50\nretry_delay = \"0s\"")
+        .replacen("[tasks.ingest]", "schedule = \"@continuous\"\n[tasks.ingest]", 1)
+        .replace("stop_at_end = true", "max_records = 1500")
+        .replace("max_wait = \"60s\"", "max_wait = \"2s\"");
+    let home = home_with("stream", &dag);
+    let store = Store::open(&db.url).await.unwrap();
+    let _scheduler = spawn(home.path(), &db.url, &["scheduler"]);
+    let mut worker = spawn(home.path(), &db.url, &["worker"]);
+    until_loaded(&store, "stream").await;
+    let mut seed = std::process::id() as u64 ^ now_nanos();
+    for _ in 0..6 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let pause = Duration::from_millis(300 + (seed >> 33) % 1200);
+        tokio::time::sleep(pause).await;
+        worker.kill_now(); // SIGKILL, mid-read, mid-write or mid-commit: whatever it was doing
+        worker = spawn(home.path(), &db.url, &["worker"]);
+    }
+
+    let warehouse =
+        lakeward::lake::Warehouse::open(home.path().join("warehouse").to_str().unwrap()).unwrap();
+    let tables = lakeward::lake::tables::Tables::open(&store, &warehouse, &Default::default())
+        .await
+        .unwrap();
+    let request = lakeward::lake::tables::ScanRequest::default();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let rows = match tables.scan("bronze.web_logs", &request).await {
+            Ok(scan) => common::rows(&scan.batches),
+            Err(_) => 0,
+        };
+        if rows >= EVENTS {
+            break;
+        }
+        if Instant::now() > deadline {
+            let all = runs::list(store.read(), "stream", 20, 0).await.unwrap();
+            let pks: Vec<i64> = all.iter().map(|r| r.pk).collect();
+            let tis = tasks::of_runs(store.read(), &pks).await.unwrap();
+            let states: Vec<String> = tis
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{} try {} {:?} {:?}",
+                        t.state,
+                        t.try_number,
+                        t.error,
+                        t.outputs.get("records")
+                    )
+                })
+                .collect();
+            panic!("{rows} of {EVENTS} rows after 180 s; newest tasks:\n{}", states.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let all = runs::list(store.read(), "stream", 10_000, 0).await.unwrap();
+    let pks: Vec<i64> = all.iter().map(|r| r.pk).collect();
+    let retried = tasks::of_runs(store.read(), &pks)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|t| t.try_number > 1)
+        .count();
+    assert!(retried > 0, "no kill hit a running try ({} runs)", all.len());
+
+    let schema = db.url.rsplit("search_path]=").next().unwrap().to_string();
+    let script = format!(
+        r#"
+import json
+from pyiceberg.catalog.sql import SqlCatalog
+catalog = SqlCatalog("lakeward",
+    uri="postgresql+psycopg2://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}",
+    warehouse="file://{warehouse}")
+rows = catalog.load_table("bronze.web_logs").scan(selected_fields=("event_id",)).to_arrow()
+ids = rows["event_id"].to_pylist()
+dead = catalog.load_table("bronze.web_logs_dead_letters").scan().to_arrow()
+print(json.dumps({{
+    "rows": len(ids),
+    "distinct": len(set(ids)),
+    "dead": dead.num_rows,
+    "dead_offsets": len(set(zip(dead["partition"].to_pylist(), dead["offset"].to_pylist()))),
+    "dead_payloads": sorted(dead["payload"].to_pylist()),
+}}))
+"#,
+        warehouse = home.path().join("warehouse").join("iceberg").canonicalize().unwrap().display(),
+    );
+    let seen = common::run_python_json(&python, &script);
+    assert_eq!(seen["rows"], EVENTS, "every event once ({retried} tries were retried)");
+    assert_eq!(seen["distinct"], EVENTS, "no event twice");
+    assert_eq!(seen["dead"], malformed.len(), "exactly the malformed messages are dead letters");
+    assert_eq!(seen["dead_offsets"], malformed.len());
+    let mut expected: Vec<String> =
+        malformed.iter().map(|m| String::from_utf8_lossy(m).into_owned()).collect();
+    expected.sort();
+    assert_eq!(seen["dead_payloads"], serde_json::json!(expected));
+    store.close().await;
+}
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}

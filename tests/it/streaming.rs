@@ -23,7 +23,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 
 /// Sends `count` simulated web-log events with `seed` to `topic`, as fast as possible.
-async fn produce(brokers: &str, topic: &str, count: u64, seed: u64) {
+pub(crate) async fn produce(brokers: &str, topic: &str, count: u64, seed: u64) {
     let plan = ProducePlan {
         topic: topic.to_string(),
         partitions: 3,
@@ -44,7 +44,7 @@ async fn produce(brokers: &str, topic: &str, count: u64, seed: u64) {
 }
 
 /// Sends raw payloads to partition 0 of `topic`.
-fn send_raw(brokers: &str, topic: &str, payloads: &[Vec<u8>]) {
+pub(crate) fn send_raw(brokers: &str, topic: &str, payloads: &[Vec<u8>]) {
     let producer: BaseProducer =
         ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
     for payload in payloads {
@@ -58,7 +58,7 @@ fn ingest_dag(brokers: &str, topic: &str, extra: &str) -> std::sync::Arc<lakewar
     dag(&ingest_dag_source(brokers, topic, extra))
 }
 
-fn ingest_dag_source(brokers: &str, topic: &str, extra: &str) -> String {
+pub(crate) fn ingest_dag_source(brokers: &str, topic: &str, extra: &str) -> String {
     format!(
         r#"
         [tasks.ingest]
@@ -120,7 +120,7 @@ impl Lake {
     }
 }
 
-fn strings(batches: &[RecordBatch], column: &str) -> Vec<String> {
+pub(crate) fn strings(batches: &[RecordBatch], column: &str) -> Vec<String> {
     batches
         .iter()
         .flat_map(|b| {
