@@ -29,6 +29,7 @@ mod noop;
 mod quality;
 mod report;
 mod shell;
+mod simulate_files;
 mod sql;
 mod supervise;
 mod table_upkeep;
@@ -67,6 +68,7 @@ pub use noop::Noop;
 pub use quality::{Check, CheckKind, Quality, QualityConfig, Severity};
 pub use report::{Report, ReportConfig};
 pub use shell::{Shell, ShellConfig};
+pub use simulate_files::{Simulate, SimulateConfig};
 pub use sql::{Sql, SqlConfig, SqlOutput};
 pub use table_upkeep::{Compact, CompactConfig, ExpireConfig, ExpireSnapshots};
 
@@ -374,6 +376,7 @@ impl Registry {
         registry.register(Quality);
         registry.register(Report);
         registry.register(Shell);
+        registry.register(Simulate);
         registry.register(Sql);
         registry
     }

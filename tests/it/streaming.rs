@@ -354,3 +354,70 @@ async fn a_continuous_ingest_shows_partitions_throughput_and_lag() {
     assert!(metrics.body.contains("# TYPE lakeward_stream_consumer_lag gauge"));
     h.stop().await;
 }
+
+/// Seed 002's flow, from the reference DAG: each run drops a file of sensor readings; the
+/// incremental ingest reads only the new files into bronze (exactly once, even when a task is
+/// run again), and the cleaned readings go to silver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sensor_files_are_ingested_once_each_into_bronze_and_cleaned_into_silver() {
+    let source = include_str!("../../dags/sensor_files.toml");
+    let sensors = std::sync::Arc::new(
+        lakeward::dag::compile(
+            "dags/sensor_files.toml",
+            source,
+            "sensor_files",
+            &lakeward::jobs::Registry::builtin(),
+        )
+        .unwrap(),
+    );
+    let db = common::sqlite();
+    let lake = lake(&db).await;
+    let first = lake.harness.trigger(&sensors, manual(serde_json::json!({}))).await;
+    if lake.harness.wait(&first, Duration::from_secs(120)).await.state != RunState::Success {
+        let mut why = String::new();
+        for ti in lake.harness.tasks(&first).await {
+            why += &format!(
+                "{} {} {:?}\n{}",
+                ti.task_id,
+                ti.state,
+                ti.error,
+                lake.harness.log_text(&ti).await
+            );
+        }
+        panic!("the first run failed:\n{why}");
+    }
+    let ingest = |tasks: Vec<lakeward::store::TaskInstanceRow>| {
+        tasks.into_iter().find(|t| t.task_id == "ingest_bronze").unwrap()
+    };
+    let ti = ingest(lake.harness.tasks(&first).await);
+    assert_eq!(ti.outputs["sensor_readings"]["files"], 1, "{:?}", ti.outputs);
+    assert_eq!(rows(&lake.scan("bronze.sensor_readings").await), 600);
+    let silver = rows(&lake.scan("silver.sensor_readings").await);
+    assert!((500..600).contains(&silver), "cleaning drops the readings without humidity: {silver}");
+
+    let second = lake.harness.trigger(&sensors, manual(serde_json::json!({}))).await;
+    assert_eq!(lake.harness.wait(&second, Duration::from_secs(120)).await.state, RunState::Success);
+    assert_eq!(ingest(lake.harness.tasks(&second).await).outputs["sensor_readings"]["files"], 1);
+    assert_eq!(rows(&lake.scan("bronze.sensor_readings").await), 1_200);
+
+    // The ingest run again: no file is new, nothing is added.
+    let run =
+        lakeward::store::runs::by_pk(lake.harness.store.read(), second.pk).await.unwrap().unwrap();
+    lakeward::scheduler::control::clear(
+        &lake.harness.store,
+        &sensors,
+        &run,
+        "ingest_bronze",
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(lake.harness.wait(&second, Duration::from_secs(120)).await.state, RunState::Success);
+    let again = ingest(lake.harness.tasks(&second).await);
+    assert_eq!(again.outputs["sensor_readings"]["files"], 0, "{:?}", again.outputs);
+    assert_eq!(rows(&lake.scan("bronze.sensor_readings").await), 1_200);
+    let ids: BTreeSet<String> =
+        strings(&lake.scan("bronze.sensor_readings").await, "event_id").into_iter().collect();
+    assert_eq!(ids.len(), 1_200);
+    lake.harness.stop().await;
+}

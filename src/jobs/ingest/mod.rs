@@ -8,6 +8,7 @@
 //! invalid UTF-8, a JSON line that does not parse) go to `<quarantine>_lines` likewise. Both are
 //! counted in the task's outputs. A file that cannot be read fails the task, naming the file.
 
+mod incremental;
 mod records;
 
 use std::time::Instant;
@@ -19,9 +20,14 @@ use polars::prelude::{
 };
 use serde::{Deserialize, Serialize};
 
+use std::time::SystemTime;
+
+use incremental::FileMark;
+
 use super::sql::check_path;
 use super::{Job, JobContext, JobError, Stage};
 pub use crate::domain::ColumnType;
+use crate::lake::tables::{table_ident, PartitionField, TableError, WriteMode};
 use crate::lake::{data_files, scan, write_parquet, Format, Publication, ScanOptions, Warehouse};
 
 /// Fields of an `ingest` task.
@@ -48,6 +54,24 @@ pub struct IngestTable {
     pub schema: IndexMap<String, ColumnType>,
     /// Dataset for rows that do not fit the schema; default `<output>_quarantine`.
     pub quarantine: Option<String>,
+    /// Read only the files of `input` that appeared since the last run, and append their
+    /// rows to `table`, exactly once (needs `table`). `output` then holds each run's new rows.
+    #[serde(default)]
+    pub incremental: bool,
+    /// The Iceberg table (`namespace.table`) an incremental ingest appends to; it records the
+    /// newest file read in the same commit.
+    pub table: Option<String>,
+    /// Partition fields of `table` when it is created.
+    #[serde(default)]
+    pub partition_by: Vec<String>,
+    /// Incremental: files modified more recently are left for the next run (they may still
+    /// be being written). Default `1s`; `0s` for files that appear whole (renamed into place).
+    #[serde(default = "default_min_file_age")]
+    pub min_file_age: String,
+}
+
+fn default_min_file_age() -> String {
+    "1s".into()
 }
 
 /// How a `boolean` column may spell its values (case does not matter).
@@ -76,7 +100,10 @@ fn parse_text(column_type: ColumnType, raw: Expr) -> Expr {
             raw.str().to_date(StrptimeOptions { format: Some("%Y-%m-%d".into()), ..lenient })
         }
         ColumnType::Datetime => {
-            raw.str().to_datetime(Some(TimeUnit::Microseconds), None, lenient, lit("raise"))
+            // In UTC: a value with an offset (RFC 3339) is converted, one without is taken
+            // as UTC.
+            let utc = Some(polars::prelude::TimeZone::UTC);
+            raw.str().to_datetime(Some(TimeUnit::Microseconds), utc, lenient, lit("raise"))
         }
     }
 }
@@ -94,6 +121,32 @@ impl Job for Ingest {
             problems.push("`tables` must list at least one table".to_string());
         }
         for (name, table) in &config.tables {
+            match (&table.table, table.incremental) {
+                (Some(target), true) if !stage.defers(target) => {
+                    if let Err(e) = table_ident(target) {
+                        problems.push(format!("table `{name}`: {e}"));
+                    }
+                }
+                (None, true) => problems.push(format!(
+                    "table `{name}`: `incremental` needs `table`, the Iceberg table that records \
+                     which files were read"
+                )),
+                (Some(_), false) => problems.push(format!(
+                    "table `{name}`: `table` is for incremental ingests (set `incremental = true`, \
+                     or promote `output` with an `iceberg` task)"
+                )),
+                _ => {}
+            }
+            if !stage.defers(&table.min_file_age) {
+                if let Err(e) = crate::time::parse_duration(&table.min_file_age) {
+                    problems.push(format!("table `{name}`: `min_file_age`: {e}"));
+                }
+            }
+            for field in &table.partition_by {
+                if let Err(e) = PartitionField::parse(field) {
+                    problems.push(format!("table `{name}`: {e}"));
+                }
+            }
             for (what, path) in [
                 ("input", Some(&table.input)),
                 ("output", Some(&table.output)),
@@ -112,19 +165,45 @@ impl Job for Ingest {
         let log = ctx.log.clone();
         let ingested_at = crate::time::now_micros();
         let lineage = ctx.lineage.clone();
-        super::blocking(move || {
+        // Where each incremental table's folder was read to, as its Iceberg table says.
+        let mut marks = IndexMap::new();
+        let mut stored = IndexMap::new();
+        for (name, table) in config.tables.iter().filter(|(_, t)| t.incremental) {
+            let target = table.table.as_deref().unwrap_or_default();
+            let summary = match ctx.tables.get().await?.custom_summary(target).await {
+                Err(TableError::Missing(_)) => Default::default(),
+                other => other?,
+            };
+            marks.insert(name.clone(), FileMark::from_summary(&summary, &table.input)?);
+            stored.insert(name.clone(), summary.get(&FileMark::property(&table.input)).cloned());
+        }
+        let config = std::sync::Arc::new(config);
+        let reading = config.clone();
+        let (mut outputs, advanced) = super::blocking(move || {
+            let config = reading;
             let mut outputs = Ingested::default();
+            let mut advanced = IndexMap::new();
             // Every dataset of every table is published at the end, or none if one fails.
             let mut publication = Publication::default();
             for (name, table) in &config.tables {
                 let started = Instant::now();
+                let files = match marks.get(name) {
+                    Some(mark) => Files::After(mark.as_ref()),
+                    None => Files::All,
+                };
                 let result =
-                    ingest_table(&warehouse, table, ingested_at, &mut publication, &lineage);
-                let result = result.map_err(|e| e.context(format!("table `{name}`")))?;
-                log.info(format!(
-                    "{name}: {} rows into {}, {} quarantined ({} malformed)",
-                    result.rows, table.output, result.quarantined, result.malformed
-                ));
+                    ingest_table(&warehouse, table, ingested_at, files, &mut publication, &lineage);
+                let (result, mark) = result.map_err(|e| e.context(format!("table `{name}`")))?;
+                if let Some(mark) = mark {
+                    advanced.insert(name.clone(), mark);
+                }
+                match result.files {
+                    Some(0) => log.info(format!("{name}: no new files in {}", table.input)),
+                    _ => log.info(format!(
+                        "{name}: {} rows into {}, {} quarantined ({} malformed)",
+                        result.rows, table.output, result.quarantined, result.malformed
+                    )),
+                }
                 outputs.rows += result.rows;
                 outputs.quarantined += result.quarantined;
                 outputs.bytes += result.bytes;
@@ -133,10 +212,58 @@ impl Job for Ingest {
                 outputs.tables.insert(name.clone(), result);
             }
             lineage.wrote_datasets(&publication.commit()?);
-            Ok(outputs)
+            Ok((outputs, advanced))
         })
-        .await
+        .await?;
+        for (name, mark) in advanced {
+            let table = &config.tables[&name];
+            let before = stored.get(&name).cloned().flatten();
+            let promoted = append_new_rows(&ctx, table, before, mark).await;
+            let snapshot = promoted.map_err(|e| e.context(format!("table `{name}`")))?;
+            if let Some(done) = outputs.tables.get_mut(&name) {
+                done.snapshot_id = Some(snapshot);
+            }
+        }
+        Ok(outputs)
     }
+}
+
+/// Which files of an input a run reads.
+enum Files<'a> {
+    All,
+    /// Those after the mark (an incremental ingest).
+    After(Option<&'a FileMark>),
+}
+
+/// Appends the run's new rows (the `output` version just published) to the incremental
+/// table with the new file mark, provided the mark is still `before`; returns the snapshot.
+async fn append_new_rows(
+    ctx: &JobContext,
+    table: &IngestTable,
+    before: Option<String>,
+    mark: FileMark,
+) -> Result<i64, JobError> {
+    let target = table.table.as_deref().unwrap_or_default();
+    let partition_by: Vec<PartitionField> = table
+        .partition_by
+        .iter()
+        .map(|f| PartitionField::parse(f))
+        .collect::<Result<_, _>>()
+        .map_err(JobError::Config)?;
+    let data = ctx.warehouse.dataset(&table.output)?.current()?;
+    let property = FileMark::property(&table.input);
+    let summary = std::collections::BTreeMap::from([(property.clone(), mark.to_property())]);
+    let expected = std::collections::BTreeMap::from([(property, before)]);
+    let tables = ctx.tables.get().await?;
+    let done = tables
+        .promote_expecting(target, &data, &partition_by, WriteMode::Append, &summary, &expected)
+        .await?;
+    ctx.lineage.wrote_table(target, done.snapshot_id, "append", done.rows, done.files as u64);
+    ctx.log.info(format!(
+        "{} rows of the new files into {target} (snapshot {}), read up to {}",
+        done.rows, done.snapshot_id, mark.path
+    ));
+    Ok(done.snapshot_id)
 }
 
 /// The outputs of an `ingest` task: each table, by name, and the totals.
@@ -152,6 +279,12 @@ pub struct Ingested {
 /// One table an `ingest` task read.
 #[derive(Debug, Serialize)]
 pub struct TableIngested {
+    /// Files read (incremental ingests: the new ones).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+    /// The snapshot an incremental ingest appended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<i64>,
     pub rows: u64,
     /// Rows set aside: values that did not fit the schema, and malformed records.
     pub quarantined: u64,
@@ -161,13 +294,16 @@ pub struct TableIngested {
     pub duration_ms: u64,
 }
 
+/// Reads `files` of one table into its datasets (added to `publication`); for an incremental
+/// table, also the mark of the newest file read (`None` when there was no new file).
 fn ingest_table(
     warehouse: &Warehouse,
     table: &IngestTable,
     ingested_at: i64,
+    files: Files,
     publication: &mut Publication,
     lineage: &super::Lineage,
-) -> Result<TableIngested, JobError> {
+) -> Result<(TableIngested, Option<FileMark>), JobError> {
     let input = warehouse.dataset(&table.input)?;
     let output = warehouse.dataset(&table.output)?;
     let quarantine_path =
@@ -179,15 +315,41 @@ fn ingest_table(
     };
     let declared = !table.schema.is_empty();
     lineage.read_dataset(&input)?;
+    let mut new_mark: Option<(FileMark, u64)> = None;
     // CSV and JSON lines are read record by record, so a malformed record is set aside with
     // its file and line; with a schema every value is read as text and typed below, so a
     // value that does not fit quarantines its row instead of failing the read.
     let (raw, records) = match format {
+        Format::Parquet if matches!(files, Files::After(_)) => {
+            return Err(JobError::Config(
+                "incremental ingests read CSV or JSON lines files, not Parquet".into(),
+            ))
+        }
         Format::Parquet => {
             (scan(&input, &ScanOptions { format: Some(format), schema: None })?, None)
         }
         Format::Csv | Format::Jsonl => {
-            let sources = sources(&input, &table.input, format)?;
+            let mut sources = sources(&input, &table.input, format)?;
+            if let Files::After(mark) = files {
+                let min_age = crate::time::parse_duration(&table.min_file_age)
+                    .map_err(|e| JobError::Config(format!("`min_file_age`: {e}")))?;
+                let (new, newest) =
+                    incremental::new_files(sources, mark, SystemTime::now(), min_age)?;
+                let Some(newest) = newest else {
+                    let nothing = TableIngested {
+                        files: Some(0),
+                        snapshot_id: None,
+                        rows: 0,
+                        quarantined: 0,
+                        malformed: 0,
+                        bytes: 0,
+                        duration_ms: 0,
+                    };
+                    return Ok((nothing, None));
+                };
+                sources = new;
+                new_mark = Some((newest, sources.len() as u64));
+            }
             let mut records = match format {
                 Format::Csv => records::read_csv(&sources, declared)?,
                 _ => records::read_json_lines(&sources)?,
@@ -228,13 +390,16 @@ fn ingest_table(
         let lines = warehouse.dataset(&format!("{quarantine_path}_lines"))?;
         write(records.malformed_frame()?.lazy(), &lines)?;
     }
-    Ok(TableIngested {
+    let ingested = TableIngested {
+        files: new_mark.as_ref().map(|(_, files)| *files),
+        snapshot_id: None,
         rows: written.rows,
         quarantined: quarantined + malformed,
         malformed,
         bytes: written.bytes,
         duration_ms: 0,
-    })
+    };
+    Ok((ingested, new_mark.map(|(mark, _)| mark)))
 }
 
 /// The files of `input` to read as `format`, each with the name it is reported under.

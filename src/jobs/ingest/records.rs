@@ -252,8 +252,11 @@ pub fn read_json_lines(sources: &[Source]) -> Result<Records, JobError> {
     let frame = if good.is_empty() {
         DataFrame::empty()
     } else {
+        // Types from every record, not the first hundred: a field null at first (an
+        // optional value) may hold values further down.
         JsonReader::new(Cursor::new(good))
             .with_json_format(JsonFormat::JsonLines)
+            .infer_schema_len(None)
             .finish()
             .map_err(|e| JobError::Failed(format!("reading the well-formed JSON lines: {e}")))?
     };

@@ -268,12 +268,26 @@ impl Tables {
         mode: WriteMode,
         summary: &BTreeMap<String, String>,
     ) -> Result<Promotion, TableError> {
+        self.promote_expecting(name, data, partition_by, mode, summary, &BTreeMap::new()).await
+    }
+
+    /// [`Tables::promote_with`], committed only if the table's summary properties hold the
+    /// `expected` values (`None`: absent); else [`TableError::Superseded`].
+    pub async fn promote_expecting(
+        &self,
+        name: &str,
+        data: &Path,
+        partition_by: &[PartitionField],
+        mode: WriteMode,
+        summary: &BTreeMap<String, String>,
+        expected: &BTreeMap<String, Option<String>>,
+    ) -> Result<Promotion, TableError> {
         let files = write::parquet_files(data)?;
         let arrow_schema = write::dataset_schema(&files)?;
         let files: Vec<write::Source> = files.into_iter().map(write::Source::Local).collect();
         let target = self.target(name, &arrow_schema, partition_by).await?;
         let written = write::write_data_files(&target.table, &files, &data_file_prefix()).await?;
-        self.commit_written(name, target, written, mode, summary).await
+        self.commit_expecting(name, target, written, mode, summary, expected).await
     }
 
     /// Writes the record batches of `batches` (of schema `schema`) into table `name`, created
@@ -329,21 +343,9 @@ impl Tables {
         Ok(Target { table, created, added_columns })
     }
 
-    /// Commits written data files, loading the table again and retrying when another writer
-    /// committed first.
-    async fn commit_written(
-        &self,
-        name: &str,
-        target: Target,
-        written: write::Written,
-        mode: WriteMode,
-        summary: &BTreeMap<String, String>,
-    ) -> Result<Promotion, TableError> {
-        self.commit_expecting(name, target, written, mode, summary, &BTreeMap::new()).await
-    }
-
-    /// [`Tables::commit_written`], provided the table's summary properties still hold the
-    /// `expected` values (`None`: absent) each time it commits.
+    /// Commits written data files, provided the table's summary properties still hold the
+    /// `expected` values (`None`: absent) each time it commits; loads the table again and
+    /// retries when another writer committed first.
     async fn commit_expecting(
         &self,
         name: &str,
