@@ -171,17 +171,13 @@ fn ingest_source(topic: &str, table: &str, schedule: &str, options: &str) -> Str
         event_time = "timestamp"
         {options}
         [tasks.ingest.columns]
-        event_id = "string"
-        timestamp = "datetime"
-        ip = "string"
-        method = "string"
-        endpoint = "string"
-        status_code = "integer"
-        response_time_ms = "float"
-        bytes = "integer"
-        user_agent = "string"
-        anomaly = "string"
-        "#
+        {columns}
+        "#,
+        columns = Profile::WebLogs
+            .fields()
+            .iter()
+            .map(|(name, ty)| format!("{name} = \"{}\"\n", ty.name()))
+            .collect::<String>(),
     )
 }
 

@@ -1,6 +1,8 @@
 //! Web UI and API latency with a big history (issue 4's benchmark): 100 DAGs × 1,000 runs of
-//! 5 tasks each are seeded into a fresh database, then concurrent clients on loopback request
-//! the DAG list, a DAG's grid and an API run list. Prints p50/p99 latency, requests/s and
+//! 5 tasks each, plus one continuous stream DAG with 100,000 runs (issue 14:
+//! `LAKEWARD_BENCH_STREAM_RUNS`), are seeded into a fresh database, then concurrent clients on
+//! loopback request the DAG list, DAG pages (grid, history, the stream's throughput chart) and
+//! API run lists. Prints p50/p99 latency, requests/s and
 //! errors per endpoint. SQLite always; Postgres too when `LAKEWARD_TEST_POSTGRES_URL` is set.
 //!
 //! Run: `cargo bench --bench web` (`LAKEWARD_BENCH_SECONDS`, `LAKEWARD_BENCH_CLIENTS` tune it).
@@ -38,6 +40,46 @@ fn dag_source() -> String {
         previous = Some(task);
     }
     src
+}
+
+/// The continuous DAG of the stream part: one `kafka_ingest`-like task whose runs report
+/// records and lag.
+const STREAM_SOURCE: &str =
+    "schedule = \"@continuous\"\nkeep_runs = 200000\n[tasks.ingest]\nkind = \"noop\"\n";
+
+/// Seeds the stream DAG with `runs` finished runs a second apart, each with one task whose
+/// outputs say how many records it read and the lag it left.
+async fn seed_stream(url: &str, store: &Store, versions: &DagVersions, runs: i64) {
+    let dag = Arc::new(
+        compile("dags/stream.toml", STREAM_SOURCE, "stream", &Registry::builtin()).unwrap(),
+    );
+    dags::register(store.write(), &DagRecord::from(dag.as_ref()), now_micros()).await.unwrap();
+    let version = dag.version.clone();
+    versions.insert(dag);
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    let start = now_micros() - runs * 1_000_000;
+    sqlx::query(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last}) \
+         INSERT INTO dag_runs (dag_id, run_id, version, run_type, state, logical_date, \
+         interval_start, interval_end, params, created_at, started_at, ended_at) \
+         SELECT 'stream', 'scheduled__' || CAST(i AS TEXT), '{version}', 'scheduled', 'success', \
+         {start} + (i + 1) * 1000000, {start} + i * 1000000, {start} + (i + 1) * 1000000, '{{}}', \
+         {start} + i * 1000000, {start} + i * 1000000, {start} + i * 1000000 + 950000 FROM n",
+        last = runs - 1,
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO task_instances (run_pk, dag_id, task_id, state, queue, try_number, \
+         max_tries, started_at, ended_at, outputs) \
+         SELECT r.id, r.dag_id, 'ingest', 'success', 'default', 1, 1, r.started_at, r.ended_at, \
+         '{\"records\": ' || CAST(9000 + r.id % 2000 AS TEXT) || ', \"lag\": ' || CAST(r.id % 300 AS TEXT) || '}' \
+         FROM dag_runs r WHERE r.dag_id = 'stream'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
 }
 
 /// Seeds `DAGS` DAGs with `RUNS_PER_DAG` finished runs each, with set-based SQL (seconds, not
@@ -145,8 +187,11 @@ async fn bench(backend: &str, url: &str) {
     let versions = Arc::new(DagVersions::new(store.clone(), Registry::builtin()));
     let started = Instant::now();
     seed(url, &store, &versions).await;
+    let stream_runs = env_number("LAKEWARD_BENCH_STREAM_RUNS", 100_000) as i64;
+    seed_stream(url, &store, &versions, stream_runs).await;
     println!(
-        "{backend}: seeded {DAGS} DAGs × {RUNS_PER_DAG} runs × {} tasks in {:.1} s",
+        "{backend}: seeded {DAGS} DAGs × {RUNS_PER_DAG} runs × {} tasks and a stream DAG of \
+         {stream_runs} runs in {:.1} s",
         TASKS.len(),
         started.elapsed().as_secs_f64()
     );
@@ -177,6 +222,9 @@ async fn bench(backend: &str, url: &str) {
     load(&base, "/dags/dag_050?tab=history&page=20", &cookie, clients, seconds).await;
     load(&base, "/api/v1/dags/dag_050/runs?limit=100", &bearer, clients, seconds).await;
     load(&base, "/api/v1/dags", &bearer, clients, seconds).await;
+    load(&base, "/dags/stream", &cookie, clients, seconds).await;
+    load(&base, "/dags/stream?tab=history&page=500", &cookie, clients, seconds).await;
+    load(&base, "/api/v1/dags/stream/runs?limit=100", &bearer, clients, seconds).await;
     stop.trigger();
     let _ = server.await;
     store.close().await;

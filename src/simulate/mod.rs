@@ -1,7 +1,8 @@
 //! Simulated event streams: realistic web logs, connection logs and sensor readings, the same
 //! for the same seed, with injected anomalies (each event says which, so a detector can be
-//! scored against the truth) and late, out-of-order events. This is what `kafka_produce` and
-//! `lakeward produce` send; it only makes events and knows nothing of Kafka or tables.
+//! scored against the truth) and late, out-of-order events. This is what `kafka_produce`,
+//! `simulate` and `lakeward produce` send; it only makes events (and says which fields they
+//! have) and knows nothing of Kafka or tables.
 //!
 //! Event time follows a simulated clock that starts at [`Simulation::start`] and advances by
 //! an inter-arrival of `1 / (rate × daily cycle)`: traffic peaks in the afternoon and is
@@ -18,6 +19,8 @@ use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use serde::Deserialize;
 
 pub use rng::Rng;
+
+use crate::domain::ColumnType;
 
 /// What kind of events a simulation makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -38,6 +41,48 @@ impl Profile {
             Profile::WebLogs => "web_logs",
             Profile::ConnectionLogs => "connection_logs",
             Profile::Sensors => "sensors",
+        }
+    }
+
+    /// The fields of this profile's events and their types, as an ingest declares them.
+    pub fn fields(self) -> &'static [(&'static str, ColumnType)] {
+        use ColumnType::*;
+        match self {
+            Profile::WebLogs => &[
+                ("event_id", String),
+                ("timestamp", Datetime),
+                ("ip", String),
+                ("method", String),
+                ("endpoint", String),
+                ("status_code", Integer),
+                ("response_time_ms", Float),
+                ("bytes", Integer),
+                ("user_agent", String),
+                ("anomaly", String),
+            ],
+            Profile::ConnectionLogs => &[
+                ("event_id", String),
+                ("timestamp", Datetime),
+                ("user_id", String),
+                ("ip", String),
+                ("action", String),
+                ("country", String),
+                ("device", String),
+                ("success", Boolean),
+                ("session_duration_s", Integer),
+                ("anomaly", String),
+            ],
+            Profile::Sensors => &[
+                ("event_id", String),
+                ("timestamp", Datetime),
+                ("sensor_id", String),
+                ("site", String),
+                ("temperature", Float),
+                ("humidity", Float),
+                ("pressure", Float),
+                ("battery", Integer),
+                ("anomaly", String),
+            ],
         }
     }
 
@@ -257,6 +302,20 @@ mod tests {
             assert!((50..600).contains(&anomalous), "{profile:?}: {anomalous} anomalous of 5000");
             let late = a.iter().filter(|e| e.event_time < e.sent_at).count();
             assert!((40..200).contains(&late), "{profile:?}: {late} late of 5000");
+        }
+    }
+
+    #[test]
+    fn events_have_exactly_the_fields_their_profile_declares() {
+        for profile in [Profile::WebLogs, Profile::ConnectionLogs, Profile::Sensors] {
+            let declared: std::collections::BTreeSet<&str> =
+                profile.fields().iter().map(|(name, _)| *name).collect();
+            for event in Simulator::new(simulation(profile)).take(2_000) {
+                let value: serde_json::Value = serde_json::from_str(&event.payload).unwrap();
+                for key in value.as_object().unwrap().keys() {
+                    assert!(declared.contains(key.as_str()), "{profile:?}: `{key}` not declared");
+                }
+            }
         }
     }
 

@@ -18,9 +18,9 @@ struct Layering {
 /// Top-level modules of `src/`.
 const CRATE: Layering = Layering {
     layers: &[
-        &["time", "random", "process", "schedule", "simulate"],
+        &["time", "random", "process", "schedule"],
         &["domain"],
-        &["store"],
+        &["store", "simulate"],
         &["lake", "users", "stream"],
         &["jobs"],
         &["dag"],

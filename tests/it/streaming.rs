@@ -72,18 +72,16 @@ pub(crate) fn ingest_dag_source(brokers: &str, topic: &str, extra: &str) -> Stri
         max_message_bytes = 2048
         {extra}
         [tasks.ingest.columns]
-        event_id = "string"
-        timestamp = "datetime"
-        ip = "string"
-        method = "string"
-        endpoint = "string"
-        status_code = "integer"
-        response_time_ms = "float"
-        bytes = "integer"
-        user_agent = "string"
-        anomaly = "string"
-        "#
+        {columns}
+        "#,
+        columns = web_log_columns(),
     )
+}
+
+/// The `columns` table declaring the fields of simulated web logs.
+pub(crate) fn web_log_columns() -> String {
+    let fields = Profile::WebLogs.fields().iter();
+    fields.map(|(name, ty)| format!("{name} = \"{}\"\n", ty.name())).collect()
 }
 
 struct Lake {

@@ -91,7 +91,11 @@ mod tests {
             std::fs::File::options().write(true).open(&path).unwrap().set_modified(at).unwrap();
             Source { path, name: name.into() }
         };
-        let sources = || vec![source("a.json", 30), source("b.json", 20), source("c.json", 0)];
+        let written = [source("a.json", 30), source("b.json", 20), source("c.json", 0)];
+        let sources = || {
+            let again = |s: &Source| Source { path: s.path.clone(), name: s.name.clone() };
+            written.iter().map(again).collect::<Vec<_>>()
+        };
         let (first, mark) =
             new_files(sources(), None, SystemTime::now(), Duration::from_secs(1)).unwrap();
         let names: Vec<&str> = first.iter().map(|s| s.name.as_str()).collect();
