@@ -50,7 +50,7 @@ fn validate_accepts_the_examples_and_reports_every_error() {
             assert!(out.contains(&format!("error  {line}")), "missing `{line}` in:\n{out}");
         }
     }
-    assert!(out.contains("4 DAG(s) valid, 2 file(s) with 9 error(s)"), "{out}");
+    assert!(out.contains("5 DAG(s) valid, 2 file(s) with 9 error(s)"), "{out}");
 }
 
 #[test]
@@ -490,4 +490,42 @@ fn config_check_shows_the_effective_settings_or_every_problem() {
     broken(start.args(["dags", "list"]));
     let (ok, out) = run(&mut start);
     assert!(!ok && out.contains("invalid configuration"), "{out}");
+}
+
+#[test]
+fn produce_sends_simulated_events_and_says_what_is_wrong() {
+    let home = tempfile::tempdir().unwrap();
+    let (ok, out) = run(lakeward(home.path()).args(["produce", "--topic", "t", "--count", "5"]));
+    assert!(!ok);
+    assert!(out.contains("no Kafka brokers: pass --brokers or set [kafka] brokers"), "{out}");
+    let (ok, out) = run(lakeward(home.path()).args([
+        "produce",
+        "--topic",
+        "t",
+        "--count",
+        "5",
+        "--profile",
+        "tweets",
+        "--brokers",
+        "h:1",
+    ]));
+    assert!(!ok);
+    assert!(out.contains("unknown profile `tweets`"), "{out}");
+    let Some(brokers) = crate::common::kafka() else { return };
+    let topic = crate::common::unique_topic("cli");
+    let (ok, out) = run(lakeward(home.path()).args([
+        "produce",
+        "--topic",
+        &topic,
+        "--count",
+        "250",
+        "--rate",
+        "0",
+        "--profile",
+        "sensors",
+        "--brokers",
+        &brokers,
+    ]));
+    assert!(ok, "{out}");
+    assert!(out.contains("sent 250 events") && out.contains(&topic), "{out}");
 }
