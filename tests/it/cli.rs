@@ -265,6 +265,14 @@ fn standalone_serves_schedules_and_runs_triggered_dags() {
     assert!(out.contains("3 backfill run(s) created, 0 already existed"), "{out}");
     assert!(out.contains("3/3 runs finished (0 failed)"), "{out}");
 
+    // The streaming demo runs at once on the demo broker: simulated web logs are produced,
+    // and the continuous ingest puts them into bronze.web_logs.
+    wait_for("web logs in bronze.web_logs", Duration::from_secs(60), || {
+        let (ok, out) =
+            run(lakeward(home.path()).args(["tables", "scan", "bronze.web_logs", "--limit", "3"]));
+        ok && out.contains("event_id") && out.contains("/")
+    });
+
     let (ok, out) = run(lakeward(home.path()).args(["dags", "pause", "example"]));
     assert!(ok && out.contains("example paused"), "{out}");
     let (ok, out) = run(lakeward(home.path()).args(["dags", "list"]));
