@@ -239,27 +239,32 @@ async fn throughput(bench: &Bench) {
     let topic = topic("throughput");
     let brokers = Brokers::new(&bench.brokers).unwrap();
     ensure_topic(&brokers, &topic, 3).await.unwrap();
-    let produced = web_logs(&topic, events, 0.0, 1).run(brokers, || false).await.unwrap();
-    println!(
-        "throughput: produced {} events ({:.0} bytes each) in {:.1} s ({:.0} events/s)",
-        produced.events,
-        produced.bytes as f64 / produced.events as f64,
-        produced.seconds,
-        produced.events as f64 / produced.seconds
-    );
+    // Produced by `lakeward produce` in its own process, so that this process's memory is the
+    // ingest's alone.
+    let home = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_lakeward"))
+        .args(["produce", "--topic", &topic, "--rate", "0", "--seed", "1", "--late-share", "0"])
+        .args(["--count", &events.to_string(), "--brokers", brokers.as_str()])
+        .env_clear()
+        .env("LAKEWARD_HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    println!("throughput: {}", String::from_utf8_lossy(&output.stdout).trim());
     let source = ingest_source(&topic, "bronze.bench_throughput", "", THROUGHPUT_OPTIONS);
     let dag = bench.register(&source, "throughput").await;
     reset_peak_rss();
     let (mut read, mut busy) = (0u64, 0.0f64);
     let started = Instant::now();
-    while read < produced.events {
+    while read < events {
         let ti = bench.run_once(&dag).await;
         let records = ti.outputs["records"].as_u64().unwrap_or(0);
         let seconds = (ti.ended_at.unwrap() - ti.started_at.unwrap()) as f64 / 1e6;
         println!(
-            "  try: {records} records in {seconds:.2} s ({:.0}/s), commit {} ms",
+            "  try: {records} records in {seconds:.2} s ({:.0}/s), commit {} ms; read time {}",
             records as f64 / seconds,
-            ti.outputs["commit_ms"]
+            ti.outputs["commit_ms"],
+            ti.outputs["read_time"]
         );
         read += records;
         busy += seconds;
@@ -380,7 +385,13 @@ fn main() {
             .ok();
         let demo = match configured {
             Some(_) => None,
-            None => Some(lakeward::stream::demo::DemoBroker::start(&[]).unwrap()),
+            None => {
+                // The demo broker offers no topic administration: its topics are made here.
+                let names: Vec<String> =
+                    ["throughput", "freshness", "commits"].iter().map(|p| topic(p)).collect();
+                let topics: Vec<(&str, i32)> = names.iter().map(|t| (t.as_str(), 3)).collect();
+                Some(lakeward::stream::demo::DemoBroker::start(&topics).unwrap())
+            }
         };
         let brokers =
             configured.unwrap_or_else(|| demo.as_ref().unwrap().brokers().as_str().into());

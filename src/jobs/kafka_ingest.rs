@@ -8,8 +8,8 @@
 //! commit leaves the offsets where they were (the files it wrote are orphans that upkeep
 //! removes); after it, the next try starts past what was committed: nothing is lost or
 //! doubled. Messages that cannot be rows go to `<table>_dead_letters`, which carries its own
-//! marker, so a dead letter is written once too. The consumer group's offsets are committed
-//! afterwards for lag tools only.
+//! marker, so a dead letter is written once too. The consumer group's offsets are set from
+//! the table's (when the next try starts) for lag tools only.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use crate::lake::tables::{table_ident, PartitionField, Tables, WriteMode};
 use crate::stream::decode::{
     dead_letter_batch, dead_letter_schema, Decoder, RowSpec, UnknownFields,
 };
-use crate::stream::read::{commit_group, read, PartitionRead, ReadOutcome, ReadRequest};
+use crate::stream::read::{read, PartitionRead, ReadOutcome, ReadRequest, ReadTime};
 use crate::stream::{Brokers, Marker, ResetPolicy, StreamError};
 use crate::time::parse_duration;
 
@@ -285,14 +285,6 @@ impl Job for KafkaIngest {
             ));
         }
         report(&ctx, &done);
-        // Only for lag tools: the table's commit is what the stream resumes from.
-        let (group, topic, marker) =
-            (request.group.clone(), config.topic.clone(), outcome.marker.clone());
-        let committed =
-            crate::process::blocking(move || commit_group(&brokers, &group, &topic, &marker)).await;
-        if let Ok(Err(e)) = committed {
-            ctx.log.info(format!("consumer group offsets not committed (lag tools lag): {e}"));
-        }
         Ok(done)
     }
 }
@@ -376,6 +368,8 @@ pub struct KafkaIngested {
     /// Records left in the topic when the try ended.
     pub lag: i64,
     pub commit_ms: u64,
+    /// Where the read's time went (broker, decoding, writer).
+    pub read_time: ReadTime,
     pub partitions: Vec<PartitionRead>,
 }
 
@@ -391,6 +385,7 @@ impl KafkaIngested {
             snapshot_id: None,
             lag: outcome.partitions.iter().map(|p| p.lag).sum(),
             commit_ms: 0,
+            read_time: outcome.time.clone(),
             partitions: outcome.partitions.clone(),
         }
     }

@@ -14,6 +14,7 @@ use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, NaiveDate};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::domain::ColumnType;
@@ -22,7 +23,7 @@ use crate::domain::ColumnType;
 pub const PARTITION_COLUMN: &str = "_kafka_partition";
 pub const OFFSET_COLUMN: &str = "_kafka_offset";
 pub const INGESTED_AT_COLUMN: &str = "_ingested_at";
-/// Where unknown fields go under [`UnknownFields::Keep`], as a JSON object.
+/// Where unknown fields go under [`UnknownFields::Keep`], as a JSON object (keys sorted).
 pub const EXTRA_COLUMN: &str = "_extra";
 
 /// Most of a dead message's payload kept in its dead letter.
@@ -170,6 +171,7 @@ pub fn dead_letter_batch(
 }
 
 /// One checked value of a row.
+#[derive(Debug)]
 enum Cell {
     Null,
     Text(String),
@@ -258,6 +260,65 @@ fn cell(ty: ColumnType, value: Value) -> Result<Cell, String> {
     })
 }
 
+/// A JSON object's fields as they appear in the message, values unparsed. Fails on keys
+/// with escapes (the full parse handles those).
+struct RawObject<'a>(Vec<(&'a str, &'a RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for RawObject<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = RawObject<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(12));
+                while let Some(entry) = map.next_entry::<&'de str, &'de RawValue>()? {
+                    fields.push(entry);
+                }
+                Ok(RawObject(fields))
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+/// The value of raw JSON `text` as a column of type `ty`; `None` when it is not plainly one.
+fn raw_cell(ty: ColumnType, text: &str) -> Option<Cell> {
+    if text == "null" {
+        return Some(Cell::Null);
+    }
+    let string = || -> Option<String> {
+        if !text.starts_with('"') {
+            return None;
+        }
+        match serde_json::from_str::<&str>(text) {
+            Ok(plain) => Some(plain.to_string()),
+            Err(_) => serde_json::from_str::<String>(text).ok(),
+        }
+    };
+    Some(match ty {
+        ColumnType::String => Cell::Text(string()?),
+        ColumnType::Integer => Cell::Integer(text.parse().ok()?),
+        ColumnType::Float if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
+            Cell::Float(text.parse().ok()?)
+        }
+        ColumnType::Boolean if text == "true" || text == "false" => Cell::Boolean(text == "true"),
+        ColumnType::Date => {
+            let date = NaiveDate::parse_from_str(&string()?, "%Y-%m-%d").ok()?;
+            Cell::Date((date - NaiveDate::default()).num_days() as i32)
+        }
+        ColumnType::Datetime => {
+            Cell::Micros(DateTime::parse_from_rfc3339(&string()?).ok()?.timestamp_micros())
+        }
+        _ => return None,
+    })
+}
+
 /// Builds record batches of rows from messages (see the module comment).
 pub struct Decoder {
     spec: Arc<RowSpec>,
@@ -309,6 +370,28 @@ impl Decoder {
                 self.spec.max_message_bytes
             ));
         }
+        // Most messages are well-formed: read them without copying; any doubt falls back to
+        // the full parse, which also says what is wrong.
+        let (cells, extra) = match self.fast_row(payload) {
+            Some(row) => row,
+            None => self.checked_row(payload)?,
+        };
+        for (column, cell) in self.columns.iter_mut().zip(cells) {
+            column.append(cell);
+        }
+        if let Some(builder) = &mut self.extra {
+            builder.append_option(extra);
+        }
+        self.partitions.append_value(partition);
+        self.offsets.append_value(offset);
+        self.ingested_at.append_value(ingested_at);
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// The cells and `_extra` of a message, checked in full (parsed into JSON values), or
+    /// why it cannot be a row.
+    fn checked_row(&self, payload: &[u8]) -> Result<(Vec<Cell>, Option<String>), String> {
         let mut object: Map<String, Value> = match serde_json::from_slice(payload) {
             Ok(Value::Object(object)) => object,
             Ok(other) => {
@@ -336,23 +419,68 @@ impl Decoder {
         let extra = match self.spec.unknown_fields {
             _ if object.is_empty() => None,
             UnknownFields::Drop => None,
-            UnknownFields::Keep => Some(Value::Object(object).to_string()),
+            UnknownFields::Keep => {
+                // Keys in order, whatever the map type: the same text as the fast read gives.
+                let sorted: std::collections::BTreeMap<String, Value> =
+                    object.into_iter().collect();
+                serde_json::to_string(&sorted).ok()
+            }
             UnknownFields::DeadLetter => {
                 let names: Vec<&str> = object.keys().map(String::as_str).collect();
                 return Err(format!("unknown fields: {}", names.join(", ")));
             }
         };
-        for (column, cell) in self.columns.iter_mut().zip(cells) {
-            column.append(cell);
+        Ok((cells, extra))
+    }
+
+    /// The cells and `_extra` of a message read without copying it into JSON values; `None`
+    /// when the message is not plainly a good row (then [`Decoder::checked_row`] decides).
+    fn fast_row(&self, payload: &[u8]) -> Option<(Vec<Cell>, Option<String>)> {
+        let RawObject(fields) = serde_json::from_slice(payload).ok()?;
+        let mut used = vec![false; fields.len()];
+        let mut cells = Vec::with_capacity(self.spec.columns.len());
+        for (name, ty) in &self.spec.columns {
+            let found = fields.iter().rposition(|(key, _)| key == name);
+            let cell = match found {
+                None => Cell::Null,
+                Some(i) => {
+                    if fields[..i].iter().any(|(key, _)| key == name) {
+                        return None; // a duplicate key: let the full parse decide
+                    }
+                    used[i] = true;
+                    raw_cell(*ty, fields[i].1.get())?
+                }
+            };
+            if matches!(cell, Cell::Null) && *name == self.spec.event_time {
+                return None;
+            }
+            cells.push(cell);
         }
-        if let Some(builder) = &mut self.extra {
-            builder.append_option(extra);
+        let mut unknown: Vec<&(&str, &RawValue)> =
+            fields.iter().zip(&used).filter(|(_, used)| !**used).map(|(f, _)| f).collect();
+        unknown.sort_by_key(|(key, _)| *key);
+        if unknown.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+            return None;
         }
-        self.partitions.append_value(partition);
-        self.offsets.append_value(offset);
-        self.ingested_at.append_value(ingested_at);
-        self.rows += 1;
-        Ok(())
+        let extra = match self.spec.unknown_fields {
+            _ if unknown.is_empty() => None,
+            UnknownFields::Drop => None,
+            UnknownFields::DeadLetter => return None,
+            UnknownFields::Keep => {
+                let mut text = String::from("{");
+                for (i, (key, value)) in unknown.iter().enumerate() {
+                    if i > 0 {
+                        text.push(',');
+                    }
+                    text.push_str(&serde_json::to_string(key).ok()?);
+                    text.push(':');
+                    text.push_str(value.get());
+                }
+                text.push('}');
+                Some(text)
+            }
+        };
+        Some((cells, extra))
     }
 
     /// The rows appended so far as one batch; the decoder starts empty again.
@@ -448,6 +576,33 @@ mod tests {
         let offsets = batch.column_by_name(OFFSET_COLUMN).unwrap().as_primitive::<Int64Type>();
         assert_eq!(offsets.value(1), 7);
         assert_eq!(decoder.finish().unwrap().num_rows(), 0);
+    }
+
+    #[test]
+    fn the_fast_read_and_the_full_parse_agree() {
+        let decoder = Decoder::new(spec(UnknownFields::Keep));
+        let t = "\"timestamp\":\"2026-11-26T10:00:00.250+01:00\"";
+        let messages = [
+            format!("{{\"event_id\":\"a\",{t},\"status_code\":200,\"response_time_ms\":12.5}}"),
+            format!("{{\"event_id\":\"caf\\u00e9\",{t},\"status_code\":null,\"x\":[1,2]}}"),
+            format!("{{{t},\"response_time_ms\":7,\"note\":\"ok\",\"n\":{{\"a\":1}}}}"),
+        ];
+        for message in &messages {
+            let fast = decoder.fast_row(message.as_bytes()).expect(message);
+            let full = decoder.checked_row(message.as_bytes()).unwrap();
+            assert_eq!(format!("{:?}", fast.0), format!("{:?}", full.0), "{message}");
+            assert_eq!(fast.1, full.1, "{message}");
+        }
+        // What the fast read leaves to the full parse.
+        for doubtful in [
+            format!("{{{t},\"status_code\":2.0}}"),
+            format!("{{{t},\"status_code\":\"200\"}}"),
+            format!("{{{t},{t}}}"),
+            "{\"event_id\":\"no time\"}".to_string(),
+            "[1]".to_string(),
+        ] {
+            assert!(decoder.fast_row(doubtful.as_bytes()).is_none(), "{doubtful}");
+        }
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! A bounded read of one topic: every partition (or a given set) from where the stream
 //! stopped, decoded into record batches handed to the caller as they fill, until a record
 //! count, a wait, or (for a one-off catch-up) the end of the partitions. Returns where each
-//! partition got to: the caller commits that together with the rows, then may call
-//! [`commit_group`] so that standard lag tools see the consumer group's progress.
+//! partition got to: the caller commits that together with the rows. The consumer group is
+//! told where the previous read's commit left off (lag tools see the stream one read behind);
+//! it is never where a read starts from.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -75,6 +76,18 @@ pub struct ReadOutcome {
     /// Where the stream now stops.
     pub marker: Marker,
     pub rows: u64,
+    pub time: ReadTime,
+}
+
+/// Where a read's time went: what limits a stream's throughput.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReadTime {
+    /// Waiting for the broker's records.
+    pub broker_ms: u64,
+    /// Turning messages into rows.
+    pub decode_ms: u64,
+    /// Waiting for the table writer to take filled batches.
+    pub writer_ms: u64,
 }
 
 impl ReadOutcome {
@@ -108,7 +121,7 @@ pub fn read(
             marker,
             Watermarks { low, high },
             request.on_offsets_reset,
-            || true_end(request, partition, low, high),
+            || true_end(&consumer, request, partition, Watermarks { low, high }, marker),
         )?;
         assignment
             .add_partition_offset(topic, partition, Offset::Offset(from))
@@ -126,6 +139,17 @@ pub fn read(
         ends.insert(partition, high);
     }
     consumer.assign(&assignment).map_err(|e| brokers.error(e))?;
+    // Only for lag tools: the consumer group learns what the table's last commit holds.
+    if !request.marker.next.is_empty() {
+        let mut committed = TopicPartitionList::new();
+        for (partition, next) in &request.marker.next {
+            committed
+                .add_partition_offset(topic, *partition, Offset::Offset(*next))
+                .map_err(|e| brokers.error(e))?;
+        }
+        // A failure here costs lag tools an update, not the read.
+        let _ = consumer.commit(&committed, CommitMode::Sync);
+    }
 
     let mut dead_letters = Vec::new();
     let mut records = 0u64;
@@ -135,6 +159,7 @@ pub fn read(
     // (Some brokers answer a fetch from the middle of a batch with the batches after it,
     // which would skip the rest of that batch.)
     let mut draining: Option<u64> = None;
+    let (mut waited, mut decoded, mut handed) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     loop {
         let now = Instant::now();
         if draining.is_none() && (records >= request.max_records || now >= deadline) {
@@ -153,7 +178,10 @@ pub fn read(
             None if at_end => SETTLE.min(deadline - now),
             None => POLL.min(deadline - now),
         };
-        let message = match consumer.poll(wait) {
+        let polled = Instant::now();
+        let message = consumer.poll(wait);
+        waited += polled.elapsed();
+        let message = match message {
             None if at_end || draining.is_some() => break,
             None => continue,
             Some(Err(e)) => return Err(brokers.error(e)),
@@ -166,6 +194,7 @@ pub fn read(
         }
         // Offsets a broker leaves out (transaction markers, compacted records).
         read.skipped += (offset - read.to) as u64;
+        let decoding = Instant::now();
         let ingested_at = chrono::Utc::now().timestamp_micros();
         if let Err(reason) = decoder.push(message.payload(), partition, offset, ingested_at) {
             let letter = dead_letter(message.payload(), message.key(), partition, offset, reason);
@@ -176,11 +205,19 @@ pub fn read(
         read.records += 1;
         records += 1;
         if decoder.rows() >= request.batch_rows {
-            emit(decoder.finish().map_err(|e| StreamError::Kafka(e.to_string()))?)?;
+            let batch = decoder.finish().map_err(|e| StreamError::Kafka(e.to_string()))?;
+            decoded += decoding.elapsed();
+            let handing = Instant::now();
+            emit(batch)?;
+            handed += handing.elapsed();
+        } else {
+            decoded += decoding.elapsed();
         }
     }
     if decoder.rows() > 0 {
+        let handing = Instant::now();
         emit(decoder.finish().map_err(|e| StreamError::Kafka(e.to_string()))?)?;
+        handed += handing.elapsed();
     }
     for read in progress.values_mut() {
         if let Ok((_, high)) = consumer.fetch_watermarks(topic, read.partition, METADATA_TIMEOUT) {
@@ -189,7 +226,13 @@ pub fn read(
     }
     let marker = Marker { next: progress.values().map(|p| (p.partition, p.to)).collect() };
     let rows = records - dead_letters.len() as u64;
-    Ok(ReadOutcome { partitions: progress.into_values().collect(), dead_letters, marker, rows })
+    let time = ReadTime {
+        broker_ms: waited.as_millis() as u64,
+        decode_ms: decoded.as_millis() as u64,
+        writer_ms: handed.as_millis() as u64,
+    };
+    let partitions = progress.into_values().collect();
+    Ok(ReadOutcome { partitions, dead_letters, marker, rows, time })
 }
 
 /// The partitions a request reads, checked against the topic's.
@@ -209,23 +252,25 @@ fn chosen_partitions(
     Ok(wanted.clone())
 }
 
-/// The true end of `partition`, whose reported watermarks are `low` and `high`: one past the
-/// last record found reading from the record before `high` until a poll finds nothing more.
-/// (Some brokers report the start of the last batch as `high`, and fetch nothing from there.)
+/// The end of `partition` (whose reported watermarks are `watermarks`) as far as the stream
+/// needs it: one past the last record found reading from the record before the high
+/// watermark, stopping once past `marker`. (Some brokers report the start of the last batch
+/// as the high watermark, and fetch nothing from there.) Uses `consumer`, whose assignment
+/// the read then replaces.
 fn true_end(
+    consumer: &BaseConsumer,
     request: &ReadRequest,
     partition: i32,
-    low: i64,
-    high: i64,
+    watermarks: Watermarks,
+    marker: Option<i64>,
 ) -> Result<i64, StreamError> {
+    let Watermarks { low, high } = watermarks;
     if high <= low {
         return Ok(high);
     }
-    let from = high - 1;
-    let consumer = request.brokers.consumer(&request.group)?;
     let mut assignment = TopicPartitionList::new();
     assignment
-        .add_partition_offset(&request.topic, partition, Offset::Offset(from))
+        .add_partition_offset(&request.topic, partition, Offset::Offset(high - 1))
         .map_err(|e| request.brokers.error(e))?;
     consumer.assign(&assignment).map_err(|e| request.brokers.error(e))?;
     let mut end = high;
@@ -234,27 +279,13 @@ fn true_end(
     while let Some(message) = consumer.poll(wait) {
         match message {
             Ok(message) => end = end.max(message.offset() + 1),
-            // Nothing at `from` (out of range): the partition ends at `high` or below.
+            // Nothing there (out of range): the partition ends at `high` or below.
             Err(_) => break,
+        }
+        if marker.is_some_and(|m| end >= m) {
+            break;
         }
         wait = SETTLE;
     }
     Ok(end)
-}
-
-/// Reports `marker` as the consumer group's committed offsets of `topic`.
-pub fn commit_group(
-    brokers: &Brokers,
-    group: &str,
-    topic: &str,
-    marker: &Marker,
-) -> Result<(), StreamError> {
-    let consumer = brokers.consumer(group)?;
-    let mut offsets = TopicPartitionList::new();
-    for (partition, next) in &marker.next {
-        offsets
-            .add_partition_offset(topic, *partition, Offset::Offset(*next))
-            .map_err(|e| brokers.error(e))?;
-    }
-    consumer.commit(&offsets, CommitMode::Sync).map_err(|e| brokers.error(e))
 }

@@ -321,7 +321,9 @@ impl Tables {
         partition_by: &[PartitionField],
     ) -> Result<TableWriter<'_>, TableError> {
         let target = self.target(name, schema, partition_by).await?;
-        let data = write::DataWriter::new(&target.table, &data_file_prefix()).await?;
+        let data =
+            write::DataWriter::new(&target.table, &data_file_prefix(), write::STREAM_HELD_ROWS)
+                .await?;
         Ok(TableWriter { tables: self, name: name.to_string(), target, data })
     }
 

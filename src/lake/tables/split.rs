@@ -197,21 +197,24 @@ impl Splitter {
     }
 }
 
-/// Rows held back across all partitions at most; past it every partition is written.
-const HELD_ROWS: usize = 2 * 1024 * 1024;
-
 /// Holds batches back until there are many rows per partition, then joins them and takes each
 /// partition's rows out in one go (sequential copies: cheaper than gathering row by row from
 /// many batches).
-#[derive(Default)]
 pub struct Gather {
     batches: Vec<RecordBatch>,
     /// Per partition: its key and its rows, numbered across the held batches.
     pending: HashMap<Struct, (PartitionKey, Vec<u32>)>,
     held: usize,
+    /// Rows held back across all partitions at most; past it every partition is written.
+    limit: usize,
 }
 
 impl Gather {
+    /// A gather holding at most `limit` rows back.
+    pub fn new(limit: usize) -> Gather {
+        Gather { batches: Vec::new(), pending: HashMap::new(), held: 0, limit }
+    }
+
     /// Takes an assigned batch; returns what is ready to write. A batch that falls in a single
     /// partition is ready as it is.
     pub fn add(
@@ -230,7 +233,7 @@ impl Gather {
             let entry = self.pending.entry(key.data().clone()).or_insert_with(|| (key, Vec::new()));
             entry.1.extend(rows.into_iter().map(|row| first + row));
         }
-        if self.held >= HELD_ROWS {
+        if self.held >= self.limit {
             return self.drain();
         }
         Ok(Vec::new())

@@ -155,9 +155,19 @@ async fn stream_file(
 
 /// Data files are zstd-compressed at its fastest level (Iceberg's default codec): files about a
 /// third of the uncompressed size, for little CPU.
+/// Rows of a dataset promotion held back per write to gather them by partition.
+pub const PROMOTION_HELD_ROWS: usize = 2 * 1024 * 1024;
+/// The same for rows streamed in by a caller (bounded memory matters more there).
+pub const STREAM_HELD_ROWS: usize = 256 * 1024;
+
 fn writer_properties() -> WriterProperties {
     let level = ZstdLevel::try_new(1).expect("1 is a valid zstd level");
-    WriterProperties::builder().set_compression(Compression::ZSTD(level)).build()
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        // A row group is held in memory until written: 256k rows bounds what each open
+        // partition file costs.
+        .set_max_row_group_row_count(Some(256 * 1024))
+        .build()
 }
 
 /// What a write produced: data files not yet committed, and their row count.
@@ -172,7 +182,7 @@ pub async fn write_data_files(
     files: &[Source],
     prefix: &str,
 ) -> Result<Written, TableError> {
-    let mut writer = DataWriter::new(table, prefix).await?;
+    let mut writer = DataWriter::new(table, prefix, PROMOTION_HELD_ROWS).await?;
     for source in files {
         let parts =
             stream_file(table, source, writer.arrow_schema.clone(), writer.splitter.clone());
@@ -200,8 +210,13 @@ type Builder =
     DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
 impl DataWriter {
-    /// A writer of data files named `prefix-…` for `table`.
-    pub async fn new(table: &Table, prefix: &str) -> Result<DataWriter, TableError> {
+    /// A writer of data files named `prefix-…` for `table`, holding up to `held_rows` rows
+    /// back to gather them per partition (memory against fewer, larger writes).
+    pub async fn new(
+        table: &Table,
+        prefix: &str,
+        held_rows: usize,
+    ) -> Result<DataWriter, TableError> {
         let metadata = table.metadata();
         let schema = metadata.current_schema().clone();
         let arrow_schema: SchemaRef = Arc::new(schema_to_arrow_schema(&schema)?);
@@ -227,7 +242,7 @@ impl DataWriter {
             splitter,
             fanout,
             single,
-            gather: Gather::default(),
+            gather: Gather::new(held_rows),
             rows: 0,
         })
     }
