@@ -58,13 +58,16 @@ async fn seed_stream(url: &str, store: &Store, versions: &DagVersions, runs: i64
     versions.insert(dag);
     let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
     let start = now_micros() - runs * 1_000_000;
+    // Seconds as BIGINT: Postgres would multiply INT4s and overflow past 2,147 runs.
+    let second = "CAST(1000000 AS BIGINT)";
     sqlx::query(&format!(
         "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last}) \
          INSERT INTO dag_runs (dag_id, run_id, version, run_type, state, logical_date, \
          interval_start, interval_end, params, created_at, started_at, ended_at) \
          SELECT 'stream', 'scheduled__' || CAST(i AS TEXT), '{version}', 'scheduled', 'success', \
-         {start} + (i + 1) * 1000000, {start} + i * 1000000, {start} + (i + 1) * 1000000, '{{}}', \
-         {start} + i * 1000000, {start} + i * 1000000, {start} + i * 1000000 + 950000 FROM n",
+         {start} + (i + 1) * {second}, {start} + i * {second}, {start} + (i + 1) * {second}, \
+         '{{}}', {start} + i * {second}, {start} + i * {second}, {start} + i * {second} + 950000 \
+         FROM n",
         last = runs - 1,
     ))
     .execute(&mut conn)
