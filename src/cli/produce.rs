@@ -67,14 +67,7 @@ pub async fn produce(config: Config, args: ProduceArgs) -> anyhow::Result<ExitCo
             args.folder.clone().ok_or_else(|| anyhow::anyhow!("--profile files needs --folder"))?;
         Source::Files(folder)
     } else {
-        let profile = match args.profile.as_str() {
-            "web_logs" => Profile::WebLogs,
-            "connection_logs" => Profile::ConnectionLogs,
-            "sensors" => Profile::Sensors,
-            other => anyhow::bail!(
-                "unknown profile `{other}`: expected web_logs, connection_logs, sensors or files"
-            ),
-        };
+        let profile = Profile::named(&args.profile).map_err(anyhow::Error::msg)?;
         Source::Simulated(Simulation {
             profile,
             seed: args.seed,

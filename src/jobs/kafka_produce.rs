@@ -133,16 +133,7 @@ impl KafkaProduceConfig {
         if self.profile == "files" {
             return Ok(None);
         }
-        Profile::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(
-            &self.profile,
-        ))
-        .map(Some)
-        .map_err(|_| {
-            format!(
-                "unknown profile `{}`: expected web_logs, connection_logs, sensors or files",
-                self.profile
-            )
-        })
+        Profile::named(&self.profile).map(Some)
     }
 
     /// The plan of this task, for the run of `ctx` (seed and start default from the run).

@@ -44,6 +44,19 @@ impl Profile {
         }
     }
 
+    /// The profile called `name` (`web_logs`, `connection_logs`, `sensors`), or what names
+    /// a source of events may have (`files` included, for the senders that read files).
+    pub fn named(name: &str) -> Result<Profile, String> {
+        [Profile::WebLogs, Profile::ConnectionLogs, Profile::Sensors]
+            .into_iter()
+            .find(|p| p.as_str() == name)
+            .ok_or_else(|| {
+                format!(
+                    "unknown profile `{name}`: expected web_logs, connection_logs, sensors or files"
+                )
+            })
+    }
+
     /// The fields of this profile's events and their types, as an ingest declares them.
     pub fn fields(self) -> &'static [(&'static str, ColumnType)] {
         use ColumnType::*;
