@@ -6,7 +6,7 @@ use crate::common;
 use std::collections::HashSet;
 
 use lakeward::domain::{RunType, TaskState};
-use lakeward::store::{dags, logs, processes, runs, tasks};
+use lakeward::store::{dags, logs, processes, runs, stats, tasks};
 use lakeward::store::{DagRecord, NewRun, Store, TaskOutcome};
 use lakeward::time::now_micros;
 
@@ -53,6 +53,45 @@ async fn one_run_per_dag_and_logical_date() {
         let tis = tasks::of_runs(store.read(), &[first.unwrap()]).await.unwrap();
         assert_eq!(tis.len(), 3);
         assert!(tis.iter().all(|t| t.state == TaskState::Scheduled && t.try_number == 0));
+    }
+}
+
+/// The run count pagers read (kept by triggers) follows every create, refused duplicate,
+/// rolled-back create and delete, and agrees with counting the rows.
+#[tokio::test]
+async fn run_counts_follow_creates_and_deletes() {
+    for db in common::databases().await {
+        let store = Store::open(&db.url).await.unwrap();
+        let count = |dag: &'static str| {
+            let store = store.clone();
+            async move { stats::count_runs(store.read(), dag).await.unwrap() }
+        };
+        assert_eq!(count("counted").await, 0, "{}", db.backend);
+        let mut pks = Vec::new();
+        for date in 0..5 {
+            let run = new_run("counted", date, 2);
+            pks.push(runs::create(store.write(), &run, 1).await.unwrap().unwrap());
+            assert_eq!(runs::create(store.write(), &run, 1).await.unwrap(), None);
+        }
+        runs::create(store.write(), &new_run("other", 0, 1), 1).await.unwrap().unwrap();
+        let mut tx = store.begin().await.unwrap();
+        runs::create(&mut *tx, &new_run("counted", 99, 1), 1).await.unwrap().unwrap();
+        tx.rollback().await.unwrap();
+        assert_eq!(
+            count("counted").await,
+            5,
+            "{}: duplicates and rollbacks do not count",
+            db.backend
+        );
+        runs::delete(store.write(), &pks[..3]).await.unwrap();
+        assert_eq!(count("counted").await, 2, "{}", db.backend);
+        assert_eq!(count("other").await, 1, "{}", db.backend);
+        let rows: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM dag_runs WHERE dag_id = 'counted'")
+                .fetch_one(store.read())
+                .await
+                .unwrap();
+        assert_eq!(rows, 2, "{}", db.backend);
     }
 }
 
