@@ -14,6 +14,18 @@
 //!   commit each, with compaction and snapshot expiry every 600 commits (what an hourly upkeep
 //!   DAG does); reports the commit time of the first and last 60 commits.
 //!
+//! - **commit_cost**: the same micro-batch commits without the broker round trips:
+//!   `LAKEWARD_BENCH_COMMITS` appends of 1,000 decoded events through the table writer, each
+//!   with an offsets-like summary property and the condition `kafka_ingest` puts on it, with
+//!   compaction and snapshot expiry every 600; reports the first and last 60 commit times.
+//! - **window** (issue 15, no broker needed): `LAKEWARD_BENCH_WINDOW_EVENTS` (default
+//!   5,000,000) simulated web-log events are decoded as `kafka_ingest` does and appended to a
+//!   bronze table (hour-partitioned) in commits of 500,000; the speed layer's per-endpoint
+//!   `window` task (1-minute windows; count, 5xx count, mean, p50/p95/p99, sum, distinct IPs)
+//!   then reads them incrementally: one try after each commit, then one try over a backlog of
+//!   all of them on a fresh output table. Reports events/s (events over the tries' own
+//!   `seconds`) and the peak RSS of this process.
+//!
 //! Broker: `LAKEWARD_BENCH_KAFKA_BROKERS`, else `LAKEWARD_TEST_KAFKA_BROKERS` (tansu, as `.ci/run`
 //! starts it), else the in-process demo broker. `LAKEWARD_BENCH_PARTS` picks parts
 //! (`throughput,freshness,commits`).
@@ -27,13 +39,14 @@ use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::Array;
 use lakeward::dag::{compile, Dag};
 use lakeward::jobs::{ProducePlan, Registry, Source};
-use lakeward::lake::tables::{ScanRequest, Tables};
+use lakeward::lake::tables::{PartitionField, ScanRequest, Tables, WriteMode};
 use lakeward::lake::Warehouse;
 use lakeward::runtime::{shutdown_channel, ShutdownTrigger};
 use lakeward::scheduler::trigger::{create_run, RunRequest};
 use lakeward::scheduler::{Scheduler, SchedulerOptions};
-use lakeward::simulate::{Profile, Simulation};
+use lakeward::simulate::{Profile, Simulation, Simulator};
 use lakeward::store::{dags, runs, tasks, DagRecord, Store, TaskInstanceRow};
+use lakeward::stream::decode::{Decoder, RowSpec, UnknownFields};
 use lakeward::stream::produce::Limits;
 use lakeward::stream::{ensure_topic, Brokers};
 use lakeward::time::now_micros;
@@ -340,6 +353,163 @@ async fn freshness(bench: &Bench) {
     );
 }
 
+/// A window DAG over `source` writing per-endpoint minutes to `table` (as
+/// `dags/weblogs_speed.toml` does).
+fn window_source(source: &str, table: &str) -> String {
+    format!(
+        r#"
+        [tasks.window]
+        kind = "window"
+        source = "{source}"
+        table = "{table}"
+        event_time = "timestamp"
+        size = "1m"
+        keys = ["endpoint"]
+        allowed_lateness = "2m"
+        late = "update"
+        [tasks.window.aggregates]
+        requests = "count"
+        errors = "count_if(status_code >= 500)"
+        avg_ms = "avg(response_time_ms)"
+        p50_ms = "p50(response_time_ms)"
+        p95_ms = "p95(response_time_ms)"
+        p99_ms = "p99(response_time_ms)"
+        bytes = "sum(bytes)"
+        clients = "count_distinct(ip)"
+        "#
+    )
+}
+
+/// Appends `count` simulated web-log events to `table`, decoded as `kafka_ingest` decodes
+/// them, in one commit.
+async fn append_web_logs(tables: &Tables, table: &str, simulator: &mut Simulator, count: u64) {
+    let spec = Arc::new(RowSpec {
+        columns: Profile::WebLogs.fields().iter().map(|(n, t)| (n.to_string(), *t)).collect(),
+        event_time: "timestamp".into(),
+        unknown_fields: UnknownFields::Keep,
+        max_message_bytes: 1 << 20,
+    });
+    let partition = [PartitionField::parse("hour(timestamp)").unwrap()];
+    let mut writer = tables.writer(table, &spec.schema(), &partition).await.unwrap();
+    let mut decoder = Decoder::new(spec);
+    for offset in 0..count {
+        let event = simulator.next_event();
+        decoder.push(Some(event.payload.as_bytes()), 0, offset as i64, now_micros()).unwrap();
+        if decoder.rows() == 64 * 1024 {
+            writer.write(&decoder.finish().unwrap()).await.unwrap();
+        }
+    }
+    writer.write(&decoder.finish().unwrap()).await.unwrap();
+    writer.commit(WriteMode::Append, &Default::default(), &Default::default()).await.unwrap();
+}
+
+async fn window(bench: &Bench) {
+    let total = env_number("LAKEWARD_BENCH_WINDOW_EVENTS", 5_000_000);
+    let per_commit = 500_000.min(total);
+    let source = "bronze.bench_window";
+    let tables = bench.tables().await;
+    let mut simulator = Simulator::new(Simulation {
+        profile: Profile::WebLogs,
+        seed: 15,
+        rate: 10_000.0,
+        start: chrono::Utc::now() - chrono::Duration::hours(2),
+        anomaly_rate: 0.01,
+        late_share: 0.02,
+        max_delay: Duration::from_secs(30),
+    });
+    let incremental =
+        bench.register(&window_source(source, "speed.bench_incremental"), "window_inc").await;
+    let backlog = bench.register(&window_source(source, "speed.bench_backlog"), "window_all").await;
+    reset_peak_rss();
+    let (mut events, mut seconds) = (0.0, 0.0);
+    let mut written = 0;
+    while written < total {
+        append_web_logs(&tables, source, &mut simulator, per_commit).await;
+        written += per_commit;
+        let ti = bench.run_once(&incremental).await;
+        events += ti.outputs["events"].as_f64().unwrap_or(0.0);
+        seconds += ti.outputs["seconds"].as_f64().unwrap_or(0.0);
+    }
+    println!(
+        "window: incremental, {} tries of {per_commit} events: {:.0} events/s ({events} events          in {seconds:.2} s of tries)",
+        total / per_commit,
+        events / seconds
+    );
+    let ti = bench.run_once(&backlog).await;
+    let (events, seconds) = (
+        ti.outputs["events"].as_f64().unwrap_or(0.0),
+        ti.outputs["seconds"].as_f64().unwrap_or(1.0),
+    );
+    println!(
+        "window: one try over the backlog of {events} events: {:.0} events/s ({seconds:.2} s,          {} windows); peak RSS {:.0} MB",
+        events / seconds,
+        ti.outputs["windows_emitted"],
+        peak_rss_mb()
+    );
+}
+
+async fn commit_cost(bench: &Bench) {
+    let count = env_number("LAKEWARD_BENCH_COMMITS", 3_600) as usize;
+    let table = "bronze.bench_commit_cost";
+    let tables = bench.tables().await;
+    let mut simulator = Simulator::new(Simulation {
+        profile: Profile::WebLogs,
+        seed: 14,
+        rate: 1_000.0,
+        start: chrono::Utc::now(),
+        anomaly_rate: 0.01,
+        late_share: 0.0,
+        max_delay: Duration::ZERO,
+    });
+    let spec = Arc::new(RowSpec {
+        columns: Profile::WebLogs.fields().iter().map(|(n, t)| (n.to_string(), *t)).collect(),
+        event_time: "timestamp".into(),
+        unknown_fields: UnknownFields::Keep,
+        max_message_bytes: 1 << 20,
+    });
+    let partition = [PartitionField::parse("hour(timestamp)").unwrap()];
+    let property = "lakeward.kafka.bench.offsets".to_string();
+    let mut commit_ms = Vec::with_capacity(count);
+    let started = Instant::now();
+    for i in 0..count {
+        let mut decoder = Decoder::new(spec.clone());
+        for offset in 0..1_000 {
+            let event = simulator.next_event();
+            decoder.push(Some(event.payload.as_bytes()), 0, offset, now_micros()).unwrap();
+        }
+        let mut writer = tables.writer(table, &spec.schema(), &partition).await.unwrap();
+        let begun = writer.summary();
+        writer.write(&decoder.finish().unwrap()).await.unwrap();
+        let summary =
+            std::collections::BTreeMap::from([(property.clone(), (i * 1_000).to_string())]);
+        let expected =
+            std::collections::BTreeMap::from([(property.clone(), begun.get(&property).cloned())]);
+        let commit_started = Instant::now();
+        writer.commit(WriteMode::Append, &summary, &expected).await.unwrap();
+        commit_ms.push(commit_started.elapsed().as_secs_f64() * 1e3);
+        if (i + 1) % 600 == 0 {
+            tables.compact(table).await.unwrap();
+            let minute_ago = chrono::Utc::now().timestamp_millis() - 60_000;
+            tables.expire_snapshots(table, minute_ago, 10).await.unwrap();
+            let last = &commit_ms[commit_ms.len() - 60..];
+            println!(
+                "  {} commits in {:.0} s: last 60 commits {:.1} ms on average",
+                i + 1,
+                started.elapsed().as_secs_f64(),
+                last.iter().sum::<f64>() / 60.0
+            );
+        }
+    }
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
+    let n = commit_ms.len().min(60);
+    let (first, last) = (mean(&commit_ms[..n]), mean(&commit_ms[commit_ms.len() - n..]));
+    println!(
+        "commit_cost: {count} micro-batches of 1000 events (no broker): first 60 commits \
+         {first:.1} ms on average, last 60 {last:.1} ms ({:.2}x)",
+        last / first
+    );
+}
+
 async fn commits(bench: &Bench) {
     let count = env_number("LAKEWARD_BENCH_COMMITS", 3_600) as usize;
     let topic = topic("commits");
@@ -409,6 +579,8 @@ fn main() {
                 "throughput" => throughput(&bench).await,
                 "freshness" => freshness(&bench).await,
                 "commits" => commits(&bench).await,
+                "window" => window(&bench).await,
+                "commit_cost" => commit_cost(&bench).await,
                 other => panic!("unknown part `{other}`"),
             }
         }

@@ -12,6 +12,7 @@
 //!   Apache Iceberg tables (catalog, commits, scans, compaction, expiry).
 //! - [`simulate`]: simulated event streams (web logs, connection logs, sensors) with anomalies.
 //! - [`stream`]: Kafka: producing, reading partitions into record batches, offsets kept in Iceberg.
+//! - [`window`]: event-time windows: aggregates per window and key, watermarks, late events.
 //! - [`jobs`]: the task kinds (`shell`, `noop`, …) and the [`jobs::Job`] trait for custom ones.
 //! - [`web`]: the web UI, the REST API under `/api/v1`, `/metrics` and `/health`.
 //! - [`users`]: users, password hashes, sessions' and API tokens' secrets.
@@ -38,4 +39,5 @@ pub mod time;
 pub mod users;
 pub mod versions;
 pub mod web;
+pub mod window;
 pub mod worker;

@@ -34,6 +34,7 @@ mod sql;
 mod supervise;
 mod table_upkeep;
 pub mod values;
+mod window;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -71,6 +72,7 @@ pub use shell::{Shell, ShellConfig};
 pub use simulate_files::{Simulate, SimulateConfig};
 pub use sql::{Sql, SqlConfig, SqlOutput};
 pub use table_upkeep::{Compact, CompactConfig, ExpireConfig, ExpireSnapshots};
+pub use window::{Window, WindowConfig, Windowed};
 
 /// When a task's fields are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -378,6 +380,7 @@ impl Registry {
         registry.register(Shell);
         registry.register(Simulate);
         registry.register(Sql);
+        registry.register(Window);
         registry
     }
 

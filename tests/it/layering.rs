@@ -21,7 +21,7 @@ const CRATE: Layering = Layering {
         &["time", "random", "process", "schedule"],
         &["domain"],
         &["store", "simulate"],
-        &["lake", "users", "stream"],
+        &["lake", "users", "stream", "window"],
         &["jobs"],
         &["dag"],
         &["versions", "config"],

@@ -24,3 +24,4 @@ mod store;
 mod streaming;
 mod tables;
 mod web;
+mod windows;

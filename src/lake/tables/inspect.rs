@@ -278,6 +278,7 @@ fn datum(ty: &PrimitiveType, value: &str) -> Result<Datum, String> {
         PrimitiveType::String => Ok(Datum::string(text)),
         PrimitiveType::Date => Datum::date_from_str(text).map_err(|e| e.to_string()),
         PrimitiveType::Timestamp => Datum::timestamp_from_str(text).map_err(|e| e.to_string()),
+        PrimitiveType::Timestamptz => Datum::timestamptz_from_str(text).map_err(|e| e.to_string()),
         other => Err(format!("filters on {other} columns are not supported")),
     }
 }

@@ -10,11 +10,13 @@
 //! [`Tables::writer`] does the same for record batches as they come, committing only if the
 //! table's summary properties still hold what the write began from. A commit may carry
 //! the writer's own summary properties, carried forward by later commits (`commit`).
+//! `changes` reads what a table gained since a snapshot (incremental readers).
 //! `maintenance` compacts small files and expires old snapshots, `orphans` removes files failed
 //! commits left; `inspect` describes and scans tables.
 
 mod alter;
 mod catalog;
+mod changes;
 mod commit;
 pub mod inspect;
 pub mod location;
@@ -43,6 +45,7 @@ use crate::domain::ErrorClass;
 
 pub use alter::Alteration;
 pub use catalog::CatalogConfig;
+pub use changes::{current_arrow_schema, decode_columns, Appended, AppendedFile};
 pub use commit::WriteMode;
 pub use inspect::{ScanRequest, ScanResult, SnapshotInfo, TableInfo};
 pub use maintenance::{Compaction, Expiry};
@@ -486,6 +489,11 @@ impl TableWriter<'_> {
     /// The writer's own summary properties of the table's snapshot this write builds on.
     pub fn summary(&self) -> BTreeMap<String, String> {
         commit::custom_summary(&self.target.table)
+    }
+
+    /// The table as this write found it.
+    pub fn table(&self) -> &Table {
+        &self.target.table
     }
 
     pub async fn write(&mut self, batch: &arrow_array::RecordBatch) -> Result<(), TableError> {

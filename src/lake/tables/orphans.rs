@@ -1,4 +1,5 @@
-//! Orphan files: files under a table's location that no snapshot and no metadata file names,
+//! Orphan files: files under a table's location that no snapshot (its manifests or its
+//! summary properties) and no metadata file names,
 //! left by commits that failed after writing (a full disk, a killed process) or by snapshots
 //! expired before expiry deleted files.
 //!
@@ -48,6 +49,10 @@ impl Tables {
         let mut manifests = HashMap::new();
         for snapshot in metadata.snapshots() {
             referenced.extend(referenced_files(&table, snapshot, &mut manifests).await?);
+            // A writer's own summary properties may name files of the table (a window
+            // computation's saved state, see `Tables::put_file`).
+            let properties = snapshot.summary().additional_properties.values();
+            referenced.extend(properties.filter(|v| v.starts_with(&own)).cloned());
         }
         let mut removal = OrphanRemoval::default();
         let mut candidates: HashMap<String, u64> = HashMap::new();
