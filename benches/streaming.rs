@@ -380,15 +380,20 @@ fn window_source(source: &str, table: &str) -> String {
     )
 }
 
-/// Appends `count` simulated web-log events to `table`, decoded as `kafka_ingest` decodes
-/// them, in one commit.
-async fn append_web_logs(tables: &Tables, table: &str, simulator: &mut Simulator, count: u64) {
-    let spec = Arc::new(RowSpec {
+/// Web-log messages as `kafka_ingest` decodes them into rows.
+fn web_log_spec() -> Arc<RowSpec> {
+    Arc::new(RowSpec {
         columns: Profile::WebLogs.fields().iter().map(|(n, t)| (n.to_string(), *t)).collect(),
         event_time: "timestamp".into(),
         unknown_fields: UnknownFields::Keep,
         max_message_bytes: 1 << 20,
-    });
+    })
+}
+
+/// Appends `count` simulated web-log events to `table`, decoded as `kafka_ingest` decodes
+/// them, in one commit.
+async fn append_web_logs(tables: &Tables, table: &str, simulator: &mut Simulator, count: u64) {
+    let spec = web_log_spec();
     let partition = [PartitionField::parse("hour(timestamp)").unwrap()];
     let mut writer = tables.writer(table, &spec.schema(), &partition).await.unwrap();
     let mut decoder = Decoder::new(spec);
@@ -461,16 +466,10 @@ async fn commit_cost(bench: &Bench) {
         late_share: 0.0,
         max_delay: Duration::ZERO,
     });
-    let spec = Arc::new(RowSpec {
-        columns: Profile::WebLogs.fields().iter().map(|(n, t)| (n.to_string(), *t)).collect(),
-        event_time: "timestamp".into(),
-        unknown_fields: UnknownFields::Keep,
-        max_message_bytes: 1 << 20,
-    });
+    let spec = web_log_spec();
     let partition = [PartitionField::parse("hour(timestamp)").unwrap()];
     let property = "lakeward.kafka.bench.offsets".to_string();
-    let mut commit_ms = Vec::with_capacity(count);
-    let started = Instant::now();
+    let mut times = CommitTimes::new();
     for i in 0..count {
         let mut decoder = Decoder::new(spec.clone());
         for offset in 0..1_000 {
@@ -486,28 +485,52 @@ async fn commit_cost(bench: &Bench) {
             std::collections::BTreeMap::from([(property.clone(), begun.get(&property).cloned())]);
         let commit_started = Instant::now();
         writer.commit(WriteMode::Append, &summary, &expected).await.unwrap();
-        commit_ms.push(commit_started.elapsed().as_secs_f64() * 1e3);
-        if (i + 1) % 600 == 0 {
+        times.record(commit_started.elapsed().as_secs_f64() * 1e3, &tables, table).await;
+    }
+    times.report("commit_cost: micro-batches of 1000 events (no broker)");
+}
+
+/// Commit times of a run of micro-batches, with the upkeep an hourly DAG does (compaction and
+/// snapshot expiry) every 600 commits.
+struct CommitTimes {
+    ms: Vec<f64>,
+    started: Instant,
+}
+
+impl CommitTimes {
+    fn new() -> CommitTimes {
+        CommitTimes { ms: Vec::new(), started: Instant::now() }
+    }
+
+    async fn record(&mut self, ms: f64, tables: &Tables, table: &str) {
+        self.ms.push(ms);
+        if self.ms.len() % 600 == 0 {
             tables.compact(table).await.unwrap();
             let minute_ago = chrono::Utc::now().timestamp_millis() - 60_000;
             tables.expire_snapshots(table, minute_ago, 10).await.unwrap();
-            let last = &commit_ms[commit_ms.len() - 60..];
             println!(
                 "  {} commits in {:.0} s: last 60 commits {:.1} ms on average",
-                i + 1,
-                started.elapsed().as_secs_f64(),
-                last.iter().sum::<f64>() / 60.0
+                self.ms.len(),
+                self.started.elapsed().as_secs_f64(),
+                mean(&self.ms[self.ms.len() - 60..])
             );
         }
     }
-    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
-    let n = commit_ms.len().min(60);
-    let (first, last) = (mean(&commit_ms[..n]), mean(&commit_ms[commit_ms.len() - n..]));
-    println!(
-        "commit_cost: {count} micro-batches of 1000 events (no broker): first 60 commits \
-         {first:.1} ms on average, last 60 {last:.1} ms ({:.2}x)",
-        last / first
-    );
+
+    fn report(&self, what: &str) {
+        let n = self.ms.len().min(60);
+        let (first, last) = (mean(&self.ms[..n]), mean(&self.ms[self.ms.len() - n..]));
+        println!(
+            "{what}: {} commits, first 60 {first:.1} ms on average, last 60 {last:.1} ms \
+             ({:.2}x)",
+            self.ms.len(),
+            last / first
+        );
+    }
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len().max(1) as f64
 }
 
 async fn commits(bench: &Bench) {
@@ -517,34 +540,14 @@ async fn commits(bench: &Bench) {
     ensure_topic(&brokers, &topic, 3).await.unwrap();
     let table = "bronze.bench_commits";
     let dag = bench.register(&ingest_source(&topic, table, "", COMMITS_OPTIONS), "commits").await;
-    let mut commit_ms = Vec::with_capacity(count);
-    let started = Instant::now();
+    let tables = bench.tables().await;
+    let mut times = CommitTimes::new();
     for i in 0..count {
         web_logs(&topic, 1_000, 0.0, 100 + i as u64).run(brokers.clone(), || false).await.unwrap();
         let ti = bench.run_once(&dag).await;
-        commit_ms.push(ti.outputs["commit_ms"].as_f64().unwrap_or(0.0));
-        if (i + 1) % 600 == 0 {
-            let tables = bench.tables().await;
-            tables.compact(table).await.unwrap();
-            let hour_ago = chrono::Utc::now().timestamp_millis() - 60_000;
-            tables.expire_snapshots(table, hour_ago, 10).await.unwrap();
-            let window = &commit_ms[commit_ms.len() - 60..];
-            println!(
-                "  {} commits in {:.0} s: last 60 commits {:.1} ms on average",
-                i + 1,
-                started.elapsed().as_secs_f64(),
-                window.iter().sum::<f64>() / 60.0
-            );
-        }
+        times.record(ti.outputs["commit_ms"].as_f64().unwrap_or(0.0), &tables, table).await;
     }
-    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
-    let n = commit_ms.len().min(60);
-    let (first, last) = (mean(&commit_ms[..n]), mean(&commit_ms[commit_ms.len() - n..]));
-    println!(
-        "commits: {count} micro-batches of 1000 events: first 60 commits {first:.1} ms on \
-         average, last 60 {last:.1} ms ({:.2}x)",
-        last / first
-    );
+    times.report("commits: micro-batches of 1000 events");
 }
 
 fn main() {
