@@ -323,7 +323,7 @@ impl Windower {
             let t = times.value(row);
             added.events += 1;
             max_time = Some(max_time.map_or(t, |m| m.max(t)));
-            let last = t.div_euclid(slide) * slide;
+            let last = self.def.windows.last_start(t);
             let (mut late, mut outside) = (false, false);
             for k in 0..per_event {
                 let start = last - k * slide;

@@ -96,21 +96,6 @@ pub enum Acc {
 }
 
 impl Acc {
-    pub fn merge(&mut self, other: &Acc) {
-        match (self, other) {
-            (Acc::Count(a), Acc::Count(b)) => *a += b,
-            (Acc::Sum { sum, n }, Acc::Sum { sum: s, n: m }) => {
-                *sum += s;
-                *n += m;
-            }
-            (Acc::Min(a), Acc::Min(b)) => *a = min_of(*a, *b),
-            (Acc::Max(a), Acc::Max(b)) => *a = max_of(*a, *b),
-            (Acc::Distinct(a), Acc::Distinct(b)) => a.extend(b),
-            (Acc::Sketch(a), Acc::Sketch(b)) => a.merge(b),
-            _ => {}
-        }
-    }
-
     /// The value of `measure` over this input, `None` when no event had a value.
     pub fn finish(&self, measure: &Measure) -> Option<f64> {
         match (self, measure) {
@@ -123,20 +108,6 @@ impl Acc {
             (Acc::Sketch(sketch), Measure::Quantile(_, q)) => sketch.quantile(*q),
             (Acc::Sketch(_), _) => None,
         }
-    }
-}
-
-pub fn min_of(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, y) => x.or(y),
-    }
-}
-
-pub fn max_of(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.max(y)),
-        (x, y) => x.or(y),
     }
 }
 

@@ -22,7 +22,6 @@ use super::{TableError, Tables};
 pub struct AppendedFile {
     pub path: String,
     pub snapshot_id: i64,
-    pub rows: u64,
 }
 
 /// The files appended after a snapshot, up to the table's current one.
@@ -97,7 +96,6 @@ impl Tables {
                         files.push(AppendedFile {
                             path: entry.file_path().to_string(),
                             snapshot_id: id,
-                            rows: entry.record_count(),
                         });
                     }
                 }
