@@ -20,7 +20,7 @@ pub struct UnknownValue {
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($(#[$vmeta])* $variant),+ }
 
@@ -116,6 +116,8 @@ string_enum! {
         Manual => "manual",
         Scheduled => "scheduled",
         Backfill => "backfill",
+        /// Created because tables or datasets its schedule watches (`on`) changed.
+        AssetTriggered => "asset_triggered",
     }
 }
 
@@ -172,6 +174,40 @@ string_enum! {
         Dataset => "dataset",
         /// An Iceberg table.
         Table => "table",
+    }
+}
+
+/// A table or dataset named in a DAG file: `bronze.orders` is an Iceberg table (namespace and
+/// name joined by dots), `bronze/orders` a dataset (a path of the warehouse).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct AssetRef {
+    pub kind: AssetKind,
+    pub name: String,
+}
+
+impl AssetRef {
+    /// Reads a name as written in `schedule.on`; the separator tells the kind.
+    pub fn parse(name: &str) -> Result<AssetRef, String> {
+        let valid = |part: &str| {
+            !part.is_empty()
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        };
+        let kind = if name.contains('/') { AssetKind::Dataset } else { AssetKind::Table };
+        let separator = if kind == AssetKind::Dataset { '/' } else { '.' };
+        let parts: Vec<&str> = name.split(separator).collect();
+        if parts.len() < 2 || !parts.iter().all(|p| valid(p)) {
+            return Err(format!(
+                "`{name}` names neither a table (`namespace.table`) nor a dataset \
+                 (`folder/name`)"
+            ));
+        }
+        Ok(AssetRef { kind, name: name.to_string() })
+    }
+}
+
+impl std::fmt::Display for AssetRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind, self.name)
     }
 }
 

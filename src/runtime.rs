@@ -53,6 +53,7 @@ impl Components {
             self.versions.clone(),
             SchedulerOptions::from_config(&self.config),
         )
+        .with_tables(self.tables())
     }
 
     pub fn worker(&self) -> Worker {

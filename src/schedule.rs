@@ -265,6 +265,19 @@ impl Timetable<'_> {
 }
 
 impl Timetable<'_> {
+    /// The interval that the latest cron tick at or before `now` closed (`None` for schedules
+    /// without ticks): where a DAG that runs on a tick once its data changed stands.
+    pub fn latest_closed(&self, now: DateTime<Utc>) -> Option<DataInterval> {
+        let end = self.schedule.prev_at_or_before(now, self.timezone)?;
+        let start = self.schedule.prev_before(end, self.timezone)?;
+        Some(DataInterval { start, end })
+    }
+
+    /// The first cron tick after `now`.
+    pub fn next_tick(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.schedule.next_after(now, self.timezone)
+    }
+
     /// Whether runs follow one another without a calendar (`@continuous`).
     pub fn is_continuous(&self) -> bool {
         matches!(self.schedule, Schedule::Continuous { .. })
@@ -393,6 +406,26 @@ mod tests {
         assert_eq!((second.start, second.end), (t0, late));
         assert!(timetable.intervals_in(&BackfillRange { start: t0, end: late }).is_empty());
         assert_eq!(Schedule::parse("@continuous").unwrap().expression(), "@continuous");
+    }
+
+    #[test]
+    fn latest_closed_interval_ends_at_the_last_tick() {
+        let schedule = Schedule::parse("0 * * * *").unwrap();
+        let tt = Timetable {
+            schedule: &schedule,
+            timezone: Tz::UTC,
+            start_date: None,
+            end_date: None,
+            catchup: false,
+        };
+        let closed = tt.latest_closed(utc("2024-05-01T10:20:00Z")).unwrap();
+        assert_eq!(
+            (closed.start, closed.end),
+            (utc("2024-05-01T09:00:00Z"), utc("2024-05-01T10:00:00Z"))
+        );
+        let on_tick = tt.latest_closed(utc("2024-05-01T11:00:00Z")).unwrap();
+        assert_eq!(on_tick.end, utc("2024-05-01T11:00:00Z"), "a tick closes its interval at once");
+        assert_eq!(tt.next_tick(utc("2024-05-01T10:20:00Z")), Some(utc("2024-05-01T11:00:00Z")));
     }
 
     #[test]

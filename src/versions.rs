@@ -78,7 +78,7 @@ impl From<&Dag> for DagRecord {
             version: dag.version.clone(),
             source: dag.source.to_string(),
             description: dag.description.clone(),
-            schedule: dag.schedule.as_ref().map(|s| s.expression().to_string()),
+            schedule: dag.schedule_text(),
             tags: dag.tags.clone(),
             paused_on_creation: dag.paused_on_creation,
         }

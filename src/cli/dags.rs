@@ -73,7 +73,7 @@ pub async fn list(config: Config) -> anyhow::Result<ExitCode> {
         println!(
             "{:<28} {:<16} {:<7} {:<20} {}",
             dag.id,
-            dag.schedule.as_ref().map_or("manual", |s| s.expression()),
+            dag.schedule_text().unwrap_or_else(|| "manual".into()),
             if row.is_some_and(|r| r.is_paused) { "yes" } else { "no" },
             row.and_then(|r| r.next_run_at).map(display).unwrap_or_else(|| "-".into()),
             dag.file
@@ -203,6 +203,7 @@ pub async fn backfill(
             interval: Some(*interval),
             params: Map::new(),
             queue: None,
+            triggered_by: None,
         };
         match create_run(&c.store, &dag, request).await {
             Ok(run) => created.push(run),

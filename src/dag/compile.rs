@@ -23,7 +23,7 @@ use super::{
     graph, template, Backoff, Dag, Diagnostic, ParamSpec, ParamType, RunRetention, Task,
     TriggerRule,
 };
-use crate::domain::DEFAULT_QUEUE;
+use crate::domain::{AssetRef, DEFAULT_QUEUE};
 use crate::jobs::{Quoting, Registry};
 use crate::schedule::{self, Schedule};
 
@@ -119,7 +119,7 @@ pub fn compile(
         })
     });
     let timezone = timezone.unwrap_or(Tz::UTC);
-    let mut schedule = c.take_with("schedule", |s: String| Schedule::parse(&s));
+    let (mut schedule, watches) = c.schedule();
     let start_date = c.take_date("start_date", timezone);
     let end_date = c.take_date("end_date", timezone);
     let catchup = c.take::<bool>("catchup").unwrap_or(false);
@@ -145,6 +145,7 @@ pub fn compile(
         version: version_of(source),
         description,
         schedule,
+        watches,
         timezone,
         start_date,
         end_date,
@@ -245,6 +246,54 @@ impl<'a> Compiler<'a> {
     ) -> Option<U> {
         let (_, value) = self.fields.shift_remove(field)?;
         self.decode_with(&value, convert)
+    }
+
+    /// `schedule`: a cron expression or preset, or `{ on = [tables and datasets] }` with an
+    /// optional `cron` whose ticks make a run only once the data changed.
+    fn schedule(&mut self) -> (Option<Schedule>, Vec<AssetRef>) {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct OnData {
+            on: Vec<Spanned<String>>,
+            cron: Option<Spanned<String>>,
+        }
+        let Some((_, value)) = self.fields.shift_remove("schedule") else {
+            return (None, Vec::new());
+        };
+        if !matches!(value.get_ref(), DeValue::Table(_)) {
+            return (self.decode_with(&value, |s: String| Schedule::parse(&s)), Vec::new());
+        }
+        let Some(on_data) = self.decode::<OnData>(&value) else { return (None, Vec::new()) };
+        if on_data.on.is_empty() {
+            self.rep.error(value.span(), "`on` must name at least one table or dataset");
+        }
+        let mut watches: Vec<AssetRef> = Vec::new();
+        for name in &on_data.on {
+            match AssetRef::parse(name.get_ref()) {
+                Ok(asset) if !watches.contains(&asset) => watches.push(asset),
+                Ok(_) => {}
+                Err(message) => self.rep.error(name.span(), message),
+            }
+        }
+        let cron = on_data.cron.and_then(|text| match Schedule::parse(text.get_ref()) {
+            Ok(cron @ Schedule::Cron { .. }) => Some(cron),
+            Ok(other) => {
+                self.rep.error(
+                    text.span(),
+                    format!(
+                        "`{}` cannot gate a data schedule: use a cron expression or preset such \
+                         as \"@hourly\"",
+                        other.expression()
+                    ),
+                );
+                None
+            }
+            Err(message) => {
+                self.rep.error(text.span(), message);
+                None
+            }
+        });
+        (cron, watches)
     }
 
     /// `max_active_runs`: 16 by default; a continuous DAG runs one run at a time.

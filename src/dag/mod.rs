@@ -23,6 +23,7 @@ pub use compile::compile;
 pub use diagnostic::Diagnostic;
 pub use params::{ParamSpec, ParamType};
 
+use crate::domain::AssetRef;
 use crate::schedule::Schedule;
 
 /// A validated DAG, ready to be scheduled.
@@ -36,7 +37,11 @@ pub struct Dag {
     /// Hash of `source`: the DAG version.
     pub version: String,
     pub description: Option<String>,
+    /// The time part of the schedule: alone, or with `watches` the ticks at which a change of
+    /// the watched data makes a run.
     pub schedule: Option<Schedule>,
+    /// The tables and datasets whose changes trigger runs (`schedule = { on = [...] }`).
+    pub watches: Vec<AssetRef>,
     pub timezone: Tz,
     pub start_date: Option<DateTime<Utc>>,
     pub end_date: Option<DateTime<Utc>>,
@@ -157,7 +162,23 @@ impl RunRetention {
 }
 
 impl Dag {
-    /// When the DAG runs by itself; `None` for manual-only DAGs.
+    /// The schedule as users read it: `@daily`, `on bronze.orders`,
+    /// `0 * * * * on bronze.orders`, or `None` for manual-only DAGs.
+    pub fn schedule_text(&self) -> Option<String> {
+        let time = self.schedule.as_ref().map(Schedule::expression);
+        if self.watches.is_empty() {
+            return time.map(str::to_string);
+        }
+        let names: Vec<&str> = self.watches.iter().map(|a| a.name.as_str()).collect();
+        let on = format!("on {}", names.join(", "));
+        Some(match time {
+            Some(time) => format!("{time} {on}"),
+            None => on,
+        })
+    }
+
+    /// The DAG's calendar; `None` for manual-only DAGs and DAGs that run on data alone. (For
+    /// a DAG that also watches data, its ticks are when a change may make a run.)
     pub fn timetable(&self) -> Option<crate::schedule::Timetable<'_>> {
         self.schedule.as_ref().map(|schedule| crate::schedule::Timetable {
             schedule,

@@ -3,13 +3,15 @@
 //! Each pass (a *tick*) it: reloads the DAG folder when due, creates the scheduled runs whose
 //! data interval has ended, re-queues retries whose delay has passed, fails tries whose worker
 //! went silent (counting only time the database was reachable, see [`liveness`]), starts
-//! queued runs within `max_active_runs`, and for each running run queues
+//! queued runs within `max_active_runs`, creates runs of DAGs whose watched tables and datasets
+//! changed (see [`assets`]), and for each running run queues
 //! the tasks whose trigger rules allow it (see [`plan`]). It keeps no state that matters across
 //! restarts: everything it decides is written to the store with guarded updates, so a restarted
 //! scheduler, or two schedulers at once, carry on without duplicating work. (What it saw of
 //! database outages is kept in memory only: a scheduler restarted during an outage judges the
 //! heartbeats from before it on wall time.)
 
+mod assets;
 pub mod control;
 mod liveness;
 pub mod plan;
@@ -27,6 +29,7 @@ use crate::dag::folder::{self, DagBag};
 use crate::dag::{Dag, RunRetention};
 use crate::domain::{RunState, RunType, TaskState};
 use crate::jobs::Stream;
+use crate::lake::tables::TablesHandle;
 use crate::process::{process_id, Shutdown};
 use crate::schedule::{DataInterval, Timetable};
 use crate::store::{dags, logs, processes, runs, tasks};
@@ -91,8 +94,14 @@ pub struct Scheduler {
     last_housekeeping: Option<Instant>,
     /// When the earliest pending retry becomes due, so the loop wakes for it.
     next_retry_at: Option<Micros>,
-    /// When the earliest continuous DAG held back by its `min_interval` may run again.
+    /// When the earliest continuous DAG held back by its `min_interval` may run again, or the
+    /// earliest cron tick of a DAG that runs on data.
     next_continuous_at: Option<Micros>,
+    /// The catalog, to read which snapshots triggered a run on data; `None`: runs record the
+    /// metadata files instead.
+    tables: Option<TablesHandle>,
+    /// The DAG versions whose watched assets are registered (`asset_watches`) already.
+    watching: HashSet<(String, String)>,
     /// The slowest pass since the last heartbeat, reported with it (for `/metrics`).
     slowest_pass: Duration,
     /// Which workers' heartbeats count as silent, given this scheduler's contact with the
@@ -117,7 +126,15 @@ impl Scheduler {
             next_continuous_at: None,
             slowest_pass: Duration::ZERO,
             liveness,
+            tables: None,
+            watching: HashSet::new(),
         }
+    }
+
+    /// Reads triggering snapshots through `tables` (see [`assets`]).
+    pub fn with_tables(mut self, tables: TablesHandle) -> Scheduler {
+        self.tables = Some(tables);
+        self
     }
 
     /// Runs ticks until shutdown: on every wake-up, and at least every poll interval.
@@ -251,14 +268,27 @@ impl Scheduler {
             self.next_continuous_at = None;
         }
         for dag in dags {
-            let Some(timetable) = dag.timetable() else { continue };
-            if timetable.is_continuous() != (only == Only::Continuous) {
-                continue;
-            }
-            let next_at = if self.paused.contains(&dag.id) {
-                None
+            let next_at = if !dag.watches.is_empty() {
+                // Data changes are looked for on every pass, like continuous DAGs.
+                if only != Only::Continuous {
+                    continue;
+                }
+                if self.paused.contains(&dag.id) {
+                    None
+                } else {
+                    self.watch(&dag, now).await?;
+                    assets::create_data_run(&self.store, self.tables.as_ref(), &dag, now).await?
+                }
             } else {
-                self.create_due_runs(&dag, &timetable, now).await?
+                let Some(timetable) = dag.timetable() else { continue };
+                if timetable.is_continuous() != (only == Only::Continuous) {
+                    continue;
+                }
+                if self.paused.contains(&dag.id) {
+                    None
+                } else {
+                    self.create_due_runs(&dag, &timetable, now).await?
+                }
             };
             if let Some(at) = next_at.filter(|_| only == Only::Continuous) {
                 self.next_continuous_at = Some(self.next_continuous_at.map_or(at, |n| n.min(at)));
@@ -268,6 +298,20 @@ impl Scheduler {
                 self.next_run_at.insert(dag.id.clone(), next_at);
             }
         }
+        Ok(())
+    }
+
+    /// Registers the assets `dag` watches, once per DAG version and process: changes from now
+    /// on trigger it.
+    async fn watch(&mut self, dag: &Dag, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let key = (dag.id.clone(), dag.version.clone());
+        if self.watching.contains(&key) {
+            return Ok(());
+        }
+        for asset in &dag.watches {
+            crate::store::assets::watch(self.store.write(), &dag.id, asset, to_micros(now)).await?;
+        }
+        self.watching.insert(key);
         Ok(())
     }
 
@@ -320,6 +364,7 @@ impl Scheduler {
                 interval: Some(interval),
                 params: Default::default(),
                 queue: None,
+                triggered_by: None,
             };
             match create_run(&self.store, dag, request).await {
                 Ok(run) => {

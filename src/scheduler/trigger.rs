@@ -1,4 +1,5 @@
-//! Creating runs: manual triggers (CLI, API, UI), scheduled runs and backfills all come here.
+//! Creating runs: manual triggers (CLI, API, UI), scheduled runs, runs on data and backfills
+//! all come here.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
@@ -7,6 +8,7 @@ use thiserror::Error;
 use crate::dag::{params, Dag};
 use crate::domain::RunType;
 use crate::schedule::DataInterval;
+use crate::store::assets::{self, AssetChange, RunTrigger};
 use crate::store::runs;
 use crate::store::{NewRun, RunRow, Store, StoreError};
 use crate::time::{now_micros, to_micros};
@@ -18,6 +20,9 @@ pub enum TriggerError {
     InvalidParams(Vec<String>),
     #[error("DAG `{dag_id}` already has a run at logical date {logical_date}")]
     Duplicate { dag_id: String, logical_date: String },
+    /// Another scheduler's run consumed the data changes first.
+    #[error("the data changes were consumed by another run")]
+    Consumed,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -33,11 +38,27 @@ pub struct RunRequest {
     pub params: Map<String, Value>,
     /// Queue override for every task (used by `dags test` to keep its tasks to itself).
     pub queue: Option<String>,
+    /// The data changes the run consumes (runs on data only).
+    pub triggered_by: Option<DataTrigger>,
+}
+
+/// The changes of watched tables and datasets a run on data consumes, and what they added.
+#[derive(Debug, Clone)]
+pub struct DataTrigger {
+    pub changes: Vec<AssetChange>,
+    pub triggers: Vec<RunTrigger>,
 }
 
 impl RunRequest {
     pub fn manual(logical_date: DateTime<Utc>, params: Map<String, Value>) -> RunRequest {
-        RunRequest { run_type: RunType::Manual, logical_date, interval: None, params, queue: None }
+        RunRequest {
+            run_type: RunType::Manual,
+            logical_date,
+            interval: None,
+            params,
+            queue: None,
+            triggered_by: None,
+        }
     }
 }
 
@@ -91,6 +112,11 @@ pub async fn create_run(
             logical_date: request.logical_date.to_rfc3339(),
         });
     };
+    if let Some(data) = &request.triggered_by {
+        if !assets::consume(&mut *tx, &dag.id, pk, &data.changes, &data.triggers).await? {
+            return Err(TriggerError::Consumed);
+        }
+    }
     let run = runs::by_pk(&mut *tx, pk)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("run {pk} is missing after its creation")))?;

@@ -83,3 +83,24 @@ pub(super) async fn insert(
     }
     Ok(())
 }
+
+/// What the DAG's latest `runs` runs read and wrote: each asset once, by direction, kind and
+/// name (what a DAG page shows as its data; bounded so a continuous DAG's history costs
+/// nothing).
+pub async fn recent_assets(
+    db: impl Executor<'_, Database = Any>,
+    dag_id: &str,
+    runs: i64,
+) -> Result<Vec<(Direction, AssetKind, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT DISTINCT l.direction, l.kind, l.name FROM task_lineage l \
+         JOIN task_instances ti ON ti.id = l.ti_id \
+         WHERE ti.run_pk IN (SELECT id FROM dag_runs WHERE dag_id = $1 \
+                             ORDER BY logical_date DESC LIMIT $2) \
+         ORDER BY l.name",
+    )
+    .bind(dag_id)
+    .bind(runs)
+    .fetch_all(db)
+    .await?)
+}

@@ -6,7 +6,7 @@
 //! components react to each other's writes without polling.
 //!
 //! The statements live in one module per aggregate ([`runs`], [`tasks`], [`dags`], [`logs`],
-//! [`lineage`], [`processes`], [`users`], [`stats`], [`catalog`]) as free functions that take
+//! [`lineage`], [`assets`], [`processes`], [`users`], [`stats`], [`catalog`]) as free functions that take
 //! the executor they run on: `store.read()` for plain reads, `store.write()` for writes, or an
 //! open transaction (`&mut *tx` from [`Store::begin`]) to compose several atomically. A function
 //! that runs several statements opens its own transaction on what it is given (a savepoint
@@ -18,6 +18,7 @@
 //! but SQL. [`Store`] itself holds only the pools, the wake-ups and what this process saw of
 //! the database's availability.
 
+pub mod assets;
 pub mod catalog;
 mod columns;
 mod connectivity;

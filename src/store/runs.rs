@@ -182,6 +182,7 @@ pub async fn delete(db: impl Acquire<'_, Database = Any>, pks: &[i64]) -> Result
         format!("DELETE FROM task_tries WHERE ti_id IN ({of_runs})"),
         format!("DELETE FROM task_lineage WHERE ti_id IN ({of_runs})"),
         format!("DELETE FROM task_instances WHERE run_pk IN ({list})"),
+        format!("DELETE FROM run_triggers WHERE run_pk IN ({list})"),
         format!("DELETE FROM dag_runs WHERE id IN ({list})"),
     ];
     let mut tx = db.begin().await?;
@@ -216,6 +217,17 @@ pub async fn finished_before(
 pub async fn has_unfinished(db: impl Executor<'_, Database = Any>, dag_id: &str) -> Result<bool> {
     let found: Option<i64> = sqlx::query_scalar(
         "SELECT id FROM dag_runs WHERE state IN ('queued', 'running') AND dag_id = $1 LIMIT 1",
+    )
+    .bind(dag_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(found.is_some())
+}
+
+/// Whether the DAG has a run waiting for a `max_active_runs` slot.
+pub async fn has_queued(db: impl Executor<'_, Database = Any>, dag_id: &str) -> Result<bool> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM dag_runs WHERE state = 'queued' AND dag_id = $1 LIMIT 1",
     )
     .bind(dag_id)
     .fetch_optional(db)

@@ -498,6 +498,7 @@ async fn end_try(
         .execute(&mut *tx)
         .await?;
     super::lineage::insert(tx, ti_id, try_number, &outcome.lineage).await?;
+    super::assets::record_dataset_versions(tx, &outcome.lineage, now).await?;
     super::metrics::record(tx, &outcome.metrics, now).await
 }
 

@@ -83,7 +83,9 @@ impl From<TriggerError> for WebError {
     fn from(e: TriggerError) -> Self {
         match e {
             TriggerError::InvalidParams(_) => WebError::BadRequest(e.to_string()),
-            TriggerError::Duplicate { .. } => WebError::Conflict(e.to_string()),
+            TriggerError::Duplicate { .. } | TriggerError::Consumed => {
+                WebError::Conflict(e.to_string())
+            }
             TriggerError::Store(e) => e.into(),
         }
     }

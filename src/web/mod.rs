@@ -8,6 +8,7 @@
 mod api;
 pub mod auth;
 mod catalog;
+mod dataflow;
 mod error;
 mod graph;
 mod identity;

@@ -16,13 +16,13 @@ use super::error::{PageError, WebError};
 use super::graph;
 use super::identity::Identity;
 use super::views::*;
-use super::{lookup, AppState};
+use super::{dataflow, lookup, AppState};
 use crate::dag::{Dag, ParamType};
 use crate::domain::{RunState, TaskState};
 use crate::schedule::Schedule;
 use crate::scheduler::control;
 use crate::scheduler::trigger::{create_run, RunRequest, TriggerError};
-use crate::store::{dags, logs, runs, stats, tasks};
+use crate::store::{assets, dags, logs, runs, stats, tasks};
 use crate::store::{RunRow, TryRow};
 use crate::time::display;
 
@@ -46,6 +46,21 @@ fn page_number(page: Option<i64>) -> i64 {
 
 fn is_live(state: RunState) -> bool {
     !state.is_finished()
+}
+
+/// The snapshots (versions) that triggered a run on data, by table (dataset).
+async fn run_triggers(state: &AppState, run: &RunRow) -> Result<Vec<RunTriggerView>, WebError> {
+    let mut by_asset: Vec<RunTriggerView> = Vec::new();
+    for trigger in assets::triggers_of_run(state.store.read(), run.pk).await? {
+        match by_asset.last_mut() {
+            Some(last) if last.name == trigger.name => {
+                last.versions.push_str(", ");
+                last.versions.push_str(&trigger.version);
+            }
+            _ => by_asset.push(RunTriggerView { name: trigger.name, versions: trigger.version }),
+        }
+    }
+    Ok(by_asset)
 }
 
 #[derive(Deserialize)]
@@ -169,6 +184,7 @@ pub async fn dag(
         source: None,
         pager: None,
         live: false,
+        dataflow: dataflow::of_dag(&state, &dag).await?,
     };
     if matches!(dag.schedule, Some(Schedule::Continuous { .. })) {
         page.stream = stream_chart(&state, &dag_id).await?;
@@ -399,7 +415,9 @@ pub async fn trigger(
         match create_run(&state.store, &dag, RunRequest::manual(date, params)).await {
             Ok(run) => return Ok(Redirect::to(&run_href(&dag_id, &run.run_id)).into_response()),
             Err(e @ TriggerError::Duplicate { .. }) => date_error = Some(e.to_string()),
-            Err(e @ TriggerError::InvalidParams(_)) => error = Some(e.to_string()),
+            Err(e @ (TriggerError::InvalidParams(_) | TriggerError::Consumed)) => {
+                error = Some(e.to_string())
+            }
             Err(TriggerError::Store(e)) => return Err(e.into()),
         }
     }
@@ -440,6 +458,7 @@ pub async fn run(
         ended: time_text(run.ended_at),
         duration: duration_text(run.started_at, run.ended_at),
         params: Value::Object(run.params.clone()).to_string(),
+        triggers: run_triggers(&state, &run).await?,
         tasks: instances.iter().map(|ti| TaskRow::of(&run, ti)).collect(),
         live: is_live(run.state),
     })

@@ -347,6 +347,43 @@ pub struct DagPage {
     pub source: Option<SourceView>,
     pub pager: Option<Pager>,
     pub live: bool,
+    /// What the DAG reads and writes, and the DAGs it feeds and is fed by.
+    pub dataflow: DataFlowView,
+}
+
+pub struct DataFlowView {
+    pub reads: Vec<AssetView>,
+    pub writes: Vec<AssetView>,
+    pub feeds: Vec<FeedView>,
+    pub fed_by: Vec<FeedView>,
+}
+
+impl DataFlowView {
+    pub fn is_empty(&self) -> bool {
+        self.reads.is_empty() && self.writes.is_empty()
+    }
+}
+
+/// A table or dataset on a DAG page.
+pub struct AssetView {
+    pub name: String,
+    pub kind: &'static str,
+    /// The DAG's schedule watches it: its changes make runs.
+    pub triggers: bool,
+}
+
+/// Another DAG linked to this one through the data one writes and the other reads.
+pub struct FeedView {
+    pub dag_id: String,
+    pub href: String,
+    /// The tables and datasets in between.
+    pub through: String,
+}
+
+/// What triggered a run on data: an asset and the snapshots (versions) that changed it.
+pub struct RunTriggerView {
+    pub name: String,
+    pub versions: String,
 }
 
 pub struct TaskRow {
@@ -397,6 +434,8 @@ pub struct RunPage {
     pub ended: String,
     pub duration: String,
     pub params: String,
+    /// The table snapshots and dataset versions that triggered a run on data.
+    pub triggers: Vec<RunTriggerView>,
     pub tasks: Vec<TaskRow>,
     pub live: bool,
 }

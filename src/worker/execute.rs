@@ -10,7 +10,9 @@ use super::logs::flush_logs;
 use super::{TryControls, Worker, STOP_GRACE};
 use crate::dag::template::{self, RunInfo};
 use crate::dag::Task;
+use crate::domain::AssetKind;
 use crate::jobs::{JobContext, JobError, LogSink, Outputs};
+use crate::store::assets::{self, RunTrigger};
 use crate::store::tasks;
 use crate::store::{ClaimedTask, RunRow, TaskOutcome};
 use crate::time::{from_micros, now_micros};
@@ -85,9 +87,32 @@ async fn prepare(worker: &Worker, claimed: &ClaimedTask) -> Result<Prepared, Job
             .map_err(|e| JobError::Failed(e.to_string()))?;
         vars["outputs"] = serde_json::Value::Object(outputs);
     }
+    if template::mentions(&task.config, "triggering_snapshots") {
+        let triggers = assets::triggers_of_run(worker.store.read(), run.pk)
+            .await
+            .map_err(|e| JobError::Failed(e.to_string()))?;
+        vars["triggering_snapshots"] = triggering_snapshots(&triggers);
+    }
     let quoted = worker.versions.registry().quoted_fields(&task.kind);
     let config = template::render_config(&task.config, &vars, quoted).map_err(JobError::Config)?;
     Ok(Prepared { task, run, config })
+}
+
+/// `{{ triggering_snapshots }}`: for each watched table (dataset), the snapshot ids (versions)
+/// that triggered the run; an empty map for runs not made by data.
+fn triggering_snapshots(triggers: &[RunTrigger]) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for trigger in triggers {
+        let version = match trigger.version.parse::<i64>() {
+            Ok(id) if trigger.kind == AssetKind::Table => serde_json::Value::from(id),
+            _ => serde_json::Value::from(trigger.version.clone()),
+        };
+        let entry = out.entry(trigger.name.clone()).or_insert_with(|| serde_json::json!([]));
+        if let serde_json::Value::Array(versions) = entry {
+            versions.push(version);
+        }
+    }
+    serde_json::Value::Object(out)
 }
 
 async fn run_try(worker: &Worker, claimed: &ClaimedTask, controls: &TryControls) -> TaskOutcome {

@@ -41,7 +41,7 @@ const WEB: Layering = Layering {
         &["identity", "graph", "throttle", "catalog"],
         &["views"],
         &["error"],
-        &["auth", "lookup", "metrics"],
+        &["auth", "lookup", "metrics", "dataflow"],
         &["pages", "api"],
     ],
     module_of: web_module,

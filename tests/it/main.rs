@@ -7,6 +7,7 @@
 
 mod common;
 
+mod assets;
 mod browser;
 mod cli;
 mod compose;

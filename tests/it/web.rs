@@ -613,3 +613,97 @@ async fn openapi_describes_every_api_route() {
     }
     harness.stop().await;
 }
+
+/// A dataset written by one DAG triggers another that watches it; the pages show what each
+/// reads and writes, how they feed one another and what triggered the run on data.
+#[tokio::test]
+async fn pages_show_the_data_flow_between_dags_and_what_triggered_a_run() {
+    let db = common::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("dags");
+    std::fs::create_dir_all(&folder).unwrap();
+    let producer = r#"
+        [tasks.generate]
+        kind = "generate"
+        output = "raw"
+        orders = 50
+        customers = 10
+        products = 5
+        dirty_fraction = 0.0
+        seed = 1
+        end_date = "{{ ds }}"
+    "#;
+    std::fs::write(folder.join("make_orders.toml"), producer).unwrap();
+    let consumer = r#"
+        schedule = { on = ["raw/orders"] }
+        [tasks.ingest.tables.orders]
+        input = "raw/orders"
+        output = "bronze/orders"
+        schema = { order_id = "integer", customer_id = "integer", product_id = "integer", order_date = "date", quantity = "integer", total_amount = "float", status = "string", payment_method = "string" }
+    "#;
+    let consumer = consumer.replace(
+        "[tasks.ingest.tables.orders]",
+        "[tasks.ingest]\nkind = \"ingest\"\n[tasks.ingest.tables.orders]",
+    );
+    std::fs::write(folder.join("load_orders.toml"), consumer).unwrap();
+    let options = common::HarnessOptions { dags_folder: Some(folder), ..Default::default() };
+    let harness = Harness::start_with(&db, options).await;
+    let web = Web::new(&harness).await;
+    let admin = web.session("admin", Role::Admin).await;
+    let store = &web.store;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let watched: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM asset_watches")
+            .fetch_one(store.read())
+            .await
+            .unwrap();
+        if watched > 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the DAG folder was never loaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let trigger = web.post_form("/dags/make_orders/trigger", &admin, &[], true).await;
+    assert_eq!(trigger.status, StatusCode::SEE_OTHER, "{}", trigger.body);
+    let run_id = urlencoding_decode(trigger.location().rsplit('/').next().unwrap());
+    let run = runs::get(store.read(), "make_orders", &run_id).await.unwrap().unwrap();
+    assert_eq!(harness.wait(&run, Duration::from_secs(30)).await.state.as_str(), "success");
+    let loaded = loop {
+        if let Some(run) = runs::list(store.read(), "load_orders", 1, 0).await.unwrap().pop() {
+            break run;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the dataset's change made no run");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(loaded.run_type.as_str(), "asset_triggered");
+    assert_eq!(harness.wait(&loaded, Duration::from_secs(30)).await.state.as_str(), "success");
+
+    let page = web.get("/dags/load_orders", Some(&admin)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let flow = page.body.split("id=\"dataflow\"").nth(1).expect("a data-flow table").to_string();
+    assert!(flow.contains("raw/orders</code> <span class=\"badge\">triggers runs"), "{flow}");
+    assert!(flow.contains("bronze/orders"), "{flow}");
+    assert!(
+        flow.contains("Fed by</th><td><a href=\"/dags/make_orders\">make_orders</a>"),
+        "{flow}"
+    );
+    let page = web.get("/dags/make_orders", Some(&admin)).await;
+    assert!(page.body.contains("Feeds</th><td><a href=\"/dags/load_orders\">load_orders</a>"));
+
+    let run_page =
+        web.get(&format!("/dags/load_orders/runs/{}", loaded.run_id), Some(&admin)).await;
+    assert_eq!(run_page.status, StatusCode::OK);
+    let version = sqlx::query_scalar::<_, String>(
+        "SELECT version FROM task_lineage WHERE direction = 'wrote' AND name = 'raw/orders'",
+    )
+    .fetch_one(store.read())
+    .await
+    .unwrap();
+    assert!(
+        run_page.body.contains(&format!("Triggered by</th><td colspan=\"3\"><code>raw/orders</code> <span class=\"small\">{version}</span>")),
+        "{version}: {}",
+        run_page.body
+    );
+    harness.stop().await;
+}

@@ -37,6 +37,36 @@ pub struct Appended {
 }
 
 impl Tables {
+    /// The snapshots commits added to `name` between two of its metadata files: those of
+    /// `current` newer (by sequence number) than every snapshot of `previous` (`None`: the
+    /// table's first metadata), oldest first. What data-aware scheduling records as the
+    /// snapshots that triggered a run.
+    pub async fn snapshots_added(
+        &self,
+        name: &str,
+        previous: Option<&str>,
+        current: &str,
+    ) -> Result<Vec<i64>, TableError> {
+        let table = self.load(name).await?;
+        let io = table.file_io();
+        let seen = match previous {
+            Some(location) => iceberg::spec::TableMetadata::read_from(io, location)
+                .await?
+                .snapshots()
+                .map(|s| s.sequence_number())
+                .max(),
+            None => None,
+        };
+        let current = iceberg::spec::TableMetadata::read_from(io, current).await?;
+        let mut added: Vec<(i64, i64)> = current
+            .snapshots()
+            .filter(|s| seen.is_none_or(|seen| s.sequence_number() > seen))
+            .map(|s| (s.sequence_number(), s.snapshot_id()))
+            .collect();
+        added.sort_unstable();
+        Ok(added.into_iter().map(|(_, id)| id).collect())
+    }
+
     /// The data files `name` gained after snapshot `after` (everything for `None`).
     pub async fn appended_since(
         &self,

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use lakeward::dag::{compile, Dag};
 use lakeward::jobs::Registry;
+use lakeward::lake::tables::TablesHandle;
 use lakeward::lake::Warehouse;
 use lakeward::runtime::{shutdown_channel, ShutdownTrigger};
 use lakeward::scheduler::trigger::{create_run, RunRequest};
@@ -142,7 +143,12 @@ impl Harness {
                 dag_refresh_interval: Duration::from_millis(200),
                 heartbeat_timeout: options.heartbeat_timeout,
             },
-        );
+        )
+        .with_tables(TablesHandle::new(
+            store.clone(),
+            warehouse.clone(),
+            Default::default(),
+        ));
         let worker = Worker::new(
             store.clone(),
             versions.clone(),
