@@ -13,6 +13,7 @@
 //! - [`simulate`]: simulated event streams (web logs, connection logs, sensors) with anomalies.
 //! - [`stream`]: Kafka: producing, reading partitions into record batches, offsets kept in Iceberg.
 //! - [`window`]: event-time windows: aggregates per window and key, watermarks, late events.
+//! - [`anomaly`]: anomaly detectors (ratio to mean, z-score, EWMA, MAD) over metric series.
 //! - [`jobs`]: the task kinds (`shell`, `noop`, …) and the [`jobs::Job`] trait for custom ones.
 //! - [`web`]: the web UI, the REST API under `/api/v1`, `/metrics` and `/health`.
 //! - [`users`]: users, password hashes, sessions' and API tokens' secrets.
@@ -21,6 +22,7 @@
 //! - [`versions`]: compiled DAG versions, rebuilt from the database on demand.
 //! - [`runtime`]: wires scheduler, workers and web together into one process.
 
+pub mod anomaly;
 pub mod cli;
 pub mod config;
 pub mod dag;

@@ -15,6 +15,7 @@
 //! the file itself could not. [`Job::QUOTED_FIELDS`] says which fields are SQL or shell text, so
 //! template values are written into them as quoted literals.
 
+mod anomaly;
 mod control;
 mod frame_json;
 mod generate;
@@ -56,6 +57,7 @@ use crate::lake::LakeError;
 use crate::stream::StreamError;
 
 pub use crate::domain::{LogLine, Stream};
+pub use anomaly::{Anomaly, AnomalyConfig, Detected};
 pub use control::{cancellation, Cancellation, Canceller, Progress, ProgressCell};
 pub use generate::{Generate, GenerateConfig};
 pub use iceberg::{Iceberg, IcebergConfig};
@@ -367,6 +369,7 @@ impl Registry {
     /// Every kind that ships with lakeward.
     pub fn builtin() -> Registry {
         let mut registry = Registry::empty();
+        registry.register(Anomaly);
         registry.register(Compact);
         registry.register(ExpireSnapshots);
         registry.register(Generate);

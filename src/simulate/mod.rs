@@ -118,7 +118,8 @@ pub struct Simulation {
     pub rate: f64,
     /// Event time of the first event.
     pub start: DateTime<Utc>,
-    /// Share of events that are anomalous (in episodes of a few dozen events).
+    /// Share of event time taken by anomaly episodes: each starts on a whole minute and lasts
+    /// one to three minutes, so that a detector over minute windows has a clear truth.
     pub anomaly_rate: f64,
     /// Share of events that arrive late: their event time is up to `max_delay` before the
     /// events sent around them.
@@ -139,14 +140,19 @@ pub struct Event {
     pub anomaly: Option<&'static str>,
 }
 
-/// An anomaly in progress: its kind, the events left, and the profile's choice for it (an
-/// endpoint, an address, a sensor).
+/// An anomaly in progress: its kind, when it ends (event time, µs), and the profile's choice
+/// for it (an endpoint, an address, a sensor).
 #[derive(Debug, Clone, Copy)]
 struct Episode {
     kind: usize,
-    left: u32,
+    until: f64,
     subject: u64,
 }
+
+const MINUTE_MICROS: f64 = 60e6;
+
+/// Mean length of an episode, in minutes (one to three).
+const EPISODE_MINUTES: f64 = 2.0;
 
 /// What a profile's event maker is given.
 struct Draw<'a> {
@@ -164,6 +170,8 @@ pub struct Simulator {
     clock: f64,
     number: u64,
     episode: Option<Episode>,
+    /// The minute (of event time) whose chance of starting an episode was drawn last.
+    minute_drawn: i64,
     id_prefix: String,
 }
 
@@ -180,6 +188,7 @@ impl Simulator {
             clock: options.start.timestamp_micros() as f64,
             number: 0,
             episode: None,
+            minute_drawn: i64::MIN,
             id_prefix,
             options,
         }
@@ -194,19 +203,22 @@ impl Simulator {
         let sent_at = self.now();
         let hour = sent_at.hour() as f64 + sent_at.minute() as f64 / 60.0;
         let mut gap = 1e6 / (self.options.rate.max(1e-3) * daily_cycle(hour));
-        self.episode = match self.episode {
-            Some(e) if e.left > 1 => Some(Episode { left: e.left - 1, ..e }),
-            Some(_) => None,
-            None if self.rng.chance(self.options.anomaly_rate / 40.0) => {
+        self.episode = self.episode.filter(|e| self.clock < e.until);
+        let minute = (self.clock / MINUTE_MICROS).floor() as i64;
+        if minute != self.minute_drawn {
+            self.minute_drawn = minute;
+            if self.episode.is_none()
+                && self.rng.chance(self.options.anomaly_rate / EPISODE_MINUTES)
+            {
                 let kinds = self.options.profile.anomalies().len() as u64;
-                Some(Episode {
+                let minutes = 1 + self.rng.below(3);
+                self.episode = Some(Episode {
                     kind: self.rng.below(kinds) as usize,
-                    left: 20 + self.rng.below(41) as u32,
+                    until: (minute + minutes as i64) as f64 * MINUTE_MICROS,
                     subject: self.rng.next_u64(),
-                })
+                });
             }
-            None => None,
-        };
+        }
         let mut event_time = sent_at;
         if self.rng.chance(self.options.late_share) {
             let delay = self.rng.unit() * self.options.max_delay.as_micros() as f64;
@@ -218,12 +230,19 @@ impl Simulator {
             id_prefix: &self.id_prefix,
             episode: self.episode,
         };
-        let (key, fields) = match self.options.profile {
+        let (key, fields, affected) = match self.options.profile {
             Profile::WebLogs => web_logs::event(draw, &mut gap),
-            Profile::ConnectionLogs => connection_logs::event(draw),
-            Profile::Sensors => sensors::event(draw),
+            Profile::ConnectionLogs => {
+                let (key, fields) = connection_logs::event(draw);
+                (key, fields, true)
+            }
+            Profile::Sensors => {
+                let (key, fields) = sensors::event(draw);
+                (key, fields, true)
+            }
         };
-        let anomaly = self.episode.map(|e| self.options.profile.anomalies()[e.kind]);
+        let anomaly =
+            self.episode.filter(|_| affected).map(|e| self.options.profile.anomalies()[e.kind]);
         let payload = fields.finish(event_time, anomaly);
         self.number += 1;
         self.clock += gap;
@@ -299,8 +318,10 @@ mod tests {
     #[test]
     fn every_profile_makes_valid_json_the_same_for_the_same_seed() {
         for profile in [Profile::WebLogs, Profile::ConnectionLogs, Profile::Sensors] {
-            let a: Vec<Event> = Simulator::new(simulation(profile)).take(5_000).collect();
-            let b: Vec<Event> = Simulator::new(simulation(profile)).take(5_000).collect();
+            // Two hours at about a second apart: episodes start on whole minutes.
+            let options = Simulation { rate: 0.7, ..simulation(profile) };
+            let a: Vec<Event> = Simulator::new(options.clone()).take(5_000).collect();
+            let b: Vec<Event> = Simulator::new(options).take(5_000).collect();
             let mut ids = std::collections::HashSet::new();
             for (x, y) in a.iter().zip(&b) {
                 assert_eq!(x.payload, y.payload);
@@ -312,7 +333,7 @@ mod tests {
                 assert_eq!(value["anomaly"].as_str(), x.anomaly, "{}", x.payload);
             }
             let anomalous = a.iter().filter(|e| e.anomaly.is_some()).count();
-            assert!((50..600).contains(&anomalous), "{profile:?}: {anomalous} anomalous of 5000");
+            assert!((50..900).contains(&anomalous), "{profile:?}: {anomalous} anomalous of 5000");
             let late = a.iter().filter(|e| e.event_time < e.sent_at).count();
             assert!((40..200).contains(&late), "{profile:?}: {late} late of 5000");
         }

@@ -64,47 +64,59 @@ fn status(draw: &mut Draw, endpoint: &Endpoint) -> u32 {
     }
 }
 
-/// A web-log event; may shorten `gap` (a traffic spike sends events much closer together).
-pub(super) fn event(mut draw: Draw, gap: &mut f64) -> (String, Fields) {
+/// A web-log event, and whether the anomaly episode in progress shaped it (its label); may
+/// shorten `gap`. An episode adds to normal traffic rather than replacing it: a spike sends
+/// three times the usual traffic to one endpoint, an abusive client a tenth more across the
+/// site from one address, and an error burst or a slow endpoint changes the requests to its
+/// endpoint only.
+pub(super) fn event(mut draw: Draw, gap: &mut f64) -> (String, Fields, bool) {
     let weights: Vec<f64> = ENDPOINTS.iter().map(|e| e.weight).collect();
     let mut endpoint = &ENDPOINTS[draw.rng.weighted(&weights)];
     let mut client = (CLIENTS * draw.rng.unit().powf(2.0)) as u64;
-    let kind = draw.episode.map(|e| (ANOMALIES[e.kind], e.subject));
-    if let Some((_, subject)) = kind {
-        // The endpoint (or client) the episode is about.
-        match kind {
-            Some(("abusive_ip", _)) => {
-                endpoint = &ENDPOINTS[7];
-                client = 900_000 + subject % 1_000;
-            }
-            _ => endpoint = &ENDPOINTS[subject as usize % ENDPOINTS.len()],
-        }
-    }
     let mut latency = draw.rng.log_normal(endpoint.latency_ms, 0.5);
     let mut status = status(&mut draw, endpoint);
     let mut bytes = draw.rng.log_normal(endpoint.bytes, 0.3) as u64;
-    match kind.map(|(k, _)| k) {
-        Some("traffic_spike") => {
-            *gap /= 12.0;
-            client = 100_000 + draw.rng.below(50_000);
-            latency *= 2.5;
-        }
-        Some("error_burst") => {
-            status = *draw.rng.pick(&[500, 502, 503, 504]);
-            bytes = 300 + draw.rng.below(200);
-        }
-        Some("slow_endpoint") => latency *= 12.0 + 10.0 * draw.rng.unit(),
-        Some("abusive_ip") => {
-            *gap /= 4.0;
-            status = *draw.rng.pick(&[401, 401, 403, 429]);
-            bytes = 200 + draw.rng.below(100);
-        }
+    let episode = draw.episode.map(|e| (ANOMALIES[e.kind], e.subject));
+    let target = episode.map(|(_, subject)| &ENDPOINTS[subject as usize % ENDPOINTS.len()]);
+    // Spikes and abusive clients add events: every gap of the episode shrinks so that
+    // normal traffic keeps its rate beside the added events.
+    match episode.map(|(kind, _)| kind) {
+        Some("traffic_spike") => *gap /= 4.0,
+        Some("abusive_ip") => *gap *= 0.9,
         _ => {}
     }
+    let affected = match episode.map(|(kind, _)| kind) {
+        Some("traffic_spike") if draw.rng.chance(0.75) => {
+            endpoint = target.unwrap_or(endpoint);
+            client = 100_000 + draw.rng.below(50_000);
+            latency = draw.rng.log_normal(endpoint.latency_ms, 0.5);
+            status = 200;
+            true
+        }
+        Some("error_burst")
+            if std::ptr::eq(endpoint, target.unwrap_or(endpoint)) && draw.rng.chance(0.7) =>
+        {
+            status = *draw.rng.pick(&[500, 502, 503, 504]);
+            bytes = 300 + draw.rng.below(200);
+            true
+        }
+        Some("slow_endpoint") if std::ptr::eq(endpoint, target.unwrap_or(endpoint)) => {
+            latency *= 12.0 + 10.0 * draw.rng.unit();
+            true
+        }
+        Some("abusive_ip") if draw.rng.chance(0.1) => {
+            // A scraper: one address, every page, refused or throttled.
+            client = 900_000 + episode.map_or(0, |(_, subject)| subject % 1_000);
+            status = *draw.rng.pick(&[401, 403, 429, 429]);
+            bytes = 200 + draw.rng.below(100);
+            true
+        }
+        _ => false,
+    };
     if status >= 400 && bytes > 2_000 {
         bytes = 400 + draw.rng.below(1_000);
     }
-    let agent = if kind.is_some_and(|(k, _)| k == "abusive_ip") {
+    let agent = if affected && client >= 900_000 {
         "python-requests/2.32.3"
     } else {
         USER_AGENTS[(client % USER_AGENTS.len() as u64) as usize]
@@ -119,5 +131,5 @@ pub(super) fn event(mut draw: Draw, gap: &mut f64) -> (String, Fields) {
         .number("response_time_ms", format!("{:.1}", latency))
         .number("bytes", bytes)
         .text("user_agent", agent);
-    (ip, fields)
+    (ip, fields, affected)
 }

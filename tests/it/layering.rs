@@ -21,7 +21,7 @@ const CRATE: Layering = Layering {
         &["time", "random", "process", "schedule"],
         &["domain"],
         &["store", "simulate"],
-        &["lake", "users", "stream", "window"],
+        &["lake", "users", "stream", "window", "anomaly"],
         &["jobs"],
         &["dag"],
         &["versions", "config"],

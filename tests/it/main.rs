@@ -7,6 +7,7 @@
 
 mod common;
 
+mod anomalies;
 mod assets;
 mod browser;
 mod cli;

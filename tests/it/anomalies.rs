@@ -1,0 +1,300 @@
+//! The `anomaly` kind scored against the truth: an hour of simulated web logs (the simulator
+//! labels the events of the anomalies it injects) goes into bronze, the `window` kind makes
+//! per-minute metrics per endpoint and per client, and the reference pipeline's checks must
+//! find each kind of anomaly with recall ≥ 0.9 and precision ≥ 0.8.
+
+use crate::common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMicrosecondType;
+use arrow_array::{Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use common::{dag, manual, Harness, HarnessOptions};
+use lakeward::domain::RunState;
+use lakeward::lake::tables::{ScanRequest, Tables, WriteMode};
+use lakeward::lake::Warehouse;
+use lakeward::simulate::{Profile, Simulation, Simulator};
+
+const MINUTE: i64 = 60_000_000;
+/// A window counts as anomalous for a kind when at least this share of its key's events carry
+/// the kind's label (late events of a large spike straggle into the minute before it).
+const TRUTH_SHARE: f64 = 0.5;
+/// Minutes at the start that no check can score (no baseline yet).
+const WARM_UP: i64 = 6;
+
+/// The checks of the reference pipeline (dags/weblogs_speed.toml), the defaults the README
+/// explains.
+pub const CHECKS: &str = r#"
+[tasks.detect.checks.traffic_spike]
+source = "speed.endpoint_minutes"
+keys = ["endpoint"]
+metric = "requests"
+detector = "ratio_to_mean"
+threshold = 3.0
+min_count = 20
+
+[tasks.detect.checks.error_burst]
+source = "speed.endpoint_minutes"
+keys = ["endpoint"]
+metric = "errors / requests"
+detector = "ewma"
+threshold = 6.0
+min_deviation = 0.05
+min_count = 20
+
+[tasks.detect.checks.slow_endpoint]
+source = "speed.endpoint_minutes"
+keys = ["endpoint"]
+metric = "p95_ms"
+count = "requests"
+detector = "mad"
+threshold = 10.0
+min_count = 20
+
+[tasks.detect.checks.abusive_ip]
+source = "speed.ip_minutes"
+keys = ["ip"]
+metric = "requests"
+detector = "ratio_to_mean"
+baseline = "keys"
+threshold = 60.0
+min_count = 60
+"#;
+
+/// One simulated event, as far as the truth needs.
+struct Labeled {
+    t: i64,
+    endpoint: String,
+    ip: String,
+    anomaly: Option<&'static str>,
+}
+
+fn web_log_batch(events: &[serde_json::Value]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            true,
+        ),
+        Field::new("ip", DataType::Utf8, true),
+        Field::new("endpoint", DataType::Utf8, true),
+        Field::new("status_code", DataType::Int64, true),
+        Field::new("response_time_ms", DataType::Float64, true),
+    ]));
+    let time = |e: &serde_json::Value| {
+        e["timestamp"]
+            .as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+            .timestamp_micros()
+    };
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(events.iter().map(time))
+                    .with_timezone("+00:00"),
+            ),
+            Arc::new(StringArray::from_iter_values(
+                events.iter().map(|e| e["ip"].as_str().unwrap()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                events.iter().map(|e| e["endpoint"].as_str().unwrap()),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                events.iter().map(|e| e["status_code"].as_i64().unwrap()),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                events.iter().map(|e| e["response_time_ms"].as_f64().unwrap()),
+            )),
+        ],
+    )
+    .unwrap()
+}
+
+/// A window's events for one key, and how many carry each label.
+#[derive(Default)]
+struct Counts {
+    events: u32,
+    labeled: HashMap<&'static str, u32>,
+}
+
+/// (kind) → the (window start, key) pairs that are truly anomalous, among windows whose key
+/// had at least `min_count` events.
+fn truth(events: &[Labeled]) -> BTreeMap<&'static str, HashSet<(i64, String)>> {
+    let mut by_endpoint: HashMap<(i64, String), Counts> = HashMap::new();
+    let mut by_ip: HashMap<(i64, String), Counts> = HashMap::new();
+    for e in events {
+        let minute = e.t.div_euclid(MINUTE) * MINUTE;
+        for (key, counts) in [(&e.endpoint, &mut by_endpoint), (&e.ip, &mut by_ip)] {
+            let entry = counts.entry((minute, key.clone())).or_default();
+            entry.events += 1;
+            if let Some(kind) = e.anomaly {
+                *entry.labeled.entry(kind).or_default() += 1;
+            }
+        }
+    }
+    let mut out: BTreeMap<&'static str, HashSet<(i64, String)>> = BTreeMap::new();
+    for kind in ["traffic_spike", "error_burst", "slow_endpoint", "abusive_ip"] {
+        out.insert(kind, HashSet::new());
+    }
+    // Kinds about endpoints are judged per endpoint, abusive clients per address, each among
+    // the windows its check can score (min_count).
+    let judged = [(by_endpoint, false, 20), (by_ip, true, 60)];
+    for (counts, per_ip, min_count) in judged {
+        for ((minute, key), window) in counts {
+            for (kind, labeled) in window.labeled {
+                let applies = (kind == "abusive_ip") == per_ip;
+                let share = f64::from(labeled) / f64::from(window.events);
+                if applies && window.events >= min_count && share >= TRUTH_SHARE {
+                    out.get_mut(kind).unwrap().insert((minute, key.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn each_kind_of_injected_anomaly_is_found_with_recall_and_precision() {
+    let db = common::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::open(dir.path().to_str().unwrap()).unwrap();
+    let options =
+        HarnessOptions { warehouse: Some(warehouse.clone()), ..HarnessOptions::default() };
+    let h = Harness::start_with(&db, options).await;
+    let tables = Tables::open(&h.store, &warehouse, &Default::default()).await.unwrap();
+
+    let start: chrono::DateTime<chrono::Utc> = "2026-11-26T12:00:00Z".parse().unwrap();
+    let simulation = Simulation {
+        profile: Profile::WebLogs,
+        seed: 2,
+        rate: 30.0,
+        start,
+        anomaly_rate: 0.5,
+        late_share: 0.01,
+        max_delay: Duration::from_secs(20),
+    };
+    let end = start.timestamp_micros() + 60 * MINUTE;
+    let (mut labeled, mut json) = (Vec::new(), Vec::new());
+    for event in Simulator::new(simulation) {
+        if event.sent_at.timestamp_micros() >= end {
+            break;
+        }
+        let value: serde_json::Value = serde_json::from_str(&event.payload).unwrap();
+        labeled.push(Labeled {
+            t: event.event_time.timestamp_micros(),
+            endpoint: value["endpoint"].as_str().unwrap().to_string(),
+            ip: value["ip"].as_str().unwrap().to_string(),
+            anomaly: event.anomaly,
+        });
+        json.push(value);
+    }
+    let batch = web_log_batch(&json);
+    let mut writer = tables.writer("bronze.web_logs", &batch.schema(), &[]).await.unwrap();
+    writer.write(&batch).await.unwrap();
+    writer.commit(WriteMode::Append, &BTreeMap::new(), &BTreeMap::new()).await.unwrap();
+
+    let pipeline = dag(&format!(
+        r#"
+        [tasks.endpoints]
+        kind = "window"
+        source = "bronze.web_logs"
+        table = "speed.endpoint_minutes"
+        event_time = "timestamp"
+        size = "1m"
+        keys = ["endpoint"]
+        allowed_lateness = "30s"
+        [tasks.endpoints.aggregates]
+        requests = "count"
+        errors = "count_if(status_code >= 500)"
+        p95_ms = "p95(response_time_ms)"
+
+        [tasks.clients]
+        kind = "window"
+        source = "bronze.web_logs"
+        table = "speed.ip_minutes"
+        event_time = "timestamp"
+        size = "1m"
+        keys = ["ip"]
+        allowed_lateness = "30s"
+        [tasks.clients.aggregates]
+        requests = "count"
+
+        [tasks.detect]
+        kind = "anomaly"
+        depends_on = ["endpoints", "clients"]
+        table = "speed.anomalies"
+        {CHECKS}
+        "#
+    ));
+    let run = h.trigger(&pipeline, manual(serde_json::json!({}))).await;
+    let finished = h.wait(&run, Duration::from_secs(300)).await;
+    for ti in h.tasks(&run).await {
+        assert_eq!(ti.state.as_str(), "success", "{}: {}", ti.task_id, h.log_text(&ti).await);
+    }
+    assert_eq!(finished.state, RunState::Success);
+
+    // Which windows were emitted (the last ones are still open) and scored.
+    let scan = tables.scan("speed.endpoint_minutes", &ScanRequest::default()).await.unwrap();
+    let mut emitted: HashSet<i64> = HashSet::new();
+    for b in &scan.batches {
+        let starts =
+            b.column_by_name("window_start").unwrap().as_primitive::<TimestampMicrosecondType>();
+        emitted.extend(starts.values().iter().copied());
+    }
+    let first = start.timestamp_micros() + WARM_UP * MINUTE;
+    let scored = |minute: i64| minute >= first && emitted.contains(&minute);
+
+    let mut found: BTreeMap<String, HashSet<(i64, String)>> = BTreeMap::new();
+    for b in tables.scan("speed.anomalies", &ScanRequest::default()).await.unwrap().batches {
+        let starts =
+            b.column_by_name("window_start").unwrap().as_primitive::<TimestampMicrosecondType>();
+        let checks = b.column_by_name("anomaly").unwrap().as_string::<i32>();
+        let keys = b.column_by_name("key").unwrap().as_string::<i32>();
+        for r in 0..b.num_rows() {
+            if scored(starts.value(r)) {
+                found
+                    .entry(checks.value(r).to_string())
+                    .or_default()
+                    .insert((starts.value(r), keys.value(r).to_string()));
+            }
+        }
+    }
+    let mut report = String::from("kind            truth  found  tp  fp  fn  recall  precision\n");
+    let mut failures = Vec::new();
+    for (kind, truth) in truth(&labeled) {
+        let truth: HashSet<_> = truth.into_iter().filter(|(m, _)| scored(*m)).collect();
+        let predicted = found.remove(kind).unwrap_or_default();
+        let tp = predicted.intersection(&truth).count();
+        let (fp, fn_) = (predicted.len() - tp, truth.len() - tp);
+        let recall = tp as f64 / truth.len().max(1) as f64;
+        let precision = tp as f64 / predicted.len().max(1) as f64;
+        report.push_str(&format!(
+            "{kind:<15} {:>5}  {:>5}  {tp:>2}  {fp:>2}  {fn_:>2}  {recall:>6.2}  {precision:>9.2}\n",
+            truth.len(),
+            predicted.len()
+        ));
+        for (m, k) in predicted.symmetric_difference(&truth) {
+            let what = if truth.contains(&(*m, k.clone())) { "missed" } else { "false alarm" };
+            report.push_str(&format!(
+                "  {what}: minute {} {k}\n",
+                (m - start.timestamp_micros()) / MINUTE
+            ));
+        }
+        if truth.len() < 3 {
+            failures.push(format!("{kind}: only {} anomalous windows generated", truth.len()));
+        }
+        if recall < 0.9 || precision < 0.8 {
+            failures.push(format!("{kind}: recall {recall:.2}, precision {precision:.2}"));
+        }
+    }
+    println!("{report}");
+    assert!(failures.is_empty(), "{failures:?}\n{report}");
+    h.stop().await;
+}
