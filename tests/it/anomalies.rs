@@ -26,44 +26,13 @@ const TRUTH_SHARE: f64 = 0.5;
 /// Minutes at the start that no check can score (no baseline yet).
 const WARM_UP: i64 = 6;
 
-/// The checks of the reference pipeline (dags/weblogs_speed.toml), the defaults the README
-/// explains.
-pub const CHECKS: &str = r#"
-[tasks.detect.checks.traffic_spike]
-source = "speed.endpoint_minutes"
-keys = ["endpoint"]
-metric = "requests"
-detector = "ratio_to_mean"
-threshold = 3.0
-min_count = 20
-
-[tasks.detect.checks.error_burst]
-source = "speed.endpoint_minutes"
-keys = ["endpoint"]
-metric = "errors / requests"
-detector = "ewma"
-threshold = 6.0
-min_deviation = 0.05
-min_count = 20
-
-[tasks.detect.checks.slow_endpoint]
-source = "speed.endpoint_minutes"
-keys = ["endpoint"]
-metric = "p95_ms"
-count = "requests"
-detector = "mad"
-threshold = 10.0
-min_count = 20
-
-[tasks.detect.checks.abusive_ip]
-source = "speed.ip_minutes"
-keys = ["ip"]
-metric = "requests"
-detector = "ratio_to_mean"
-baseline = "keys"
-threshold = 60.0
-min_count = 60
-"#;
+/// The checks of the reference pipeline, as dags/weblogs_speed.toml defines them (the
+/// defaults the README explains).
+fn reference_checks() -> String {
+    let source = include_str!("../../dags/weblogs_speed.toml");
+    let at = source.find("[tasks.detect.checks.").expect("the reference DAG has checks");
+    source[at..].to_string()
+}
 
 /// One simulated event, as far as the truth needs.
 struct Labeled {
@@ -230,8 +199,9 @@ async fn each_kind_of_injected_anomaly_is_found_with_recall_and_precision() {
         kind = "anomaly"
         depends_on = ["endpoints", "clients"]
         table = "speed.anomalies"
-        {CHECKS}
-        "#
+        {checks}
+        "#,
+        checks = reference_checks()
     ));
     let run = h.trigger(&pipeline, manual(serde_json::json!({}))).await;
     let finished = h.wait(&run, Duration::from_secs(300)).await;
