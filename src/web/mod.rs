@@ -8,6 +8,7 @@
 mod api;
 pub mod auth;
 mod catalog;
+mod charts;
 mod dataflow;
 mod error;
 mod graph;
@@ -117,6 +118,7 @@ pub fn app(state: AppState) -> Router {
         .route("/dags/{dag}/pause", post(pages::pause))
         .route("/dags/{dag}/trigger", get(pages::trigger_form).post(pages::trigger))
         .route("/dags/{dag}/runs/{run}", get(pages::run))
+        .route("/tables/{table}/metrics", get(charts::metrics_table))
         .route("/dags/{dag}/runs/{run}/mark", post(pages::mark))
         .route("/dags/{dag}/runs/{run}/tasks/{task}", get(pages::task))
         .route("/dags/{dag}/runs/{run}/tasks/{task}/clear", post(pages::clear))

@@ -13,11 +13,17 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use axum::body::Body;
+use axum::http::header::HOST;
+use axum::http::{Request, StatusCode};
 use common::{dag, manual, Harness, HarnessOptions};
+use lakeward::config::Config;
 use lakeward::domain::RunState;
+use lakeward::lake::tables::TablesHandle;
 use lakeward::lake::tables::{ScanRequest, Tables, WriteMode};
 use lakeward::lake::Warehouse;
 use lakeward::simulate::{Profile, Simulation, Simulator};
+use lakeward::web::{app, AppState};
 
 const MINUTE: i64 = 60_000_000;
 /// A window counts as anomalous for a kind when at least this share of its key's events carry
@@ -266,5 +272,32 @@ async fn each_kind_of_injected_anomaly_is_found_with_recall_and_precision() {
     }
     println!("{report}");
     assert!(failures.is_empty(), "{failures:?}\n{report}");
+
+    // The metrics table's page: charts with the anomalies marked, the list, the writing run.
+    let mut config = Config::default();
+    config.web.auth = false;
+    let tables_handle = TablesHandle::new(h.store.clone(), warehouse.clone(), Default::default());
+    let state =
+        AppState::new(h.store.clone(), h.versions.clone(), &config).with_tables(tables_handle);
+    let request = Request::get("/tables/speed.endpoint_minutes/metrics")
+        .header(HOST, "127.0.0.1")
+        .body(Body::empty())
+        .unwrap();
+    let page = common::web::send(&app(state), request).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(page.body.matches("<svg").count(), 3, "requests, error rate, p95");
+    let marked = page.body.matches("<circle class=\"anomaly\"").count();
+    let on_endpoints = ["traffic_spike", "error_burst", "slow_endpoint"];
+    let listed = on_endpoints
+        .iter()
+        .map(|k| page.body.matches(&format!("<td>{k}</td>")).count())
+        .sum::<usize>();
+    assert!(listed >= 3 && marked == listed, "{marked} marks, {listed} listed");
+    assert!(
+        page.body
+            .contains(&format!("href=\"/dags/test_dag/runs/{}", run.run_id.replace(':', "%3A"))),
+        "{}",
+        page.body
+    );
     h.stop().await;
 }

@@ -42,7 +42,7 @@ const WEB: Layering = Layering {
         &["views"],
         &["error"],
         &["auth", "lookup", "metrics", "dataflow"],
-        &["pages", "api"],
+        &["pages", "api", "charts"],
     ],
     module_of: web_module,
     prefixes: &["super::", "crate::web::"],
