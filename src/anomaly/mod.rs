@@ -22,3 +22,9 @@ mod detect;
 mod tests;
 
 pub use detect::{evaluate, Baseline, Check, Detector, Finding, Metric, Point, Severity};
+
+/// How a series' key is written: its key columns' values joined by spaces (`/cart`,
+/// `eu-west /cart`), in anomalies tables and wherever they are looked up.
+pub fn series_key<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
+    values.into_iter().collect::<Vec<_>>().join(" ")
+}

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, TimestampMicrosecondType};
+use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{
     Array, ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
@@ -23,8 +23,8 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use super::{Job, JobContext, JobError, Stage};
-use crate::anomaly::{evaluate, Baseline, Check, Detector, Finding, Metric, Point};
-use crate::lake::tables::{table_ident, ScanRequest, TableError, Tables, WriteMode};
+use crate::anomaly::{evaluate, series_key, Baseline, Check, Detector, Finding, Metric, Point};
+use crate::lake::tables::{number_column, text_column, ScanRequest, TableError, Tables, WriteMode};
 use crate::time::parse_duration;
 
 /// ```toml
@@ -134,16 +134,9 @@ impl Job for Anomaly {
     type Output = Detected;
 
     fn validate(&self, config: &AnomalyConfig, stage: Stage) -> Vec<String> {
-        let mut problems = Vec::new();
-        let tables =
-            std::iter::once(&config.table).chain(config.checks.values().map(|c| &c.source));
-        for table in tables {
-            if !stage.defers(table) {
-                if let Err(e) = table_ident(table) {
-                    problems.push(e.to_string());
-                }
-            }
-        }
+        let sources = config.checks.values().map(|c| c.source.as_str());
+        let mut problems =
+            stage.table_name_problems(std::iter::once(config.table.as_str()).chain(sources));
         if config.checks.is_empty() {
             problems.push("`checks` must name at least one check".into());
         }
@@ -291,11 +284,10 @@ async fn read_points(
                 JobError::Config(format!("{}: `window_start` is not a timestamp", config.source))
             })?;
         let number = |column: &str| -> Result<Arc<Float64Array>, JobError> {
-            let array = batch.column_by_name(column).ok_or_else(|| missing(column))?;
-            let cast = arrow_cast::cast(array, &DataType::Float64).map_err(|_| {
+            batch.column_by_name(column).ok_or_else(|| missing(column))?;
+            number_column(batch, column).map(Arc::new).ok_or_else(|| {
                 JobError::Config(format!("{}: `{column}` is not a number", config.source))
-            })?;
-            Ok(Arc::new(cast.as_primitive::<Float64Type>().clone()))
+            })
         };
         let values = match metric {
             Metric::Column(c) => number(c)?,
@@ -320,28 +312,18 @@ async fn read_points(
             .keys
             .iter()
             .map(|k| {
-                let array = batch.column_by_name(k).ok_or_else(|| missing(k))?;
-                arrow_cast::cast(array, &DataType::Utf8).map_err(|_| {
+                batch.column_by_name(k).ok_or_else(|| missing(k))?;
+                text_column(batch, k).ok_or_else(|| {
                     JobError::Config(format!("{}: key `{k}` cannot be read as text", config.source))
                 })
             })
-            .collect::<Result<Vec<ArrayRef>, JobError>>()?;
+            .collect::<Result<Vec<StringArray>, JobError>>()?;
         for row in 0..batch.num_rows() {
             if starts.is_null(row) || values.is_null(row) {
                 continue;
             }
-            let key = keys
-                .iter()
-                .map(|k| {
-                    let text = k.as_string::<i32>();
-                    if text.is_null(row) {
-                        ""
-                    } else {
-                        text.value(row)
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(" ");
+            let key =
+                series_key(keys.iter().map(|k| if k.is_null(row) { "" } else { k.value(row) }));
             if let Some(end) = window_ends.filter(|e| e.is_valid(row)) {
                 ends.insert(starts.value(row), end.value(row));
             }

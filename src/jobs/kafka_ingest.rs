@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::values::Templated;
 use super::{Job, JobContext, JobError, Stage};
 use crate::domain::ColumnType;
-use crate::lake::tables::{table_ident, PartitionField, Tables, WriteMode};
+use crate::lake::tables::{PartitionField, Tables, WriteMode};
 use crate::stream::decode::{
     dead_letter_batch, dead_letter_schema, Decoder, RowSpec, UnknownFields,
 };
@@ -154,14 +154,8 @@ impl Job for KafkaIngest {
     type Output = KafkaIngested;
 
     fn validate(&self, config: &KafkaIngestConfig, stage: Stage) -> Vec<String> {
-        let mut problems = Vec::new();
-        for table in [config.table.clone(), config.dead_letter_table()] {
-            if !stage.defers(&table) {
-                if let Err(e) = table_ident(&table) {
-                    problems.push(e.to_string());
-                }
-            }
-        }
+        let dead_letters = config.dead_letter_table();
+        let mut problems = stage.table_name_problems([config.table.as_str(), &dead_letters]);
         if config.topic.trim().is_empty() {
             problems.push("`topic` is empty".into());
         }

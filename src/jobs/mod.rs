@@ -90,6 +90,17 @@ impl Stage {
     pub fn defers(self, text: &str) -> bool {
         self == Stage::Load && (text.contains("{{") || text.contains("{%"))
     }
+
+    /// What is wrong with these Iceberg table names (`namespace.table`), leaving templated
+    /// ones for after rendering.
+    fn table_name_problems<'a>(self, names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        names
+            .into_iter()
+            .filter(|name| !self.defers(name))
+            .filter_map(|name| crate::lake::tables::table_ident(name).err())
+            .map(|e| e.to_string())
+            .collect()
+    }
 }
 
 /// How a template writes values into a field.

@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Job, JobContext, JobError, Stage};
 use crate::lake::tables::{
-    current_arrow_schema, decode_columns, table_ident, Appended, PartitionField, ScanRequest,
-    TableError, Tables, WriteMode,
+    current_arrow_schema, decode_columns, Appended, PartitionField, ScanRequest, TableError,
+    Tables, WriteMode,
 };
 use crate::time::parse_duration;
 use crate::window::{Definition, LatePolicy, Measure, SavedState, WindowError, Windower, Windows};
@@ -140,14 +140,9 @@ impl Job for Window {
     type Output = Windowed;
 
     fn validate(&self, config: &WindowConfig, stage: Stage) -> Vec<String> {
-        let mut problems = Vec::new();
-        for table in [&config.source, &config.table, &config.late_table()] {
-            if !stage.defers(table) {
-                if let Err(e) = table_ident(table) {
-                    problems.push(e.to_string());
-                }
-            }
-        }
+        let late_table = config.late_table();
+        let mut problems =
+            stage.table_name_problems([config.source.as_str(), &config.table, &late_table]);
         let deferred = [&config.size, &config.allowed_lateness, &config.update_horizon]
             .into_iter()
             .chain(config.slide.as_ref())

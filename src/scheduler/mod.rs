@@ -74,11 +74,22 @@ const DEAD_PROCESS_RETENTION: u32 = 20;
 const MAX_NEW_RUNS_PER_TICK: usize = 64;
 
 /// Which scheduled DAGs a pass creates runs for: calendar ones (cron, `@once`) at
-/// housekeeping, continuous ones on every pass.
+/// housekeeping, continuous ones and those that run on data on every pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Only {
     Calendar,
     Continuous,
+}
+
+impl Only {
+    /// The pass that creates `dag`'s runs; `None` for manual-only DAGs.
+    fn pass_of(dag: &Dag) -> Option<Only> {
+        if !dag.watches.is_empty() {
+            return Some(Only::Continuous);
+        }
+        let timetable = dag.timetable()?;
+        Some(if timetable.is_continuous() { Only::Continuous } else { Only::Calendar })
+    }
 }
 
 pub struct Scheduler {
@@ -268,27 +279,18 @@ impl Scheduler {
             self.next_continuous_at = None;
         }
         for dag in dags {
-            let next_at = if !dag.watches.is_empty() {
-                // Data changes are looked for on every pass, like continuous DAGs.
-                if only != Only::Continuous {
-                    continue;
-                }
-                if self.paused.contains(&dag.id) {
-                    None
-                } else {
-                    self.watch(&dag, now).await?;
-                    assets::create_data_run(&self.store, self.tables.as_ref(), &dag, now).await?
-                }
+            if Only::pass_of(&dag) != Some(only) {
+                continue;
+            }
+            let next_at = if self.paused.contains(&dag.id) {
+                None
+            } else if !dag.watches.is_empty() {
+                self.watch(&dag, now).await?;
+                assets::create_data_run(&self.store, self.tables.as_ref(), &dag, now).await?
+            } else if let Some(timetable) = dag.timetable() {
+                self.create_due_runs(&dag, &timetable, now).await?
             } else {
-                let Some(timetable) = dag.timetable() else { continue };
-                if timetable.is_continuous() != (only == Only::Continuous) {
-                    continue;
-                }
-                if self.paused.contains(&dag.id) {
-                    None
-                } else {
-                    self.create_due_runs(&dag, &timetable, now).await?
-                }
+                None
             };
             if let Some(at) = next_at.filter(|_| only == Only::Continuous) {
                 self.next_continuous_at = Some(self.next_continuous_at.map_or(at, |n| n.min(at)));

@@ -7,6 +7,8 @@
 //! or two schedulers, and none triggers twice. This module knows nothing of schedules: the
 //! scheduler decides when pending changes make a run.
 
+use std::collections::BTreeMap;
+
 use sqlx::{Acquire, Any, Executor, FromRow};
 
 use super::Result;
@@ -119,14 +121,12 @@ pub async fn consume(
         .await?;
     }
     // Later lookups start a margin before the newest consumed change.
-    let mut newest: Vec<(&AssetKind, &str, Micros)> = Vec::new();
+    let mut newest: BTreeMap<(AssetKind, &str), Micros> = BTreeMap::new();
     for change in changes {
-        match newest.iter_mut().find(|(k, n, _)| **k == change.kind && *n == change.name) {
-            Some(entry) => entry.2 = entry.2.max(change.changed_at),
-            None => newest.push((&change.kind, &change.name, change.changed_at)),
-        }
+        let at = newest.entry((change.kind, &change.name)).or_insert(change.changed_at);
+        *at = (*at).max(change.changed_at);
     }
-    for (kind, name, at) in newest {
+    for ((kind, name), at) in newest {
         sqlx::query(
             "UPDATE asset_watches SET since = $4 WHERE dag_id = $1 AND kind = $2 AND name = $3 \
              AND since < $4",

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, TimestampMicrosecondType};
+use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use askama::Template;
@@ -19,7 +19,8 @@ use super::error::{PageError, WebError};
 use super::identity::Identity;
 use super::views::{run_href, Chrome};
 use super::AppState;
-use crate::lake::tables::{ScanRequest, TableError};
+use crate::anomaly::series_key;
+use crate::lake::tables::{number_column, text_column, ScanRequest, TableError};
 use crate::time::display;
 
 /// Most windows drawn: the latest ones.
@@ -110,18 +111,6 @@ const SERIES: [Series; 3] = [
     Series { title: "p95 latency, ms (slowest key)", metric: "p95_ms", value: |w| w.p95 },
 ];
 
-fn column(batch: &RecordBatch, name: &str) -> Option<arrow_array::Float64Array> {
-    let array = batch.column_by_name(name)?;
-    let cast = arrow_cast::cast(array, &DataType::Float64).ok()?;
-    Some(cast.as_primitive::<Float64Type>().clone())
-}
-
-fn text(batch: &RecordBatch, name: &str) -> Option<arrow_array::StringArray> {
-    let array = batch.column_by_name(name)?;
-    let cast = arrow_cast::cast(array, &DataType::Utf8).ok()?;
-    Some(cast.as_string::<i32>().clone())
-}
-
 fn starts(batch: &RecordBatch) -> Option<&arrow_array::TimestampMicrosecondArray> {
     batch.column_by_name("window_start")?.as_primitive_opt::<TimestampMicrosecondType>()
 }
@@ -134,15 +123,12 @@ fn key_columns(batch: &RecordBatch) -> Vec<arrow_array::StringArray> {
         .fields()
         .iter()
         .filter(|f| f.data_type() == &DataType::Utf8)
-        .filter_map(|f| text(batch, f.name()))
+        .filter_map(|f| text_column(batch, f.name()))
         .collect()
 }
 
 fn key_of(keys: &[arrow_array::StringArray], row: usize) -> String {
-    keys.iter()
-        .map(|k| if k.is_null(row) { "" } else { k.value(row) })
-        .collect::<Vec<_>>()
-        .join(" ")
+    series_key(keys.iter().map(|k| if k.is_null(row) { "" } else { k.value(row) }))
 }
 
 pub async fn metrics_table(
@@ -166,14 +152,15 @@ pub async fn metrics_table(
     // The keys this table has: the anomalies table holds other tables' anomalies too.
     let mut seen_keys: HashSet<String> = HashSet::new();
     for batch in &scan.batches {
-        let (Some(starts), Some(requests)) = (starts(batch), column(batch, "requests")) else {
+        let (Some(starts), Some(requests)) = (starts(batch), number_column(batch, "requests"))
+        else {
             return Err(WebError::BadRequest(format!(
                 "{table} is not a metrics table: it needs `window_start` and `requests`"
             ))
             .into());
         };
         let (errors, p95, keys) =
-            (column(batch, "errors"), column(batch, "p95_ms"), key_columns(batch));
+            (number_column(batch, "errors"), number_column(batch, "p95_ms"), key_columns(batch));
         for row in 0..batch.num_rows() {
             let key = key_of(&keys, row);
             if wanted.as_ref().is_some_and(|k| *k != key) || starts.is_null(row) {
@@ -205,16 +192,19 @@ pub async fn metrics_table(
     let first = windows.first().map_or(i64::MIN, |w| w.0);
     let mut anomalies: Vec<Found> = Vec::new();
     for batch in &found {
-        let (Some(starts), Some(names), Some(keys), Some(metrics)) =
-            (starts(batch), text(batch, "anomaly"), text(batch, "key"), text(batch, "metric"))
-        else {
+        let (Some(starts), Some(names), Some(keys), Some(metrics)) = (
+            starts(batch),
+            text_column(batch, "anomaly"),
+            text_column(batch, "key"),
+            text_column(batch, "metric"),
+        ) else {
             continue;
         };
         let (Some(values), Some(baselines), Some(scores), Some(severities)) = (
-            column(batch, "value"),
-            column(batch, "baseline"),
-            column(batch, "score"),
-            text(batch, "severity"),
+            number_column(batch, "value"),
+            number_column(batch, "baseline"),
+            number_column(batch, "score"),
+            text_column(batch, "severity"),
         ) else {
             continue;
         };

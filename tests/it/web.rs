@@ -636,15 +636,13 @@ async fn pages_show_the_data_flow_between_dags_and_what_triggered_a_run() {
     std::fs::write(folder.join("make_orders.toml"), producer).unwrap();
     let consumer = r#"
         schedule = { on = ["raw/orders"] }
+        [tasks.ingest]
+        kind = "ingest"
         [tasks.ingest.tables.orders]
         input = "raw/orders"
         output = "bronze/orders"
         schema = { order_id = "integer", customer_id = "integer", product_id = "integer", order_date = "date", quantity = "integer", total_amount = "float", status = "string", payment_method = "string" }
     "#;
-    let consumer = consumer.replace(
-        "[tasks.ingest.tables.orders]",
-        "[tasks.ingest]\nkind = \"ingest\"\n[tasks.ingest.tables.orders]",
-    );
     std::fs::write(folder.join("load_orders.toml"), consumer).unwrap();
     let options = common::HarnessOptions { dags_folder: Some(folder), ..Default::default() };
     let harness = Harness::start_with(&db, options).await;

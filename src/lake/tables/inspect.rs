@@ -282,3 +282,19 @@ fn datum(ty: &PrimitiveType, value: &str) -> Result<Datum, String> {
         other => Err(format!("filters on {other} columns are not supported")),
     }
 }
+
+/// Column `name` of `batch` as numbers (whatever numeric type it has); `None` when the batch
+/// has no such column or it is not numeric.
+pub fn number_column(batch: &RecordBatch, name: &str) -> Option<arrow_array::Float64Array> {
+    use arrow_array::cast::AsArray;
+    let cast = arrow_cast::cast(batch.column_by_name(name)?, &arrow_schema::DataType::Float64);
+    Some(cast.ok()?.as_primitive::<arrow_array::types::Float64Type>().clone())
+}
+
+/// Column `name` of `batch` as text; `None` when the batch has no such column or it cannot be
+/// written as text.
+pub fn text_column(batch: &RecordBatch, name: &str) -> Option<arrow_array::StringArray> {
+    use arrow_array::cast::AsArray;
+    let cast = arrow_cast::cast(batch.column_by_name(name)?, &arrow_schema::DataType::Utf8);
+    Some(cast.ok()?.as_string::<i32>().clone())
+}

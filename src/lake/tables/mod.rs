@@ -47,7 +47,7 @@ pub use alter::Alteration;
 pub use catalog::CatalogConfig;
 pub use changes::{current_arrow_schema, decode_columns, Appended, AppendedFile};
 pub use commit::WriteMode;
-pub use inspect::{ScanRequest, ScanResult, SnapshotInfo, TableInfo};
+pub use inspect::{number_column, text_column, ScanRequest, ScanResult, SnapshotInfo, TableInfo};
 pub use maintenance::{Compaction, Expiry};
 pub use orphans::OrphanRemoval;
 pub use partition::PartitionField;
