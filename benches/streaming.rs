@@ -26,6 +26,14 @@
 //!   all of them on a fresh output table. Reports events/s (events over the tries' own
 //!   `seconds`) and the peak RSS of this process.
 //!
+//! - **anomaly_latency** (issue 15): a producer sends web logs at 10,000 events/s (paced,
+//!   event time = send time, `anomaly_rate` 0.2) for `LAKEWARD_BENCH_SECONDS` (default 240)
+//!   while two continuous DAGs run: the ingest, and the speed layer (10-second windows per
+//!   endpoint, 2 s lateness) with the reference anomaly checks. The anomalies table is read
+//!   every 250 ms; an anomaly's latency is when it was first seen − its window's end (when its
+//!   window's last event was produced). Reports p50 and p90. (The reference DAG's one-minute
+//!   windows and two-minute lateness, seed 004's, put a floor of two minutes on it by design.)
+//!
 //! Broker: `LAKEWARD_BENCH_KAFKA_BROKERS`, else `LAKEWARD_TEST_KAFKA_BROKERS` (tansu, as `.ci/run`
 //! starts it), else the in-process demo broker. `LAKEWARD_BENCH_PARTS` picks parts
 //! (`throughput,freshness,commits`).
@@ -58,6 +66,9 @@ fn env_number(name: &str, default: u64) -> u64 {
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
     sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
 }
 
@@ -196,7 +207,7 @@ fn ingest_source(topic: &str, table: &str, schedule: &str, options: &str) -> Str
 
 /// A plan sending web logs to `topic`: `count` events, paced at `rate` (0: as fast as
 /// possible), event time starting now.
-fn web_logs(topic: &str, count: u64, rate: f64, seed: u64) -> ProducePlan {
+fn web_logs(topic: &str, count: u64, rate: f64, seed: u64, anomaly_rate: f64) -> ProducePlan {
     ProducePlan {
         topic: topic.into(),
         partitions: 3,
@@ -205,7 +216,7 @@ fn web_logs(topic: &str, count: u64, rate: f64, seed: u64) -> ProducePlan {
             seed,
             rate: if rate > 0.0 { rate } else { 10_000.0 },
             start: chrono::Utc::now(),
-            anomaly_rate: 0.01,
+            anomaly_rate,
             late_share: 0.0,
             max_delay: Duration::ZERO,
         }),
@@ -244,7 +255,47 @@ fn dag_files() -> Vec<(&'static str, String)> {
             ),
         ),
         ("commits", ingest_source(&topic("commits"), "bronze.bench_commits", "", COMMITS_OPTIONS)),
+        (
+            "latency_ingest",
+            ingest_source(&topic("latency"), LATENCY_BRONZE, continuous, "max_wait = \"1s\""),
+        ),
+        ("latency_speed", format!("{continuous}\nmin_interval = \"1s\"\n{}", latency_speed())),
     ]
+}
+
+const LATENCY_BRONZE: &str = "bronze.bench_latency";
+const LATENCY_ANOMALIES: &str = "speed.bench_latency_anomalies";
+
+/// The speed layer of the latency part: 10-second windows per endpoint and the reference
+/// pipeline's endpoint checks (dags/weblogs_speed.toml).
+fn latency_speed() -> String {
+    let reference = include_str!("../dags/weblogs_speed.toml");
+    let from = reference.find("[tasks.detect.checks.traffic_spike]").unwrap();
+    let to = reference.find("[tasks.detect.checks.abusive_ip]").unwrap();
+    let checks = reference[from..to].replace("speed.endpoint_minutes", "speed.bench_latency");
+    format!(
+        r#"
+        [tasks.windows]
+        kind = "window"
+        source = "{LATENCY_BRONZE}"
+        table = "speed.bench_latency"
+        event_time = "timestamp"
+        size = "10s"
+        keys = ["endpoint"]
+        allowed_lateness = "2s"
+        late = "update"
+        [tasks.windows.aggregates]
+        requests = "count"
+        errors = "count_if(status_code >= 500)"
+        p95_ms = "p95(response_time_ms)"
+
+        [tasks.detect]
+        kind = "anomaly"
+        depends_on = ["windows"]
+        table = "{LATENCY_ANOMALIES}"
+        {checks}
+        "#
+    )
 }
 
 async fn throughput(bench: &Bench) {
@@ -302,7 +353,7 @@ async fn freshness(bench: &Bench) {
     let brokers = Brokers::new(&bench.brokers).unwrap();
     ensure_topic(&brokers, &topic, 3).await.unwrap();
     let table = "bronze.bench_freshness";
-    let producer = web_logs(&topic, (rate as u64) * seconds, rate, 2);
+    let producer = web_logs(&topic, (rate as u64) * seconds, rate, 2, 0.01);
     let sending = lakeward::process::spawn_owned(producer.run(brokers, || false));
     dags::set_paused(bench.store.write(), "freshness", false).await.unwrap();
     let sent = sending.await.unwrap().unwrap();
@@ -350,6 +401,62 @@ async fn freshness(bench: &Bench) {
         percentile(&delays, 0.5),
         percentile(&delays, 0.99),
         delays.last().copied().unwrap_or_default()
+    );
+}
+
+async fn anomaly_latency(bench: &Bench) {
+    let seconds = env_number("LAKEWARD_BENCH_SECONDS", 240);
+    let rate = 10_000.0;
+    let topic = topic("latency");
+    let brokers = Brokers::new(&bench.brokers).unwrap();
+    ensure_topic(&brokers, &topic, 3).await.unwrap();
+    let producer = web_logs(&topic, (rate as u64) * seconds, rate, 3, 0.2);
+    let sending = lakeward::process::spawn_owned(producer.run(brokers, || false));
+    for dag in ["latency_ingest", "latency_speed"] {
+        dags::set_paused(bench.store.write(), dag, false).await.unwrap();
+    }
+    let tables = bench.tables().await;
+    // (window end, key, check) → when it was first seen, both in µs since the epoch.
+    let mut seen: std::collections::HashMap<(i64, String, String), i64> = Default::default();
+    let deadline = Instant::now() + Duration::from_secs(seconds + 20);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let Ok(scan) = tables.scan(LATENCY_ANOMALIES, &ScanRequest::default()).await else {
+            continue;
+        };
+        let now = now_micros();
+        for batch in &scan.batches {
+            let ends = batch
+                .column_by_name("window_end")
+                .unwrap()
+                .as_primitive::<TimestampMicrosecondType>();
+            let keys = batch.column_by_name("key").unwrap().as_string::<i32>();
+            let checks = batch.column_by_name("anomaly").unwrap().as_string::<i32>();
+            for i in 0..batch.num_rows() {
+                let id = (ends.value(i), keys.value(i).to_string(), checks.value(i).to_string());
+                seen.entry(id).or_insert(now);
+            }
+        }
+    }
+    let sent = sending.await.unwrap().unwrap();
+    for dag in ["latency_ingest", "latency_speed"] {
+        dags::set_paused(bench.store.write(), dag, true).await.unwrap();
+    }
+    let mut latencies: Vec<f64> =
+        seen.iter().map(|((end, _, _), at)| (at - end) as f64 / 1e6).collect();
+    latencies.sort_by(f64::total_cmp);
+    let mut per_check: std::collections::BTreeMap<&str, usize> = Default::default();
+    for (_, _, check) in seen.keys() {
+        *per_check.entry(check.as_str()).or_default() += 1;
+    }
+    println!(
+        "anomaly_latency: {} events sent at {rate:.0}/s for {seconds} s; {} anomalies {per_check:?}; \
+         last event of the window → anomaly visible: p50 {:.2} s, p90 {:.2} s, max {:.2} s",
+        sent.events,
+        latencies.len(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.9),
+        latencies.last().copied().unwrap_or_default()
     );
 }
 
@@ -436,7 +543,8 @@ async fn window(bench: &Bench) {
         seconds += ti.outputs["seconds"].as_f64().unwrap_or(0.0);
     }
     println!(
-        "window: incremental, {} tries of {per_commit} events: {:.0} events/s ({events} events          in {seconds:.2} s of tries)",
+        "window: incremental, {} tries of {per_commit} events: {:.0} events/s ({events} events \
+         in {seconds:.2} s of tries)",
         total / per_commit,
         events / seconds
     );
@@ -446,7 +554,8 @@ async fn window(bench: &Bench) {
         ti.outputs["seconds"].as_f64().unwrap_or(1.0),
     );
     println!(
-        "window: one try over the backlog of {events} events: {:.0} events/s ({seconds:.2} s,          {} windows); peak RSS {:.0} MB",
+        "window: one try over the backlog of {events} events: {:.0} events/s ({seconds:.2} s, \
+         {} windows); peak RSS {:.0} MB",
         events / seconds,
         ti.outputs["windows_emitted"],
         peak_rss_mb()
@@ -543,7 +652,10 @@ async fn commits(bench: &Bench) {
     let tables = bench.tables().await;
     let mut times = CommitTimes::new();
     for i in 0..count {
-        web_logs(&topic, 1_000, 0.0, 100 + i as u64).run(brokers.clone(), || false).await.unwrap();
+        web_logs(&topic, 1_000, 0.0, 100 + i as u64, 0.01)
+            .run(brokers.clone(), || false)
+            .await
+            .unwrap();
         let ti = bench.run_once(&dag).await;
         times.record(ti.outputs["commit_ms"].as_f64().unwrap_or(0.0), &tables, table).await;
     }
@@ -560,8 +672,10 @@ fn main() {
             Some(_) => None,
             None => {
                 // The demo broker offers no topic administration: its topics are made here.
-                let names: Vec<String> =
-                    ["throughput", "freshness", "commits"].iter().map(|p| topic(p)).collect();
+                let names: Vec<String> = ["throughput", "freshness", "commits", "latency"]
+                    .iter()
+                    .map(|p| topic(p))
+                    .collect();
                 let topics: Vec<(&str, i32)> = names.iter().map(|t| (t.as_str(), 3)).collect();
                 Some(lakeward::stream::demo::DemoBroker::start(&topics).unwrap())
             }
@@ -584,6 +698,7 @@ fn main() {
                 "commits" => commits(&bench).await,
                 "window" => window(&bench).await,
                 "commit_cost" => commit_cost(&bench).await,
+                "anomaly_latency" => anomaly_latency(&bench).await,
                 other => panic!("unknown part `{other}`"),
             }
         }

@@ -66,7 +66,7 @@ string_enum! {
         UpForRetry => "up_for_retry",
         /// An upstream failure means it will not run.
         UpstreamFailed => "upstream_failed",
-        /// Its upstreams' outcome says it need not run.
+        /// Its upstreams' outcome says it need not run, or its job found nothing to do.
         Skipped => "skipped",
     }
 }
@@ -88,7 +88,7 @@ impl TaskState {
             (self, next),
             (Scheduled, Queued | UpstreamFailed | Skipped | Failed)
                 | (Queued, Running)
-                | (Running, Success | Failed | UpForRetry)
+                | (Running, Success | Failed | UpForRetry | Skipped)
                 | (UpForRetry, Queued)
         )
     }

@@ -124,7 +124,7 @@ pub fn compile(
     let end_date = c.take_date("end_date", timezone);
     let catchup = c.take::<bool>("catchup").unwrap_or(false);
     let max_active_runs = c.max_active_runs(schedule.as_ref());
-    c.min_interval(schedule.as_mut());
+    let watch_interval = c.min_interval(schedule.as_mut(), !watches.is_empty());
     let keep_runs = c.take_with("keep_runs", RunRetention::parse);
     let paused_on_creation = c.take::<bool>("paused_on_creation").unwrap_or(false);
     let max_active_tasks = c.take_with("max_active_tasks", positive);
@@ -146,6 +146,7 @@ pub fn compile(
         description,
         schedule,
         watches,
+        watch_interval,
         timezone,
         start_date,
         end_date,
@@ -314,17 +315,27 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    /// `min_interval`, the shortest time between the starts of two runs of a continuous DAG.
-    fn min_interval(&mut self, schedule: Option<&mut Schedule>) {
+    /// `min_interval`, the shortest time between the starts of two runs of a continuous DAG,
+    /// or between two runs made by data (returned) when the schedule is data without a cron.
+    fn min_interval(
+        &mut self,
+        schedule: Option<&mut Schedule>,
+        watches: bool,
+    ) -> std::time::Duration {
         let span = self.fields.get("min_interval").map(|(_, value)| value.span());
-        let Some(interval) = self.take_with("min_interval", duration) else { return };
+        let Some(interval) = self.take_with("min_interval", duration) else {
+            return std::time::Duration::ZERO;
+        };
         match schedule {
             Some(Schedule::Continuous { min_interval }) => *min_interval = interval,
+            None if watches => return interval,
             _ => self.rep.error(
                 span.unwrap_or(0..0),
-                "min_interval applies only to schedule = \"@continuous\"",
+                "min_interval applies only to schedule = \"@continuous\" and to \
+                 schedule = { on = [...] } without cron",
             ),
         }
+        std::time::Duration::ZERO
     }
 
     /// A date (`2024-01-01`, read as midnight in the DAG's time zone) or a full timestamp.

@@ -42,6 +42,9 @@ pub struct Dag {
     pub schedule: Option<Schedule>,
     /// The tables and datasets whose changes trigger runs (`schedule = { on = [...] }`).
     pub watches: Vec<AssetRef>,
+    /// With `watches` and no cron: the shortest time between two runs made by data
+    /// (`min_interval`); changes meanwhile wait for the next.
+    pub watch_interval: std::time::Duration,
     pub timezone: Tz,
     pub start_date: Option<DateTime<Utc>>,
     pub end_date: Option<DateTime<Utc>>,

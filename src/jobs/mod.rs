@@ -139,6 +139,10 @@ pub enum JobError {
     /// The job stopped because it was asked to (see [`JobContext::cancelled`]).
     #[error("cancelled: {0}")]
     Cancelled(String),
+    /// The job found it has nothing to do yet (Airflow's `AirflowSkipException`): the task
+    /// ends `skipped`, not failed, and its downstream tasks follow their trigger rules.
+    #[error("skipped: {0}")]
+    Skipped(String),
 }
 
 impl JobError {
@@ -198,6 +202,7 @@ impl JobError {
                 | JobError::Rejected { .. }
                 | JobError::Bug(_)
                 | JobError::Cancelled(_)
+                | JobError::Skipped(_)
         )
     }
 

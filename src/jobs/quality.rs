@@ -21,7 +21,6 @@ use indexmap::IndexMap;
 use polars::prelude::{
     col, len, lit, DataType, Expr, JoinArgs, JoinType, LazyFrame, NamedFrom, Series,
 };
-use polars::sql::SQLContext;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -335,7 +334,7 @@ fn run_checks(
                 data.join(repeated, keys.clone(), keys, JoinArgs::new(JoinType::Semi))
             }
             CheckKind::Sql => {
-                let mut sql = SQLContext::new();
+                let mut sql = crate::lake::sql_functions::QueryContext::new();
                 sql.register("t", data);
                 let predicate = check.predicate.as_deref().unwrap_or("true");
                 sql.execute(&format!("SELECT * FROM t WHERE NOT ({predicate})"))

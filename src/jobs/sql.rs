@@ -1,52 +1,112 @@
-//! `kind = "sql"`: Polars SQL over named input datasets, each query writing one output dataset.
+//! `kind = "sql"`: Polars SQL over named inputs (datasets and Iceberg tables), each query
+//! writing one output (a dataset, or a table).
 //!
 //! ```toml
 //! [tasks.transform_to_silver]
 //! kind = "sql"
-//! inputs = { orders = "bronze/orders", customers = "bronze/customers" }
+//! inputs = { orders = "bronze/orders", logs = "bronze.web_logs" }
 //! [tasks.transform_to_silver.outputs."silver/orders_enriched"]
 //! query = "SELECT o.*, c.state FROM orders o JOIN customers c USING (customer_id)"
 //! partition_by = ["order_year", "order_month"]
+//! [tasks.transform_to_silver.outputs."batch.endpoint_minutes"]
+//! query = "SELECT date_trunc('minute', timestamp) AS window_start, … FROM logs GROUP BY 1"
+//! partition_by = ["day(window_start)"]
+//! mode = "overwrite"
 //! ```
+//!
+//! A name with a slash is a dataset path; `namespace.table` names an Iceberg table, read at
+//! its current snapshot (recorded as the try's lineage); `if_missing = "skip"` skips the task
+//! while an input table does not exist yet. Outputs are computed first; then the
+//! table outputs commit (one snapshot each), then the dataset outputs are published together.
 
 use std::ops::ControlFlow;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use indexmap::IndexMap;
 use polars::prelude::LazyFrame;
-use polars::sql::SQLContext;
 use serde::{Deserialize, Serialize};
 use sqlparser::ast::{ObjectName, Statement, TableFactor, Visit, Visitor};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::{Parser, ParserOptions};
 
 use super::{Job, JobContext, JobError, Lineage, Quoting, Stage};
-use crate::lake::{check_relative, scan, write_parquet, Publication, ScanOptions, Warehouse};
+use crate::lake::sql_functions::QueryContext;
+use crate::lake::tables::{table_ident, PartitionField, SnapshotFiles, TableError, WriteMode};
+use crate::lake::{
+    check_relative, scan, scan_snapshot, write_parquet, write_parquet_folder, Publication,
+    ScanOptions, Warehouse,
+};
 
 /// Fields of a `sql` task.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SqlConfig {
-    /// Table name in the queries → dataset path in the warehouse.
+    /// Table name in the queries → dataset path or `namespace.table` in the warehouse.
     pub inputs: IndexMap<String, String>,
-    /// Dataset path to write → how to compute it.
+    /// Dataset path or `namespace.table` to write → how to compute it.
     pub outputs: IndexMap<String, SqlOutput>,
+    /// What an input table that does not exist yet does: `fail` (default), or `skip` the task
+    /// (the run succeeds; until its writer first ran, say).
+    #[serde(default)]
+    pub if_missing: IfMissing,
 }
 
-/// One output dataset of a `sql` task.
+/// See [`SqlConfig::if_missing`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IfMissing {
+    #[default]
+    Fail,
+    Skip,
+}
+
+/// One output of a `sql` task.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SqlOutput {
-    /// A single SELECT over the inputs (Polars SQL).
+    /// A single SELECT over the inputs (Polars SQL, plus `date_trunc`).
     pub query: String,
-    /// Columns to partition the Parquet output by (hive layout: `col=value/`).
+    /// A dataset: columns to partition the Parquet output by (hive layout: `col=value/`).
+    /// A table: its partition fields when it is created (`day(ts)`, `bucket(16, id)`, …).
     #[serde(default)]
     pub partition_by: Vec<String>,
+    /// A table only: `overwrite` (default: the result replaces the table, as a dataset output
+    /// is replaced), `append`, or `replace_partitions`.
+    #[serde(default)]
+    pub mode: Option<WriteMode>,
+}
+
+/// What an input or output name refers to: a slash makes a dataset path, `namespace.table`
+/// an Iceberg table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Target<'a> {
+    Dataset(&'a str),
+    Table(&'a str),
+}
+
+impl<'a> Target<'a> {
+    pub(super) fn of(name: &'a str) -> Target<'a> {
+        if !name.contains('/') && name.contains('.') {
+            Target::Table(name)
+        } else {
+            Target::Dataset(name)
+        }
+    }
+
+    /// What is wrong with the name, if anything.
+    fn problem(self, what: &str, stage: Stage) -> Option<String> {
+        match self {
+            Target::Dataset(path) => check_path(what, path, stage),
+            Target::Table(name) if stage.defers(name) => None,
+            Target::Table(name) => table_ident(name).err().map(|e| format!("{what}: {e}")),
+        }
+    }
 }
 
 pub struct Sql;
 
-/// The outputs of a `sql` task: each dataset written, by path, and the totals.
+/// The outputs of a `sql` task: each dataset or table written, by name, and the totals.
 #[derive(Debug, Default, Serialize)]
 pub struct SqlOutputs {
     #[serde(flatten)]
@@ -55,12 +115,15 @@ pub struct SqlOutputs {
     pub bytes: u64,
 }
 
-/// One dataset a task wrote: rows, bytes and files, and how long it took.
+/// One output a task wrote: rows, bytes and files, how long it took, and for a table the
+/// snapshot it committed.
 #[derive(Debug, Serialize)]
 pub struct DatasetWritten {
     #[serde(flatten)]
     pub written: crate::lake::Written,
     pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<i64>,
 }
 
 impl Job for Sql {
@@ -70,52 +133,196 @@ impl Job for Sql {
     const QUOTED_FIELDS: &'static [(&'static str, Quoting)] = &[("outputs.*.query", Quoting::Sql)];
 
     fn validate(&self, config: &SqlConfig, stage: Stage) -> Vec<String> {
-        let mut problems = check_inputs(&config.inputs, stage);
+        let mut problems = check_sources(&config.inputs, stage);
         if config.outputs.is_empty() {
-            problems.push("`outputs` must name at least one dataset".to_string());
+            problems.push("`outputs` must name at least one dataset or table".to_string());
         }
         let tables: Vec<&str> = config.inputs.keys().map(String::as_str).collect();
-        for (path, output) in &config.outputs {
-            problems.extend(check_path("output", path, stage));
-            problems.extend(
-                check_query(&output.query, &tables, stage)
-                    .into_iter()
-                    .map(|p| format!("output `{path}`: {p}")),
-            );
+        for (name, output) in &config.outputs {
+            let in_output = |p: String| format!("output `{name}`: {p}");
+            let target = Target::of(name);
+            problems.extend(target.problem("output", stage));
+            problems.extend(check_query(&output.query, &tables, stage).into_iter().map(in_output));
+            match target {
+                Target::Dataset(_) if output.mode.is_some() => problems.push(in_output(
+                    "`mode` applies to table outputs only (a dataset output is replaced)".into(),
+                )),
+                Target::Dataset(_) => {}
+                Target::Table(_) => problems.extend(
+                    output
+                        .partition_by
+                        .iter()
+                        .filter_map(|f| PartitionField::parse(f).err())
+                        .map(in_output),
+                ),
+            }
         }
         problems
     }
 
     async fn run(&self, config: SqlConfig, ctx: JobContext) -> Result<SqlOutputs, JobError> {
+        let inputs = resolve_inputs(&config.inputs, config.if_missing, &ctx).await?;
         let warehouse = ctx.warehouse.clone();
         let log = ctx.log.clone();
         let lineage = ctx.lineage.clone();
-        super::blocking(move || {
-            let mut sql = register_inputs(&warehouse, &config.inputs, &lineage)?;
+        let config = std::sync::Arc::new(config);
+        let computing = config.clone();
+        let (mut outputs, staged, publication) = super::blocking(move || {
+            let config = computing;
+            let mut sql = inputs.register(&warehouse, &lineage)?;
             let mut outputs = SqlOutputs::default();
-            // Every output is published at the end, or none if one fails.
+            let mut staged = Vec::new();
+            // Dataset outputs are published at the end, or none if one fails.
             let mut publication = Publication::default();
-            for (path, output) in &config.outputs {
+            for (name, output) in &config.outputs {
                 let started = Instant::now();
-                let in_output = |e: JobError| e.context(path);
+                let in_output = |e: JobError| e.context(name);
                 let frame = sql.execute(&output.query).map_err(|e| in_output(e.into()))?;
-                let dataset = warehouse.dataset(path)?;
-                let (version, written) = write_parquet(frame, &dataset, &output.partition_by)
-                    .map_err(|e| in_output(e.into()))?;
-                publication.add(version, written);
+                let written = match Target::of(name) {
+                    Target::Dataset(path) => {
+                        let dataset = warehouse.dataset(path)?;
+                        let (version, written) =
+                            write_parquet(frame, &dataset, &output.partition_by)
+                                .map_err(|e| in_output(e.into()))?;
+                        publication.add(version, written);
+                        written
+                    }
+                    Target::Table(_) => {
+                        let staging = Staging::new(&warehouse);
+                        let written = write_parquet_folder(frame, &staging.0)
+                            .map_err(|e| in_output(e.into()))?;
+                        staged.push((name.clone(), staging));
+                        written
+                    }
+                };
                 log.info(format!(
-                    "{path}: {} rows, {} bytes in {} files",
+                    "{name}: {} rows, {} bytes in {} files",
                     written.rows, written.bytes, written.files
                 ));
                 outputs.rows += written.rows;
                 outputs.bytes += written.bytes;
                 let duration_ms = started.elapsed().as_millis() as u64;
-                outputs.datasets.insert(path.clone(), DatasetWritten { written, duration_ms });
+                let done = DatasetWritten { written, duration_ms, snapshot_id: None };
+                outputs.datasets.insert(name.clone(), done);
             }
-            lineage.wrote_datasets(&publication.commit()?);
-            Ok(outputs)
+            Ok((outputs, staged, publication))
         })
-        .await
+        .await?;
+        if !staged.is_empty() {
+            let tables = ctx.tables.get().await?;
+            for (name, staging) in staged {
+                let output = &config.outputs[&name];
+                let partition_by: Vec<PartitionField> = output
+                    .partition_by
+                    .iter()
+                    .map(|f| PartitionField::parse(f))
+                    .collect::<Result<_, _>>()
+                    .map_err(JobError::Config)?;
+                let mode = output.mode.unwrap_or(WriteMode::Overwrite);
+                let done = tables
+                    .promote(&name, &staging.0, &partition_by, mode)
+                    .await
+                    .map_err(|e| JobError::from(e).context(&name))?;
+                ctx.lineage.wrote_table(
+                    &name,
+                    done.snapshot_id,
+                    mode.as_str(),
+                    done.rows,
+                    done.files as u64,
+                );
+                ctx.log.info(format!("{name}: {} snapshot {}", mode.as_str(), done.snapshot_id));
+                if let Some(written) = outputs.datasets.get_mut(&name) {
+                    written.snapshot_id = Some(done.snapshot_id);
+                }
+            }
+        }
+        let lineage = ctx.lineage.clone();
+        super::blocking(move || {
+            lineage.wrote_datasets(&publication.commit()?);
+            Ok(())
+        })
+        .await?;
+        Ok(outputs)
+    }
+}
+
+/// A folder of its own under the warehouse's hidden `.staging/`, removed when dropped: where a
+/// table output's rows wait to be committed.
+struct Staging(PathBuf);
+
+impl Staging {
+    fn new(warehouse: &Warehouse) -> Staging {
+        let name = format!("sql-{}", crate::random::hex_digits(12));
+        Staging(warehouse.root().join(".staging").join(name))
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A task's inputs, the tables among them planned (their snapshot's files named).
+struct ResolvedInputs {
+    inputs: Vec<(String, Resolved)>,
+}
+
+enum Resolved {
+    Dataset(String),
+    Table(String, Box<SnapshotFiles>),
+}
+
+async fn resolve_inputs(
+    inputs: &IndexMap<String, String>,
+    if_missing: IfMissing,
+    ctx: &JobContext,
+) -> Result<ResolvedInputs, JobError> {
+    let mut resolved = Vec::new();
+    for (alias, name) in inputs {
+        let input = match Target::of(name) {
+            Target::Dataset(path) => Resolved::Dataset(path.to_string()),
+            Target::Table(table) => {
+                let tables = ctx.tables.get().await?;
+                let files = match tables.snapshot_files(table).await {
+                    Ok(files) => files,
+                    Err(TableError::Missing(_)) if if_missing == IfMissing::Skip => {
+                        return Err(JobError::Skipped(format!(
+                            "input table {table} does not exist yet"
+                        )))
+                    }
+                    Err(e) => return Err(JobError::from(e).context(format!("reading {table}"))),
+                };
+                Resolved::Table(table.to_string(), Box::new(files))
+            }
+        };
+        resolved.push((alias.clone(), input));
+    }
+    Ok(ResolvedInputs { inputs: resolved })
+}
+
+impl ResolvedInputs {
+    /// A SQL context with every input registered as a lazy scan, its version recorded as
+    /// read. Blocking.
+    fn register(&self, warehouse: &Warehouse, lineage: &Lineage) -> Result<QueryContext, JobError> {
+        let sql = QueryContext::new();
+        for (alias, input) in &self.inputs {
+            let frame = match input {
+                Resolved::Dataset(path) => scan_input(warehouse, path, lineage)?,
+                Resolved::Table(name, files) => {
+                    let in_input = |e: crate::lake::LakeError| {
+                        JobError::from(e).context(format!("reading {name}"))
+                    };
+                    let frame = scan_snapshot(warehouse, files).map_err(in_input)?;
+                    if let Some(snapshot_id) = files.snapshot_id {
+                        lineage.read_table(name, snapshot_id);
+                    }
+                    frame
+                }
+            };
+            sql.register(alias, frame);
+        }
+        Ok(sql)
     }
 }
 
@@ -124,8 +331,8 @@ pub(super) fn register_inputs(
     warehouse: &Warehouse,
     inputs: &IndexMap<String, String>,
     lineage: &Lineage,
-) -> Result<SQLContext, JobError> {
-    let sql = SQLContext::new();
+) -> Result<QueryContext, JobError> {
+    let sql = QueryContext::new();
     for (name, path) in inputs {
         sql.register(name, scan_input(warehouse, path, lineage)?);
     }
@@ -151,9 +358,23 @@ pub(super) fn check_path(what: &str, path: &str, stage: Stage) -> Option<String>
     })
 }
 
+/// Checks inputs that must be dataset paths.
 pub(super) fn check_inputs(inputs: &IndexMap<String, String>, stage: Stage) -> Vec<String> {
+    check_named(inputs, |path| check_path("input", path, stage))
+}
+
+/// Checks inputs that may be dataset paths or tables.
+fn check_sources(inputs: &IndexMap<String, String>, stage: Stage) -> Vec<String> {
+    check_named(inputs, |name| Target::of(name).problem("input", stage))
+}
+
+/// Checks that each input's name is a SQL identifier, and its target with `check_target`.
+fn check_named(
+    inputs: &IndexMap<String, String>,
+    check_target: impl Fn(&str) -> Option<String>,
+) -> Vec<String> {
     let mut problems = Vec::new();
-    for (name, path) in inputs {
+    for (name, target) in inputs {
         let identifier = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !identifier {
@@ -161,7 +382,7 @@ pub(super) fn check_inputs(inputs: &IndexMap<String, String>, stage: Stage) -> V
                 "input name `{name}` must be a SQL identifier (letters, digits, `_`)"
             ));
         }
-        problems.extend(check_path("input", path, stage));
+        problems.extend(check_target(target));
     }
     problems
 }

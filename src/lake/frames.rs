@@ -6,8 +6,8 @@ use std::sync::Arc;
 use polars::prelude::col;
 use polars::prelude::{
     len, DataType, Engine, FileWriteFormat, IdxSize, LazyCsvReader, LazyFileListReader, LazyFrame,
-    LazyJsonLineReader, ParquetWriteOptions, PartitionStrategy, PlRefPath, ScanArgsParquet,
-    SchemaRef, SinkDestination, SinkTarget, UnifiedSinkArgs,
+    LazyJsonLineReader, ParquetWriteOptions, ParquetWriter, PartitionStrategy, PlRefPath,
+    ScanArgsParquet, SchemaRef, SinkDestination, SinkTarget, UnifiedSinkArgs,
 };
 use polars_buffer::Buffer;
 use serde::Deserialize;
@@ -137,29 +137,68 @@ pub fn write_parquet(
 ) -> Result<(PendingVersion, Written)> {
     let frame = widen_small_integers(frame, partition_by)?;
     let pending = dataset.begin()?;
+    if partition_by.is_empty() {
+        write_file(frame, &pending.dir().join("part-0.parquet"))?;
+        let written = measure(pending.dir())?;
+        return Ok((pending, written));
+    }
     let format = FileWriteFormat::Parquet(Arc::new(ParquetWriteOptions::default()));
     let args = UnifiedSinkArgs { mkdir: true, ..Default::default() };
-    let destination = if partition_by.is_empty() {
-        let file = pending.dir().join("part-0.parquet");
-        SinkDestination::File {
-            target: SinkTarget::Path(PlRefPath::new(file.to_string_lossy().as_ref())),
-        }
-    } else {
-        SinkDestination::Partitioned {
-            base_path: PlRefPath::new(pending.dir().to_string_lossy().as_ref()),
-            file_path_provider: None,
-            partition_strategy: PartitionStrategy::Keyed {
-                keys: partition_by.iter().map(|c| col(c.as_str())).collect(),
-                include_keys: true,
-                keys_pre_grouped: false,
-            },
-            max_rows_per_file: IdxSize::MAX,
-            approximate_bytes_per_file: u64::MAX,
-        }
+    let destination = SinkDestination::Partitioned {
+        base_path: PlRefPath::new(pending.dir().to_string_lossy().as_ref()),
+        file_path_provider: None,
+        partition_strategy: PartitionStrategy::Keyed {
+            keys: partition_by.iter().map(|c| col(c.as_str())).collect(),
+            include_keys: true,
+            keys_pre_grouped: false,
+        },
+        max_rows_per_file: IdxSize::MAX,
+        approximate_bytes_per_file: u64::MAX,
     };
-    frame.sink(destination, format, args)?.collect_with_engine(Engine::Streaming)?;
+    let plan = frame.sink(destination, format, args)?;
+    streaming(plan).ok_or_else(|| {
+        LakeError::NotSupported(
+            "Polars' streaming engine cannot run this query into a partitioned dataset (a \
+             cross join filtered by an inequality, say); compute it without the join, with \
+             a window function such as MAX(x) OVER ()"
+                .into(),
+        )
+    })??;
     let written = measure(pending.dir())?;
     Ok((pending, written))
+}
+
+/// Streams `frame` into `dir/part-0.parquet`, a folder of its own (staging for a table write).
+pub fn write_parquet_folder(frame: LazyFrame, dir: &Path) -> Result<Written> {
+    write_file(frame, &dir.join("part-0.parquet"))?;
+    measure(dir)
+}
+
+/// Streams `frame` into the Parquet file `file`; a plan Polars' streaming engine cannot run is
+/// computed in memory and written whole.
+fn write_file(frame: LazyFrame, file: &Path) -> Result<()> {
+    let format = FileWriteFormat::Parquet(Arc::new(ParquetWriteOptions::default()));
+    let args = UnifiedSinkArgs { mkdir: true, ..Default::default() };
+    let destination = SinkDestination::File {
+        target: SinkTarget::Path(PlRefPath::new(file.to_string_lossy().as_ref())),
+    };
+    if let Some(done) = streaming(frame.clone().sink(destination, format, args)?) {
+        return done;
+    }
+    let mut data = frame.collect()?;
+    if let Some(parent) = file.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    let out = std::fs::File::create(file).map_err(io(file))?;
+    ParquetWriter::new(out).finish(&mut data)?;
+    Ok(())
+}
+
+/// Runs a sink plan on Polars' streaming engine; `None` when the engine cannot run the plan
+/// (some it rejects by panicking, such as a cross join filtered by an inequality).
+fn streaming(plan: LazyFrame) -> Option<Result<()>> {
+    let run = std::panic::AssertUnwindSafe(|| plan.collect_with_engine(Engine::Streaming));
+    std::panic::catch_unwind(run).ok().map(|done| done.map(|_| ()).map_err(LakeError::from))
 }
 
 /// Polars cannot write 8- and 16-bit integers into partition paths (SQL's `EXTRACT(MONTH …)`

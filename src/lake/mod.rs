@@ -10,11 +10,14 @@
 //!
 //! Folders and files without a `_current` pointer (data dropped in by other tools) can be read
 //! too. Datasets know nothing of DAGs, runs or the database; [`tables`] (Iceberg tables, whose
-//! catalog lives in the database) builds on them.
+//! catalog lives in the database) builds on them, and `table_frames` lets Polars read a table
+//! snapshot's files; [`sql_functions`] adds what lakeward's SQL has beyond Polars'.
 
 mod dataset;
 mod frames;
 mod remote;
+pub mod sql_functions;
+mod table_frames;
 pub mod tables;
 
 use std::path::{Component, Path, PathBuf};
@@ -23,7 +26,11 @@ use thiserror::Error;
 
 use crate::domain::ErrorClass;
 pub use dataset::{Dataset, PendingVersion, Publication, Published};
-pub use frames::{data_files, scan, sink_parquet, write_parquet, Format, ScanOptions, Written};
+pub use frames::{
+    data_files, scan, sink_parquet, write_parquet, write_parquet_folder, Format, ScanOptions,
+    Written,
+};
+pub use table_frames::scan_snapshot;
 
 use std::sync::Arc;
 
@@ -50,15 +57,19 @@ pub enum LakeError {
     /// The object store answered with an error (unreachable, denied, …).
     #[error("object store: {0}")]
     Remote(String),
+    /// Data or a query lakeward cannot handle (yet): the message says what and what to do.
+    #[error("{0}")]
+    NotSupported(String),
 }
 
 impl LakeError {
     /// Whether this is the user's definition, a transient failure, or a bug.
     pub fn class(&self) -> ErrorClass {
         match self {
-            LakeError::InvalidPath(_) | LakeError::Unsupported(_) | LakeError::Escapes { .. } => {
-                ErrorClass::Definition
-            }
+            LakeError::InvalidPath(_)
+            | LakeError::Unsupported(_)
+            | LakeError::NotSupported(_)
+            | LakeError::Escapes { .. } => ErrorClass::Definition,
             // The task that writes it may not have run yet, or may be rerunning.
             LakeError::Missing(_) => ErrorClass::Transient,
             LakeError::Io { .. } | LakeError::Remote(_) => ErrorClass::Transient,
@@ -160,6 +171,36 @@ impl Warehouse {
             remote.upload_file(&path, name)?;
         }
         Ok(text.len() as u64)
+    }
+
+    /// A local path holding the immutable file at `location` (a table's data file): the file
+    /// itself in a local warehouse, a cached download of a remote one. Refused when `location`
+    /// lies outside the warehouse.
+    pub fn local_file(&self, location: &str) -> Result<PathBuf> {
+        let outside = || LakeError::Escapes { path: PathBuf::from(location) };
+        let Some(remote) = &self.remote else {
+            let path = PathBuf::from(location.strip_prefix("file://").unwrap_or(location));
+            let real = path.canonicalize().map_err(io(&path))?;
+            let root = self.root.canonicalize().map_err(io(&self.root))?;
+            return if real.starts_with(root) { Ok(real) } else { Err(outside()) };
+        };
+        let relative = location
+            .strip_prefix(remote.location())
+            .and_then(|rest| rest.strip_prefix('/'))
+            .ok_or_else(outside)?;
+        check_relative(relative).map_err(|_| outside())?;
+        let cached = self.root.join(relative);
+        if !cached.exists() {
+            // Downloaded beside its place, then renamed: a crash leaves no partial file there.
+            let partial = cached.with_file_name(format!(
+                ".{}.part-{}",
+                cached.file_name().and_then(|n| n.to_str()).unwrap_or("data"),
+                crate::random::hex_digits(8)
+            ));
+            remote.download_object(relative, &partial)?;
+            std::fs::rename(&partial, &cached).map_err(io(&cached))?;
+        }
+        Ok(cached)
     }
 
     /// Reads a warehouse file written by [`Warehouse::write_json`] (or any text file).

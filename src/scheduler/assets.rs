@@ -4,7 +4,8 @@
 //!
 //! The changes come from the store ([`assets::pending`]); every change pending when a run is
 //! created is consumed by it, in the transaction that creates it, so several changes collapse
-//! into one run and none is lost or counted twice. While a run of the DAG waits for a
+//! into one run and none is lost or counted twice; `min_interval` (data without cron) spaces
+//! runs out, the changes meanwhile collapsing into the next. While a run of the DAG waits for a
 //! `max_active_runs` slot no other is created: changes wait and collapse into the next one.
 //! The run records which table snapshots (read from the metadata files the changes name) or
 //! dataset versions triggered it. This module decides when a run is due; it writes through
@@ -47,6 +48,11 @@ pub(super) async fn create_data_run(
             let Some(first) = changes.iter().map(|c| c.changed_at).min() else {
                 return Ok(None);
             };
+            if let Some(allowed) = held_until(store, dag).await? {
+                if allowed > to_micros(now) {
+                    return Ok(Some(allowed));
+                }
+            }
             let interval = DataInterval { start: from_micros(first).min(now), end: now };
             (RunType::AssetTriggered, interval, now)
         }
@@ -80,6 +86,17 @@ pub(super) async fn create_data_run(
         Err(e) => tracing::error!(dag = %dag.id, "cannot create a run on data: {e}"),
     }
     Ok(next_tick)
+}
+
+/// When `dag`'s `min_interval` lets the next run made by data be created, if it holds one
+/// back: its previous such run's creation (its logical date) + the interval.
+async fn held_until(store: &Store, dag: &Dag) -> Result<Option<Micros>, StoreError> {
+    if dag.watch_interval.is_zero() {
+        return Ok(None);
+    }
+    let last = runs::last_of_type(store.read(), &dag.id, RunType::AssetTriggered).await?;
+    let interval = i64::try_from(dag.watch_interval.as_micros()).unwrap_or(i64::MAX);
+    Ok(last.map(|at| at.saturating_add(interval)))
 }
 
 /// What the changes added: for a table, the snapshots between the metadata before its first

@@ -198,8 +198,9 @@ impl Scheduler {
         if self.options.create_scheduled_runs {
             // A continuous DAG's next run starts as soon as the previous one ended (perhaps in
             // the pass just made): checked on every pass, not only at housekeeping. Creating
-            // a run wakes this loop again, whose next pass starts it.
-            self.create_scheduled_runs(Utc::now(), Only::Continuous).await?;
+            // a run wakes this loop again, whose next pass starts it. (The clock read now, as
+            // the pass may have taken a while; never before the pass's own time.)
+            self.create_scheduled_runs(Utc::now().max(now), Only::Continuous).await?;
         }
         Ok(())
     }

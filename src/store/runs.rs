@@ -131,6 +131,21 @@ pub async fn last_scheduled_interval(
     .await?)
 }
 
+/// The newest logical date among the DAG's runs of type `run_type`.
+pub async fn last_of_type(
+    db: impl Executor<'_, Database = Any>,
+    dag_id: &str,
+    run_type: RunType,
+) -> Result<Option<Micros>> {
+    Ok(sqlx::query_scalar(
+        "SELECT MAX(logical_date) FROM dag_runs WHERE dag_id = $1 AND run_type = $2",
+    )
+    .bind(dag_id)
+    .bind(run_type.as_str())
+    .fetch_one(db)
+    .await?)
+}
+
 /// The DAG's runs, newest logical date first.
 pub async fn list(
     db: impl Executor<'_, Database = Any>,

@@ -39,7 +39,7 @@ pub struct TaskStateRow {
 /// How a try ended.
 #[derive(Debug, Clone)]
 pub struct TaskOutcome {
-    /// `success`, `failed` or `up_for_retry`.
+    /// `success`, `skipped`, `failed` or `up_for_retry`.
     pub state: TaskState,
     pub next_try_at: Option<Micros>,
     pub exit_code: Option<i64>,
@@ -514,6 +514,14 @@ impl TaskOutcome {
             lineage: Vec::new(),
             metrics: Vec::new(),
         }
+    }
+
+    /// A try whose job found nothing to do: the task is `skipped`, with the reason as its
+    /// `skipped` output.
+    pub fn skipped(reason: String) -> TaskOutcome {
+        let mut outputs = serde_json::Map::new();
+        outputs.insert("skipped".into(), serde_json::Value::String(reason));
+        TaskOutcome { state: TaskState::Skipped, ..TaskOutcome::success(outputs) }
     }
 
     /// A try stopped before it ended (its worker is shutting down): the task is retried at

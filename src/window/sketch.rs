@@ -68,13 +68,14 @@ impl QuantileSketch {
         self.count
     }
 
-    /// The value of rank `floor(q × (n − 1))` (0-based, ascending) within ±α; `None` when
+    /// The value of rank `ceil(q × n) − 1` (0-based, ascending: SQL's `PERCENTILE_DISC`, Polars'
+    /// `QUANTILE_DISC`, so a batch recomputation names the same value) within ±α; `None` when
     /// empty.
     pub fn quantile(&self, q: f64) -> Option<f64> {
         if self.count == 0 {
             return None;
         }
-        let rank = (q.clamp(0.0, 1.0) * (self.count - 1) as f64).floor() as u64;
+        let rank = disc_rank(q, self.count);
         let mut seen = 0;
         // Ascending: the most negative first (largest magnitude), then zeros, then positives.
         for (bucket, n) in self.negatives.iter().rev() {
@@ -97,13 +98,18 @@ impl QuantileSketch {
     }
 }
 
+/// The 0-based rank `PERCENTILE_DISC(q)` answers among `n` values: `ceil(q × n) − 1`.
+pub fn disc_rank(q: f64, n: u64) -> u64 {
+    ((q.clamp(0.0, 1.0) * n as f64).ceil() as u64).saturating_sub(1).min(n.saturating_sub(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::simulate::Rng;
 
     fn exact(sorted: &[f64], q: f64) -> f64 {
-        sorted[(q * (sorted.len() - 1) as f64).floor() as usize]
+        sorted[super::disc_rank(q, sorted.len() as u64) as usize]
     }
 
     /// On skewed, wide and signed data, every answer is within α of the exact value of its

@@ -107,7 +107,7 @@ fn recompute(events: &[Event], size: i64, slide: i64) -> Expected {
                 es.iter().filter(|e| e.status >= 500).count() as i64,
                 ms.iter().sum::<f64>() / ms.len() as f64,
                 *ms.last().unwrap(),
-                ms[(0.5 * (ms.len() - 1) as f64).floor() as usize],
+                ms[super::sketch::disc_rank(0.5, ms.len() as u64) as usize],
                 ips.len() as i64,
             );
             (key, value)

@@ -136,6 +136,10 @@ async fn run_try(worker: &Worker, claimed: &ClaimedTask, controls: &TryControls)
             log.info(format!("task stopped: {reason}"));
             TaskOutcome::cancelled(reason, now_micros())
         }
+        Err(JobError::Skipped(reason)) => {
+            log.info(format!("task skipped: {reason}"));
+            TaskOutcome::skipped(reason)
+        }
         Err(e) => {
             log.info(format!("task failed: {e}"));
             let retry_delay = retry_delay.filter(|_| e.is_retryable());

@@ -6,13 +6,10 @@
 use crate::common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
-use arrow_array::{Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use axum::body::Body;
 use axum::http::header::HOST;
 use axum::http::{Request, StatusCode};
@@ -20,7 +17,7 @@ use common::{dag, manual, Harness, HarnessOptions};
 use lakeward::config::Config;
 use lakeward::domain::RunState;
 use lakeward::lake::tables::TablesHandle;
-use lakeward::lake::tables::{ScanRequest, Tables, WriteMode};
+use lakeward::lake::tables::{ScanRequest, Tables};
 use lakeward::lake::Warehouse;
 use lakeward::simulate::{Profile, Simulation, Simulator};
 use lakeward::web::{app, AppState};
@@ -46,50 +43,6 @@ struct Labeled {
     endpoint: String,
     ip: String,
     anomaly: Option<&'static str>,
-}
-
-fn web_log_batch(events: &[serde_json::Value]) -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new(
-            "timestamp",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
-            true,
-        ),
-        Field::new("ip", DataType::Utf8, true),
-        Field::new("endpoint", DataType::Utf8, true),
-        Field::new("status_code", DataType::Int64, true),
-        Field::new("response_time_ms", DataType::Float64, true),
-    ]));
-    let time = |e: &serde_json::Value| {
-        e["timestamp"]
-            .as_str()
-            .unwrap()
-            .parse::<chrono::DateTime<chrono::Utc>>()
-            .unwrap()
-            .timestamp_micros()
-    };
-    RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(
-                TimestampMicrosecondArray::from_iter_values(events.iter().map(time))
-                    .with_timezone("+00:00"),
-            ),
-            Arc::new(StringArray::from_iter_values(
-                events.iter().map(|e| e["ip"].as_str().unwrap()),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                events.iter().map(|e| e["endpoint"].as_str().unwrap()),
-            )),
-            Arc::new(Int64Array::from_iter_values(
-                events.iter().map(|e| e["status_code"].as_i64().unwrap()),
-            )),
-            Arc::new(Float64Array::from_iter_values(
-                events.iter().map(|e| e["response_time_ms"].as_f64().unwrap()),
-            )),
-        ],
-    )
-    .unwrap()
 }
 
 /// A window's events for one key, and how many carry each label.
@@ -170,10 +123,7 @@ async fn each_kind_of_injected_anomaly_is_found_with_recall_and_precision() {
         });
         json.push(value);
     }
-    let batch = web_log_batch(&json);
-    let mut writer = tables.writer("bronze.web_logs", &batch.schema(), &[]).await.unwrap();
-    writer.write(&batch).await.unwrap();
-    writer.commit(WriteMode::Append, &BTreeMap::new(), &BTreeMap::new()).await.unwrap();
+    common::weblogs::append_web_logs(&tables, &json).await;
 
     let pipeline = dag(&format!(
         r#"

@@ -1,7 +1,7 @@
 //! Runs on data: DAGs scheduled on a table's changes get runs that consume every change once
 //! (several collapse into one run while a run waits, none lost across a scheduler restart,
 //! none before the DAG watched), record the snapshots that triggered them, and hand them to
-//! templates; a cron beside `on` makes the runs wait for a tick.
+//! templates; a cron beside `on` makes the runs wait for a tick, `min_interval` spaces them.
 
 use crate::common;
 
@@ -68,6 +68,9 @@ async fn changes_collapse_into_runs_none_lost_or_repeated_across_restarts() {
         let every_second = "schedule = { on = [\"bronze.events\"], cron = \"* * * * * *\" }\n\
                             [tasks.t]\nkind = \"noop\"\n";
         std::fs::write(folder.join("every_second.toml"), every_second).unwrap();
+        let spaced = "schedule = { on = [\"bronze.events\"] }\nmin_interval = \"1h\"\n\
+                      [tasks.t]\nkind = \"noop\"\n";
+        std::fs::write(folder.join("spaced.toml"), spaced).unwrap();
 
         let versions = Arc::new(DagVersions::new(store.clone(), Registry::builtin()));
         let scheduler = || {
@@ -150,6 +153,16 @@ async fn changes_collapse_into_runs_none_lost_or_repeated_across_restarts() {
         assert_eq!(unique.len(), seen.len(), "{}: a snapshot triggered two runs", db.backend);
         assert_eq!(unique, BTreeSet::from([s1, s2, s3, s4, s5]), "{}", db.backend);
         assert!(!unique.contains(&before_watching));
+
+        // At most one run an hour: the first change made one at once; the rest wait for the
+        // hour to pass, then go together into one run.
+        let spaced = runs_of(&store, "spaced").await;
+        assert_eq!(spaced.len(), 1, "{}: min_interval holds later changes", db.backend);
+        assert_eq!(snapshots_of(&store, &spaced[0]).await, [s1, s2], "{}", db.backend);
+        s.tick(Utc::now() + chrono::Duration::minutes(61)).await.unwrap();
+        let spaced = runs_of(&store, "spaced").await;
+        assert_eq!(spaced.len(), 2, "{}: the hour passed", db.backend);
+        assert_eq!(snapshots_of(&store, &spaced[1]).await, [s3, s4, s5], "{}", db.backend);
         store.close().await;
     }
 }

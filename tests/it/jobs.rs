@@ -358,3 +358,60 @@ async fn a_query_over_a_missing_dataset_fails_clearly() {
     let error = tasks[0].error.clone().unwrap();
     assert!(error.contains("dataset `landing/nothing_here` does not exist"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_reads_and_writes_tables_and_skips_while_an_input_table_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "landing/sales.csv", "region,amount\neu,10\nus,5\neu,2.5\n");
+    let dag = r#"
+        [tasks.load]
+        kind = "sql"
+        inputs = { sales = "landing/sales.csv" }
+        [tasks.load.outputs."gold.sales"]
+        query = "SELECT region, amount FROM sales"
+        partition_by = ["region"]
+
+        [tasks.twice]
+        kind = "sql"
+        depends_on = ["load"]
+        inputs = { s = "gold.sales" }
+        [tasks.twice.outputs."gold.sales_twice"]
+        query = "SELECT * FROM s UNION ALL SELECT * FROM s"
+        mode = "append"
+
+        [tasks.summary]
+        kind = "sql"
+        depends_on = ["twice"]
+        inputs = { t = "gold.sales_twice" }
+        [tasks.summary.outputs."gold/summary"]
+        query = "SELECT region, SUM(amount) AS total, COUNT(*) AS n FROM t GROUP BY region ORDER BY region"
+
+        [tasks.waiting]
+        kind = "sql"
+        inputs = { b = "batch.not_yet" }
+        if_missing = "skip"
+        [tasks.waiting.outputs."gold/never"]
+        query = "SELECT * FROM b"
+
+        [tasks.after_waiting]
+        kind = "noop"
+        depends_on = ["waiting"]
+    "#;
+    let (state, tasks) = run(dir.path(), dag).await;
+    assert_eq!(state, RunState::Success, "{tasks:#?}");
+    let task = |id: &str| tasks.iter().find(|t| t.task_id == id).unwrap();
+    assert_eq!(task("load").outputs["gold.sales"]["rows"], 3);
+    assert!(task("load").outputs["gold.sales"]["snapshot_id"].is_i64(), "{:?}", task("load"));
+    assert_eq!(task("twice").outputs["gold.sales_twice"]["rows"], 6);
+    assert_eq!(
+        rows(dir.path(), "gold/summary"),
+        vec![
+            json!({ "region": "eu", "total": 25.0, "n": 4 }),
+            json!({ "region": "us", "total": 10.0, "n": 2 }),
+        ]
+    );
+    assert_eq!(task("waiting").state, TaskState::Skipped);
+    let reason = task("waiting").outputs["skipped"].as_str().unwrap().to_string();
+    assert!(reason.contains("batch.not_yet does not exist yet"), "{reason}");
+    assert_eq!(task("after_waiting").state, TaskState::Skipped);
+}

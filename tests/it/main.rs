@@ -22,6 +22,7 @@ mod recovery;
 mod rest_catalog;
 mod s3;
 mod security;
+mod serving;
 mod store;
 mod streaming;
 mod tables;

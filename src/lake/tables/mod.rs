@@ -11,6 +11,7 @@
 //! table's summary properties still hold what the write began from. A commit may carry
 //! the writer's own summary properties, carried forward by later commits (`commit`).
 //! `changes` reads what a table gained since a snapshot (incremental readers).
+//! `files` names a snapshot's data files for engines that scan Parquet themselves (SQL).
 //! `maintenance` compacts small files and expires old snapshots, `orphans` removes files failed
 //! commits left; `inspect` describes and scans tables.
 
@@ -18,6 +19,7 @@ mod alter;
 mod catalog;
 mod changes;
 mod commit;
+mod files;
 pub mod inspect;
 pub mod location;
 mod maintenance;
@@ -47,6 +49,7 @@ pub use alter::Alteration;
 pub use catalog::CatalogConfig;
 pub use changes::{current_arrow_schema, decode_columns, Appended, AppendedFile};
 pub use commit::WriteMode;
+pub use files::SnapshotFiles;
 pub use inspect::{number_column, text_column, ScanRequest, ScanResult, SnapshotInfo, TableInfo};
 pub use maintenance::{Compaction, Expiry};
 pub use orphans::OrphanRemoval;

@@ -5,6 +5,7 @@
 pub mod process;
 pub mod proxy;
 pub mod web;
+pub mod weblogs;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
