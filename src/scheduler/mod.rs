@@ -339,6 +339,11 @@ impl Scheduler {
                 tracing::debug!(dag = %dag.id, runs = pks.len(), "old runs deleted (keep_runs)");
             }
         }
+        let before = to_micros(now).saturating_sub(crate::store::assets::LATE_COMMIT_MARGIN);
+        let forgotten = crate::store::assets::forget_consumed(self.store.write(), before).await?;
+        if forgotten > 0 {
+            tracing::debug!(changes = forgotten, "consumed data changes deleted");
+        }
         Ok(())
     }
 

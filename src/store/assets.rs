@@ -4,8 +4,9 @@
 //!
 //! A change is pending for a DAG that watches its asset until the transaction that creates the
 //! run it triggers marks it consumed ([`consume`]), so no change is lost to a crash, a restart
-//! or two schedulers, and none triggers twice. This module knows nothing of schedules: the
-//! scheduler decides when pending changes make a run.
+//! or two schedulers, and none triggers twice. Changes no watcher will look at again are
+//! deleted ([`forget_consumed`]). This module knows nothing of schedules: the scheduler
+//! decides when pending changes make a run.
 
 use std::collections::BTreeMap;
 
@@ -140,6 +141,35 @@ pub async fn consume(
     }
     tx.commit().await?;
     Ok(true)
+}
+
+/// Deletes what no DAG will look at again: the changes behind every watcher's `since` (and
+/// changes nobody watches), older than `before`, with the records of their consumption; and
+/// the watches of DAGs that no longer exist. Returns how many changes went.
+pub async fn forget_consumed(db: impl Acquire<'_, Database = Any>, before: Micros) -> Result<u64> {
+    let mut tx = db.begin().await?;
+    sqlx::query("DELETE FROM asset_watches WHERE dag_id NOT IN (SELECT dag_id FROM dags)")
+        .execute(&mut *tx)
+        .await?;
+    let forgotten = sqlx::query(
+        "DELETE FROM asset_changes WHERE changed_at < $1 AND changed_at < COALESCE( \
+           (SELECT MIN(w.since) FROM asset_watches w \
+            WHERE w.kind = asset_changes.kind AND w.name = asset_changes.name), $1)",
+    )
+    .bind(before)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if forgotten > 0 {
+        sqlx::query(
+            "DELETE FROM asset_triggers WHERE NOT EXISTS \
+             (SELECT 1 FROM asset_changes c WHERE c.id = asset_triggers.change_id)",
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(forgotten)
 }
 
 /// What triggered run `run_pk`, grouped by asset.

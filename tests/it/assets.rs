@@ -163,6 +163,19 @@ async fn changes_collapse_into_runs_none_lost_or_repeated_across_restarts() {
         let spaced = runs_of(&store, "spaced").await;
         assert_eq!(spaced.len(), 2, "{}: the hour passed", db.backend);
         assert_eq!(snapshots_of(&store, &spaced[1]).await, [s3, s4, s5], "{}", db.backend);
+
+        // Housekeeping (each tick's, and any later) forgot the change made before any DAG
+        // watched, and keeps those the yearly DAG has yet to consume.
+        let later = now_micros() + 2 * assets::LATE_COMMIT_MARGIN;
+        assert_eq!(assets::forget_consumed(store.write(), later).await.unwrap(), 0);
+        let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM asset_changes")
+            .fetch_one(store.read())
+            .await
+            .unwrap();
+        assert_eq!(kept, 5, "{}", db.backend);
+        let asset = lakeward::domain::AssetRef::parse(TABLE).unwrap();
+        let yearly = assets::pending(store.read(), "yearly", &asset).await.unwrap();
+        assert_eq!(yearly.len(), 5, "{}", db.backend);
         store.close().await;
     }
 }

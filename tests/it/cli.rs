@@ -273,6 +273,16 @@ fn standalone_serves_schedules_and_runs_triggered_dags() {
         ok && out.contains("event_id") && out.contains("/")
     });
 
+    // The lambda pipeline follows on data: the batch layer's first run comes with bronze's
+    // first data, the serving view on the next minute tick.
+    wait_for("the serving view", Duration::from_secs(150), || {
+        let (ok, out) =
+            run(lakeward(home.path()).args(["tables", "show", "serving.endpoint_minutes"]));
+        ok && out.contains("layer")
+    });
+    let (ok, out) = run(lakeward(home.path()).args(["runs", "list", "weblogs_batch"]));
+    assert!(ok && out.contains("asset_triggered") && out.contains("success"), "{out}");
+
     let (ok, out) = run(lakeward(home.path()).args(["dags", "pause", "example"]));
     assert!(ok && out.contains("example paused"), "{out}");
     let (ok, out) = run(lakeward(home.path()).args(["dags", "list"]));
