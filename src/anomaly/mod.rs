@@ -13,11 +13,13 @@
 //! * `mad`: (value − median) ÷ (1.4826 × median absolute deviation), robust to outliers.
 //!
 //! The deviation is never taken below 5 % of the baseline's centre nor below the check's
-//! `min_deviation`, so a flat baseline does not turn noise into alarms. Only values above the baseline alarm (spikes, bursts, slowness).
-//! A window whose count is below `min_count` is not scored (quiet keys do not alarm), nor a key
-//! with fewer than `min_baseline` baseline values.
+//! `min_deviation`, so a flat baseline does not turn noise into alarms. Only values above the
+//! baseline alarm (spikes, bursts, slowness). A window whose count is below `min_count` is not scored (quiet keys do not alarm), nor a key
+//! with fewer than `min_baseline` baseline values. [`score`] compares findings with the
+//! simulator's labels (tests and benchmarks).
 
 mod detect;
+pub mod score;
 #[cfg(test)]
 mod tests;
 

@@ -208,34 +208,7 @@ impl Job for Sql {
             Ok((outputs, staged, publication))
         })
         .await?;
-        if !staged.is_empty() {
-            let tables = ctx.tables.get().await?;
-            for (name, staging) in staged {
-                let output = &config.outputs[&name];
-                let partition_by: Vec<PartitionField> = output
-                    .partition_by
-                    .iter()
-                    .map(|f| PartitionField::parse(f))
-                    .collect::<Result<_, _>>()
-                    .map_err(JobError::Config)?;
-                let mode = output.mode.unwrap_or(WriteMode::Overwrite);
-                let done = tables
-                    .promote(&name, &staging.0, &partition_by, mode)
-                    .await
-                    .map_err(|e| JobError::from(e).context(&name))?;
-                ctx.lineage.wrote_table(
-                    &name,
-                    done.snapshot_id,
-                    mode.as_str(),
-                    done.rows,
-                    done.files as u64,
-                );
-                ctx.log.info(format!("{name}: {} snapshot {}", mode.as_str(), done.snapshot_id));
-                if let Some(written) = outputs.datasets.get_mut(&name) {
-                    written.snapshot_id = Some(done.snapshot_id);
-                }
-            }
-        }
+        commit_tables(staged, &config, &ctx, &mut outputs).await?;
         let lineage = ctx.lineage.clone();
         super::blocking(move || {
             lineage.wrote_datasets(&publication.commit()?);
@@ -244,6 +217,40 @@ impl Job for Sql {
         .await?;
         Ok(outputs)
     }
+}
+
+/// Commits each staged table output as one snapshot, recording it in `outputs` and lineage.
+async fn commit_tables(
+    staged: Vec<(String, Staging)>,
+    config: &SqlConfig,
+    ctx: &JobContext,
+    outputs: &mut SqlOutputs,
+) -> Result<(), JobError> {
+    if staged.is_empty() {
+        return Ok(());
+    }
+    let tables = ctx.tables.get().await?;
+    for (name, staging) in staged {
+        let output = &config.outputs[&name];
+        let partition_by: Vec<PartitionField> = output
+            .partition_by
+            .iter()
+            .map(|f| PartitionField::parse(f))
+            .collect::<Result<_, _>>()
+            .map_err(JobError::Config)?;
+        let mode = output.mode.unwrap_or(WriteMode::Overwrite);
+        let done = tables
+            .promote(&name, &staging.0, &partition_by, mode)
+            .await
+            .map_err(|e| JobError::from(e).context(&name))?;
+        let files = done.files as u64;
+        ctx.lineage.wrote_table(&name, done.snapshot_id, mode.as_str(), done.rows, files);
+        ctx.log.info(format!("{name}: {} snapshot {}", mode.as_str(), done.snapshot_id));
+        if let Some(written) = outputs.datasets.get_mut(&name) {
+            written.snapshot_id = Some(done.snapshot_id);
+        }
+    }
+    Ok(())
 }
 
 /// A folder of its own under the warehouse's hidden `.staging/`, removed when dropped: where a

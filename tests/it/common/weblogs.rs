@@ -1,5 +1,5 @@
-//! Simulated web logs written straight into `bronze.web_logs` (what `weblogs_ingest` would
-//! commit), for tests of the layers above bronze.
+//! Simulated web logs written straight into a bronze table (what `weblogs_ingest` would
+//! commit to `bronze.web_logs`), for tests of the layers above bronze.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -55,8 +55,13 @@ pub fn web_log_batch(events: &[serde_json::Value]) -> RecordBatch {
 
 /// Appends `events` to bronze.web_logs as one snapshot.
 pub async fn append_web_logs(tables: &Tables, events: &[serde_json::Value]) {
+    append_web_logs_to(tables, "bronze.web_logs", events).await;
+}
+
+/// Appends `events` to `table` as one snapshot.
+pub async fn append_web_logs_to(tables: &Tables, table: &str, events: &[serde_json::Value]) {
     let batch = web_log_batch(events);
-    let mut writer = tables.writer("bronze.web_logs", &batch.schema(), &[]).await.unwrap();
+    let mut writer = tables.writer(table, &batch.schema(), &[]).await.unwrap();
     writer.write(&batch).await.unwrap();
     writer.commit(WriteMode::Append, &BTreeMap::new(), &BTreeMap::new()).await.unwrap();
 }
