@@ -210,7 +210,7 @@ async fn each_kind_of_injected_anomaly_is_found_with_recall_and_precision() {
     let state =
         AppState::new(h.store.clone(), h.versions.clone(), &config).with_tables(tables_handle);
     let last_seed = seeds[seeds.len() - 1];
-    let request = Request::get(&format!("/tables/speed_{last_seed}.endpoint_minutes/metrics"))
+    let request = Request::get(format!("/tables/speed_{last_seed}.endpoint_minutes/metrics"))
         .header(HOST, "127.0.0.1")
         .body(Body::empty())
         .unwrap();
