@@ -17,15 +17,13 @@ use arrow_array::types::TimestampMicrosecondType;
 use axum::body::Body;
 use axum::http::header::HOST;
 use axum::http::{Request, StatusCode};
-use common::{manual, Harness, HarnessOptions};
+use common::Harness;
 use lakeward::anomaly::score::{Confusion, Truth, WindowKey};
 use lakeward::config::Config;
 use lakeward::dag::compile;
-use lakeward::domain::RunState;
 use lakeward::jobs::Registry;
 use lakeward::lake::tables::TablesHandle;
 use lakeward::lake::tables::{ScanRequest, Tables};
-use lakeward::lake::Warehouse;
 use lakeward::simulate::{Profile, Simulation, Simulator};
 use lakeward::web::{app, AppState};
 
@@ -103,12 +101,7 @@ async fn score_seed(h: &Harness, tables: &Tables, seed: u64) -> Scored {
     let pipeline = std::sync::Arc::new(
         compile("speed.toml", &text, &format!("speed_{seed}"), &Registry::builtin()).unwrap(),
     );
-    let run = h.trigger(&pipeline, manual(serde_json::json!({}))).await;
-    let finished = h.wait(&run, Duration::from_secs(300)).await;
-    for ti in h.tasks(&run).await {
-        assert_eq!(ti.state.as_str(), "success", "{}: {}", ti.task_id, h.log_text(&ti).await);
-    }
-    assert_eq!(finished.state, RunState::Success);
+    let run_pk = h.run_to_success(&pipeline, Duration::from_secs(300)).await[0].run_pk;
 
     // Which windows were emitted (the last ones are still open) and so scored.
     let windows = format!("{namespace}.endpoint_minutes");
@@ -153,25 +146,21 @@ async fn score_seed(h: &Harness, tables: &Tables, seed: u64) -> Scored {
             .collect();
         kinds.insert(kind, (Confusion::of(&truth, &flagged), wrong));
     }
+    let run = lakeward::store::runs::by_pk(h.store.read(), run_pk).await.unwrap().unwrap();
     Scored { run_id: run.run_id, kinds }
 }
 
 #[tokio::test]
 async fn each_kind_of_injected_anomaly_is_found_with_recall_and_precision() {
-    let db = common::sqlite();
-    let dir = tempfile::tempdir().unwrap();
-    let warehouse = Warehouse::open(dir.path().to_str().unwrap()).unwrap();
-    let options =
-        HarnessOptions { warehouse: Some(warehouse.clone()), ..HarnessOptions::default() };
-    let h = Harness::start_with(&db, options).await;
-    let tables = Tables::open(&h.store, &warehouse, &Default::default()).await.unwrap();
+    let lake = common::lake_harness().await;
+    let (h, tables, warehouse) = (&lake.h, &lake.tables, &lake.warehouse);
 
     let seeds = seeds();
     let mut all: BTreeMap<&str, Confusion> = BTreeMap::new();
     let mut failures = Vec::new();
     let mut last_run = String::new();
     for &seed in &seeds {
-        let scored = score_seed(&h, &tables, seed).await;
+        let scored = score_seed(h, tables, seed).await;
         let mut report = format!("seed {seed}\n{}\n", Confusion::header());
         for (kind, (confusion, wrong)) in &scored.kinds {
             report.push_str(&confusion.row(kind));
@@ -232,5 +221,5 @@ async fn each_kind_of_injected_anomaly_is_found_with_recall_and_precision() {
         "{}",
         page.body
     );
-    h.stop().await;
+    lake.h.stop().await;
 }

@@ -14,11 +14,9 @@ use std::time::Duration;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
 use common::weblogs::{append_web_logs, event_micros};
-use common::{manual, Harness, HarnessOptions};
 use lakeward::dag::{compile, Dag};
 use lakeward::jobs::Registry;
 use lakeward::lake::tables::{ScanRequest, Tables};
-use lakeward::lake::Warehouse;
 use lakeward::simulate::{Profile, Simulation, Simulator};
 
 const MINUTE: i64 = 60_000_000;
@@ -120,13 +118,8 @@ fn difference(served: &Metrics, truth: &Metrics, layer: &str) -> Option<String> 
 
 #[tokio::test]
 async fn the_serving_view_equals_a_recomputation_from_bronze_once_the_batch_caught_up() {
-    let db = common::sqlite();
-    let dir = tempfile::tempdir().unwrap();
-    let warehouse = Warehouse::open(dir.path().to_str().unwrap()).unwrap();
-    let options =
-        HarnessOptions { warehouse: Some(warehouse.clone()), ..HarnessOptions::default() };
-    let h = Harness::start_with(&db, options).await;
-    let tables = Tables::open(&h.store, &warehouse, &Default::default()).await.unwrap();
+    let lake = common::lake_harness().await;
+    let (h, tables) = (&lake.h, &lake.tables);
 
     let speed_file = include_str!("../../dags/weblogs_speed.toml");
     let speed =
@@ -162,17 +155,12 @@ async fn the_serving_view_equals_a_recomputation_from_bronze_once_the_batch_caug
 
     let mut landed: Vec<serde_json::Value> = Vec::new();
     for (round, events) in rounds.into_iter().enumerate() {
-        append_web_logs(&tables, &events).await;
+        append_web_logs(tables, &events).await;
         landed.extend(events);
         for dag in [&speed, &batch, &serving] {
-            let run = h.trigger(dag, manual(serde_json::json!({}))).await;
-            h.wait(&run, Duration::from_secs(120)).await;
-            for ti in h.tasks(&run).await {
-                let log = h.log_text(&ti).await;
-                assert_eq!(ti.state.as_str(), "success", "{} {}: {log}", dag.id, ti.task_id);
-            }
+            h.run_to_success(dag, Duration::from_secs(120)).await;
         }
-        let served = serving_rows(&tables).await;
+        let served = serving_rows(tables).await;
         if round == 0 {
             // 40 minutes: the batch covers only the hour before 12:00 (late events of the
             // first minutes land there), the speed layer everything since.
@@ -187,7 +175,7 @@ async fn the_serving_view_equals_a_recomputation_from_bronze_once_the_batch_caug
     // The batch layer has caught up (it covers 12:00–13:00); the speed layer serves the rest
     // up to its watermark. Every window the view serves equals the recomputation, and every
     // recomputed window up to the last one served is in the view.
-    let served = serving_rows(&tables).await;
+    let served = serving_rows(tables).await;
     let from_batch = served.values().filter(|(_, layer)| layer == "batch").count();
     println!("served {} windows: {from_batch} from the batch layer", served.len());
     let truth = recompute(&landed);
@@ -213,5 +201,5 @@ async fn the_serving_view_equals_a_recomputation_from_bronze_once_the_batch_caug
         problems.push(format!("{key:?}: served but no event has it"));
     }
     assert!(problems.is_empty(), "{} differences:\n{}", problems.len(), problems.join("\n"));
-    h.stop().await;
+    lake.h.stop().await;
 }

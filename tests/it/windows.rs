@@ -14,11 +14,9 @@ use arrow_array::{
     Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use common::{dag, manual, Harness, HarnessOptions};
+use common::{dag, Harness};
 use lakeward::dag::Dag;
-use lakeward::domain::RunState;
 use lakeward::lake::tables::{ScanRequest, Tables, WriteMode};
-use lakeward::lake::Warehouse;
 use lakeward::simulate::Rng;
 
 const SECOND: i64 = 1_000_000;
@@ -135,38 +133,9 @@ async fn windows_table(tables: &Tables) -> BTreeMap<(i64, String), (i64, i64)> {
     rows
 }
 
-struct Setup {
-    _db: common::TestDb,
-    _dir: tempfile::TempDir,
-    h: Harness,
-    tables: Tables,
-}
-
-async fn setup() -> Setup {
-    let db = common::sqlite();
-    let dir = tempfile::tempdir().unwrap();
-    let warehouse = Warehouse::open(dir.path().to_str().unwrap()).unwrap();
-    let options =
-        HarnessOptions { warehouse: Some(warehouse.clone()), ..HarnessOptions::default() };
-    let h = Harness::start_with(&db, options).await;
-    let tables = Tables::open(&h.store, &warehouse, &Default::default()).await.unwrap();
-    Setup { _db: db, _dir: dir, h, tables }
-}
-
-impl Setup {
-    async fn run(&self, dag: &Arc<Dag>) -> serde_json::Map<String, serde_json::Value> {
-        let run = self.h.trigger(dag, manual(serde_json::json!({}))).await;
-        let finished = self.h.wait(&run, Duration::from_secs(60)).await;
-        let ti = self.h.tasks(&run).await.remove(0);
-        assert_eq!(
-            finished.state,
-            RunState::Success,
-            "{:?}\n{}",
-            ti.error,
-            self.h.log_text(&ti).await
-        );
-        ti.outputs
-    }
+/// Runs `dag` once; its one task's outputs.
+async fn run_once(h: &Harness, dag: &Arc<Dag>) -> serde_json::Map<String, serde_json::Value> {
+    h.run_to_success(dag, Duration::from_secs(60)).await.remove(0).outputs
 }
 
 /// Four tries over a source that grows (and is compacted) in between: every window the
@@ -174,7 +143,7 @@ impl Setup {
 /// try with nothing new commits nothing; late events land in the late table, each once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windows_are_incremental_exactly_once_and_late_events_are_kept() {
-    let s = setup().await;
+    let s = common::lake_harness().await;
     let window = window_dag("side_output");
     let mut rng = Rng::new(11);
     let first = events(&mut rng, 0, T0, 400, 20 * SECOND);
@@ -191,26 +160,26 @@ async fn windows_are_incremental_exactly_once_and_late_events_are_kept() {
         .collect();
     let third = events(&mut rng, 800, T0 + 800 * SECOND, 300, 20 * SECOND);
 
-    let out = s.run(&window).await;
+    let out = run_once(&s.h, &window).await;
     assert_eq!(out["events"], 0, "no source table yet: nothing to do");
     append(&s.tables, &first[..200]).await;
     append(&s.tables, &first[200..]).await;
-    let out = s.run(&window).await;
+    let out = run_once(&s.h, &window).await;
     assert_eq!((out["events"].as_u64(), out["files_read"].as_u64()), (Some(400), Some(2)));
     let watermark_after_first = first.iter().map(|e| e.t).max().unwrap() - 30 * SECOND;
 
-    let again = s.run(&window).await;
+    let again = run_once(&s.h, &window).await;
     assert_eq!((again["events"].as_u64(), again["snapshot_id"].as_i64()), (Some(0), None));
 
     append(&s.tables, &second).await;
     s.tables.compact("bronze.web_logs").await.unwrap();
-    let out = s.run(&window).await;
+    let out = run_once(&s.h, &window).await;
     assert_eq!(out["events"], 400, "compaction's rewrite is not read again");
 
     let mut third_with_late = late.clone();
     third_with_late.extend(third.iter().cloned());
     append(&s.tables, &third_with_late).await;
-    let out = s.run(&window).await;
+    let out = run_once(&s.h, &window).await;
     assert_eq!(out["events"], 307);
     assert_eq!(out["late_events"], 7);
     assert_eq!(out["late_written"], 7);
@@ -240,7 +209,7 @@ async fn windows_are_incremental_exactly_once_and_late_events_are_kept() {
     let future = chrono::Utc::now().timestamp_millis() + 3_600_000;
     s.tables.remove_orphan_files("speed.endpoint_minutes", future).await.unwrap();
     append(&s.tables, &events(&mut rng, 2_000, T0 + 1_100 * SECOND, 60, 0)).await;
-    let out = s.run(&window).await;
+    let out = run_once(&s.h, &window).await;
     assert_eq!((out["events"].as_u64(), out["late_events"].as_u64()), (Some(60), Some(0)));
     s.h.stop().await;
 }
@@ -249,12 +218,12 @@ async fn windows_are_incremental_exactly_once_and_late_events_are_kept() {
 /// for that window and key, now counting the late event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_events_update_their_window_in_place() {
-    let s = setup().await;
+    let s = common::lake_harness().await;
     let window = window_dag("update");
     let mut rng = Rng::new(5);
     let on_time = events(&mut rng, 0, T0, 300, 0);
     append(&s.tables, &on_time).await;
-    s.run(&window).await;
+    run_once(&s.h, &window).await;
     let before = windows_table(&s.tables).await;
     let key = (T0, "/".to_string());
     let (requests, errors) = before[&key];
@@ -264,7 +233,7 @@ async fn late_events_update_their_window_in_place() {
     let mut batch_events = vec![late];
     batch_events.extend(more.iter().cloned());
     append(&s.tables, &batch_events).await;
-    let out = s.run(&window).await;
+    let out = run_once(&s.h, &window).await;
     assert_eq!(out["windows_corrected"], 1);
     let after = windows_table(&s.tables).await;
     assert_eq!(after[&key], (requests + 1, errors + 1), "the window counts its late event");

@@ -26,6 +26,29 @@ use lakeward::versions::DagVersions;
 use lakeward::worker::{Worker, WorkerOptions};
 use sqlx::Connection;
 
+/// A harness on SQLite whose worker writes to a warehouse in a temporary folder, and that
+/// warehouse's table catalog.
+pub struct LakeHarness {
+    pub h: Harness,
+    pub tables: lakeward::lake::tables::Tables,
+    pub warehouse: Warehouse,
+    _db: TestDb,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn lake_harness() -> LakeHarness {
+    let db = sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::open(dir.path().to_str().unwrap()).unwrap();
+    let options =
+        HarnessOptions { warehouse: Some(warehouse.clone()), ..HarnessOptions::default() };
+    let h = Harness::start_with(&db, options).await;
+    let tables = lakeward::lake::tables::Tables::open(&h.store, &warehouse, &Default::default())
+        .await
+        .unwrap();
+    LakeHarness { h, tables, warehouse, _db: db, _dir: dir }
+}
+
 /// Environment variable naming the Postgres server for tests, e.g. `postgres://postgres@127.0.0.1/test`.
 pub const POSTGRES_URL_VAR: &str = "LAKEWARD_TEST_POSTGRES_URL";
 
@@ -203,6 +226,20 @@ impl Harness {
     pub async fn log_text(&self, ti: &TaskInstanceRow) -> String {
         let lines = logs::read(self.store.read(), ti.id, None, 0, 10_000).await.unwrap();
         lines.iter().map(|l| format!("{}\n", l.line)).collect()
+    }
+
+    /// Triggers `dag` by hand and waits (up to `limit`) for its run, whose every task must
+    /// succeed (a failure shows the task's log). Returns the run's tasks.
+    pub async fn run_to_success(&self, dag: &Arc<Dag>, limit: Duration) -> Vec<TaskInstanceRow> {
+        let run = self.trigger(dag, manual(serde_json::json!({}))).await;
+        let finished = self.wait(&run, limit).await;
+        let tasks = self.tasks(&run).await;
+        for ti in &tasks {
+            let log = self.log_text(ti).await;
+            assert_eq!(ti.state.as_str(), "success", "{} {}: {log}", dag.id, ti.task_id);
+        }
+        assert_eq!(finished.state, lakeward::domain::RunState::Success, "{}", dag.id);
+        tasks
     }
 
     pub async fn stop(self) {
