@@ -55,12 +55,8 @@ impl Job for Iceberg {
     }
 
     async fn run(&self, config: IcebergConfig, ctx: JobContext) -> Result<Promoted, JobError> {
-        let partition_by: Vec<PartitionField> = config
-            .partition_by
-            .iter()
-            .map(|f| PartitionField::parse(f))
-            .collect::<Result<_, _>>()
-            .map_err(JobError::Config)?;
+        let partition_by =
+            PartitionField::parse_all(&config.partition_by).map_err(JobError::Config)?;
         let dataset = ctx.warehouse.dataset(&config.input)?;
         let lineage = ctx.lineage.clone();
         let data = super::blocking(move || {

@@ -118,7 +118,7 @@ impl KafkaIngestConfig {
         // same column beside it would be redundant, and Iceberg refuses it).
         let default = [format!("hour({})", self.event_time)];
         let fields = self.partition_by.as_deref().unwrap_or(&default);
-        fields.iter().map(|f| PartitionField::parse(f)).collect()
+        PartitionField::parse_all(fields)
     }
 
     fn dead_letter_table(&self) -> String {

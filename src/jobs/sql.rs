@@ -232,12 +232,8 @@ async fn commit_tables(
     let tables = ctx.tables.get().await?;
     for (name, staging) in staged {
         let output = &config.outputs[&name];
-        let partition_by: Vec<PartitionField> = output
-            .partition_by
-            .iter()
-            .map(|f| PartitionField::parse(f))
-            .collect::<Result<_, _>>()
-            .map_err(JobError::Config)?;
+        let partition_by =
+            PartitionField::parse_all(&output.partition_by).map_err(JobError::Config)?;
         let mode = output.mode.unwrap_or(WriteMode::Overwrite);
         let done = tables
             .promote(&name, &staging.0, &partition_by, mode)

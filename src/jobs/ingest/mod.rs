@@ -244,12 +244,7 @@ async fn append_new_rows(
     mark: FileMark,
 ) -> Result<i64, JobError> {
     let target = table.table.as_deref().unwrap_or_default();
-    let partition_by: Vec<PartitionField> = table
-        .partition_by
-        .iter()
-        .map(|f| PartitionField::parse(f))
-        .collect::<Result<_, _>>()
-        .map_err(JobError::Config)?;
+    let partition_by = PartitionField::parse_all(&table.partition_by).map_err(JobError::Config)?;
     let data = ctx.warehouse.dataset(&table.output)?.current()?;
     let property = FileMark::property(&table.input);
     let summary = std::collections::BTreeMap::from([(property.clone(), mark.to_property())]);

@@ -11,6 +11,11 @@ pub struct PartitionField {
 }
 
 impl PartitionField {
+    /// Parses each of a DAG's `partition_by` entries; the first bad one is the error.
+    pub fn parse_all(texts: &[String]) -> Result<Vec<PartitionField>, String> {
+        texts.iter().map(|text| PartitionField::parse(text)).collect()
+    }
+
     /// Parses `column` or `transform(column)` or `transform(n, column)`.
     pub fn parse(text: &str) -> Result<PartitionField, String> {
         let text = text.trim();
