@@ -1,6 +1,6 @@
 //! The e-commerce DAG against a real S3-protocol server (`.ci/run` starts one): datasets, the
-//! KPI report and the Iceberg tables land in the bucket, and the figures equal those of a run
-//! on a local folder.
+//! KPI report and the Iceberg tables land in the bucket, SQL reads a table back through the
+//! cache into another, and the figures equal those of a run on a local folder.
 //!
 //! Needs `LAKEWARD_TEST_S3_ENDPOINT` (e.g. `http://127.0.0.1:8014`), `LAKEWARD_TEST_S3_BUCKET`,
 //! `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`; skipped without them except under CI=true.
@@ -56,6 +56,27 @@ async fn run_ecommerce(warehouse: Warehouse) -> Value {
     assert!(expired.deleted_files >= 3, "{expired:?}");
     let after = tables.scan("bronze.customers", &Default::default()).await.unwrap();
     assert_eq!(after.batches.iter().map(|b| b.num_rows() as u64).sum::<u64>(), before.rows);
+    // SQL over a table (its files read through the warehouse's cache) into another table.
+    let monthly = r#"
+        [tasks.monthly]
+        kind = "sql"
+        inputs = { daily = "gold.daily_sales" }
+        [tasks.monthly.outputs."gold.monthly_sales"]
+        query = """SELECT date_trunc('day', CAST("date" AS TIMESTAMP)) AS day, total_revenue
+                   FROM daily"""
+        partition_by = ["month(day)"]
+    "#;
+    let monthly =
+        Arc::new(lakeward::dag::compile("m.toml", monthly, "m", &Registry::builtin()).unwrap());
+    let tasks = h.run_to_success(&monthly, Duration::from_secs(60)).await;
+    assert_eq!(tasks[0].outputs["gold.monthly_sales"]["rows"], 365);
+    let monthly = tables.scan("gold.monthly_sales", &Default::default()).await.unwrap();
+    let revenue: f64 = monthly
+        .batches
+        .iter()
+        .map(|b| lakeward::lake::tables::number_column(b, "total_revenue").unwrap())
+        .map(|c| c.values().iter().sum::<f64>())
+        .sum();
     h.stop().await;
     let report = tokio::task::spawn_blocking(move || warehouse.read_text("gold/kpi_report.json"))
         .await
@@ -64,6 +85,7 @@ async fn run_ecommerce(warehouse: Warehouse) -> Value {
     let mut metrics = serde_json::from_str::<Value>(&report).unwrap()["metrics"].clone();
     metrics["silver_table_rows"] = json!(silver.rows);
     metrics["table_location"] = json!(silver.location);
+    metrics["revenue_through_sql"] = json!(revenue);
     metrics
 }
 
@@ -106,6 +128,9 @@ async fn the_pipeline_runs_the_same_on_s3() {
         assert!((a - b).abs() <= 1e-9 * b.abs(), "{float}: {a} on S3, {b} on disk");
     }
     assert!(on_s3["total_orders"].as_u64().unwrap() > 2000);
+    let through_sql = on_s3["revenue_through_sql"].as_f64().unwrap();
+    let revenue = on_s3["total_revenue"].as_f64().unwrap();
+    assert!((through_sql - revenue).abs() <= 1e-6 * revenue, "{through_sql} vs {revenue}");
     assert_eq!(on_s3["silver_table_rows"], on_s3["total_orders"]);
     assert_eq!(on_s3["silver_table_rows"], on_disk["silver_table_rows"]);
     let location = on_s3["table_location"].as_str().unwrap();
