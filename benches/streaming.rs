@@ -27,7 +27,7 @@
 //!   `seconds`) and the peak RSS of this process.
 //!
 //! - **anomaly_latency** (issue 15): a producer sends web logs at 10,000 events/s (paced,
-//!   event time = send time, `anomaly_rate` 0.2) for `LAKEWARD_BENCH_SECONDS` (default 240)
+//!   event time = send time, `anomaly_rate` 0.9) for `LAKEWARD_BENCH_SECONDS` (default 240)
 //!   while two continuous DAGs run: the ingest, and the speed layer (10-second windows per
 //!   endpoint, 2 s lateness) with the reference anomaly checks. The anomalies table is read
 //!   every 250 ms; an anomaly's latency is when it was first seen − its window's end (when its
@@ -410,7 +410,8 @@ async fn anomaly_latency(bench: &Bench) {
     let topic = topic("latency");
     let brokers = Brokers::new(&bench.brokers).unwrap();
     ensure_topic(&brokers, &topic, 3).await.unwrap();
-    let producer = web_logs(&topic, (rate as u64) * seconds, rate, 3, 0.2);
+    // Episodes start on whole minutes: a high share makes several in a few minutes.
+    let producer = web_logs(&topic, (rate as u64) * seconds, rate, 3, 0.9);
     let sending = lakeward::process::spawn_owned(producer.run(brokers, || false));
     for dag in ["latency_ingest", "latency_speed"] {
         dags::set_paused(bench.store.write(), dag, false).await.unwrap();
