@@ -92,7 +92,9 @@ pub fn send(
         {
             break;
         }
-        if sent.events % 1024 == 0 && cancelled() {
+        // Every event: a paced producer sends a few hundred a second, and a stop must not
+        // wait for a thousand of them.
+        if cancelled() {
             return Err(StreamError::Cancelled);
         }
         if limits.paced {
