@@ -80,13 +80,13 @@ pub struct SqlOutput {
 /// What an input or output name refers to: a slash makes a dataset path, `namespace.table`
 /// an Iceberg table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Target<'a> {
+enum Target<'a> {
     Dataset(&'a str),
     Table(&'a str),
 }
 
 impl<'a> Target<'a> {
-    pub(super) fn of(name: &'a str) -> Target<'a> {
+    fn of(name: &'a str) -> Target<'a> {
         if !name.contains('/') && name.contains('.') {
             Target::Table(name)
         } else {
@@ -110,7 +110,7 @@ pub struct Sql;
 #[derive(Debug, Default, Serialize)]
 pub struct SqlOutputs {
     #[serde(flatten)]
-    pub datasets: IndexMap<String, DatasetWritten>,
+    pub written: IndexMap<String, OutputWritten>,
     pub rows: u64,
     pub bytes: u64,
 }
@@ -118,7 +118,7 @@ pub struct SqlOutputs {
 /// One output a task wrote: rows, bytes and files, how long it took, and for a table the
 /// snapshot it committed.
 #[derive(Debug, Serialize)]
-pub struct DatasetWritten {
+pub struct OutputWritten {
     #[serde(flatten)]
     pub written: crate::lake::Written,
     pub duration_ms: u64,
@@ -202,8 +202,8 @@ impl Job for Sql {
                 outputs.rows += written.rows;
                 outputs.bytes += written.bytes;
                 let duration_ms = started.elapsed().as_millis() as u64;
-                let done = DatasetWritten { written, duration_ms, snapshot_id: None };
-                outputs.datasets.insert(name.clone(), done);
+                let done = OutputWritten { written, duration_ms, snapshot_id: None };
+                outputs.written.insert(name.clone(), done);
             }
             Ok((outputs, staged, publication))
         })
@@ -242,7 +242,7 @@ async fn commit_tables(
         let files = done.files as u64;
         ctx.lineage.wrote_table(&name, done.snapshot_id, mode.as_str(), done.rows, files);
         ctx.log.info(format!("{name}: {} snapshot {}", mode.as_str(), done.snapshot_id));
-        if let Some(written) = outputs.datasets.get_mut(&name) {
+        if let Some(written) = outputs.written.get_mut(&name) {
             written.snapshot_id = Some(done.snapshot_id);
         }
     }
