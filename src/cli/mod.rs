@@ -6,6 +6,7 @@ mod inspect;
 mod operate;
 mod produce;
 mod serve;
+mod sql;
 mod tables;
 mod users;
 
@@ -70,6 +71,8 @@ enum Command {
         #[command(subcommand)]
         command: TasksCommand,
     },
+    /// Query tables and datasets with SQL (an interactive prompt without a query).
+    Sql(sql::SqlArgs),
     /// Iceberg tables: list, show, history, scan, compact, expire, alter.
     Tables {
         #[command(subcommand)]
@@ -398,6 +401,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tasks { command: TasksCommand::Logs { dag, run_id, task, try_number } } => {
             inspect::task_logs(config, &dag, &run_id, &task, try_number).await
         }
+        Command::Sql(args) => sql::sql(config, args).await,
         Command::Tables { command } => run_tables(config, command).await,
         Command::Produce(args) => produce::produce(config, args).await,
         Command::Users { command: UsersCommand::Create { username, role, password } } => {

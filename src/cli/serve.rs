@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::jobs::Registry;
+use crate::lake::query::Console;
 use crate::process::spawn_owned;
 use crate::runtime::{shutdown_channel, termination_signal, Components};
 use crate::users::ensure_first_admin;
@@ -42,7 +43,8 @@ fn say(line: &str) {
 }
 
 fn web_state(c: &Components) -> AppState {
-    let state = AppState::new(c.store.clone(), c.versions.clone(), &c.config);
+    let console = Console::new(c.warehouse.clone(), c.tables(), c.config.sql.limits());
+    let state = AppState::new(c.store.clone(), c.versions.clone(), &c.config).with_console(console);
     // The embedded catalog is served to other engines; a REST catalog serves itself.
     match c.config.catalog.uri {
         None => state.with_tables(c.tables()),

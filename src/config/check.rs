@@ -77,6 +77,12 @@ pub fn problems(config: &Config, origin: &dyn Fn(&str) -> String) -> Vec<String>
             problem("kafka.brokers", format!("= \"{}\": {e}", config.kafka.brokers));
         }
     }
+    if config.sql.timeout.is_zero() {
+        problem("sql.timeout", "= 0s: every query would be stopped at once".into());
+    }
+    if config.sql.max_rows == 0 {
+        problem("sql.max_rows", "= 0: every answer would be empty".into());
+    }
     found
 }
 

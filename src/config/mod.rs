@@ -49,6 +49,31 @@ pub struct Config {
     /// The Iceberg catalog: lakeward's own database unless `[catalog] uri` names a REST one.
     pub catalog: CatalogConfig,
     pub kafka: KafkaConfig,
+    pub sql: SqlConfig,
+}
+
+/// The SQL console (`lakeward sql`, the SQL page, `POST /api/v1/sql`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqlConfig {
+    /// A query running longer is cancelled.
+    #[serde(with = "serde_duration")]
+    pub timeout: Duration,
+    /// Most rows a query returns (the API and page ask for fewer); beyond, the answer is
+    /// truncated and says so.
+    pub max_rows: usize,
+}
+
+impl Default for SqlConfig {
+    fn default() -> Self {
+        SqlConfig { timeout: Duration::from_secs(30), max_rows: 1_000_000 }
+    }
+}
+
+impl SqlConfig {
+    pub fn limits(&self) -> crate::lake::query::Limits {
+        crate::lake::query::Limits { timeout: self.timeout, max_rows: self.max_rows }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -118,6 +143,7 @@ impl Default for Config {
             pools: Default::default(),
             catalog: CatalogConfig::default(),
             kafka: KafkaConfig::default(),
+            sql: SqlConfig::default(),
         }
     }
 }

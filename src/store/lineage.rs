@@ -105,16 +105,16 @@ pub async fn recent_assets(
     .await?)
 }
 
-/// The latest `limit` versions of an asset written, with the DAG and run that wrote each:
-/// (version, DAG id, run id), newest first.
+/// The latest `limit` versions of an asset written, with the DAG, run and task that wrote
+/// each: (version, DAG id, run id, task id), newest first.
 pub async fn writers_of(
     db: impl Executor<'_, Database = Any>,
     kind: &str,
     name: &str,
     limit: i64,
-) -> Result<Vec<(String, String, String)>> {
+) -> Result<Vec<(String, String, String, String)>> {
     Ok(sqlx::query_as(
-        "SELECT l.version, r.dag_id, r.run_id FROM task_lineage l \
+        "SELECT l.version, r.dag_id, r.run_id, ti.task_id FROM task_lineage l \
          JOIN task_instances ti ON ti.id = l.ti_id JOIN dag_runs r ON r.id = ti.run_pk \
          WHERE l.kind = $1 AND l.name = $2 AND l.direction = 'wrote' \
          ORDER BY ti.id DESC, l.try_number DESC LIMIT $3",

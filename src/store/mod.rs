@@ -30,6 +30,7 @@ pub mod metrics;
 mod model;
 mod notify;
 pub mod processes;
+pub mod queries;
 pub mod runs;
 pub mod stats;
 pub mod tasks;

@@ -133,15 +133,15 @@ pub async fn authenticate(State(state): State<AppState>, request: Request, next:
     let (mut parts, body) = request.into_parts();
     let mut body = body;
     if !matches!(parts.method, Method::GET | Method::HEAD) {
-        if !identity.is_admin() && !is_self_service(&parts.method, &path) {
+        if !identity.is_admin() && !open_to_viewers(&parts.method, &path) {
             return reject(&path, WebError::admin_only());
         }
-        // Without authentication (loopback only) catalog clients send JSON, which a browser
-        // cannot send to another site without a preflight this server never grants.
-        let json_catalog_call = identity.via == Via::Open
-            && is_catalog(&path)
+        // Without authentication (loopback only) catalog and SQL clients send JSON, which a
+        // browser cannot send to another site without a preflight this server never grants.
+        let json_call = identity.via == Via::Open
+            && (is_catalog(&path) || path == SQL_API)
             && has_content_type(&parts.headers, "application/json");
-        if identity.via != Via::Token && !json_catalog_call {
+        if identity.via != Via::Token && !json_call {
             match check_csrf(&identity, &parts.headers, body).await {
                 Ok(bytes) => body = Body::from(bytes),
                 Err(e) => return reject(&path, e),
@@ -155,9 +155,15 @@ pub async fn authenticate(State(state): State<AppState>, request: Request, next:
     response
 }
 
-/// Actions any signed-in user may take on their own credentials.
-fn is_self_service(method: &Method, path: &str) -> bool {
-    path == "/logout" || (method == Method::DELETE && path.starts_with("/api/v1/tokens/"))
+/// The SQL console's API: a POST that only reads.
+const SQL_API: &str = "/api/v1/sql";
+
+/// Requests any signed-in user may send besides reads: actions on their own credentials, and
+/// SQL queries (which only read the lake).
+fn open_to_viewers(method: &Method, path: &str) -> bool {
+    path == "/logout"
+        || (method == Method::DELETE && path.starts_with("/api/v1/tokens/"))
+        || (method == Method::POST && path == SQL_API)
 }
 
 /// Host names always answered when authentication is off.

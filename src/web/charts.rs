@@ -263,7 +263,7 @@ pub async fn metrics_table(
     }
 
     let mut writers = Vec::new();
-    for (snapshot, dag_id, run_id) in
+    for (snapshot, dag_id, run_id, _) in
         crate::store::lineage::writers_of(state.store.read(), "table", &table, 10)
             .await
             .map_err(WebError::from)?

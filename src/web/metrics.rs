@@ -1,5 +1,6 @@
 //! `/metrics` in the Prometheus text format, computed from the database on each scrape so any
-//! web process reports the whole deployment (scheduler and workers may run elsewhere).
+//! web process reports the whole deployment (scheduler and workers may run elsewhere); the SQL
+//! console's query counts are this web process's own.
 
 use std::fmt::Write;
 
@@ -84,6 +85,25 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         );
     }
     job_metrics(&mut out, &metrics::all(store.read()).await?);
+    if let Some(console) = &state.console {
+        // Counted by this web process (a query runs where it was asked).
+        header(
+            &mut out,
+            "lakeward_sql_queries_total",
+            "counter",
+            "SQL console queries by outcome, in this web process.",
+        );
+        let o = console.outcomes();
+        for (outcome, counter) in [
+            ("succeeded", &o.succeeded),
+            ("failed", &o.failed),
+            ("timed_out", &o.timed_out),
+            ("cancelled", &o.cancelled),
+        ] {
+            let n = counter.load(std::sync::atomic::Ordering::Relaxed);
+            let _ = writeln!(out, "lakeward_sql_queries_total{{outcome=\"{outcome}\"}} {n}");
+        }
+    }
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response())
 }
 

@@ -16,6 +16,9 @@ mod identity;
 mod lookup;
 mod metrics;
 mod pages;
+mod plot;
+mod sql;
+mod tables;
 mod throttle;
 mod views;
 
@@ -35,6 +38,7 @@ use serde_json::json;
 pub use error::WebError;
 
 use crate::config::Config;
+use crate::lake::query::Console;
 use crate::lake::tables::TablesHandle;
 use crate::runtime::Shutdown;
 use crate::store::processes;
@@ -55,6 +59,8 @@ pub struct AppState {
     open_csrf_token: Arc<str>,
     /// The table catalog served as an Iceberg REST catalog under `/iceberg`, if any.
     pub tables: Option<TablesHandle>,
+    /// The SQL console behind the SQL page, the table pages and `/api/v1/sql`, if any.
+    pub console: Option<Console>,
     /// Public host names (`[web] allowed_hosts`): answered while authentication is off besides
     /// loopback names, and accepted as the `Origin` of state-changing requests.
     allowed_hosts: Arc<[String]>,
@@ -73,6 +79,7 @@ impl AppState {
             session_lifetime: config.web.session_lifetime,
             open_csrf_token: crate::users::new_secret().into(),
             tables: None,
+            console: None,
             allowed_hosts: config.web.allowed_hosts.iter().cloned().collect(),
             secure_cookies: config.web.secure_cookies,
             login_throttle: Arc::default(),
@@ -82,6 +89,11 @@ impl AppState {
     /// Serves `tables` as an Iceberg REST catalog under `/iceberg`.
     pub fn with_tables(self, tables: TablesHandle) -> AppState {
         AppState { tables: Some(tables), ..self }
+    }
+
+    /// Serves the SQL page, the table pages and `/api/v1/sql` with `console`.
+    pub fn with_console(self, console: Console) -> AppState {
+        AppState { console: Some(console), ..self }
     }
 }
 
@@ -109,6 +121,7 @@ pub fn app(state: AppState) -> Router {
         .route("/dags/{dag}/runs/{run}/tasks/{task}/logs", get(api::task_logs))
         .route("/tokens", get(api::list_tokens))
         .route("/tokens/{id}", axum::routing::delete(api::revoke_token))
+        .route("/sql", post(sql::api))
         .route("/openapi.json", get(api::openapi))
         .fallback(api::not_found);
     let protected = Router::new()
@@ -118,6 +131,10 @@ pub fn app(state: AppState) -> Router {
         .route("/dags/{dag}/pause", post(pages::pause))
         .route("/dags/{dag}/trigger", get(pages::trigger_form).post(pages::trigger))
         .route("/dags/{dag}/runs/{run}", get(pages::run))
+        .route("/sql", get(sql::page))
+        .route("/sql/download.csv", get(sql::download))
+        .route("/tables", get(tables::list))
+        .route("/tables/{table}", get(tables::table))
         .route("/tables/{table}/metrics", get(charts::metrics_table))
         .route("/dags/{dag}/runs/{run}/mark", post(pages::mark))
         .route("/dags/{dag}/runs/{run}/tasks/{task}", get(pages::task))

@@ -38,11 +38,11 @@ const CRATE: Layering = Layering {
 /// then the handlers.
 const WEB: Layering = Layering {
     layers: &[
-        &["identity", "graph", "throttle", "catalog"],
+        &["identity", "graph", "throttle", "catalog", "plot"],
         &["views"],
         &["error"],
         &["auth", "lookup", "metrics", "dataflow"],
-        &["pages", "api", "charts"],
+        &["pages", "api", "charts", "sql", "tables"],
     ],
     module_of: web_module,
     prefixes: &["super::", "crate::web::"],

@@ -23,6 +23,7 @@ mod rest_catalog;
 mod s3;
 mod security;
 mod serving;
+mod sql;
 mod store;
 mod streaming;
 mod tables;

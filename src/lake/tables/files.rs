@@ -6,9 +6,11 @@
 //! refused with a clear error rather than read wrongly.
 
 use futures::TryStreamExt;
+use iceberg::expr::Predicate;
 use iceberg::scan::FileScanTask;
 use iceberg::spec::Schema;
 
+use super::inspect::{comparison, pick_snapshot, summary_number};
 use super::{TableError, Tables};
 
 /// What a reader needs to scan one snapshot of a table.
@@ -16,18 +18,69 @@ use super::{TableError, Tables};
 pub struct SnapshotFiles {
     /// `None` for a table without data yet.
     pub snapshot_id: Option<i64>,
-    /// The data files' locations (`file:///…`, `s3://…`).
+    /// The data files' locations (`file:///…`, `s3://…`): those whose partition and column
+    /// bounds can match the selection's comparisons.
     pub locations: Vec<String>,
-    /// The table's current schema: the columns a reader should see.
+    /// The columns a reader should see: the table's current schema, or the snapshot's own
+    /// when reading an older one.
     pub schema: Schema,
+    /// Bytes of the planned files.
+    pub planned_bytes: u64,
+    /// Data files and bytes of the whole snapshot.
+    pub total_files: u64,
+    pub total_bytes: u64,
+    /// The comparisons that pruned files (`order_date = 2024-01-05`); those that could not be
+    /// used (unknown column, value of another type) are left to the reader's own filter.
+    pub pruned_by: Vec<String>,
+}
+
+/// Which snapshot to read, and comparisons every row read must pass: they prune files whose
+/// partition values or column bounds rule them out. The reader still filters the rows.
+#[derive(Debug, Default, Clone)]
+pub struct FileSelection {
+    pub snapshot_id: Option<i64>,
+    /// The snapshot current at this time (milliseconds since the epoch).
+    pub as_of_ms: Option<i64>,
+    pub comparisons: Vec<Comparison>,
+}
+
+/// `column op value`, `op` one of `=`, `!=`, `<`, `<=`, `>`, `>=`; `value` as written (read as
+/// the column's type).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comparison {
+    pub column: String,
+    pub op: &'static str,
+    pub value: String,
+}
+
+impl std::fmt::Display for Comparison {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.column, self.op, self.value)
+    }
 }
 
 impl Tables {
     /// The data files of table `name`'s current snapshot.
     pub async fn snapshot_files(&self, name: &str) -> Result<SnapshotFiles, TableError> {
+        self.select_files(name, &FileSelection::default()).await
+    }
+
+    /// The data files of the snapshot `selection` picks that may hold rows it wants.
+    pub async fn select_files(
+        &self,
+        name: &str,
+        selection: &FileSelection,
+    ) -> Result<SnapshotFiles, TableError> {
         let table = self.load(name).await?;
         let metadata = table.metadata();
-        let schema = metadata.current_schema().as_ref().clone();
+        let picked = pick_snapshot(&table, name, selection.snapshot_id, selection.as_of_ms)?;
+        let snapshot = picked.and_then(|id| metadata.snapshot_by_id(id));
+        let schema = match snapshot {
+            Some(s) if selection.snapshot_id.is_some() || selection.as_of_ms.is_some() => {
+                s.schema(metadata)?.as_ref().clone()
+            }
+            _ => metadata.current_schema().as_ref().clone(),
+        };
         if let Some(renamed) = renamed_column(metadata.schemas_iter().map(|s| s.as_ref()), &schema)
         {
             return Err(TableError::Invalid(format!(
@@ -35,11 +88,33 @@ impl Tables {
                  column name; rewrite the table (overwrite) to read it with SQL"
             )));
         }
-        let Some(snapshot_id) = metadata.current_snapshot_id() else {
-            return Ok(SnapshotFiles { snapshot_id: None, locations: Vec::new(), schema });
+        let Some(snapshot) = snapshot else {
+            return Ok(SnapshotFiles {
+                snapshot_id: None,
+                locations: Vec::new(),
+                schema,
+                planned_bytes: 0,
+                total_files: 0,
+                total_bytes: 0,
+                pruned_by: Vec::new(),
+            });
         };
-        let scan = table.scan().snapshot_id(snapshot_id).build()?;
-        let planned: Vec<FileScanTask> = scan.plan_files().await?.try_collect().await?;
+        let mut filter: Option<Predicate> = None;
+        let mut pruned_by = Vec::new();
+        for c in &selection.comparisons {
+            if let Ok(next) = comparison(&schema, &c.column, c.op, &c.value) {
+                filter = Some(match filter {
+                    Some(p) => p.and(next),
+                    None => next,
+                });
+                pruned_by.push(c.to_string());
+            }
+        }
+        let mut scan = table.scan().snapshot_id(snapshot.snapshot_id());
+        if let Some(filter) = filter {
+            scan = scan.with_filter(filter);
+        }
+        let planned: Vec<FileScanTask> = scan.build()?.plan_files().await?.try_collect().await?;
         if planned.iter().any(|task| !task.deletes.is_empty()) {
             return Err(TableError::Invalid(format!(
                 "table {name} has row-level delete files (written by another engine), which SQL \
@@ -47,9 +122,18 @@ impl Tables {
             )));
         }
         // A large file may be planned as several byte ranges; the engine reads it whole.
-        let mut locations: Vec<String> = planned.into_iter().map(|t| t.data_file_path).collect();
-        locations.dedup();
-        Ok(SnapshotFiles { snapshot_id: Some(snapshot_id), locations, schema })
+        let mut files: Vec<(String, u64)> =
+            planned.into_iter().map(|t| (t.data_file_path, t.file_size_in_bytes)).collect();
+        files.dedup_by(|a, b| a.0 == b.0);
+        Ok(SnapshotFiles {
+            snapshot_id: Some(snapshot.snapshot_id()),
+            planned_bytes: files.iter().map(|(_, size)| size).sum(),
+            locations: files.into_iter().map(|(location, _)| location).collect(),
+            schema,
+            total_files: summary_number(snapshot, "total-data-files"),
+            total_bytes: summary_number(snapshot, "total-files-size"),
+            pruned_by,
+        })
     }
 }
 

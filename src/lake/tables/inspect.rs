@@ -6,7 +6,9 @@ use futures::TryStreamExt;
 use iceberg::arrow::ArrowReaderBuilder;
 use iceberg::expr::{Predicate, Reference};
 use iceberg::scan::{FileScanTask, FileScanTaskStream};
-use iceberg::spec::{Datum, PrimitiveType, Schema, Type};
+use iceberg::spec::{
+    Datum, Literal, ManifestContentType, PrimitiveLiteral, PrimitiveType, Schema, Transform, Type,
+};
 use iceberg::table::Table;
 use serde::Serialize;
 
@@ -39,6 +41,25 @@ pub struct SnapshotInfo {
     pub total_rows: u64,
 }
 
+/// The rows, files and bytes of one partition of a table's current snapshot.
+#[derive(Debug, Serialize)]
+pub struct PartitionInfo {
+    /// `order_date_day=2024-01-05, …`; empty for an unpartitioned table.
+    pub partition: String,
+    pub rows: u64,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// One schema of a table's history.
+#[derive(Debug, Serialize)]
+pub struct SchemaInfo {
+    pub schema_id: i32,
+    pub current: bool,
+    /// `name: type`, with `?` for nullable ones.
+    pub columns: Vec<String>,
+}
+
 /// Which rows a scan reads.
 #[derive(Debug, Default, Clone)]
 pub struct ScanRequest {
@@ -57,7 +78,7 @@ pub struct ScanResult {
     pub snapshot_id: Option<i64>,
 }
 
-fn summary_number(snapshot: &iceberg::spec::Snapshot, key: &str) -> u64 {
+pub(super) fn summary_number(snapshot: &iceberg::spec::Snapshot, key: &str) -> u64 {
     snapshot.summary().additional_properties.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
@@ -66,12 +87,7 @@ impl Tables {
         let table = self.load(name).await?;
         let metadata = table.metadata();
         let schema = metadata.current_schema();
-        let columns = schema
-            .as_struct()
-            .fields()
-            .iter()
-            .map(|f| format!("{}: {}{}", f.name, f.field_type, if f.required { "" } else { "?" }))
-            .collect();
+        let columns = column_list(schema);
         let partition_spec = metadata
             .default_partition_spec()
             .fields()
@@ -98,6 +114,68 @@ impl Tables {
         })
     }
 
+    /// Every schema the table has had, oldest first.
+    pub async fn schemas(&self, name: &str) -> Result<Vec<SchemaInfo>, TableError> {
+        let table = self.load(name).await?;
+        let metadata = table.metadata();
+        let current = metadata.current_schema_id();
+        let mut schemas: Vec<SchemaInfo> = metadata
+            .schemas_iter()
+            .map(|schema| SchemaInfo {
+                schema_id: schema.schema_id(),
+                current: schema.schema_id() == current,
+                columns: column_list(schema),
+            })
+            .collect();
+        schemas.sort_by_key(|s| s.schema_id);
+        Ok(schemas)
+    }
+
+    /// The partitions of the current snapshot with their rows, files and bytes, in order.
+    pub async fn partitions(&self, name: &str) -> Result<Vec<PartitionInfo>, TableError> {
+        let table = self.load(name).await?;
+        let metadata = table.metadata();
+        let Some(snapshot) = metadata.current_snapshot() else { return Ok(Vec::new()) };
+        let list = table.manifest_list_reader(snapshot).load().await?;
+        let mut partitions: std::collections::BTreeMap<String, PartitionInfo> = Default::default();
+        for manifest in list.entries() {
+            if manifest.content != ManifestContentType::Data {
+                continue;
+            }
+            let loaded = manifest.load_manifest(table.file_io()).await?;
+            let spec = loaded.metadata().partition_spec();
+            let schema = loaded.metadata().schema();
+            for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
+                let file = entry.data_file();
+                let key = spec
+                    .fields()
+                    .iter()
+                    .zip(file.partition().iter())
+                    .map(|(field, value)| {
+                        let source =
+                            schema.field_by_id(field.source_id).map(|f| f.field_type.as_ref());
+                        format!(
+                            "{}={}",
+                            field.name,
+                            partition_value(field.transform, source, value)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let info = partitions.entry(key.clone()).or_insert(PartitionInfo {
+                    partition: key,
+                    rows: 0,
+                    files: 0,
+                    bytes: 0,
+                });
+                info.rows += file.record_count();
+                info.files += 1;
+                info.bytes += file.file_size_in_bytes();
+            }
+        }
+        Ok(partitions.into_values().collect())
+    }
+
     /// Snapshots, oldest first.
     pub async fn history(&self, name: &str) -> Result<Vec<SnapshotInfo>, TableError> {
         let table = self.load(name).await?;
@@ -122,18 +200,7 @@ impl Tables {
 
     pub async fn scan(&self, name: &str, request: &ScanRequest) -> Result<ScanResult, TableError> {
         let table = self.load(name).await?;
-        let snapshot_id = match (request.snapshot_id, request.as_of_ms) {
-            (Some(id), _) => {
-                if table.metadata().snapshot_by_id(id).is_none() {
-                    return Err(TableError::Invalid(format!("table {name} has no snapshot {id}")));
-                }
-                Some(id)
-            }
-            (None, Some(at)) => Some(snapshot_as_of(&table, at).ok_or_else(|| {
-                TableError::Invalid(format!("table {name} had no snapshot at that time"))
-            })?),
-            (None, None) => table.metadata().current_snapshot_id(),
-        };
+        let snapshot_id = pick_snapshot(&table, name, request.snapshot_id, request.as_of_ms)?;
         let Some(snapshot_id) = snapshot_id else {
             return Ok(ScanResult {
                 batches: Vec::new(),
@@ -175,6 +242,49 @@ impl Tables {
     }
 }
 
+/// `name: type` per column, with `?` for nullable ones.
+fn column_list(schema: &Schema) -> Vec<String> {
+    schema
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| format!("{}: {}{}", f.name, f.field_type, if f.required { "" } else { "?" }))
+        .collect()
+}
+
+/// A partition value for people: days, months, years and hours as dates, the rest as is.
+fn partition_value(transform: Transform, source: Option<&Type>, value: Option<&Literal>) -> String {
+    let Some(Literal::Primitive(value)) = value else { return "null".into() };
+    let number = match value {
+        PrimitiveLiteral::Int(n) => Some(i64::from(*n)),
+        PrimitiveLiteral::Long(n) => Some(*n),
+        _ => None,
+    };
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    let date_source = matches!(source, Some(Type::Primitive(PrimitiveType::Date)));
+    match (transform, number) {
+        (Transform::Day, Some(days)) => (epoch + chrono::Days::new(days.max(0) as u64)).to_string(),
+        (Transform::Identity, Some(days)) if date_source => {
+            (epoch + chrono::Days::new(days.max(0) as u64)).to_string()
+        }
+        (Transform::Month, Some(months)) => {
+            format!("{:04}-{:02}", 1970 + months.div_euclid(12), months.rem_euclid(12) + 1)
+        }
+        (Transform::Year, Some(years)) => (1970 + years).to_string(),
+        (Transform::Hour, Some(hours)) => {
+            crate::time::from_micros(hours * 3_600_000_000).format("%Y-%m-%d-%H").to_string()
+        }
+        (_, Some(n)) => n.to_string(),
+        _ => match value {
+            PrimitiveLiteral::String(s) => s.clone(),
+            PrimitiveLiteral::Boolean(b) => b.to_string(),
+            PrimitiveLiteral::Double(d) => d.to_string(),
+            PrimitiveLiteral::Float(f) => f.to_string(),
+            other => format!("{other:?}"),
+        },
+    }
+}
+
 /// Re-labels a batch read with schema `from` as schema `to`: columns matched by field id, so a
 /// renamed column keeps its data; a column `from` lacks is all nulls.
 fn project(batch: &RecordBatch, from: &Schema, to: &Schema) -> Result<RecordBatch, TableError> {
@@ -196,15 +306,33 @@ fn project(batch: &RecordBatch, from: &Schema, to: &Schema) -> Result<RecordBatc
     Ok(RecordBatch::try_new(target, columns)?)
 }
 
-/// The snapshot that was current at `at_ms`.
-fn snapshot_as_of(table: &Table, at_ms: i64) -> Option<i64> {
-    table
-        .metadata()
-        .history()
-        .iter()
-        .filter(|entry| entry.timestamp_ms <= at_ms)
-        .max_by_key(|entry| entry.timestamp_ms)
-        .map(|entry| entry.snapshot_id)
+/// The snapshot a read at `snapshot_id` or as of `as_of_ms` (milliseconds since the epoch)
+/// sees; the current one when neither is given (`None`: the table has no data yet).
+pub(super) fn pick_snapshot(
+    table: &Table,
+    name: &str,
+    snapshot_id: Option<i64>,
+    as_of_ms: Option<i64>,
+) -> Result<Option<i64>, TableError> {
+    let metadata = table.metadata();
+    match (snapshot_id, as_of_ms) {
+        (Some(id), _) => match metadata.snapshot_by_id(id) {
+            Some(_) => Ok(Some(id)),
+            None => Err(TableError::Invalid(format!(
+                "table {name} has no snapshot {id} (`lakeward tables history {name}` lists them)"
+            ))),
+        },
+        (None, Some(at)) => metadata
+            .history()
+            .iter()
+            .filter(|entry| entry.timestamp_ms <= at)
+            .max_by_key(|entry| entry.timestamp_ms)
+            .map(|entry| Some(entry.snapshot_id))
+            .ok_or_else(|| {
+                TableError::Invalid(format!("table {name} had no snapshot at that time"))
+            }),
+        (None, None) => Ok(metadata.current_snapshot_id()),
+    }
 }
 
 /// Parses `column op value [and column op value …]` against `schema`.
@@ -215,28 +343,38 @@ pub fn parse_filter(text: &str, schema: &Schema) -> Result<Predicate, TableError
         let (column, op, value) = split_clause(clause).ok_or_else(|| {
             bad(format!("`{clause}` is not `column op value` (op: = != < <= > >=)"))
         })?;
-        let field =
-            schema.field_by_name(column).ok_or_else(|| bad(format!("no column `{column}`")))?;
-        let Type::Primitive(ty) = field.field_type.as_ref() else {
-            return Err(bad(format!("column `{column}` is not a primitive column")));
-        };
-        let datum = datum(ty, value).map_err(|e| bad(format!("`{value}` for `{column}`: {e}")))?;
-        let term = Reference::new(column);
-        let next = match op {
-            "=" => term.equal_to(datum),
-            "!=" => term.not_equal_to(datum),
-            "<" => term.less_than(datum),
-            "<=" => term.less_than_or_equal_to(datum),
-            ">" => term.greater_than(datum),
-            ">=" => term.greater_than_or_equal_to(datum),
-            _ => unreachable!("split_clause only returns known operators"),
-        };
+        let next = comparison(schema, column, op, value).map_err(bad)?;
         predicate = Some(match predicate {
             Some(p) => p.and(next),
             None => next,
         });
     }
     predicate.ok_or_else(|| bad("empty".into()))
+}
+
+/// `column op value` as an Iceberg predicate, `value` read as the column's type (a date alone
+/// is midnight for a timestamp column); `op` is one of `=`, `!=`, `<`, `<=`, `>`, `>=`.
+pub fn comparison(
+    schema: &Schema,
+    column: &str,
+    op: &str,
+    value: &str,
+) -> Result<Predicate, String> {
+    let field = schema.field_by_name(column).ok_or_else(|| format!("no column `{column}`"))?;
+    let Type::Primitive(ty) = field.field_type.as_ref() else {
+        return Err(format!("column `{column}` is not a primitive column"));
+    };
+    let datum = datum(ty, value).map_err(|e| format!("`{value}` for `{column}`: {e}"))?;
+    let term = Reference::new(column);
+    Ok(match op {
+        "=" => term.equal_to(datum),
+        "!=" => term.not_equal_to(datum),
+        "<" => term.less_than(datum),
+        "<=" => term.less_than_or_equal_to(datum),
+        ">" => term.greater_than(datum),
+        ">=" => term.greater_than_or_equal_to(datum),
+        other => return Err(format!("unknown comparison `{other}`")),
+    })
 }
 
 fn split_and(text: &str) -> Vec<&str> {
@@ -277,9 +415,27 @@ fn datum(ty: &PrimitiveType, value: &str) -> Result<Datum, String> {
         PrimitiveType::Boolean => Datum::bool_from_str(text).map_err(|e| e.to_string()),
         PrimitiveType::String => Ok(Datum::string(text)),
         PrimitiveType::Date => Datum::date_from_str(text).map_err(|e| e.to_string()),
-        PrimitiveType::Timestamp => Datum::timestamp_from_str(text).map_err(|e| e.to_string()),
-        PrimitiveType::Timestamptz => Datum::timestamptz_from_str(text).map_err(|e| e.to_string()),
+        PrimitiveType::Timestamp => {
+            Datum::timestamp_from_str(midnight(text)).map_err(|e| e.to_string())
+        }
+        PrimitiveType::Timestamptz => {
+            // Without a zone, UTC.
+            let text = midnight(text);
+            Datum::timestamptz_from_str(&text)
+                .or_else(|_| Datum::timestamptz_from_str(format!("{text}Z")))
+                .map_err(|e| e.to_string())
+        }
         other => Err(format!("filters on {other} columns are not supported")),
+    }
+}
+
+/// A date alone (`2024-01-05`) as the timestamp of its midnight; anything else unchanged.
+fn midnight(text: &str) -> String {
+    let date_only = text.len() == 10 && chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok();
+    if date_only {
+        format!("{text}T00:00:00")
+    } else {
+        text.replace(' ', "T")
     }
 }
 

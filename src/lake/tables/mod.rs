@@ -49,8 +49,11 @@ pub use alter::Alteration;
 pub use catalog::CatalogConfig;
 pub use changes::{current_arrow_schema, decode_columns, Appended, AppendedFile};
 pub use commit::WriteMode;
-pub use files::SnapshotFiles;
-pub use inspect::{number_column, text_column, ScanRequest, ScanResult, SnapshotInfo, TableInfo};
+pub use files::{Comparison, FileSelection, SnapshotFiles};
+pub use inspect::{
+    number_column, text_column, PartitionInfo, ScanRequest, ScanResult, SchemaInfo, SnapshotInfo,
+    TableInfo,
+};
 pub use maintenance::{Compaction, Expiry};
 pub use orphans::OrphanRemoval;
 pub use partition::PartitionField;

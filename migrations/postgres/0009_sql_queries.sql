@@ -1,0 +1,13 @@
+-- The SQL console's queries (CLI excepted): each user's recent ones for the SQL page, and
+-- counts by outcome for /metrics. Only the latest per user are kept.
+CREATE TABLE sql_queries (
+    id          BIGSERIAL PRIMARY KEY,
+    username    TEXT NOT NULL,
+    query       TEXT NOT NULL,
+    ran_at      BIGINT NOT NULL,
+    outcome     TEXT NOT NULL,
+    row_count   BIGINT NOT NULL,
+    elapsed_us  BIGINT NOT NULL,
+    error       TEXT
+);
+CREATE INDEX sql_queries_of_user ON sql_queries (username, id);
