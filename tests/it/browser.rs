@@ -293,6 +293,26 @@ async fn log_in_trigger_watch_the_grid_and_read_a_log() {
     let log = browser.script("return document.querySelector('#log').textContent").await;
     assert!(log.as_str().unwrap().contains("extracting 77 rows"), "{log}");
     browser.screenshot(&shots, "log.png").await;
+
+    // A query on the SQL page: its rows, a chart of them, and the query in the history.
+    browser.goto(&format!("{base}/sql")).await;
+    browser
+        .type_into(
+            "#query",
+            "WITH t AS (SELECT 1 AS day, 10 AS revenue UNION ALL SELECT 2 AS day, 30 AS revenue \
+             UNION ALL SELECT 3 AS day, 20 AS revenue) SELECT * FROM t ORDER BY day",
+        )
+        .await;
+    browser.click_and_load("#run-query").await;
+    let rows =
+        browser.script("return document.querySelectorAll('#sql-result tbody tr').length").await;
+    assert_eq!(rows, json!(3));
+    let line =
+        browser.script("return document.querySelector('#sql-chart polyline') !== null").await;
+    assert_eq!(line, json!(true), "a line chart of revenue by day");
+    let recent = browser.script("return document.querySelector('#sql-recent').textContent").await;
+    assert!(recent.as_str().unwrap().contains("UNION ALL"), "{recent}");
+    browser.screenshot(&shots, "sql.png").await;
     eprintln!("screenshots in {}", shots.display());
     browser.quit().await;
 }

@@ -52,6 +52,9 @@ pub enum QueryError {
     /// The query itself is wrong for the data (unknown column, mismatched types).
     #[error("{0}")]
     Invalid(String),
+    /// Polars failed to run it for another reason (I/O, memory, a bug).
+    #[error("{message}")]
+    Engine { message: String, class: ErrorClass },
     #[error("the query ran longer than {}s ([sql] timeout) and was stopped", .0.as_secs_f64())]
     Timeout(Duration),
     #[error(transparent)]
@@ -70,6 +73,7 @@ impl QueryError {
             | QueryError::UnknownName(_)
             | QueryError::Invalid(_) => ErrorClass::Definition,
             QueryError::Timeout(_) => ErrorClass::Transient,
+            QueryError::Engine { class, .. } => *class,
             QueryError::Lake(e) => e.class(),
             QueryError::Table(e) => e.class(),
         }
@@ -78,14 +82,13 @@ impl QueryError {
 
 impl From<PolarsError> for QueryError {
     fn from(e: PolarsError) -> Self {
+        // The message without Polars' dump of the plan (and of the files it scans).
+        let text = e.to_string();
+        let message = text.split("Resolved plan until failure").next().unwrap_or_default();
+        let message = message.trim_end().to_string();
         match super::polars_class(&e) {
-            // The message without Polars' dump of the plan (and the files it scans).
-            ErrorClass::Definition => {
-                let message = e.to_string();
-                let message = message.split("\n\nResolved plan").next().unwrap_or_default();
-                QueryError::Invalid(message.trim_end().to_string())
-            }
-            _ => QueryError::Lake(LakeError::Polars(e)),
+            ErrorClass::Definition => QueryError::Invalid(message),
+            class => QueryError::Engine { message, class },
         }
     }
 }
