@@ -107,7 +107,7 @@ for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/18093) 2>/dev/null && break
 "$python" - <<'EOF'
 import json, time, urllib.request
 from concurrent.futures import ThreadPoolExecutor
-body = json.dumps({"query": "SELECT * FROM bronze.orders WHERE order_date = '2024-06-15'", "limit": 1000}).encode()
+body = json.dumps({"query": "SELECT * FROM bronze.orders WHERE order_date >= '2024-06-01'", "limit": 1000}).encode()
 def one(_):
     t0 = time.perf_counter()
     req = urllib.request.Request("http://127.0.0.1:18093/api/v1/sql", body, {"Content-Type": "application/json"})
