@@ -13,22 +13,23 @@
 //! This module owns running a query and rendering its answer; it knows nothing of who asked
 //! (authentication, history and pages are the callers').
 
+mod execute;
 pub mod render;
+mod sources;
 mod statement;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use polars::prelude::{DataFrame, IdxSize, InProcessQuery, LazyFrame, PolarsError};
-use serde::Serialize;
+use polars::prelude::{DataFrame, IdxSize, PolarsError};
 use thiserror::Error;
 
 use super::sql_functions::QueryContext;
-use super::tables::{FileSelection, TableError, Tables, TablesHandle};
-use super::{data_files, scan, scan_snapshot, LakeError, ScanOptions, Warehouse};
+use super::tables::{TableError, TablesHandle};
+use super::{LakeError, Warehouse};
 use crate::domain::ErrorClass;
-use statement::Source;
+pub use sources::SourcePlan;
 pub use statement::{Target, Version};
 
 /// How long a query may run and how many rows it may return.
@@ -91,21 +92,6 @@ impl From<PolarsError> for QueryError {
             class => QueryError::Engine { message, class },
         }
     }
-}
-
-/// What one name of a query read: for a table, the snapshot and how many of its data files
-/// (and bytes) the query's comparisons left to read.
-#[derive(Debug, Clone, Serialize)]
-pub struct SourcePlan {
-    pub name: String,
-    pub kind: &'static str,
-    pub snapshot_id: Option<i64>,
-    pub planned_files: usize,
-    pub total_files: u64,
-    pub planned_bytes: u64,
-    pub total_bytes: u64,
-    /// The comparisons that pruned files.
-    pub pruned_by: Vec<String>,
 }
 
 /// A query's rows, at most the row cap of them.
@@ -183,9 +169,11 @@ impl Console {
     /// The files each name of `sql` would read, without running it (`--explain`).
     pub async fn explain(&self, sql: &str) -> Result<Vec<SourcePlan>, QueryError> {
         let bound = statement::bind(sql)?;
-        let within = tokio::time::timeout(self.limits.timeout, self.resolve(&bound.sources));
-        let (_, plans) = within.await.map_err(|_| QueryError::Timeout(self.limits.timeout))??;
-        Ok(plans)
+        let planning = sources::plan(&self.warehouse, &self.tables, &bound.sources);
+        let planned = tokio::time::timeout(self.limits.timeout, planning)
+            .await
+            .map_err(|_| QueryError::Timeout(self.limits.timeout))??;
+        Ok(planned.into_iter().map(|(_, plan)| plan).collect())
     }
 
     /// Runs `sql`, keeping at most `row_cap` rows (and never more than the limits allow).
@@ -201,14 +189,16 @@ impl Console {
         let cap = row_cap.min(self.limits.max_rows);
         let work = async {
             let bound = statement::bind(sql)?;
-            let (frames, sources) = self.resolve(&bound.sources).await?;
+            let planned = sources::plan(&self.warehouse, &self.tables, &bound.sources).await?;
+            let (inputs, sources): (Vec<_>, Vec<_>) = planned.into_iter().unzip();
+            let frames = sources::open(&self.warehouse, inputs).await?;
             let mut context = QueryContext::new();
             for (source, frame) in bound.sources.iter().zip(frames) {
                 context.register(&source.bound_as, frame);
             }
             let frame = context.execute(&bound.sql)?;
             let limit = IdxSize::try_from(cap).unwrap_or(IdxSize::MAX).saturating_add(1);
-            let frame = collect(frame.limit(limit)).await?;
+            let frame = execute::collect(frame.limit(limit)).await?;
             let truncated = frame.height() > cap;
             let frame = if truncated { frame.head(Some(cap)) } else { frame };
             Ok::<Answer, QueryError>(Answer { frame, truncated, sources, elapsed: Duration::ZERO })
@@ -218,132 +208,5 @@ impl Console {
             .map_err(|_| QueryError::Timeout(self.limits.timeout))??;
         answer.elapsed = started.elapsed();
         Ok(answer)
-    }
-
-    /// A lazy frame and a plan for each source, in order.
-    async fn resolve(
-        &self,
-        sources: &[Source],
-    ) -> Result<(Vec<LazyFrame>, Vec<SourcePlan>), QueryError> {
-        let mut frames = Vec::with_capacity(sources.len());
-        let mut plans = Vec::with_capacity(sources.len());
-        let mut tables: Option<Arc<Tables>> = None;
-        for source in sources {
-            let (frame, plan) = match &source.target {
-                Target::Table(name) => {
-                    let tables = match &tables {
-                        Some(t) => t.clone(),
-                        None => tables.insert(self.tables.get().await?).clone(),
-                    };
-                    self.table(&tables, name, source).await?
-                }
-                Target::Dataset(path) => self.dataset(path, source).await?,
-            };
-            frames.push(frame);
-            plans.push(plan);
-        }
-        Ok((frames, plans))
-    }
-
-    async fn table(
-        &self,
-        tables: &Tables,
-        name: &str,
-        source: &Source,
-    ) -> Result<(LazyFrame, SourcePlan), QueryError> {
-        let selection = FileSelection {
-            snapshot_id: match source.version {
-                Some(Version::Snapshot(id)) => Some(id),
-                _ => None,
-            },
-            as_of_ms: match source.version {
-                Some(Version::AsOfMillis(at)) => Some(at),
-                _ => None,
-            },
-            comparisons: source.comparisons.clone(),
-        };
-        let files = tables.select_files(name, &selection).await?;
-        let plan = SourcePlan {
-            name: name.to_string(),
-            kind: "table",
-            snapshot_id: files.snapshot_id,
-            planned_files: files.locations.len(),
-            total_files: files.total_files,
-            planned_bytes: files.planned_bytes,
-            total_bytes: files.total_bytes,
-            pruned_by: files.pruned_by.clone(),
-        };
-        let warehouse = self.warehouse.clone();
-        let frame = crate::process::blocking(move || scan_snapshot(&warehouse, &files))
-            .await
-            .map_err(|e| LakeError::NotSupported(format!("reading {name}: {e}")))??;
-        Ok((frame, plan))
-    }
-
-    async fn dataset(
-        &self,
-        path: &str,
-        source: &Source,
-    ) -> Result<(LazyFrame, SourcePlan), QueryError> {
-        if source.version.is_some() {
-            return Err(QueryError::Refused(format!(
-                "dataset \"{path}\" keeps only its current version: time travel needs an Iceberg \
-                 table (promote it with an `iceberg` task)"
-            )));
-        }
-        let dataset = self.warehouse.dataset(path)?;
-        let name = path.to_string();
-        crate::process::blocking(move || {
-            let files = data_files(&dataset.current()?)?;
-            let bytes = files.iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum();
-            let plan = SourcePlan {
-                name,
-                kind: "dataset",
-                snapshot_id: None,
-                planned_files: files.len(),
-                total_files: files.len() as u64,
-                planned_bytes: bytes,
-                total_bytes: bytes,
-                pruned_by: Vec::new(),
-            };
-            Ok((scan(&dataset, &ScanOptions::default())?, plan))
-        })
-        .await
-        .map_err(|e| LakeError::NotSupported(format!("reading {path}: {e}")))?
-    }
-}
-
-/// Collects `frame` on Polars' threads; dropping the returned future cancels the query.
-async fn collect(frame: LazyFrame) -> Result<DataFrame, QueryError> {
-    let running = Running(Some(frame.collect_concurrently()?));
-    let mut pause = Duration::from_micros(200);
-    loop {
-        if let Some(result) = running.0.as_ref().and_then(InProcessQuery::fetch) {
-            return Ok(result?);
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(5));
-    }
-}
-
-/// A query running on Polars' threads, cancelled when dropped before its result was taken.
-struct Running(Option<InProcessQuery>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let Some(query) = self.0.take() else { return };
-        if let Some(_finished) = query.fetch() {
-            return;
-        }
-        query.cancel();
-        // Polars' worker sends its (cancelled) result to the query and aborts the process if
-        // nobody holds the receiving end: hold it until the result arrives (once the plan
-        // reaches its next step), or until a worker that failed without sending is given up.
-        std::thread::spawn(move || {
-            let patience = Instant::now() + Duration::from_secs(600);
-            while query.fetch().is_none() && Instant::now() < patience {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
     }
 }
