@@ -30,7 +30,7 @@ pub struct SourcePlan {
 
 /// A source planned but not opened yet.
 pub enum Input {
-    Table(SnapshotFiles),
+    Table(Box<SnapshotFiles>),
     Dataset(Dataset),
 }
 
@@ -84,7 +84,7 @@ async fn plan_table(
         total_bytes: files.total_bytes,
         pruned_by: files.pruned_by.clone(),
     };
-    Ok((Input::Table(files), plan))
+    Ok((Input::Table(Box::new(files)), plan))
 }
 
 async fn plan_dataset(
