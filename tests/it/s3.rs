@@ -15,7 +15,8 @@ use common::{Harness, HarnessOptions};
 use lakeward::dag::folder::load_file;
 use lakeward::domain::RunState;
 use lakeward::jobs::Registry;
-use lakeward::lake::tables::WriteMode;
+use lakeward::lake::query::{render, Console, Limits};
+use lakeward::lake::tables::{TablesHandle, WriteMode};
 use lakeward::lake::Warehouse;
 use lakeward::scheduler::trigger::RunRequest;
 use serde_json::{json, Value};
@@ -77,6 +78,21 @@ async fn run_ecommerce(warehouse: Warehouse) -> Value {
         .map(|b| lakeward::lake::tables::number_column(b, "total_revenue").unwrap())
         .map(|c| c.values().iter().sum::<f64>())
         .sum();
+    // The SQL console over the same warehouse: a table's planned files fetched through the
+    // cache, the others pruned by a one-day filter.
+    let handle = TablesHandle::new(h.store.clone(), warehouse.clone(), Default::default());
+    let limits = Limits { timeout: Duration::from_secs(30), max_rows: 1_000 };
+    let console = Console::new(warehouse.clone(), handle, limits);
+    let mut answer = console
+        .run("SELECT SUM(total_revenue) AS revenue FROM gold.daily_sales", 10)
+        .await
+        .unwrap();
+    let console_revenue = render::json_rows(&mut answer.frame).unwrap()[0][0].clone();
+    let day = "SELECT COUNT(*) AS n FROM bronze.orders WHERE order_date = '2024-06-15'";
+    let plans = console.explain(day).await.unwrap();
+    assert_eq!(plans[0].planned_files, 1, "{plans:?}");
+    let mut one_day = console.run(day, 10).await.unwrap();
+    let one_day = render::json_rows(&mut one_day.frame).unwrap()[0][0].clone();
     h.stop().await;
     let report = tokio::task::spawn_blocking(move || warehouse.read_text("gold/kpi_report.json"))
         .await
@@ -86,6 +102,8 @@ async fn run_ecommerce(warehouse: Warehouse) -> Value {
     metrics["silver_table_rows"] = json!(silver.rows);
     metrics["table_location"] = json!(silver.location);
     metrics["revenue_through_sql"] = json!(revenue);
+    metrics["revenue_through_the_console"] = console_revenue;
+    metrics["orders_on_one_day"] = one_day;
     metrics
 }
 
@@ -131,6 +149,10 @@ async fn the_pipeline_runs_the_same_on_s3() {
     let through_sql = on_s3["revenue_through_sql"].as_f64().unwrap();
     let revenue = on_s3["total_revenue"].as_f64().unwrap();
     assert!((through_sql - revenue).abs() <= 1e-6 * revenue, "{through_sql} vs {revenue}");
+    let console = on_s3["revenue_through_the_console"].as_f64().unwrap();
+    assert!((console - revenue).abs() <= 1e-6 * revenue, "{console} vs {revenue}");
+    assert_eq!(on_s3["orders_on_one_day"], on_disk["orders_on_one_day"]);
+    assert!(on_s3["orders_on_one_day"].as_u64().unwrap() > 0);
     assert_eq!(on_s3["silver_table_rows"], on_s3["total_orders"]);
     assert_eq!(on_s3["silver_table_rows"], on_disk["silver_table_rows"]);
     let location = on_s3["table_location"].as_str().unwrap();
