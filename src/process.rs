@@ -1,7 +1,8 @@
 //! What a long-running lakeward process is: its identity (`host:pid:kind:nonce`), its host
 //! name, how its loops learn that they must stop (Ctrl-C, SIGTERM, or a trigger), and how it
 //! starts tasks: every task is owned ([`spawn_owned`], [`blocking`], [`blocking_producer`]), the
-//! only places that spawn (`clippy.toml` forbids bare `tokio::spawn` elsewhere).
+//! only places that spawn (`clippy.toml` forbids bare `tokio::spawn` elsewhere), and what it
+//! uses of the machine ([`usage`]: memory, CPU time, threads, open files, from `/proc`).
 //! It builds nothing and knows no scheduler or worker: they depend on it.
 
 use tokio::sync::watch;
@@ -49,6 +50,45 @@ pub fn hostname() -> String {
     } else {
         "localhost".to_string()
     }
+}
+
+/// What this process uses of the machine, as Prometheus' `process_*` metrics report it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    pub resident_memory_bytes: u64,
+    pub virtual_memory_bytes: u64,
+    /// User and system CPU time.
+    pub cpu_seconds: f64,
+    /// Since the Unix epoch.
+    pub start_time_seconds: f64,
+    pub threads: u64,
+    pub open_fds: u64,
+}
+
+/// This process's [`Usage`], read from `/proc` (`None` where there is no `/proc`).
+pub fn usage() -> Option<Usage> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces: the first is
+    // field 3 of proc(5) (the state).
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    // SAFETY: sysconf only reads a system constant.
+    let (ticks, page) =
+        unsafe { (libc::sysconf(libc::_SC_CLK_TCK), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
+    let page = if page > 0 { page as u64 } else { 4096 };
+    let boot_time = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("btime ")?.trim().parse::<u64>().ok())?;
+    Some(Usage {
+        resident_memory_bytes: field(24)? * page,
+        virtual_memory_bytes: field(23)?,
+        cpu_seconds: (field(14)? + field(15)?) as f64 / ticks,
+        start_time_seconds: boot_time as f64 + field(22)? as f64 / ticks,
+        threads: field(20)?,
+        open_fds: std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64),
+    })
 }
 
 /// A unique id for a scheduler or worker process: `host:pid:kind:nonce`.
@@ -134,4 +174,27 @@ where
 {
     #[allow(clippy::disallowed_methods)]
     drop(tokio::task::spawn_blocking(work));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn usage_reads_this_process() {
+        let before = super::usage().expect("/proc is there on Linux");
+        assert!(before.resident_memory_bytes > 1 << 20, "{before:?}");
+        assert!(before.virtual_memory_bytes >= before.resident_memory_bytes);
+        assert!(before.threads >= 1 && before.open_fds >= 3, "{before:?}");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        let age = now.as_secs_f64() - before.start_time_seconds;
+        assert!((0.0..3600.0).contains(&age), "started {age} s ago?");
+        // Burn some CPU: the counter moves.
+        let mut x = 0u64;
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(150) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let after = super::usage().unwrap();
+        assert!(after.cpu_seconds > before.cpu_seconds, "{before:?} → {after:?}");
+    }
 }

@@ -1,6 +1,7 @@
 //! `/metrics` in the Prometheus text format, computed from the database on each scrape so any
 //! web process reports the whole deployment (scheduler and workers may run elsewhere); the SQL
-//! console's query counts are this web process's own.
+//! console's query counts, the `process_*` metrics and the build info are this web process's
+//! own.
 
 use std::fmt::Write;
 
@@ -85,6 +86,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         );
     }
     job_metrics(&mut out, &metrics::all(store.read()).await?);
+    process_metrics(&mut out);
     if let Some(console) = &state.console {
         // Counted by this web process (a query runs where it was asked).
         header(
@@ -105,6 +107,46 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         }
     }
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response())
+}
+
+/// This web process's own use of the machine, under the names every Prometheus target uses,
+/// and the build it runs.
+fn process_metrics(out: &mut String) {
+    header(out, "lakeward_build_info", "gauge", "The lakeward build of this process.");
+    let _ = writeln!(out, "lakeward_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+    let Some(usage) = crate::process::usage() else { return };
+    let samples: [(&str, &str, &str, f64); 6] = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time spent, in seconds.",
+            usage.cpu_seconds,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            usage.resident_memory_bytes as f64,
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            usage.virtual_memory_bytes as f64,
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since the Unix epoch, in seconds.",
+            usage.start_time_seconds,
+        ),
+        ("process_threads", "gauge", "Operating system threads.", usage.threads as f64),
+        ("process_open_fds", "gauge", "Open file descriptors.", usage.open_fds as f64),
+    ];
+    for (name, kind, help, value) in samples {
+        header(out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
 }
 
 /// The metrics jobs reported (stream records, dead letters, lag, commit time), each name with

@@ -573,6 +573,17 @@ async fn rest_api_covers_dags_runs_tasks_and_logs() {
         assert!(metrics.body.contains("lakeward_task_duration_seconds_bucket{dag_id=\"example\",task_id=\"load\",le=\"+Inf\"} 1"));
         assert!(metrics.body.contains("lakeward_import_errors 0"));
         assert!(metrics.body.contains("# TYPE lakeward_queue_depth gauge"));
+        // The process's own, as every Prometheus target reports them, and the build.
+        let sample = |name: &str| -> f64 {
+            let line = metrics.body.lines().find(|l| l.starts_with(&format!("{name} ")));
+            line.and_then(|l| l.split(' ').nth(1)?.parse().ok()).unwrap_or_else(|| panic!("no {name}"))
+        };
+        assert!(sample("process_resident_memory_bytes") > 1e6);
+        assert!(sample("process_cpu_seconds_total") > 0.0);
+        assert!(sample("process_open_fds") >= 3.0);
+        assert!(sample("process_start_time_seconds") > 1.7e9);
+        assert!(metrics.body.contains("# TYPE process_cpu_seconds_total counter"));
+        assert!(metrics.body.contains(&format!("lakeward_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))));
         harness.stop().await;
     })
     .await;
