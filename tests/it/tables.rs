@@ -604,3 +604,41 @@ async fn a_write_commits_only_if_what_it_began_from_is_unchanged() {
         lake.store.close().await;
     }
 }
+
+/// A stream's appends: past a hundred manifests an append merges them into one, so later
+/// commits do not carry a growing manifest list; the data and the incremental reader's view of
+/// each append stay exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frequent_appends_merge_their_manifests() {
+    use lakeward::lake::tables::MERGE_MANIFESTS_AT;
+    let db = common::sqlite();
+    let lake = lake(&db).await;
+    write_orders(&lake.warehouse, "bronze/orders", 0..1, 3, 1.0);
+    let appends = MERGE_MANIFESTS_AT + 20;
+    let mut snapshots = Vec::new();
+    for _ in 0..appends {
+        snapshots
+            .push(lake.promote("bronze.orders", "bronze/orders", &[], WriteMode::Append).await);
+    }
+    let table = lake.tables.load("bronze.orders").await.unwrap();
+    let current = table.metadata().current_snapshot().unwrap();
+    let manifests = table.manifest_list_reader(current).load().await.unwrap();
+    assert!(
+        manifests.entries().len() < MERGE_MANIFESTS_AT,
+        "{} manifests after {appends} appends",
+        manifests.entries().len()
+    );
+    assert_eq!(lake.rows("bronze.orders", None).await, 3 * appends);
+    let history = lake.tables.history("bronze.orders").await.unwrap();
+    assert!(history.iter().all(|s| s.operation == "append"), "merging is still an append");
+    // Before the merge, across it, and after it, a reader following appends sees each append's
+    // own file, once.
+    for after in [10, MERGE_MANIFESTS_AT - 5, MERGE_MANIFESTS_AT + 5] {
+        let read =
+            lake.tables.appended_since("bronze.orders", Some(snapshots[after])).await.unwrap();
+        let mut seen: Vec<i64> = read.files.iter().map(|f| f.snapshot_id).collect();
+        seen.dedup();
+        assert_eq!(seen, snapshots[after + 1..], "after append {after}");
+        assert_eq!(read.files.len(), appends - after - 1);
+    }
+}

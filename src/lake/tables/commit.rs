@@ -1,15 +1,19 @@
 //! Snapshot commits of our own: append, overwrite, replace-partitions and compaction's replace
 //! (iceberg-rust 0.10 only offers append). An append keeps the current manifests and adds one
-//! for the new files; a commit that removes files rewrites the live entries into one manifest
-//! (new files `added`, kept files `existing`, removed files `deleted`). Then a manifest list and
+//! for the new files, until the table has [`MERGE_MANIFESTS_AT`] manifests: then it merges them
+//! (as Iceberg's `commit.manifest-merge.enabled` does), so a stream's frequent appends do not
+//! grow every later commit's manifest list. A commit that removes files, or merges, rewrites the
+//! live entries into one manifest (new files `added`, kept files `existing`, removed files
+//! `deleted`). Then a manifest list and
 //! the snapshot is published to the catalog (see `catalog`); a writer that lost the race gets
 //! [`TableError::Conflict`] and [`super::Tables::promote`] retries on top of the new metadata.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use iceberg::spec::{
-    DataFile, ManifestEntryRef, ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation,
-    Snapshot, SnapshotReference, SnapshotRetention, Struct, Summary, MAIN_BRANCH,
+    DataFile, ManifestContentType, ManifestEntryRef, ManifestFile, ManifestListWriter,
+    ManifestWriterBuilder, Operation, Snapshot, SnapshotReference, SnapshotRetention, Struct,
+    Summary, MAIN_BRANCH,
 };
 use iceberg::table::Table;
 use iceberg::TableUpdate;
@@ -39,6 +43,10 @@ impl WriteMode {
         }
     }
 }
+
+/// Manifests an append lets a snapshot have before it merges them into one (Iceberg's
+/// `commit.manifest.min-count-to-merge` default).
+pub const MERGE_MANIFESTS_AT: usize = 100;
 
 /// Live entries of the table's current snapshot, and its manifests.
 pub(super) async fn live_entries(
@@ -173,15 +181,23 @@ pub(super) async fn commit_change(
     // manifest list but none of the manifests (a stream's commit stays cheap however many
     // appends came before it).
     let parent_totals = if operation == Operation::Append { parent_totals(table) } else { None };
-    let (manifests, live) = match parent_totals {
+    let (mut manifests, mut live) = match parent_totals {
         Some(_) => (current_manifests(table).await?, Vec::new()),
         None => live_entries(table).await?,
     };
+    // Every hundredth append or so merges the manifests appends left.
+    // (Only data manifests: another engine's delete manifests are left as they are.)
+    let merge = parent_totals.is_some()
+        && manifests.len() + 1 >= MERGE_MANIFESTS_AT
+        && manifests.iter().all(|m| m.content == ManifestContentType::Data);
+    if merge {
+        (manifests, live) = live_entries(table).await?;
+    }
     let (deleted, kept): (Vec<&ManifestEntryRef>, Vec<&ManifestEntryRef>) =
         live.iter().partition(|e| removes(e));
-    // An append keeps the current manifests as they are; any other change rewrites the
-    // entries into one manifest: added, existing (kept) and deleted files.
-    let rewrite = !deleted.is_empty();
+    // An append keeps the current manifests as they are (unless it merges them); any other
+    // change rewrites the entries into one manifest: added, existing (kept) and deleted files.
+    let rewrite = merge || !deleted.is_empty();
     let unique = new_secret();
     let location = metadata.location().trim_end_matches('/');
     let mut new_manifests: Vec<ManifestFile> = Vec::new();

@@ -48,7 +48,7 @@ use crate::domain::ErrorClass;
 pub use alter::Alteration;
 pub use catalog::CatalogConfig;
 pub use changes::{current_arrow_schema, decode_columns, Appended, AppendedFile};
-pub use commit::WriteMode;
+pub use commit::{WriteMode, MERGE_MANIFESTS_AT};
 pub use files::{Comparison, FileSelection, SnapshotFiles};
 pub use inspect::{
     number_column, text_column, PartitionInfo, ScanRequest, ScanResult, SchemaInfo, SnapshotInfo,
