@@ -1,5 +1,5 @@
--- The SQL console's queries (CLI excepted): each user's recent ones for the SQL page, and
--- counts by outcome for /metrics. Only the latest per user are kept.
+-- The SQL console's queries from the web (the SQL page, CSV downloads, the API): each user's
+-- recent ones for the SQL page. Only the latest per user are kept.
 CREATE TABLE sql_queries (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     username    TEXT NOT NULL,

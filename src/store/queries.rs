@@ -1,6 +1,6 @@
-//! The SQL console's query history: what each user ran, how it ended, and counts by outcome.
-//! Only the latest [`KEPT_PER_USER`] queries of a user are kept. Every function takes the
-//! executor it runs on (see [`super::runs`]).
+//! The SQL console's query history: what each user ran from the web and how it ended. Only the
+//! latest [`KEPT_PER_USER`] queries of a user are kept. Every function takes the executor it
+//! runs on (see [`super::runs`]).
 
 use sqlx::{Any, Executor, FromRow};
 
@@ -65,15 +65,6 @@ pub async fn recent(
     )
     .bind(username)
     .bind(limit)
-    .fetch_all(db)
-    .await?)
-}
-
-/// Queries kept, by outcome.
-pub async fn count_by_outcome(db: impl Executor<'_, Database = Any>) -> Result<Vec<(String, i64)>> {
-    Ok(sqlx::query_as(
-        "SELECT outcome, COUNT(*) FROM sql_queries GROUP BY outcome ORDER BY outcome",
-    )
     .fetch_all(db)
     .await?)
 }

@@ -498,3 +498,51 @@ async fn the_sqlite_and_postgres_schemas_do_not_drift_apart() {
     );
     assert!(sqlite.iter().any(|l| l.starts_with("column task_instances.progress ")), "{sqlite:?}");
 }
+
+/// The SQL console's history: newest first, each text once, the latest hundred per user.
+#[tokio::test]
+async fn query_history_keeps_each_users_latest_queries() {
+    use lakeward::store::queries::{self, QueryRow, KEPT_PER_USER};
+    for db in common::databases().await {
+        let store = Store::open(&db.url).await.unwrap();
+        let row = |user: &str, query: String, outcome: &str, at: i64| QueryRow {
+            username: user.into(),
+            query,
+            ran_at: at,
+            outcome: outcome.into(),
+            row_count: 1,
+            elapsed_us: 10,
+            error: (outcome != "ok").then(|| "bad".to_string()),
+        };
+        let total = KEPT_PER_USER + 20;
+        for i in 0..total {
+            let outcome = if i % 10 == 0 { "error" } else { "ok" };
+            queries::record(store.write(), &row("ana", format!("SELECT {i}"), outcome, i))
+                .await
+                .unwrap();
+        }
+        queries::record(store.write(), &row("ana", "SELECT 5".into(), "ok", total)).await.unwrap();
+        queries::record(store.write(), &row("ana", "SELECT 5".into(), "ok", total + 1))
+            .await
+            .unwrap();
+        queries::record(store.write(), &row("bo", "SELECT 'bo'".into(), "timeout", 0))
+            .await
+            .unwrap();
+
+        let recent = queries::recent(store.read(), "ana", 3).await.unwrap();
+        let texts: Vec<&str> = recent.iter().map(|r| r.query.as_str()).collect();
+        let newest = format!("SELECT {}", total - 1);
+        assert_eq!(
+            texts,
+            ["SELECT 5", newest.as_str(), &format!("SELECT {}", total - 2)],
+            "{}",
+            db.backend
+        );
+        let all = queries::recent(store.read(), "ana", 1_000).await.unwrap();
+        assert!(all.len() as i64 <= KEPT_PER_USER, "{} kept", all.len());
+        assert!(all.iter().all(|r| r.query != "SELECT 0"), "the oldest are forgotten");
+        assert_eq!(queries::recent(store.read(), "bo", 10).await.unwrap().len(), 1, "per user");
+        let bo = queries::recent(store.read(), "bo", 10).await.unwrap();
+        assert_eq!((bo[0].outcome.as_str(), bo[0].error.as_deref()), ("timeout", Some("bad")));
+    }
+}
