@@ -89,3 +89,28 @@ fn the_compose_stack_sets_only_valid_settings_and_wires_kafka() {
     assert_eq!(roles.1, "broker,controller", "KRaft: no ZooKeeper");
     assert!(!text.contains("zookeeper"));
 }
+
+/// Prometheus in the stack reads the config `tests/it/prometheus.rs` checks, the token from
+/// the secret its config names, and scrapes the web service on the port it listens on.
+#[test]
+fn prometheus_in_the_stack_scrapes_the_web_service_with_the_secret_token() {
+    let text = std::fs::read_to_string("docker-compose.yml").unwrap();
+    let services = services(&text);
+    let prometheus = services.get("prometheus").expect("a prometheus service");
+    assert!(prometheus.iter().any(|l| l.trim() == "- ./deploy/prometheus:/etc/prometheus:ro"));
+    assert!(prometheus.iter().any(|l| l.trim() == "- lakeward_metrics_token"), "{prometheus:?}");
+    assert!(text.contains(
+        "secrets:\n  lakeward_metrics_token:\n    file: ./secrets/lakeward_metrics_token"
+    ));
+    let config = std::fs::read_to_string("deploy/prometheus/prometheus.yml").unwrap();
+    assert!(config.contains("credentials_file: /run/secrets/lakeward_metrics_token"));
+    assert!(!config.contains("credentials:"), "no token in the config itself");
+    let web = variables(&services["web"], "LAKEWARD_");
+    let bind = web.iter().find(|(k, _)| k == "LAKEWARD_WEB_BIND").unwrap();
+    let port = bind.1.rsplit(':').next().unwrap();
+    assert!(config.contains(&format!("targets: [\"web:{port}\"]")), "scrapes web:{port}");
+    assert!(
+        config.contains("- alerts.yml")
+            && std::path::Path::new("deploy/prometheus/alerts.yml").exists()
+    );
+}

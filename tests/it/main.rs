@@ -18,6 +18,7 @@ mod ecommerce;
 mod jobs;
 mod layering;
 mod pipeline;
+mod prometheus;
 mod recovery;
 mod rest_catalog;
 mod s3;
