@@ -11,14 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::process::ChildProcess;
+use crate::common::process::{free_port, ChildProcess};
 
 const PROMTOOL: &str = "/usr/bin/promtool";
 const PROMETHEUS: &str = "/usr/bin/prometheus";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// `lakeward ARGS` in `home`; its standard output.
 fn lakeward(home: &Path, args: &[&str]) -> String {

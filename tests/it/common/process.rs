@@ -73,3 +73,8 @@ impl Drop for ChildProcess {
         self.kill_now();
     }
 }
+
+/// A local TCP port free right now, for a child process to listen on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
