@@ -114,3 +114,31 @@ fn prometheus_in_the_stack_scrapes_the_web_service_with_the_secret_token() {
             && std::path::Path::new("deploy/prometheus/alerts.yml").exists()
     );
 }
+
+/// Grafana in the stack: provisioned with the stack's Prometheus as its data source and the
+/// dashboard whose queries `tests/it/prometheus.rs` runs.
+#[test]
+fn grafana_is_provisioned_with_prometheus_and_the_dashboard() {
+    let text = std::fs::read_to_string("docker-compose.yml").unwrap();
+    let services = services(&text);
+    let grafana = services.get("grafana").expect("a grafana service");
+    for mount in [
+        "- ./deploy/grafana/provisioning:/etc/grafana/provisioning:ro",
+        "- ./deploy/grafana/dashboards:/var/lib/grafana/dashboards:ro",
+    ] {
+        assert!(grafana.iter().any(|l| l.trim() == mount), "{mount} in {grafana:?}");
+    }
+    let source =
+        std::fs::read_to_string("deploy/grafana/provisioning/datasources/prometheus.yml").unwrap();
+    assert!(source.contains("url: http://prometheus:9090") && source.contains("uid: prometheus"));
+    assert!(services.contains_key("prometheus"));
+    let provider =
+        std::fs::read_to_string("deploy/grafana/provisioning/dashboards/lakeward.yml").unwrap();
+    assert!(provider.contains("path: /var/lib/grafana/dashboards"));
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string("deploy/grafana/dashboards/lakeward.json").unwrap(),
+    )
+    .unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.iter().all(|p| p["datasource"]["uid"] == "prometheus"));
+}

@@ -1,8 +1,8 @@
 //! The monitoring config of `deploy/prometheus/`, checked by the real Prometheus (Debian's
 //! `prometheus` package, installed by `.ci/run`): `promtool` accepts the config and the alert
 //! rules, and a Prometheus started with them scrapes a running `lakeward standalone` with an
-//! API token read from a file, reads lakeward's series back through its query API, and
-//! evaluates every alert rule without error.
+//! API token read from a file, reads lakeward's series back through its query API, evaluates
+//! every alert rule without error, and runs every query of the Grafana dashboard.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -152,6 +152,30 @@ async fn prometheus_scrapes_lakeward_and_evaluates_the_alert_rules() {
         rules.len() == 6 && rules.iter().all(|r| r["health"] == "ok")
     })
     .await;
+    // Every query of the Grafana dashboard is valid PromQL over what lakeward exports.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string("deploy/grafana/dashboards/lakeward.json").unwrap(),
+    )
+    .unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    for expr in &exprs {
+        let answer = query(&client, &prometheus, expr).await;
+        assert_eq!(answer["status"], "success", "{expr}: {answer}");
+    }
+    // And the panels on what an idle lakeward already reports show it.
+    for shown in ["process_resident_memory_bytes", "lakeward_import_errors", "scheduler_loop"] {
+        let expr = exprs.iter().find(|e| e.contains(shown)).unwrap();
+        let answer = query(&client, &prometheus, expr).await;
+        let result = answer["data"]["result"].as_array().cloned().unwrap_or_default();
+        assert!(!result.is_empty(), "{expr}: {answer}");
+    }
     let alerts = client.get(format!("{prometheus}/api/v1/alerts")).send().await.unwrap();
     let alerts: Value = alerts.json().await.unwrap();
     assert_eq!(alerts["data"]["alerts"].as_array().map(Vec::len), Some(0), "{alerts}");
