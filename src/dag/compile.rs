@@ -39,6 +39,7 @@ const DAG_FIELDS: &[&str] = &[
     "max_active_tasks",
     "min_interval",
     "keep_runs",
+    "deadline",
     "paused_on_creation",
     "tags",
     "params",
@@ -126,6 +127,7 @@ pub fn compile(
     let max_active_runs = c.max_active_runs(schedule.as_ref());
     let watch_interval = c.min_interval(schedule.as_mut(), !watches.is_empty());
     let keep_runs = c.take_with("keep_runs", RunRetention::parse);
+    let deadline = c.take_with("deadline", duration);
     let paused_on_creation = c.take::<bool>("paused_on_creation").unwrap_or(false);
     let max_active_tasks = c.take_with("max_active_tasks", positive);
     let tags = c.take::<Vec<String>>("tags").unwrap_or_default();
@@ -154,6 +156,7 @@ pub fn compile(
         max_active_runs,
         max_active_tasks,
         keep_runs,
+        deadline,
         paused_on_creation,
         tags,
         params,

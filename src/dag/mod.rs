@@ -54,6 +54,9 @@ pub struct Dag {
     pub max_active_tasks: Option<u32>,
     /// Which finished runs the scheduler deletes (`keep_runs`); `None`: all are kept.
     pub keep_runs: Option<RunRetention>,
+    /// How long after it was queued a run should have finished (`deadline = "2h"`): past it,
+    /// the scheduler records the miss once and says so (Airflow 3.1's deadline alerts).
+    pub deadline: Option<std::time::Duration>,
     /// Whether the DAG is paused when the database first hears of it (Airflow's
     /// `is_paused_upon_creation`); later changes of the file leave the flag alone.
     pub paused_on_creation: bool,

@@ -4,8 +4,8 @@
 //! data interval has ended, re-queues retries whose delay has passed, fails tries whose worker
 //! went silent (counting only time the database was reachable, see [`liveness`]), starts
 //! queued runs within `max_active_runs`, creates runs of DAGs whose watched tables and datasets
-//! changed (see [`assets`]), and for each running run queues
-//! the tasks whose trigger rules allow it (see [`plan`]). It keeps no state that matters across
+//! changed (see [`assets`]), records runs past their DAG's deadline (see [`deadline`]), and for
+//! each running run queues the tasks whose trigger rules allow it (see [`plan`]). It keeps no state that matters across
 //! restarts: everything it decides is written to the store with guarded updates, so a restarted
 //! scheduler, or two schedulers at once, carry on without duplicating work. (What it saw of
 //! database outages is kept in memory only: a scheduler restarted during an outage judges the
@@ -13,6 +13,7 @@
 
 mod assets;
 pub mod control;
+mod deadline;
 mod liveness;
 pub mod plan;
 pub mod trigger;
@@ -450,6 +451,9 @@ impl Scheduler {
                     continue;
                 }
             };
+            if let Some(limit) = dag.deadline {
+                deadline::check(&self.store, &run, limit, now).await?;
+            }
             if run.state == RunState::Queued {
                 let count = active.entry(run.dag_id.clone()).or_default();
                 if *count >= dag.max_active_runs {

@@ -29,11 +29,13 @@ pub struct RunRow {
     pub created_at: Micros,
     pub started_at: Option<Micros>,
     pub ended_at: Option<Micros>,
+    /// When the run passed its DAG's deadline unfinished.
+    pub deadline_missed_at: Option<Micros>,
 }
 
 pub(super) const RUN_COLUMNS: &str =
     "id, dag_id, run_id, version, run_type, state, logical_date, interval_start, \
-     interval_end, params, created_at, started_at, ended_at";
+     interval_end, params, created_at, started_at, ended_at, deadline_missed_at";
 
 /// One task of one run.
 #[derive(Debug, Clone, Serialize, FromRow)]

@@ -81,6 +81,32 @@ pub async fn create(
     Ok(Some(pk))
 }
 
+/// Records that run `pk`, still unfinished, missed its deadline at `now`; `false` when it had
+/// finished or the miss was already recorded (by this or another scheduler), so each miss is
+/// reported once.
+pub async fn record_missed_deadline(
+    db: impl Executor<'_, Database = Any>,
+    pk: i64,
+    now: Micros,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE dag_runs SET deadline_missed_at = $2 WHERE id = $1 \
+         AND deadline_missed_at IS NULL AND state IN ('queued', 'running')",
+    )
+    .bind(pk)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Kept runs that missed their deadline.
+pub async fn count_missed_deadlines(db: impl Executor<'_, Database = Any>) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM dag_runs WHERE deadline_missed_at IS NOT NULL")
+        .fetch_one(db)
+        .await?)
+}
+
 /// Runs that are queued or running, oldest logical date first.
 pub async fn active(db: impl Executor<'_, Database = Any>) -> Result<Vec<RunRow>> {
     let sql = format!(

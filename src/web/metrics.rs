@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::AppState;
 use crate::domain::MetricSample;
-use crate::store::{metrics, stats};
+use crate::store::{metrics, runs, stats};
 use crate::store::{StateTable, DURATION_BUCKETS};
 use crate::time::now_micros;
 
@@ -41,6 +41,14 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     for (queue, n) in stats::queue_depth(store.read()).await? {
         let _ = writeln!(out, "lakeward_queue_depth{{queue=\"{}\"}} {n}", label(&queue));
     }
+    header(
+        &mut out,
+        "lakeward_dag_runs_missed_deadline",
+        "gauge",
+        "Kept DAG runs that were still unfinished at their DAG's deadline.",
+    );
+    let missed = runs::count_missed_deadlines(store.read()).await?;
+    let _ = writeln!(out, "lakeward_dag_runs_missed_deadline {missed}");
     header(&mut out, "lakeward_import_errors", "gauge", "DAG files that failed to load.");
     let _ =
         writeln!(out, "lakeward_import_errors {}", stats::count_import_errors(store.read()).await?);

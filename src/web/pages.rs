@@ -458,6 +458,7 @@ pub async fn run(
         ended: time_text(run.ended_at),
         duration: duration_text(run.started_at, run.ended_at),
         params: Value::Object(run.params.clone()).to_string(),
+        deadline_missed: run.deadline_missed_at.map(display),
         triggers: run_triggers(&state, &run).await?,
         tasks: instances.iter().map(|ti| TaskRow::of(&run, ti)).collect(),
         live: is_live(run.state),

@@ -434,6 +434,8 @@ pub struct RunPage {
     pub ended: String,
     pub duration: String,
     pub params: String,
+    /// When the run was still unfinished at its DAG's deadline.
+    pub deadline_missed: Option<String>,
     /// The table snapshots and dataset versions that triggered a run on data.
     pub triggers: Vec<RunTriggerView>,
     pub tasks: Vec<TaskRow>,

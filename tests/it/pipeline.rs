@@ -652,3 +652,73 @@ async fn a_worker_shutting_down_cancels_its_tries_for_a_retry() {
         store.close().await;
     }
 }
+
+/// A run still going at its DAG's deadline is recorded as late once, while it carries on to
+/// its end; `/metrics` counts it, and a DAG that finishes in time records nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_past_its_deadline_is_recorded_once_and_carries_on() {
+    for db in common::databases().await {
+        let harness = Harness::start(&db).await;
+        let late = common::dag(
+            r#"
+            id = "late"
+            deadline = "1s"
+            [tasks.slow]
+            kind = "shell"
+            command = "sleep 3"
+            "#,
+        );
+        let run = harness.trigger(&late, common::manual(serde_json::json!({}))).await;
+        let started = std::time::Instant::now();
+        let missed = loop {
+            let now = runs::by_pk(harness.store.read(), run.pk).await.unwrap().unwrap();
+            if let Some(at) = now.deadline_missed_at {
+                assert_eq!(now.state, RunState::Running, "recorded while the run goes on");
+                break at;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the missed deadline was not recorded"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(missed >= run.created_at + 1_000_000, "not before the deadline");
+        let done = harness.wait(&run, Duration::from_secs(30)).await;
+        assert_eq!(done.state, RunState::Success, "a missed deadline does not stop the run");
+        assert_eq!(done.deadline_missed_at, Some(missed), "recorded once");
+        assert_eq!(runs::count_missed_deadlines(harness.store.read()).await.unwrap(), 1);
+        // The run page says so.
+        let state = lakeward::web::AppState::new(
+            harness.store.clone(),
+            harness.versions.clone(),
+            &lakeward::config::Config::default(),
+        );
+        let router = lakeward::web::app(state);
+        let role = lakeward::domain::Role::Viewer;
+        lakeward::users::create_user(&harness.store, "eve", "eve-password-1", role).await.unwrap();
+        let token =
+            lakeward::users::create_api_token(&harness.store, "eve", "t", None).await.unwrap();
+        let path = format!("/dags/late/runs/{}", done.run_id);
+        let request = common::web::api_request(axum::http::Method::GET, &path, &token, None);
+        let page = common::web::send(&router, request).await;
+        assert!(page.body.contains("id=\"run-deadline\""), "{}", page.body);
+
+        let on_time = common::dag(
+            r#"
+            id = "on_time"
+            deadline = "1h"
+            [tasks.quick]
+            kind = "noop"
+            "#,
+        );
+        let run = harness.trigger(&on_time, common::manual(serde_json::json!({}))).await;
+        let done = harness.wait(&run, Duration::from_secs(30)).await;
+        assert_eq!(
+            (done.state, done.deadline_missed_at),
+            (RunState::Success, None),
+            "{}",
+            db.backend
+        );
+        harness.stop().await;
+    }
+}
