@@ -20,8 +20,8 @@ use toml::Spanned;
 use super::diagnostic::Reporter;
 use super::template::quoting_at;
 use super::{
-    graph, template, Backoff, Dag, Diagnostic, ParamSpec, ParamType, RunRetention, Task,
-    TriggerRule,
+    graph, template, Backoff, Dag, Deadline, DeadlineFrom, Diagnostic, ParamSpec, ParamType,
+    RunRetention, Task, TriggerRule,
 };
 use crate::domain::{AssetRef, DEFAULT_QUEUE};
 use crate::jobs::{Quoting, Registry};
@@ -127,7 +127,7 @@ pub fn compile(
     let max_active_runs = c.max_active_runs(schedule.as_ref());
     let watch_interval = c.min_interval(schedule.as_mut(), !watches.is_empty());
     let keep_runs = c.take_with("keep_runs", RunRetention::parse);
-    let deadline = c.take_with("deadline", duration);
+    let deadline = c.deadline();
     let paused_on_creation = c.take::<bool>("paused_on_creation").unwrap_or(false);
     let max_active_tasks = c.take_with("max_active_tasks", positive);
     let tags = c.take::<Vec<String>>("tags").unwrap_or_default();
@@ -250,6 +250,28 @@ impl<'a> Compiler<'a> {
     ) -> Option<U> {
         let (_, value) = self.fields.shift_remove(field)?;
         self.decode_with(&value, convert)
+    }
+
+    /// `deadline`: `"2h"` after the run was queued, or `{ within = "26h", after = "queued" |
+    /// "logical_date" }`.
+    fn deadline(&mut self) -> Option<Deadline> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Within {
+            within: String,
+            #[serde(default)]
+            after: Option<String>,
+        }
+        let (_, value) = self.fields.shift_remove("deadline")?;
+        if !matches!(value.get_ref(), DeValue::Table(_)) {
+            return self.decode_with(&value, |s: String| {
+                Ok(Deadline { within: duration(s)?, after: DeadlineFrom::Queued })
+            });
+        }
+        self.decode_with(&value, |w: Within| {
+            let after = w.after.as_deref().map_or(Ok(DeadlineFrom::Queued), DeadlineFrom::parse)?;
+            Ok(Deadline { within: duration(w.within)?, after })
+        })
     }
 
     /// `schedule`: a cron expression or preset, or `{ on = [tables and datasets] }` with an

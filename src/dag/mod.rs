@@ -54,9 +54,9 @@ pub struct Dag {
     pub max_active_tasks: Option<u32>,
     /// Which finished runs the scheduler deletes (`keep_runs`); `None`: all are kept.
     pub keep_runs: Option<RunRetention>,
-    /// How long after it was queued a run should have finished (`deadline = "2h"`): past it,
-    /// the scheduler records the miss once and says so (Airflow 3.1's deadline alerts).
-    pub deadline: Option<std::time::Duration>,
+    /// When a run should have finished (`deadline`): past it, the scheduler records the miss
+    /// once and says so (Airflow 3.1's deadline alerts).
+    pub deadline: Option<Deadline>,
     /// Whether the DAG is paused when the database first hears of it (Airflow's
     /// `is_paused_upon_creation`); later changes of the file leave the flag alone.
     pub paused_on_creation: bool,
@@ -137,6 +137,33 @@ pub enum TriggerRule {
     NoneFailedMinOneSuccess,
     NoneSkipped,
     Always,
+}
+
+/// A DAG's deadline: `deadline = "2h"` (after the run was queued) or
+/// `deadline = { within = "26h", after = "logical_date" }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    pub within: std::time::Duration,
+    pub after: DeadlineFrom,
+}
+
+/// What a [`Deadline`] counts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadlineFrom {
+    /// When the run was created (queued).
+    Queued,
+    /// The run's logical date.
+    LogicalDate,
+}
+
+impl DeadlineFrom {
+    fn parse(text: &str) -> Result<DeadlineFrom, String> {
+        match text {
+            "queued" => Ok(DeadlineFrom::Queued),
+            "logical_date" => Ok(DeadlineFrom::LogicalDate),
+            other => Err(format!("deadline after `{other}`: use \"queued\" or \"logical_date\"")),
+        }
+    }
 }
 
 /// How many finished runs of a DAG to keep (`keep_runs = 100` or `keep_runs = "2d"`): a
@@ -227,5 +254,30 @@ mod tests {
         assert_eq!(waits, [10, 20, 40, 60, 60]);
         let fixed = Task { retry_backoff: Backoff::Fixed, ..task.clone() };
         assert_eq!(fixed.retry_delay_after(4).as_secs(), 10);
+    }
+
+    #[test]
+    fn deadlines_count_from_the_queued_time_or_the_logical_date() {
+        let compile_with = |line: &str| {
+            let source = format!("{line}\n[tasks.t]\nkind = \"noop\"\n");
+            compile("t.toml", &source, "t", &crate::jobs::Registry::builtin())
+        };
+        let hours = |h: u64| std::time::Duration::from_secs(h * 3600);
+        let queued = compile_with("deadline = \"2h\"").unwrap().deadline.unwrap();
+        assert_eq!(queued, Deadline { within: hours(2), after: DeadlineFrom::Queued });
+        let logical = compile_with("deadline = { within = \"26h\", after = \"logical_date\" }");
+        let logical = logical.unwrap().deadline.unwrap();
+        assert_eq!(logical, Deadline { within: hours(26), after: DeadlineFrom::LogicalDate });
+        assert_eq!(compile_with("").unwrap().deadline, None);
+        for (bad, says) in [
+            ("deadline = \"soon\"", "invalid duration"),
+            ("deadline = { within = \"1h\", after = \"start\" }", "\"queued\" or \"logical_date\""),
+            ("deadline = { after = \"queued\" }", "within"),
+        ] {
+            let errors = compile_with(bad).unwrap_err();
+            let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            let text = text.join("\n");
+            assert!(text.contains(says) && text.starts_with("t.toml:1:"), "{bad}: {text}");
+        }
     }
 }

@@ -1,10 +1,9 @@
-//! Deadlines (`deadline = "2h"` in a DAG file): a run still queued or running that long after
-//! it was created has missed its deadline. The miss is recorded once, by whichever scheduler
+//! Deadlines (`deadline = "2h"` in a DAG file, after the run was queued, or `{ within = "26h",
+//! after = "logical_date" }`): a run still queued or running then has missed its deadline. The miss is recorded once, by whichever scheduler
 //! sees it first, logged, shown on the run page and counted in `/metrics`, where an alert rule
 //! picks it up. The run itself carries on.
 
-use std::time::Duration;
-
+use crate::dag::{Deadline, DeadlineFrom};
 use crate::store::{runs, RunRow, Store, StoreError};
 use crate::time::Micros;
 
@@ -12,20 +11,28 @@ use crate::time::Micros;
 pub async fn check(
     store: &Store,
     run: &RunRow,
-    deadline: Duration,
+    deadline: Deadline,
     now: Micros,
 ) -> Result<(), StoreError> {
-    let limit = i64::try_from(deadline.as_micros()).unwrap_or(i64::MAX);
-    if run.deadline_missed_at.is_some() || now < run.created_at.saturating_add(limit) {
+    let within = i64::try_from(deadline.within.as_micros()).unwrap_or(i64::MAX);
+    let from = match deadline.after {
+        DeadlineFrom::Queued => run.created_at,
+        DeadlineFrom::LogicalDate => run.logical_date,
+    };
+    if run.deadline_missed_at.is_some() || now < from.saturating_add(within) {
         return Ok(());
     }
     if runs::record_missed_deadline(store.write(), run.pk, now).await? {
         tracing::warn!(
             dag = %run.dag_id,
             run = %run.run_id,
-            "run missed its deadline: still {} {} after it was queued",
+            "run missed its deadline: still {} {} after its {}",
             run.state.as_str(),
-            humantime::format_duration(deadline)
+            humantime::format_duration(deadline.within),
+            match deadline.after {
+                DeadlineFrom::Queued => "queued time",
+                DeadlineFrom::LogicalDate => "logical date",
+            }
         );
     }
     Ok(())
