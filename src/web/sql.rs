@@ -187,6 +187,11 @@ pub struct SqlPage {
     pub recent: Vec<RecentView>,
 }
 
+/// The first row of 1-based page `page` (any number a URL may carry).
+fn page_offset(page: usize) -> usize {
+    page.saturating_sub(1).saturating_mul(PAGE_ROWS)
+}
+
 fn page_href(query: &PageQuery, page: usize) -> String {
     let mut href = format!("/sql?q={}&page={page}", encode_component(&query.q));
     for (key, value) in [("chart", &query.chart), ("x", &query.x), ("y", &query.y)] {
@@ -224,8 +229,7 @@ pub async fn page(
         recent: Vec::new(),
     };
     if !query.q.trim().is_empty() {
-        let offset = (page_number - 1) * PAGE_ROWS;
-        let cap = CHART_ROWS.max(offset + PAGE_ROWS);
+        let cap = CHART_ROWS.max(page_offset(page_number).saturating_add(PAGE_ROWS));
         match run(&state, &identity, &query.q, cap).await? {
             Ok(answer) => show_answer(&mut view, &query, &answer, page_number),
             Err(e) => view.error = Some(error_view(&query.q, &e)),
@@ -248,7 +252,7 @@ pub async fn page(
 fn show_answer(view: &mut SqlPage, query: &PageQuery, answer: &Answer, page_number: usize) {
     let names: Vec<String> = render::columns(&answer.frame).into_iter().map(|(n, _)| n).collect();
     let cells = render::cells(&answer.frame);
-    let offset = (page_number - 1) * PAGE_ROWS;
+    let offset = page_offset(page_number);
     let total = cells.len();
     view.ran = true;
     view.rows = cells.iter().skip(offset).take(PAGE_ROWS).cloned().collect();
@@ -263,8 +267,8 @@ fn show_answer(view: &mut SqlPage, query: &PageQuery, answer: &Answer, page_numb
         ),
     };
     view.prev_href = (page_number > 1).then(|| page_href(query, page_number - 1));
-    let more = offset + PAGE_ROWS < total || answer.truncated;
-    view.next_href = more.then(|| page_href(query, page_number + 1));
+    let more = offset.saturating_add(PAGE_ROWS) < total || answer.truncated;
+    view.next_href = more.then(|| page_href(query, page_number.saturating_add(1)));
     view.plan = answer.sources.iter().map(describe).collect();
     // The chart: the columns asked for, else the first column against the first numeric one.
     let numeric: Vec<bool> =

@@ -422,6 +422,9 @@ async fn viewers_query_from_the_api_and_the_pages() {
     let bars = get(format!("/sql?q={encoded}&chart=bar&x=order_date&y=revenue&page=2")).await;
     assert!(bars.body.contains("<rect class=\"bar"), "{}", bars.body);
     assert!(bars.body.contains("rel=\"prev\""));
+    let far = get(format!("/sql?q={encoded}&page={}", usize::MAX)).await;
+    assert_eq!(far.status, 200, "any page number: {}", far.body);
+    assert!(far.body.contains("no rows on this page"));
     let csv = get(format!("/sql/download.csv?q={encoded}")).await;
     assert_eq!(csv.status, 200);
     assert!(
