@@ -1,7 +1,8 @@
 //! What can be checked of `docker-compose.yml` without Docker: every `LAKEWARD_*` variable a
 //! lakeward service sets is a setting that loads and passes the configuration's checks, every
-//! service the lakeward services wait for exists, and the streaming DAGs' cluster is the
-//! compose file's Kafka service.
+//! lakeward service runs a command the CLI has, every service the lakeward services wait for
+//! exists, the streaming DAGs' cluster is the compose file's Kafka service, and Prometheus and
+//! Grafana are wired to the files `tests/it/prometheus.rs` runs for real.
 
 use std::collections::BTreeMap;
 
@@ -141,4 +142,36 @@ fn grafana_is_provisioned_with_prometheus_and_the_dashboard() {
     .unwrap();
     let panels = dashboard["panels"].as_array().unwrap();
     assert!(panels.iter().all(|p| p["datasource"]["uid"] == "prometheus"));
+}
+
+/// Every lakeward service's command is one the binary has, with arguments it takes: each is
+/// run with `--help` appended, which parses the arguments and prints usage without starting.
+#[test]
+fn every_lakeward_service_command_is_a_cli_command() {
+    let text = std::fs::read_to_string("docker-compose.yml").unwrap();
+    let mut checked = 0;
+    for (name, lines) in services(&text) {
+        let Some(command) = lines.iter().find_map(|l| l.trim().strip_prefix("command: ")) else {
+            continue;
+        };
+        let words: Vec<String> = serde_json::from_str(command)
+            .unwrap_or_else(|e| panic!("service `{name}`: command {command} is not a list: {e}"));
+        if words.first().map(String::as_str) != Some("lakeward") {
+            continue;
+        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lakeward"))
+            .args(&words[1..])
+            .arg("--help")
+            .env_remove("LAKEWARD_CONFIG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "service `{name}`: `{}` is not a lakeward command: {}",
+            words.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3, "scheduler, worker and web");
 }
