@@ -151,12 +151,8 @@ async fn answer(console: &Console, sql: &str, args: &SqlArgs) -> anyhow::Result<
 /// Prints `e`, pointing at the position of a syntax error in `sql`.
 fn show_error(sql: &str, e: &QueryError) -> anyhow::Result<bool> {
     eprintln!("error: {e}");
-    if let QueryError::Syntax { line, column, .. } = e {
-        if let Some(text) =
-            sql.lines().nth((*line as usize).saturating_sub(1)).filter(|_| *line > 0)
-        {
-            eprintln!("  {text}\n  {}^", " ".repeat((*column as usize).saturating_sub(1)));
-        }
+    if let Some((text, caret)) = e.pointer(sql) {
+        eprintln!("  {text}\n  {caret}");
     }
     Ok(false)
 }

@@ -292,15 +292,7 @@ fn show_answer(view: &mut SqlPage, query: &PageQuery, answer: &Answer, page_numb
 }
 
 fn error_view(sql: &str, e: &QueryError) -> ErrorView {
-    let line = match e {
-        QueryError::Syntax { line, column, .. } if *line > 0 => {
-            sql.lines().nth(*line as usize - 1).map(|text| {
-                (text.to_string(), format!("{}^", " ".repeat((*column as usize).saturating_sub(1))))
-            })
-        }
-        _ => None,
-    };
-    ErrorView { message: e.to_string(), line }
+    ErrorView { message: e.to_string(), line: e.pointer(sql) }
 }
 
 /// `bronze.orders (table, snapshot 42): 1 of 365 files, 12 KB of 4 MB, pruned by …`.

@@ -65,6 +65,15 @@ pub enum QueryError {
 }
 
 impl QueryError {
+    /// For a syntax error with a position: the line of `sql` it is on, and a caret under the
+    /// column (`"   ^"`).
+    pub fn pointer(&self, sql: &str) -> Option<(String, String)> {
+        let QueryError::Syntax { line, column, .. } = self else { return None };
+        let text = sql.lines().nth(usize::try_from(*line).ok()?.checked_sub(1)?)?;
+        let indent = usize::try_from(*column).unwrap_or(1).saturating_sub(1);
+        Some((text.to_string(), format!("{}^", " ".repeat(indent))))
+    }
+
     /// Whether the query, or lakeward's state, is at fault: only a transient failure is worth
     /// running again unchanged.
     pub fn class(&self) -> ErrorClass {
