@@ -29,6 +29,7 @@ pub mod dag;
 pub mod domain;
 pub mod jobs;
 pub mod lake;
+pub mod notifications;
 pub mod process;
 pub mod random;
 pub mod runtime;

@@ -1,7 +1,7 @@
-//! Process wiring: the pieces a scheduler, a worker or `standalone` (scheduler + worker + web
-//! server in one process) are built from. Shutdown signals and process identity live in
-//! [`crate::process`], below the scheduler and workers; they are re-exported here for the
-//! layers above.
+//! Process wiring: the pieces a scheduler (with its notification delivery), a worker or
+//! `standalone` (scheduler + worker + web server in one process) are built from. Shutdown
+//! signals and process identity live in [`crate::process`], below the scheduler and workers;
+//! they are re-exported here for the layers above.
 
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::jobs::Registry;
 use crate::lake::tables::TablesHandle;
 use crate::lake::Warehouse;
+use crate::notifications::Delivery;
 use crate::scheduler::{Scheduler, SchedulerOptions};
 use crate::store::Store;
 use crate::versions::DagVersions;
@@ -54,6 +55,15 @@ impl Components {
             SchedulerOptions::from_config(&self.config),
         )
         .with_tables(self.tables())
+    }
+
+    /// Notification delivery, which runs beside each scheduler.
+    pub fn delivery(&self) -> Delivery {
+        Delivery::new(
+            self.store.clone(),
+            self.config.channels.clone(),
+            self.config.notifications.clone(),
+        )
     }
 
     pub fn worker(&self) -> Worker {

@@ -90,6 +90,7 @@ async fn run_until_terminated(c: Components, parts: Parts) -> anyhow::Result<Exi
     let mut tasks = Vec::new();
     if parts.scheduler {
         tasks.push(spawn_owned(c.scheduler().run(shutdown.clone())));
+        tasks.push(spawn_owned(c.delivery().run(shutdown.clone())));
     }
     if parts.worker {
         tasks.push(spawn_owned(c.worker().run(shutdown.clone())));

@@ -23,7 +23,22 @@ pub fn problems(config: &Config, origin: &dyn Fn(&str) -> String) -> Vec<String>
             problem(&format!("pools.{name}"), "= 0: a pool needs at least one slot".into());
         }
     }
+    for (name, spec) in &config.channels {
+        for text in spec.problems() {
+            problem(&format!("channels.{name}"), format!(": {text}"));
+        }
+    }
+    if config.notifications.max_attempts == 0 {
+        problem("notifications.max_attempts", "= 0: a message needs at least one attempt".into());
+    }
+    if !(config.notifications.base_url.starts_with("http://")
+        || config.notifications.base_url.starts_with("https://"))
+    {
+        problem("notifications.base_url", "must start with http:// or https://".into());
+    }
     let durations = [
+        ("notifications.retry_delay", config.notifications.retry_delay),
+        ("notifications.timeout", config.notifications.timeout),
         ("scheduler.poll_interval", config.scheduler.poll_interval),
         ("scheduler.dag_refresh_interval", config.scheduler.dag_refresh_interval),
         ("scheduler.heartbeat_timeout", config.scheduler.heartbeat_timeout),

@@ -55,8 +55,9 @@ fn collect_settings<'a>(
     out: &mut Vec<(Vec<String>, &'a Value)>,
 ) {
     match value {
-        // Pools are a map with names of the user's choosing: handled apart.
-        Value::Object(map) if path.first().is_none_or(|p| p != "pools") => {
+        // Pools are a map with names of the user's choosing: handled apart. Channels are
+        // set in the file only (their secrets come from variables they name).
+        Value::Object(map) if path.first().is_none_or(|p| p != "pools" && p != "channels") => {
             for (key, inner) in map {
                 path.push(key.clone());
                 collect_settings(inner, path, out);

@@ -50,6 +50,11 @@ pub struct Config {
     pub catalog: CatalogConfig,
     pub kafka: KafkaConfig,
     pub sql: SqlConfig,
+    /// How notifications are delivered (`[notifications]`).
+    pub notifications: crate::notifications::NotificationSettings,
+    /// Named notification channels (`[channels.ops] kind = "slack"`), which DAGs name in
+    /// `on_failure`, `on_retry` and `on_success`.
+    pub channels: std::collections::BTreeMap<String, crate::notifications::ChannelSpec>,
 }
 
 /// The SQL console (`lakeward sql`, the SQL page, `POST /api/v1/sql`).
@@ -144,6 +149,8 @@ impl Default for Config {
             catalog: CatalogConfig::default(),
             kafka: KafkaConfig::default(),
             sql: SqlConfig::default(),
+            notifications: Default::default(),
+            channels: Default::default(),
         }
     }
 }

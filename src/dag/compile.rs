@@ -21,7 +21,7 @@ use super::diagnostic::Reporter;
 use super::template::quoting_at;
 use super::{
     graph, template, Backoff, Dag, Deadline, DeadlineFrom, Diagnostic, ParamSpec, ParamType,
-    RunRetention, Task, TriggerRule,
+    RunRetention, Subscriptions, Task, TriggerRule,
 };
 use crate::domain::{AssetRef, DEFAULT_QUEUE};
 use crate::jobs::{Quoting, Registry};
@@ -41,6 +41,9 @@ const DAG_FIELDS: &[&str] = &[
     "keep_runs",
     "deadline",
     "paused_on_creation",
+    "on_failure",
+    "on_success",
+    "on_retry",
     "tags",
     "params",
     "defaults",
@@ -59,6 +62,9 @@ const COMMON_TASK_FIELDS: &[&str] = &[
     "timeout",
     "queue",
     "pool",
+    "on_failure",
+    "on_retry",
+    "on_success",
     "description",
 ];
 
@@ -129,6 +135,7 @@ pub fn compile(
     let keep_runs = c.take_with("keep_runs", RunRetention::parse);
     let deadline = c.deadline();
     let paused_on_creation = c.take::<bool>("paused_on_creation").unwrap_or(false);
+    let notify = c.run_subscriptions();
     let max_active_tasks = c.take_with("max_active_tasks", positive);
     let tags = c.take::<Vec<String>>("tags").unwrap_or_default();
     let params = c.params();
@@ -158,6 +165,7 @@ pub fn compile(
         keep_runs,
         deadline,
         paused_on_creation,
+        notify,
         tags,
         params,
         tasks,
@@ -196,11 +204,24 @@ struct Settings {
     timeout: Option<Duration>,
     queue: Option<String>,
     pool: Option<String>,
+    on_failure: Option<Vec<String>>,
+    on_retry: Option<Vec<String>>,
+    on_success: Option<Vec<String>>,
 }
 
 /// The keys of [`Settings`].
-const SETTING_FIELDS: &[&str] =
-    &["retries", "retry_delay", "retry_backoff", "max_retry_delay", "timeout", "queue", "pool"];
+const SETTING_FIELDS: &[&str] = &[
+    "retries",
+    "retry_delay",
+    "retry_backoff",
+    "max_retry_delay",
+    "timeout",
+    "queue",
+    "pool",
+    "on_failure",
+    "on_retry",
+    "on_success",
+];
 
 struct Compiler<'a> {
     rep: Reporter<'a>,
@@ -459,9 +480,49 @@ impl<'a> Compiler<'a> {
             "timeout" => settings.timeout = self.decode_with(value, duration).or(settings.timeout),
             "queue" => settings.queue = self.decode(value).or(settings.queue.take()),
             "pool" => settings.pool = self.decode(value).or(settings.pool.take()),
+            "on_failure" => {
+                settings.on_failure = self.channels(value).or(settings.on_failure.take())
+            }
+            "on_retry" => settings.on_retry = self.channels(value).or(settings.on_retry.take()),
+            "on_success" => {
+                settings.on_success = self.channels(value).or(settings.on_success.take())
+            }
             _ => return false,
         }
         true
+    }
+
+    /// Channel names: `"ops"` or `["ops", "team"]`.
+    fn channels(&mut self, value: &Value<'a>) -> Option<Vec<String>> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Names {
+            One(String),
+            Many(Vec<String>),
+        }
+        let names = match self.decode::<Names>(value)? {
+            Names::One(name) => vec![name],
+            Names::Many(names) => names,
+        };
+        for name in &names {
+            self.check_identifier("channel name", name, value.span());
+        }
+        Some(names)
+    }
+
+    /// The DAG's own `on_failure` (a failed run, a missed deadline) and `on_success`;
+    /// `on_retry` belongs to tasks.
+    fn run_subscriptions(&mut self) -> Subscriptions {
+        if let Some((key, _)) = self.fields.shift_remove("on_retry") {
+            self.rep.error(key, "runs are not retried: set on_retry in [defaults] or on a task");
+        }
+        let take = |c: &mut Self, field: &str| match c.fields.shift_remove(field) {
+            Some((_, value)) => c.channels(&value).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let on_failure = take(self, "on_failure");
+        let on_success = take(self, "on_success");
+        Subscriptions { on_failure, on_retry: Vec::new(), on_success }
     }
 
     fn defaults(&mut self) -> Settings {
@@ -576,6 +637,11 @@ impl<'a> Compiler<'a> {
             timeout: settings.timeout,
             queue: settings.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_string()),
             pool: settings.pool,
+            notify: Subscriptions {
+                on_failure: settings.on_failure.unwrap_or_default(),
+                on_retry: settings.on_retry.unwrap_or_default(),
+                on_success: settings.on_success.unwrap_or_default(),
+            },
             config,
         };
         Some((spans, task))

@@ -60,6 +60,8 @@ pub struct Dag {
     /// Whether the DAG is paused when the database first hears of it (Airflow's
     /// `is_paused_upon_creation`); later changes of the file leave the flag alone.
     pub paused_on_creation: bool,
+    /// Channels told when a run fails (or misses its deadline) or succeeds.
+    pub notify: Subscriptions,
     pub tags: Vec<String>,
     pub params: IndexMap<String, ParamSpec>,
     /// Tasks in the order the file declares them.
@@ -87,6 +89,8 @@ pub struct Task {
     /// Named pool (defined in `lakeward.toml`) whose slots bound how many tasks using it run
     /// at once, across all DAGs.
     pub pool: Option<String>,
+    /// Channels told when a try fails and is retried, when the task fails, when it succeeds.
+    pub notify: Subscriptions,
     /// The kind-specific fields, with their templates not yet rendered.
     pub config: toml::Table,
 }
@@ -109,6 +113,22 @@ impl Task {
                 self.retry_delay.saturating_mul(1u32 << doublings.min(31)).min(max)
             }
         }
+    }
+}
+
+/// The notification channels (`[channels.<name>]` in `lakeward.toml`) told of a task's or a
+/// run's events: `on_failure` (and a missed deadline, for a run), `on_retry` (tasks only),
+/// `on_success`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subscriptions {
+    pub on_failure: Vec<String>,
+    pub on_retry: Vec<String>,
+    pub on_success: Vec<String>,
+}
+
+impl Subscriptions {
+    pub fn is_empty(&self) -> bool {
+        self.on_failure.is_empty() && self.on_retry.is_empty() && self.on_success.is_empty()
     }
 }
 
@@ -254,6 +274,36 @@ mod tests {
         assert_eq!(waits, [10, 20, 40, 60, 60]);
         let fixed = Task { retry_backoff: Backoff::Fixed, ..task.clone() };
         assert_eq!(fixed.retry_delay_after(4).as_secs(), 10);
+    }
+
+    #[test]
+    fn notification_channels_for_runs_and_tasks() {
+        let source = "on_failure = \"ops\"\non_success = [\"team\"]\n\
+                      [defaults]\non_failure = [\"ops\", \"pager\"]\n\
+                      [tasks.a]\nkind = \"noop\"\non_retry = \"team\"\n\
+                      [tasks.b]\nkind = \"noop\"\non_failure = []\non_success = \"team\"\n";
+        let dag = compile("t.toml", source, "t", &crate::jobs::Registry::builtin()).unwrap();
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(dag.notify.on_failure, names(&["ops"]));
+        assert_eq!(dag.notify.on_success, names(&["team"]));
+        let a = &dag.tasks["a"].notify;
+        assert_eq!(
+            (a.on_failure.clone(), a.on_retry.clone()),
+            (names(&["ops", "pager"]), names(&["team"]))
+        );
+        let b = &dag.tasks["b"].notify;
+        assert!(b.on_failure.is_empty() && b.on_success == names(&["team"]));
+
+        for (bad, says) in [
+            ("on_retry = \"ops\"\n", "runs are not retried"),
+            ("on_failure = \"no spaces\"\n", "invalid channel name"),
+            ("on_failure = 3\n", "did not match any variant"),
+        ] {
+            let source = format!("{bad}[tasks.t]\nkind = \"noop\"\n");
+            let errors = compile("t.toml", &source, "t", &crate::jobs::Registry::builtin());
+            let text: Vec<String> = errors.unwrap_err().iter().map(ToString::to_string).collect();
+            assert!(text.join("\n").contains(says) && text[0].starts_with("t.toml:1:"), "{text:?}");
+        }
     }
 
     #[test]

@@ -1,15 +1,18 @@
 //! Deadlines (`deadline = "2h"` in a DAG file, after the run was queued, or `{ within = "26h",
-//! after = "logical_date" }`): a run still queued or running then has missed its deadline. The miss is recorded once, by whichever scheduler
-//! sees it first, logged, shown on the run page and counted in `/metrics`, where an alert rule
-//! picks it up. The run itself carries on.
+//! after = "logical_date" }`): a run still queued or running then has missed its deadline.
+//! The miss is recorded once, by whichever scheduler sees it first, logged, shown on the run
+//! page and counted in `/metrics`, where an alert rule picks it up; the DAG's `on_failure`
+//! channels are told, in the same transaction. The run itself carries on.
 
-use crate::dag::{Deadline, DeadlineFrom};
-use crate::store::{runs, RunRow, Store, StoreError};
-use crate::time::Micros;
+use crate::dag::{Dag, Deadline, DeadlineFrom};
+use crate::notifications::queue;
+use crate::store::{notifications, runs, RunRow, Store, StoreError};
+use crate::time::{from_micros, Micros};
 
 /// Records `run`'s missed `deadline` if it is past at `now` and not recorded yet.
 pub async fn check(
     store: &Store,
+    dag: &Dag,
     run: &RunRow,
     deadline: Deadline,
     now: Micros,
@@ -22,7 +25,14 @@ pub async fn check(
     if run.deadline_missed_at.is_some() || now < from.saturating_add(within) {
         return Ok(());
     }
-    if runs::record_missed_deadline(store.write(), run.pk, now).await? {
+    let mut tx = store.begin().await?;
+    let recorded = runs::record_missed_deadline(&mut *tx, run.pk, now).await?;
+    if recorded {
+        let messages = queue::for_missed_deadline(dag, run, from_micros(now));
+        notifications::enqueue(&mut tx, &messages, now).await?;
+    }
+    tx.commit().await?;
+    if recorded {
         tracing::warn!(
             dag = %run.dag_id,
             run = %run.run_id,

@@ -31,8 +31,10 @@ use crate::dag::{Dag, RunRetention};
 use crate::domain::{RunState, RunType, TaskState};
 use crate::jobs::Stream;
 use crate::lake::tables::TablesHandle;
+use crate::notifications::queue;
 use crate::process::{process_id, Shutdown};
 use crate::schedule::{DataInterval, Timetable};
+use crate::store::notifications::{self as store_notifications, NewNotification};
 use crate::store::{dags, logs, processes, runs, tasks};
 use crate::store::{DagRecord, RunRow, Store, StoreError, TaskOutcome, TaskStateRow};
 use crate::time::{from_micros, to_micros, Micros};
@@ -402,19 +404,18 @@ impl Scheduler {
                 continue;
             }
             let run = runs::by_pk(self.store.read(), ti.run_pk).await?;
-            let retry_delay = match &run {
+            let task = match &run {
                 Some(run) => match self.versions.get(&run.dag_id, &run.version).await {
-                    Ok(dag) => {
-                        dag.tasks.get(&ti.task_id).map(|t| t.retry_delay_after(ti.try_number))
-                    }
+                    Ok(dag) => dag.tasks.get(&ti.task_id).cloned(),
                     Err(_) => None,
                 },
                 None => None,
             };
+            let retry_delay = task.as_ref().map(|t| t.retry_delay_after(ti.try_number));
             let worker = ti.worker_id.clone().unwrap_or_default();
             let error =
                 format!("worker {worker} stopped heartbeating; try {} abandoned", ti.try_number);
-            let outcome = TaskOutcome::failure(
+            let mut outcome = TaskOutcome::failure(
                 ti.try_number,
                 ti.max_tries,
                 retry_delay,
@@ -422,6 +423,11 @@ impl Scheduler {
                 None,
                 now,
             );
+            if let (Some(task), Some(run)) = (&task, &run) {
+                let at = from_micros(now);
+                outcome.notifications =
+                    queue::for_try(task, run, ti.try_number, ti.max_tries, &outcome, at);
+            }
             // Applies only if no heartbeat arrived since the one judged.
             if tasks::fail_stale(self.store.write(), &ti, &outcome, heartbeat + 1, now).await? {
                 tracing::warn!(dag = %ti.dag_id, task = %ti.task_id, "{error}");
@@ -452,7 +458,7 @@ impl Scheduler {
                 }
             };
             if let Some(limit) = dag.deadline {
-                deadline::check(&self.store, &run, limit, now).await?;
+                deadline::check(&self.store, &dag, &run, limit, now).await?;
             }
             if run.state == RunState::Queued {
                 let count = active.entry(run.dag_id.clone()).or_default();
@@ -519,7 +525,9 @@ impl Scheduler {
             upstream_failed.extend(plan.upstream_failed.iter().filter_map(id_of));
             skipped.extend(plan.skipped.iter().filter_map(id_of));
             if let Some(state) = plan.finished {
-                finished.push((run, state));
+                let failed = tis.iter().filter(|t| t.state == TaskState::Failed);
+                let failed = failed.map(|t| t.task_id.clone()).collect();
+                finished.push((run, dag, state, failed));
             }
         }
         for (id, error) in &unschedulable {
@@ -530,12 +538,35 @@ impl Scheduler {
         tasks::settle(self.store.write(), &skipped, TaskState::Skipped, now).await?;
         let queued = tasks::queue(self.store.write(), &to_queue, now).await?
             + tasks::requeue_retries(self.store.write(), &retries, now).await?;
-        for (run, state) in finished {
-            if runs::set_state(self.store.write(), run.pk, RunState::Running, state, now).await? {
+        for (run, dag, state, failed_tasks) in finished {
+            let notifications = queue::for_run_end(dag, run, state, failed_tasks, from_micros(now));
+            if self.end_run(run, state, &notifications, now).await? {
                 tracing::info!(dag = %run.dag_id, run = %run.run_id, "run finished: {state}");
             }
         }
         Ok(queued)
+    }
+
+    /// Moves a running run to its final `state`, queueing `notifications` with the change.
+    /// Returns whether it applied (another scheduler may have ended the run first).
+    async fn end_run(
+        &self,
+        run: &RunRow,
+        state: RunState,
+        notifications: &[NewNotification],
+        now: Micros,
+    ) -> Result<bool, StoreError> {
+        if notifications.is_empty() {
+            return runs::set_state(self.store.write(), run.pk, RunState::Running, state, now)
+                .await;
+        }
+        let mut tx = self.store.begin().await?;
+        let ended = runs::set_state(&mut *tx, run.pk, RunState::Running, state, now).await?;
+        if ended {
+            store_notifications::enqueue(&mut tx, notifications, now).await?;
+        }
+        tx.commit().await?;
+        Ok(ended)
     }
 }
 

@@ -6,7 +6,8 @@
 //! components react to each other's writes without polling.
 //!
 //! The statements live in one module per aggregate ([`runs`], [`tasks`], [`dags`], [`logs`],
-//! [`lineage`], [`assets`], [`processes`], [`users`], [`stats`], [`catalog`]) as free functions that take
+//! [`lineage`], [`assets`], [`processes`], [`users`], [`stats`], [`catalog`],
+//! [`notifications`], [`queries`]) as free functions that take
 //! the executor they run on: `store.read()` for plain reads, `store.write()` for writes, or an
 //! open transaction (`&mut *tx` from [`Store::begin`]) to compose several atomically. A function
 //! that runs several statements opens its own transaction on what it is given (a savepoint
@@ -28,6 +29,7 @@ pub mod lineage;
 pub mod logs;
 pub mod metrics;
 mod model;
+pub mod notifications;
 mod notify;
 pub mod processes;
 pub mod queries;

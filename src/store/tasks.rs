@@ -51,6 +51,8 @@ pub struct TaskOutcome {
     pub lineage: Vec<LineageRecord>,
     /// Metrics the job reported.
     pub metrics: Vec<MetricSample>,
+    /// Messages to queue if this outcome is recorded (the task's `on_*` channels).
+    pub notifications: Vec<super::notifications::NewNotification>,
 }
 
 /// Ids per `IN (…)` list.
@@ -499,7 +501,9 @@ async fn end_try(
         .await?;
     super::lineage::insert(tx, ti_id, try_number, &outcome.lineage).await?;
     super::assets::record_dataset_versions(tx, &outcome.lineage, now).await?;
-    super::metrics::record(tx, &outcome.metrics, now).await
+    super::metrics::record(tx, &outcome.metrics, now).await?;
+    super::notifications::enqueue(tx, &outcome.notifications, now).await?;
+    Ok(())
 }
 
 impl TaskOutcome {
@@ -513,6 +517,7 @@ impl TaskOutcome {
             cancelled: false,
             lineage: Vec::new(),
             metrics: Vec::new(),
+            notifications: Vec::new(),
         }
     }
 
@@ -536,6 +541,7 @@ impl TaskOutcome {
             cancelled: true,
             lineage: Vec::new(),
             metrics: Vec::new(),
+            notifications: Vec::new(),
         }
     }
 
@@ -565,6 +571,7 @@ impl TaskOutcome {
             cancelled: false,
             lineage: Vec::new(),
             metrics: Vec::new(),
+            notifications: Vec::new(),
         }
     }
 }

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::AppState;
 use crate::domain::MetricSample;
-use crate::store::{metrics, runs, stats};
+use crate::store::{metrics, notifications, runs, stats};
 use crate::store::{StateTable, DURATION_BUCKETS};
 use crate::time::now_micros;
 
@@ -49,6 +49,15 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     );
     let missed = runs::count_missed_deadlines(store.read()).await?;
     let _ = writeln!(out, "lakeward_dag_runs_missed_deadline {missed}");
+    header(
+        &mut out,
+        "lakeward_notifications",
+        "gauge",
+        "Queued notifications by delivery state (pending, sending, sent, failed).",
+    );
+    for (state, n) in notifications::count_by_state(store.read()).await? {
+        let _ = writeln!(out, "lakeward_notifications{{state=\"{}\"}} {n}", label(&state));
+    }
     header(&mut out, "lakeward_import_errors", "gauge", "DAG files that failed to load.");
     let _ =
         writeln!(out, "lakeward_import_errors {}", stats::count_import_errors(store.read()).await?);

@@ -22,7 +22,7 @@ use crate::domain::{RunState, TaskState};
 use crate::schedule::Schedule;
 use crate::scheduler::control;
 use crate::scheduler::trigger::{create_run, RunRequest, TriggerError};
-use crate::store::{assets, dags, logs, runs, stats, tasks};
+use crate::store::{assets, dags, logs, notifications, runs, stats, tasks};
 use crate::store::{RunRow, TryRow};
 use crate::time::display;
 
@@ -461,6 +461,11 @@ pub async fn run(
         deadline_missed: run.deadline_missed_at.map(display),
         triggers: run_triggers(&state, &run).await?,
         tasks: instances.iter().map(|ti| TaskRow::of(&run, ti)).collect(),
+        notifications: notifications::of_run(state.store.read(), &run.dag_id, &run.run_id)
+            .await?
+            .iter()
+            .map(NotificationView::of)
+            .collect(),
         live: is_live(run.state),
     })
 }

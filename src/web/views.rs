@@ -439,7 +439,36 @@ pub struct RunPage {
     /// The table snapshots and dataset versions that triggered a run on data.
     pub triggers: Vec<RunTriggerView>,
     pub tasks: Vec<TaskRow>,
+    /// The messages queued about this run, and how their delivery went.
+    pub notifications: Vec<NotificationView>,
     pub live: bool,
+}
+
+/// One queued notification on the run page.
+pub struct NotificationView {
+    pub channel: String,
+    pub event: String,
+    pub task: String,
+    pub state: String,
+    pub attempts: i64,
+    pub queued: String,
+    pub sent: String,
+    pub error: String,
+}
+
+impl NotificationView {
+    pub fn of(row: &crate::store::notifications::NotificationRow) -> NotificationView {
+        NotificationView {
+            channel: row.channel.clone(),
+            event: row.event.replace('_', " "),
+            task: row.task_id.clone().unwrap_or_default(),
+            state: row.state.clone(),
+            attempts: row.attempts,
+            queued: display(row.created_at),
+            sent: time_text(row.sent_at),
+            error: row.last_error.clone().unwrap_or_default(),
+        }
+    }
 }
 
 /// One try of a task instance: its link (to its log) and timing.

@@ -12,14 +12,17 @@ use crate::dag::template::{self, RunInfo};
 use crate::dag::Task;
 use crate::domain::AssetKind;
 use crate::jobs::{JobContext, JobError, LogSink, Outputs};
+use crate::notifications::queue;
 use crate::store::assets::{self, RunTrigger};
+use crate::store::notifications::NewNotification;
 use crate::store::tasks;
 use crate::store::{ClaimedTask, RunRow, TaskOutcome};
 use crate::time::{from_micros, now_micros};
 
 /// Runs the try and records its outcome (then marks it recorded), then wakes the scheduler.
 pub(super) async fn execute(worker: Arc<Worker>, task: ClaimedTask, controls: TryControls) {
-    let outcome = run_try(&worker, &task, &controls).await;
+    let mut outcome = run_try(&worker, &task, &controls).await;
+    outcome.notifications = notifications_for(&worker, &task, &outcome).await;
     record(&worker, &task, &outcome).await;
     controls.recorded.store(true, Ordering::Release);
     worker.store.wake_scheduler().await;
@@ -47,6 +50,22 @@ async fn record(worker: &Worker, task: &ClaimedTask, outcome: &TaskOutcome) {
             }
         }
     }
+}
+
+/// The messages the task's `on_*` settings ask for, given how the try ended (none if its DAG
+/// version cannot be read: the failure is then in the try's log).
+async fn notifications_for(
+    worker: &Worker,
+    claimed: &ClaimedTask,
+    outcome: &TaskOutcome,
+) -> Vec<NewNotification> {
+    let Ok(Some(run)) = worker.run_of(claimed).await else { return Vec::new() };
+    let Ok(dag) = worker.versions.get(&run.dag_id, &run.version).await else {
+        return Vec::new();
+    };
+    let Some(task) = dag.tasks.get(&claimed.task_id) else { return Vec::new() };
+    let (try_number, max_tries) = (claimed.try_number, claimed.max_tries);
+    queue::for_try(task, &run, try_number, max_tries, outcome, chrono::Utc::now())
 }
 
 /// What a try needs before it can start.

@@ -663,6 +663,7 @@ async fn a_run_past_its_deadline_is_recorded_once_and_carries_on() {
             r#"
             id = "late"
             deadline = { within = "1s", after = "logical_date" }
+            on_failure = "ops"
             [tasks.slow]
             kind = "shell"
             command = "sleep 3"
@@ -687,6 +688,12 @@ async fn a_run_past_its_deadline_is_recorded_once_and_carries_on() {
         assert_eq!(done.state, RunState::Success, "a missed deadline does not stop the run");
         assert_eq!(done.deadline_missed_at, Some(missed), "recorded once");
         assert_eq!(runs::count_missed_deadlines(harness.store.read()).await.unwrap(), 1);
+        // `on_failure` is told (once: the run's success afterwards is told to nobody).
+        let told =
+            lakeward::store::notifications::of_run(harness.store.read(), "late", &run.run_id);
+        let told: Vec<(String, String)> =
+            told.await.unwrap().into_iter().map(|n| (n.event, n.channel)).collect();
+        assert_eq!(told, [("deadline_missed".to_string(), "ops".to_string())]);
         // The run page says so.
         let state = lakeward::web::AppState::new(
             harness.store.clone(),
@@ -702,6 +709,8 @@ async fn a_run_past_its_deadline_is_recorded_once_and_carries_on() {
         let request = common::web::api_request(axum::http::Method::GET, &path, &token, None);
         let page = common::web::send(&router, request).await;
         assert!(page.body.contains("id=\"run-deadline\""), "{}", page.body);
+        assert!(page.body.contains("id=\"notifications\""), "{}", page.body);
+        assert!(page.body.contains("deadline missed"), "{}", page.body);
 
         let on_time = common::dag(
             r#"

@@ -150,7 +150,7 @@ async fn prometheus_scrapes_lakeward_and_evaluates_the_alert_rules() {
         let rules = client.get(format!("{prometheus}/api/v1/rules")).send().await.unwrap();
         let rules: Value = rules.json().await.unwrap();
         let rules = rules["data"]["groups"][0]["rules"].as_array().cloned().unwrap_or_default();
-        rules.len() == 7 && rules.iter().all(|r| r["health"] == "ok")
+        rules.len() == 8 && rules.iter().all(|r| r["health"] == "ok")
     })
     .await;
     // Every query of the Grafana dashboard is valid PromQL over what lakeward exports.
