@@ -101,6 +101,7 @@ async fn measure(backend: &str, url: &str) {
     let (stop, shutdown) = shutdown_channel();
     let scheduler_options = SchedulerOptions {
         pools: Default::default(),
+        max_map_length: 1024,
         dags_folder: None,
         create_scheduled_runs: false,
         poll_interval: Duration::from_secs(1),

@@ -119,6 +119,7 @@ impl Bench {
             versions.clone(),
             SchedulerOptions {
                 pools: Default::default(),
+                max_map_length: 1024,
                 dags_folder: Some(folder),
                 create_scheduled_runs: true,
                 poll_interval: Duration::from_millis(200),

@@ -80,6 +80,16 @@ impl TaskState {
         )
     }
 
+    /// One state standing for the instances of a mapped task: the least advanced of them
+    /// (running before waiting, failures before successes); `None` for no instances.
+    pub fn summary(states: impl IntoIterator<Item = TaskState>) -> Option<TaskState> {
+        use TaskState::*;
+        const PRECEDENCE: [TaskState; 8] =
+            [Running, Queued, UpForRetry, Scheduled, Failed, UpstreamFailed, Success, Skipped];
+        let states: Vec<TaskState> = states.into_iter().collect();
+        PRECEDENCE.into_iter().find(|s| states.contains(s))
+    }
+
     /// Whether the scheduler or a worker may move an instance from `self` to `next` (what a
     /// user does by hand, marking or clearing, is not bound by this).
     pub fn can_become(self, next: TaskState) -> bool {

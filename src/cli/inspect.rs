@@ -48,7 +48,7 @@ pub async fn task_logs(
     let run = runs::get(store.read(), dag_id, run_id)
         .await?
         .ok_or_else(|| anyhow!("no run `{run_id}` of DAG `{dag_id}`"))?;
-    let ti = tasks::get(store.read(), run.pk, task_id)
+    let ti = tasks::get_named(store.read(), run.pk, task_id)
         .await?
         .ok_or_else(|| anyhow!("run `{run_id}` has no task `{task_id}`"))?;
     let mut after = 0;

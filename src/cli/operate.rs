@@ -68,7 +68,7 @@ pub async fn mark_task(
     state: &str,
 ) -> anyhow::Result<ExitCode> {
     let (c, run) = open_run(config, dag_id, run_id).await?;
-    let ti = tasks::get(c.store.read(), run.pk, task_id)
+    let ti = tasks::get_named(c.store.read(), run.pk, task_id)
         .await?
         .ok_or_else(|| anyhow!("run `{run_id}` has no task `{task_id}`"))?;
     let state = if state == "success" { TaskState::Success } else { TaskState::Failed };

@@ -101,6 +101,8 @@ pub struct SchedulerConfig {
     /// A running task whose worker has not heartbeated for this long is failed and retried.
     #[serde(with = "serde_duration")]
     pub heartbeat_timeout: Duration,
+    /// Most instances a mapped task (`for_each`) may expand into; a longer list fails it.
+    pub max_map_length: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -161,6 +163,7 @@ impl Default for SchedulerConfig {
             poll_interval: Duration::from_secs(1),
             dag_refresh_interval: Duration::from_secs(2),
             heartbeat_timeout: Duration::from_secs(60),
+            max_map_length: 1024,
         }
     }
 }

@@ -20,8 +20,8 @@ use toml::Spanned;
 use super::diagnostic::Reporter;
 use super::template::quoting_at;
 use super::{
-    graph, template, Backoff, Dag, Deadline, DeadlineFrom, Diagnostic, ParamSpec, ParamType,
-    RunRetention, Subscriptions, Task, TriggerRule,
+    graph, template, Backoff, Dag, Deadline, DeadlineFrom, Diagnostic, ForEach, ParamSpec,
+    ParamType, RunRetention, Subscriptions, Task, TriggerRule,
 };
 use crate::domain::{AssetRef, DEFAULT_QUEUE};
 use crate::jobs::{Quoting, Registry};
@@ -65,6 +65,7 @@ const COMMON_TASK_FIELDS: &[&str] = &[
     "on_failure",
     "on_retry",
     "on_success",
+    "for_each",
     "description",
 ];
 
@@ -492,6 +493,26 @@ impl<'a> Compiler<'a> {
         true
     }
 
+    /// `for_each`: a list, or a template that is one expression giving a list.
+    fn for_each(&mut self, value: &Value<'a>) -> Option<ForEach> {
+        if let DeValue::String(text) = value.get_ref() {
+            return match template::single_expression(text) {
+                Ok(expr) => Some(ForEach::Expression(expr.to_string())),
+                Err(message) => {
+                    self.rep.error(value.span(), format!("for_each: {message}"));
+                    None
+                }
+            };
+        }
+        self.decode_with(value, |items: serde_json::Value| match items {
+            serde_json::Value::Array(items) => Ok(ForEach::Items(items)),
+            other => Err(format!(
+                "for_each must be a list or one expression such as \"{{{{ params.regions }}}}\", \
+                 got {other}"
+            )),
+        })
+    }
+
     /// Channel names: `"ops"` or `["ops", "team"]`.
     fn channels(&mut self, value: &Value<'a>) -> Option<Vec<String>> {
         #[derive(Deserialize)]
@@ -575,9 +596,11 @@ impl<'a> Compiler<'a> {
         let mut trigger_rule = TriggerRule::default();
         let mut settings = defaults.clone();
         let mut kind_fields = DeTable::new();
+        let mut for_each = None;
         for (key, value) in table {
             match key.get_ref().as_ref() {
                 "kind" => kind = self.decode(&value),
+                "for_each" => for_each = self.for_each(&value),
                 "depends_on" => depends_on = self.decode(&value).unwrap_or_default(),
                 "trigger_rule" => trigger_rule = self.decode(&value).unwrap_or_default(),
                 "description" => {
@@ -642,6 +665,7 @@ impl<'a> Compiler<'a> {
                 on_retry: settings.on_retry.unwrap_or_default(),
                 on_success: settings.on_success.unwrap_or_default(),
             },
+            for_each,
             config,
         };
         Some((spans, task))

@@ -91,6 +91,8 @@ pub struct Task {
     pub pool: Option<String>,
     /// Channels told when a try fails and is retried, when the task fails, when it succeeds.
     pub notify: Subscriptions,
+    /// Dynamic task mapping: one instance of the task per item of this list.
+    pub for_each: Option<ForEach>,
     /// The kind-specific fields, with their templates not yet rendered.
     pub config: toml::Table,
 }
@@ -114,6 +116,16 @@ impl Task {
             }
         }
     }
+}
+
+/// The list a mapped task runs over (`for_each`), known when the task is due to run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ForEach {
+    /// `for_each = "{{ outputs.list_files.files }}"` (or `params.regions`): an expression,
+    /// evaluated when the task's upstreams allow it to run.
+    Expression(String),
+    /// `for_each = ["eu", "us"]`.
+    Items(Vec<serde_json::Value>),
 }
 
 /// The notification channels (`[channels.<name>]` in `lakeward.toml`) told of a task's or a

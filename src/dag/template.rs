@@ -149,6 +149,29 @@ pub fn check_syntax(text: &str) -> Result<(), String> {
     env.template_from_str(text).map(|_| ()).map_err(|e| describe(&e))
 }
 
+/// The expression of a template that is one expression and nothing else (`"{{ outputs.a.files }}"`
+/// is `outputs.a.files`), checked for syntax.
+pub fn single_expression(text: &str) -> Result<&str, String> {
+    let inner = text.trim().strip_prefix("{{").and_then(|t| t.strip_suffix("}}")).map(str::trim);
+    match inner {
+        Some(expr) if !expr.is_empty() && !expr.contains("{{") && !expr.contains("}}") => {
+            let env = environment();
+            env.compile_expression(expr).map(|_| expr).map_err(|e| describe(&e))
+        }
+        _ => Err(format!(
+            "expected one expression such as \"{{{{ outputs.list_files.files }}}}\", got `{text}`"
+        )),
+    }
+}
+
+/// The value of expression `expr` with `vars` (a list stays a list, a number a number).
+pub fn evaluate(expr: &str, vars: &Value) -> Result<Value, String> {
+    let env = environment();
+    let compiled = env.compile_expression(expr).map_err(|e| describe(&e))?;
+    let value = compiled.eval(minijinja::Value::from_serialize(vars)).map_err(|e| describe(&e))?;
+    serde_json::to_value(&value).map_err(|e| e.to_string())
+}
+
 fn describe(e: &minijinja::Error) -> String {
     match e.detail() {
         Some(detail) => format!("{}: {detail}", e.kind()),

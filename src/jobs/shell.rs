@@ -8,7 +8,8 @@
 //! Template values in `command` are shell-quoted (see `dag::template`). The command does not
 //! inherit the worker's environment, which holds the database URL and storage credentials:
 //! it sees [`BASE_ENV`], the names the task lists in `inherit_env`, its own `env` and the
-//! `LAKEWARD_*` variables describing the try.
+//! `LAKEWARD_*` variables describing the try. A command publishes outputs (for downstream
+//! templates, `for_each` lists) by writing a JSON object to the file `$LAKEWARD_OUTPUTS`.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -48,7 +49,7 @@ pub struct Shell;
 impl Job for Shell {
     const KIND: &'static str = "shell";
     type Config = ShellConfig;
-    type Output = ();
+    type Output = super::Outputs;
     const QUOTED_FIELDS: &'static [(&'static str, Quoting)] = &[("command", Quoting::Shell)];
 
     fn validate(&self, config: &ShellConfig, _stage: Stage) -> Vec<String> {
@@ -59,7 +60,8 @@ impl Job for Shell {
         }
     }
 
-    async fn run(&self, config: ShellConfig, ctx: JobContext) -> Result<(), JobError> {
+    async fn run(&self, config: ShellConfig, ctx: JobContext) -> Result<super::Outputs, JobError> {
+        let outputs = OutputsFile::new();
         let mut command = Command::new("sh");
         let inherited =
             BASE_ENV.iter().copied().chain(config.inherit_env.iter().map(String::as_str));
@@ -73,6 +75,7 @@ impl Job for Shell {
             .env("LAKEWARD_RUN_ID", &ctx.run_id)
             .env("LAKEWARD_TASK_ID", &ctx.task_id)
             .env("LAKEWARD_TRY_NUMBER", ctx.try_number.to_string())
+            .env("LAKEWARD_OUTPUTS", &outputs.0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -107,7 +110,7 @@ impl Job for Shell {
             return Err(JobError::Cancelled(format!("the command was stopped ({status})")));
         }
         match status.code() {
-            Some(0) => Ok(()),
+            Some(0) => outputs.read(),
             Some(code) => Err(JobError::Exit { code }),
             None => Err(JobError::Failed(format!("command was killed ({status})"))),
         }
@@ -152,6 +155,48 @@ fn write_line(log: &LogSink, kind: Stream, line: &mut Vec<u8>, dropped: &mut usi
     log.write(kind, cap_line(text, *dropped));
     line.clear();
     *dropped = 0;
+}
+
+/// Largest outputs file read.
+const MAX_OUTPUTS_BYTES: u64 = 1024 * 1024;
+
+/// The file a command writes its outputs to (`$LAKEWARD_OUTPUTS`); removed when dropped.
+struct OutputsFile(PathBuf);
+
+impl OutputsFile {
+    fn new() -> OutputsFile {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("lakeward-outputs-{}-{n}.json", std::process::id());
+        OutputsFile(std::env::temp_dir().join(name))
+    }
+
+    /// The JSON object the command wrote, or no outputs if it wrote nothing.
+    fn read(&self) -> Result<super::Outputs, JobError> {
+        let size = std::fs::metadata(&self.0).map(|m| m.len()).unwrap_or(0);
+        if size == 0 {
+            return Ok(super::Outputs::new());
+        }
+        if size > MAX_OUTPUTS_BYTES {
+            return Err(JobError::Failed(format!(
+                "$LAKEWARD_OUTPUTS holds {size} bytes, more than {MAX_OUTPUTS_BYTES}"
+            )));
+        }
+        let text = std::fs::read_to_string(&self.0)
+            .map_err(|e| JobError::Failed(format!("reading $LAKEWARD_OUTPUTS: {e}")))?;
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(serde_json::Value::Object(outputs)) => Ok(outputs),
+            Ok(_) => Err(JobError::Failed("$LAKEWARD_OUTPUTS must hold a JSON object".into())),
+            Err(e) => Err(JobError::Failed(format!("$LAKEWARD_OUTPUTS is not JSON: {e}"))),
+        }
+    }
+}
+
+impl Drop for OutputsFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// The command's process group, killed when the command ends or the task is dropped.

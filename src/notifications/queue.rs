@@ -10,10 +10,12 @@ use crate::domain::{RunState, TaskState};
 use crate::store::notifications::NewNotification;
 use crate::store::{RunRow, TaskOutcome};
 
-/// The messages for try `try_number` of `task` ending with `outcome`. A try stopped (not
-/// failed) tells nobody: it is retried at once.
+/// The messages for try `try_number` of `task` (the instance named `name`: the task id, or
+/// `task[3]` when mapped) ending with `outcome`. A try stopped (not failed) tells nobody: it
+/// is retried at once.
 pub fn for_try(
     task: &Task,
+    name: &str,
     run: &RunRow,
     try_number: i64,
     max_tries: i64,
@@ -31,7 +33,7 @@ pub fn for_try(
         return Vec::new();
     }
     let message = Message::run(event, &run.dag_id, &run.run_id, Vec::new(), at);
-    let message = message.about_try(&task.id, try_number, max_tries, outcome.error.as_deref());
+    let message = message.about_try(name, try_number, max_tries, outcome.error.as_deref());
     message.queue_for(channels, 0)
 }
 

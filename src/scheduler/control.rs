@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use crate::dag::Dag;
 use crate::domain::{RunState, TaskState};
-use crate::store::{runs, tasks, users};
+use crate::store::tasks::ClearTarget;
+use crate::store::{parse_display_id, runs, tasks, users};
 use crate::store::{RunRow, Store, StoreError, TaskInstanceRow};
 use crate::time::{now_micros, Micros};
 
@@ -27,20 +28,27 @@ pub fn with_downstream(dag: &Dag, task_id: &str, downstream: bool) -> Vec<String
     selected
 }
 
-/// Clears `task_id` (and its downstream tasks) in `run`: they run again with their full retry
-/// budget; earlier tries keep their logs. Returns the tasks that were reset (running ones are not).
+/// Clears `name` (and its downstream tasks) in `run`: they run again with their full retry
+/// budget; earlier tries keep their logs. `name` is a task id, or `task[3]` for one instance of
+/// a mapped task (only it runs again; its downstream tasks, if asked, whole). Returns the
+/// instances that were reset (running ones are not).
 pub async fn clear(
     store: &Store,
     dag: &Dag,
     run: &RunRow,
-    task_id: &str,
+    name: &str,
     downstream: bool,
 ) -> Result<Vec<String>, StoreError> {
-    let tasks: Vec<(String, i64)> = with_downstream(dag, task_id, downstream)
+    let Some((task_id, map_index)) = parse_display_id(name) else { return Ok(Vec::new()) };
+    let targets: Vec<ClearTarget> = with_downstream(dag, task_id, downstream)
         .into_iter()
-        .filter_map(|id| dag.tasks.get(&id).map(|t| (id, i64::from(t.max_tries()))))
+        .filter_map(|id| {
+            let extra_tries = i64::from(dag.tasks.get(&id)?.max_tries());
+            let map_index = (id == task_id && map_index >= 0).then_some(map_index);
+            Some(ClearTarget { task_id: id, map_index, extra_tries })
+        })
         .collect();
-    let cleared = tasks::clear(store.write(), run.pk, &tasks).await?;
+    let cleared = tasks::clear(store.write(), run.pk, &targets).await?;
     if !cleared.is_empty() {
         store.wake_scheduler().await;
     }

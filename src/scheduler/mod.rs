@@ -15,6 +15,7 @@ mod assets;
 pub mod control;
 mod deadline;
 mod liveness;
+mod mapping;
 pub mod plan;
 pub mod trigger;
 
@@ -54,6 +55,8 @@ pub struct SchedulerOptions {
     pub heartbeat_timeout: Duration,
     /// Pools and their slots, over all DAGs (from `lakeward.toml`).
     pub pools: BTreeMap<String, u32>,
+    /// Most instances a mapped task may expand into.
+    pub max_map_length: usize,
 }
 
 impl SchedulerOptions {
@@ -65,6 +68,7 @@ impl SchedulerOptions {
             dag_refresh_interval: config.scheduler.dag_refresh_interval,
             heartbeat_timeout: config.scheduler.heartbeat_timeout,
             pools: config.pools.clone(),
+            max_map_length: config.scheduler.max_map_length,
         }
     }
 }
@@ -425,8 +429,9 @@ impl Scheduler {
             );
             if let (Some(task), Some(run)) = (&task, &run) {
                 let at = from_micros(now);
+                let name = ti.display_id();
                 outcome.notifications =
-                    queue::for_try(task, run, ti.try_number, ti.max_tries, &outcome, at);
+                    queue::for_try(task, &name, run, ti.try_number, ti.max_tries, &outcome, at);
             }
             // Applies only if no heartbeat arrived since the one judged.
             if tasks::fail_stale(self.store.write(), &ti, &outcome, heartbeat + 1, now).await? {
@@ -494,6 +499,7 @@ impl Scheduler {
         let (mut retries, mut unschedulable) = (Vec::new(), Vec::new());
         self.next_retry_at = None;
         let mut finished = Vec::new();
+        let mut to_expand = Vec::new();
         for (run, dag) in &running {
             let tis = by_run.remove(&run.pk).unwrap_or_default();
             for ti in tis.iter().filter(|t| t.state == TaskState::UpForRetry) {
@@ -509,25 +515,55 @@ impl Scheduler {
                     },
                 }
             }
-            let states: HashMap<&str, TaskState> =
-                tis.iter().map(|t| (t.task_id.as_str(), t.state)).collect();
-            let ids: HashMap<&str, i64> = tis.iter().map(|t| (t.task_id.as_str(), t.id)).collect();
-            let plan = plan::plan_run(dag, &states);
-            let id_of = |task: &String| ids.get(task.as_str()).copied();
-            for task in &plan.queue {
-                let Some(id) = id_of(task) else { continue };
-                match slots.take(dag, task) {
-                    Slot::Granted => to_queue.push(id),
-                    Slot::Full => {}
-                    Slot::UnknownPool(error) => unschedulable.push((id, error)),
+            let mut states: HashMap<&str, Vec<TaskState>> = HashMap::new();
+            let mut waiting: HashMap<&str, Vec<&TaskStateRow>> = HashMap::new();
+            for ti in &tis {
+                states.entry(ti.task_id.as_str()).or_default().push(ti.state);
+                if ti.state == TaskState::Scheduled {
+                    waiting.entry(ti.task_id.as_str()).or_default().push(ti);
                 }
             }
-            upstream_failed.extend(plan.upstream_failed.iter().filter_map(id_of));
-            skipped.extend(plan.skipped.iter().filter_map(id_of));
+            let plan = plan::plan_run(dag, &states);
+            let waiting_of = |task: &String| waiting.get(task.as_str()).into_iter().flatten();
+            for task in &plan.queue {
+                for ti in waiting_of(task) {
+                    let mapped = dag.tasks.get(task).is_some_and(|t| t.for_each.is_some());
+                    if mapped && ti.map_index < 0 {
+                        to_expand.push((run, dag, task.clone(), ti.id));
+                        continue;
+                    }
+                    match slots.take(dag, task) {
+                        Slot::Granted => to_queue.push(ti.id),
+                        Slot::Full => {}
+                        Slot::UnknownPool(error) => unschedulable.push((ti.id, error)),
+                    }
+                }
+            }
+            upstream_failed.extend(plan.upstream_failed.iter().flat_map(waiting_of).map(|t| t.id));
+            skipped.extend(plan.skipped.iter().flat_map(waiting_of).map(|t| t.id));
             if let Some(state) = plan.finished {
                 let failed = tis.iter().filter(|t| t.state == TaskState::Failed);
-                let failed = failed.map(|t| t.task_id.clone()).collect();
+                let mut failed: Vec<String> = failed.map(|t| t.task_id.clone()).collect();
+                failed.dedup();
                 finished.push((run, dag, state, failed));
+            }
+        }
+        for (run, dag, task_id, id) in to_expand {
+            let Some(task) = dag.tasks.get(&task_id) else { continue };
+            let max = self.options.max_map_length;
+            match mapping::expansion(&self.store, dag, run, task, max).await? {
+                mapping::Expansion::Items(items) => {
+                    if tasks::expand(self.store.write(), id, &items).await? {
+                        tracing::info!(dag = %run.dag_id, run = %run.run_id, task = %task_id,
+                            "mapped over {} items", items.len());
+                        self.store.wake_scheduler().await;
+                    }
+                }
+                mapping::Expansion::Empty => skipped.push(id),
+                mapping::Expansion::Invalid(error) => {
+                    let error = format!("task `{task_id}` of DAG `{}`: {error}", dag.id);
+                    unschedulable.push((id, error));
+                }
             }
         }
         for (id, error) in &unschedulable {

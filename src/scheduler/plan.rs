@@ -83,18 +83,26 @@ pub struct RunPlan {
 }
 
 /// Plans a run: walks the tasks upstream-first so a decision made in this pass (say, a task
-/// becoming `upstream_failed`) is seen by its downstreams in the same pass.
-pub fn plan_run(dag: &Dag, states: &HashMap<&str, TaskState>) -> RunPlan {
-    let mut current: HashMap<&str, TaskState> = states.clone();
+/// becoming `upstream_failed`) is seen by its downstreams in the same pass. `states` holds each
+/// task's instances: one, or one per item of a mapped task. A task is decided while any of its
+/// instances is `scheduled`, and the decision applies to those; a mapped task counts as an
+/// upstream through every instance (trigger rules apply to the set).
+pub fn plan_run(dag: &Dag, states: &HashMap<&str, Vec<TaskState>>) -> RunPlan {
+    let mut current: HashMap<&str, Vec<TaskState>> = states.clone();
     let mut plan = RunPlan::default();
     for task_id in &dag.topo_order {
         let task = &dag.tasks[task_id];
-        if current.get(task_id.as_str()) != Some(&TaskState::Scheduled) {
+        let waiting =
+            current.get(task_id.as_str()).is_some_and(|s| s.contains(&TaskState::Scheduled));
+        if !waiting {
             continue;
         }
         let mut counts = UpstreamCounts::default();
         for up in &task.depends_on {
-            counts.add(current.get(up.as_str()).copied().unwrap_or(TaskState::Scheduled));
+            match current.get(up.as_str()) {
+                Some(instances) => instances.iter().for_each(|s| counts.add(*s)),
+                None => counts.add(TaskState::Scheduled),
+            }
         }
         let (list, state) = match decide(task.trigger_rule, counts) {
             Decision::Wait => continue,
@@ -103,16 +111,19 @@ pub fn plan_run(dag: &Dag, states: &HashMap<&str, TaskState>) -> RunPlan {
             Decision::Skip => (&mut plan.skipped, TaskState::Skipped),
         };
         list.push(task_id.clone());
-        current.insert(task_id.as_str(), state);
+        if let Some(instances) = current.get_mut(task_id.as_str()) {
+            instances.iter_mut().filter(|s| **s == TaskState::Scheduled).for_each(|s| *s = state);
+        }
     }
-    if current.values().all(|s| s.is_finished()) {
+    if current.values().flatten().all(|s| s.is_finished()) {
         // Like Airflow: the run fails if any leaf task failed or could not run because of a failure.
         let leaf_failed =
             dag.tasks.keys().filter(|id| dag.downstream_of(id).next().is_none()).any(|id| {
-                matches!(
-                    current.get(id.as_str()),
-                    Some(TaskState::Failed | TaskState::UpstreamFailed)
-                )
+                current
+                    .get(id.as_str())
+                    .into_iter()
+                    .flatten()
+                    .any(|s| matches!(s, TaskState::Failed | TaskState::UpstreamFailed))
             });
         plan.finished = Some(if leaf_failed { RunState::Failed } else { RunState::Success });
     }

@@ -56,7 +56,7 @@ pub mod migrations {
 pub use dags::{DagRecord, DagRow, ImportErrorRow};
 pub use dialect::Backend;
 pub use logs::LogRow;
-pub use model::{RunRow, TaskInstanceRow};
+pub use model::{display_id, parse_display_id, RunRow, TaskInstanceRow};
 pub use notify::{Waiter, Wakeups};
 pub use runs::NewRun;
 pub use stats::{DurationHistogram, StateTable, DURATION_BUCKETS};
@@ -246,7 +246,19 @@ impl Store {
             }
             Backend::Postgres => None,
         };
-        migrator.run(&self.pool).await?;
+        if self.backend == Backend::Postgres {
+            migrator.run(&self.pool).await?;
+            return Ok(());
+        }
+        // SQLite changes a constraint by rebuilding the table (create, copy, drop, rename):
+        // with foreign keys on, dropping the old table would cascade to the rows that point at
+        // it. So migrations run with them off (SQLite's documented procedure; the pragma has
+        // no effect inside the transaction each migration runs in, hence here).
+        let mut conn = self.pool.acquire().await?;
+        conn.execute("PRAGMA foreign_keys = OFF").await?;
+        let migrated = migrator.run_direct(&mut *conn).await;
+        conn.execute("PRAGMA foreign_keys = ON").await?;
+        migrated?;
         Ok(())
     }
 

@@ -64,8 +64,35 @@ pub struct TaskInstanceRow {
     pub progress: serde_json::Map<String, serde_json::Value>,
     /// When the try last reported progress or a sign of life: its own heartbeat.
     pub progress_at: Option<Micros>,
+    /// Which instance of a mapped task this is, from 0; -1 for a task that is not mapped (or
+    /// a mapped one not expanded yet).
+    pub map_index: i64,
+}
+
+impl TaskInstanceRow {
+    /// How the instance is named to users: `load`, or `load[3]` for a mapped instance.
+    pub fn display_id(&self) -> String {
+        display_id(&self.task_id, self.map_index)
+    }
+}
+
+/// `task_id`, with `[map_index]` for an instance of a mapped task.
+pub fn display_id(task_id: &str, map_index: i64) -> String {
+    if map_index < 0 {
+        task_id.to_string()
+    } else {
+        format!("{task_id}[{map_index}]")
+    }
+}
+
+/// Reads [`display_id`] back: `load[3]` is `("load", 3)`, `load` is `("load", -1)`.
+pub fn parse_display_id(text: &str) -> Option<(&str, i64)> {
+    match text.strip_suffix(']').and_then(|rest| rest.split_once('[')) {
+        Some((task, index)) => Some((task, index.parse().ok().filter(|i: &i64| *i >= 0)?)),
+        None => Some((text, -1)),
+    }
 }
 
 pub(super) const TASK_COLUMNS: &str = "id, run_pk, dag_id, task_id, state, queue, try_number, max_tries, \
      worker_id, queued_at, started_at, ended_at, heartbeat_at, next_try_at, exit_code, error, outputs, \
-     progress, progress_at";
+     progress, progress_at, map_index";

@@ -24,6 +24,10 @@ pub struct ClaimedTask {
     /// The number of this try, starting at 1.
     pub try_number: i64,
     pub max_tries: i64,
+    /// The instance of a mapped task (from 0), or -1.
+    pub map_index: i64,
+    /// A mapped instance's item, as JSON.
+    pub map_item: Option<String>,
 }
 
 /// What the scheduler needs to know of a task instance to plan its run.
@@ -34,6 +38,7 @@ pub struct TaskStateRow {
     pub task_id: String,
     pub state: TaskState,
     pub next_try_at: Option<Micros>,
+    pub map_index: i64,
 }
 
 /// How a try ended.
@@ -66,36 +71,116 @@ pub async fn of_runs(
     of_runs_as(db, TASK_COLUMNS, run_pks).await
 }
 
-/// The instance of task `task_id` in run `run_pk`.
+/// The instance `map_index` (-1 for a task that is not mapped) of task `task_id` in run
+/// `run_pk`.
 pub async fn get(
     db: impl Executor<'_, Database = Any>,
     run_pk: i64,
     task_id: &str,
+    map_index: i64,
 ) -> Result<Option<TaskInstanceRow>> {
-    let sql =
-        format!("SELECT {TASK_COLUMNS} FROM task_instances WHERE run_pk = $1 AND task_id = $2");
-    Ok(sqlx::query_as(&sql).bind(run_pk).bind(task_id).fetch_optional(db).await?)
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM task_instances WHERE run_pk = $1 AND task_id = $2 \
+         AND map_index = $3"
+    );
+    Ok(sqlx::query_as(&sql).bind(run_pk).bind(task_id).bind(map_index).fetch_optional(db).await?)
+}
+
+/// The instance named `name` in run `run_pk`: a task id, or `task[3]` for an instance of a
+/// mapped task (as [`TaskInstanceRow::display_id`] writes it).
+pub async fn get_named(
+    db: impl Executor<'_, Database = Any>,
+    run_pk: i64,
+    name: &str,
+) -> Result<Option<TaskInstanceRow>> {
+    match super::model::parse_display_id(name) {
+        Some((task_id, map_index)) => get(db, run_pk, task_id, map_index).await,
+        None => Ok(None),
+    }
 }
 
 /// The published outputs of a run's task instances, by task id (tasks without outputs
-/// are left out).
+/// are left out). A mapped task's are a list, one entry per instance in index order (`null`
+/// for an instance that published nothing).
 pub async fn outputs(
     db: impl Executor<'_, Database = Any>,
     run_pk: i64,
 ) -> Result<serde_json::Map<String, serde_json::Value>> {
+    use serde_json::Value;
     #[derive(FromRow)]
     struct Outputs {
         task_id: String,
+        map_index: i64,
         #[sqlx(try_from = "JsonObject")]
-        outputs: serde_json::Map<String, serde_json::Value>,
+        outputs: serde_json::Map<String, Value>,
     }
     let rows: Vec<Outputs> = sqlx::query_as(
-        "SELECT task_id, outputs FROM task_instances WHERE run_pk = $1 AND outputs IS NOT NULL",
+        "SELECT task_id, map_index, outputs FROM task_instances \
+         WHERE run_pk = $1 AND (outputs IS NOT NULL OR map_index >= 0) ORDER BY task_id, map_index",
     )
     .bind(run_pk)
     .fetch_all(db)
     .await?;
-    Ok(rows.into_iter().map(|row| (row.task_id, serde_json::Value::Object(row.outputs))).collect())
+    let mut all = serde_json::Map::new();
+    for row in rows {
+        let outputs = (!row.outputs.is_empty()).then_some(Value::Object(row.outputs));
+        if row.map_index < 0 {
+            all.extend(outputs.map(|o| (row.task_id, o)));
+            continue;
+        }
+        let list = all.entry(row.task_id).or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(items) = list {
+            items.push(outputs.unwrap_or(Value::Null));
+        }
+    }
+    Ok(all)
+}
+
+/// Expands mapped task instance `id` (still `scheduled`, not expanded) into one instance per
+/// item (JSON texts): it becomes instance 0 and the others are created beside it. Returns
+/// false if it had been expanded already (by another scheduler).
+pub async fn expand(
+    db: impl Acquire<'_, Database = Any>,
+    id: i64,
+    items: &[String],
+) -> Result<bool> {
+    let Some((first, rest)) = items.split_first() else { return Ok(false) };
+    let mut tx = db.begin().await?;
+    let expanded = sqlx::query_as::<_, (i64, String, String, String, i64)>(
+        "UPDATE task_instances SET map_index = 0, map_item = $1 \
+         WHERE id = $2 AND map_index = -1 AND state = 'scheduled' \
+         RETURNING run_pk, dag_id, task_id, queue, max_tries",
+    )
+    .bind(first)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((run_pk, dag_id, task_id, queue, max_tries)) = expanded else {
+        return Ok(false);
+    };
+    let numbered: Vec<(i64, &String)> = (1..).zip(rest).collect();
+    for chunk in numbered.chunks(ID_CHUNK / 5) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("($1, $2, $3, $4, $5, 'scheduled', ${}, ${})", 6 + 2 * i, 7 + 2 * i))
+            .collect();
+        let sql = format!(
+            "INSERT INTO task_instances (run_pk, dag_id, task_id, queue, max_tries, state, \
+             map_index, map_item) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(run_pk)
+            .bind(&dag_id)
+            .bind(&task_id)
+            .bind(&queue)
+            .bind(max_tries);
+        for (index, item) in chunk {
+            query = query.bind(*index).bind(*item);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// `scheduled` → `queued` for the given ids; returns how many moved.
@@ -204,7 +289,7 @@ pub async fn claim(
          started_at = {started}, heartbeat_at = {started}, ended_at = NULL, next_try_at = NULL, exit_code = NULL, \
          error = NULL, progress = NULL, progress_at = NULL \
          WHERE state = 'queued' AND id IN (SELECT id FROM picked) \
-         RETURNING id, run_pk, dag_id, task_id, try_number, max_tries",
+         RETURNING id, run_pk, dag_id, task_id, try_number, max_tries, map_index, map_item",
         placeholders(4, queues.len()),
         started = NOT_BEFORE_QUEUED,
     );
@@ -313,7 +398,7 @@ pub async fn states_of_runs(
     db: impl Acquire<'_, Database = Any>,
     run_pks: &[i64],
 ) -> Result<Vec<TaskStateRow>> {
-    of_runs_as(db, "id, run_pk, task_id, state, next_try_at", run_pks).await
+    of_runs_as(db, "id, run_pk, task_id, state, next_try_at, map_index", run_pks).await
 }
 
 /// `columns` of the task instances of the given runs, by run and id, an `IN` list per chunk.
@@ -424,31 +509,58 @@ pub async fn mark(
     Ok(())
 }
 
-/// Resets finished or waiting task instances of a run so they run again, each getting
+/// What to clear: a task (all its instances), or one instance of a mapped task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClearTarget {
+    pub task_id: String,
+    /// `None`: the whole task.
+    pub map_index: Option<i64>,
+    /// Tries it gets from now.
+    pub extra_tries: i64,
+}
+
+/// Resets finished or waiting task instances of a run so they run again, each getting its
 /// `extra_tries` more tries; the run goes back to `queued` if it had finished. Running task
-/// instances are left alone. Returns the task ids that were reset.
+/// instances are left alone. A mapped task cleared whole (none of its instances running) goes
+/// back to one unexpanded instance, expanded again from its list when it runs (the other
+/// instances are deleted with their logs). Returns the instances (display ids) reset.
 pub async fn clear(
     db: impl Acquire<'_, Database = Any>,
     run_pk: i64,
-    tasks: &[(String, i64)],
+    targets: &[ClearTarget],
 ) -> Result<Vec<String>> {
+    const BUSY: &str = "state IN ('running', 'queued')";
     let mut tx = db.begin().await?;
     let mut cleared = Vec::new();
-    for (task_id, extra_tries) in tasks {
-        let done = sqlx::query(
+    for target in targets {
+        let task_id = &target.task_id;
+        if target.map_index.is_none() {
+            let idle = format!(
+                "NOT EXISTS (SELECT 1 FROM task_instances WHERE run_pk = $1 AND task_id = $2 AND {BUSY})"
+            );
+            let collapse = [
+                format!("DELETE FROM task_instances WHERE run_pk = $1 AND task_id = $2 AND map_index > 0 AND {idle}"),
+                format!("UPDATE task_instances SET map_index = -1, map_item = NULL WHERE run_pk = $1 AND task_id = $2 AND map_index = 0 AND {idle}"),
+            ];
+            for sql in collapse {
+                sqlx::query(&sql).bind(run_pk).bind(task_id).execute(&mut *tx).await?;
+            }
+        }
+        let sql = format!(
             "UPDATE task_instances SET state = 'scheduled', max_tries = try_number + $1, \
              worker_id = NULL, queued_at = NULL, started_at = NULL, ended_at = NULL, \
              heartbeat_at = NULL, next_try_at = NULL, exit_code = NULL, error = NULL, outputs = NULL \
-             WHERE run_pk = $2 AND task_id = $3 AND state NOT IN ('running', 'queued')",
-        )
-        .bind(*extra_tries)
-        .bind(run_pk)
-        .bind(task_id)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() > 0 {
-            cleared.push(task_id.clone());
-        }
+             WHERE run_pk = $2 AND task_id = $3 AND ($4 < 0 OR map_index = $4) AND NOT {BUSY} \
+             RETURNING map_index"
+        );
+        let reset: Vec<i64> = sqlx::query_scalar(&sql)
+            .bind(target.extra_tries)
+            .bind(run_pk)
+            .bind(task_id)
+            .bind(target.map_index.unwrap_or(-1))
+            .fetch_all(&mut *tx)
+            .await?;
+        cleared.extend(reset.into_iter().map(|index| super::model::display_id(task_id, index)));
     }
     if !cleared.is_empty() {
         super::runs::requeue_finished(&mut *tx, run_pk).await?;

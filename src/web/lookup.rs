@@ -35,7 +35,7 @@ pub async fn task_instance(
 ) -> Result<(RunRow, Arc<Dag>, TaskInstanceRow), WebError> {
     let run = run(state, dag_id, run_id).await?;
     let dag = state.versions.get(dag_id, &run.version).await?;
-    let ti = tasks::get(state.store.read(), run.pk, task_id)
+    let ti = tasks::get_named(state.store.read(), run.pk, task_id)
         .await?
         .ok_or_else(|| WebError::NotFound(format!("run `{run_id}` has no task `{task_id}`")))?;
     Ok((run, dag, ti))

@@ -23,7 +23,7 @@ use crate::schedule::Schedule;
 use crate::scheduler::control;
 use crate::scheduler::trigger::{create_run, RunRequest, TriggerError};
 use crate::store::{assets, dags, logs, notifications, runs, stats, tasks};
-use crate::store::{RunRow, TryRow};
+use crate::store::{RunRow, TaskInstanceRow, TryRow};
 use crate::time::display;
 
 const DAGS_PER_PAGE: i64 = 25;
@@ -272,11 +272,10 @@ async fn stream_chart(state: &AppState, dag_id: &str) -> Result<Option<StreamCha
 /// Columns are `runs` oldest first; rows the DAG's tasks, upstreams first.
 async fn grid(state: &AppState, dag: &Dag, runs: &[RunRow]) -> Result<GridView, WebError> {
     let pks: Vec<i64> = runs.iter().map(|r| r.pk).collect();
-    let states: HashMap<(i64, String), TaskState> = tasks::states_of_runs(state.store.read(), &pks)
-        .await?
-        .into_iter()
-        .map(|t| ((t.run_pk, t.task_id), t.state))
-        .collect();
+    let mut states: HashMap<(i64, String), Vec<TaskState>> = HashMap::new();
+    for t in tasks::states_of_runs(state.store.read(), &pks).await? {
+        states.entry((t.run_pk, t.task_id)).or_default().push(t.state);
+    }
     let columns = runs
         .iter()
         .rev()
@@ -296,13 +295,26 @@ async fn grid(state: &AppState, dag: &Dag, runs: &[RunRow]) -> Result<GridView, 
                 .iter()
                 .rev()
                 .map(|run| {
-                    let state = states
-                        .get(&(run.pk, task_id.clone()))
-                        .map_or("none".to_string(), ToString::to_string);
+                    let instances = states.get(&(run.pk, task_id.clone()));
+                    let count = instances.map_or(0, Vec::len);
+                    let state = TaskState::summary(instances.into_iter().flatten().copied())
+                        .map_or("none".to_string(), |s| s.to_string());
+                    let mapped = dag.tasks.get(task_id).is_some_and(|t| t.for_each.is_some());
+                    let (count, href) = if mapped && count > 1 {
+                        (
+                            count.to_string(),
+                            format!("{}#mapped-{task_id}", run_href(&run.dag_id, &run.run_id)),
+                        )
+                    } else {
+                        (String::new(), task_href(&run.dag_id, &run.run_id, task_id))
+                    };
+                    let times =
+                        if count.is_empty() { String::new() } else { format!(" ×{count}") };
                     GridCell {
-                        title: format!("{task_id} in {}: {state}", run.run_id),
+                        title: format!("{task_id}{times} in {}: {state}", run.run_id),
                         state,
-                        href: task_href(&run.dag_id, &run.run_id, task_id),
+                        href,
+                        count,
                     }
                 })
                 .collect(),
@@ -443,7 +455,9 @@ pub async fn run(
     let mut instances = tasks::of_runs(state.store.read(), &[run.pk]).await?;
     let order: HashMap<&str, usize> =
         dag.topo_order.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
-    instances.sort_by_key(|ti| order.get(ti.task_id.as_str()).copied().unwrap_or(usize::MAX));
+    instances.sort_by_key(|ti| {
+        (order.get(ti.task_id.as_str()).copied().unwrap_or(usize::MAX), ti.map_index)
+    });
     html(RunPage {
         chrome: Chrome::from(&identity),
         dag_href: dag_href(&dag_id),
@@ -460,7 +474,7 @@ pub async fn run(
         params: Value::Object(run.params.clone()).to_string(),
         deadline_missed: run.deadline_missed_at.map(display),
         triggers: run_triggers(&state, &run).await?,
-        tasks: instances.iter().map(|ti| TaskRow::of(&run, ti)).collect(),
+        tasks: task_rows(&run, &instances),
         notifications: notifications::of_run(state.store.read(), &run.dag_id, &run.run_id)
             .await?
             .iter()
@@ -468,6 +482,26 @@ pub async fn run(
             .collect(),
         live: is_live(run.state),
     })
+}
+
+/// The run page's rows: one per task, upstreams first; a mapped task's instances folded
+/// under one row.
+fn task_rows(run: &RunRow, instances: &[TaskInstanceRow]) -> Vec<TaskRow> {
+    let mut rows: Vec<TaskRow> = Vec::new();
+    let mut i = 0;
+    while i < instances.len() {
+        let ti = &instances[i];
+        if ti.map_index < 0 {
+            rows.push(TaskRow::of(run, ti));
+            i += 1;
+            continue;
+        }
+        let same: Vec<&TaskInstanceRow> =
+            instances[i..].iter().take_while(|other| other.task_id == ti.task_id).collect();
+        i += same.len();
+        rows.push(TaskRow::mapped(run, &ti.task_id, &same));
+    }
+    rows
 }
 
 #[derive(Deserialize)]

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::graph::GraphSvg;
 use super::identity::Identity;
+use crate::domain::TaskState;
 use crate::store::{ImportErrorRow, RunRow, TaskInstanceRow};
 use crate::time::{display, Micros};
 
@@ -172,6 +173,8 @@ pub struct GridCell {
     pub state: String,
     pub title: String,
     pub href: String,
+    /// For a mapped task: how many instances (shown in the cell), else empty.
+    pub count: String,
 }
 
 pub struct GridRow {
@@ -396,13 +399,16 @@ pub struct TaskRow {
     pub duration: String,
     pub outputs: String,
     pub error: String,
+    /// For a mapped task's row: its instances.
+    pub instances: Vec<TaskRow>,
 }
 
 impl TaskRow {
     pub fn of(run: &RunRow, ti: &TaskInstanceRow) -> TaskRow {
+        let name = ti.display_id();
         TaskRow {
-            task_id: ti.task_id.clone(),
-            href: task_href(&run.dag_id, &run.run_id, &ti.task_id),
+            href: task_href(&run.dag_id, &run.run_id, &name),
+            task_id: name,
             state: ti.state.to_string(),
             tries: format!("{}/{}", ti.try_number, ti.max_tries),
             started: time_text(ti.started_at),
@@ -414,6 +420,34 @@ impl TaskRow {
                 Value::Object(ti.outputs.clone()).to_string()
             },
             error: ti.error.clone().unwrap_or_default(),
+            instances: Vec::new(),
+        }
+    }
+
+    /// One row for the instances of a mapped task (listed under it, folded): the summary
+    /// state, and the count of instances per state.
+    pub fn mapped(run: &RunRow, task_id: &str, instances: &[&TaskInstanceRow]) -> TaskRow {
+        let states = instances.iter().map(|ti| ti.state);
+        let state = TaskState::summary(states.clone()).map_or("none".into(), |s| s.to_string());
+        let mut counts: Vec<(TaskState, usize)> = Vec::new();
+        for state in states {
+            match counts.iter_mut().find(|(s, _)| *s == state) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((state, 1)),
+            }
+        }
+        let counts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        TaskRow {
+            task_id: task_id.to_string(),
+            href: format!("#mapped-{task_id}"),
+            state,
+            tries: format!("×{}", instances.len()),
+            started: String::new(),
+            ended: String::new(),
+            duration: String::new(),
+            outputs: counts.join(", "),
+            error: String::new(),
+            instances: instances.iter().map(|ti| TaskRow::of(run, ti)).collect(),
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::notifications::queue;
 use crate::store::assets::{self, RunTrigger};
 use crate::store::notifications::NewNotification;
 use crate::store::tasks;
-use crate::store::{ClaimedTask, RunRow, TaskOutcome};
+use crate::store::{display_id, ClaimedTask, RunRow, TaskOutcome};
 use crate::time::{from_micros, now_micros};
 
 /// Runs the try and records its outcome (then marks it recorded), then wakes the scheduler.
@@ -64,8 +64,9 @@ async fn notifications_for(
         return Vec::new();
     };
     let Some(task) = dag.tasks.get(&claimed.task_id) else { return Vec::new() };
+    let name = display_id(&task.id, claimed.map_index);
     let (try_number, max_tries) = (claimed.try_number, claimed.max_tries);
-    queue::for_try(task, &run, try_number, max_tries, outcome, chrono::Utc::now())
+    queue::for_try(task, &name, &run, try_number, max_tries, outcome, chrono::Utc::now())
 }
 
 /// What a try needs before it can start.
@@ -100,6 +101,11 @@ async fn prepare(worker: &Worker, claimed: &ClaimedTask) -> Result<Prepared, Job
     };
     let try_number = u32::try_from(claimed.try_number).unwrap_or(u32::MAX);
     let mut vars = template::context(&info, &task.id, try_number);
+    if claimed.map_index >= 0 {
+        let item = claimed.map_item.as_deref().and_then(|text| serde_json::from_str(text).ok());
+        vars["item"] = item.unwrap_or(serde_json::Value::Null);
+        vars["index"] = claimed.map_index.into();
+    }
     if template::mentions(&task.config, "outputs") {
         let outputs = tasks::outputs(worker.store.read(), run.pk)
             .await

@@ -84,6 +84,7 @@ async fn changes_collapse_into_runs_none_lost_or_repeated_across_restarts() {
                     dag_refresh_interval: Duration::ZERO,
                     heartbeat_timeout: Duration::from_secs(60),
                     pools: Default::default(),
+                    max_map_length: 1024,
                 },
             )
             .with_tables(TablesHandle::new(

@@ -187,7 +187,7 @@ async fn a_long_job_reports_progress_and_stops_when_cancelled() {
         assert!(html.contains("id=\"progress\"") && html.contains(" rows · "), "{html}");
 
         let before = STOPPED.lock().unwrap().len();
-        let ti = tasks::get(h.store.read(), run.pk, "follow").await.unwrap().unwrap();
+        let ti = tasks::get(h.store.read(), run.pk, "follow", -1).await.unwrap().unwrap();
         let marked = std::time::Instant::now();
         lakeward::scheduler::control::mark_task(&h.store, &ti, TaskState::Failed).await.unwrap();
         let stopped = loop {
@@ -203,7 +203,7 @@ async fn a_long_job_reports_progress_and_stops_when_cancelled() {
         let tries = tasks::tries(h.store.read(), ti.id).await.unwrap();
         assert_eq!(tries.len(), 1);
         assert_eq!(tries[0].state, "cancelled", "{}: {tries:?}", db.backend);
-        let ti = tasks::get(h.store.read(), run.pk, "follow").await.unwrap().unwrap();
+        let ti = tasks::get(h.store.read(), run.pk, "follow", -1).await.unwrap().unwrap();
         assert_eq!(ti.state, TaskState::Failed, "marked failed by hand");
         h.stop().await;
     }

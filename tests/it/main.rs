@@ -17,6 +17,7 @@ mod dag_files;
 mod ecommerce;
 mod jobs;
 mod layering;
+mod mapping;
 mod notifications;
 mod pipeline;
 mod prometheus;

@@ -554,7 +554,7 @@ async fn db_clean_deletes_only_old_finished_runs_in_batches() {
         assert_eq!(deleted, 5, "{}", db.backend);
         assert_eq!(batches, [2, 4, 5], "batches of two");
         assert!(runs::by_pk(h.store.read(), runs[0].pk).await.unwrap().is_none());
-        assert!(tasks::get(h.store.read(), runs[0].pk, "say").await.unwrap().is_none());
+        assert!(tasks::get(h.store.read(), runs[0].pk, "say", -1).await.unwrap().is_none());
         assert!(logs::read(h.store.read(), ti.id, None, 0, 10).await.unwrap().is_empty());
         assert!(tasks::tries(h.store.read(), ti.id).await.unwrap().is_empty());
 
@@ -640,7 +640,7 @@ async fn a_worker_shutting_down_cancels_its_tries_for_a_retry() {
         h.stop().await;
         assert!(stopping.elapsed() < Duration::from_secs(5), "{}", db.backend);
         let store = lakeward::store::Store::open(store.url()).await.unwrap();
-        let ti = tasks::get(store.read(), run.pk, "slow").await.unwrap().unwrap();
+        let ti = tasks::get(store.read(), run.pk, "slow", -1).await.unwrap().unwrap();
         assert_eq!(ti.state, TaskState::UpForRetry, "{}: {ti:?}", db.backend);
         assert!(ti.next_try_at.is_some_and(|at| at <= now_micros()), "retried at once");
         let tries = tasks::tries(store.read(), ti.id).await.unwrap();

@@ -71,7 +71,7 @@ async fn a_worker_killed_mid_task_is_replaced_by_the_task_s_second_try() {
     let run =
         runs::get(store.read(), "crash", "manual__2024-05-01T00:00:00Z").await.unwrap().unwrap();
     eventually("the first try to run", Duration::from_secs(30), async || {
-        let ti = tasks::get(store.read(), run.pk, "slow").await.unwrap().unwrap();
+        let ti = tasks::get(store.read(), run.pk, "slow", -1).await.unwrap().unwrap();
         ti.state == TaskState::Running
     })
     .await;
@@ -85,7 +85,7 @@ async fn a_worker_killed_mid_task_is_replaced_by_the_task_s_second_try() {
     })
     .await;
     assert!(killed_at.elapsed() >= Duration::from_secs(3), "not before the heartbeat timeout");
-    let ti = tasks::get(store.read(), run.pk, "slow").await.unwrap().unwrap();
+    let ti = tasks::get(store.read(), run.pk, "slow", -1).await.unwrap().unwrap();
     assert_eq!((ti.state, ti.try_number), (TaskState::Success, 2));
     let tries = tasks::tries(store.read(), ti.id).await.unwrap();
     assert_eq!(tries.len(), 2);
@@ -228,7 +228,7 @@ async fn a_killed_worker_s_commands_die_with_it() {
         runs::by_pk(store.read(), run.pk).await.unwrap().unwrap().state == RunState::Success
     })
     .await;
-    let ti = tasks::get(store.read(), run.pk, "busy").await.unwrap().unwrap();
+    let ti = tasks::get(store.read(), run.pk, "busy", -1).await.unwrap().unwrap();
     assert_eq!(ti.try_number, 2);
     assert!(!still_growing(&foreground) && !still_growing(&background));
     store.close().await;
@@ -276,7 +276,7 @@ async fn a_database_outage_longer_than_the_heartbeat_timeout_reruns_nothing() {
     let run =
         runs::get(store.read(), "outage", "manual__2024-05-01T00:00:00Z").await.unwrap().unwrap();
     eventually("the task to run", Duration::from_secs(30), async || {
-        let ti = tasks::get(store.read(), run.pk, "long").await.unwrap().unwrap();
+        let ti = tasks::get(store.read(), run.pk, "long", -1).await.unwrap().unwrap();
         ti.state == TaskState::Running
     })
     .await;
@@ -290,7 +290,7 @@ async fn a_database_outage_longer_than_the_heartbeat_timeout_reruns_nothing() {
         runs::by_pk(store.read(), run.pk).await.unwrap().unwrap().state == RunState::Success
     })
     .await;
-    let ti = tasks::get(store.read(), run.pk, "long").await.unwrap().unwrap();
+    let ti = tasks::get(store.read(), run.pk, "long", -1).await.unwrap().unwrap();
     let tries = tasks::tries(store.read(), ti.id).await.unwrap();
     assert_eq!((ti.try_number, tries.len()), (1, 1), "the outage made a retry: {tries:?}");
     assert!(ti.ended_at >= ti.heartbeat_at && ti.heartbeat_at >= ti.started_at, "{ti:?}");

@@ -244,7 +244,7 @@ async fn late_result_of_an_abandoned_try_is_discarded() {
         );
         let failed = TaskOutcome::failure(2, 2, None, "boom".into(), Some(3), t + 5_000);
         assert!(tasks::finish(store.write(), &new, "b", &failed, t + 5_000).await.unwrap());
-        let ti = tasks::get(store.read(), run, "t0").await.unwrap().unwrap();
+        let ti = tasks::get(store.read(), run, "t0", -1).await.unwrap().unwrap();
         assert_eq!((ti.state, ti.try_number, ti.exit_code), (TaskState::Failed, 2, Some(3)));
         assert_eq!(ti.error.as_deref(), Some("boom"));
     }

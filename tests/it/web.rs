@@ -323,7 +323,7 @@ async fn every_page_renders_for_a_run_that_went_through_the_scheduler() {
                 Duration::from_secs(30),
             )
             .await;
-        let load = tasks::get(store.read(), run.pk, "load").await.unwrap().unwrap();
+        let load = tasks::get(store.read(), run.pk, "load", -1).await.unwrap().unwrap();
         assert_eq!((load.state.as_str(), load.try_number), ("success", 2));
         let task_mark = web
             .post_form(

@@ -128,6 +128,7 @@ pub struct HarnessOptions {
     pub slots: usize,
     pub heartbeat_timeout: Duration,
     pub pools: std::collections::BTreeMap<String, u32>,
+    pub max_map_length: usize,
 }
 
 impl Default for HarnessOptions {
@@ -139,6 +140,7 @@ impl Default for HarnessOptions {
             slots: 8,
             heartbeat_timeout: Duration::from_secs(60),
             pools: Default::default(),
+            max_map_length: 1024,
         }
     }
 }
@@ -166,6 +168,7 @@ impl Harness {
                 poll_interval: Duration::from_millis(100),
                 dag_refresh_interval: Duration::from_millis(200),
                 heartbeat_timeout: options.heartbeat_timeout,
+                max_map_length: options.max_map_length,
             },
         )
         .with_tables(TablesHandle::new(

@@ -49,3 +49,13 @@ pub fn api_request(method: Method, path: &str, token: &str, body: Option<Value>)
     }
     request.body(body.map_or(Body::empty(), |b| Body::from(b.to_string()))).unwrap()
 }
+
+/// The web app over `h`'s database, and the API token of a viewer it knows.
+pub async fn viewer_router(h: &super::Harness) -> (Router, String) {
+    let config = lakeward::config::Config::default();
+    let state = lakeward::web::AppState::new(h.store.clone(), h.versions.clone(), &config);
+    let role = lakeward::domain::Role::Viewer;
+    lakeward::users::create_user(&h.store, "vera", "vera-password-1", role).await.unwrap();
+    let token = lakeward::users::create_api_token(&h.store, "vera", "t", None).await.unwrap();
+    (lakeward::web::app(state), token)
+}
