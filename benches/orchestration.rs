@@ -4,6 +4,8 @@
 //! (a) a 20-task chain of `noop` tasks, trigger to success;
 //! (b) task-start latency, upstream end → downstream start, median and p99;
 //! (c) 1 → 100 → 1 and 1 → 1,000 → 1 fan-outs of `noop` tasks, trigger to success;
+//! (e) the same 1 → 1,000 → 1 by dynamic task mapping: a shell task publishes a list of 1,000
+//!     items, a `noop` task mapped over it runs once per item, a last task waits for all;
 //! (d) idle RSS of `lakeward standalone` and its time from start to serving (needs the release
 //!     binary: `cargo build --release` first).
 //!
@@ -44,6 +46,23 @@ fn fan_out(width: usize) -> String {
     }
     src.push_str(&format!("[tasks.end]\nkind = \"noop\"\ndepends_on = [{}]\n", middle.join(", ")));
     src
+}
+
+/// A task publishing `width` items, a task mapped over them, and one after all of them.
+fn mapped_fan_out(width: usize) -> String {
+    format!(
+        r#"[tasks.start]
+kind = "shell"
+command = "printf '{{\"items\": [%s]}}' $(seq -s, 1 {width}) > \"$LAKEWARD_OUTPUTS\""
+[tasks.each]
+kind = "noop"
+depends_on = ["start"]
+for_each = "{{{{ outputs.start.items }}}}"
+[tasks.end]
+kind = "noop"
+depends_on = ["each"]
+"#
+    )
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -166,6 +185,18 @@ async fn measure(backend: &str, url: &str) {
             times[1], times[0], times[2]
         );
     }
+    let dag = bench.dag("mapped1000", &mapped_fan_out(1000)).await;
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let (elapsed, tis) = bench.run(&dag).await;
+        assert_eq!(tis.iter().filter(|t| t.task_id == "each").count(), 1000);
+        times.push(elapsed.as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "{backend:<8} (e) 1 → 1,000 mapped → 1 (for_each over an upstream's list), trigger→success: median {:.0} ms (min {:.0}, max {:.0}; 3 runs)",
+        times[1], times[0], times[2]
+    );
     stop.trigger();
     for handle in handles {
         let _ = handle.await;

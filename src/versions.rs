@@ -2,17 +2,33 @@
 //!
 //! A run executes the DAG version it was created with, even after its file changes. Any process
 //! can rebuild that version from the source stored in the database, so a worker on another
-//! machine needs no copy of the DAG folder.
+//! machine needs no copy of the DAG folder. [`run_info`] gives the template variables of a run
+//! under its version.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
 
+use crate::dag::template::RunInfo;
 use crate::dag::{compile, Dag};
 use crate::jobs::Registry;
 use crate::store::dags;
-use crate::store::{DagRecord, Store, StoreError};
+use crate::store::{DagRecord, RunRow, Store, StoreError};
+use crate::time::from_micros;
+
+/// What templates know of `run`, executing `dag` (its version).
+pub fn run_info<'a>(run: &'a RunRow, dag: &Dag) -> RunInfo<'a> {
+    RunInfo {
+        dag_id: &run.dag_id,
+        run_id: &run.run_id,
+        logical_date: from_micros(run.logical_date),
+        data_interval_start: from_micros(run.interval_start),
+        data_interval_end: from_micros(run.interval_end),
+        timezone: dag.timezone,
+        params: &run.params,
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum VersionError {

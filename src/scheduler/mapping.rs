@@ -3,10 +3,9 @@
 //! expanded into one instance per item, each with its `item` and `index`. An empty list skips
 //! the task; a list too long (`[scheduler] max_map_length`) or not a list fails it.
 
-use crate::dag::template::{self, RunInfo};
+use crate::dag::template;
 use crate::dag::{Dag, ForEach, Task};
 use crate::store::{tasks, RunRow, Store, StoreError};
-use crate::time::from_micros;
 
 /// What a mapped task's list turned out to be.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,15 +29,7 @@ pub async fn expansion(
         None => return Ok(Expansion::Invalid(format!("task `{}` is not mapped", task.id))),
         Some(ForEach::Items(items)) => items.clone(),
         Some(ForEach::Expression(expr)) => {
-            let info = RunInfo {
-                dag_id: &run.dag_id,
-                run_id: &run.run_id,
-                logical_date: from_micros(run.logical_date),
-                data_interval_start: from_micros(run.interval_start),
-                data_interval_end: from_micros(run.interval_end),
-                timezone: dag.timezone,
-                params: &run.params,
-            };
+            let info = crate::versions::run_info(run, dag);
             let mut vars = template::context(&info, &task.id, 0);
             if expr.contains("outputs") {
                 let outputs = tasks::outputs(store.read(), run.pk).await?;

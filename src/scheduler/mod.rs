@@ -4,12 +4,14 @@
 //! data interval has ended, re-queues retries whose delay has passed, fails tries whose worker
 //! went silent (counting only time the database was reachable, see [`liveness`]), starts
 //! queued runs within `max_active_runs`, creates runs of DAGs whose watched tables and datasets
-//! changed (see [`assets`]), records runs past their DAG's deadline (see [`deadline`]), and for
-//! each running run queues the tasks whose trigger rules allow it (see [`plan`]). It keeps no state that matters across
-//! restarts: everything it decides is written to the store with guarded updates, so a restarted
-//! scheduler, or two schedulers at once, carry on without duplicating work. (What it saw of
-//! database outages is kept in memory only: a scheduler restarted during an outage judges the
-//! heartbeats from before it on wall time.)
+//! changed (see [`assets`]), records runs past their DAG's deadline (see [`deadline`]), for
+//! each running run queues the tasks whose trigger rules allow it (see [`plan`]) and expands
+//! the mapped ones into an instance per item (see [`mapping`]), and queues the notifications
+//! of the runs it ends. It keeps no state that matters across restarts: everything it decides
+//! is written to the store with guarded updates, so a restarted scheduler, or two schedulers
+//! at once, carry on without duplicating work. (What it saw of database outages is kept in
+//! memory only: a scheduler restarted during an outage judges the heartbeats from before it on
+//! wall time.)
 
 mod assets;
 pub mod control;
@@ -542,13 +544,42 @@ impl Scheduler {
             upstream_failed.extend(plan.upstream_failed.iter().flat_map(waiting_of).map(|t| t.id));
             skipped.extend(plan.skipped.iter().flat_map(waiting_of).map(|t| t.id));
             if let Some(state) = plan.finished {
-                let failed = tis.iter().filter(|t| t.state == TaskState::Failed);
-                let mut failed: Vec<String> = failed.map(|t| t.task_id.clone()).collect();
-                failed.dedup();
+                let mut failed: Vec<String> = Vec::new();
+                for ti in tis.iter().filter(|t| t.state == TaskState::Failed) {
+                    if !failed.contains(&ti.task_id) {
+                        failed.push(ti.task_id.clone());
+                    }
+                }
                 finished.push((run, dag, state, failed));
             }
         }
-        for (run, dag, task_id, id) in to_expand {
+        self.expand_mapped(to_expand, &mut skipped, &mut unschedulable).await?;
+        for (id, error) in &unschedulable {
+            tracing::error!("{error}");
+            tasks::fail_unschedulable(self.store.write(), *id, error, now).await?;
+        }
+        tasks::settle(self.store.write(), &upstream_failed, TaskState::UpstreamFailed, now).await?;
+        tasks::settle(self.store.write(), &skipped, TaskState::Skipped, now).await?;
+        let queued = tasks::queue(self.store.write(), &to_queue, now).await?
+            + tasks::requeue_retries(self.store.write(), &retries, now).await?;
+        for (run, dag, state, failed_tasks) in finished {
+            let notifications = queue::for_run_end(dag, run, state, failed_tasks, from_micros(now));
+            if self.end_run(run, state, &notifications, now).await? {
+                tracing::info!(dag = %run.dag_id, run = %run.run_id, "run finished: {state}");
+            }
+        }
+        Ok(queued)
+    }
+
+    /// Expands the mapped tasks due to run (`(run, DAG, task, instance id)`, see [`mapping`]):
+    /// one whose list is empty goes to `skipped`, one without a usable list to `unschedulable`.
+    async fn expand_mapped(
+        &self,
+        due: Vec<(&RunRow, &Arc<Dag>, String, i64)>,
+        skipped: &mut Vec<i64>,
+        unschedulable: &mut Vec<(i64, String)>,
+    ) -> Result<(), StoreError> {
+        for (run, dag, task_id, id) in due {
             let Some(task) = dag.tasks.get(&task_id) else { continue };
             let max = self.options.max_map_length;
             match mapping::expansion(&self.store, dag, run, task, max).await? {
@@ -566,21 +597,7 @@ impl Scheduler {
                 }
             }
         }
-        for (id, error) in &unschedulable {
-            tracing::error!("{error}");
-            tasks::fail_unschedulable(self.store.write(), *id, error, now).await?;
-        }
-        tasks::settle(self.store.write(), &upstream_failed, TaskState::UpstreamFailed, now).await?;
-        tasks::settle(self.store.write(), &skipped, TaskState::Skipped, now).await?;
-        let queued = tasks::queue(self.store.write(), &to_queue, now).await?
-            + tasks::requeue_retries(self.store.write(), &retries, now).await?;
-        for (run, dag, state, failed_tasks) in finished {
-            let notifications = queue::for_run_end(dag, run, state, failed_tasks, from_micros(now));
-            if self.end_run(run, state, &notifications, now).await? {
-                tracing::info!(dag = %run.dag_id, run = %run.run_id, "run finished: {state}");
-            }
-        }
-        Ok(queued)
+        Ok(())
     }
 
     /// Moves a running run to its final `state`, queueing `notifications` with the change.

@@ -180,4 +180,49 @@ mod tests {
             assert_eq!(decide(*rule, counts(ups)), *expected, "{rule:?} with {ups:?}");
         }
     }
+
+    /// A mapped task counts through every instance: its downstream waits for all, a rule
+    /// applies to the set, and the run ends only when every instance has.
+    #[test]
+    fn mapped_instances_count_one_by_one() {
+        let dag = crate::dag::compile(
+            "t.toml",
+            "[tasks.m]\nkind = \"noop\"\nfor_each = [1, 2, 3]\n\
+             [tasks.all]\nkind = \"noop\"\ndepends_on = [\"m\"]\n\
+             [tasks.any_failed]\nkind = \"noop\"\ndepends_on = [\"m\"]\ntrigger_rule = \"one_failed\"\n",
+            "t",
+            &crate::jobs::Registry::builtin(),
+        )
+        .unwrap();
+        let plan_with = |mapped: &[TaskState]| {
+            let states: HashMap<&str, Vec<TaskState>> = HashMap::from([
+                ("m", mapped.to_vec()),
+                ("all", vec![Scheduled]),
+                ("any_failed", vec![Scheduled]),
+            ]);
+            plan_run(&dag, &states)
+        };
+        let waiting = plan_with(&[Success, Running, Success]);
+        assert!(waiting.queue.is_empty() && waiting.finished.is_none(), "{waiting:?}");
+        let one_failed = plan_with(&[Success, Failed, Running]);
+        assert_eq!(one_failed.queue, ["any_failed"]);
+        let done = plan_with(&[Success, Failed, Success]);
+        assert_eq!(
+            (done.upstream_failed.clone(), done.queue.clone()),
+            (vec!["all".to_string()], vec!["any_failed".to_string()])
+        );
+        let all_good = plan_with(&[Success, Success, Success]);
+        assert_eq!(all_good.queue, ["all"]);
+        assert_eq!(all_good.skipped, ["any_failed"]);
+        // Instances still waiting for a slot are decided again (the decision stands).
+        let states = HashMap::from([("m", vec![Queued, Scheduled])]);
+        let only_m = crate::dag::compile(
+            "t.toml",
+            "[tasks.m]\nkind = \"noop\"\nfor_each = [1, 2]\n",
+            "t",
+            &crate::jobs::Registry::builtin(),
+        )
+        .unwrap();
+        assert_eq!(plan_run(&only_m, &states).queue, ["m"]);
+    }
 }

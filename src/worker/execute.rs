@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::logs::flush_logs;
 use super::{TryControls, Worker, STOP_GRACE};
-use crate::dag::template::{self, RunInfo};
+use crate::dag::template;
 use crate::dag::Task;
 use crate::domain::AssetKind;
 use crate::jobs::{JobContext, JobError, LogSink, Outputs};
@@ -90,15 +90,7 @@ async fn prepare(worker: &Worker, claimed: &ClaimedTask) -> Result<Prepared, Job
     let task = dag.tasks.get(&claimed.task_id).cloned().ok_or_else(|| {
         JobError::Config(format!("DAG version {} has no task `{}`", run.version, claimed.task_id))
     })?;
-    let info = RunInfo {
-        dag_id: &run.dag_id,
-        run_id: &run.run_id,
-        logical_date: from_micros(run.logical_date),
-        data_interval_start: from_micros(run.interval_start),
-        data_interval_end: from_micros(run.interval_end),
-        timezone: dag.timezone,
-        params: &run.params,
-    };
+    let info = crate::versions::run_info(&run, &dag);
     let try_number = u32::try_from(claimed.try_number).unwrap_or(u32::MAX);
     let mut vars = template::context(&info, &task.id, try_number);
     if claimed.map_index >= 0 {

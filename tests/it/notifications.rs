@@ -176,7 +176,7 @@ async fn task_and_run_events_reach_webhooks_once_each_despite_an_outage() {
         assert_eq!(retry["max_tries"], 2);
         assert!(retry["error"].as_str().unwrap().contains("exited with code 3"), "{retry}");
         let link = retry["url"].as_str().unwrap();
-        let run_path = format!("/dags/test_dag/runs/{}", percent(&run.run_id));
+        let run_path = format!("/dags/test_dag/runs/{}", common::web::encode_segment(&run.run_id));
         assert_eq!(link, format!("http://lakeward.example.com{run_path}/tasks/flaky?try=1"));
         let run_failed =
             hooks.iter().map(|(_, _, b)| b).find(|b| b["event"] == "run_failed").unwrap();
@@ -196,17 +196,6 @@ async fn task_and_run_events_reach_webhooks_once_each_despite_an_outage() {
         stop.trigger();
         h.stop().await;
     }
-}
-
-fn percent(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// A real SMTP server (aiosmtpd from the test venv) that requires STARTTLS and AUTH, and

@@ -509,7 +509,7 @@ async fn rest_api_covers_dags_runs_tasks_and_logs() {
 
         let run = runs::get(web.store.read(), "example", &run_id).await.unwrap().unwrap();
         harness.wait(&run, Duration::from_secs(30)).await;
-        let encoded = lakeward_encode(&run_id);
+        let encoded = common::web::encode_segment(&run_id);
         let detail = api.call(Method::GET, &format!("/api/v1/dags/example/runs/{encoded}"), None).await.json();
         assert_eq!(detail["state"], "success");
         let instances = detail["task_instances"].as_array().unwrap();
@@ -587,17 +587,6 @@ async fn rest_api_covers_dags_runs_tasks_and_logs() {
         harness.stop().await;
     })
     .await;
-}
-
-fn lakeward_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -59,3 +59,15 @@ pub async fn viewer_router(h: &super::Harness) -> (Router, String) {
     let token = lakeward::users::create_api_token(&h.store, "vera", "t", None).await.unwrap();
     (lakeward::web::app(state), token)
 }
+
+/// `text` percent-encoded as one path segment, as lakeward's links write it.
+pub fn encode_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
