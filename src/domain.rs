@@ -1,12 +1,42 @@
 //! The vocabulary every layer shares: the lifecycle of task instances and runs (their states
 //! and the transitions between them), how a run came to be, what a user may do, the lines of
-//! a task's log, the lineage of the data a try read and wrote, the default queue, and what
-//! kind of failure an error is.
+//! a task's log, the lineage of the data a try read and wrote, the default queue, what kind of
+//! failure an error is, and the paths of the pages of DAGs, runs and tasks (the web serves
+//! them; notifications link to them).
 //!
 //! Pure values: this module knows nothing of the database, the scheduler or the web. The store
 //! saves these values as their `as_str()` text; everything above reads them from here.
 
 use serde::{Deserialize, Serialize};
+
+/// Percent-encodes `text` for use as one URL path segment or query value.
+pub fn encode_path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// The path of a DAG's page.
+pub fn dag_path(dag_id: &str) -> String {
+    format!("/dags/{}", encode_path_segment(dag_id))
+}
+
+/// The path of a run's page.
+pub fn run_path(dag_id: &str, run_id: &str) -> String {
+    format!("{}/runs/{}", dag_path(dag_id), encode_path_segment(run_id))
+}
+
+/// The path of a task instance's page (`task_id`, or `task[3]` for a mapped instance).
+pub fn task_path(dag_id: &str, run_id: &str, task_id: &str) -> String {
+    format!("{}/tasks/{}", run_path(dag_id, run_id), encode_path_segment(task_id))
+}
 
 /// A stored text that names no value of the type it should be.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::dag::Subscriptions;
+use crate::domain::{run_path, task_path};
 use crate::store::notifications::NewNotification;
 
 /// What happened.
@@ -109,13 +110,12 @@ impl Message {
     /// The page that tells more, as a path under the web server: the task's log (at the
     /// try) for task events, the run for run events.
     pub fn path(&self) -> String {
-        let run = format!("/dags/{}/runs/{}", encode(&self.dag_id), encode(&self.run_id));
         match (&self.task_id, self.try_number) {
             (Some(task), Some(try_number)) => {
-                format!("{run}/tasks/{}?try={try_number}", encode(task))
+                format!("{}?try={try_number}", task_path(&self.dag_id, &self.run_id, task))
             }
-            (Some(task), None) => format!("{run}/tasks/{}", encode(task)),
-            _ => run,
+            (Some(task), None) => task_path(&self.dag_id, &self.run_id, task),
+            _ => run_path(&self.dag_id, &self.run_id),
         }
     }
 
@@ -226,20 +226,6 @@ fn shorten(error: &str) -> String {
         Some((end, _)) => format!("{}… (see the log)", &error[..end]),
         None => error.to_string(),
     }
-}
-
-/// A path segment, percent-encoded (run ids hold `:` and `+`).
-fn encode(segment: &str) -> String {
-    let mut out = String::new();
-    for byte in segment.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

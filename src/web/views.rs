@@ -11,31 +11,10 @@ use crate::domain::TaskState;
 use crate::store::{ImportErrorRow, RunRow, TaskInstanceRow};
 use crate::time::{display, Micros};
 
-/// Percent-encodes `text` for use as one URL path segment or query value.
-pub fn encode_component(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
-}
-
-pub fn dag_href(dag_id: &str) -> String {
-    format!("/dags/{}", encode_component(dag_id))
-}
-
-pub fn run_href(dag_id: &str, run_id: &str) -> String {
-    format!("{}/runs/{}", dag_href(dag_id), encode_component(run_id))
-}
-
-pub fn task_href(dag_id: &str, run_id: &str, task_id: &str) -> String {
-    format!("{}/tasks/{}", run_href(dag_id, run_id), encode_component(task_id))
-}
+pub use crate::domain::{
+    dag_path as dag_href, encode_path_segment as encode_component, run_path as run_href,
+    task_path as task_href,
+};
 
 pub fn time_text(at: Option<Micros>) -> String {
     at.map(display).unwrap_or_else(|| "-".into())
