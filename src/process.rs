@@ -2,7 +2,8 @@
 //! name, how its loops learn that they must stop (Ctrl-C, SIGTERM, or a trigger), and how it
 //! starts tasks: every task is owned ([`spawn_owned`], [`blocking`], [`blocking_producer`]), the
 //! only places that spawn (`clippy.toml` forbids bare `tokio::spawn` elsewhere), and what it
-//! uses of the machine ([`usage`]: memory, CPU time, threads, open files, from `/proc`).
+//! uses of the machine ([`usage`]: memory, CPU time, threads, open files, from `/proc`;
+//! [`release_free_memory`] to give freed memory back).
 //! It builds nothing and knows no scheduler or worker: they depend on it.
 
 use tokio::sync::watch;
@@ -91,6 +92,16 @@ pub fn usage() -> Option<Usage> {
     })
 }
 
+/// Hands the memory freed since the last call back to the operating system. The allocator
+/// (mimalloc, set by the binary) returns freed pages lazily, during later allocations, so a
+/// process that goes idle after a large job would keep them for good. It walks the
+/// allocator's arenas: call it when work has ended, not after every allocation.
+pub fn release_free_memory() {
+    // SAFETY: mi_collect takes no pointers and only touches mimalloc's own bookkeeping,
+    // which is thread-safe; it is harmless when mimalloc is not the global allocator.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
 /// A unique id for a scheduler or worker process: `host:pid:kind:nonce`.
 pub fn process_id(kind: &str) -> String {
     let nonce = std::time::SystemTime::now()
@@ -100,13 +111,28 @@ pub fn process_id(kind: &str) -> String {
     format!("{}:{}:{kind}:{nonce:08x}", hostname(), std::process::id())
 }
 
-/// Waits for Ctrl-C or SIGTERM.
-pub async fn termination_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+/// Listens for Ctrl-C and SIGTERM from this call on (so a signal that arrives before the
+/// future is first awaited is not lost, nor left to kill the process); the future completes at
+/// the first of them.
+pub fn termination_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        tokio::select! {
+            _ = next_signal(interrupt.as_mut()) => {}
+            _ = next_signal(terminate.as_mut()) => {}
+        }
+    }
+}
+
+/// The next delivery of `signal`; never, without one.
+async fn next_signal(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -64,7 +64,7 @@ pub fn validate(config: Config, paths: Vec<PathBuf>) -> anyhow::Result<ExitCode>
 
 pub async fn list(config: Config) -> anyhow::Result<ExitCode> {
     let bag = load_folder(&config.dags_folder, &Registry::builtin());
-    let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
+    let c = super::open(config).await?;
     let rows: HashMap<String, _> =
         dags::list(c.store.read()).await?.into_iter().map(|d| (d.dag_id.clone(), d)).collect();
     println!("{:<28} {:<16} {:<7} {:<20} FILE", "DAG", "SCHEDULE", "PAUSED", "NEXT RUN");
@@ -154,7 +154,7 @@ pub async fn trigger(
     conf: Option<&str>,
     date: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
+    let c = super::open(config).await?;
     let dag = resolve_dag(&c, dag_id).await?;
     let params = match conf {
         None => Map::new(),
@@ -171,7 +171,7 @@ pub async fn trigger(
 }
 
 pub async fn set_paused(config: Config, dag_id: &str, paused: bool) -> anyhow::Result<ExitCode> {
-    let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
+    let c = super::open(config).await?;
     if dags::get(c.store.read(), dag_id).await?.is_none() {
         resolve_dag(&c, dag_id).await?;
     }
@@ -188,7 +188,7 @@ pub async fn backfill(
     end: &str,
     wait: bool,
 ) -> anyhow::Result<ExitCode> {
-    let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
+    let c = super::open(config).await?;
     let dag = resolve_dag(&c, dag_id).await?;
     let Some(timetable) = dag.timetable() else {
         bail!("DAG `{dag_id}` has no schedule to backfill; use `lakeward dags trigger` instead");
@@ -247,7 +247,7 @@ pub async fn test(
     date: Option<&str>,
     params: &[String],
 ) -> anyhow::Result<ExitCode> {
-    let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
+    let c = super::open(config).await?;
     let dag = folder_dag(&c.config, c.versions.registry(), dag_id)?
         .ok_or_else(|| anyhow!("no DAG `{dag_id}` in {}", c.config.dags_folder.display()))?;
     let params = parse_params(&dag, params)?;

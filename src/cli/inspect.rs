@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -10,7 +10,7 @@ use crate::store::{logs, runs, tasks};
 use crate::time::display;
 
 async fn open(config: &Config) -> anyhow::Result<Store> {
-    Store::open(&config.database_url()).await.context("opening the database")
+    Ok(Store::open(&config.database_url()).await?)
 }
 
 pub async fn list_runs(config: Config, dag_id: &str, limit: i64) -> anyhow::Result<ExitCode> {

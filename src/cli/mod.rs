@@ -2,6 +2,7 @@
 //! library; errors are reported here, with context, for humans.
 
 mod dags;
+mod flags;
 mod inspect;
 mod operate;
 mod produce;
@@ -32,20 +33,33 @@ struct Cli {
 enum Command {
     /// Scheduler, a worker and the web server in one process, on the configured database
     /// (an embedded SQLite file by default).
-    Standalone,
+    Standalone {
+        #[command(flatten)]
+        state: flags::StateFlags,
+        #[command(flatten)]
+        listen: flags::ListenFlags,
+        #[command(flatten)]
+        work: flags::WorkFlags,
+    },
     /// Run a scheduler.
-    Scheduler,
+    Scheduler {
+        #[command(flatten)]
+        state: flags::StateFlags,
+    },
     /// Run a worker.
     Worker {
-        /// Queues to take tasks from (comma-separated).
-        #[arg(long, value_delimiter = ',')]
-        queues: Option<Vec<String>>,
-        /// Tasks run at the same time.
-        #[arg(long)]
-        slots: Option<usize>,
+        #[command(flatten)]
+        state: flags::StateFlags,
+        #[command(flatten)]
+        work: flags::WorkFlags,
     },
     /// Run the web server.
-    Web,
+    Web {
+        #[command(flatten)]
+        state: flags::StateFlags,
+        #[command(flatten)]
+        listen: flags::ListenFlags,
+    },
     /// Database maintenance.
     Db {
         #[command(subcommand)]
@@ -299,7 +313,10 @@ pub fn main() -> ExitCode {
     // Servers narrate what they do; one-shot commands only speak up when something is wrong.
     let serving = matches!(
         cli.command,
-        Command::Standalone | Command::Scheduler | Command::Worker { .. } | Command::Web
+        Command::Standalone { .. }
+            | Command::Scheduler { .. }
+            | Command::Worker { .. }
+            | Command::Web { .. }
     );
     init_tracing(if serving { "info,sqlx=warn" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -316,6 +333,12 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Opens the configured database and warehouse with the built-in task kinds. Store errors
+/// name the database URL (password masked), so no context is added here.
+async fn open(config: Config) -> anyhow::Result<crate::runtime::Components> {
+    Ok(crate::runtime::Components::open(config, crate::jobs::Registry::builtin()).await?)
 }
 
 /// `lakeward config check`: the effective configuration, or every problem in it.
@@ -352,7 +375,13 @@ fn error_chain(error: &anyhow::Error) -> String {
 fn init_tracing(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LAKEWARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colour codes only for a terminal: in a file or a log collector they are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -360,13 +389,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Config { command: ConfigCommand::Check } = cli.command {
         return Ok(check_config());
     }
-    let config = Config::load()?;
+    let mut config = Config::load_with(std::env::vars(), cli.command.settings())?;
     match cli.command {
         Command::Config { .. } => unreachable!("answered before the configuration is loaded"),
-        Command::Standalone => serve::standalone(config).await,
-        Command::Scheduler => serve::scheduler(config).await,
-        Command::Worker { queues, slots } => serve::worker(config, queues, slots).await,
-        Command::Web => serve::web(config).await,
+        Command::Standalone { listen, .. } => {
+            listen.apply_port(&mut config);
+            serve::standalone(config).await
+        }
+        Command::Scheduler { .. } => serve::scheduler(config).await,
+        Command::Worker { .. } => serve::worker(config).await,
+        Command::Web { listen, .. } => {
+            listen.apply_port(&mut config);
+            serve::web(config).await
+        }
         Command::Db { command: DbCommand::Migrate } => serve::migrate(config).await,
         Command::Db { command: DbCommand::Clean { older_than, batch_size } } => {
             operate::clean(config, older_than, batch_size).await
@@ -417,6 +452,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Users { command: UsersCommand::Delete { username } } => {
             users::delete(config, &username).await
         }
+    }
+}
+
+impl Command {
+    /// The settings this command's flags give.
+    fn settings(&self) -> Vec<crate::config::Override> {
+        let mut out = Vec::new();
+        match self {
+            Command::Standalone { state, listen, work } => {
+                state.settings(&mut out);
+                listen.settings(&mut out);
+                work.settings(&mut out);
+            }
+            Command::Scheduler { state } => state.settings(&mut out),
+            Command::Worker { state, work } => {
+                state.settings(&mut out);
+                work.settings(&mut out);
+            }
+            Command::Web { state, listen } => {
+                state.settings(&mut out);
+                listen.settings(&mut out);
+            }
+            _ => {}
+        }
+        out
     }
 }
 

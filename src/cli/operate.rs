@@ -7,7 +7,6 @@ use anyhow::{anyhow, Context};
 
 use crate::config::Config;
 use crate::domain::{RunState, TaskState};
-use crate::jobs::Registry;
 use crate::runtime::Components;
 use crate::scheduler::control;
 use crate::store::RunRow;
@@ -19,7 +18,7 @@ async fn open_run(
     dag_id: &str,
     run_id: &str,
 ) -> anyhow::Result<(Components, RunRow)> {
-    let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
+    let c = super::open(config).await?;
     let run = runs::get(c.store.read(), dag_id, run_id)
         .await?
         .ok_or_else(|| anyhow!("no run `{run_id}` of DAG `{dag_id}`"))?;
@@ -82,7 +81,7 @@ pub async fn clean(
     older_than: std::time::Duration,
     batch_size: i64,
 ) -> anyhow::Result<ExitCode> {
-    let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
+    let c = super::open(config).await?;
     let age = i64::try_from(older_than.as_micros()).context("retention too long")?;
     let cutoff = now_micros() - age;
     let deleted = control::clean(&c.store, cutoff, batch_size.max(1), |so_far| {

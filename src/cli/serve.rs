@@ -6,35 +6,12 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::config::Config;
-use crate::jobs::Registry;
 use crate::lake::query::Console;
 use crate::process::spawn_owned;
 use crate::runtime::{shutdown_channel, termination_signal, Components};
+use crate::store::mask_password;
 use crate::users::ensure_first_admin;
 use crate::web::{self, AppState};
-
-async fn open(config: Config) -> anyhow::Result<Components> {
-    let url = redact(&config.database_url());
-    Components::open(config, Registry::builtin())
-        .await
-        .with_context(|| format!("opening database {url}"))
-}
-
-/// Hides the password of a database URL for display.
-pub(super) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => {
-                    format!("{}{}:***{}", &url[..scheme + 3], &userinfo[..colon], &url[at..])
-                }
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
 
 /// Prints a status line; a closed stdout must not bring a server down.
 fn say(line: &str) {
@@ -85,6 +62,8 @@ struct Parts {
 
 /// Runs `parts` until Ctrl-C or SIGTERM, then stops them and waits for them to finish.
 async fn run_until_terminated(c: Components, parts: Parts) -> anyhow::Result<ExitCode> {
+    // Listening before anything starts: a signal during start-up stops the process cleanly.
+    let terminated = termination_signal();
     let (stop, shutdown) = shutdown_channel();
     let listen = if parts.scheduler || parts.worker { c.store.listen() } else { None };
     let mut tasks = Vec::new();
@@ -103,7 +82,7 @@ async fn run_until_terminated(c: Components, parts: Parts) -> anyhow::Result<Exi
             }
         }));
     }
-    termination_signal().await;
+    terminated.await;
     say("shutting down");
     stop.trigger();
     for task in tasks {
@@ -132,7 +111,7 @@ pub async fn standalone(mut config: Config) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let c = open(config).await?;
+    let c = super::open(config).await?;
     if demo.is_some() {
         unpause_demo_dags(&c).await?;
     }
@@ -143,7 +122,7 @@ pub async fn standalone(mut config: Config) -> anyhow::Result<ExitCode> {
         started.elapsed().as_millis(),
         listener.local_addr()?,
         c.config.dags_folder.display(),
-        redact(&c.config.database_url()),
+        mask_password(&c.config.database_url()),
     ));
     let code =
         run_until_terminated(c, Parts { scheduler: true, worker: true, web: Some(listener) }).await;
@@ -164,45 +143,24 @@ async fn unpause_demo_dags(c: &Components) -> anyhow::Result<()> {
 }
 
 pub async fn scheduler(config: Config) -> anyhow::Result<ExitCode> {
-    let c = open(config).await?;
+    let c = super::open(config).await?;
     run_until_terminated(c, Parts { scheduler: true, worker: false, web: None }).await
 }
 
-pub async fn worker(
-    mut config: Config,
-    queues: Option<Vec<String>>,
-    slots: Option<usize>,
-) -> anyhow::Result<ExitCode> {
-    if let Some(queues) = queues {
-        config.worker.queues = queues;
-    }
-    if let Some(slots) = slots {
-        anyhow::ensure!(slots > 0, "--slots 0: a worker needs at least one slot");
-        config.worker.slots = slots;
-    }
-    let c = open(config).await?;
+pub async fn worker(config: Config) -> anyhow::Result<ExitCode> {
+    let c = super::open(config).await?;
     run_until_terminated(c, Parts { scheduler: false, worker: true, web: None }).await
 }
 
 pub async fn web(config: Config) -> anyhow::Result<ExitCode> {
-    let c = open(config).await?;
+    let c = super::open(config).await?;
     let listener = bind(&c).await?;
     say(&format!("lakeward web on http://{}/", listener.local_addr()?));
     run_until_terminated(c, Parts { scheduler: false, worker: false, web: Some(listener) }).await
 }
 
 pub async fn migrate(config: Config) -> anyhow::Result<ExitCode> {
-    let c = open(config).await?;
-    println!("database {} is up to date", redact(&c.config.database_url()));
+    let c = super::open(config).await?;
+    println!("database {} is up to date", mask_password(&c.config.database_url()));
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn redacts_passwords_only() {
-        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(super::redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
-    }
 }

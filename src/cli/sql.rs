@@ -10,10 +10,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::config::Config;
-use crate::jobs::Registry;
 use crate::lake::query::render::{self, OutputFormat};
 use crate::lake::query::{Console, QueryError, SourcePlan};
-use crate::runtime::Components;
 
 #[derive(clap::Args)]
 pub struct SqlArgs {
@@ -39,7 +37,7 @@ pub struct SqlArgs {
 
 pub async fn sql(config: Config, args: SqlArgs) -> anyhow::Result<ExitCode> {
     let limits = config.sql.limits();
-    let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
+    let c = super::open(config).await?;
     let console = Console::new(c.warehouse.clone(), c.tables(), limits);
     let text = match (&args.query, &args.file) {
         (Some(query), _) => Some(query.clone()),

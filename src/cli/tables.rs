@@ -9,13 +9,11 @@ use anyhow::{bail, Context};
 use arrow_array::RecordBatch;
 
 use crate::config::Config;
-use crate::jobs::Registry;
 use crate::lake::tables::{Alteration, ScanRequest, Tables};
-use crate::runtime::Components;
 use crate::time::display;
 
 async fn open(config: Config) -> anyhow::Result<Arc<Tables>> {
-    let c = Components::open(config, Registry::builtin()).await.context("opening the database")?;
+    let c = super::open(config).await?;
     c.tables().get().await.context("opening the table catalog")
 }
 

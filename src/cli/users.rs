@@ -3,19 +3,13 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 
 use crate::config::Config;
 use crate::domain::Role;
-use crate::jobs::Registry;
-use crate::runtime::Components;
 use crate::store::users;
 use crate::time::display;
 use crate::users::{create_api_token, create_user, new_password};
-
-async fn open(config: Config) -> anyhow::Result<Components> {
-    Components::open(config, Registry::builtin()).await.context("opening the database")
-}
 
 pub async fn create(
     config: Config,
@@ -24,7 +18,7 @@ pub async fn create(
     password: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let role = if role == "admin" { Role::Admin } else { Role::Viewer };
-    let c = open(config).await?;
+    let c = super::open(config).await?;
     let generated = password.is_none();
     let password = password.unwrap_or_else(new_password);
     create_user(&c.store, username, &password, role).await?;
@@ -42,7 +36,7 @@ pub async fn token(
     name: &str,
     lifetime: Option<Duration>,
 ) -> anyhow::Result<ExitCode> {
-    let c = open(config).await?;
+    let c = super::open(config).await?;
     if users::get(c.store.read(), username).await?.is_none() {
         bail!("no user `{username}`: create it first with `lakeward users create`");
     }
@@ -52,7 +46,7 @@ pub async fn token(
 }
 
 pub async fn tokens(config: Config, username: Option<&str>) -> anyhow::Result<ExitCode> {
-    let c = open(config).await?;
+    let c = super::open(config).await?;
     println!("{:<16}  {:<20}  {:<20}  {:<20}  EXPIRES", "ID", "USER", "NAME", "CREATED");
     for token in users::list_api_tokens(c.store.read(), username).await? {
         let expires = token.expires_at.map_or("never".to_string(), display);
@@ -68,7 +62,7 @@ pub async fn tokens(config: Config, username: Option<&str>) -> anyhow::Result<Ex
 }
 
 pub async fn revoke(config: Config, id: &str) -> anyhow::Result<ExitCode> {
-    let c = open(config).await?;
+    let c = super::open(config).await?;
     if !users::revoke_api_token(c.store.write(), id, None).await? {
         bail!("no API token with id `{id}` (see `lakeward users tokens`)");
     }
@@ -77,7 +71,7 @@ pub async fn revoke(config: Config, id: &str) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn delete(config: Config, username: &str) -> anyhow::Result<ExitCode> {
-    let c = open(config).await?;
+    let c = super::open(config).await?;
     if !users::delete(c.store.write(), username).await? {
         bail!("no user `{username}`");
     }

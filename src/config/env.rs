@@ -8,13 +8,25 @@ use serde_json::Value;
 /// Variables starting with `LAKEWARD_` that are not settings.
 const NOT_SETTINGS: &[&str] = &["LAKEWARD_CONFIG", "LAKEWARD_LOG", "LAKEWARD_BIN"];
 
-/// One setting set from the environment.
+/// One setting set from the environment or the command line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Override {
-    pub variable: String,
+    /// Where the value came from, for messages: the variable or the flag.
+    pub source: String,
     /// The setting's path, e.g. `["worker", "slots"]`.
     pub path: Vec<String>,
     pub value: toml::Value,
+}
+
+impl Override {
+    /// A setting given on the command line as `flag`.
+    pub fn flag(flag: &str, path: &[&str], value: toml::Value) -> Override {
+        Override {
+            source: flag.to_string(),
+            path: path.iter().map(ToString::to_string).collect(),
+            value,
+        }
+    }
 }
 
 /// The overrides the `LAKEWARD_*` variables in `vars` ask for, against `defaults` (the default
@@ -41,7 +53,7 @@ pub fn overrides(
             continue;
         };
         match typed(&text, kind) {
-            Ok(value) => found.push(Override { variable, path, value }),
+            Ok(value) => found.push(Override { source: variable, path, value }),
             Err(expected) => problems.push(format!("{variable}={text}: expected {expected}")),
         }
     }

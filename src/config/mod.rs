@@ -9,6 +9,8 @@
 mod check;
 mod env;
 
+pub use env::Override;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -201,12 +203,14 @@ fn default_home() -> PathBuf {
 impl Config {
     /// Loads the config file (if any), applies the environment on top and checks the result.
     pub fn load() -> Result<Config, ConfigError> {
-        Config::load_with(std::env::vars())
+        Config::load_with(std::env::vars(), Vec::new())
     }
 
-    /// [`Config::load`] with the environment `vars`.
+    /// [`Config::load`] with the environment `vars`, then `flags` (command-line options, which
+    /// win over the environment) applied on top.
     pub fn load_with(
         vars: impl IntoIterator<Item = (String, String)>,
+        flags: Vec<Override>,
     ) -> Result<Config, ConfigError> {
         let vars: Vec<(String, String)> = vars.into_iter().collect();
         let var = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
@@ -231,7 +235,8 @@ impl Config {
             table = text.parse().map_err(invalid)?;
         }
         let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
-        let (overrides, mut problems) = env::overrides(vars.iter().cloned(), &defaults);
+        let (mut overrides, mut problems) = env::overrides(vars.iter().cloned(), &defaults);
+        overrides.extend(flags);
         for set in &overrides {
             env::apply(&mut table, &set.path, set.value.clone());
         }
@@ -242,8 +247,8 @@ impl Config {
                 return Err(ConfigError::Invalid { problems });
             }
         };
-        let origin = |setting: &str| match overrides.iter().find(|o| o.path.join(".") == setting) {
-            Some(set) => format!("from {}", set.variable),
+        let origin = |setting: &str| match overrides.iter().rfind(|o| o.path.join(".") == setting) {
+            Some(set) => format!("from {}", set.source),
             None => match &file {
                 Some(path) => format!("from {} or the default", path.display()),
                 None => "the default".to_string(),
@@ -268,7 +273,7 @@ impl Config {
     /// This configuration as a `lakeward.toml`, with passwords and tokens masked.
     pub fn to_masked_toml(&self) -> String {
         let mut shown = self.clone();
-        shown.database_url = shown.database_url.map(|url| mask_password(&url));
+        shown.database_url = shown.database_url.map(|url| crate::store::mask_password(&url));
         if shown.catalog.token.is_some() {
             shown.catalog.token = Some("***".to_string());
         }
@@ -287,21 +292,8 @@ impl Config {
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.clone(),
-            None => format!("sqlite://{}?mode=rwc", self.home.join("lakeward.db").display()),
+            None => format!("sqlite://{}", self.home.join("lakeward.db").display()),
         }
-    }
-}
-
-/// `scheme://user:password@host/…` with the password replaced by `***`.
-fn mask_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rsplit_once('@') {
-        Some((credentials, host)) => match credentials.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..]),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
     }
 }
 
@@ -320,7 +312,8 @@ mod tests {
             vars
         };
         let config =
-            Config::load_with(vars(&[("LAKEWARD_WORKER_POLL_INTERVAL", "250ms")])).unwrap();
+            Config::load_with(vars(&[("LAKEWARD_WORKER_POLL_INTERVAL", "250ms")]), Vec::new())
+                .unwrap();
         assert_eq!(config.worker.slots, 3);
         assert_eq!(config.worker.poll_interval, Duration::from_millis(250));
         assert_eq!(config.pools["etl"], 2);
@@ -330,7 +323,7 @@ mod tests {
             ("LAKEWARD_POOLS_ETL", "0"),
             ("LAKEWARD_WEB_BYND", "x"),
         ]);
-        let Err(ConfigError::Invalid { problems }) = Config::load_with(bad) else {
+        let Err(ConfigError::Invalid { problems }) = Config::load_with(bad, Vec::new()) else {
             panic!("a worker without slots was accepted")
         };
         assert_eq!(problems.len(), 3, "{problems:?}");
@@ -340,6 +333,22 @@ mod tests {
                 && problems[1].contains("LAKEWARD_WORKER_SLOTS")
         );
         assert!(problems[2].contains("pools.etl = 0"), "{problems:?}");
+    }
+
+    #[test]
+    fn flags_win_over_the_environment_and_are_checked_as_flags() {
+        let vars = [("LAKEWARD_CONFIG", "/nonexistent.toml"), ("LAKEWARD_WORKER_SLOTS", "3")]
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        let flag = |value: i64| Override::flag("--slots", &["worker", "slots"], value.into());
+        let config = Config::load_with(vars.clone(), vec![flag(5)]).unwrap();
+        assert_eq!(config.worker.slots, 5);
+        let Err(ConfigError::Invalid { problems }) = Config::load_with(vars, vec![flag(0)]) else {
+            panic!("--slots 0 was accepted")
+        };
+        assert!(
+            problems[0].starts_with("worker.slots = 0") && problems[0].ends_with("(from --slots)"),
+            "{problems:?}"
+        );
     }
 
     #[test]
@@ -386,6 +395,6 @@ mod tests {
     #[test]
     fn default_database_is_sqlite_under_home() {
         let config = Config { home: PathBuf::from("/srv/lw"), ..Config::default() };
-        assert_eq!(config.database_url(), "sqlite:///srv/lw/lakeward.db?mode=rwc");
+        assert_eq!(config.database_url(), "sqlite:///srv/lw/lakeward.db");
     }
 }

@@ -1,8 +1,12 @@
 //! Loading a folder of DAG files. A broken file becomes an import error; it never stops the
 //! other files from loading. Links to folders are not followed (they could leave the folder or
-//! loop back into it); each one found is reported as an import error.
+//! loop back into it); each one found is reported as an import error. A [`LoadedFolder`] keeps
+//! what it compiled and re-reads only the files whose size, times or inode changed, so checking
+//! a folder of 10,000 DAGs costs a directory listing and a `stat` per file. Watching the folder
+//! for changes is [`super::watch`]'s job, not this module's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -78,38 +82,146 @@ pub fn load_file(path: &Path, registry: &Registry) -> Result<Dag, Vec<Diagnostic
 
 /// Loads every DAG file of `folder`. A missing folder is an empty bag.
 pub fn load_folder(folder: &Path, registry: &Registry) -> DagBag {
-    let mut bag = DagBag::default();
-    let files = match dag_files(folder) {
-        Ok(listing) => {
-            for diagnostic in listing.skipped {
-                bag.errors.insert(diagnostic.file.clone(), vec![diagnostic]);
+    LoadedFolder::new(folder).refresh(registry).1
+}
+
+/// What identifies one version of a file without reading it: a file replaced, rewritten or
+/// touched gets another stamp (ctime changes even when a tool restores the mtime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    inode: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            len: meta.len(),
+            inode: meta.ino(),
+            modified: (meta.mtime(), meta.mtime_nsec()),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+        })
+    }
+}
+
+/// A DAG folder as last loaded: each file's stamp and what compiling it gave.
+#[derive(Debug)]
+pub struct LoadedFolder {
+    folder: PathBuf,
+    files: HashMap<PathBuf, (Option<FileStamp>, Result<Arc<Dag>, Vec<Diagnostic>>)>,
+    /// Folder-level problems of the last listing (links not followed, an unreadable folder).
+    listing_errors: Vec<Diagnostic>,
+}
+
+impl LoadedFolder {
+    /// Nothing loaded yet: the first [`LoadedFolder::refresh`] reads every file.
+    pub fn new(folder: &Path) -> LoadedFolder {
+        LoadedFolder { folder: folder.to_path_buf(), files: HashMap::new(), listing_errors: vec![] }
+    }
+
+    /// Lists the folder, compiles the files that are new or changed since the last call,
+    /// forgets the deleted ones, and returns how many files were read and the whole bag.
+    pub fn refresh(&mut self, registry: &Registry) -> (usize, DagBag) {
+        self.listing_errors.clear();
+        let paths = match dag_files(&self.folder) {
+            Ok(listing) => {
+                self.listing_errors = listing.skipped;
+                listing.files
             }
-            listing.files
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                let file = self.folder.display().to_string();
+                let message = format!("cannot read DAG folder: {e}");
+                self.listing_errors.push(Diagnostic { file, line: 1, column: 1, message });
+                // Unreadable for now: keep what was loaded rather than unload every DAG.
+                return (0, self.bag());
+            }
+        };
+        let mut read = 0;
+        let mut files = HashMap::with_capacity(paths.len());
+        for path in paths {
+            let stamp = FileStamp::of(&path);
+            let known =
+                self.files.remove(&path).filter(|(old, _)| stamp.is_some() && *old == stamp);
+            let entry = known.unwrap_or_else(|| {
+                read += 1;
+                (stamp, load_file(&path, registry).map(Arc::new))
+            });
+            files.insert(path, entry);
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return bag,
-        Err(e) => {
-            let file = folder.display().to_string();
-            let message = format!("cannot read DAG folder: {e}");
-            bag.errors.insert(file.clone(), vec![Diagnostic { file, line: 1, column: 1, message }]);
-            return bag;
+        self.files = files;
+        (read, self.bag())
+    }
+
+    /// The DAGs and import errors of the files as loaded, in path order; of two files with
+    /// the same DAG id, the first keeps it.
+    fn bag(&self) -> DagBag {
+        let mut bag = DagBag::default();
+        for diagnostic in &self.listing_errors {
+            bag.errors.insert(diagnostic.file.clone(), vec![diagnostic.clone()]);
         }
-    };
-    for path in files {
-        match load_file(&path, registry) {
-            Ok(dag) => {
-                if let Some(other) = bag.dags.get(&dag.id) {
-                    let message = format!("DAG id `{}` is already used by {}", dag.id, other.file);
-                    let diagnostic =
-                        Diagnostic { file: dag.file.clone(), line: 1, column: 1, message };
-                    bag.errors.insert(dag.file.clone(), vec![diagnostic]);
-                } else {
-                    bag.dags.insert(dag.id.clone(), Arc::new(dag));
+        let mut paths: Vec<&PathBuf> = self.files.keys().collect();
+        paths.sort();
+        for path in paths {
+            match &self.files[path].1 {
+                Ok(dag) => {
+                    if let Some(other) = bag.dags.get(&dag.id) {
+                        let message =
+                            format!("DAG id `{}` is already used by {}", dag.id, other.file);
+                        let diagnostic =
+                            Diagnostic { file: dag.file.clone(), line: 1, column: 1, message };
+                        bag.errors.insert(dag.file.clone(), vec![diagnostic]);
+                    } else {
+                        bag.dags.insert(dag.id.clone(), dag.clone());
+                    }
+                }
+                Err(diagnostics) => {
+                    bag.errors.insert(path.display().to_string(), diagnostics.clone());
                 }
             }
-            Err(diagnostics) => {
-                bag.errors.insert(path.display().to_string(), diagnostics);
-            }
         }
+        bag
     }
-    bag
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, text: &str) {
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn only_new_and_changed_files_are_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::builtin();
+        let task = "[tasks.t]\nkind = \"noop\"\n";
+        for name in ["a", "b", "c"] {
+            write(&dir.path().join(format!("{name}.toml")), task);
+        }
+        let mut folder = LoadedFolder::new(dir.path());
+        let (read, bag) = folder.refresh(&registry);
+        assert_eq!((read, bag.dags.len()), (3, 3));
+        assert_eq!(folder.refresh(&registry).0, 0, "nothing changed, nothing read");
+
+        write(&dir.path().join("b.toml"), "[tasks.t]\nkind = \"noop\"\nretries = 2\n");
+        write(&dir.path().join("d.toml"), "[tasks.t]\nkind = \"nope\"\n");
+        std::fs::remove_file(dir.path().join("c.toml")).unwrap();
+        let (read, bag) = folder.refresh(&registry);
+        assert_eq!(read, 2, "the changed and the new file");
+        assert_eq!(bag.dags.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(bag.dags["b"].tasks["t"].retries, 2);
+        assert!(bag.errors.keys().any(|f| f.ends_with("d.toml")), "{:?}", bag.errors);
+
+        // A second file claiming an id is an error; the first keeps the DAG.
+        write(&dir.path().join("e.toml"), "id = \"a\"\n[tasks.t]\nkind = \"noop\"\n");
+        let (read, bag) = folder.refresh(&registry);
+        assert_eq!(read, 1);
+        assert!(bag.dags["a"].file.ends_with("a.toml"));
+        assert!(bag.errors.keys().any(|f| f.ends_with("e.toml")), "{:?}", bag.errors);
+    }
 }

@@ -2,7 +2,7 @@
 //!
 //! A DAG file is TOML (see the README for the format). [`compile`] turns its text into a
 //! [`Dag`] or into every [`Diagnostic`] it can find; [`folder`] loads a whole folder, keeping
-//! broken files as import errors. This module knows nothing of the database, HTTP or execution.
+//! broken files as import errors, and [`watch`] tells when the folder changed. This module knows nothing of the database, HTTP or execution.
 
 pub mod compile;
 pub mod diagnostic;
@@ -10,6 +10,7 @@ pub mod folder;
 pub mod graph;
 pub mod params;
 pub mod template;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,6 +5,10 @@
 //! (a few best sellers), order dates follow weekly and yearly seasons (weekends, November and
 //! December sell more), and a configurable share of orders is dirty on purpose (missing
 //! customer, negative quantity, unknown status, missing amount) for the quality checks to catch.
+//!
+//! Customers and orders are made in blocks of [`BLOCK_ROWS`], each from its own random
+//! sequence derived from the seed and the block's number, on every core at once; the data
+//! depends on the seed alone, not on how many cores made it.
 
 use std::io::Write;
 use std::path::Path;
@@ -147,10 +151,10 @@ fn generate(
         write_products(w, spec, &mut rng)
     })?;
     let customers = write_table(warehouse, output, out, "customers", spec.customers, |w| {
-        write_customers(w, spec, &mut rng)
+        write_customers(w, spec)
     })?;
     let orders = write_table(warehouse, output, out, "orders", spec.orders, |w| {
-        write_orders(w, spec, &prices.value, &mut rng)
+        write_orders(w, spec, &prices.value)
     })?;
     lineage.wrote_datasets(&publication.commit()?);
     Ok(Generated {
@@ -339,27 +343,80 @@ fn write_products(w: &mut dyn Write, spec: &Spec, rng: &mut Rng) -> std::io::Res
     Ok(prices)
 }
 
-fn write_customers(w: &mut dyn Write, spec: &Spec, rng: &mut Rng) -> std::io::Result<()> {
+/// Rows of customers and orders made from one random sequence (see the module comment).
+const BLOCK_ROWS: u64 = 50_000;
+
+/// Writes rows `1..=rows` in blocks of [`BLOCK_ROWS`], several blocks at a time on every core,
+/// in order; `make` writes the rows of ids `first..=last` with the block's random sequence
+/// and returns a count, summed over all blocks.
+fn write_in_blocks(
+    w: &mut dyn Write,
+    rows: u64,
+    salt: u64,
+    seed: u64,
+    make: impl Fn(u64, u64, &mut Rng, &mut Vec<u8>) -> u64 + Sync,
+) -> std::io::Result<u64> {
+    let blocks = rows.div_ceil(BLOCK_ROWS);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let make = &make;
+    let mut total = 0;
+    let mut next = 0;
+    while next < blocks {
+        let wave = next..(next + cores).min(blocks);
+        let made: Vec<(Vec<u8>, u64)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = wave
+                .clone()
+                .map(|block| {
+                    scope.spawn(move || {
+                        let first = block * BLOCK_ROWS + 1;
+                        let last = ((block + 1) * BLOCK_ROWS).min(rows);
+                        let mut rng =
+                            Rng::new(seed ^ salt ^ block.wrapping_mul(0xA24B_AED4_963E_E407));
+                        let mut out = Vec::with_capacity(((last - first + 1) * 80) as usize);
+                        let count = make(first, last, &mut rng, &mut out);
+                        (out, count)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("a generator thread panicked")).collect()
+        });
+        for (bytes, count) in made {
+            w.write_all(&bytes)?;
+            total += count;
+        }
+        next = wave.end;
+    }
+    Ok(total)
+}
+
+fn write_customers(w: &mut dyn Write, spec: &Spec) -> std::io::Result<()> {
     writeln!(
         w,
         "customer_id,email,first_name,last_name,city,state,registration_date,customer_segment"
     )?;
     let first_day = spec.end_date - Duration::days(3 * 365);
-    for id in 1..=spec.customers {
-        let first = *rng.pick(FIRST_NAMES);
-        let last = *rng.pick(LAST_NAMES);
-        // Skewed towards the first (largest) cities.
-        let (city, state) =
-            CITIES[(CITIES.len() as f64 * rng.unit().powf(1.6)) as usize % CITIES.len()];
-        let registered = first_day + Duration::days(rng.below(3 * 365 - 1) as i64);
-        let segment = match rng.unit() {
-            u if u < 0.2 => "Premium",
-            u if u < 0.7 => "Standard",
-            _ => "Basic",
-        };
-        let email = format!("{}.{}{id}@example.com", first.to_lowercase(), last.to_lowercase());
-        writeln!(w, "{id},{email},{first},{last},{city},{state},{registered},{segment}")?;
-    }
+    write_in_blocks(w, spec.customers, 0xC057, spec.seed, |first, last, rng, out| {
+        for id in first..=last {
+            let first_name = *rng.pick(FIRST_NAMES);
+            let last_name = *rng.pick(LAST_NAMES);
+            // Skewed towards the first (largest) cities.
+            let (city, state) =
+                CITIES[(CITIES.len() as f64 * rng.unit().powf(1.6)) as usize % CITIES.len()];
+            let registered = first_day + Duration::days(rng.below(3 * 365 - 1) as i64);
+            let segment = match rng.unit() {
+                u if u < 0.2 => "Premium",
+                u if u < 0.7 => "Standard",
+                _ => "Basic",
+            };
+            let (first_lower, last_lower) = (first_name.to_lowercase(), last_name.to_lowercase());
+            let email = format!("{first_lower}.{last_lower}{id}@example.com");
+            let _ = writeln!(
+                out,
+                "{id},{email},{first_name},{last_name},{city},{state},{registered},{segment}"
+            );
+        }
+        0
+    })?;
     Ok(())
 }
 
@@ -376,66 +433,63 @@ fn seasonality(day: NaiveDate) -> f64 {
 }
 
 /// Writes the orders; returns how many were made dirty.
-fn write_orders(
-    w: &mut dyn Write,
-    spec: &Spec,
-    prices: &[f64],
-    rng: &mut Rng,
-) -> std::io::Result<u64> {
+fn write_orders(w: &mut dyn Write, spec: &Spec, prices: &[f64]) -> std::io::Result<u64> {
     writeln!(
         w,
         "order_id,customer_id,product_id,order_date,quantity,total_amount,status,payment_method"
     )?;
+    write_in_blocks(w, spec.orders, 0x0DE5, spec.seed, |first, last, rng, out| {
+        let mut dirty = 0;
+        for id in first..=last {
+            dirty += u64::from(write_order(out, id, spec, prices, rng));
+        }
+        dirty
+    })
+}
+
+/// Writes order `id`; true if it was made dirty.
+fn write_order(out: &mut Vec<u8>, id: u64, spec: &Spec, prices: &[f64], rng: &mut Rng) -> bool {
     let first_day = spec.end_date - Duration::days(spec.days as i64);
     let max_weight = 1.8 * 1.3;
-    let mut dirty = 0;
-    for id in 1..=spec.orders {
-        let date = loop {
-            let day = first_day + Duration::days(rng.below(spec.days) as i64);
-            if rng.unit() * max_weight <= seasonality(day) {
-                break day;
-            }
-        };
-        // Power-law popularity: low product and customer ids are drawn far more often.
-        let product = (prices.len() as f64 * rng.unit().powf(2.5)) as usize % prices.len();
-        let customer = 1 + (spec.customers as f64 * rng.unit().powf(1.4)) as u64 % spec.customers;
-        let mut quantity: i64 = match rng.unit() {
-            u if u < 0.6 => 1,
-            u if u < 0.85 => 2,
-            u if u < 0.95 => 3,
-            _ => 4 + rng.below(3) as i64,
-        };
-        let mut status = match rng.unit() {
-            u if u < 0.80 => "completed",
-            u if u < 0.92 => "pending",
-            _ => "cancelled",
-        };
-        let payment = match rng.unit() {
-            u if u < 0.5 => "Credit Card",
-            u if u < 0.8 => "PayPal",
-            _ => "Debit Card",
-        };
-        let mut customer_field = customer.to_string();
-        let mut amount_field = String::new();
-        let mut defect = None;
-        if rng.unit() < spec.dirty_fraction {
-            dirty += 1;
-            defect = Some(rng.below(4));
+    let date = loop {
+        let day = first_day + Duration::days(rng.below(spec.days) as i64);
+        if rng.unit() * max_weight <= seasonality(day) {
+            break day;
         }
-        match defect {
-            Some(0) => customer_field.clear(),
-            Some(1) => quantity = -quantity,
-            Some(2) => status = "unknown",
-            _ => {}
-        }
-        if defect != Some(3) {
-            amount_field = format!("{:.2}", prices[product] * quantity as f64);
-        }
-        writeln!(
-            w,
-            "{id},{customer_field},{},{date},{quantity},{amount_field},{status},{payment}",
-            product + 1
-        )?;
+    };
+    // Power-law popularity: low product and customer ids are drawn far more often.
+    let product = (prices.len() as f64 * rng.unit().powf(2.5)) as usize % prices.len();
+    let customer = 1 + (spec.customers as f64 * rng.unit().powf(1.4)) as u64 % spec.customers;
+    let mut quantity: i64 = match rng.unit() {
+        u if u < 0.6 => 1,
+        u if u < 0.85 => 2,
+        u if u < 0.95 => 3,
+        _ => 4 + rng.below(3) as i64,
+    };
+    let mut status = match rng.unit() {
+        u if u < 0.80 => "completed",
+        u if u < 0.92 => "pending",
+        _ => "cancelled",
+    };
+    let payment = match rng.unit() {
+        u if u < 0.5 => "Credit Card",
+        u if u < 0.8 => "PayPal",
+        _ => "Debit Card",
+    };
+    let defect = (rng.unit() < spec.dirty_fraction).then(|| rng.below(4));
+    match defect {
+        Some(1) => quantity = -quantity,
+        Some(2) => status = "unknown",
+        _ => {}
     }
-    Ok(dirty)
+    let _ = write!(out, "{id},");
+    if defect != Some(0) {
+        let _ = write!(out, "{customer}");
+    }
+    let _ = write!(out, ",{},{date},{quantity},", product + 1);
+    if defect != Some(3) {
+        let _ = write!(out, "{:.2}", prices[product] * quantity as f64);
+    }
+    let _ = writeln!(out, ",{status},{payment}");
+    defect.is_some()
 }

@@ -280,6 +280,23 @@ fn count(frame: LazyFrame) -> Result<u64, JobError> {
 
 const SAMPLE_ROWS: u32 = 5;
 
+/// How a check is measured in its dataset's one scan.
+enum Measure {
+    /// Rows for which this condition is true fail (nulls do not).
+    Condition(Expr),
+    /// A single-column `unique`: the column's distinct count says whether any key repeats
+    /// (the failing rows are then found with a group-by).
+    Distinct(String),
+    /// The dataset's row count.
+    Rows,
+    /// Only by a query of its own (multi-column `unique`, a predicate Polars cannot turn
+    /// into an expression).
+    Apart,
+}
+
+/// Runs the checks with one scan per dataset: every row condition, distinct count and row
+/// count of a dataset's checks is an aggregate of the same `select`. Only checks that fail
+/// (and those with no row condition) read their dataset again, for their failing rows.
 fn run_checks(
     warehouse: &Warehouse,
     config: &QualityConfig,
@@ -289,60 +306,68 @@ fn run_checks(
     for (name, path) in &config.datasets {
         frames.insert(name.clone(), scan_input(warehouse, path, lineage)?);
     }
+    let measures =
+        config.checks.iter().map(|check| measure(check, &frames)).collect::<Result<Vec<_>, _>>()?;
+    let mut values: Vec<u64> = vec![0; config.checks.len()];
+    let mut rows: IndexMap<&str, u64> = IndexMap::new();
+    for (name, frame) in &frames {
+        let own: Vec<(usize, &Measure)> = measures
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| &config.checks[*i].dataset == name)
+            .collect();
+        if own.is_empty() {
+            continue;
+        }
+        let alias = |i: usize| format!("_check_{i}");
+        let mut aggregates = vec![len().alias("_rows")];
+        for (i, measure) in &own {
+            match measure {
+                Measure::Condition(failing) => {
+                    aggregates.push(failing.clone().sum().alias(alias(*i)))
+                }
+                Measure::Distinct(column) => {
+                    aggregates.push(col(column.as_str()).n_unique().alias(alias(*i)))
+                }
+                Measure::Rows | Measure::Apart => {}
+            }
+        }
+        let scanned = frame.clone().select(aggregates).collect()?;
+        let value = |column: &str| -> Result<u64, JobError> {
+            Ok(scanned.column(column)?.get(0)?.extract::<u64>().unwrap_or(0))
+        };
+        rows.insert(name.as_str(), value("_rows")?);
+        for (i, measure) in own {
+            if matches!(measure, Measure::Condition(_) | Measure::Distinct(_)) {
+                values[i] = value(&alias(i))?;
+            }
+        }
+    }
     let mut results = Vec::new();
-    for check in &config.checks {
+    for (i, (check, measure)) in config.checks.iter().zip(measures).enumerate() {
         let data = frames[&check.dataset].clone();
-        let failing_rows = match check.check {
-            CheckKind::RowCount => {
-                let rows = count(data)?;
-                let within = check.min.is_none_or(|m| rows as f64 >= m)
-                    && check.max.is_none_or(|m| rows as f64 <= m);
+        let dataset_rows = rows.get(check.dataset.as_str()).copied().unwrap_or(0);
+        let (failing, failing_rows) = match measure {
+            Measure::Rows => {
+                let within = check.min.is_none_or(|m| dataset_rows as f64 >= m)
+                    && check.max.is_none_or(|m| dataset_rows as f64 <= m);
                 results.push(CheckResult {
                     label: check.label(),
                     check: check.check,
                     severity: check.severity,
                     passed: within,
-                    failing: if within { 0 } else { rows },
-                    sample: json!({ "rows": rows, "min": check.min, "max": check.max }),
+                    failing: if within { 0 } else { dataset_rows },
+                    sample: json!({ "rows": dataset_rows, "min": check.min, "max": check.max }),
                 });
                 continue;
             }
-            CheckKind::Relationship => {
-                let (column, field) = (
-                    check.column.clone().unwrap_or_default(),
-                    check.field.clone().unwrap_or_default(),
-                );
-                let to = frames[check.to.as_deref().unwrap_or_default()].clone();
-                let keys = to
-                    .select([col(field.as_str()).alias(column.as_str())])
-                    .unique(None, Default::default());
-                data.filter(col(column.as_str()).is_not_null()).join(
-                    keys,
-                    [col(column.as_str())],
-                    [col(column.as_str())],
-                    JoinArgs::new(JoinType::Anti),
-                )
+            Measure::Condition(failing) => (values[i], data.filter(failing)),
+            Measure::Distinct(_) if values[i] == dataset_rows => (0, data),
+            Measure::Distinct(_) | Measure::Apart => {
+                let failing_rows = failing_rows(check, data)?;
+                (count(failing_rows.clone())?, failing_rows)
             }
-            CheckKind::Unique => {
-                let keys: Vec<Expr> = check.columns().iter().map(|c| col(c.as_str())).collect();
-                let repeated = data
-                    .clone()
-                    .group_by(keys.clone())
-                    .agg([len().alias("_rows")])
-                    .filter(col("_rows").gt(lit(1)))
-                    .select(keys.clone());
-                data.join(repeated, keys.clone(), keys, JoinArgs::new(JoinType::Semi))
-            }
-            CheckKind::Sql => {
-                let mut sql = crate::lake::sql_functions::QueryContext::new();
-                sql.register("t", data);
-                let predicate = check.predicate.as_deref().unwrap_or("true");
-                sql.execute(&format!("SELECT * FROM t WHERE NOT ({predicate})"))
-                    .map_err(|e| JobError::Failed(format!("check `{}`: {e}", check.label())))?
-            }
-            _ => data.filter(row_fails(check)?),
         };
-        let failing = count(failing_rows.clone())?;
         let sample = if failing == 0 {
             Value::Array(Vec::new())
         } else {
@@ -359,6 +384,66 @@ fn run_checks(
         });
     }
     Ok(results)
+}
+
+/// How `check` is measured; a relationship reads its target's keys here.
+fn measure(check: &Check, frames: &IndexMap<String, LazyFrame>) -> Result<Measure, JobError> {
+    let measure = match check.check {
+        CheckKind::RowCount => Measure::Rows,
+        CheckKind::Unique => match check.columns().as_slice() {
+            [column] => Measure::Distinct(column.clone()),
+            _ => Measure::Apart,
+        },
+        CheckKind::Relationship => {
+            let (column, field) = (
+                check.column.as_deref().unwrap_or_default(),
+                check.field.as_deref().unwrap_or_default(),
+            );
+            let to = frames[check.to.as_deref().unwrap_or_default()].clone();
+            let keys = to.select([col(field)]).unique(None, Default::default()).collect()?;
+            let keys = keys.column(field)?.as_materialized_series().clone();
+            let known = col(column).is_in(lit(keys).implode(false), false);
+            Measure::Condition(col(column).is_not_null().and(known.not()))
+        }
+        // Polars' own SQL expressions (lakeward's additions need the query path).
+        CheckKind::Sql => match polars::sql::sql_expr(check.predicate.as_deref().unwrap_or("true"))
+        {
+            Ok(holds) => Measure::Condition(holds.not()),
+            Err(_) => Measure::Apart,
+        },
+        _ => Measure::Condition(row_fails(check)?),
+    };
+    // A condition naming a missing column would fail the whole scan: say which check it is.
+    if let Measure::Condition(failing) = &measure {
+        let data = frames[&check.dataset].clone();
+        data.select([failing.clone()])
+            .collect_schema()
+            .map_err(|e| JobError::Failed(format!("check `{}`: {e}", check.label())))?;
+    }
+    Ok(measure)
+}
+
+/// The rows failing a check measured apart (see [`Measure::Apart`]) or a repeated key.
+fn failing_rows(check: &Check, data: LazyFrame) -> Result<LazyFrame, JobError> {
+    Ok(match check.check {
+        CheckKind::Unique => {
+            let keys: Vec<Expr> = check.columns().iter().map(|c| col(c.as_str())).collect();
+            let repeated = data
+                .clone()
+                .group_by(keys.clone())
+                .agg([len().alias("_rows")])
+                .filter(col("_rows").gt(lit(1)))
+                .select(keys.clone());
+            data.join(repeated, keys.clone(), keys, JoinArgs::new(JoinType::Semi))
+        }
+        _ => {
+            let mut sql = crate::lake::sql_functions::QueryContext::new();
+            sql.register("t", data);
+            let predicate = check.predicate.as_deref().unwrap_or("true");
+            sql.execute(&format!("SELECT * FROM t WHERE NOT ({predicate})"))
+                .map_err(|e| JobError::Failed(format!("check `{}`: {e}", check.label())))?
+        }
+    })
 }
 
 /// The condition a row fails for the column-wise checks.

@@ -1,6 +1,7 @@
 //! The scheduler: turns DAG files, schedules and task results into work for the workers.
 //!
-//! Each pass (a *tick*) it: reloads the DAG folder when due, creates the scheduled runs whose
+//! Each pass (a *tick*) it: reloads the DAG folder when it changed (file-system notifications,
+//! with a slow full scan as the safety net; only changed files are read and synced), creates the scheduled runs whose
 //! data interval has ended, re-queues retries whose delay has passed, fails tries whose worker
 //! went silent (counting only time the database was reachable, see [`liveness`]), starts
 //! queued runs within `max_active_runs`, creates runs of DAGs whose watched tables and datasets
@@ -29,7 +30,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
-use crate::dag::folder::{self, DagBag};
+use crate::dag::folder::{DagBag, LoadedFolder};
+use crate::dag::watch::FolderWatch;
 use crate::dag::{Dag, RunRetention};
 use crate::domain::{RunState, RunType, TaskState};
 use crate::jobs::Stream;
@@ -79,6 +81,13 @@ impl SchedulerOptions {
 /// then it is listed as dead, which helps tell what happened.
 const DEAD_PROCESS_RETENTION: u32 = 20;
 
+/// With file-system notifications, how often the DAG folder is still scanned in full (they can
+/// miss changes: some network file systems, an overflowing event queue).
+const FOLDER_RESCAN_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How long a notified change may settle (an editor's save, a copy) before the folder is read.
+const FOLDER_SETTLE: Duration = Duration::from_millis(50);
+
 /// Most scheduled runs one DAG gets per tick, so a long catchup cannot stall the loop.
 const MAX_NEW_RUNS_PER_TICK: usize = 64;
 
@@ -106,10 +115,20 @@ pub struct Scheduler {
     store: Store,
     versions: Arc<DagVersions>,
     options: SchedulerOptions,
-    /// The DAG folder as last loaded.
+    /// The DAG folder as last loaded, and each file's stamp (so a scan reads only changes).
     bag: DagBag,
-    bag_fingerprint: Option<String>,
+    folder: Option<LoadedFolder>,
+    /// Whether the database has been told the whole folder once (later syncs send changes).
+    folder_synced: bool,
+    /// Whether file-system notifications watch the folder; the scheduler then scans it when
+    /// they say so (`folder_changed`) and every [`FOLDER_RESCAN_INTERVAL`].
+    folder_watched: bool,
+    folder_changed: bool,
+    last_folder_scan: Option<Instant>,
     paused: HashSet<String>,
+    /// Calendar DAGs: the version last planned and when its next run is due (`None`: never
+    /// again), so housekeeping asks the database only about DAGs that are due.
+    calendar_due: HashMap<String, (String, Option<Micros>)>,
     next_run_at: HashMap<String, Option<Micros>>,
     last_housekeeping: Option<Instant>,
     /// When the earliest pending retry becomes due, so the loop wakes for it.
@@ -138,8 +157,13 @@ impl Scheduler {
             versions,
             options,
             bag: DagBag::default(),
-            bag_fingerprint: None,
+            folder: None,
+            folder_synced: false,
+            folder_watched: false,
+            folder_changed: false,
+            last_folder_scan: None,
             paused: HashSet::new(),
+            calendar_due: HashMap::new(),
             next_run_at: HashMap::new(),
             last_housekeeping: None,
             next_retry_at: None,
@@ -160,6 +184,27 @@ impl Scheduler {
     /// Runs ticks until shutdown: on every wake-up, and at least every poll interval.
     pub async fn run(mut self, mut shutdown: Shutdown) {
         let mut waiter = self.store.wakeups().scheduler_waiter();
+        let watch =
+            self.options.dags_folder.as_deref().and_then(|folder| {
+                match FolderWatch::start(folder) {
+                    Ok(watch) => Some(watch),
+                    Err(e) => {
+                        tracing::warn!(
+                            folder = %folder.display(),
+                            "DAG folder not watched ({e}): it is scanned every {}",
+                            humantime::format_duration(self.options.dag_refresh_interval)
+                        );
+                        None
+                    }
+                }
+            });
+        self.folder_watched = watch.is_some();
+        let folder_changed = || async {
+            match &watch {
+                Some(watch) => watch.changed().await,
+                None => std::future::pending().await,
+            }
+        };
         tracing::info!(id = %self.id, "scheduler started");
         loop {
             let started = Instant::now();
@@ -185,6 +230,10 @@ impl Scheduler {
             tokio::select! {
                 _ = waiter.wait() => {}
                 _ = tokio::time::sleep(pause) => {}
+                _ = folder_changed() => {
+                    tokio::time::sleep(FOLDER_SETTLE).await;
+                    self.folder_changed = true;
+                }
                 _ = shutdown.wait() => break,
             }
         }
@@ -194,8 +243,11 @@ impl Scheduler {
 
     /// One scheduling pass at time `now`.
     pub async fn tick(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let due =
-            self.last_housekeeping.is_none_or(|t| t.elapsed() >= self.options.dag_refresh_interval);
+        // A changed DAG folder is read at once, and housekeeping then plans its new DAGs.
+        let due = self.folder_changed
+            || self
+                .last_housekeeping
+                .is_none_or(|t| t.elapsed() >= self.options.dag_refresh_interval);
         if due {
             self.last_housekeeping = Some(Instant::now());
             self.housekeeping(now).await?;
@@ -230,14 +282,13 @@ impl Scheduler {
         // A write went through: whatever outage this process saw is over.
         self.store.connectivity().succeeded();
         if let Some(folder) = self.options.dags_folder.clone() {
-            self.reload_folder(folder).await?;
+            let rescan = !self.folder_watched
+                || self.last_folder_scan.is_none_or(|t| t.elapsed() >= FOLDER_RESCAN_INTERVAL);
+            if self.folder_changed || rescan {
+                self.reload_folder(folder).await?;
+            }
         }
-        self.paused = dags::list(self.store.read())
-            .await?
-            .into_iter()
-            .filter(|d| d.is_paused)
-            .map(|d| d.dag_id)
-            .collect();
+        self.paused = dags::paused(self.store.read()).await?.into_iter().collect();
         if self.options.create_scheduled_runs {
             self.create_scheduled_runs(now, Only::Calendar).await?;
             self.forget_old_runs(now).await?;
@@ -248,17 +299,39 @@ impl Scheduler {
         self.reap_silent_workers(crate::time::now_micros()).await
     }
 
+    /// Scans the DAG folder (reading only new and changed files) and tells the database what
+    /// changed: everything on the first scan, then the changed and removed DAGs.
     async fn reload_folder(&mut self, folder: PathBuf) -> Result<(), StoreError> {
+        self.folder_changed = false;
         let registry = self.versions.registry().clone();
-        let bag = crate::process::blocking(move || folder::load_folder(&folder, &registry))
-            .await
-            .unwrap_or_default();
-        let fingerprint = fingerprint(&bag);
-        if self.bag_fingerprint.as_ref() == Some(&fingerprint) {
+        let mut loaded = self.folder.take().unwrap_or_else(|| LoadedFolder::new(&folder));
+        let scanned = crate::process::blocking(move || {
+            let (read, bag) = loaded.refresh(&registry);
+            (loaded, read, bag)
+        })
+        .await;
+        // A panic while compiling is a bug; the next scan starts afresh.
+        let Ok((loaded, read, bag)) = scanned else { return Ok(()) };
+        self.folder = Some(loaded);
+        self.last_folder_scan = Some(Instant::now());
+        let changed: Vec<DagRecord> = bag
+            .dags
+            .values()
+            .filter(|dag| match self.bag.dags.get(&dag.id) {
+                Some(old) => old.version != dag.version || old.file != dag.file,
+                None => true,
+            })
+            .map(|dag| DagRecord::from(dag.as_ref()))
+            .collect();
+        let removed: Vec<String> =
+            self.bag.dags.keys().filter(|id| !bag.dags.contains_key(*id)).cloned().collect();
+        if self.folder_synced
+            && changed.is_empty()
+            && removed.is_empty()
+            && bag.errors == self.bag.errors
+        {
             return Ok(());
         }
-        let records: Vec<DagRecord> =
-            bag.dags.values().map(|d| DagRecord::from(d.as_ref())).collect();
         let errors: Vec<(String, String)> = bag
             .errors
             .iter()
@@ -266,16 +339,34 @@ impl Scheduler {
                 (file.clone(), diags.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
             })
             .collect();
-        dags::sync(self.store.write(), &records, &errors, crate::time::now_micros()).await?;
-        for dag in bag.dags.values() {
-            self.versions.insert(dag.clone());
+        let now = crate::time::now_micros();
+        if self.folder_synced {
+            dags::sync_changes(self.store.write(), &changed, &removed, &errors, now).await?;
+        } else {
+            let records: Vec<DagRecord> =
+                bag.dags.values().map(|d| DagRecord::from(d.as_ref())).collect();
+            dags::sync(self.store.write(), &records, &errors, now).await?;
         }
-        for (_, message) in &errors {
-            tracing::warn!("DAG import error:\n{message}");
+        for record in &changed {
+            if let Some(dag) = bag.dags.get(&record.dag_id) {
+                self.versions.insert(dag.clone());
+            }
         }
-        tracing::info!(dags = bag.dags.len(), import_errors = errors.len(), "DAG folder loaded");
+        for (file, message) in &errors {
+            if self.bag.errors.get(file) != bag.errors.get(file) || !self.folder_synced {
+                tracing::warn!("DAG import error:\n{message}");
+            }
+        }
+        tracing::info!(
+            dags = bag.dags.len(),
+            changed = changed.len(),
+            removed = removed.len(),
+            files_read = read,
+            import_errors = errors.len(),
+            "DAG folder loaded"
+        );
         self.bag = bag;
-        self.bag_fingerprint = Some(fingerprint);
+        self.folder_synced = true;
         Ok(())
     }
 
@@ -298,7 +389,7 @@ impl Scheduler {
                 self.watch(&dag, now).await?;
                 assets::create_data_run(&self.store, self.tables.as_ref(), &dag, now).await?
             } else if let Some(timetable) = dag.timetable() {
-                self.create_due_runs(&dag, &timetable, now).await?
+                self.plan_calendar(&dag, &timetable, now).await?
             } else {
                 None
             };
@@ -354,6 +445,28 @@ impl Scheduler {
             tracing::debug!(changes = forgotten, "consumed data changes deleted");
         }
         Ok(())
+    }
+
+    /// [`Scheduler::create_due_runs`] for a calendar DAG, skipped (without asking the
+    /// database) while the DAG's version is the one last planned and its next run is not due.
+    async fn plan_calendar(
+        &mut self,
+        dag: &Dag,
+        timetable: &Timetable<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Micros>, StoreError> {
+        if !timetable.is_continuous() {
+            if let Some((version, due)) = self.calendar_due.get(&dag.id) {
+                if *version == dag.version && due.is_none_or(|at| to_micros(now) < at) {
+                    return Ok(*due);
+                }
+            }
+        }
+        let due = self.create_due_runs(dag, timetable, now).await?;
+        if !timetable.is_continuous() {
+            self.calendar_due.insert(dag.id.clone(), (dag.version.clone(), due));
+        }
+        Ok(due)
     }
 
     /// Creates the DAG's due scheduled runs; returns when the next one will be due.
@@ -694,16 +807,4 @@ impl TaskSlots {
         }
         Slot::Granted
     }
-}
-
-/// Identifies a DAG folder's content: DAG versions and import errors.
-fn fingerprint(bag: &DagBag) -> String {
-    let mut out = String::new();
-    for (id, dag) in &bag.dags {
-        out.push_str(&format!("{id}={};", dag.version));
-    }
-    for (file, diags) in &bag.errors {
-        out.push_str(&format!("!{file}:{diags:?};"));
-    }
-    out
 }

@@ -79,6 +79,41 @@ pub async fn sync(
         query = query.bind(*id);
     }
     query.execute(&mut *tx).await?;
+    replace_import_errors(&mut tx, import_errors, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Records what changed in the DAG folder since the last [`sync`]: new versions and metadata
+/// for `changed`, inactive for `removed` (ids), and `import_errors` replacing the old ones.
+/// Paused flags are kept.
+pub async fn sync_changes(
+    db: impl Acquire<'_, Database = Any>,
+    changed: &[DagRecord],
+    removed: &[String],
+    import_errors: &[(String, String)],
+    now: Micros,
+) -> Result<()> {
+    let mut tx = db.begin().await?;
+    for dag in changed {
+        upsert_dag(&mut tx, dag, now).await?;
+    }
+    for id in removed {
+        sqlx::query("UPDATE dags SET is_active = 0, description = NULL WHERE dag_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    replace_import_errors(&mut tx, import_errors, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn replace_import_errors(
+    tx: &mut AnyConnection,
+    import_errors: &[(String, String)],
+    now: Micros,
+) -> Result<()> {
     sqlx::query("DELETE FROM import_errors").execute(&mut *tx).await?;
     for (file, message) in import_errors {
         sqlx::query(
@@ -90,8 +125,13 @@ pub async fn sync(
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await?;
     Ok(())
+}
+
+/// The active DAGs that are paused.
+pub async fn paused(db: impl Executor<'_, Database = Any>) -> Result<Vec<String>> {
+    let sql = "SELECT dag_id FROM dags WHERE is_paused = 1 AND is_active = 1";
+    Ok(sqlx::query_scalar(sql).fetch_all(db).await?)
 }
 
 /// Records one DAG (its version and metadata) without touching the others.

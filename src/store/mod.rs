@@ -73,6 +73,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL `{0}` (expected sqlite://… or postgres://…)")]
     UnsupportedUrl(String),
+    /// Connecting to or migrating the database at `url` (password masked) failed.
+    #[error("cannot open database {url}: {source}")]
+    Open { url: String, source: Box<StoreError> },
     /// A row holds a value this version of lakeward does not understand.
     #[error("unexpected value in the database: {0}")]
     Corrupt(String),
@@ -97,7 +100,11 @@ impl StoreError {
     /// exhausted, disk full, locked, server shutting down): trying again later can help, and
     /// the error says nothing about the statement itself.
     pub fn is_unavailable(&self) -> bool {
-        let StoreError::Database(error) = self else { return false };
+        let error = match self {
+            StoreError::Database(error) => error,
+            StoreError::Open { source, .. } => return source.is_unavailable(),
+            _ => return false,
+        };
         match error {
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
@@ -109,6 +116,41 @@ impl StoreError {
             _ => false,
         }
     }
+}
+
+impl StoreError {
+    /// This error as one met while opening the database at `url`.
+    fn opening(self, url: &str) -> StoreError {
+        match self {
+            StoreError::UnsupportedUrl(_) | StoreError::Open { .. } => self,
+            other => StoreError::Open { url: mask_password(url), source: Box::new(other) },
+        }
+    }
+}
+
+/// `scheme://user:password@host/…` with the password replaced by `***`, for messages and
+/// pages.
+pub fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..]),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// A SQLite URL that creates its file when missing (`mode=rwc`), unless it names a mode or
+/// an in-memory database.
+fn sqlite_creating(url: &str) -> String {
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    if url.contains(":memory:") || query.split('&').any(|p| p.starts_with("mode=")) {
+        return url.to_string();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}mode=rwc")
 }
 
 /// Error codes meaning "not now" rather than "not this": SQLite's busy, locked, I/O error,
@@ -139,11 +181,21 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://…`). Does not migrate.
+    /// Connects to `url` (`sqlite://path` or `postgres://…`). Does not migrate. A SQLite file
+    /// that does not exist yet is created (with its folder) unless the URL sets another `mode`.
+    /// Errors name the URL, its password masked.
     pub async fn connect(url: &str) -> Result<Store> {
+        Store::connect_unnamed(url).await.map_err(|e| e.opening(url))
+    }
+
+    async fn connect_unnamed(url: &str) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend =
-            Backend::of_url(url).ok_or_else(|| StoreError::UnsupportedUrl(url.to_string()))?;
+            Backend::of_url(url).ok_or_else(|| StoreError::UnsupportedUrl(mask_password(url)))?;
+        let url = &match backend {
+            Backend::Sqlite => sqlite_creating(url),
+            Backend::Postgres => url.to_string(),
+        };
         let (pool, reader) = match backend {
             Backend::Sqlite => {
                 create_parent_dir(url);
@@ -199,7 +251,7 @@ impl Store {
     /// Connects and applies pending migrations.
     pub async fn open(url: &str) -> Result<Store> {
         let store = Store::connect(url).await?;
-        store.migrate().await?;
+        store.migrate().await.map_err(|e| e.opening(url))?;
         Ok(store)
     }
 
@@ -354,4 +406,28 @@ async fn lock_file(path: &str) -> Result<std::fs::File> {
 /// `$start, $start+1, …` for `count` values: the placeholders of an `IN (…)` list.
 fn placeholders(start: usize, count: usize) -> String {
     (start..start + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_masked_and_nothing_else() {
+        assert_eq!(mask_password("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(mask_password("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(mask_password("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+        assert_eq!(mask_password("postgres://u:p@h/db?x=a@b"), "postgres://u:***@h/db?x=a@b");
+    }
+
+    #[test]
+    fn sqlite_files_are_created_unless_the_url_says_otherwise() {
+        assert_eq!(sqlite_creating("sqlite:///a/b.db"), "sqlite:///a/b.db?mode=rwc");
+        assert_eq!(
+            sqlite_creating("sqlite:///a/b.db?cache=shared"),
+            "sqlite:///a/b.db?cache=shared&mode=rwc"
+        );
+        assert_eq!(sqlite_creating("sqlite:///a/b.db?mode=ro"), "sqlite:///a/b.db?mode=ro");
+        assert_eq!(sqlite_creating("sqlite::memory:"), "sqlite::memory:");
+    }
 }

@@ -121,6 +121,8 @@ impl Worker {
         // Tasks that drop a try some time after asking it to stop.
         let mut stoppers: JoinSet<()> = JoinSet::new();
         let mut heartbeat = tokio::time::interval(worker.options.heartbeat_interval);
+        // Whether a try ended since the freed memory was last given back (done when idle).
+        let mut worked = false;
         tracing::info!(id = %worker.id, slots = worker.options.slots, queues = ?worker.options.queues, "worker started");
         loop {
             let free = worker.options.slots.saturating_sub(running.len());
@@ -151,6 +153,7 @@ impl Worker {
                 _ = waiter.wait() => {}
                 Some(done) = running.join_next_with_id(), if !running.is_empty() => {
                     claimed.remove(&task_id(&done));
+                    worked = true;
                     match done {
                         Err(e) if !e.is_cancelled() => tracing::error!("task execution crashed: {e}"),
                         _ => {}
@@ -162,6 +165,9 @@ impl Worker {
                     }
                     // Reap the stoppers that are done.
                     while stoppers.try_join_next().is_some() {}
+                    if running.is_empty() && std::mem::take(&mut worked) {
+                        let _ = crate::process::blocking(crate::process::release_free_memory).await;
+                    }
                 }
                 _ = tokio::time::sleep(worker.options.poll_interval) => {}
                 _ = shutdown.wait() => break,

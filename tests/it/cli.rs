@@ -548,3 +548,70 @@ fn produce_sends_simulated_events_and_says_what_is_wrong() {
     assert!(ok, "{out}");
     assert!(out.contains("sent 250 events") && out.contains(&topic), "{out}");
 }
+
+/// `scheduler`, `web` and `worker` take their common settings as flags, which win over the
+/// environment; an explicit SQLite file is created; a database that cannot be opened is named
+/// (password masked); log lines sent to a pipe carry no colour codes.
+#[test]
+fn long_running_commands_take_flags_and_name_their_database() {
+    let home = tempfile::tempdir().unwrap();
+    let dags = home.path().join("my_dags");
+    std::fs::create_dir(&dags).unwrap();
+    std::fs::copy("dags/example.toml", dags.join("example.toml")).unwrap();
+    let database = home.path().join("not/yet/there/lakeward.db");
+    let url = format!("sqlite://{}", database.display());
+    let state_flags = ["--database-url", url.as_str(), "--dags-folder", dags.to_str().unwrap()];
+
+    let mut scheduler = ChildProcess::spawn(
+        lakeward(home.path())
+            .arg("scheduler")
+            .args(state_flags)
+            .env("LAKEWARD_DATABASE_URL", "postgres://overridden@127.0.0.1:1/by_the_flag")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let stderr = BufReader::new(scheduler.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        let loaded = line.contains("DAG folder loaded");
+        seen.push(line);
+        if loaded {
+            break;
+        }
+    }
+    let log = seen.join("\n");
+    assert!(log.contains("DAG folder loaded dags=1 changed=1 removed=0"), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in piped log lines:\n{log:?}");
+    terminate(scheduler);
+    assert!(database.is_file(), "the SQLite file named by --database-url was not created");
+
+    let mut web = ChildProcess::spawn(
+        lakeward(home.path())
+            .args(["web", "--port", "0"])
+            .args(state_flags)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let mut line = String::new();
+    BufReader::new(web.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let address = line.split("http://").nth(1).unwrap().trim_end().trim_end_matches('/');
+    assert!(address.starts_with("127.0.0.1:") && !address.ends_with(":0"), "{line}");
+    let health = http_get(address, "/health");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    terminate(web);
+
+    let (ok, out) = run(lakeward(home.path()).args(["worker", "--slots", "0"]).args(state_flags));
+    assert!(!ok && out.contains("worker.slots = 0") && out.contains("(from --slots)"), "{out}");
+    let (ok, out) = run(lakeward(home.path())
+        .args(["web", "--bind", "127.0.0.1:1", "--port", "2"])
+        .args(state_flags));
+    assert!(!ok && out.contains("cannot be used with"), "{out}");
+
+    let (ok, out) = run(lakeward(home.path())
+        .args(["dags", "list"])
+        .env("LAKEWARD_DATABASE_URL", "postgres://lw:hunter2@127.0.0.1:1/nowhere"));
+    assert!(!ok, "{out}");
+    assert!(out.contains("cannot open database postgres://lw:***@127.0.0.1:1/nowhere"), "{out}");
+    assert!(!out.contains("hunter2"), "{out}");
+}

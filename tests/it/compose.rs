@@ -65,7 +65,7 @@ fn the_compose_stack_sets_only_valid_settings_and_wires_kafka() {
     for (name, lines) in services.iter().filter(|(_, l)| l.iter().any(|l| l.contains("lakeward"))) {
         let own = variables(lines, "LAKEWARD_");
         let vars = if own.is_empty() { shared.clone() } else { own };
-        let config = Config::load_with(vars.clone())
+        let config = Config::load_with(vars.clone(), Vec::new())
             .unwrap_or_else(|e| panic!("service `{name}`: {e}\n{vars:?}"));
         assert!(config.database_url().starts_with("postgres://"), "{name}");
     }

@@ -279,6 +279,8 @@ async fn failed_error_checks_fail_the_task_with_a_report_and_keep_the_results() 
           { check = "range", dataset = "orders", column = "amount", min = 0 },
           { check = "sql", dataset = "orders", predicate = "amount < 100" },
           { check = "row_count", dataset = "orders", min = 1, max = 2 },
+          { check = "sql", dataset = "orders", predicate = "amount > 0", severity = "warn", name = "positive" },
+          { check = "unique", dataset = "customers", columns = ["customer_id", "segment"], severity = "warn" },
         ]
     "#;
     let (state, tasks) = run(dir.path(), dag).await;
@@ -300,10 +302,28 @@ async fn failed_error_checks_fail_the_task_with_a_report_and_keep_the_results() 
     assert_eq!(by_name("customers.accepted_values segment")["sample"][0]["segment"], "Gold");
     assert_eq!(by_name("orders.not_null customer_id")["severity"], "warn");
     assert_eq!(by_name("orders.sql `amount < 100`")["passed"], true);
+    assert_eq!(by_name("positive")["failing_rows"], 1);
+    assert_eq!(by_name("positive")["sample"][0]["order_id"], 11);
+    assert_eq!(by_name("customers.unique customer_id, segment")["passed"], true);
     assert_eq!(
         (ti.outputs["failed_errors"].clone(), ti.outputs["failed_warnings"].clone()),
-        (json!(4), json!(2))
+        (json!(4), json!(3))
     );
+
+    // A check naming a column the dataset lacks fails the task and says which check.
+    let dag = r#"
+        [tasks.check]
+        kind = "quality"
+        datasets = { orders = "landing/orders.csv" }
+        checks = [
+          { check = "row_count", dataset = "orders", min = 1 },
+          { check = "not_null", dataset = "orders", column = "amount_typo" },
+        ]
+    "#;
+    let (state, tasks) = run(dir.path(), dag).await;
+    assert_eq!(state, RunState::Failed);
+    let error = tasks[0].error.clone().unwrap();
+    assert!(error.contains("check `orders.not_null amount_typo`"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

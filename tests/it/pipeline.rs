@@ -262,10 +262,19 @@ async fn dag_folder_changes_take_effect_while_running() {
         let file = folder.path().join("hello.toml");
         let write = |text: &str| std::fs::write(&file, text).unwrap();
         write("schedule = \"@once\"\nstart_date = \"2024-01-01\"\n[tasks.hi]\nkind = \"noop\"\n");
-        let options =
-            HarnessOptions { dags_folder: Some(folder.path().to_path_buf()), ..Default::default() };
+        // Housekeeping once an hour: only the folder's file notifications can tell the
+        // scheduler of the changes below.
+        let options = HarnessOptions {
+            dags_folder: Some(folder.path().to_path_buf()),
+            dag_refresh_interval: Duration::from_secs(3600),
+            ..Default::default()
+        };
         let h = Harness::start_with(&db, options).await;
         eventually(&h.store, db.backend, "hello ran once").await;
+        let second = folder.path().join("team/second.toml");
+        std::fs::create_dir(folder.path().join("team")).unwrap();
+        std::fs::write(&second, "[tasks.x]\nkind = \"noop\"\n").unwrap();
+        eventually(&h.store, db.backend, "second is registered").await;
         write("[tasks.hi]\nkind = \"noop\"\n[tasks.there]\nkind = \"noop\"\n");
         eventually(&h.store, db.backend, "hello has a new version").await;
         write("[tasks.hi]\nkind = \"nope\"\n");
@@ -359,6 +368,7 @@ async fn what_holds(store: &lakeward::store::Store, what: &str) -> bool {
             .iter()
             .any(|e| e.message.contains("unknown task kind `nope`")),
         "hello is inactive" => dag.is_some_and(|d| !d.is_active),
+        "second is registered" => dags::get(store.read(), "second").await.unwrap().is_some(),
         _ => unreachable!(),
     }
 }

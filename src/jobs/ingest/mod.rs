@@ -357,7 +357,7 @@ fn ingest_table(
         .cast(DataType::Datetime(TimeUnit::Microseconds, None))
         .alias("ingested_at");
     let (valid, rejected) =
-        if declared { split_by_schema(raw, &table.schema) } else { (raw, None) };
+        if declared { split_by_schema(raw, &table.schema)? } else { (raw, None) };
     let missing = table
         .schema
         .keys()
@@ -480,11 +480,12 @@ fn detect_format(input: &crate::lake::Dataset) -> Result<Format, JobError> {
 
 /// Splits rows into those whose declared columns all convert, typed, and the others, as read,
 /// with an `_error` column naming the columns that did not convert. Each column is converted
-/// once, into a scratch column, and both the check and the typed output use that result.
+/// once, into a scratch column, and both the check and the typed output use that result,
+/// which is computed here (in memory, beside the text it was converted from).
 fn split_by_schema(
     raw: LazyFrame,
     schema: &IndexMap<String, ColumnType>,
-) -> (LazyFrame, Option<LazyFrame>) {
+) -> Result<(LazyFrame, Option<LazyFrame>), JobError> {
     let text = |c: &str| col(c).cast(DataType::String);
     let scratch = |c: &str| format!("__typed_{c}");
     let converted: Vec<Expr> =
@@ -496,8 +497,12 @@ fn split_by_schema(
             when(bad).then(lit(format!("{c}: not a valid {}", t.name()))).otherwise(lit(NULL))
         })
         .collect();
-    let checked =
-        raw.with_columns(converted).with_column(concat_str(failures, "; ", true).alias("_error"));
+    // Converted once: both the valid rows and the rejected ones are taken from this result.
+    let checked = raw
+        .with_columns(converted)
+        .with_column(concat_str(failures, "; ", true).alias("_error"))
+        .collect()?
+        .lazy();
     let ok = col("_error").eq(lit(""));
     let scratch_names: Vec<String> = schema.keys().map(|c| scratch(c)).collect();
     let typed: Vec<Expr> =
@@ -507,7 +512,7 @@ fn split_by_schema(
     let valid =
         drop_columns(checked.clone().filter(ok.clone()).with_columns(typed), dropped_from_valid);
     let rejected = drop_columns(checked.filter(ok.not()), scratch_names);
-    (valid, Some(rejected))
+    Ok((valid, Some(rejected)))
 }
 
 fn drop_columns(frame: LazyFrame, names: Vec<String>) -> LazyFrame {

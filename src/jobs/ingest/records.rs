@@ -7,13 +7,17 @@
 //! by Polars as usual, with two more columns saying where each row came from. Typing values is
 //! not done here (see `split_by_schema`). A file that cannot be read at all is an error
 //! naming it.
+//!
+//! A CSV file without quotes and carriage returns (what most exports are) has one record per
+//! line, so it is checked line by line on every core and its good lines are handed to Polars
+//! as they are; other files go through the `csv` crate's reader, which knows quoting.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::{
-    Column, CsvReadOptions, DataFrame, DataType, Field, IntoColumn, JsonFormat, JsonReader,
-    NamedFrom, Schema, SerReader, Series,
+    AnyValue, Column, CsvReadOptions, DataFrame, DataType, Field, IntoColumn, JsonFormat,
+    JsonReader, NamedFrom, Scalar, Schema, SerReader, Series,
 };
 
 use crate::jobs::JobError;
@@ -114,6 +118,9 @@ fn gather_csv(
     bytes: &[u8],
 ) -> Result<(), JobError> {
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    if memchr::memchr2(b'"', b'\r', bytes).is_none() {
+        return gather_plain_csv(gathered, file, name, bytes);
+    }
     let mut writer = csv::WriterBuilder::new().from_writer(Vec::new());
     let mut start = 0; // byte offset the reader below started at
     let mut first_line = 1; // line number of that offset
@@ -132,25 +139,22 @@ fn gather_csv(
             if !more {
                 break 'restart;
             }
-            let line = first_line + record.position().map_or(at.line(), |p| p.line()) as i64 - 1;
+            let mut line =
+                first_line + record.position().map_or(at.line(), |p| p.line()) as i64 - 1;
+            let mut record_start = start + record.position().map_or(0, |p| p.byte() as usize);
+            // The reader counts the blank lines it skipped as the record's start.
+            while let Some(b'\n' | b'\r') = bytes.get(record_start) {
+                line += i64::from(bytes[record_start] == b'\n');
+                record_start += 1;
+            }
             let Some(expected) = width else {
                 let header = header_of(&record, name)?;
                 width = Some(header.len());
-                match &gathered.header {
-                    None => {
-                        writer.write_record(&header).map_err(JobError::failed)?;
-                        gathered.header = Some(header);
-                    }
-                    Some(first) if *first != header => {
-                        return Err(JobError::Failed(format!(
-                            "`{name}` has the columns {header:?}, unlike the first file's {first:?}"
-                        )));
-                    }
-                    Some(_) => {}
+                if take_header(gathered, header.clone(), name)? {
+                    writer.write_record(&header).map_err(JobError::failed)?;
                 }
                 continue;
             };
-            let record_start = start + record.position().map_or(0, |p| p.byte() as usize);
             let problem = if record.len() != expected {
                 Some(format!("expected {expected} fields, found {}", record.len()))
             } else {
@@ -184,6 +188,149 @@ fn gather_csv(
     }
     gathered.csv.extend(writer.into_inner().map_err(JobError::failed)?);
     Ok(())
+}
+
+/// Takes the header of a file as the header of all (true: it must be written out), or checks
+/// it against the first file's.
+fn take_header(gathered: &mut Gathered, header: Vec<String>, name: &str) -> Result<bool, JobError> {
+    match &gathered.header {
+        None => {
+            gathered.header = Some(header);
+            Ok(true)
+        }
+        Some(first) if *first != header => Err(JobError::Failed(format!(
+            "`{name}` has the columns {header:?}, unlike the first file's {first:?}"
+        ))),
+        Some(_) => Ok(false),
+    }
+}
+
+/// [`gather_csv`] for a file with no quote and no carriage return: every line is a record
+/// whose fields are its commas' count plus one. The lines are checked in parallel, a chunk
+/// per core; a chunk whose lines are all good is copied as it is.
+fn gather_plain_csv(
+    gathered: &mut Gathered,
+    file: u32,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(), JobError> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let header_end = memchr::memchr(b'\n', bytes).unwrap_or(bytes.len());
+    let header =
+        csv::ByteRecord::from(bytes[..header_end].split(|b| *b == b',').collect::<Vec<_>>());
+    let header = header_of(&header, name)?;
+    let width = header.len();
+    if take_header(gathered, header.clone(), name)? {
+        let mut writer = csv::WriterBuilder::new().from_writer(&mut gathered.csv);
+        writer.write_record(&header).map_err(JobError::failed)?;
+        writer.flush().map_err(JobError::failed)?;
+    }
+    let body = &bytes[(header_end + 1).min(bytes.len())..];
+    let chunks = line_chunks(body, std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let checked: Vec<PlainChunk> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|chunk| scope.spawn(move || check_plain_lines(chunk, width)))
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a CSV line checker panicked")).collect()
+    });
+    let mut first_line = 2; // the line after the header
+    for (chunk, result) in chunks.iter().zip(checked) {
+        match &result.good {
+            None => gathered.csv.extend_from_slice(chunk),
+            Some(good) => gathered.csv.extend_from_slice(good),
+        }
+        if gathered.csv.last().is_some_and(|b| *b != b'\n') {
+            gathered.csv.push(b'\n');
+        }
+        gathered.lines.extend(result.lines.iter().map(|l| first_line + l));
+        gathered.files.resize(gathered.lines.len(), file);
+        gathered.malformed.extend(result.malformed.into_iter().map(|(line, raw, reason)| {
+            Malformed { file: name.to_string(), line: first_line + line, raw, reason }
+        }));
+        first_line += result.line_count;
+    }
+    Ok(())
+}
+
+/// What checking one chunk of plain CSV lines found; line numbers count from 0 at its start.
+struct PlainChunk {
+    /// The good lines, when some line was not (otherwise the chunk is good as it is).
+    good: Option<Vec<u8>>,
+    lines: Vec<i64>,
+    malformed: Vec<(i64, String, String)>,
+    line_count: i64,
+}
+
+fn check_plain_lines(chunk: &[u8], width: usize) -> PlainChunk {
+    let all_utf8 = std::str::from_utf8(chunk).is_ok();
+    let mut out =
+        PlainChunk { good: None, lines: Vec::new(), malformed: Vec::new(), line_count: 0 };
+    let mut start = 0;
+    while start < chunk.len() {
+        let end = memchr::memchr(b'\n', &chunk[start..]).map_or(chunk.len(), |i| start + i);
+        let line = &chunk[start..end];
+        let number = out.line_count;
+        out.line_count += 1;
+        let fields = memchr::memchr_iter(b',', line).count() + 1;
+        let problem = if line.is_empty() {
+            // A blank line is no record (as the `csv` reader has it).
+            Some(None)
+        } else if fields != width {
+            Some(Some(format!("expected {width} fields, found {fields}")))
+        } else if all_utf8 {
+            None
+        } else {
+            line.split(|b| *b == b',')
+                .position(|field| std::str::from_utf8(field).is_err())
+                .map(|i| Some(format!("field {} is not valid UTF-8", i + 1)))
+        };
+        match problem {
+            None => {
+                out.lines.push(number);
+                if let Some(good) = &mut out.good {
+                    good.extend_from_slice(line);
+                    good.push(b'\n');
+                }
+            }
+            Some(reason) => {
+                if out.good.is_none() {
+                    // The lines before this one were all good: the copy starts with them.
+                    out.good = Some(chunk[..start].to_vec());
+                }
+                if let Some(reason) = reason {
+                    let raw = String::from_utf8_lossy(line).into_owned();
+                    out.malformed.push((number, raw, reason));
+                }
+            }
+        }
+        start = end + 1;
+    }
+    out
+}
+
+/// `body` cut into about `parts` pieces, each ending at the end of a line.
+fn line_chunks(body: &[u8], parts: usize) -> Vec<&[u8]> {
+    const MIN_CHUNK: usize = 1 << 20;
+    let parts = parts.clamp(1, body.len() / MIN_CHUNK + 1);
+    let mut chunks = Vec::with_capacity(parts);
+    let mut start = 0;
+    for part in 1..=parts {
+        if start >= body.len() {
+            break;
+        }
+        let target = (body.len() * part / parts).max(start);
+        let end = if part == parts {
+            body.len()
+        } else {
+            memchr::memchr(b'\n', &body[target..]).map_or(body.len(), |i| target + i + 1)
+        };
+        chunks.push(&body[start..end]);
+        start = end;
+    }
+    chunks
 }
 
 /// The offset of the line after the one `from` is on.
@@ -279,8 +426,24 @@ fn with_origin(
         )));
     }
     if frame.width() > 0 {
-        let names: Vec<&str> = files.iter().map(|f| sources[*f as usize].name.as_str()).collect();
-        frame.with_column(Series::new(FILE_COLUMN.into(), names).into_column())?;
+        let file = match files.first() {
+            // All from one file (the usual case): one value, not a string per row.
+            Some(first) if files.iter().all(|f| f == first) => {
+                let name = sources[*first as usize].name.as_str();
+                let value = AnyValue::StringOwned(name.into());
+                Column::new_scalar(
+                    FILE_COLUMN.into(),
+                    Scalar::new(DataType::String, value),
+                    lines.len(),
+                )
+            }
+            _ => {
+                let names: Vec<&str> =
+                    files.iter().map(|f| sources[*f as usize].name.as_str()).collect();
+                Series::new(FILE_COLUMN.into(), names).into_column()
+            }
+        };
+        frame.with_column(file)?;
         frame.with_column(Series::new(LINE_COLUMN.into(), lines).into_column())?;
     }
     Ok(Records { frame, malformed })
@@ -323,6 +486,41 @@ mod tests {
             ]
         );
         assert_eq!(records.malformed[0].raw, "2,\"b,20");
+    }
+
+    /// The line checker (files without quotes) and the `csv` reader (a quoted header name
+    /// sends the file there) find the same rows, lines and malformed records.
+    #[test]
+    fn plain_files_are_read_like_quoted_ones() {
+        let body = b"1,a,10\n\n3,c,30,extra\n4,\xff,40\n6,f\n7,g,70";
+        let plain = read(&[&b"id,name,amount\n"[..], body].concat());
+        let quoted = read(&[&b"\"id\",name,amount\n"[..], body].concat());
+        for name in ["id", "name", "amount", LINE_COLUMN] {
+            assert_eq!(column(&plain, name), column(&quoted, name), "{name}");
+        }
+        assert_eq!(column(&plain, LINE_COLUMN), ["2", "7"]);
+        assert_eq!(plain.malformed, quoted.malformed);
+        assert_eq!(plain.malformed.len(), 3);
+    }
+
+    #[test]
+    fn a_large_plain_file_is_checked_in_chunks_with_the_right_lines() {
+        let mut text = b"id,value\n".to_vec();
+        for i in 0..300_000u32 {
+            if i % 100_000 == 99_999 {
+                text.extend_from_slice(format!("{i}\n").as_bytes());
+            } else {
+                text.extend_from_slice(format!("{i},{}\n", i * 2).as_bytes());
+            }
+        }
+        assert!(line_chunks(&text, 4).len() > 1, "the test needs several chunks");
+        let records = read(&text);
+        assert_eq!(records.frame.height(), 300_000 - 3);
+        let bad: Vec<i64> = records.malformed.iter().map(|m| m.line).collect();
+        assert_eq!(bad, [100_001, 200_001, 300_001]);
+        let lines = column(&records, LINE_COLUMN);
+        let ids = column(&records, "id");
+        assert_eq!((lines[150_000].as_str(), ids[150_000].as_str()), ("150003", "150001"));
     }
 
     #[test]

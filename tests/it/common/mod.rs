@@ -129,6 +129,8 @@ pub struct HarnessOptions {
     pub heartbeat_timeout: Duration,
     pub pools: std::collections::BTreeMap<String, u32>,
     pub max_map_length: usize,
+    /// The scheduler's housekeeping period (and DAG folder scan, when not watched).
+    pub dag_refresh_interval: Duration,
 }
 
 impl Default for HarnessOptions {
@@ -141,6 +143,7 @@ impl Default for HarnessOptions {
             heartbeat_timeout: Duration::from_secs(60),
             pools: Default::default(),
             max_map_length: 1024,
+            dag_refresh_interval: Duration::from_millis(200),
         }
     }
 }
@@ -166,7 +169,7 @@ impl Harness {
                 create_scheduled_runs: options.dags_folder.is_some(),
                 dags_folder: options.dags_folder,
                 poll_interval: Duration::from_millis(100),
-                dag_refresh_interval: Duration::from_millis(200),
+                dag_refresh_interval: options.dag_refresh_interval,
                 heartbeat_timeout: options.heartbeat_timeout,
                 max_map_length: options.max_map_length,
             },
