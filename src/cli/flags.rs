@@ -1,5 +1,6 @@
-//! Settings the long-running commands take as flags (`--database-url`, `--dags-folder`,
-//! `--bind`/`--port`, `--slots`, `--queues`), as users of Airflow's CLI expect. A flag wins over
+//! Settings the long-running commands take as flags (`--database-url`, `--dags-folder` for
+//! those that schedule, `--bind`/`--port` for those that serve, `--slots` and `--queues` for
+//! those that work), as users of Airflow's CLI expect. A flag wins over
 //! its `LAKEWARD_*` variable and the config file, and is checked with the rest of the
 //! configuration (a bad value is reported as coming from the flag). This module only turns
 //! flags into settings; what the commands do lives in `serve`.
@@ -8,13 +9,18 @@ use std::path::PathBuf;
 
 use crate::config::{Config, Override};
 
-/// Where a process keeps its state and finds its DAGs.
+/// Where a process keeps its state.
 #[derive(clap::Args, Debug, Default)]
-pub struct StateFlags {
+pub struct DatabaseFlag {
     /// Database URL: `sqlite://PATH` (the file is created if missing) or
     /// `postgres://USER:PASSWORD@HOST:PORT/DB`.
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
+}
+
+/// Where a scheduler finds its DAGs.
+#[derive(clap::Args, Debug, Default)]
+pub struct DagsFlag {
     /// Folder of DAG files (`*.toml`).
     #[arg(long, value_name = "PATH")]
     pub dags_folder: Option<PathBuf>,
@@ -42,11 +48,16 @@ pub struct WorkFlags {
     pub slots: Option<usize>,
 }
 
-impl StateFlags {
+impl DatabaseFlag {
     pub fn settings(&self, out: &mut Vec<Override>) {
         if let Some(url) = &self.database_url {
             out.push(Override::flag("--database-url", &["database_url"], url.clone().into()));
         }
+    }
+}
+
+impl DagsFlag {
+    pub fn settings(&self, out: &mut Vec<Override>) {
         if let Some(folder) = &self.dags_folder {
             let value = folder.display().to_string().into();
             out.push(Override::flag("--dags-folder", &["dags_folder"], value));

@@ -35,7 +35,9 @@ enum Command {
     /// (an embedded SQLite file by default).
     Standalone {
         #[command(flatten)]
-        state: flags::StateFlags,
+        database: flags::DatabaseFlag,
+        #[command(flatten)]
+        dags: flags::DagsFlag,
         #[command(flatten)]
         listen: flags::ListenFlags,
         #[command(flatten)]
@@ -44,19 +46,21 @@ enum Command {
     /// Run a scheduler.
     Scheduler {
         #[command(flatten)]
-        state: flags::StateFlags,
+        database: flags::DatabaseFlag,
+        #[command(flatten)]
+        dags: flags::DagsFlag,
     },
     /// Run a worker.
     Worker {
         #[command(flatten)]
-        state: flags::StateFlags,
+        database: flags::DatabaseFlag,
         #[command(flatten)]
         work: flags::WorkFlags,
     },
     /// Run the web server.
     Web {
         #[command(flatten)]
-        state: flags::StateFlags,
+        database: flags::DatabaseFlag,
         #[command(flatten)]
         listen: flags::ListenFlags,
     },
@@ -460,18 +464,22 @@ impl Command {
     fn settings(&self) -> Vec<crate::config::Override> {
         let mut out = Vec::new();
         match self {
-            Command::Standalone { state, listen, work } => {
-                state.settings(&mut out);
+            Command::Standalone { database, dags, listen, work } => {
+                database.settings(&mut out);
+                dags.settings(&mut out);
                 listen.settings(&mut out);
                 work.settings(&mut out);
             }
-            Command::Scheduler { state } => state.settings(&mut out),
-            Command::Worker { state, work } => {
-                state.settings(&mut out);
+            Command::Scheduler { database, dags } => {
+                database.settings(&mut out);
+                dags.settings(&mut out);
+            }
+            Command::Worker { database, work } => {
+                database.settings(&mut out);
                 work.settings(&mut out);
             }
-            Command::Web { state, listen } => {
-                state.settings(&mut out);
+            Command::Web { database, listen } => {
+                database.settings(&mut out);
                 listen.settings(&mut out);
             }
             _ => {}

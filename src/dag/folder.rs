@@ -56,7 +56,7 @@ pub fn dag_files(folder: &Path) -> std::io::Result<Listing> {
             }
         }
     }
-    listing.files.sort();
+    listing.files.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
     Ok(listing)
 }
 
@@ -82,7 +82,7 @@ pub fn load_file(path: &Path, registry: &Registry) -> Result<Dag, Vec<Diagnostic
 
 /// Loads every DAG file of `folder`. A missing folder is an empty bag.
 pub fn load_folder(folder: &Path, registry: &Registry) -> DagBag {
-    LoadedFolder::new(folder).refresh(registry).1
+    LoadedFolder::new(folder).refresh(registry).bag.unwrap_or_default()
 }
 
 /// What identifies one version of a file without reading it: a file replaced, rewritten or
@@ -114,18 +114,36 @@ pub struct LoadedFolder {
     files: HashMap<PathBuf, (Option<FileStamp>, Result<Arc<Dag>, Vec<Diagnostic>>)>,
     /// Folder-level problems of the last listing (links not followed, an unreadable folder).
     listing_errors: Vec<Diagnostic>,
+    refreshed: bool,
+}
+
+/// What a [`LoadedFolder::refresh`] found.
+#[derive(Debug)]
+pub struct Refresh {
+    /// Files compiled: new or changed since the last refresh.
+    pub read: usize,
+    /// The folder's DAGs and import errors, when anything changed (always the first time).
+    pub bag: Option<DagBag>,
 }
 
 impl LoadedFolder {
     /// Nothing loaded yet: the first [`LoadedFolder::refresh`] reads every file.
     pub fn new(folder: &Path) -> LoadedFolder {
-        LoadedFolder { folder: folder.to_path_buf(), files: HashMap::new(), listing_errors: vec![] }
+        LoadedFolder {
+            folder: folder.to_path_buf(),
+            files: HashMap::new(),
+            listing_errors: Vec::new(),
+            refreshed: false,
+        }
     }
 
-    /// Lists the folder, compiles the files that are new or changed since the last call,
-    /// forgets the deleted ones, and returns how many files were read and the whole bag.
-    pub fn refresh(&mut self, registry: &Registry) -> (usize, DagBag) {
-        self.listing_errors.clear();
+    /// Lists the folder, compiles the files that are new or changed since the last call and
+    /// forgets the deleted ones. The whole bag comes back only when something changed (and on
+    /// the first call), so checking an unchanged folder costs a listing and a `stat` per file.
+    pub fn refresh(&mut self, registry: &Registry) -> Refresh {
+        let first = !self.refreshed;
+        self.refreshed = true;
+        let before = std::mem::take(&mut self.listing_errors);
         let paths = match dag_files(&self.folder) {
             Ok(listing) => {
                 self.listing_errors = listing.skipped;
@@ -137,7 +155,8 @@ impl LoadedFolder {
                 let message = format!("cannot read DAG folder: {e}");
                 self.listing_errors.push(Diagnostic { file, line: 1, column: 1, message });
                 // Unreadable for now: keep what was loaded rather than unload every DAG.
-                return (0, self.bag());
+                let changed = first || self.listing_errors != before;
+                return Refresh { read: 0, bag: changed.then(|| self.bag()) };
             }
         };
         let mut read = 0;
@@ -152,8 +171,10 @@ impl LoadedFolder {
             });
             files.insert(path, entry);
         }
+        // What is left of the old files was deleted.
+        let changed = first || read > 0 || !self.files.is_empty() || self.listing_errors != before;
         self.files = files;
-        (read, self.bag())
+        Refresh { read, bag: changed.then(|| self.bag()) }
     }
 
     /// The DAGs and import errors of the files as loaded, in path order; of two files with
@@ -164,7 +185,7 @@ impl LoadedFolder {
             bag.errors.insert(diagnostic.file.clone(), vec![diagnostic.clone()]);
         }
         let mut paths: Vec<&PathBuf> = self.files.keys().collect();
-        paths.sort();
+        paths.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
         for path in paths {
             match &self.files[path].1 {
                 Ok(dag) => {
@@ -204,14 +225,16 @@ mod tests {
             write(&dir.path().join(format!("{name}.toml")), task);
         }
         let mut folder = LoadedFolder::new(dir.path());
-        let (read, bag) = folder.refresh(&registry);
-        assert_eq!((read, bag.dags.len()), (3, 3));
-        assert_eq!(folder.refresh(&registry).0, 0, "nothing changed, nothing read");
+        let Refresh { read, bag } = folder.refresh(&registry);
+        assert_eq!((read, bag.unwrap().dags.len()), (3, 3));
+        let again = folder.refresh(&registry);
+        assert!(again.read == 0 && again.bag.is_none(), "nothing changed, nothing read");
 
         write(&dir.path().join("b.toml"), "[tasks.t]\nkind = \"noop\"\nretries = 2\n");
         write(&dir.path().join("d.toml"), "[tasks.t]\nkind = \"nope\"\n");
         std::fs::remove_file(dir.path().join("c.toml")).unwrap();
-        let (read, bag) = folder.refresh(&registry);
+        let Refresh { read, bag } = folder.refresh(&registry);
+        let bag = bag.unwrap();
         assert_eq!(read, 2, "the changed and the new file");
         assert_eq!(bag.dags.keys().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(bag.dags["b"].tasks["t"].retries, 2);
@@ -219,9 +242,16 @@ mod tests {
 
         // A second file claiming an id is an error; the first keeps the DAG.
         write(&dir.path().join("e.toml"), "id = \"a\"\n[tasks.t]\nkind = \"noop\"\n");
-        let (read, bag) = folder.refresh(&registry);
+        let Refresh { read, bag } = folder.refresh(&registry);
+        let bag = bag.unwrap();
         assert_eq!(read, 1);
         assert!(bag.dags["a"].file.ends_with("a.toml"));
         assert!(bag.errors.keys().any(|f| f.ends_with("e.toml")), "{:?}", bag.errors);
+
+        // A deletion alone is a change.
+        std::fs::remove_file(dir.path().join("e.toml")).unwrap();
+        let Refresh { read, bag } = folder.refresh(&registry);
+        assert_eq!(read, 0);
+        assert!(!bag.unwrap().errors.keys().any(|f| f.ends_with("e.toml")));
     }
 }

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
-use crate::dag::folder::{DagBag, LoadedFolder};
+use crate::dag::folder::{DagBag, LoadedFolder, Refresh};
 use crate::dag::watch::FolderWatch;
 use crate::dag::{Dag, RunRetention};
 use crate::domain::{RunState, RunType, TaskState};
@@ -93,7 +93,7 @@ const MAX_NEW_RUNS_PER_TICK: usize = 64;
 
 /// Which scheduled DAGs a pass creates runs for: calendar ones (cron, `@once`) at
 /// housekeeping, continuous ones and those that run on data on every pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Only {
     Calendar,
     Continuous,
@@ -118,6 +118,10 @@ pub struct Scheduler {
     /// The DAG folder as last loaded, and each file's stamp (so a scan reads only changes).
     bag: DagBag,
     folder: Option<LoadedFolder>,
+    /// The folder as scanned, while its changes are not in the database yet.
+    unsynced: Option<DagBag>,
+    /// The DAGs of each pass that creates scheduled runs (see [`Only`]), from `bag`.
+    by_pass: HashMap<Only, Vec<Arc<Dag>>>,
     /// Whether the database has been told the whole folder once (later syncs send changes).
     folder_synced: bool,
     /// Whether file-system notifications watch the folder; the scheduler then scans it when
@@ -158,6 +162,8 @@ impl Scheduler {
             options,
             bag: DagBag::default(),
             folder: None,
+            unsynced: None,
+            by_pass: HashMap::new(),
             folder_synced: false,
             folder_watched: false,
             folder_changed: false,
@@ -306,14 +312,20 @@ impl Scheduler {
         let registry = self.versions.registry().clone();
         let mut loaded = self.folder.take().unwrap_or_else(|| LoadedFolder::new(&folder));
         let scanned = crate::process::blocking(move || {
-            let (read, bag) = loaded.refresh(&registry);
-            (loaded, read, bag)
+            let refresh = loaded.refresh(&registry);
+            (loaded, refresh)
         })
         .await;
         // A panic while compiling is a bug; the next scan starts afresh.
-        let Ok((loaded, read, bag)) = scanned else { return Ok(()) };
+        let Ok((loaded, Refresh { read, bag })) = scanned else { return Ok(()) };
         self.folder = Some(loaded);
         self.last_folder_scan = Some(Instant::now());
+        if bag.is_some() {
+            self.unsynced = bag;
+        }
+        // What changed and has not reached the database yet (if a sync fails, the next scan
+        // tries again, even when the folder has not changed since).
+        let Some(bag) = self.unsynced.clone() else { return Ok(()) };
         let changed: Vec<DagRecord> = bag
             .dags
             .values()
@@ -330,6 +342,7 @@ impl Scheduler {
             && removed.is_empty()
             && bag.errors == self.bag.errors
         {
+            self.unsynced = None;
             return Ok(());
         }
         let errors: Vec<(String, String)> = bag
@@ -366,7 +379,9 @@ impl Scheduler {
             "DAG folder loaded"
         );
         self.bag = bag;
+        self.unsynced = None;
         self.folder_synced = true;
+        self.sort_by_pass();
         Ok(())
     }
 
@@ -375,14 +390,11 @@ impl Scheduler {
         now: DateTime<Utc>,
         only: Only,
     ) -> Result<(), StoreError> {
-        let dags: Vec<Arc<Dag>> = self.bag.dags.values().cloned().collect();
+        let dags = self.by_pass.get(&only).cloned().unwrap_or_default();
         if only == Only::Continuous {
             self.next_continuous_at = None;
         }
         for dag in dags {
-            if Only::pass_of(&dag) != Some(only) {
-                continue;
-            }
             let next_at = if self.paused.contains(&dag.id) {
                 None
             } else if !dag.watches.is_empty() {
@@ -402,6 +414,17 @@ impl Scheduler {
             }
         }
         Ok(())
+    }
+
+    /// Sorts the loaded DAGs by the pass that creates their runs, so a pass looks only at its
+    /// own (most DAGs of a large folder are calendar or manual ones).
+    fn sort_by_pass(&mut self) {
+        self.by_pass.clear();
+        for dag in self.bag.dags.values() {
+            if let Some(pass) = Only::pass_of(dag) {
+                self.by_pass.entry(pass).or_default().push(dag.clone());
+            }
+        }
     }
 
     /// Registers the assets `dag` watches, once per DAG version and process: changes from now

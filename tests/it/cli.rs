@@ -560,12 +560,13 @@ fn long_running_commands_take_flags_and_name_their_database() {
     std::fs::copy("dags/example.toml", dags.join("example.toml")).unwrap();
     let database = home.path().join("not/yet/there/lakeward.db");
     let url = format!("sqlite://{}", database.display());
-    let state_flags = ["--database-url", url.as_str(), "--dags-folder", dags.to_str().unwrap()];
+    let database_flag = ["--database-url", url.as_str()];
 
     let mut scheduler = ChildProcess::spawn(
         lakeward(home.path())
             .arg("scheduler")
-            .args(state_flags)
+            .args(database_flag)
+            .args(["--dags-folder", dags.to_str().unwrap()])
             .env("LAKEWARD_DATABASE_URL", "postgres://overridden@127.0.0.1:1/by_the_flag")
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),
@@ -589,7 +590,7 @@ fn long_running_commands_take_flags_and_name_their_database() {
     let mut web = ChildProcess::spawn(
         lakeward(home.path())
             .args(["web", "--port", "0"])
-            .args(state_flags)
+            .args(database_flag)
             .stdout(Stdio::piped())
             .stderr(Stdio::null()),
     );
@@ -601,11 +602,11 @@ fn long_running_commands_take_flags_and_name_their_database() {
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     terminate(web);
 
-    let (ok, out) = run(lakeward(home.path()).args(["worker", "--slots", "0"]).args(state_flags));
+    let (ok, out) = run(lakeward(home.path()).args(["worker", "--slots", "0"]).args(database_flag));
     assert!(!ok && out.contains("worker.slots = 0") && out.contains("(from --slots)"), "{out}");
     let (ok, out) = run(lakeward(home.path())
         .args(["web", "--bind", "127.0.0.1:1", "--port", "2"])
-        .args(state_flags));
+        .args(database_flag));
     assert!(!ok && out.contains("cannot be used with"), "{out}");
 
     let (ok, out) = run(lakeward(home.path())

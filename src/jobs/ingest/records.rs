@@ -81,7 +81,7 @@ pub fn read_csv(sources: &[Source], all_text: bool) -> Result<Records, JobError>
     let mut gathered = Gathered::default();
     for (index, source) in sources.iter().enumerate() {
         let bytes = read_file(&source.path, &source.name)?;
-        gather_csv(&mut gathered, index as u32, &source.name, &bytes)?;
+        gather_csv(&mut gathered, index as u32, &source.name, bytes)?;
     }
     let Some(header) = gathered.header.take() else {
         return Ok(Records { frame: DataFrame::empty(), malformed: gathered.malformed });
@@ -115,11 +115,11 @@ fn gather_csv(
     gathered: &mut Gathered,
     file: u32,
     name: &str,
-    bytes: &[u8],
+    owned: Vec<u8>,
 ) -> Result<(), JobError> {
-    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let bytes = owned.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&owned);
     if memchr::memchr2(b'"', b'\r', bytes).is_none() {
-        return gather_plain_csv(gathered, file, name, bytes);
+        return gather_plain_csv(gathered, file, name, owned);
     }
     let mut writer = csv::WriterBuilder::new().from_writer(Vec::new());
     let mut start = 0; // byte offset the reader below started at
@@ -212,8 +212,10 @@ fn gather_plain_csv(
     gathered: &mut Gathered,
     file: u32,
     name: &str,
-    bytes: &[u8],
+    owned: Vec<u8>,
 ) -> Result<(), JobError> {
+    let bom = owned.starts_with(b"\xef\xbb\xbf");
+    let bytes = if bom { &owned[3..] } else { &owned[..] };
     if bytes.is_empty() {
         return Ok(());
     }
@@ -222,8 +224,9 @@ fn gather_plain_csv(
         csv::ByteRecord::from(bytes[..header_end].split(|b| *b == b',').collect::<Vec<_>>());
     let header = header_of(&header, name)?;
     let width = header.len();
+    let mut header_line = Vec::new();
     if take_header(gathered, header.clone(), name)? {
-        let mut writer = csv::WriterBuilder::new().from_writer(&mut gathered.csv);
+        let mut writer = csv::WriterBuilder::new().from_writer(&mut header_line);
         writer.write_record(&header).map_err(JobError::failed)?;
         writer.flush().map_err(JobError::failed)?;
     }
@@ -236,21 +239,39 @@ fn gather_plain_csv(
             .collect();
         handles.into_iter().map(|h| h.join().expect("a CSV line checker panicked")).collect()
     });
+    // The first file, all good, its header as it would be written: taken as it is, not copied
+    // (it is most of the memory an ingest of one large file uses).
+    let as_is = gathered.csv.is_empty()
+        && !bom
+        && checked.iter().all(|c| c.good.is_none())
+        && header_line.strip_suffix(b"\n") == Some(&bytes[..header_end]);
     let mut first_line = 2; // the line after the header
-    for (chunk, result) in chunks.iter().zip(checked) {
-        match &result.good {
-            None => gathered.csv.extend_from_slice(chunk),
-            Some(good) => gathered.csv.extend_from_slice(good),
-        }
-        if gathered.csv.last().is_some_and(|b| *b != b'\n') {
-            gathered.csv.push(b'\n');
-        }
+    let mut kept = Vec::with_capacity(checked.len());
+    for result in checked {
         gathered.lines.extend(result.lines.iter().map(|l| first_line + l));
-        gathered.files.resize(gathered.lines.len(), file);
-        gathered.malformed.extend(result.malformed.into_iter().map(|(line, raw, reason)| {
-            Malformed { file: name.to_string(), line: first_line + line, raw, reason }
+        gathered.malformed.extend(result.malformed.iter().map(|(line, raw, reason)| Malformed {
+            file: name.to_string(),
+            line: first_line + line,
+            raw: raw.clone(),
+            reason: reason.clone(),
         }));
         first_line += result.line_count;
+        kept.push(result.good);
+    }
+    gathered.files.resize(gathered.lines.len(), file);
+    if as_is {
+        gathered.csv = owned;
+    } else {
+        gathered.csv.extend_from_slice(&header_line);
+        for (chunk, good) in chunks.iter().zip(kept) {
+            gathered.csv.extend_from_slice(good.as_deref().unwrap_or(chunk));
+            if gathered.csv.last().is_some_and(|b| *b != b'\n') {
+                gathered.csv.push(b'\n');
+            }
+        }
+    }
+    if gathered.csv.last().is_some_and(|b| *b != b'\n') {
+        gathered.csv.push(b'\n');
     }
     Ok(())
 }
