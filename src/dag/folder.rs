@@ -107,11 +107,18 @@ impl FileStamp {
     }
 }
 
+/// One file as last read: its stamp then, and what compiling it gave.
+#[derive(Debug)]
+struct LoadedFile {
+    stamp: Option<FileStamp>,
+    compiled: Result<Arc<Dag>, Vec<Diagnostic>>,
+}
+
 /// A DAG folder as last loaded: each file's stamp and what compiling it gave.
 #[derive(Debug)]
 pub struct LoadedFolder {
     folder: PathBuf,
-    files: HashMap<PathBuf, (Option<FileStamp>, Result<Arc<Dag>, Vec<Diagnostic>>)>,
+    files: HashMap<PathBuf, LoadedFile>,
     /// Folder-level problems of the last listing (links not followed, an unreadable folder).
     listing_errors: Vec<Diagnostic>,
     refreshed: bool,
@@ -164,10 +171,10 @@ impl LoadedFolder {
         for path in paths {
             let stamp = FileStamp::of(&path);
             let known =
-                self.files.remove(&path).filter(|(old, _)| stamp.is_some() && *old == stamp);
+                self.files.remove(&path).filter(|old| stamp.is_some() && old.stamp == stamp);
             let entry = known.unwrap_or_else(|| {
                 read += 1;
-                (stamp, load_file(&path, registry).map(Arc::new))
+                LoadedFile { stamp, compiled: load_file(&path, registry).map(Arc::new) }
             });
             files.insert(path, entry);
         }
@@ -187,7 +194,7 @@ impl LoadedFolder {
         let mut paths: Vec<&PathBuf> = self.files.keys().collect();
         paths.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
         for path in paths {
-            match &self.files[path].1 {
+            match &self.files[path].compiled {
                 Ok(dag) => {
                     if let Some(other) = bag.dags.get(&dag.id) {
                         let message =
