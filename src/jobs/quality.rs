@@ -1,6 +1,7 @@
 //! `kind = "quality"`: declarative data checks. A failed `error` check fails the task with a
 //! report naming each failed check, how many rows fail it and a few of them; `warn` checks are
-//! reported without failing. Every result is stored in the task's outputs.
+//! reported without failing. Every result is stored in the task's outputs. All checks of a
+//! dataset are measured in one scan of it; only failing checks read it again, for samples.
 //!
 //! ```toml
 //! [tasks.validate]

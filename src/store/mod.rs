@@ -116,9 +116,7 @@ impl StoreError {
             _ => false,
         }
     }
-}
 
-impl StoreError {
     /// This error as one met while opening the database at `url`.
     fn opening(self, url: &str) -> StoreError {
         match self {

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
 
 use incremental::FileMark;
+use records::CsvColumns;
 
 use super::sql::check_path;
 use super::{Job, JobContext, JobError, Stage};
@@ -346,7 +347,10 @@ fn ingest_table(
                 new_mark = Some((newest, sources.len() as u64));
             }
             let mut records = match format {
-                Format::Csv => records::read_csv(&sources, declared)?,
+                Format::Csv if declared => {
+                    records::read_csv(&sources, CsvColumns::Typed(read_typed(&table.schema)))?
+                }
+                Format::Csv => records::read_csv(&sources, CsvColumns::Inferred)?,
                 _ => records::read_json_lines(&sources)?,
             };
             let frame = std::mem::take(&mut records.frame);
@@ -356,8 +360,18 @@ fn ingest_table(
     let stamp = lit(ingested_at)
         .cast(DataType::Datetime(TimeUnit::Microseconds, None))
         .alias("ingested_at");
-    let (valid, rejected) =
-        if declared { split_by_schema(raw, &table.schema)? } else { (raw, None) };
+    // The columns the reader typed already need no conversion (and cannot fail one).
+    let typed = records.as_ref().map(|r| r.typed.as_slice()).unwrap_or_default();
+    let mut to_convert = table.schema.clone();
+    to_convert.retain(|column, _| !typed.contains(column));
+    let (valid, rejected) = match declared {
+        false => (raw, None),
+        true if to_convert.is_empty() => {
+            let none = raw.clone().limit(0).with_column(lit("").alias("_error"));
+            (raw, Some(none))
+        }
+        true => split_by_schema(raw, &to_convert)?,
+    };
     let missing = table
         .schema
         .keys()
@@ -395,6 +409,24 @@ fn ingest_table(
         duration_ms: 0,
     };
     Ok((ingested, new_mark.map(|(mark, _)| mark)))
+}
+
+/// The declared columns the CSV reader can type itself exactly as [`parse_text`] would: whole
+/// numbers, decimals and text. (Its dates and booleans accept other spellings than
+/// `parse_text`, so those are typed after the read.)
+fn read_typed(schema: &IndexMap<String, ColumnType>) -> Vec<(String, DataType)> {
+    schema
+        .iter()
+        .filter_map(|(column, column_type)| {
+            let polars_type = match column_type {
+                ColumnType::Integer => DataType::Int64,
+                ColumnType::Float => DataType::Float64,
+                ColumnType::String => DataType::String,
+                ColumnType::Date | ColumnType::Boolean | ColumnType::Datetime => return None,
+            };
+            Some((column.clone(), polars_type))
+        })
+        .collect()
 }
 
 /// The files of `input` to read as `format`, each with the name it is reported under.

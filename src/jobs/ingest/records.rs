@@ -41,6 +41,8 @@ pub struct Malformed {
 pub struct Records {
     pub frame: DataFrame,
     pub malformed: Vec<Malformed>,
+    /// The columns read with their declared type already (see [`CsvColumns::Typed`]).
+    pub typed: Vec<String>,
 }
 
 impl Records {
@@ -74,35 +76,66 @@ struct Gathered {
     malformed: Vec<Malformed>,
 }
 
-/// Reads CSV files with a header line each. With `all_text`, every column is read as text
-/// (to be typed later); otherwise Polars infers the types, and values that do not fit become
-/// null.
-pub fn read_csv(sources: &[Source], all_text: bool) -> Result<Records, JobError> {
+/// How the columns of CSV records are read.
+pub enum CsvColumns {
+    /// Types inferred by Polars; values that do not fit become null.
+    Inferred,
+    /// These columns with these types and the others as text (to be typed later), when every
+    /// value of them parses (most files: one read, no text kept); otherwise every column as
+    /// text. With no column listed, every column is text.
+    Typed(Vec<(String, DataType)>),
+}
+
+/// Reads CSV files with a header line each, their columns as `columns` says.
+pub fn read_csv(sources: &[Source], columns: CsvColumns) -> Result<Records, JobError> {
     let mut gathered = Gathered::default();
     for (index, source) in sources.iter().enumerate() {
         let bytes = read_file(&source.path, &source.name)?;
         gather_csv(&mut gathered, index as u32, &source.name, bytes)?;
     }
     let Some(header) = gathered.header.take() else {
-        return Ok(Records { frame: DataFrame::empty(), malformed: gathered.malformed });
+        let none =
+            Records { frame: DataFrame::empty(), malformed: gathered.malformed, typed: vec![] };
+        return Ok(none);
     };
-    let frame = if gathered.lines.is_empty() {
-        let fields = header.iter().map(|name| Field::new(name.into(), DataType::String));
-        DataFrame::empty_with_schema(&fields.collect::<Schema>())
-    } else {
-        let mut options = CsvReadOptions::default().with_has_header(true);
-        options = if all_text {
-            let fields = header.iter().map(|name| Field::new(name.into(), DataType::String));
-            options.with_schema(Some(std::sync::Arc::new(fields.collect::<Schema>())))
-        } else {
-            options.with_infer_schema_length(Some(10_000)).with_ignore_errors(true)
-        };
+    let text = |typed: &[(String, DataType)]| -> Schema {
+        let type_of = |name: &String| typed.iter().find(|(c, _)| c == name).map(|(_, t)| t.clone());
+        header
+            .iter()
+            .map(|name| Field::new(name.into(), type_of(name).unwrap_or(DataType::String)))
+            .collect()
+    };
+    if gathered.lines.is_empty() {
+        let frame = DataFrame::empty_with_schema(&text(&[]));
+        return with_origin(frame, sources, &[], &[], gathered.malformed, vec![]);
+    }
+    let csv = std::mem::take(&mut gathered.csv);
+    let read = |options: CsvReadOptions| {
         options
-            .into_reader_with_file_handle(Cursor::new(std::mem::take(&mut gathered.csv)))
+            .with_has_header(true)
+            .into_reader_with_file_handle(Cursor::new(&csv[..]))
             .finish()
-            .map_err(|e| JobError::Failed(format!("reading the well-formed CSV records: {e}")))?
+            .map_err(|e| JobError::Failed(format!("reading the well-formed CSV records: {e}")))
     };
-    with_origin(frame, sources, &gathered.files, &gathered.lines, gathered.malformed)
+    let with_schema =
+        |schema: Schema| CsvReadOptions::default().with_schema(Some(std::sync::Arc::new(schema)));
+    let (frame, typed) = match columns {
+        CsvColumns::Inferred => (
+            read(
+                CsvReadOptions::default()
+                    .with_infer_schema_length(Some(10_000))
+                    .with_ignore_errors(true),
+            )?,
+            vec![],
+        ),
+        CsvColumns::Typed(types) => match read(with_schema(text(&types))) {
+            Ok(frame) => (frame, types.into_iter().map(|(c, _)| c).collect()),
+            // Some value does not parse: every column as text, typed (or not) row by row.
+            Err(_) => (read(with_schema(text(&[])))?, vec![]),
+        },
+    };
+    drop(csv);
+    with_origin(frame, sources, &gathered.files, &gathered.lines, gathered.malformed, typed)
 }
 
 fn read_file(path: &Path, name: &str) -> Result<Vec<u8>, JobError> {
@@ -428,7 +461,7 @@ pub fn read_json_lines(sources: &[Source]) -> Result<Records, JobError> {
             .finish()
             .map_err(|e| JobError::Failed(format!("reading the well-formed JSON lines: {e}")))?
     };
-    with_origin(frame, sources, &files, &lines, malformed)
+    with_origin(frame, sources, &files, &lines, malformed, vec![])
 }
 
 /// Adds the file and line columns to the rows read from the good records.
@@ -438,6 +471,7 @@ fn with_origin(
     files: &[u32],
     lines: &[i64],
     malformed: Vec<Malformed>,
+    typed: Vec<String>,
 ) -> Result<Records, JobError> {
     if frame.height() != lines.len() && frame.width() > 0 {
         return Err(JobError::Failed(format!(
@@ -467,7 +501,7 @@ fn with_origin(
         frame.with_column(file)?;
         frame.with_column(Series::new(LINE_COLUMN.into(), lines).into_column())?;
     }
-    Ok(Records { frame, malformed })
+    Ok(Records { frame, malformed, typed })
 }
 
 #[cfg(test)]
@@ -478,7 +512,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("orders.csv");
         std::fs::write(&path, text).unwrap();
-        read_csv(&[Source { path, name: "raw/orders.csv".into() }], true).unwrap()
+        read_csv(&[Source { path, name: "raw/orders.csv".into() }], CsvColumns::Typed(vec![]))
+            .unwrap()
     }
 
     fn column(records: &Records, name: &str) -> Vec<String> {
@@ -545,6 +580,24 @@ mod tests {
     }
 
     #[test]
+    fn declared_types_are_read_directly_unless_a_value_does_not_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orders.csv");
+        let types = || CsvColumns::Typed(vec![("id".into(), DataType::Int64)]);
+        let source = || vec![Source { path: path.clone(), name: "raw/orders.csv".into() }];
+        std::fs::write(&path, "id,name\n1,a\n,b\n3,c\n").unwrap();
+        let records = read_csv(&source(), types()).unwrap();
+        assert_eq!(records.typed, ["id"]);
+        assert_eq!(records.frame.column("id").unwrap().dtype(), &DataType::Int64);
+        assert_eq!(column(&records, "id"), ["1", "∅", "3"]);
+
+        std::fs::write(&path, "id,name\n1,a\nx,b\n3,c\n").unwrap();
+        let records = read_csv(&source(), types()).unwrap();
+        assert!(records.typed.is_empty());
+        assert_eq!(column(&records, "id"), ["1", "x", "3"], "read as text, to be typed by row");
+    }
+
+    #[test]
     fn an_empty_file_and_a_header_only_file_both_give_no_rows() {
         for text in [&b""[..], b"id,name\n", b"id,name", b"\xef\xbb\xbfid,name\r\n"] {
             let records = read(text);
@@ -568,7 +621,9 @@ mod tests {
     #[test]
     fn an_unreadable_file_is_an_error_naming_it() {
         let missing = Source { path: "/nonexistent/x.csv".into(), name: "raw/x.csv".into() };
-        let Err(error) = read_csv(&[missing], true) else { panic!("read a missing file") };
+        let Err(error) = read_csv(&[missing], CsvColumns::Typed(vec![])) else {
+            panic!("read a missing file")
+        };
         assert!(error.to_string().contains("cannot read `raw/x.csv`"), "{error}");
     }
 }
