@@ -88,6 +88,9 @@ const FOLDER_RESCAN_INTERVAL: Duration = Duration::from_secs(30);
 /// How long a notified change may settle (an editor's save, a copy) before the folder is read.
 const FOLDER_SETTLE: Duration = Duration::from_millis(50);
 
+/// A pass longer than this is followed by a rest as long (see [`Scheduler::run`]).
+const HEAVY_PASS: Duration = Duration::from_millis(5);
+
 /// Most scheduled runs one DAG gets per tick, so a long catchup cannot stall the loop.
 const MAX_NEW_RUNS_PER_TICK: usize = 64;
 
@@ -223,7 +226,8 @@ impl Scheduler {
                 }
                 Err(e) => tracing::error!("scheduler pass failed, retrying: {e}"),
             }
-            self.slowest_pass = self.slowest_pass.max(started.elapsed());
+            let took = started.elapsed();
+            self.slowest_pass = self.slowest_pass.max(took);
             let next_due = match (self.next_retry_at, self.next_continuous_at) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -241,6 +245,15 @@ impl Scheduler {
                     self.folder_changed = true;
                 }
                 _ = shutdown.wait() => break,
+            }
+            // A heavy pass (thousands of runs in flight) is followed by as long a rest, so the
+            // scheduler takes at most half of a core from the workers and each pass handles
+            // what a whole pass-length of finished tasks brought; light passes go on at once.
+            if took > HEAVY_PASS {
+                tokio::select! {
+                    _ = tokio::time::sleep(took.saturating_sub(started.elapsed() - took)) => {}
+                    _ = shutdown.wait() => break,
+                }
             }
         }
         let _ = processes::remove(self.store.write(), &self.id).await;
