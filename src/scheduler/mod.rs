@@ -89,7 +89,7 @@ const FOLDER_RESCAN_INTERVAL: Duration = Duration::from_secs(30);
 const FOLDER_SETTLE: Duration = Duration::from_millis(50);
 
 /// A pass longer than this is followed by a rest as long (see [`Scheduler::run`]).
-const HEAVY_PASS: Duration = Duration::from_millis(5);
+const HEAVY_PASS: Duration = Duration::from_millis(25);
 
 /// Most scheduled runs one DAG gets per tick, so a long catchup cannot stall the loop.
 const MAX_NEW_RUNS_PER_TICK: usize = 64;
