@@ -282,11 +282,8 @@ fn gather_plain_csv(
     let mut kept = Vec::with_capacity(checked.len());
     for result in checked {
         gathered.lines.extend(result.lines.iter().map(|l| first_line + l));
-        gathered.malformed.extend(result.malformed.iter().map(|(line, raw, reason)| Malformed {
-            file: name.to_string(),
-            line: first_line + line,
-            raw: raw.clone(),
-            reason: reason.clone(),
+        gathered.malformed.extend(result.malformed.into_iter().map(|(line, raw, reason)| {
+            Malformed { file: name.to_string(), line: first_line + line, raw, reason }
         }));
         first_line += result.line_count;
         kept.push(result.good);
@@ -296,11 +293,9 @@ fn gather_plain_csv(
         gathered.csv = owned;
     } else {
         gathered.csv.extend_from_slice(&header_line);
+        // Every chunk but the last ends with its line's newline; kept lines each have theirs.
         for (chunk, good) in chunks.iter().zip(kept) {
             gathered.csv.extend_from_slice(good.as_deref().unwrap_or(chunk));
-            if gathered.csv.last().is_some_and(|b| *b != b'\n') {
-                gathered.csv.push(b'\n');
-            }
         }
     }
     if gathered.csv.last().is_some_and(|b| *b != b'\n') {
