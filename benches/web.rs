@@ -8,7 +8,7 @@
 //! Run: `cargo bench --bench web` (`LAKEWARD_BENCH_SECONDS`, `LAKEWARD_BENCH_CLIENTS` tune it).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use lakeward::config::Config;
 use lakeward::dag::compile;
@@ -22,6 +22,9 @@ use lakeward::users::{create_api_token, create_user, digest, new_secret};
 use lakeward::versions::DagVersions;
 use lakeward::web::{serve, AppState};
 use sqlx::Connection;
+use support::{env_number, load, PgSchema};
+
+mod support;
 
 const DAGS: usize = 100;
 const RUNS_PER_DAG: i64 = 1000;
@@ -133,58 +136,6 @@ async fn seed(url: &str, store: &Store, versions: &DagVersions) {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
-}
-
-/// Requests `path` from `clients` concurrent clients for `seconds`; prints the figures.
-async fn load(base: &str, path: &str, headers: &[(&str, String)], clients: usize, seconds: u64) {
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let mut workers = Vec::new();
-    for _ in 0..clients {
-        let client = client.clone();
-        let url = format!("{base}{path}");
-        let headers: Vec<(String, String)> =
-            headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-        workers.push(lakeward::process::spawn_owned(async move {
-            let (mut latencies, mut errors) = (Vec::new(), 0usize);
-            while Instant::now() < deadline {
-                let mut request = client.get(&url);
-                for (k, v) in &headers {
-                    request = request.header(k.as_str(), v.as_str());
-                }
-                let started = Instant::now();
-                match request.send().await {
-                    Ok(response) if response.status().is_success() => {
-                        let _ = response.bytes().await;
-                        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
-                    }
-                    _ => errors += 1,
-                }
-            }
-            (latencies, errors)
-        }));
-    }
-    let (mut all, mut errors) = (Vec::new(), 0);
-    for worker in workers {
-        let (latencies, failed) = worker.await.unwrap();
-        all.extend(latencies);
-        errors += failed;
-    }
-    all.sort_by(f64::total_cmp);
-    println!(
-        "  {path:<44} p50 {:>6.2} ms  p99 {:>6.2} ms  {:>7.0} req/s  {} errors",
-        percentile(&all, 0.5),
-        percentile(&all, 0.99),
-        all.len() as f64 / seconds as f64,
-        errors
-    );
-}
-
 async fn bench(backend: &str, url: &str) {
     let store = Store::open(url).await.unwrap();
     let versions = Arc::new(DagVersions::new(store.clone(), Registry::builtin()));
@@ -233,21 +184,14 @@ async fn bench(backend: &str, url: &str) {
     store.close().await;
 }
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
     bench("sqlite", &sqlite).await;
     if let Ok(base) = std::env::var("LAKEWARD_TEST_POSTGRES_URL") {
-        let schema = format!("lw_bench_web_{}", std::process::id());
-        let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
-        sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut conn).await.unwrap();
-        let separator = if base.contains('?') { '&' } else { '?' };
-        bench("postgres", &format!("{base}{separator}options[search_path]={schema}")).await;
-        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&mut conn).await.unwrap();
+        let schema = PgSchema::create(&base, "lw_bench_web").await;
+        bench("postgres", &schema.url).await;
+        schema.drop().await;
     }
 }

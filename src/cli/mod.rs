@@ -211,7 +211,7 @@ enum DbCommand {
         /// e.g. `30d`, `12h`: runs that ended longer ago than this are deleted.
         #[arg(long, value_parser = crate::time::parse_duration)]
         older_than: std::time::Duration,
-        /// Runs deleted per transaction.
+        /// Most runs deleted per transaction (batches are sized to take about 40 ms).
         #[arg(long, default_value_t = 500)]
         batch_size: i64,
     },

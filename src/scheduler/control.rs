@@ -74,10 +74,16 @@ pub async fn mark_task(
     Ok(())
 }
 
+/// How long one `clean` batch may hold the database: on SQLite, the one writer everybody
+/// else waits for.
+const CLEAN_BATCH_TARGET: Duration = Duration::from_millis(40);
+
 /// Deletes finished runs that ended before `cutoff` (with their task instances, tries and logs)
-/// in batches of `batch` runs, each its own short transaction with a pause between them, so
-/// schedulers and workers are never locked out for long. Calls `progress` with the total so
-/// far after each batch; returns the number of runs deleted.
+/// in batches of at most `batch` runs, each its own short transaction followed by a pause as
+/// long, so schedulers and workers are never locked out for long. Batches start small and
+/// grow or shrink so each takes about [`CLEAN_BATCH_TARGET`] (a run may have one task or
+/// thousands). Calls `progress` with the total so far after each batch; returns the number of
+/// runs deleted.
 pub async fn clean(
     store: &Store,
     cutoff: Micros,
@@ -85,15 +91,25 @@ pub async fn clean(
     mut progress: impl FnMut(u64),
 ) -> Result<u64, StoreError> {
     let mut deleted = 0;
+    let mut size = batch.clamp(1, 10);
     loop {
-        let pks = runs::finished_before(store.read(), cutoff, batch).await?;
+        let pks = runs::finished_before(store.read(), cutoff, size).await?;
         if pks.is_empty() {
             break;
         }
+        let started = std::time::Instant::now();
         runs::delete(store.write(), &pks).await?;
+        let took = started.elapsed();
         deleted += pks.len() as u64;
         progress(deleted);
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        size = if took < CLEAN_BATCH_TARGET / 2 {
+            (size * 2).min(batch.max(1))
+        } else if took > CLEAN_BATCH_TARGET {
+            (size / 2).max(1)
+        } else {
+            size
+        };
+        tokio::time::sleep(took.max(Duration::from_millis(5))).await;
     }
     users::delete_expired_sessions(store.write(), now_micros()).await?;
     Ok(deleted)

@@ -8,7 +8,8 @@
 //! changed (see [`assets`]), records runs past their DAG's deadline (see [`deadline`]), for
 //! each running run queues the tasks whose trigger rules allow it (see [`plan`]) and expands
 //! the mapped ones into an instance per item (see [`mapping`]), and queues the notifications
-//! of the runs it ends. It keeps no state that matters across restarts: everything it decides
+//! of the runs it ends; at housekeeping it also deletes the runs `keep_runs` lets go and rolls
+//! finished work up into `/metrics`' counters (see [`crate::store::finished`]). It keeps no state that matters across restarts: everything it decides
 //! is written to the store with guarded updates, so a restarted scheduler, or two schedulers
 //! at once, carry on without duplicating work. (What it saw of database outages is kept in
 //! memory only: a scheduler restarted during an outage judges the heartbeats from before it on
@@ -40,7 +41,7 @@ use crate::notifications::queue;
 use crate::process::{process_id, Shutdown};
 use crate::schedule::{DataInterval, Timetable};
 use crate::store::notifications::{self as store_notifications, NewNotification};
-use crate::store::{dags, logs, processes, runs, tasks};
+use crate::store::{dags, finished, logs, processes, runs, stats, tasks};
 use crate::store::{DagRecord, RunRow, Store, StoreError, TaskOutcome, TaskStateRow};
 use crate::time::{from_micros, to_micros, Micros};
 use crate::versions::DagVersions;
@@ -76,6 +77,9 @@ impl SchedulerOptions {
         }
     }
 }
+
+/// Finished task instances added to `/metrics`' counters per housekeeping, at most.
+const ROLL_UP_STEP: i64 = 20_000;
 
 /// A process silent for this many heartbeat timeouts is forgotten (its row deleted); until
 /// then it is listed as dead, which helps tell what happened.
@@ -315,6 +319,10 @@ impl Scheduler {
         let retention = self.options.heartbeat_timeout.saturating_mul(DEAD_PROCESS_RETENTION);
         let retention = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
         processes::forget_silent(self.store.write(), micros.saturating_sub(retention)).await?;
+        // `/metrics` counts finished work from these counters; a bounded step per pass, so a
+        // long history (after an upgrade) is caught up without a long pass.
+        let upto = micros.saturating_sub(finished::LATE_COMMIT_MARGIN);
+        finished::roll_up(self.store.write(), upto, ROLL_UP_STEP).await?;
         self.reap_silent_workers(crate::time::now_micros()).await
     }
 
@@ -461,8 +469,14 @@ impl Scheduler {
             let pks = match dag.keep_runs {
                 None => continue,
                 Some(RunRetention::Count(keep)) => {
-                    runs::finished_beyond_newest(self.store.read(), &dag.id, keep.into(), BATCH)
-                        .await?
+                    let keep = i64::from(keep);
+                    // Finding the runs beyond the newest `keep` reads `keep` index entries, so
+                    // it waits until the excess is worth it: a tenth of `keep`, at most a batch.
+                    let slack = (keep / 10).min(BATCH);
+                    if stats::count_runs(self.store.read(), &dag.id).await? <= keep + slack {
+                        continue;
+                    }
+                    runs::finished_beyond_newest(self.store.read(), &dag.id, keep, BATCH).await?
                 }
                 Some(RunRetention::Age(age)) => {
                     let age = i64::try_from(age.as_micros()).unwrap_or(i64::MAX);

@@ -1,5 +1,6 @@
 //! Lineage: the dataset versions and table snapshots each try read and wrote, written with
-//! the try's result and read back per try.
+//! the try's result and read back per try, and which DAGs use which assets (`dag_assets`, kept
+//! with it).
 
 use sqlx::FromRow;
 use sqlx::{Any, Executor};
@@ -80,8 +81,51 @@ pub(super) async fn insert(
         .bind(record.bytes.map(|n| n as i64))
         .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "INSERT INTO dag_assets (dag_id, direction, kind, name, last_run_pk) \
+             SELECT dag_id, $2, $3, $4, run_pk FROM task_instances WHERE id = $1 \
+             ON CONFLICT (dag_id, direction, kind, name) DO UPDATE SET last_run_pk = \
+             CASE WHEN excluded.last_run_pk > dag_assets.last_run_pk \
+             THEN excluded.last_run_pk ELSE dag_assets.last_run_pk END",
+        )
+        .bind(ti_id)
+        .bind(record.direction.as_str())
+        .bind(record.kind.as_str())
+        .bind(&record.name)
+        .execute(&mut *tx)
+        .await?;
     }
     Ok(())
+}
+
+/// The DAGs whose lineage ever went `direction` for the asset (most recent first), and, for
+/// reads, those whose schedule watches it: the candidates a DAG page checks for data flowing
+/// to or from it, found through the asset's index whatever the number of DAGs.
+pub async fn dags_using(
+    db: impl Executor<'_, Database = Any> + Copy,
+    direction: Direction,
+    kind: AssetKind,
+    name: &str,
+) -> Result<Vec<String>> {
+    let mut dags: Vec<String> = sqlx::query_scalar(
+        "SELECT dag_id FROM dag_assets WHERE kind = $1 AND name = $2 AND direction = $3 \
+         ORDER BY last_run_pk DESC",
+    )
+    .bind(kind.as_str())
+    .bind(name)
+    .bind(direction.as_str())
+    .fetch_all(db)
+    .await?;
+    if direction == Direction::Read {
+        let watching: Vec<String> =
+            sqlx::query_scalar("SELECT dag_id FROM asset_watches WHERE kind = $1 AND name = $2")
+                .bind(kind.as_str())
+                .bind(name)
+                .fetch_all(db)
+                .await?;
+        dags.extend(watching);
+    }
+    Ok(dags)
 }
 
 /// What the DAG's latest `runs` runs read and wrote: each asset once, by direction, kind and

@@ -25,6 +25,7 @@ mod columns;
 mod connectivity;
 pub mod dags;
 mod dialect;
+pub mod finished;
 pub mod lineage;
 pub mod logs;
 pub mod metrics;
@@ -55,11 +56,11 @@ pub mod migrations {
 }
 pub use dags::{DagRecord, DagRow, ImportErrorRow};
 pub use dialect::Backend;
+pub use finished::{DurationHistogram, DURATION_BUCKETS};
 pub use logs::LogRow;
 pub use model::{display_id, parse_display_id, RunRow, TaskInstanceRow};
 pub use notify::{Waiter, Wakeups};
 pub use runs::NewRun;
-pub use stats::{DurationHistogram, StateTable, DURATION_BUCKETS};
 pub use tasks::{ClaimedTask, TaskOutcome, TaskStateRow, TryRow};
 pub use users::{ApiTokenRow, SessionRow, UserRow, TOKEN_ID_LEN};
 

@@ -238,15 +238,16 @@ pub async fn delete(db: impl Acquire<'_, Database = Any>, pks: &[i64]) -> Result
     Ok(())
 }
 
-/// Up to `limit` finished runs that ended before `cutoff`, oldest first.
+/// Up to `limit` finished runs that ended before `cutoff`, first ended first (read from the
+/// `ended_at` index: only the rows returned).
 pub async fn finished_before(
     db: impl Executor<'_, Database = Any>,
     cutoff: Micros,
     limit: i64,
 ) -> Result<Vec<i64>> {
     Ok(sqlx::query_scalar(
-        "SELECT id FROM dag_runs WHERE state IN ('success', 'failed') \
-         AND COALESCE(ended_at, created_at) < $1 ORDER BY id LIMIT $2",
+        "SELECT id FROM dag_runs WHERE ended_at < $1 AND state IN ('success', 'failed') \
+         ORDER BY ended_at LIMIT $2",
     )
     .bind(cutoff)
     .bind(limit)
@@ -295,7 +296,9 @@ pub async fn finished_beyond_newest(
     .await?)
 }
 
-/// Up to `limit` finished runs of the DAG that ended before `cutoff`, oldest first.
+/// Up to `limit` finished runs of the DAG that ended before `cutoff`, oldest first. Only runs
+/// whose logical date is before `cutoff` too are looked at, so the query reads the old end of
+/// the DAG's index and never the whole history (a run dated in the future waits for its date).
 pub async fn finished_of_dag_before(
     db: impl Executor<'_, Database = Any>,
     dag_id: &str,
@@ -303,8 +306,9 @@ pub async fn finished_of_dag_before(
     limit: i64,
 ) -> Result<Vec<i64>> {
     Ok(sqlx::query_scalar(
-        "SELECT id FROM dag_runs WHERE dag_id = $1 AND state IN ('success', 'failed') \
-         AND COALESCE(ended_at, created_at) < $2 ORDER BY logical_date LIMIT $3",
+        "SELECT id FROM dag_runs WHERE dag_id = $1 AND logical_date < $2 \
+         AND state IN ('success', 'failed') AND ended_at < $2 \
+         ORDER BY logical_date LIMIT $3",
     )
     .bind(dag_id)
     .bind(cutoff)

@@ -1,6 +1,7 @@
 //! What data a DAG reads and writes, and how DAGs feed one another through it: from the
 //! tables and datasets each DAG's schedule watches and the lineage of its latest runs. Read
-//! per page view (a few bounded queries per DAG); it writes nothing.
+//! per page view: a few bounded queries for the DAG and for each DAG that used its data
+//! (found through the asset index, whatever the number of DAGs); it writes nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -46,8 +47,23 @@ pub async fn of_dag(state: &AppState, dag: &Dag) -> Result<DataFlowView, WebErro
     let own = assets_of(state, dag).await?;
     let mut feeds: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut fed_by: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for row in dags::list(state.store.read()).await? {
-        if row.dag_id == dag.id || !row.is_active {
+    // Only DAGs that ever read what it writes or wrote what it reads can be linked to it; each
+    // is then checked on its latest runs, as this DAG is.
+    let mut candidates = BTreeSet::new();
+    let wanted = own
+        .writes
+        .iter()
+        .map(|a| (Direction::Read, a))
+        .chain(own.reads.iter().map(|a| (Direction::Wrote, a)));
+    for (direction, asset) in wanted {
+        candidates.extend(
+            lineage::dags_using(state.store.read(), direction, asset.kind, &asset.name).await?,
+        );
+    }
+    candidates.remove(&dag.id);
+    for dag_id in candidates {
+        let Some(row) = dags::get(state.store.read(), &dag_id).await? else { continue };
+        if !row.is_active {
             continue;
         }
         let Ok(other) = state.versions.get(&row.dag_id, &row.version).await else { continue };

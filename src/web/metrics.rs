@@ -1,5 +1,7 @@
 //! `/metrics` in the Prometheus text format, computed from the database on each scrape so any
-//! web process reports the whole deployment (scheduler and workers may run elsewhere); the SQL
+//! web process reports the whole deployment (scheduler and workers may run elsewhere). Only
+//! live work and rolled-up counters are read, never the whole history (see
+//! [`crate::store::finished`]), so a scrape costs the same with ten million task instances; the SQL
 //! console's query counts, the `process_*` metrics and the build info are this web process's
 //! own.
 
@@ -12,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::AppState;
 use crate::domain::MetricSample;
-use crate::store::{metrics, notifications, runs, stats};
-use crate::store::{StateTable, DURATION_BUCKETS};
+use crate::store::DURATION_BUCKETS;
+use crate::store::{finished, metrics, notifications, runs, stats};
 use crate::time::now_micros;
 
 /// Escapes a label value (backslash, quote, newline).
@@ -29,13 +31,36 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     let store = &state.store;
     let mut out = String::new();
 
-    header(&mut out, "lakeward_dag_runs", "gauge", "DAG runs by state.");
-    for (state, n) in stats::count_by_state(store.read(), StateTable::Runs).await? {
+    let finished = finished::counts(store.read()).await?;
+    header(&mut out, "lakeward_dag_runs", "gauge", "DAG runs not finished yet, by state.");
+    for (state, n) in stats::unfinished_runs(store.read()).await? {
         let _ = writeln!(out, "lakeward_dag_runs{{state=\"{}\"}} {n}", label(&state));
     }
-    header(&mut out, "lakeward_task_instances", "gauge", "Task instances by state.");
-    for (state, n) in stats::count_by_state(store.read(), StateTable::TaskInstances).await? {
+    header(&mut out, "lakeward_dag_runs_finished_total", "counter", "DAG runs finished, by state.");
+    for (state, n) in &finished.runs {
+        let _ = writeln!(out, "lakeward_dag_runs_finished_total{{state=\"{}\"}} {n}", label(state));
+    }
+    header(
+        &mut out,
+        "lakeward_task_instances",
+        "gauge",
+        "Task instances of the runs not finished yet, by state.",
+    );
+    for (state, n) in stats::unfinished_task_instances(store.read()).await? {
         let _ = writeln!(out, "lakeward_task_instances{{state=\"{}\"}} {n}", label(&state));
+    }
+    header(
+        &mut out,
+        "lakeward_task_instances_finished_total",
+        "counter",
+        "Task instances finished, by state.",
+    );
+    for (state, n) in finished.task_states() {
+        let _ = writeln!(
+            out,
+            "lakeward_task_instances_finished_total{{state=\"{}\"}} {n}",
+            label(state)
+        );
     }
     header(&mut out, "lakeward_queue_depth", "gauge", "Task instances waiting for a worker.");
     for (queue, n) in stats::queue_depth(store.read()).await? {
@@ -84,7 +109,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         "histogram",
         "Duration of finished task instances (their last try).",
     );
-    for h in stats::task_duration_histograms(store.read()).await? {
+    for h in finished.duration_histograms() {
         let labels = format!("dag_id=\"{}\",task_id=\"{}\"", label(&h.dag_id), label(&h.task_id));
         for (bound, count) in DURATION_BUCKETS.iter().zip(&h.buckets) {
             let _ = writeln!(

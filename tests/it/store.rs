@@ -6,7 +6,7 @@ use crate::common;
 use std::collections::HashSet;
 
 use lakeward::domain::{RunType, TaskState};
-use lakeward::store::{dags, logs, processes, runs, stats, tasks};
+use lakeward::store::{dags, finished, logs, processes, runs, stats, tasks};
 use lakeward::store::{DagRecord, NewRun, Store, TaskOutcome};
 use lakeward::time::now_micros;
 
@@ -92,6 +92,80 @@ async fn run_counts_follow_creates_and_deletes() {
                 .await
                 .unwrap();
         assert_eq!(rows, 2, "{}", db.backend);
+    }
+}
+
+/// `/metrics`' counters of finished work are the same whether the work is rolled up or counted
+/// on the fly, a roll-up in bounded steps adds each instance once (also when repeated), and
+/// deleting the runs afterwards does not lower them.
+#[tokio::test]
+async fn finished_counters_add_each_finish_once_and_never_go_down() {
+    for db in common::databases().await {
+        let store = Store::open(&db.url).await.unwrap();
+        let mut pks = Vec::new();
+        for date in 0..4 {
+            pks.push(
+                runs::create(store.write(), &new_run("done", date, 3), 1).await.unwrap().unwrap(),
+            );
+        }
+        // Run `date` ends at 1,000 + date s; its tasks ran 0.2 s, 2 s and never (skipped).
+        let second = 1_000_000_i64;
+        for (date, pk) in pks.iter().enumerate() {
+            let end = (1_000 + date as i64) * second;
+            let state = if date == 3 { "failed" } else { "success" };
+            for (task, started, task_state) in [
+                ("t0", Some(end - second / 5), state),
+                ("t1", Some(end - 2 * second), "success"),
+                ("t2", None, "skipped"),
+            ] {
+                sqlx::query("UPDATE task_instances SET state = $1, started_at = $2, ended_at = $3 WHERE run_pk = $4 AND task_id = $5")
+                    .bind(task_state).bind(started).bind(end).bind(pk).bind(task)
+                    .execute(store.write()).await.unwrap();
+            }
+            sqlx::query("UPDATE dag_runs SET state = $1, ended_at = $2 WHERE id = $3")
+                .bind(state)
+                .bind(end)
+                .bind(pk)
+                .execute(store.write())
+                .await
+                .unwrap();
+        }
+        let on_the_fly = finished::counts(store.read()).await.unwrap();
+        assert_eq!(on_the_fly.runs.get("success"), Some(&3), "{}", db.backend);
+        assert_eq!(on_the_fly.runs.get("failed"), Some(&1), "{}", db.backend);
+        let states = on_the_fly.task_states();
+        assert_eq!(
+            (states["success"], states["failed"], states["skipped"]),
+            (7, 1, 4),
+            "{}",
+            db.backend
+        );
+        let histograms = on_the_fly.duration_histograms();
+        let t0 = histograms.iter().find(|h| h.task_id == "t0").unwrap();
+        assert_eq!(
+            (t0.count, t0.buckets[0], t0.buckets[1]),
+            (4, 0, 4),
+            "{}: 0.2 s is in the 0.5 s bucket",
+            db.backend
+        );
+
+        // Part of the way, in steps of at most 5 instances, then all of it, then again.
+        assert!(!finished::roll_up(store.write(), 1_002 * second, 5).await.unwrap());
+        while !finished::roll_up(store.write(), 1_002 * second, 5).await.unwrap() {}
+        assert_eq!(finished::counts(store.read()).await.unwrap(), on_the_fly, "{}", db.backend);
+        assert!(finished::roll_up(store.write(), 2_000 * second, 5).await.unwrap());
+        assert!(finished::roll_up(store.write(), 2_000 * second, 5).await.unwrap());
+        assert_eq!(finished::counts(store.read()).await.unwrap(), on_the_fly, "{}", db.backend);
+        let rolled: i64 =
+            sqlx::query_scalar("SELECT CAST(SUM(count) AS BIGINT) FROM finished_tasks")
+                .fetch_one(store.read())
+                .await
+                .unwrap();
+        assert_eq!(rolled, 12, "{}: each finish added once", db.backend);
+
+        runs::delete(store.write(), &pks).await.unwrap();
+        assert_eq!(finished::counts(store.read()).await.unwrap(), on_the_fly, "{}", db.backend);
+        assert!(stats::unfinished_runs(store.read()).await.unwrap().is_empty());
     }
 }
 

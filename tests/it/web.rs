@@ -568,7 +568,7 @@ async fn rest_api_covers_dags_runs_tasks_and_logs() {
 
         let metrics = api.call(Method::GET, "/metrics", None).await;
         assert_eq!(metrics.status, StatusCode::OK);
-        assert!(metrics.body.contains("lakeward_dag_runs{state=\"failed\"} 1"), "{}", metrics.body);
+        assert!(metrics.body.contains("lakeward_dag_runs_finished_total{state=\"failed\"} 1"), "{}", metrics.body);
         assert!(metrics.body.contains("lakeward_task_duration_seconds_count{dag_id=\"example\",task_id=\"extract\"} 1"));
         assert!(metrics.body.contains("lakeward_task_duration_seconds_bucket{dag_id=\"example\",task_id=\"load\",le=\"+Inf\"} 1"));
         assert!(metrics.body.contains("lakeward_import_errors 0"));
