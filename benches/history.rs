@@ -29,16 +29,15 @@ use std::time::{Duration, Instant};
 use lakeward::config::Config;
 use lakeward::dag::folder::load_folder;
 use lakeward::dag::Dag;
-use lakeward::domain::{Role, RunState};
+use lakeward::domain::RunState;
 use lakeward::jobs::Registry;
 use lakeward::process::{shutdown_channel, Shutdown, ShutdownTrigger};
 use lakeward::scheduler::control::clean;
 use lakeward::scheduler::trigger::{create_run, RunRequest};
 use lakeward::scheduler::{Scheduler, SchedulerOptions};
-use lakeward::store::{dags, finished, runs, tasks, users};
-use lakeward::store::{DagRecord, SessionRow, Store};
+use lakeward::store::{dags, finished, runs, tasks};
+use lakeward::store::{DagRecord, Store};
 use lakeward::time::now_micros;
-use lakeward::users::{create_api_token, create_user, digest, new_secret};
 use lakeward::versions::DagVersions;
 use lakeward::web::{serve, AppState};
 use lakeward::worker::{Worker, WorkerOptions};
@@ -425,16 +424,7 @@ async fn prepare(
 /// The pages and lists a long history could slow, under concurrent clients.
 async fn load_pages(running: &Running, history: History) {
     let store = &running.store;
-    create_user(store, "bench", "bench-password", Role::Admin).await.unwrap();
-    let token = create_api_token(store, "bench", "bench", None).await.unwrap();
-    let secret = new_secret();
-    let session = SessionRow {
-        username: "bench".into(),
-        role: Role::Admin,
-        csrf_token: new_secret(),
-        expires_at: now_micros() + 3_600_000_000,
-    };
-    users::create_session(store.write(), &digest(&secret), &session, now_micros()).await.unwrap();
+    let (cookie, bearer) = support::admin_headers(store).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, shutdown) = shutdown_channel();
@@ -443,8 +433,6 @@ async fn load_pages(running: &Running, history: History) {
 
     let seconds = env_number("LAKEWARD_BENCH_SECONDS", 5);
     let clients = env_number("LAKEWARD_BENCH_CLIENTS", 8) as usize;
-    let cookie = [("cookie", format!("lakeward_session={secret}"))];
-    let bearer = [("authorization", format!("Bearer {token}"))];
     let old_run = format!("scheduled__{}", history.daily_runs / 2);
     let stream_pages = (history.stream_runs / 25).max(1);
     let stream_run = format!("scheduled__{}", history.stream_runs / 2);

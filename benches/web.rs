@@ -12,13 +12,11 @@ use std::time::Instant;
 
 use lakeward::config::Config;
 use lakeward::dag::compile;
-use lakeward::domain::Role;
 use lakeward::jobs::Registry;
 use lakeward::runtime::shutdown_channel;
-use lakeward::store::{dags, users};
-use lakeward::store::{DagRecord, SessionRow, Store};
+use lakeward::store::dags;
+use lakeward::store::{DagRecord, Store};
 use lakeward::time::now_micros;
-use lakeward::users::{create_api_token, create_user, digest, new_secret};
 use lakeward::versions::DagVersions;
 use lakeward::web::{serve, AppState};
 use sqlx::Connection;
@@ -149,16 +147,7 @@ async fn bench(backend: &str, url: &str) {
         TASKS.len(),
         started.elapsed().as_secs_f64()
     );
-    create_user(&store, "bench", "bench-password", Role::Admin).await.unwrap();
-    let token = create_api_token(&store, "bench", "bench", None).await.unwrap();
-    let secret = new_secret();
-    let session = SessionRow {
-        username: "bench".into(),
-        role: Role::Admin,
-        csrf_token: new_secret(),
-        expires_at: now_micros() + 3_600_000_000,
-    };
-    users::create_session(store.write(), &digest(&secret), &session, now_micros()).await.unwrap();
+    let (cookie, bearer) = support::admin_headers(&store).await;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -168,8 +157,6 @@ async fn bench(backend: &str, url: &str) {
 
     let seconds = env_number("LAKEWARD_BENCH_SECONDS", 10);
     let clients = env_number("LAKEWARD_BENCH_CLIENTS", 8) as usize;
-    let cookie = [("cookie", format!("lakeward_session={secret}"))];
-    let bearer = [("authorization", format!("Bearer {token}"))];
     println!("  {clients} clients, {seconds} s per endpoint");
     load(&base, "/dags", &cookie, clients, seconds).await;
     load(&base, "/dags/dag_050", &cookie, clients, seconds).await;

@@ -1,9 +1,36 @@
-//! What the benchmarks share: percentiles, a closed-loop HTTP load generator, knobs read from
-//! the environment, and a throw-away Postgres schema per run. Measures nothing by itself.
+//! What the benchmarks share: percentiles, a closed-loop HTTP load generator, an admin's
+//! request headers, knobs read from the environment, and a throw-away Postgres schema per run.
+//! Measures nothing by itself.
 
 use std::time::{Duration, Instant};
 
+use lakeward::domain::Role;
+use lakeward::store::{users, SessionRow, Store};
+use lakeward::time::now_micros;
+use lakeward::users::{create_api_token, create_user, digest, new_secret};
 use sqlx::Connection;
+
+/// One request header, as [`load`] takes them.
+pub type Header = [(&'static str, String); 1];
+
+/// Request headers of an admin named `bench`, created here: a session cookie for the pages
+/// and a bearer token for the API.
+pub async fn admin_headers(store: &Store) -> (Header, Header) {
+    create_user(store, "bench", "bench-password", Role::Admin).await.unwrap();
+    let token = create_api_token(store, "bench", "bench", None).await.unwrap();
+    let secret = new_secret();
+    let session = SessionRow {
+        username: "bench".into(),
+        role: Role::Admin,
+        csrf_token: new_secret(),
+        expires_at: now_micros() + 3_600_000_000,
+    };
+    users::create_session(store.write(), &digest(&secret), &session, now_micros()).await.unwrap();
+    (
+        [("cookie", format!("lakeward_session={secret}"))],
+        [("authorization", format!("Bearer {token}"))],
+    )
+}
 
 /// The value at fraction `p` (0–1) of an ascending slice; NaN when it is empty.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {

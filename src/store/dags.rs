@@ -152,6 +152,56 @@ pub async fn list(db: impl Executor<'_, Database = Any>) -> Result<Vec<DagRow>> 
     Ok(sqlx::query_as(&sql).fetch_all(db).await?)
 }
 
+/// Which active DAGs a list shows: those whose id contains `name` (any case), and with `tag`
+/// among their tags when given.
+#[derive(Debug, Default, Clone)]
+pub struct DagFilter {
+    pub name: String,
+    pub tag: Option<String>,
+}
+
+/// One page of the active DAGs `filter` keeps, by id, and how many it keeps in all: the
+/// database filters and pages, so a list of thousands of DAGs reads one page of rows.
+pub async fn page<'c>(
+    db: impl Executor<'c, Database = Any> + Copy,
+    filter: &DagFilter,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<DagRow>, i64)> {
+    // Tags are stored as a JSON list: a tag is found as a whole JSON string in it. REPLACE
+    // finds a part exactly in both dialects (SQLite's LIKE ignores case).
+    let tag = filter.tag.as_ref().map(|t| serde_json::to_string(t).unwrap_or_default());
+    let tag = tag.unwrap_or_default();
+    let name = filter.name.to_lowercase();
+    let matching = "FROM dags WHERE is_active = 1 \
+         AND ($1 = '' OR REPLACE(LOWER(dag_id), $1, '') <> LOWER(dag_id)) \
+         AND ($2 = '' OR REPLACE(tags, $2, '') <> tags)";
+    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {matching}"))
+        .bind(&name)
+        .bind(&tag)
+        .fetch_one(db)
+        .await?;
+    let sql = format!("SELECT {DAG_COLUMNS} {matching} ORDER BY dag_id LIMIT $3 OFFSET $4");
+    let rows =
+        sqlx::query_as(&sql).bind(&name).bind(&tag).bind(limit).bind(offset).fetch_all(db).await?;
+    Ok((rows, total))
+}
+
+/// Every tag of the active DAGs, sorted, each once.
+pub async fn active_tags(db: impl Executor<'_, Database = Any>) -> Result<Vec<String>> {
+    let lists: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT tags FROM dags WHERE is_active = 1")
+            .fetch_all(db)
+            .await?;
+    let mut tags: Vec<String> = lists
+        .iter()
+        .flat_map(|l| serde_json::from_str::<Vec<String>>(l).unwrap_or_default())
+        .collect();
+    tags.sort();
+    tags.dedup();
+    Ok(tags)
+}
+
 /// The DAG `dag_id`.
 pub async fn get(db: impl Executor<'_, Database = Any>, dag_id: &str) -> Result<Option<DagRow>> {
     let sql = format!("SELECT {DAG_COLUMNS} FROM dags WHERE dag_id = $1");

@@ -6,9 +6,9 @@
 //! on the fly, through the `ended_at` indexes, so counters are exact at every scrape. The mark
 //! trails the clock by [`LATE_COMMIT_MARGIN`], so an instance whose end is written slightly
 //! before its transaction commits is still counted. Rolled-up counts only grow: deleting old
-//! runs (`db clean`, `keep_runs`) does not lower them, as Prometheus counters expect. Several
-//! web processes may roll up at once: the mark moves by compare-and-set, in the transaction
-//! that adds the counts, so each finish is added once.
+//! runs (`db clean`, `keep_runs`) does not lower them, as Prometheus counters expect. The
+//! scheduler rolls up at housekeeping; several schedulers may at once: the mark moves by
+//! compare-and-set, in the transaction that adds the counts, so each finish is added once.
 
 use std::collections::BTreeMap;
 
@@ -24,7 +24,7 @@ pub const DURATION_BUCKETS: &[f64] =
 /// How far the roll-up mark trails the time it runs at.
 pub const LATE_COMMIT_MARGIN: Micros = 10_000_000;
 
-/// Finished task instances of one task in one state and duration bucket (`None` for those that
+/// Finished task instances of one task in one state and duration bucket (-1 for those that
 /// never started: skipped, upstream failed).
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct FinishedTasks {
@@ -75,6 +75,7 @@ fn bind_bounds<'q, O>(
     query
 }
 
+/// Runs per final state that ended in ($1, $2].
 const RUN_COUNTS: &str = "SELECT state, COUNT(*) FROM dag_runs \
      WHERE ended_at > $1 AND ended_at <= $2 AND state IN ('success', 'failed') GROUP BY state";
 
@@ -155,34 +156,32 @@ pub async fn roll_up(
     Ok(step_end.is_none())
 }
 
-/// Everything finished so far: the rolled-up counts plus what finished after the mark.
+/// Everything finished so far: the rolled-up counts plus what finished after the mark. Each
+/// of the two statements reads the counters and the mark in one snapshot, so a roll-up
+/// committing meanwhile neither adds a window twice nor leaves it out.
 pub async fn counts<'c, E>(db: E) -> Result<Finished>
 where
     E: Executor<'c, Database = Any> + Copy,
 {
-    let mark: Micros = sqlx::query_scalar("SELECT upto FROM rollup_marks WHERE name = 'finished'")
-        .fetch_one(db)
-        .await?;
-    let mut runs: BTreeMap<String, i64> =
-        sqlx::query_as::<_, (String, i64)>("SELECT state, count FROM finished_runs")
-            .fetch_all(db)
-            .await?
-            .into_iter()
-            .collect();
-    let recent: Vec<(String, i64)> =
-        sqlx::query_as(RUN_COUNTS).bind(mark).bind(Micros::MAX).fetch_all(db).await?;
-    for (state, count) in recent {
+    const AFTER_MARK: &str = "ended_at > (SELECT upto FROM rollup_marks WHERE name = 'finished')";
+    let mut runs: BTreeMap<String, i64> = BTreeMap::new();
+    let run_rows: Vec<(String, i64)> = sqlx::query_as(&format!(
+        "SELECT state, count FROM finished_runs UNION ALL \
+         SELECT state, COUNT(*) FROM dag_runs WHERE {AFTER_MARK} \
+         AND state IN ('success', 'failed') GROUP BY state"
+    ))
+    .fetch_all(db)
+    .await?;
+    for (state, count) in run_rows {
         *runs.entry(state).or_default() += count;
     }
+    let sql = format!(
+        "SELECT dag_id, task_id, state, bucket, count, micros FROM finished_tasks UNION ALL {}",
+        task_counts(AFTER_MARK)
+    );
     let mut tasks: BTreeMap<(String, String, String, i64), FinishedTasks> = BTreeMap::new();
-    let rolled: Vec<FinishedTasks> =
-        sqlx::query_as("SELECT dag_id, task_id, state, bucket, count, micros FROM finished_tasks")
-            .fetch_all(db)
-            .await?;
-    let filter = format!("ended_at > ${}", DURATION_BUCKETS.len() + 1);
-    let recent: Vec<FinishedTasks> =
-        bind_bounds(sqlx::query_as(&task_counts(&filter))).bind(mark).fetch_all(db).await?;
-    for row in rolled.into_iter().chain(recent) {
+    let task_rows: Vec<FinishedTasks> = bind_bounds(sqlx::query_as(&sql)).fetch_all(db).await?;
+    for row in task_rows {
         let key = (row.dag_id.clone(), row.task_id.clone(), row.state.clone(), row.bucket);
         match tasks.get_mut(&key) {
             Some(sum) => {

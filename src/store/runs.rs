@@ -269,7 +269,9 @@ pub async fn has_unfinished(db: impl Executor<'_, Database = Any>, dag_id: &str)
 /// Whether the DAG has a run waiting for a `max_active_runs` slot.
 pub async fn has_queued(db: impl Executor<'_, Database = Any>, dag_id: &str) -> Result<bool> {
     let found: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM dag_runs WHERE state = 'queued' AND dag_id = $1 LIMIT 1",
+        // The first term is the partial index's own: SQLite uses it only then.
+        "SELECT id FROM dag_runs WHERE state IN ('queued', 'running') AND state = 'queued' \
+         AND dag_id = $1 LIMIT 1",
     )
     .bind(dag_id)
     .fetch_optional(db)

@@ -63,6 +63,11 @@ pub struct TaskOutcome {
 /// Ids per `IN (…)` list.
 const ID_CHUNK: usize = 500;
 
+/// The condition of the `task_instances_live` partial index, which queries on running tries
+/// repeat before their own: SQLite uses a partial index only when a query's terms contain the
+/// index's condition (`state = 'running'` alone would scan the whole history).
+const LIVE: &str = "state IN ('running', 'up_for_retry')";
+
 /// Task instances of the given runs.
 pub async fn of_runs(
     db: impl Acquire<'_, Database = Any>,
@@ -366,7 +371,7 @@ pub async fn heartbeat(
 ) -> Result<Vec<i64>> {
     let sql = format!(
         "UPDATE task_instances SET heartbeat_at = {NOT_BEFORE_HEARTBEAT} \
-         WHERE worker_id = $1 AND state = 'running' RETURNING id",
+         WHERE {LIVE} AND worker_id = $1 AND state = 'running' RETURNING id",
     );
     Ok(sqlx::query_scalar(&sql).bind(worker_id).bind(now).fetch_all(db).await?)
 }
@@ -432,7 +437,7 @@ pub async fn stale(
     cutoff: Micros,
 ) -> Result<Vec<TaskInstanceRow>> {
     let sql = format!(
-        "SELECT {TASK_COLUMNS} FROM task_instances WHERE state = 'running' AND heartbeat_at < $1"
+        "SELECT {TASK_COLUMNS} FROM task_instances WHERE {LIVE} AND state = 'running' AND heartbeat_at < $1"
     );
     Ok(sqlx::query_as(&sql).bind(cutoff).fetch_all(db).await?)
 }

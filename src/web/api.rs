@@ -208,21 +208,11 @@ pub async fn list_dags(
 ) -> ApiResult {
     let filter = query(params)?;
     let paging = Paging { limit: filter.limit, offset: filter.offset };
-    let needle = filter.name.unwrap_or_default().to_lowercase();
-    let matching: Vec<DagRow> = dags::list(state.store.read())
-        .await?
-        .into_iter()
-        .filter(|d| d.is_active)
-        .filter(|d| filter.tag.as_ref().is_none_or(|t| d.tags.contains(t)))
-        .filter(|d| d.dag_id.to_lowercase().contains(&needle))
-        .collect();
-    let dags: Vec<DagJson> = matching
-        .iter()
-        .skip(paging.offset() as usize)
-        .take(paging.limit() as usize)
-        .map(DagJson::from)
-        .collect();
-    Ok(Json(json!({ "dags": dags, "total_entries": matching.len() })).into_response())
+    let wanted = dags::DagFilter { name: filter.name.unwrap_or_default(), tag: filter.tag };
+    let (rows, total) =
+        dags::page(state.store.read(), &wanted, paging.limit(), paging.offset()).await?;
+    let dags: Vec<DagJson> = rows.iter().map(DagJson::from).collect();
+    Ok(Json(json!({ "dags": dags, "total_entries": total })).into_response())
 }
 
 pub async fn get_dag(State(state): State<AppState>, Path(dag_id): Path<String>) -> ApiResult {

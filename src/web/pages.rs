@@ -22,6 +22,7 @@ use crate::domain::{RunState, TaskState};
 use crate::schedule::Schedule;
 use crate::scheduler::control;
 use crate::scheduler::trigger::{create_run, RunRequest, TriggerError};
+use crate::store::dags::DagFilter;
 use crate::store::{assets, dags, logs, notifications, runs, stats, tasks};
 use crate::store::{RunRow, TaskInstanceRow, TryRow};
 use crate::time::display;
@@ -77,23 +78,11 @@ pub async fn dags(
 ) -> Page {
     let name = query.name.unwrap_or_default();
     let tag = query.tag.unwrap_or_default();
-    let all: Vec<_> =
-        dags::list(state.store.read()).await?.into_iter().filter(|d| d.is_active).collect();
-    let mut tags: Vec<String> = all.iter().flat_map(|d| d.tags.iter().cloned()).collect();
-    tags.sort();
-    tags.dedup();
-    let needle = name.to_lowercase();
-    let matching: Vec<_> = all
-        .into_iter()
-        .filter(|d| needle.is_empty() || d.dag_id.to_lowercase().contains(&needle))
-        .filter(|d| tag.is_empty() || d.tags.contains(&tag))
-        .collect();
+    let tags = dags::active_tags(state.store.read()).await?;
+    let filter = DagFilter { name: name.clone(), tag: Some(tag.clone()).filter(|t| !t.is_empty()) };
     let page = page_number(query.page);
-    let shown: Vec<_> = matching
-        .iter()
-        .skip(usize::try_from((page - 1) * DAGS_PER_PAGE).unwrap_or(usize::MAX))
-        .take(DAGS_PER_PAGE as usize)
-        .collect();
+    let (shown, matching) =
+        dags::page(state.store.read(), &filter, DAGS_PER_PAGE, (page - 1) * DAGS_PER_PAGE).await?;
     let ids: Vec<String> = shown.iter().map(|d| d.dag_id.clone()).collect();
     let mut recent = stats::recent_runs(state.store.read(), &ids, RECENT_RUNS).await?;
     let mut live = false;
@@ -126,7 +115,7 @@ pub async fn dags(
         name,
         tag,
         tags,
-        pager: Pager::new(&base, page, DAGS_PER_PAGE, matching.len() as i64),
+        pager: Pager::new(&base, page, DAGS_PER_PAGE, matching),
         live,
     })
 }
