@@ -278,11 +278,58 @@ pub async fn claim(
     limit: usize,
     now: Micros,
 ) -> Result<Vec<ClaimedTask>> {
-    if limit == 0 || queues.is_empty() {
-        return Ok(Vec::new());
+    let (_, claimed) = finish_and_claim(db, worker_id, &[], queues, limit, now).await?;
+    Ok(claimed)
+}
+
+/// Records the end of a try. Applies only if the try is still this worker's running try, so a
+/// late result from a worker presumed dead cannot overwrite a newer try. Returns whether it applied.
+pub async fn finish(
+    db: impl Acquire<'_, Database = Any>,
+    task: &ClaimedTask,
+    worker_id: &str,
+    outcome: &TaskOutcome,
+    now: Micros,
+) -> Result<bool> {
+    let (applied, _) = finish_and_claim(db, worker_id, &[(task, outcome)], &[], 0, now).await?;
+    Ok(applied[0])
+}
+
+/// In one transaction, records the end of each try of `finished` (see [`finish`]) and claims
+/// up to `limit` more (see [`claim`]): a worker refilling the slots its ended tries freed pays
+/// for one commit, not one per try plus one for the claim. Returns whether each record
+/// applied, in order, and the claimed task instances.
+pub async fn finish_and_claim(
+    db: impl Acquire<'_, Database = Any>,
+    worker_id: &str,
+    finished: &[(&ClaimedTask, &TaskOutcome)],
+    queues: &[String],
+    limit: usize,
+    now: Micros,
+) -> Result<(Vec<bool>, Vec<ClaimedTask>)> {
+    let claiming = limit > 0 && !queues.is_empty();
+    if finished.is_empty() && !claiming {
+        return Ok((Vec::new(), Vec::new()));
     }
     let mut tx = db.begin().await?;
-    let lock = Backend::of_connection(&tx).claim_lock();
+    let mut applied = Vec::with_capacity(finished.len());
+    for (task, outcome) in finished {
+        applied.push(finish_in(&mut tx, task, worker_id, outcome, now).await?);
+    }
+    let claimed =
+        if claiming { claim_in(&mut tx, worker_id, queues, limit, now).await? } else { Vec::new() };
+    tx.commit().await?;
+    Ok((applied, claimed))
+}
+
+async fn claim_in(
+    tx: &mut sqlx::AnyConnection,
+    worker_id: &str,
+    queues: &[String],
+    limit: usize,
+    now: Micros,
+) -> Result<Vec<ClaimedTask>> {
+    let lock = Backend::of_connection(tx).claim_lock();
     // The ids are picked once, in a materialized CTE: as a plain `IN (subquery)`, Postgres
     // may run the `LIMIT … SKIP LOCKED` subquery again for every candidate row (for
     // instance when a concurrent claim makes it recheck one), and one claim could then
@@ -317,14 +364,11 @@ pub async fn claim(
         }
         insert.execute(&mut *tx).await?;
     }
-    tx.commit().await?;
     Ok(claimed)
 }
 
-/// Records the end of a try. Applies only if the try is still this worker's running try, so a
-/// late result from a worker presumed dead cannot overwrite a newer try. Returns whether it applied.
-pub async fn finish(
-    db: impl Acquire<'_, Database = Any>,
+async fn finish_in(
+    tx: &mut sqlx::AnyConnection,
     task: &ClaimedTask,
     worker_id: &str,
     outcome: &TaskOutcome,
@@ -335,7 +379,6 @@ pub async fn finish(
     } else {
         Some(serde_json::to_string(&outcome.outputs).unwrap_or_default())
     };
-    let mut tx = db.begin().await?;
     let sql = format!(
         "UPDATE task_instances SET state = $1, ended_at = {NOT_BEFORE_HEARTBEAT}, next_try_at = $3, \
          exit_code = $4, error = $5, outputs = $6 \
@@ -355,9 +398,8 @@ pub async fn finish(
         .await?;
     let applied = done.rows_affected() > 0;
     if applied {
-        end_try(&mut tx, task.id, task.try_number, outcome, now).await?;
+        end_try(tx, task.id, task.try_number, outcome, now).await?;
     }
-    tx.commit().await?;
     Ok(applied)
 }
 

@@ -1,10 +1,8 @@
 //! One try of one task instance: load its DAG version, render its templates, run its job with
-//! the task's timeout (asking it to stop, then dropping it), and record how it ended, with the
-//! lineage the job reported.
+//! the task's timeout (asking it to stop, then dropping it), and say how it ended, with the
+//! lineage the job reported. Recording it is the worker loop's (see `results`).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::logs::flush_logs;
 use super::{TryControls, Worker, STOP_GRACE};
@@ -19,37 +17,16 @@ use crate::store::tasks;
 use crate::store::{display_id, ClaimedTask, RunRow, TaskOutcome};
 use crate::time::{from_micros, now_micros};
 
-/// Runs the try and records its outcome (then marks it recorded), then wakes the scheduler.
-pub(super) async fn execute(worker: Arc<Worker>, task: ClaimedTask, controls: TryControls) {
+/// Runs the try and returns how it ended, with the messages its `on_*` settings ask for; the
+/// worker loop records it (see `results`).
+pub(super) async fn execute(
+    worker: Arc<Worker>,
+    task: ClaimedTask,
+    controls: TryControls,
+) -> TaskOutcome {
     let mut outcome = run_try(&worker, &task, &controls).await;
     outcome.notifications = notifications_for(&worker, &task, &outcome).await;
-    record(&worker, &task, &outcome).await;
-    controls.recorded.store(true, Ordering::Release);
-    worker.store.wake_scheduler().await;
-}
-
-/// Records the outcome, retrying while the database is unavailable: an unrecorded result would
-/// leave the try `running` for as long as this worker keeps heartbeating.
-async fn record(worker: &Worker, task: &ClaimedTask, outcome: &TaskOutcome) {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let finish = tasks::finish(worker.store.write(), task, &worker.id, outcome, now_micros());
-        match worker.store.connectivity().observe(finish.await) {
-            Ok(true) => return,
-            Ok(false) => {
-                tracing::warn!(
-                    dag = %task.dag_id, task = %task.task_id, try_number = task.try_number,
-                    "result discarded: this try was taken over (its worker presumed dead, or the task marked by hand)"
-                );
-                return;
-            }
-            Err(e) => {
-                tracing::error!(dag = %task.dag_id, task = %task.task_id, "cannot record result, retrying: {e}");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
+    outcome
 }
 
 /// The messages the task's `on_*` settings ask for, given how the try ended (none if its DAG

@@ -1,18 +1,19 @@
 //! Workers: claim queued task instances, run them, heartbeat, record results.
 //!
-//! A worker runs up to `slots` tries at once. It claims with one atomic statement (see
-//! [`Store::claim_tasks`]), holds no transaction while a task runs, heartbeats its running
-//! tries so the scheduler can tell a dead worker from a slow task, and records each result
-//! with a guarded update so a late result cannot overwrite a newer try. A try the heartbeat
+//! A worker runs up to `slots` tries at once. It claims with one atomic statement, and records
+//! the results of the tries that ended with the claim that refills their slots, in one
+//! transaction (see `results`); each result with a guarded update, so a late result cannot
+//! overwrite a newer try. It holds no transaction while a task runs, and heartbeats its running
+//! tries so the scheduler can tell a dead worker from a slow task. A try the heartbeat
 //! finds taken from it (presumed dead, or marked by hand) is stopped, processes and all: asked
 //! first (its job sees the cancellation), dropped after a grace period. Each heartbeat also
 //! stores what the running jobs reported of their progress.
 
 mod execute;
 mod logs;
+mod results;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ use crate::store::{ClaimedTask, RunRow, Store, StoreError, TaskOutcome};
 use crate::stream::Brokers;
 use crate::time::now_micros;
 use crate::versions::DagVersions;
+use results::Results;
 
 /// How a worker behaves.
 #[derive(Debug, Clone)]
@@ -116,48 +118,50 @@ impl Worker {
     pub async fn run(self, mut shutdown: Shutdown) {
         let worker = Arc::new(self);
         let mut waiter = worker.store.wakeups().workers_waiter();
-        let mut running: JoinSet<()> = JoinSet::new();
+        let mut running: JoinSet<TaskOutcome> = JoinSet::new();
         let mut claimed: HashMap<tokio::task::Id, Running> = HashMap::new();
+        let mut results = Results::default();
         // Tasks that drop a try some time after asking it to stop.
         let mut stoppers: JoinSet<()> = JoinSet::new();
         let mut heartbeat = tokio::time::interval(worker.options.heartbeat_interval);
         // Whether a try ended since the freed memory was last given back (done when idle).
         let mut worked = false;
         tracing::info!(id = %worker.id, slots = worker.options.slots, queues = ?worker.options.queues, "worker started");
+        // The last claim found fewer queued tasks than it asked for, and no wakeup came
+        // since: results are then recorded without a claim, which would only delay the
+        // scheduler waiting for them (a chain's next task is queued after the result).
+        let mut queue_empty = false;
         loop {
             let free = worker.options.slots.saturating_sub(running.len());
-            if free > 0 && !shutdown.is_requested() {
-                let claim = tasks::claim(
-                    worker.store.write(),
-                    &worker.id,
-                    &worker.options.queues,
-                    free,
-                    now_micros(),
-                );
-                // Not proof the database takes writes: a claim of nothing writes nothing.
-                match claim.await {
-                    Ok(tasks) => {
-                        for task in tasks {
-                            let controls = TryControls::new();
-                            let try_run =
-                                execute::execute(worker.clone(), task.clone(), controls.clone());
-                            let handle = running.spawn(try_run);
-                            claimed.insert(handle.id(), Running { task, handle, controls });
-                        }
+            let ask = if shutdown.is_requested() || queue_empty { 0 } else { free };
+            if ask > 0 || !results.is_empty() {
+                if let Some(tasks) = results.record_and_claim(&worker, ask).await {
+                    if ask > 0 {
+                        queue_empty = tasks.len() < ask;
                     }
-                    Err(e) if e.is_unavailable() => worker.store.connectivity().failed(&e),
-                    Err(e) => tracing::error!("claiming tasks failed, retrying: {e}"),
+                    for task in tasks {
+                        let controls = TryControls::new();
+                        let try_run =
+                            execute::execute(worker.clone(), task.clone(), controls.clone());
+                        let handle = running.spawn(try_run);
+                        claimed.insert(handle.id(), Running { task, handle, controls });
+                    }
                 }
             }
+            let pause = results.backoff_left().map_or(worker.options.poll_interval, |left| {
+                left.min(worker.options.poll_interval)
+            });
             tokio::select! {
-                _ = waiter.wait() => {}
+                _ = waiter.wait() => queue_empty = false,
                 Some(done) = running.join_next_with_id(), if !running.is_empty() => {
-                    claimed.remove(&task_id(&done));
-                    worked = true;
-                    match done {
-                        Err(e) if !e.is_cancelled() => tracing::error!("task execution crashed: {e}"),
-                        _ => {}
+                    // Every try that ended by now goes into the same write.
+                    let mut done = Some(done);
+                    while let Some(ended) = done.take().or_else(|| running.try_join_next_with_id()) {
+                        if let Some((task, outcome)) = ended_try(&mut claimed, ended) {
+                            results.push(task, outcome);
+                        }
                     }
+                    worked = true;
                 }
                 _ = heartbeat.tick() => {
                     if let Some(owned) = worker.heartbeat(&claimed).await {
@@ -169,7 +173,7 @@ impl Worker {
                         let _ = crate::process::blocking(crate::process::release_free_memory).await;
                     }
                 }
-                _ = tokio::time::sleep(worker.options.poll_interval) => {}
+                _ = tokio::time::sleep(pause) => queue_empty = false,
                 _ = shutdown.wait() => break,
             }
         }
@@ -177,22 +181,20 @@ impl Worker {
             controls.canceller.trigger();
         }
         let _ = tokio::time::timeout(STOP_GRACE, async {
-            while let Some(done) = running.join_next_with_id().await {
-                claimed.remove(&task_id(&done));
+            while let Some(ended) = running.join_next_with_id().await {
+                if let Some((task, outcome)) = ended_try(&mut claimed, ended) {
+                    results.push(task, outcome);
+                }
             }
         })
         .await;
         running.abort_all();
-        let stopped = claimed.values().filter(|r| !r.controls.recorded.load(Ordering::Acquire));
-        for Running { task, .. } in stopped {
+        for (_, Running { task, .. }) in claimed.drain() {
             let reason = "worker shut down while the task was running".to_string();
-            let outcome = TaskOutcome::cancelled(reason, now_micros());
-            let _ =
-                tasks::finish(worker.store.write(), task, &worker.id, &outcome, now_micros()).await;
+            results.push(task, TaskOutcome::cancelled(reason, now_micros()));
         }
-        if !claimed.is_empty() {
-            worker.store.wake_scheduler().await;
-        }
+        // One attempt: a result lost here leaves its try to be handed on as a dead worker's.
+        results.record_last(&worker).await;
         let _ = processes::remove(worker.store.write(), &worker.id).await;
         tracing::info!(id = %worker.id, "worker stopped");
     }
@@ -236,8 +238,7 @@ impl Worker {
         stoppers: &mut JoinSet<()>,
     ) {
         for Running { task, handle, controls } in claimed.values() {
-            // A try that recorded its own result is no longer running, but not taken over.
-            if owned.contains(&task.id) || controls.recorded.load(Ordering::Acquire) {
+            if owned.contains(&task.id) {
                 continue;
             }
             let text = format!(
@@ -259,12 +260,37 @@ impl Worker {
     }
 }
 
-/// The id of a finished task of a `JoinSet`, however it ended.
-fn task_id(done: &Result<(tokio::task::Id, ()), tokio::task::JoinError>) -> tokio::task::Id {
-    match done {
+/// The try of a `JoinSet` task that ended, and its outcome: the one it returned, or, if the
+/// task was dropped (taken over, shutdown) or crashed, an outcome saying so.
+fn ended_try(
+    claimed: &mut HashMap<tokio::task::Id, Running>,
+    ended: Result<(tokio::task::Id, TaskOutcome), tokio::task::JoinError>,
+) -> Option<(ClaimedTask, TaskOutcome)> {
+    let id = match &ended {
         Ok((id, _)) => *id,
         Err(e) => e.id(),
-    }
+    };
+    let Running { task, .. } = claimed.remove(&id)?;
+    let outcome = match ended {
+        Ok((_, outcome)) => outcome,
+        Err(e) if e.is_cancelled() => {
+            TaskOutcome::cancelled("the try was stopped".to_string(), now_micros())
+        }
+        Err(e) => {
+            tracing::error!(dag = %task.dag_id, task = %task.task_id, "task execution crashed: {e}");
+            let error = format!("the worker's execution of this try crashed: {e}");
+            let (try_number, max_tries) = (task.try_number, task.max_tries);
+            TaskOutcome::failure(
+                try_number,
+                max_tries,
+                Some(Duration::ZERO),
+                error,
+                None,
+                now_micros(),
+            )
+        }
+    };
+    Some((task, outcome))
 }
 
 /// How long a try asked to stop may take to end cleanly before it is dropped (which kills a
@@ -281,8 +307,6 @@ struct Running {
 /// What the worker and one running try share.
 #[derive(Clone)]
 struct TryControls {
-    /// Set once the try's result is recorded.
-    recorded: Arc<AtomicBool>,
     /// Asks the job to stop.
     canceller: Arc<Canceller>,
     cancellation: Cancellation,
@@ -298,7 +322,6 @@ impl TryControls {
     fn new() -> TryControls {
         let (canceller, cancellation) = cancellation();
         TryControls {
-            recorded: Arc::default(),
             canceller: Arc::new(canceller),
             cancellation,
             progress: ProgressCell::default(),

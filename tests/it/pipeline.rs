@@ -663,6 +663,63 @@ async fn a_worker_shutting_down_cancels_its_tries_for_a_retry() {
     }
 }
 
+/// A result the database refuses (a trigger here) is retried on its own and holds back no
+/// other result, nor the worker; once the database takes it, it is recorded as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_the_database_refuses_holds_back_no_other() {
+    for db in common::databases().await {
+        let two = dag("[tasks.refused]\nkind = \"noop\"\n[tasks.fine]\nkind = \"noop\"\n");
+        let h = Harness::start(&db).await;
+        let refuse: &[&str] = match db.backend {
+            "sqlite" => &["CREATE TRIGGER lw_refuse BEFORE UPDATE ON task_tries \
+                WHEN NEW.state <> 'running' AND NEW.ti_id IN \
+                (SELECT id FROM task_instances WHERE task_id = 'refused') \
+                BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"],
+            _ => &[
+                "CREATE FUNCTION lw_refuse() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.state <> 'running' AND NEW.ti_id IN \
+                 (SELECT id FROM task_instances WHERE task_id = 'refused') THEN \
+                 RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER lw_refuse BEFORE UPDATE ON task_tries \
+                 FOR EACH ROW EXECUTE FUNCTION lw_refuse()",
+            ],
+        };
+        for statement in refuse {
+            sqlx::query(statement).execute(h.store.write()).await.unwrap();
+        }
+        let run = h.trigger(&two, manual(json!({}))).await;
+        let started = std::time::Instant::now();
+        loop {
+            let tis = by_task(h.tasks(&run).await);
+            if tis["fine"].state == TaskState::Success {
+                assert_eq!(tis["refused"].state, TaskState::Running, "{}", db.backend);
+                break;
+            }
+            assert!(started.elapsed() < LIMIT, "{}: {tis:?}", db.backend);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The worker goes on taking work meanwhile.
+        let source = "[tasks.other]\nkind = \"noop\"\n";
+        let registry = lakeward::jobs::Registry::builtin();
+        let other = lakeward::dag::compile("other.toml", source, "other", &registry).unwrap();
+        let later = h.trigger(&std::sync::Arc::new(other), manual(json!({}))).await;
+        assert_eq!(h.wait(&later, LIMIT).await.state, RunState::Success, "{}", db.backend);
+        assert_eq!(
+            runs::by_pk(h.store.read(), run.pk).await.unwrap().unwrap().state,
+            RunState::Running
+        );
+        let accept = match db.backend {
+            "sqlite" => "DROP TRIGGER lw_refuse",
+            _ => "DROP TRIGGER lw_refuse ON task_tries",
+        };
+        sqlx::query(accept).execute(h.store.write()).await.unwrap();
+        assert_eq!(h.wait(&run, LIMIT).await.state, RunState::Success, "{}", db.backend);
+        let refused = by_task(h.tasks(&run).await).remove("refused").unwrap();
+        assert_eq!(refused.try_number, 1, "{}: recorded, not retried", db.backend);
+        h.stop().await;
+    }
+}
+
 /// A run still going at its DAG's deadline is recorded as late once, while it carries on to
 /// its end; `/metrics` counts it, and a DAG that finishes in time records nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

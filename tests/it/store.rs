@@ -324,6 +324,46 @@ async fn late_result_of_an_abandoned_try_is_discarded() {
     }
 }
 
+/// A worker records the tries that ended and refills their slots in one transaction: each
+/// result applies (or not) as it would alone, and the claim skips nothing.
+#[tokio::test]
+async fn results_and_the_next_claim_share_one_transaction() {
+    for db in common::databases().await {
+        let store = Store::open(&db.url).await.unwrap();
+        let run = runs::create(store.write(), &new_run("refill", 1, 5), now_micros())
+            .await
+            .unwrap()
+            .unwrap();
+        queue_all(&store, run).await;
+        let queues = ["default".to_string()];
+        let t = now_micros() + 1_000_000;
+        let first = tasks::claim(store.write(), "w", &queues, 2, t).await.unwrap();
+        let done = TaskOutcome::success(Default::default());
+        let failed = TaskOutcome::failure(1, 1, None, "boom".into(), Some(2), t + 1_000);
+        // Another worker's try is not this worker's to record: its result does not apply.
+        let foreign = tasks::claim(store.write(), "x", &queues, 1, t).await.unwrap().remove(0);
+        let ended = [(&first[0], &done), (&first[1], &failed), (&foreign, &done)];
+        let (applied, next) =
+            tasks::finish_and_claim(store.write(), "w", &ended, &queues, 3, t + 1_000)
+                .await
+                .unwrap();
+        assert_eq!(applied, [true, true, false], "{}", db.backend);
+        assert_eq!(next.len(), 2, "{}: two tasks were left to claim", db.backend);
+        let tis = tasks::of_runs(store.read(), &[run]).await.unwrap();
+        let state_of = |id: i64| tis.iter().find(|t| t.id == id).unwrap().state;
+        assert_eq!(state_of(first[0].id), TaskState::Success);
+        assert_eq!(state_of(first[1].id), TaskState::Failed);
+        assert_eq!(state_of(foreign.id), TaskState::Running);
+        assert!(next.iter().all(|t| state_of(t.id) == TaskState::Running));
+        let tries = tasks::tries(store.read(), first[1].id).await.unwrap();
+        assert_eq!((tries.len(), tries[0].state.as_str()), (1, "failed"), "{}", db.backend);
+        // Nothing to record and nothing to claim writes nothing.
+        let (applied, next) =
+            tasks::finish_and_claim(store.write(), "w", &[], &queues, 0, t).await.unwrap();
+        assert!(applied.is_empty() && next.is_empty());
+    }
+}
+
 #[tokio::test]
 async fn logs_are_kept_per_try_and_read_incrementally() {
     use lakeward::jobs::{LogLine, Stream};
