@@ -24,11 +24,16 @@ fn new_run(dag_id: &str, logical_date: i64, tasks: usize) -> NewRun {
     }
 }
 
-async fn queue_all(store: &Store, run_pk: i64) -> Vec<i64> {
+/// A new run of `count` tasks, all queued: its key and the task instances' ids.
+async fn queued_run(store: &Store, dag_id: &str, count: usize) -> (i64, Vec<i64>) {
+    let run = runs::create(store.write(), &new_run(dag_id, 1, count), now_micros())
+        .await
+        .unwrap()
+        .unwrap();
     let ids: Vec<i64> =
-        tasks::of_runs(store.read(), &[run_pk]).await.unwrap().iter().map(|t| t.id).collect();
+        tasks::of_runs(store.read(), &[run]).await.unwrap().iter().map(|t| t.id).collect();
     assert_eq!(tasks::queue(store.write(), &ids, now_micros()).await.unwrap(), ids.len() as u64);
-    ids
+    (run, ids)
 }
 
 #[tokio::test]
@@ -240,11 +245,7 @@ async fn racing_workers_never_claim_the_same_task_twice() {
     const WORKERS: usize = 6;
     for db in common::databases().await {
         let store = Store::open(&db.url).await.unwrap();
-        let run = runs::create(store.write(), &new_run("race", 1, TASKS), now_micros())
-            .await
-            .unwrap()
-            .unwrap();
-        let queued = queue_all(&store, run).await;
+        let (run, queued) = queued_run(&store, "race", TASKS).await;
         let mut claimers = Vec::new();
         for w in 0..WORKERS {
             let url = db.url.clone();
@@ -282,11 +283,7 @@ async fn racing_workers_never_claim_the_same_task_twice() {
 async fn late_result_of_an_abandoned_try_is_discarded() {
     for db in common::databases().await {
         let store = Store::open(&db.url).await.unwrap();
-        let run = runs::create(store.write(), &new_run("late", 1, 1), now_micros())
-            .await
-            .unwrap()
-            .unwrap();
-        queue_all(&store, run).await;
+        let (run, _) = queued_run(&store, "late", 1).await;
         let queues = ["default".to_string()];
         // Stamps follow the queueing time: a claim is never recorded before it.
         let t = now_micros() + 1_000_000;
@@ -330,11 +327,7 @@ async fn late_result_of_an_abandoned_try_is_discarded() {
 async fn results_and_the_next_claim_share_one_transaction() {
     for db in common::databases().await {
         let store = Store::open(&db.url).await.unwrap();
-        let run = runs::create(store.write(), &new_run("refill", 1, 5), now_micros())
-            .await
-            .unwrap()
-            .unwrap();
-        queue_all(&store, run).await;
+        let (run, _) = queued_run(&store, "refill", 5).await;
         let queues = ["default".to_string()];
         let t = now_micros() + 1_000_000;
         let first = tasks::claim(store.write(), "w", &queues, 2, t).await.unwrap();
@@ -456,11 +449,7 @@ async fn a_claim_never_takes_more_tasks_than_it_asked_for() {
     const SLOTS: usize = 2;
     for db in common::databases().await {
         let store = Store::open(&db.url).await.unwrap();
-        let run = runs::create(store.write(), &new_run("slots", 1, TASKS), now_micros())
-            .await
-            .unwrap()
-            .unwrap();
-        queue_all(&store, run).await;
+        queued_run(&store, "slots", TASKS).await;
         let claimers: Vec<_> = (0..WORKERS)
             .map(|w| {
                 let url = db.url.clone();
