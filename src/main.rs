@@ -6,5 +6,13 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // First, before any thread starts: this process may be a shell task's supervisor.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    lakeward::jobs::supervise::run_if_asked(&args);
+    // Still this very executable if the file is replaced while it runs.
+    let binary = std::path::PathBuf::from("/proc/self/exe");
+    if binary.exists() {
+        lakeward::jobs::supervise::use_binary(binary);
+    }
     lakeward::cli::main()
 }

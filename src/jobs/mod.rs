@@ -32,7 +32,7 @@ mod report;
 mod shell;
 mod simulate_files;
 mod sql;
-mod supervise;
+pub mod supervise;
 mod table_upkeep;
 pub mod values;
 mod window;

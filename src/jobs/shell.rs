@@ -17,10 +17,9 @@ use std::process::Stdio;
 use indexmap::IndexMap;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::Command;
 
 use super::log::{cap_line, MAX_LINE_BYTES};
-use super::supervise::supervise;
+use super::supervise::supervised;
 use super::{Job, JobContext, JobError, LogSink, Quoting, Stage, Stream};
 
 /// Fields of a `shell` task. Every string is a template.
@@ -62,12 +61,10 @@ impl Job for Shell {
 
     async fn run(&self, config: ShellConfig, ctx: JobContext) -> Result<super::Outputs, JobError> {
         let outputs = OutputsFile::new();
-        let mut command = Command::new("sh");
+        let mut command = supervised("sh", &["-c".as_ref(), config.command.as_ref()]);
         let inherited =
             BASE_ENV.iter().copied().chain(config.inherit_env.iter().map(String::as_str));
         command
-            .arg("-c")
-            .arg(&config.command)
             .env_clear()
             .envs(inherited.filter_map(|name| Some((name, std::env::var_os(name)?))))
             .envs(&config.env)
@@ -79,7 +76,6 @@ impl Job for Shell {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        supervise(&mut command);
         if let Some(cwd) = &config.cwd {
             command.current_dir(cwd);
         }

@@ -565,3 +565,29 @@ fn now_nanos() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
 }
+
+/// The binary as a shell task's supervisor (`lakeward __supervise <worker pid> <program> …`,
+/// how the worker starts commands): it ends with its command, the same way, and kills its
+/// process group once its parent is not the worker it names.
+#[test]
+fn the_supervisor_ends_with_its_command_or_with_its_worker() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let supervise = |worker: u32, args: &[&str]| {
+        let mut command = Command::new(BIN);
+        command.arg("__supervise").arg(worker.to_string()).args(args).process_group(0);
+        command.output().unwrap()
+    };
+    let me = std::process::id();
+    let ended = supervise(me, &["sh", "-c", "echo out; exit 3"]);
+    assert_eq!((ended.status.code(), ended.stdout.as_slice()), (Some(3), &b"out\n"[..]));
+    let killed = supervise(me, &["sh", "-c", "kill -TERM $$"]);
+    assert_eq!(killed.status.signal(), Some(libc::SIGTERM));
+    let missing = supervise(me, &["/no/such/program"]);
+    assert_eq!(missing.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/no/such/program"));
+    // Named worker 1 is not its parent: as if the worker had died, the group is killed.
+    let started = Instant::now();
+    let orphaned = supervise(1, &["sleep", "30"]);
+    assert_eq!(orphaned.status.signal(), Some(libc::SIGKILL));
+    assert!(started.elapsed() < Duration::from_secs(10), "the command outlived its worker");
+}
