@@ -137,6 +137,9 @@ pub struct WebConfig {
     pub allowed_hosts: Vec<String>,
     /// Mark cookies `Secure`: set it when a TLS proxy serves lakeward over HTTPS.
     pub secure_cookies: bool,
+    /// What `/metrics`' task duration histograms are kept per: `"dag"` (the default) or
+    /// `"task"` (a dozen series per task).
+    pub duration_histograms: crate::store::DurationsBy,
 }
 
 impl Default for Config {
@@ -189,6 +192,7 @@ impl Default for WebConfig {
             session_lifetime: Duration::from_secs(12 * 3600),
             allowed_hosts: Vec::new(),
             secure_cookies: false,
+            duration_histograms: crate::store::DurationsBy::Dag,
         }
     }
 }

@@ -36,12 +36,14 @@ pub struct FinishedTasks {
     pub micros: i64,
 }
 
-/// Everything that finished: runs per state, task instances per DAG, task, state and bucket
-/// (the index in [`DURATION_BUCKETS`], its length past the last bound, -1 without duration).
+/// Everything that finished: runs per state, task instances per DAG (and task, if `by` says
+/// so; else `task_id` is empty), state and bucket (the index in [`DURATION_BUCKETS`], its
+/// length past the last bound, -1 without duration).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Finished {
     pub runs: BTreeMap<String, i64>,
     pub tasks: Vec<FinishedTasks>,
+    pub by: DurationsBy,
 }
 
 /// `SELECT` of finished task instance counts of `task_instances` rows matching `filter`
@@ -156,10 +158,22 @@ pub async fn roll_up(
     Ok(step_end.is_none())
 }
 
-/// Everything finished so far: the rolled-up counts plus what finished after the mark. Each
-/// of the two statements reads the counters and the mark in one snapshot, so a roll-up
-/// committing meanwhile neither adds a window twice nor leaves it out.
-pub async fn counts<'c, E>(db: E) -> Result<Finished>
+/// What `/metrics`' task duration histograms are kept per: a DAG (the default; a dozen series
+/// each) or each task of it (a dozen series per task: with thousands of DAGs, hundreds of
+/// thousands of lines per scrape).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurationsBy {
+    #[default]
+    Dag,
+    Task,
+}
+
+/// Everything finished so far: the rolled-up counts plus what finished after the mark, task
+/// instances summed per DAG, or per DAG and task (`by`). Each of the two statements reads the
+/// counters and the mark in one snapshot, so a roll-up committing meanwhile neither adds a
+/// window twice nor leaves it out.
+pub async fn counts<'c, E>(db: E, by: DurationsBy) -> Result<Finished>
 where
     E: Executor<'c, Database = Any> + Copy,
 {
@@ -175,32 +189,29 @@ where
     for (state, count) in run_rows {
         *runs.entry(state).or_default() += count;
     }
+    // Summed in the database: per DAG, a twelfth of the rows of a 12-task DAG cross over.
+    let (task, group) = match by {
+        DurationsBy::Dag => ("''", ""),
+        DurationsBy::Task => ("task_id", "task_id, "),
+    };
     let sql = format!(
-        "SELECT dag_id, task_id, state, bucket, count, micros FROM finished_tasks UNION ALL {}",
+        "SELECT dag_id, {task} AS task_id, state, bucket, CAST(SUM(count) AS BIGINT) AS count, \
+         CAST(SUM(micros) AS BIGINT) AS micros FROM (\
+         SELECT dag_id, task_id, state, bucket, count, micros FROM finished_tasks UNION ALL {}\
+         ) AS f GROUP BY dag_id, {group}state, bucket ORDER BY dag_id, {group}state, bucket",
         task_counts(AFTER_MARK)
     );
-    let mut tasks: BTreeMap<(String, String, String, i64), FinishedTasks> = BTreeMap::new();
-    let task_rows: Vec<FinishedTasks> = bind_bounds(sqlx::query_as(&sql)).fetch_all(db).await?;
-    for row in task_rows {
-        let key = (row.dag_id.clone(), row.task_id.clone(), row.state.clone(), row.bucket);
-        match tasks.get_mut(&key) {
-            Some(sum) => {
-                sum.count += row.count;
-                sum.micros += row.micros;
-            }
-            None => {
-                tasks.insert(key, row);
-            }
-        }
-    }
-    Ok(Finished { runs, tasks: tasks.into_values().collect() })
+    let tasks: Vec<FinishedTasks> = bind_bounds(sqlx::query_as(&sql)).fetch_all(db).await?;
+    Ok(Finished { runs, tasks, by })
 }
 
-/// Finished task instances of one task, bucketed by duration (for a Prometheus histogram).
+/// Finished task instances of one DAG or task, bucketed by duration (for a Prometheus
+/// histogram).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DurationHistogram {
     pub dag_id: String,
-    pub task_id: String,
+    /// `None` for a DAG's histogram ([`DurationsBy::Dag`]).
+    pub task_id: Option<String>,
     /// Cumulative counts, one per bound of [`DURATION_BUCKETS`].
     pub buckets: Vec<i64>,
     pub count: i64,
@@ -218,7 +229,7 @@ impl Finished {
     }
 
     /// Durations of the task instances that ran and finished (`success` or `failed`), per DAG
-    /// and task, ordered by them.
+    /// or per DAG and task (as counted), ordered by them.
     pub fn duration_histograms(&self) -> Vec<DurationHistogram> {
         let mut histograms: BTreeMap<(&str, &str), DurationHistogram> = BTreeMap::new();
         let ran = self
@@ -229,7 +240,7 @@ impl Finished {
             let histogram = histograms.entry((&row.dag_id, &row.task_id)).or_insert_with(|| {
                 DurationHistogram {
                     dag_id: row.dag_id.clone(),
-                    task_id: row.task_id.clone(),
+                    task_id: (self.by == DurationsBy::Task).then(|| row.task_id.clone()),
                     buckets: vec![0; DURATION_BUCKETS.len()],
                     count: 0,
                     sum_micros: 0,
@@ -272,6 +283,7 @@ mod tests {
                 row("a", "skipped", 1, 4),
                 row("b", "success", DURATION_BUCKETS.len() as i64, 1),
             ],
+            by: DurationsBy::Task,
         };
         let histograms = finished.duration_histograms();
         assert_eq!(histograms.len(), 2);
@@ -279,6 +291,7 @@ mod tests {
         assert_eq!((histograms[0].count, histograms[0].sum_micros), (3, 3_000));
         assert_eq!(histograms[1].buckets, vec![0; DURATION_BUCKETS.len()]);
         assert_eq!(histograms[1].count, 1);
+        assert_eq!(histograms[1].task_id.as_deref(), Some("b"));
         let states = finished.task_states();
         assert_eq!(states["upstream_failed"], 5);
         assert_eq!(states["success"], 3);

@@ -56,7 +56,7 @@ pub mod migrations {
 }
 pub use dags::{DagRecord, DagRow, ImportErrorRow};
 pub use dialect::Backend;
-pub use finished::{DurationHistogram, DURATION_BUCKETS};
+pub use finished::{DurationHistogram, DurationsBy, DURATION_BUCKETS};
 pub use logs::LogRow;
 pub use model::{display_id, parse_display_id, RunRow, TaskInstanceRow};
 pub use notify::{Waiter, Wakeups};

@@ -31,7 +31,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     let store = &state.store;
     let mut out = String::new();
 
-    let finished = finished::counts(store.read()).await?;
+    let finished = finished::counts(store.read(), state.duration_histograms).await?;
     header(&mut out, "lakeward_dag_runs", "gauge", "DAG runs not finished yet, by state.");
     for (state, n) in stats::unfinished_runs(store.read()).await? {
         let _ = writeln!(out, "lakeward_dag_runs{{state=\"{}\"}} {n}", label(&state));
@@ -107,10 +107,14 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         &mut out,
         "lakeward_task_duration_seconds",
         "histogram",
-        "Duration of finished task instances (their last try).",
+        "Duration of finished task instances (their last try), per DAG or per task \
+         ([web] duration_histograms).",
     );
     for h in finished.duration_histograms() {
-        let labels = format!("dag_id=\"{}\",task_id=\"{}\"", label(&h.dag_id), label(&h.task_id));
+        let mut labels = format!("dag_id=\"{}\"", label(&h.dag_id));
+        if let Some(task_id) = &h.task_id {
+            let _ = write!(labels, ",task_id=\"{}\"", label(task_id));
+        }
         for (bound, count) in DURATION_BUCKETS.iter().zip(&h.buckets) {
             let _ = writeln!(
                 out,

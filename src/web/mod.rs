@@ -42,7 +42,7 @@ use crate::lake::query::Console;
 use crate::lake::tables::TablesHandle;
 use crate::runtime::Shutdown;
 use crate::store::processes;
-use crate::store::Store;
+use crate::store::{DurationsBy, Store};
 use crate::time::{display, now_micros};
 use crate::versions::DagVersions;
 
@@ -66,6 +66,8 @@ pub struct AppState {
     allowed_hosts: Arc<[String]>,
     /// Cookies carry `Secure` (behind a TLS proxy).
     secure_cookies: bool,
+    /// What `/metrics`' task duration histograms are kept per (`[web] duration_histograms`).
+    pub duration_histograms: DurationsBy,
     login_throttle: Arc<throttle::LoginThrottle>,
 }
 
@@ -82,6 +84,7 @@ impl AppState {
             console: None,
             allowed_hosts: config.web.allowed_hosts.iter().cloned().collect(),
             secure_cookies: config.web.secure_cookies,
+            duration_histograms: config.web.duration_histograms,
             login_throttle: Arc::default(),
         }
     }

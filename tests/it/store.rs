@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use lakeward::domain::{RunType, TaskState};
 use lakeward::store::{dags, finished, logs, processes, runs, stats, tasks};
-use lakeward::store::{DagRecord, NewRun, Store, TaskOutcome};
+use lakeward::store::{DagRecord, DurationsBy, NewRun, Store, TaskOutcome};
 use lakeward::time::now_micros;
 
 fn new_run(dag_id: &str, logical_date: i64, tasks: usize) -> NewRun {
@@ -135,7 +135,7 @@ async fn finished_counters_add_each_finish_once_and_never_go_down() {
                 .await
                 .unwrap();
         }
-        let on_the_fly = finished::counts(store.read()).await.unwrap();
+        let on_the_fly = finished::counts(store.read(), DurationsBy::Task).await.unwrap();
         assert_eq!(on_the_fly.runs.get("success"), Some(&3), "{}", db.backend);
         assert_eq!(on_the_fly.runs.get("failed"), Some(&1), "{}", db.backend);
         let states = on_the_fly.task_states();
@@ -146,21 +146,48 @@ async fn finished_counters_add_each_finish_once_and_never_go_down() {
             db.backend
         );
         let histograms = on_the_fly.duration_histograms();
-        let t0 = histograms.iter().find(|h| h.task_id == "t0").unwrap();
+        let t0 = histograms.iter().find(|h| h.task_id.as_deref() == Some("t0")).unwrap();
         assert_eq!(
             (t0.count, t0.buckets[0], t0.buckets[1]),
             (4, 0, 4),
             "{}: 0.2 s is in the 0.5 s bucket",
             db.backend
         );
+        // Per DAG (the default): the DAG's tasks in one histogram, the same state counts.
+        let per_dag = finished::counts(store.read(), DurationsBy::Dag).await.unwrap();
+        assert_eq!(per_dag.task_states(), states, "{}", db.backend);
+        let [dag] = per_dag.duration_histograms().try_into().unwrap();
+        assert_eq!((dag.dag_id.as_str(), dag.task_id), ("done", None), "{}", db.backend);
+        assert_eq!(
+            (dag.count, dag.buckets[0], dag.buckets[1], dag.buckets[2], dag.buckets[3]),
+            (8, 0, 4, 4, 8),
+            "{}: t0's 0.2 s and t1's 2 s",
+            db.backend
+        );
 
         // Part of the way, in steps of at most 5 instances, then all of it, then again.
         assert!(!finished::roll_up(store.write(), 1_002 * second, 5).await.unwrap());
         while !finished::roll_up(store.write(), 1_002 * second, 5).await.unwrap() {}
-        assert_eq!(finished::counts(store.read()).await.unwrap(), on_the_fly, "{}", db.backend);
+        assert_eq!(
+            finished::counts(store.read(), DurationsBy::Task).await.unwrap(),
+            on_the_fly,
+            "{}",
+            db.backend
+        );
         assert!(finished::roll_up(store.write(), 2_000 * second, 5).await.unwrap());
         assert!(finished::roll_up(store.write(), 2_000 * second, 5).await.unwrap());
-        assert_eq!(finished::counts(store.read()).await.unwrap(), on_the_fly, "{}", db.backend);
+        assert_eq!(
+            finished::counts(store.read(), DurationsBy::Task).await.unwrap(),
+            on_the_fly,
+            "{}",
+            db.backend
+        );
+        assert_eq!(
+            finished::counts(store.read(), DurationsBy::Dag).await.unwrap(),
+            per_dag,
+            "{}",
+            db.backend
+        );
         let rolled: i64 =
             sqlx::query_scalar("SELECT CAST(SUM(count) AS BIGINT) FROM finished_tasks")
                 .fetch_one(store.read())
@@ -169,7 +196,12 @@ async fn finished_counters_add_each_finish_once_and_never_go_down() {
         assert_eq!(rolled, 12, "{}: each finish added once", db.backend);
 
         runs::delete(store.write(), &pks).await.unwrap();
-        assert_eq!(finished::counts(store.read()).await.unwrap(), on_the_fly, "{}", db.backend);
+        assert_eq!(
+            finished::counts(store.read(), DurationsBy::Task).await.unwrap(),
+            on_the_fly,
+            "{}",
+            db.backend
+        );
         assert!(stats::unfinished_runs(store.read()).await.unwrap().is_empty());
     }
 }
@@ -647,5 +679,36 @@ async fn query_history_keeps_each_users_latest_queries() {
         assert_eq!(queries::recent(store.read(), "bo", 10).await.unwrap().len(), 1, "per user");
         let bo = queries::recent(store.read(), "bo", 10).await.unwrap();
         assert_eq!((bo[0].outcome.as_str(), bo[0].error.as_deref()), ("timeout", Some("bad")));
+    }
+}
+
+/// A page of a DAG's runs is the same whichever end of the history it is counted from (see
+/// `runs::list`): every offset and size gives what an `OFFSET` over the runs gives.
+#[tokio::test]
+async fn run_pages_are_the_runs_an_offset_would_skip_to() {
+    for db in common::databases().await {
+        let store = Store::open(&db.url).await.unwrap();
+        for date in 0..23 {
+            runs::create(store.write(), &new_run("paged", date * 10, 1), 1).await.unwrap();
+            if date % 7 == 0 {
+                runs::create(store.write(), &new_run("other", date * 10 + 5, 1), 1).await.unwrap();
+            }
+        }
+        let all: Vec<i64> =
+            runs::list(store.read(), "paged", 100, 0).await.unwrap().iter().map(|r| r.pk).collect();
+        assert_eq!(all.len(), 23, "{}", db.backend);
+        for limit in [1, 5, 10, 30] {
+            for offset in 0..26 {
+                let page: Vec<i64> = runs::list(store.read(), "paged", limit, offset)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.pk)
+                    .collect();
+                let expected: Vec<i64> =
+                    all.iter().skip(offset as usize).take(limit as usize).copied().collect();
+                assert_eq!(page, expected, "{}: limit {limit}, offset {offset}", db.backend);
+            }
+        }
     }
 }

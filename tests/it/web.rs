@@ -569,8 +569,18 @@ async fn rest_api_covers_dags_runs_tasks_and_logs() {
         let metrics = api.call(Method::GET, "/metrics", None).await;
         assert_eq!(metrics.status, StatusCode::OK);
         assert!(metrics.body.contains("lakeward_dag_runs_finished_total{state=\"failed\"} 1"), "{}", metrics.body);
-        assert!(metrics.body.contains("lakeward_task_duration_seconds_count{dag_id=\"example\",task_id=\"extract\"} 1"));
-        assert!(metrics.body.contains("lakeward_task_duration_seconds_bucket{dag_id=\"example\",task_id=\"load\",le=\"+Inf\"} 1"));
+        // One histogram per DAG by default; per task when the configuration asks for it.
+        let ran = 5; // extract, clean, enrich, load, done: each once (the cleared ones' last tries)
+        assert!(metrics.body.contains(&format!("lakeward_task_duration_seconds_count{{dag_id=\"example\"}} {ran}")), "{}", metrics.body);
+        assert!(metrics.body.contains(&format!("lakeward_task_duration_seconds_bucket{{dag_id=\"example\",le=\"+Inf\"}} {ran}")));
+        assert!(!metrics.body.contains("task_id="), "{}", metrics.body);
+        let mut config = Config::default();
+        config.web.duration_histograms = lakeward::store::DurationsBy::Task;
+        let per_task = app(AppState::new(harness.store.clone(), harness.versions.clone(), &config));
+        let request = common::web::api_request(Method::GET, "/metrics", &token, None);
+        let by_task = common::web::send(&per_task, request).await.body;
+        assert!(by_task.contains("lakeward_task_duration_seconds_count{dag_id=\"example\",task_id=\"extract\"} 1"), "{by_task}");
+        assert!(by_task.contains("lakeward_task_duration_seconds_bucket{dag_id=\"example\",task_id=\"load\",le=\"+Inf\"} 1"));
         assert!(metrics.body.contains("lakeward_import_errors 0"));
         assert!(metrics.body.contains("# TYPE lakeward_queue_depth gauge"));
         // The process's own, as every Prometheus target reports them, and the build.
