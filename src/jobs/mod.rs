@@ -23,6 +23,7 @@ mod iceberg;
 mod ingest;
 mod kafka_ingest;
 mod kafka_produce;
+pub mod launcher;
 mod lineage;
 mod log;
 mod metrics;

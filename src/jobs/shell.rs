@@ -11,15 +11,15 @@
 //! `LAKEWARD_*` variables describing the try. A command publishes outputs (for downstream
 //! templates, `for_each` lists) by writing a JSON object to the file `$LAKEWARD_OUTPUTS`.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::Stdio;
 
 use indexmap::IndexMap;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use super::log::{cap_line, MAX_LINE_BYTES};
-use super::supervise::supervised;
+use super::supervise::{self, CommandSpec};
 use super::{Job, JobContext, JobError, LogSink, Quoting, Stage, Stream};
 
 /// Fields of a `shell` task. Every string is a template.
@@ -61,25 +61,27 @@ impl Job for Shell {
 
     async fn run(&self, config: ShellConfig, ctx: JobContext) -> Result<super::Outputs, JobError> {
         let outputs = OutputsFile::new();
-        let mut command = supervised("sh", &["-c".as_ref(), config.command.as_ref()]);
         let inherited =
             BASE_ENV.iter().copied().chain(config.inherit_env.iter().map(String::as_str));
-        command
-            .env_clear()
-            .envs(inherited.filter_map(|name| Some((name, std::env::var_os(name)?))))
-            .envs(&config.env)
-            .env("LAKEWARD_DAG_ID", &ctx.dag_id)
-            .env("LAKEWARD_RUN_ID", &ctx.run_id)
-            .env("LAKEWARD_TASK_ID", &ctx.task_id)
-            .env("LAKEWARD_TRY_NUMBER", ctx.try_number.to_string())
-            .env("LAKEWARD_OUTPUTS", &outputs.0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(cwd) = &config.cwd {
-            command.current_dir(cwd);
+        let mut env: Vec<(OsString, OsString)> =
+            inherited.filter_map(|name| Some((name.into(), std::env::var_os(name)?))).collect();
+        env.extend(config.env.iter().map(|(k, v)| (k.into(), v.into())));
+        for (name, value) in [
+            ("LAKEWARD_DAG_ID", ctx.dag_id.as_str()),
+            ("LAKEWARD_RUN_ID", &ctx.run_id),
+            ("LAKEWARD_TASK_ID", &ctx.task_id),
+            ("LAKEWARD_TRY_NUMBER", &ctx.try_number.to_string()),
+        ] {
+            env.push((name.into(), value.into()));
         }
-        let mut child = command.spawn().map_err(|e| {
+        env.push(("LAKEWARD_OUTPUTS".into(), outputs.0.clone().into()));
+        let spec = CommandSpec {
+            program: "sh".into(),
+            args: vec!["-c".into(), config.command.clone().into()],
+            env: deduplicated(env),
+            cwd: config.cwd.clone(),
+        };
+        let mut child = supervise::start(spec).await.map_err(|e| {
             JobError::Failed(format!("cannot start `sh -c {}`: {e}", config.command))
         })?;
         let group = ProcessGroup(child.id());
@@ -111,6 +113,15 @@ impl Job for Shell {
             None => Err(JobError::Failed(format!("command was killed ({status})"))),
         }
     }
+}
+
+/// `env` with each name once, its last value winning (as setting it twice on a command does).
+fn deduplicated(env: Vec<(OsString, OsString)>) -> Vec<(OsString, OsString)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<(OsString, OsString)> =
+        env.into_iter().rev().filter(|(name, _)| seen.insert(name.clone())).collect();
+    out.reverse();
+    out
 }
 
 /// Copies a child's output stream into the log, line by line, holding at most

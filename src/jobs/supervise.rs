@@ -7,20 +7,27 @@
 //! its task. The worker still kills the group itself when a task stops (timeout, shutdown, taken
 //! over).
 //!
-//! The `lakeward` binary starts the supervisor as a program of its own (itself, with
-//! [`SUPERVISE_ARG`]), which the standard library spawns without copying the worker: forking a
-//! large multi-threaded process costs its page tables and then a copy-on-write fault for each
-//! page it writes until the child execs, which was most of a busy worker's CPU with thousands of
-//! short commands. A process that is not the binary (tests, programs embedding the library)
-//! forks the supervisor between `fork` and `exec` instead. That code runs in a forked child of a
-//! multi-threaded process, so it may only make async-signal-safe system calls: no allocation,
-//! no locks, no Rust I/O.
+//! In the `lakeward` binary, the worker's launcher (see [`super::launcher`]) forks each
+//! supervisor from a small process of its own. Without a launcher (it could not start, or
+//! died), the binary starts the supervisor as a program (itself, with [`SUPERVISE_ARG`]),
+//! which the standard library spawns without copying the worker: forking a large
+//! multi-threaded process costs its page tables and then a copy-on-write fault for each page
+//! it writes until the child execs. A process that is not the binary (tests, programs
+//! embedding the library) forks the supervisor between `fork` and `exec` instead. That code
+//! runs in a forked child of a multi-threaded process, so it may only make async-signal-safe
+//! system calls: no allocation, no locks, no Rust I/O.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
+
+use tokio::io::AsyncRead;
+
+use super::launcher::{Launched, Launcher, Request, LAUNCH_ARG};
 
 /// How often the supervisor checks that its worker is alive.
 const WATCH_INTERVAL_NANOS: libc::c_long = 50_000_000;
@@ -37,9 +44,130 @@ pub fn use_binary(binary: PathBuf) {
     let _ = SUPERVISOR.set(binary);
 }
 
+/// A command to run under a supervisor: stdin is `/dev/null`, stdout and stderr are pipes.
+#[derive(Debug, Clone, Default)]
+pub struct CommandSpec {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    /// The command's whole environment.
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: Option<PathBuf>,
+}
+
+/// A supervised command that has started: its supervisor's pid (which is its process group),
+/// its output, and how to wait for it.
+pub struct Supervised {
+    pid: u32,
+    pub stdout: Option<Box<dyn AsyncRead + Send + Unpin>>,
+    pub stderr: Option<Box<dyn AsyncRead + Send + Unpin>>,
+    child: Child,
+}
+
+enum Child {
+    Spawned(tokio::process::Child),
+    Launched(Launched),
+}
+
+impl Supervised {
+    /// The supervisor's pid, which is also the command's process group.
+    pub fn id(&self) -> Option<u32> {
+        (self.pid > 0).then_some(self.pid)
+    }
+
+    /// Waits for the command to end; its status is the supervisor's.
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        match &mut self.child {
+            Child::Spawned(child) => child.wait().await,
+            Child::Launched(child) => child.wait().await,
+        }
+    }
+}
+
+/// Starts `spec` under a supervisor in a new process group, killed with its worker: through
+/// this process's launcher when it has one (see [`super::launcher`]), else as a program of
+/// its own ([`SUPERVISE_ARG`]), else forked (a process that is not the binary).
+pub async fn start(spec: CommandSpec) -> io::Result<Supervised> {
+    if let Some(launcher) = launcher() {
+        let request = Request {
+            argv: std::iter::once(spec.program.clone()).chain(spec.args.iter().cloned()).collect(),
+            env: spec.env.iter().map(|(name, value)| assignment(name, value)).collect(),
+            cwd: spec.cwd.clone(),
+        };
+        match crate::process::blocking(move || launcher.launch(&request)).await {
+            Ok(Ok(mut launched)) => {
+                let stdout = launched.stdout.take().map(|s| Box::new(s) as Box<_>);
+                let stderr = launched.stderr.take().map(|s| Box::new(s) as Box<_>);
+                let pid = launched.id();
+                return Ok(Supervised { pid, stdout, stderr, child: Child::Launched(launched) });
+            }
+            Ok(Err(e)) if !is_gone(&e) => return Err(e),
+            Ok(Err(e)) => {
+                LAUNCHER_GONE.store(true, Ordering::Relaxed);
+                launcher.reap();
+                tracing::warn!("the launcher of shell commands is gone ({e}): each command now starts its supervisor as a program");
+            }
+            Err(e) => return Err(io::Error::other(e)),
+        }
+    }
+    let mut command = supervised(&spec.program, &spec.args);
+    command
+        .env_clear()
+        .envs(spec.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(cwd) = &spec.cwd {
+        command.current_dir(cwd);
+    }
+    let mut child = command.spawn()?;
+    let stdout = child.stdout.take().map(|s| Box::new(s) as Box<_>);
+    let stderr = child.stderr.take().map(|s| Box::new(s) as Box<_>);
+    let pid = child.id().unwrap_or_default();
+    Ok(Supervised { pid, stdout, stderr, child: Child::Spawned(child) })
+}
+
+/// `NAME=value`.
+fn assignment(name: &OsStr, value: &OsStr) -> OsString {
+    let mut out = OsString::with_capacity(name.len() + 1 + value.len());
+    out.push(name);
+    out.push("=");
+    out.push(value);
+    out
+}
+
+/// Whether a launch failed because the launcher process is gone.
+fn is_gone(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected
+    )
+}
+
+/// This process's launcher: started on first use, when the binary has named itself (see
+/// [`use_binary`]); `None` without one, if it could not start, or once it is gone.
+fn launcher() -> Option<&'static Launcher> {
+    static LAUNCHER: OnceLock<Option<Launcher>> = OnceLock::new();
+    if LAUNCHER_GONE.load(Ordering::Relaxed) {
+        return None;
+    }
+    let binary = SUPERVISOR.get()?;
+    LAUNCHER
+        .get_or_init(|| match Launcher::start(binary) {
+            Ok(launcher) => Some(launcher),
+            Err(e) => {
+                tracing::warn!("cannot start the launcher of shell commands ({e}): each command starts its supervisor as a program");
+                None
+            }
+        })
+        .as_ref()
+}
+
+/// Set when the launcher died: commands then start their supervisors as programs.
+static LAUNCHER_GONE: AtomicBool = AtomicBool::new(false);
+
 /// `program` with `args`, to run under a supervisor in a new process group, killed with its
 /// worker.
-pub fn supervised(program: &str, args: &[&OsStr]) -> tokio::process::Command {
+fn supervised(program: &OsStr, args: &[OsString]) -> tokio::process::Command {
     let worker = std::process::id() as libc::pid_t;
     match SUPERVISOR.get() {
         Some(binary) => {
@@ -62,10 +190,15 @@ pub fn supervised(program: &str, args: &[&OsStr]) -> tokio::process::Command {
 }
 
 /// If this process was started as a supervisor (`args` after the program name begin with
-/// [`SUPERVISE_ARG`]), supervises the command they name and exits with its status; otherwise
+/// [`SUPERVISE_ARG`]) or as a launcher ([`LAUNCH_ARG`]), does that job and exits; otherwise
 /// returns. Must run before the process starts any thread.
 pub fn run_if_asked(args: &[OsString]) {
-    if args.first().map(OsString::as_os_str) != Some(OsStr::new(SUPERVISE_ARG)) {
+    let first = args.first().map(OsString::as_os_str);
+    if first == Some(OsStr::new(LAUNCH_ARG)) {
+        let worker = args.get(1).and_then(|w| w.to_str()?.parse().ok()).unwrap_or(-1);
+        super::launcher::serve(worker);
+    }
+    if first != Some(OsStr::new(SUPERVISE_ARG)) {
         return;
     }
     let (Some(worker), Some(_)) = (args.get(1), args.get(2)) else {
@@ -75,10 +208,25 @@ pub fn run_if_asked(args: &[OsString]) {
     let worker: libc::pid_t = worker.to_str().and_then(|w| w.parse().ok()).unwrap_or(-1);
     let argv: Vec<CString> =
         args[2..].iter().map(|a| CString::new(a.as_bytes()).unwrap_or_default()).collect();
-    let mut pointers: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    pointers.push(std::ptr::null());
-    // SAFETY: this process has one thread (nothing started yet), so the child may do anything
-    // before exec; the parent only supervises.
+    fork_and_supervise(worker, &argv, None)
+}
+
+/// Forks the command `argv` (with `env`, else this process's environment) and supervises it
+/// until it ends, then exits with its status. Only for a process with one thread.
+pub(super) fn fork_and_supervise(
+    worker: libc::pid_t,
+    argv: &[CString],
+    env: Option<&[CString]>,
+) -> ! {
+    let pointers = |strings: &[CString]| {
+        let mut pointers: Vec<*const libc::c_char> = strings.iter().map(|a| a.as_ptr()).collect();
+        pointers.push(std::ptr::null());
+        pointers
+    };
+    let args = pointers(argv);
+    let env = env.map(pointers);
+    // SAFETY: this process has one thread, so the child may do anything before exec; the
+    // parent only supervises.
     let command = unsafe { libc::fork() };
     match command {
         -1 => {
@@ -86,11 +234,19 @@ pub fn run_if_asked(args: &[OsString]) {
             std::process::exit(126);
         }
         0 => {
-            // SAFETY: a NUL-terminated argv of C strings that outlive the call.
-            unsafe { libc::execvp(pointers[0], pointers.as_ptr()) };
+            // SAFETY: NUL-terminated arrays of C strings that outlive the call. SIGPIPE back
+            // to its default: Rust ignores it in this process, and the command would inherit
+            // that (a `yes | head` would then fail on a broken pipe instead of ending).
+            unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                match &env {
+                    Some(env) => libc::execvpe(args[0], args.as_ptr(), env.as_ptr()),
+                    None => libc::execvp(args[0], args.as_ptr()),
+                };
+            }
             eprintln!(
                 "lakeward supervisor: cannot run {:?}: {}",
-                args[2],
+                argv[0],
                 io::Error::last_os_error()
             );
             std::process::exit(127);

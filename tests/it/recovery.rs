@@ -591,3 +591,73 @@ fn the_supervisor_ends_with_its_command_or_with_its_worker() {
     assert_eq!(orphaned.status.signal(), Some(libc::SIGKILL));
     assert!(started.elapsed() < Duration::from_secs(10), "the command outlived its worker");
 }
+
+/// The launcher (`lakeward __launch`, how the binary's workers start commands): each command's
+/// supervisor is this process's own child and leads its own group, the command gets the
+/// environment, directory and output pipes it was given, and its status comes back, also for
+/// many commands started at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_launcher_starts_supervisors_as_the_worker_s_own_children() {
+    use lakeward::jobs::launcher::{Launched, Launcher, Request};
+    use std::os::unix::process::ExitStatusExt;
+    use std::sync::Arc;
+    use tokio::io::AsyncReadExt;
+
+    async fn output(child: &mut Launched) -> (std::process::ExitStatus, String, String) {
+        let (mut out, mut err) = (String::new(), String::new());
+        let (mut stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+        let (o, e) = tokio::join!(stdout.read_to_string(&mut out), stderr.read_to_string(&mut err));
+        o.unwrap();
+        e.unwrap();
+        (child.wait().await.unwrap(), out, err)
+    }
+    let sh = |script: &str| Request {
+        argv: vec!["sh".into(), "-c".into(), script.into()],
+        env: vec!["PATH=/usr/bin:/bin".into(), "GREETING=hello there".into()],
+        cwd: Some("/tmp".into()),
+    };
+    let launcher = Arc::new(Launcher::start(Path::new(BIN)).unwrap());
+    let launch = |request: Request| {
+        let launcher = launcher.clone();
+        async move {
+            lakeward::process::blocking(move || launcher.launch(&request)).await.unwrap().unwrap()
+        }
+    };
+
+    let mut ended = launch(sh("echo \"$GREETING\"; pwd; echo oops >&2; exit 3")).await;
+    let (status, out, err) = output(&mut ended).await;
+    assert_eq!(
+        (status.code(), out.as_str(), err.as_str()),
+        (Some(3), "hello there\n/tmp\n", "oops\n")
+    );
+
+    let mut sleeping = launch(sh("sleep 30")).await;
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", sleeping.id())).unwrap();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    let (parent, group): (u32, u32) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
+    assert_eq!(
+        (parent, group),
+        (std::process::id(), sleeping.id()),
+        "our child, leading its group"
+    );
+    // SAFETY: signals the group the supervisor leads.
+    unsafe { libc::killpg(sleeping.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(output(&mut sleeping).await.0.signal(), Some(libc::SIGTERM));
+
+    let missing = Request { argv: vec!["/no/such/program".into()], ..sh("") };
+    let (status, _, err) = output(&mut launch(missing).await).await;
+    assert_eq!(status.code(), Some(127));
+    assert!(err.contains("/no/such/program"), "{err}");
+
+    let many = (0..40).map(|i| {
+        let launch = &launch;
+        async move {
+            let (status, out, _) = output(&mut launch(sh(&format!("echo {i}"))).await).await;
+            (status.code(), out)
+        }
+    });
+    let results = futures::future::join_all(many).await;
+    for (i, result) in results.into_iter().enumerate() {
+        assert_eq!(result, (Some(0), format!("{i}\n")));
+    }
+}
