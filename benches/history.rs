@@ -17,7 +17,7 @@
 //! SQLite always; Postgres too when `LAKEWARD_TEST_POSTGRES_URL` is set.
 //! Run: `cargo bench --bench history` (`LAKEWARD_BENCH_RUNS` scales the history,
 //! `LAKEWARD_BENCH_SECONDS` the load per endpoint, `LAKEWARD_BENCH_CLIENTS` the clients,
-//! `LAKEWARD_BENCH_BACKENDS=sqlite|postgres` keeps one).
+//! `LAKEWARD_BENCH_BACKENDS=sqlite|postgres` keeps one, `LAKEWARD_BENCH_CLEAN=0` skips step 3).
 
 mod support;
 
@@ -529,7 +529,9 @@ async fn bench(backend: &str, url: &str, sqlite_file: Option<&Path>, folder: &Pa
     println!("  {}", passes_summary(&passes));
     if full {
         load_pages(&running, history).await;
-        clean_half(&running, history).await;
+        if env_number("LAKEWARD_BENCH_CLEAN", 1) != 0 {
+            clean_half(&running, history).await;
+        }
     }
     running.stop().await;
     store.close().await;

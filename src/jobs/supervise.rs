@@ -104,7 +104,10 @@ pub async fn start(spec: CommandSpec) -> io::Result<Supervised> {
             Ok(Err(e)) => {
                 LAUNCHER_GONE.store(true, Ordering::Relaxed);
                 launcher.reap();
-                tracing::warn!("the launcher of shell commands is gone ({e}): each command now starts its supervisor as a program");
+                tracing::warn!(
+                    "the launcher of shell commands is gone ({e}): each command now starts its \
+                     supervisor as a program"
+                );
             }
             Err(e) => return Err(io::Error::other(e)),
         }
@@ -155,7 +158,10 @@ fn launcher() -> Option<&'static Launcher> {
         .get_or_init(|| match Launcher::start(binary) {
             Ok(launcher) => Some(launcher),
             Err(e) => {
-                tracing::warn!("cannot start the launcher of shell commands ({e}): each command starts its supervisor as a program");
+                tracing::warn!(
+                    "cannot start the launcher of shell commands ({e}): each command starts \
+                     its supervisor as a program"
+                );
                 None
             }
         })

@@ -169,24 +169,57 @@ pub enum DurationsBy {
     Task,
 }
 
+/// The bucket of the row a task counting statement adds for the mark it read (see
+/// [`counts`]); the runs' statement adds a row of state [`MARK_STATE`].
+const MARK_BUCKET: i64 = -2;
+const MARK_STATE: &str = "";
+
 /// Everything finished so far: the rolled-up counts plus what finished after the mark, task
-/// instances summed per DAG, or per DAG and task (`by`). Each of the two statements reads the
-/// counters and the mark in one snapshot, so a roll-up committing meanwhile neither adds a
-/// window twice nor leaves it out.
+/// instances summed per DAG, or per DAG and task (`by`).
+///
+/// The mark is read first and bound into the counting statements, so the planner sees how few
+/// instances lie past it: behind a subquery, Postgres planned for a third of ten million rows
+/// (a parallel scan, JIT compilation) to count a few hundred. Each statement also returns the
+/// mark it saw, in the snapshot of its counters: if a roll-up moved the mark in between, the
+/// counts are read again, so a window is never added twice nor left out.
 pub async fn counts<'c, E>(db: E, by: DurationsBy) -> Result<Finished>
 where
     E: Executor<'c, Database = Any> + Copy,
 {
-    const AFTER_MARK: &str = "ended_at > (SELECT upto FROM rollup_marks WHERE name = 'finished')";
-    let mut runs: BTreeMap<String, i64> = BTreeMap::new();
+    loop {
+        let mark: Micros =
+            sqlx::query_scalar("SELECT upto FROM rollup_marks WHERE name = 'finished'")
+                .fetch_one(db)
+                .await?;
+        if let Some(finished) = counts_past(db, by, mark).await? {
+            return Ok(finished);
+        }
+    }
+}
+
+/// [`counts`] with the mark at `mark`; `None` if a roll-up moved it.
+async fn counts_past<'c, E>(db: E, by: DurationsBy, mark: Micros) -> Result<Option<Finished>>
+where
+    E: Executor<'c, Database = Any> + Copy,
+{
+    const SEEN_MARK: &str = "FROM rollup_marks WHERE name = 'finished'";
     let run_rows: Vec<(String, i64)> = sqlx::query_as(&format!(
         "SELECT state, count FROM finished_runs UNION ALL \
-         SELECT state, COUNT(*) FROM dag_runs WHERE {AFTER_MARK} \
-         AND state IN ('success', 'failed') GROUP BY state"
+         SELECT state, COUNT(*) FROM dag_runs WHERE ended_at > $1 \
+         AND state IN ('success', 'failed') GROUP BY state UNION ALL \
+         SELECT '{MARK_STATE}', upto {SEEN_MARK}"
     ))
+    .bind(mark)
     .fetch_all(db)
     .await?;
+    let mut runs: BTreeMap<String, i64> = BTreeMap::new();
     for (state, count) in run_rows {
+        if state == MARK_STATE {
+            if count != mark {
+                return Ok(None);
+            }
+            continue;
+        }
         *runs.entry(state).or_default() += count;
     }
     // Summed in the database: per DAG, a twelfth of the rows of a 12-task DAG cross over.
@@ -198,11 +231,23 @@ where
         "SELECT dag_id, {task} AS task_id, state, bucket, CAST(SUM(count) AS BIGINT) AS count, \
          CAST(SUM(micros) AS BIGINT) AS micros FROM (\
          SELECT dag_id, task_id, state, bucket, count, micros FROM finished_tasks UNION ALL {}\
-         ) AS f GROUP BY dag_id, {group}state, bucket ORDER BY dag_id, {group}state, bucket",
-        task_counts(AFTER_MARK)
+         ) AS f GROUP BY dag_id, {group}state, bucket UNION ALL \
+         SELECT '', '', '', {MARK_BUCKET}, 0, upto {SEEN_MARK}",
+        task_counts(&format!("ended_at > ${}", DURATION_BUCKETS.len() + 1))
     );
-    let tasks: Vec<FinishedTasks> = bind_bounds(sqlx::query_as(&sql)).fetch_all(db).await?;
-    Ok(Finished { runs, tasks, by })
+    let mut tasks: Vec<FinishedTasks> =
+        bind_bounds(sqlx::query_as(&sql)).bind(mark).fetch_all(db).await?;
+    let Some(seen) = tasks.iter().position(|row| row.bucket == MARK_BUCKET) else {
+        return Ok(None);
+    };
+    if tasks.swap_remove(seen).micros != mark {
+        return Ok(None);
+    }
+    tasks.sort_by(|a, b| {
+        (&a.dag_id, &a.task_id, &a.state, a.bucket)
+            .cmp(&(&b.dag_id, &b.task_id, &b.state, b.bucket))
+    });
+    Ok(Some(Finished { runs, tasks, by }))
 }
 
 /// Finished task instances of one DAG or task, bucketed by duration (for a Prometheus

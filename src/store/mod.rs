@@ -232,6 +232,16 @@ impl Store {
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(30))
+                    // lakeward's statements are index reads of a few rows, but a statement
+                    // whose bound comes from a subquery (`/metrics`' roll-up mark) is estimated
+                    // at millions of rows, over `jit_above_cost`: compiling it took 230 ms of a
+                    // 270 ms query at ten million task instances.
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute("SET jit = off").await?;
+                            Ok(())
+                        })
+                    })
                     .connect(url)
                     .await?;
                 (pool.clone(), pool)
