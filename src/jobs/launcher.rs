@@ -219,6 +219,7 @@ impl Drop for Launched {
 /// The launcher process: serves requests on stdin until the worker closes it. Runs in a
 /// process that has just started (one thread), so it may allocate and fork freely.
 pub fn serve(worker: libc::pid_t) -> ! {
+    name_this_process(c"lakeward-launch");
     let mut buffer = vec![0u8; MAX_REQUEST];
     loop {
         let (len, fds) = match receive_with_fds(0, &mut buffer) {
@@ -287,6 +288,7 @@ fn become_supervisor(
     fds: &[OwnedFd],
     ready: OwnedFd,
 ) -> ! {
+    name_this_process(c"lakeward-superv");
     // SAFETY: a single-threaded copy of the launcher, setting up its own descriptors.
     unsafe {
         libc::setpgid(0, 0);
@@ -303,6 +305,12 @@ fn become_supervisor(
         }
     }
     super::supervise::fork_and_supervise(worker, argv, Some(env))
+}
+
+/// Names this process as `ps` and `top` show it (its command line stays the binary's).
+fn name_this_process(name: &std::ffi::CStr) {
+    // SAFETY: PR_SET_NAME copies at most 16 bytes of a NUL-terminated string.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
 }
 
 /// A connected pair of `SOCK_SEQPACKET` sockets (messages keep their boundaries).

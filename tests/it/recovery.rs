@@ -234,6 +234,68 @@ async fn a_killed_worker_s_commands_die_with_it() {
     store.close().await;
 }
 
+/// A worker whose launcher dies (see `jobs::launcher`) carries on: the command the launcher
+/// started runs to its end, and the next command starts its supervisor as a program.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_launcher_died_still_runs_its_commands() {
+    let Some(db) = common::postgres().await else { return };
+    let marks = tempfile::tempdir().unwrap();
+    let home = home_with(
+        "relaunch",
+        &format!(
+            r#"
+            [tasks.first]
+            kind = "shell"
+            command = "touch {dir}/started; while [ ! -e {dir}/go ]; do sleep 0.05; done"
+            [tasks.next]
+            kind = "shell"
+            command = "echo next > {dir}/next"
+            depends_on = ["first"]
+            "#,
+            dir = marks.path().display()
+        ),
+    );
+    let store = Store::open(&db.url).await.unwrap();
+    let _scheduler = spawn(home.path(), &db.url, &["scheduler"]);
+    let worker = spawn(home.path(), &db.url, &["worker"]);
+    until_loaded(&store, "relaunch").await;
+    trigger(home.path(), &db.url, "relaunch");
+    eventually("the first command to start", Duration::from_secs(30), async || {
+        marks.path().join("started").exists()
+    })
+    .await;
+    // The worker's children: its launcher, and the supervisor of the running command.
+    let children = |name: &str| -> Vec<i32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|pid: &i32| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let comm = stat.split(['(', ')']).nth(1).unwrap_or_default();
+                let parent = stat.rsplit(')').next().unwrap_or_default().split_whitespace().nth(1);
+                comm == name && parent == Some(&worker.id().to_string())
+            })
+            .collect()
+    };
+    assert_eq!(children("lakeward-superv").len(), 1, "the first command's supervisor");
+    let launchers = children("lakeward-launch");
+    let [launcher] = launchers[..] else { panic!("one launcher expected: {launchers:?}") };
+    // SAFETY: kill(2) on the launcher process found above.
+    unsafe { libc::kill(launcher, libc::SIGKILL) };
+    std::fs::write(marks.path().join("go"), "").unwrap();
+
+    let run =
+        runs::get(store.read(), "relaunch", "manual__2024-05-01T00:00:00Z").await.unwrap().unwrap();
+    eventually("the run to succeed", Duration::from_secs(30), async || {
+        runs::by_pk(store.read(), run.pk).await.unwrap().unwrap().state == RunState::Success
+    })
+    .await;
+    assert_eq!(std::fs::read_to_string(marks.path().join("next")).unwrap(), "next\n");
+    let next = tasks::get(store.read(), run.pk, "next", -1).await.unwrap().unwrap();
+    assert_eq!(next.try_number, 1, "started on its first try, without the launcher");
+    store.close().await;
+}
+
 /// The database goes away for twice the heartbeat timeout while a task runs, and comes back
 /// to the scheduler a little before the worker. Nothing may be failed or run twice for it: the
 /// worker's heartbeats could not arrive, so their silence does not count. Both processes say
