@@ -84,8 +84,8 @@ impl Supervised {
 }
 
 /// Starts `spec` under a supervisor in a new process group, killed with its worker: through
-/// this process's launcher when it has one (see [`super::launcher`]), else as a program of
-/// its own ([`SUPERVISE_ARG`]), else forked (a process that is not the binary).
+/// this process's launcher when it has one and it can (see [`super::launcher`]), else as a
+/// program of its own ([`SUPERVISE_ARG`]), else forked (a process that is not the binary).
 pub async fn start(spec: CommandSpec) -> io::Result<Supervised> {
     if let Some(launcher) = launcher() {
         let request = Request {
@@ -100,7 +100,11 @@ pub async fn start(spec: CommandSpec) -> io::Result<Supervised> {
                 let pid = launched.id();
                 return Ok(Supervised { pid, stdout, stderr, child: Child::Launched(launched) });
             }
-            Ok(Err(e)) if !is_gone(&e) => return Err(e),
+            // Too large for one socket message, or refused: this command only goes the
+            // slower way.
+            Ok(Err(e)) if !is_gone(&e) => {
+                tracing::debug!("the launcher could not start a command ({e}): started alone");
+            }
             Ok(Err(e)) => {
                 LAUNCHER_GONE.store(true, Ordering::Relaxed);
                 launcher.reap();

@@ -296,6 +296,46 @@ async fn a_worker_whose_launcher_died_still_runs_its_commands() {
     store.close().await;
 }
 
+/// A command whose environment is larger than one message to the launcher (about 200 KB)
+/// still runs: that command starts its supervisor as a program.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_too_large_for_the_launcher_still_runs() {
+    let Some(db) = common::postgres().await else { return };
+    let out = tempfile::tempdir().unwrap();
+    let big = "x".repeat(120_000);
+    let home = home_with(
+        "large",
+        &format!(
+            r#"
+            [tasks.small]
+            kind = "shell"
+            command = "echo small > {dir}/small"
+            [tasks.large]
+            kind = "shell"
+            command = "printf %s \"$FIRST$SECOND\" | wc -c > {dir}/large"
+            env = {{ FIRST = "{big}", SECOND = "{big}" }}
+            depends_on = ["small"]
+            "#,
+            dir = out.path().display()
+        ),
+    );
+    let store = Store::open(&db.url).await.unwrap();
+    let _scheduler = spawn(home.path(), &db.url, &["scheduler"]);
+    let _worker = spawn(home.path(), &db.url, &["worker"]);
+    until_loaded(&store, "large").await;
+    trigger(home.path(), &db.url, "large");
+    let run =
+        runs::get(store.read(), "large", "manual__2024-05-01T00:00:00Z").await.unwrap().unwrap();
+    eventually("the run to end", Duration::from_secs(30), async || {
+        runs::by_pk(store.read(), run.pk).await.unwrap().unwrap().state.is_finished()
+    })
+    .await;
+    let large = std::fs::read_to_string(out.path().join("large")).unwrap_or_default();
+    assert_eq!(large.trim(), "240000");
+    assert_eq!(std::fs::read_to_string(out.path().join("small")).unwrap(), "small\n");
+    store.close().await;
+}
+
 /// The database goes away for twice the heartbeat timeout while a task runs, and comes back
 /// to the scheduler a little before the worker. Nothing may be failed or run twice for it: the
 /// worker's heartbeats could not arrive, so their silence does not count. Both processes say
