@@ -14,8 +14,9 @@
 //! closes and the launcher exits; the supervisors see their parent gone and kill their groups.
 //!
 //! The launcher only forks: it never runs a command itself, holds no state but its socket, and
-//! must not outlive its worker. A worker whose launcher cannot start or has died falls back to
-//! starting each supervisor as a program (see `supervise::supervised`).
+//! must not outlive its worker. A worker whose launcher cannot start or has died, and a command
+//! the launcher cannot take, fall back to starting the supervisor as a program (see
+//! `supervise::start`).
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
@@ -33,7 +34,9 @@ use tokio::net::unix::pipe;
 /// The first argument that makes the binary a launcher: `lakeward __launch <worker pid>`.
 pub const LAUNCH_ARG: &str = "__launch";
 
-/// Largest request (the command line and environment), as one socket message.
+/// Largest request (the command line and environment) the launcher reads. The kernel's limit
+/// on one socket message (the send buffer, about 200 KB by default) is usually lower: a larger
+/// request then fails with `EMSGSIZE`, and the command falls back like a too-long one.
 const MAX_REQUEST: usize = 1 << 20;
 
 /// Descriptors a request carries: the command's stdout and stderr.
@@ -115,7 +118,7 @@ impl Launcher {
 
     /// Starts `request`'s command under a new supervisor; blocks for the launcher's fork (a
     /// fraction of a millisecond), so call it off the async threads. An error of kind
-    /// `BrokenPipe` or `ConnectionReset` means the launcher is gone.
+    /// `BrokenPipe`, `ConnectionReset` or `NotConnected` means the launcher is gone.
     pub fn launch(&self, request: &Request) -> io::Result<Launched> {
         let (stdout, stdout_w) = pipe_pair()?;
         let (stderr, stderr_w) = pipe_pair()?;
@@ -270,8 +273,9 @@ fn start_supervisor(request: &Request, fds: &[OwnedFd], worker: libc::pid_t) -> 
         }
         pid => {
             drop(ready_w);
-            // The child writes nothing: the read ends when it has led its group and exec'd
-            // nothing yet, closing its end (or died).
+            // The child writes nothing: the read returns (end of file) once it has made
+            // itself a group leader and closed its end, or died, so a signal to the group
+            // right after this reply reaches it.
             let mut byte = 0u8;
             // SAFETY: reads one byte into our own buffer.
             unsafe { libc::read(ready.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) };
