@@ -642,3 +642,124 @@ async fn frequent_appends_merge_their_manifests() {
         assert_eq!(read.files.len(), appends - after - 1);
     }
 }
+
+/// The bytes of a Parquet file before its footer (its magic, data pages and any page index).
+fn data_section(file: &std::path::Path) -> Vec<u8> {
+    let bytes = std::fs::read(file).unwrap();
+    let tail = &bytes[bytes.len() - 8..];
+    let footer = u32::from_le_bytes(tail[..4].try_into().unwrap()) as usize;
+    bytes[..bytes.len() - 8 - footer].to_vec()
+}
+
+/// A dataset laid out one file per day, with columns of several types (an 8-bit integer, a
+/// timestamp, text with nulls), is promoted into a table partitioned by day without
+/// rewriting: each table data file holds the dataset file's very bytes before a new footer,
+/// with the table's field ids, so pyiceberg (which refuses files without them) and DuckDB on
+/// pyiceberg's plan read the same rows as lakeward, and a one-day filter plans one file. A
+/// file spanning several days is rewritten instead, and reads the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_that_fit_the_table_are_added_without_rewriting() {
+    let python = common::python_with_pyiceberg();
+    let db = common::sqlite();
+    let lake = lake(&db).await;
+    let days: Vec<i32> = (0..30).map(|i| 19723 + i % 3).collect();
+    let frame = df!(
+        "order_id" => (0..30i64).collect::<Vec<_>>(),
+        "order_date" => days,
+        "quantity" => (0..30).map(|i| (i % 5) as i8).collect::<Vec<_>>(),
+        "note" => (0..30).map(|i| (i % 4 != 0).then(|| format!("note {i}"))).collect::<Vec<_>>(),
+        "placed_at" => (0..30i64).map(|i| 1_704_067_200_000_000 + i * 3_600_000_000).collect::<Vec<_>>(),
+        "paid" => (0..30).map(|i| i % 2 == 0).collect::<Vec<_>>(),
+        "amount" => (0..30).map(|i| i as f64 * 1.5).collect::<Vec<_>>(),
+    )
+    .unwrap()
+    .lazy()
+    .with_columns([
+        col("order_date").cast(DataType::Date),
+        col("placed_at").cast(DataType::Datetime(polars::prelude::TimeUnit::Microseconds, None)),
+    ]);
+    let laid_out = lake.warehouse.dataset("bronze/orders_by_day").unwrap();
+    sink_parquet(frame.clone(), &laid_out, &["order_date".to_string()]).unwrap();
+    sink_parquet(frame, &lake.warehouse.dataset("bronze/orders_whole").unwrap(), &[]).unwrap();
+
+    let by_day = "bronze.orders_by_day";
+    lake.promote(by_day, "bronze/orders_by_day", &["day(order_date)"], WriteMode::ReplacePartitions)
+        .await;
+    let parquet = |dir: &std::path::Path| -> Vec<_> {
+        walk(dir).into_iter().filter(|f| f.extension().is_some_and(|e| e == "parquet")).collect()
+    };
+    let dataset_files = parquet(&lake.data("bronze/orders_by_day"));
+    assert_eq!(dataset_files.len(), 3, "one file per day");
+    let table_dir = lake.warehouse.root().join("iceberg/bronze/orders_by_day/data");
+    let table_files = parquet(&table_dir);
+    assert_eq!(table_files.len(), 3);
+    for file in &dataset_files {
+        let data = data_section(file);
+        assert!(
+            table_files.iter().any(|t| std::fs::read(t).unwrap().starts_with(&data)),
+            "{} was rewritten, not copied",
+            file.display()
+        );
+    }
+    let whole = "bronze.orders_whole";
+    lake.promote(whole, "bronze/orders_whole", &["day(order_date)"], WriteMode::ReplacePartitions)
+        .await;
+    let whole_data = data_section(&parquet(&lake.data("bronze/orders_whole"))[0]);
+    let whole_files = parquet(&lake.warehouse.root().join("iceberg/bronze/orders_whole/data"));
+    assert_eq!(whole_files.len(), 3, "the file spanning three days is split by day");
+    assert!(whole_files.iter().all(|t| !std::fs::read(t).unwrap().starts_with(&whole_data)));
+
+    for table in [by_day, whole] {
+        let all = lake.tables.scan(table, &ScanRequest::default()).await.unwrap();
+        assert_eq!(rows(&all.batches), 30, "{table}");
+        assert!((total_amount(&all.batches) - 652.5).abs() < 1e-9, "{table}");
+        let one_day =
+            ScanRequest { filter: Some("order_date = '2024-01-02'".into()), ..Default::default() };
+        let pruned = lake.tables.scan(table, &one_day).await.unwrap();
+        assert_eq!((rows(&pruned.batches), pruned.planned_files, pruned.total_files), (10, 1, 3));
+        let info = lake.tables.describe(table).await.unwrap();
+        assert_eq!(info.rows, 30, "{table}: the snapshot summary counts the rows");
+    }
+
+    let Some(python) = python else { return };
+    let db_file = db.url.trim_start_matches("sqlite://").split('?').next().unwrap().to_string();
+    let script = format!(
+        r#"
+import json, duckdb, pyarrow.compute as pc
+from pyiceberg.catalog.sql import SqlCatalog
+catalog = SqlCatalog("lakeward", uri="sqlite:///{db_file}", warehouse="file://{warehouse}")
+seen = {{}}
+for name in ["bronze.orders_by_day", "bronze.orders_whole"]:
+    table = catalog.load_table(name)
+    rows = table.scan().to_arrow()
+    day = table.scan(row_filter="order_date == '2024-01-02'")
+    files = [t.file.file_path.removeprefix("file://") for t in table.scan().plan_files()]
+    duck = duckdb.connect().execute(
+        f"SELECT COUNT(*), SUM(amount), SUM(quantity), COUNT(note), SUM(CASE WHEN paid THEN 1 ELSE 0 END), "
+        f"MAX(placed_at)::VARCHAR FROM read_parquet({{files!r}})").fetchone()
+    seen[name] = {{
+        "rows": rows.num_rows,
+        "amount": pc.sum(rows["amount"]).as_py(),
+        "quantity": pc.sum(rows["quantity"]).as_py(),
+        "quantity_type": str(rows.schema.field("quantity").type),
+        "notes": rows.num_rows - rows["note"].null_count,
+        "paid": pc.sum(rows["paid"].cast("int64")).as_py(),
+        "latest": str(pc.max(rows["placed_at"]).as_py()),
+        "day_files": len(list(day.plan_files())),
+        "day_rows": day.to_arrow().num_rows,
+        "duckdb": list(duck),
+    }}
+print(json.dumps(seen))
+"#,
+        warehouse = lake.warehouse.root().join("iceberg").canonicalize().unwrap().display(),
+    );
+    let seen = common::run_python_json(&python, &script);
+    for table in [by_day, whole] {
+        let expected = serde_json::json!({
+            "rows": 30, "amount": 652.5, "quantity": 60, "quantity_type": "int32", "notes": 22,
+            "paid": 15, "latest": "2024-01-02 05:00:00", "day_files": 1, "day_rows": 10,
+            "duckdb": [30, 652.5, 60, 22, 15, "2024-01-02 05:00:00"],
+        });
+        assert_eq!(seen[table], expected, "{table}");
+    }
+}

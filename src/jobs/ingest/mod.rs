@@ -62,7 +62,10 @@ pub struct IngestTable {
     /// The Iceberg table (`namespace.table`) an incremental ingest appends to; it records the
     /// newest file read in the same commit.
     pub table: Option<String>,
-    /// Partition fields of `table` when it is created.
+    /// Incremental: the partition fields of `table` when it is created. Otherwise: columns
+    /// to lay `output` out by, a folder per value (`order_date=2024-06-15/`), as a `sql`
+    /// output's `partition_by`; an `iceberg` task partitioned by them (or by the day, month or
+    /// year of such a date) then adds the files as they are instead of rewriting them.
     #[serde(default)]
     pub partition_by: Vec<String>,
     /// Incremental: files modified more recently are left for the next run (they may still
@@ -144,8 +147,17 @@ impl Job for Ingest {
                 }
             }
             for field in &table.partition_by {
-                if let Err(e) = PartitionField::parse(field) {
-                    problems.push(format!("table `{name}`: {e}"));
+                match PartitionField::parse(field) {
+                    Err(e) => problems.push(format!("table `{name}`: {e}")),
+                    Ok(f) if !table.incremental && !f.is_column() => {
+                        problems.push(format!(
+                            "table `{name}`: `partition_by` lays out the output dataset and takes \
+                             column names (`{}`), not `{field}`: a transform belongs to the \
+                             Iceberg table (the `iceberg` task's `partition_by`)",
+                            f.column
+                        ))
+                    }
+                    Ok(_) => {}
                 }
             }
             for (what, path) in [
@@ -384,20 +396,21 @@ fn ingest_table(
         .alias("data_quality_flag");
     let origin = [records::FILE_COLUMN, records::LINE_COLUMN];
     let valid = drop_if_present(valid, &origin)?;
-    let mut write = |frame: LazyFrame, dataset: &crate::lake::Dataset| {
-        let (version, written) = write_parquet(frame, dataset, &[])?;
+    let mut write = |frame: LazyFrame, dataset: &crate::lake::Dataset, layout: &[String]| {
+        let (version, written) = write_parquet(frame, dataset, layout)?;
         publication.add(version, written);
         Ok::<_, JobError>(written)
     };
-    let written = write(valid.with_columns([stamp.clone(), flag]), &output)?;
+    let layout: &[String] = if table.incremental { &[] } else { &table.partition_by };
+    let written = write(valid.with_columns([stamp.clone(), flag]), &output, layout)?;
     let mut quarantined = 0;
     if let Some(rejected) = rejected {
-        quarantined += write(rejected.with_column(stamp), &quarantine)?.rows;
+        quarantined += write(rejected.with_column(stamp), &quarantine, &[])?.rows;
     }
     let malformed = records.as_ref().map_or(0, |r| r.malformed.len() as u64);
     if let Some(records) = records.filter(|r| !r.malformed.is_empty()) {
         let lines = warehouse.dataset(&format!("{quarantine_path}_lines"))?;
-        write(records.malformed_frame()?.lazy(), &lines)?;
+        write(records.malformed_frame()?.lazy(), &lines, &[])?;
     }
     let ingested = TableIngested {
         files: new_mark.as_ref().map(|(_, files)| *files),

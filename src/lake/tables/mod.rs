@@ -5,8 +5,9 @@
 //! `iceberg_namespace_properties`, the layout other engines' SQL/JDBC catalogs read), with table
 //! data and metadata under `<warehouse>/iceberg/`. [`Tables::promote`] turns a Parquet dataset
 //! into a table snapshot: it creates the namespace and table on first use (schema from the data,
-//! partition spec from the DAG), adds new nullable columns when the data gains them, writes
-//! partitioned data files and commits them with the chosen [`WriteMode`];
+//! partition spec from the DAG), adds new nullable columns when the data gains them, copies
+//! the dataset files that already fit the table (`register`) and rewrites the others as
+//! partitioned data files (`write`), and commits them with the chosen [`WriteMode`];
 //! [`Tables::writer`] does the same for record batches as they come, committing only if the
 //! table's summary properties still hold what the write began from. A commit may carry
 //! the writer's own summary properties, carried forward by later commits (`commit`).
@@ -25,6 +26,7 @@ pub mod location;
 mod maintenance;
 mod orphans;
 mod partition;
+mod register;
 mod s3;
 mod split;
 mod write;
@@ -293,9 +295,14 @@ impl Tables {
     ) -> Result<Promotion, TableError> {
         let files = write::parquet_files(data)?;
         let arrow_schema = write::dataset_schema(&files)?;
-        let files: Vec<write::Source> = files.into_iter().map(write::Source::Local).collect();
         let target = self.target(name, &arrow_schema, partition_by).await?;
-        let written = write::write_data_files(&target.table, &files, &data_file_prefix()).await?;
+        let (fits, rest) = register::plan(target.table.metadata(), &files);
+        let prefix = data_file_prefix();
+        let mut written = register::copy(&target.table, fits, &prefix).await?;
+        let rest: Vec<write::Source> = rest.into_iter().map(write::Source::Local).collect();
+        if !rest.is_empty() {
+            written.add(write::write_data_files(&target.table, &rest, &prefix).await?);
+        }
         self.commit_expecting(name, target, written, mode, summary, expected).await
     }
 

@@ -51,6 +51,11 @@ impl PartitionField {
         Ok(PartitionField { column: column.to_string(), transform })
     }
 
+    /// Whether the field is a column as it is (no transform).
+    pub fn is_column(&self) -> bool {
+        self.transform == Transform::Identity
+    }
+
     /// The partition field's name in the table: `order_date_day`, `category`, `id_bucket_16`.
     pub fn name(&self) -> String {
         match self.transform {

@@ -176,6 +176,14 @@ pub struct Written {
     pub rows: u64,
 }
 
+impl Written {
+    /// Adds what another write produced.
+    pub fn add(&mut self, other: Written) {
+        self.files.extend(other.files);
+        self.rows += other.rows;
+    }
+}
+
 /// Writes every row of `files` as new data files of `table`, partitioned by its spec.
 pub async fn write_data_files(
     table: &Table,
