@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use polars::prelude::col;
 use polars::prelude::{
-    len, DataType, Engine, FileWriteFormat, IdxSize, LazyCsvReader, LazyFileListReader, LazyFrame,
-    LazyJsonLineReader, ParquetWriteOptions, ParquetWriter, PartitionStrategy, PlRefPath,
-    ScanArgsParquet, SchemaRef, SinkDestination, SinkTarget, UnifiedSinkArgs,
+    len, DataType, Engine, Expr, FileWriteFormat, IdxSize, LazyCsvReader, LazyFileListReader,
+    LazyFrame, LazyJsonLineReader, ParquetWriteOptions, ParquetWriter, PartitionStrategy,
+    PlRefPath, ScanArgsParquet, SchemaRef, SinkDestination, SinkTarget, UnifiedSinkArgs,
 };
 use polars_buffer::Buffer;
 use serde::Deserialize;
@@ -142,14 +142,28 @@ pub fn write_parquet(
         let written = measure(pending.dir())?;
         return Ok((pending, written));
     }
+    let keys = partition_by.iter().map(|c| col(c.as_str())).collect();
+    sink_by_keys(frame, pending.dir(), keys, true)?;
+    let written = measure(pending.dir())?;
+    Ok((pending, written))
+}
+
+/// Streams `frame` into Parquet files under `dir`, one per value of `keys` (in hive folders,
+/// `key=value/`); the key columns stay in the files when `include_keys`.
+pub fn sink_by_keys(
+    frame: LazyFrame,
+    dir: &Path,
+    keys: Vec<Expr>,
+    include_keys: bool,
+) -> Result<()> {
     let format = FileWriteFormat::Parquet(Arc::new(ParquetWriteOptions::default()));
     let args = UnifiedSinkArgs { mkdir: true, ..Default::default() };
     let destination = SinkDestination::Partitioned {
-        base_path: PlRefPath::new(pending.dir().to_string_lossy().as_ref()),
+        base_path: PlRefPath::new(dir.to_string_lossy().as_ref()),
         file_path_provider: None,
         partition_strategy: PartitionStrategy::Keyed {
-            keys: partition_by.iter().map(|c| col(c.as_str())).collect(),
-            include_keys: true,
+            keys,
+            include_keys,
             keys_pre_grouped: false,
         },
         max_rows_per_file: IdxSize::MAX,
@@ -163,9 +177,12 @@ pub fn write_parquet(
              a window function such as MAX(x) OVER ()"
                 .into(),
         )
-    })??;
-    let written = measure(pending.dir())?;
-    Ok((pending, written))
+    })?
+}
+
+/// Lazily reads the Parquet files `files` as one frame.
+pub fn scan_parquet_files(files: &[PathBuf]) -> Result<LazyFrame> {
+    Ok(LazyFrame::scan_parquet_files(pl_paths(files), ScanArgsParquet::default())?)
 }
 
 /// Streams `frame` into `dir/part-0.parquet`, a folder of its own (staging for a table write).

@@ -651,7 +651,9 @@ async fn a_worker_shutting_down_cancels_its_tries_for_a_retry() {
         assert!(stopping.elapsed() < Duration::from_secs(5), "{}", db.backend);
         let store = lakeward::store::Store::open(store.url()).await.unwrap();
         let ti = tasks::get(store.read(), run.pk, "slow", -1).await.unwrap().unwrap();
-        assert_eq!(ti.state, TaskState::UpForRetry, "{}: {ti:?}", db.backend);
+        // The scheduler may already have queued the retry before it stopped too.
+        let retried = matches!(ti.state, TaskState::UpForRetry | TaskState::Queued);
+        assert!(retried, "{}: {ti:?}", db.backend);
         assert!(ti.next_try_at.is_some_and(|at| at <= now_micros()), "retried at once");
         let tries = tasks::tries(store.read(), ti.id).await.unwrap();
         assert_eq!(tries[0].state, "cancelled", "{}: {tries:?}", db.backend);

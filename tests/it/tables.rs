@@ -67,6 +67,26 @@ async fn every_partition_transform_and_write_mode() {
         &["bucket(4, order_id)"],
         &["truncate(1, category)", "day(order_date)"],
     ];
+    // Three days of ten orders, in categories a, b, c by turns (4, 3 and 3 a day).
+    fn parts<S: AsRef<str>>(names: &[S], rows: &[u64]) -> Vec<(String, u64)> {
+        names.iter().zip(rows).map(|(n, r)| (n.as_ref().to_string(), *r)).collect()
+    }
+    let days =
+        ["order_date_day=2024-01-01", "order_date_day=2024-01-02", "order_date_day=2024-01-03"];
+    let by_category_and_day: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .flat_map(|c| days.iter().map(move |d| format!("category_trunc_1={c}, {d}")))
+        .collect();
+    let buckets: Vec<String> = (0..4).map(|b| format!("order_id_bucket_4={b}")).collect();
+    let expected_partitions = [
+        parts(&[""], &[30]),
+        parts(&days, &[10, 10, 10]),
+        parts(&["order_date_month=2024-01"], &[30]),
+        parts(&["order_date_year=2024"], &[30]),
+        parts(&["category=a", "category=b", "category=c"], &[12, 9, 9]),
+        parts(&buckets, &[10, 6, 4, 10]),
+        parts(&by_category_and_day, &[4, 4, 4, 3, 3, 3, 3, 3, 3]),
+    ];
     for (i, partition) in transforms.iter().enumerate() {
         let table = format!("bronze.orders_{i}");
         let first =
@@ -86,6 +106,11 @@ async fn every_partition_transform_and_write_mode() {
         let history = lake.tables.history(&table).await.unwrap();
         let operations: Vec<&str> = history.iter().map(|s| s.operation.as_str()).collect();
         assert_eq!(operations, ["append", "overwrite", "append", "overwrite"], "{partition:?}");
+        let partitions = lake.tables.partitions(&table).await.unwrap();
+        let mut seen: Vec<(String, u64)> =
+            partitions.into_iter().map(|p| (p.partition, p.rows)).collect();
+        seen.sort();
+        assert_eq!(seen, expected_partitions[i], "{partition:?}");
     }
     assert_eq!(lake.tables.list().await.unwrap().len(), transforms.len());
 }
@@ -651,12 +676,20 @@ fn data_section(file: &std::path::Path) -> Vec<u8> {
     bytes[..bytes.len() - 8 - footer].to_vec()
 }
 
+/// Which program wrote a Parquet file, from its footer.
+fn created_by(file: &std::path::Path) -> String {
+    let file = std::fs::File::open(file).unwrap();
+    let metadata = parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&file);
+    metadata.unwrap().file_metadata().created_by().unwrap_or_default().to_string()
+}
+
 /// A dataset laid out one file per day, with columns of several types (an 8-bit integer, a
 /// timestamp, text with nulls), is promoted into a table partitioned by day without
 /// rewriting: each table data file holds the dataset file's very bytes before a new footer,
 /// with the table's field ids, so pyiceberg (which refuses files without them) and DuckDB on
 /// pyiceberg's plan read the same rows as lakeward, and a one-day filter plans one file. A
-/// file spanning several days is rewritten instead, and reads the same.
+/// file spanning several days is laid out by day by Polars first, and reads the same; one
+/// for a bucketed table (a hash Polars does not compute) is decoded and split instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_that_fit_the_table_are_added_without_rewriting() {
     let python = common::python_with_pyiceberg();
@@ -683,8 +716,13 @@ async fn files_that_fit_the_table_are_added_without_rewriting() {
     sink_parquet(frame, &lake.warehouse.dataset("bronze/orders_whole").unwrap(), &[]).unwrap();
 
     let by_day = "bronze.orders_by_day";
-    lake.promote(by_day, "bronze/orders_by_day", &["day(order_date)"], WriteMode::ReplacePartitions)
-        .await;
+    lake.promote(
+        by_day,
+        "bronze/orders_by_day",
+        &["day(order_date)"],
+        WriteMode::ReplacePartitions,
+    )
+    .await;
     let parquet = |dir: &std::path::Path| -> Vec<_> {
         walk(dir).into_iter().filter(|f| f.extension().is_some_and(|e| e == "parquet")).collect()
     };
@@ -708,6 +746,31 @@ async fn files_that_fit_the_table_are_added_without_rewriting() {
     let whole_files = parquet(&lake.warehouse.root().join("iceberg/bronze/orders_whole/data"));
     assert_eq!(whole_files.len(), 3, "the file spanning three days is split by day");
     assert!(whole_files.iter().all(|t| !std::fs::read(t).unwrap().starts_with(&whole_data)));
+    assert!(whole_files.iter().all(|t| created_by(t).contains("Polars")), "laid out by Polars");
+    lake.promote(
+        "bronze.bucketed",
+        "bronze/orders_whole",
+        &["bucket(2, order_id)"],
+        WriteMode::Append,
+    )
+    .await;
+    let bucketed = parquet(&lake.warehouse.root().join("iceberg/bronze/bucketed/data"));
+    assert_eq!(bucketed.len(), 2);
+    assert!(bucketed.iter().all(|t| created_by(t).contains("parquet-rs")), "split by lakeward");
+    assert_eq!(lake.rows("bronze.bucketed", None).await, 30);
+    // An hour a row, and ten ids a partition: laid out by Polars, partitions as Iceberg's.
+    for (table, field, count) in
+        [("bronze.hourly", "hour(placed_at)", 30), ("bronze.by_ten", "truncate(10, order_id)", 3)]
+    {
+        lake.promote(table, "bronze/orders_whole", &[field], WriteMode::Append).await;
+        let partitions = lake.tables.partitions(table).await.unwrap();
+        assert_eq!(partitions.len(), count, "{table}: {partitions:?}");
+        assert!(partitions.iter().all(|p| p.files == 1), "{table}");
+        let dir = lake.warehouse.root().join("iceberg").join(table.replace('.', "/")).join("data");
+        assert!(parquet(&dir).iter().all(|t| created_by(t).contains("Polars")), "{table}");
+    }
+    let hours = lake.tables.partitions("bronze.hourly").await.unwrap();
+    assert!(hours.iter().any(|p| p.partition == "placed_at_hour=2024-01-02-05"), "{hours:?}");
 
     for table in [by_day, whole] {
         let all = lake.tables.scan(table, &ScanRequest::default()).await.unwrap();

@@ -27,12 +27,13 @@ mod maintenance;
 mod orphans;
 mod partition;
 mod register;
+mod relayout;
 mod s3;
 mod split;
 mod write;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use iceberg::arrow::{arrow_schema_to_schema_auto_assign_ids, arrow_type_to_type};
@@ -131,6 +132,15 @@ struct Target {
     added_columns: Vec<String>,
 }
 
+/// A folder removed (with what it holds) when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A unique name prefix for the data files of one write.
 fn data_file_prefix() -> String {
     format!("data-{}", crate::random::hex_digits(12))
@@ -143,6 +153,8 @@ pub struct Tables {
     /// Where tables may live: the warehouse's iceberg folder (the SQL catalog); `None` when a
     /// REST catalog decides.
     confinement: Option<location::Confinement>,
+    /// A local folder for files on their way into a table.
+    scratch: PathBuf,
 }
 
 /// What one promotion did.
@@ -176,6 +188,7 @@ impl Tables {
         warehouse: &Warehouse,
         config: &CatalogConfig,
     ) -> Result<Tables, TableError> {
+        let scratch = warehouse.root().join(".staging");
         let storage: Arc<dyn StorageFactory> = match warehouse.remote_location() {
             Some(_) => Arc::new(s3::S3StorageFactory),
             None => Arc::new(LocalFsStorageFactory),
@@ -197,6 +210,7 @@ impl Tables {
                 catalog: Box::new(catalog),
                 publisher: catalog::Publisher::Rest(publisher),
                 confinement: None,
+                scratch,
             });
         }
         let root = tables_location(warehouse)?;
@@ -210,6 +224,7 @@ impl Tables {
             catalog: Box::new(catalog),
             publisher: catalog::Publisher::Sql(store.clone()),
             confinement: Some(location::Confinement::new(root)),
+            scratch,
         })
     }
 
@@ -296,14 +311,43 @@ impl Tables {
         let files = write::parquet_files(data)?;
         let arrow_schema = write::dataset_schema(&files)?;
         let target = self.target(name, &arrow_schema, partition_by).await?;
-        let (fits, rest) = register::plan(target.table.metadata(), &files);
         let prefix = data_file_prefix();
-        let mut written = register::copy(&target.table, fits, &prefix).await?;
-        let rest: Vec<write::Source> = rest.into_iter().map(write::Source::Local).collect();
-        if !rest.is_empty() {
-            written.add(write::write_data_files(&target.table, &rest, &prefix).await?);
-        }
+        let written = self.add_files(&target.table, files, &prefix).await?;
         self.commit_expecting(name, target, written, mode, summary, expected).await
+    }
+
+    /// Writes the rows of Parquet `files` into new data files of `table`, the quickest way
+    /// each allows: a file that fits the table is copied as it is (`register`); the others are
+    /// laid out one file per partition by Polars and then copied (`relayout`) or, where that
+    /// cannot be done, decoded and split by partition (`write`).
+    async fn add_files(
+        &self,
+        table: &Table,
+        files: Vec<PathBuf>,
+        prefix: &str,
+    ) -> Result<write::Written, TableError> {
+        let metadata = table.metadata();
+        let (fits, mut rest) = register::plan(metadata, &files);
+        let mut written = register::copy(table, fits, &format!("{prefix}-a")).await?;
+        let spec = metadata.default_partition_spec();
+        let keys = relayout::partition_keys(spec, metadata.current_schema());
+        let _staging;
+        if let (Some(keys), false) = (keys, spec.is_unpartitioned() || rest.is_empty()) {
+            let dir = self.scratch.join(format!("promote-{}", crate::random::hex_digits(12)));
+            _staging = RemoveOnDrop(dir.clone());
+            let laying_out = move || relayout::by_partition(&rest, keys, &dir);
+            let laid_out = crate::process::blocking(laying_out).await.map_err(|e| {
+                TableError::Invalid(format!("laying the files out by partition: {e}"))
+            })??;
+            let (fits, misfits) = register::plan(metadata, &laid_out);
+            written.add(register::copy(table, fits, &format!("{prefix}-b")).await?);
+            rest = misfits;
+        }
+        if !rest.is_empty() {
+            let rest: Vec<write::Source> = rest.into_iter().map(write::Source::Local).collect();
+            written.add(write::write_data_files(table, &rest, prefix).await?);
+        }
+        Ok(written)
     }
 
     /// Writes the record batches of `batches` (of schema `schema`) into table `name`, created

@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use iceberg::spec::{
-    DataContentType, DataFileBuilder, DataFileFormat, Datum, Literal, NestedField,
-    PartitionKey, PrimitiveType, Struct, TableMetadata, Transform, Type,
+    DataContentType, DataFileBuilder, DataFileFormat, Datum, Literal, NestedField, PartitionKey,
+    PrimitiveType, Struct, TableMetadata, Transform, Type,
 };
 use iceberg::table::Table;
 use iceberg::transform::create_transform_function;
@@ -27,7 +27,8 @@ use iceberg::writer::file_writer::location_generator::{
 };
 use parquet::basic::{ConvertedType, LogicalType, Repetition, TimeUnit, Type as Physical};
 use parquet::file::metadata::{
-    FileMetaData, FooterTail, ParquetMetaData, ParquetMetaDataReader, ParquetMetaDataWriter,
+    FileMetaData, FooterTail, PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader,
+    ParquetMetaDataWriter,
 };
 use parquet::file::statistics::Statistics;
 use parquet::schema::types::{SchemaDescriptor, Type as ParquetType};
@@ -80,7 +81,11 @@ pub(super) fn plan(metadata: &TableMetadata, files: &[PathBuf]) -> (Vec<Fit>, Ve
 
 /// Copies each fitting file into `table`'s data folder (named `prefix-…`) with its new
 /// footer. The files are not part of the table until committed.
-pub(super) async fn copy(table: &Table, fits: Vec<Fit>, prefix: &str) -> Result<Written, TableError> {
+pub(super) async fn copy(
+    table: &Table,
+    fits: Vec<Fit>,
+    prefix: &str,
+) -> Result<Written, TableError> {
     let metadata = table.metadata();
     let locations = DefaultLocationGenerator::new(metadata)?;
     let spec_id = metadata.default_partition_spec_id();
@@ -90,7 +95,13 @@ pub(super) async fn copy(table: &Table, fits: Vec<Fit>, prefix: &str) -> Result<
         let location = locations.generate_location(fit.partition.as_ref(), &name);
         let size = copy_file(table, &fit, &location).await?;
         let Metrics {
-            rows, column_sizes, value_counts, null_counts, mut lower, mut upper, split_offsets,
+            rows,
+            column_sizes,
+            value_counts,
+            null_counts,
+            mut lower,
+            mut upper,
+            split_offsets,
         } = fit.metrics;
         trim_text_bounds(&mut lower);
         trim_text_bounds(&mut upper);
@@ -119,7 +130,8 @@ pub(super) async fn copy(table: &Table, fits: Vec<Fit>, prefix: &str) -> Result<
 
 /// Writes the fitting file's data and its new footer to `location`; returns the size.
 async fn copy_file(table: &Table, fit: &Fit, location: &str) -> Result<u64, TableError> {
-    let unreadable = |e: std::io::Error| TableError::Invalid(format!("{}: {e}", fit.source.display()));
+    let unreadable =
+        |e: std::io::Error| TableError::Invalid(format!("{}: {e}", fit.source.display()));
     let mut source = File::open(&fit.source).map_err(unreadable)?;
     let mut out = table.file_io().new_output(location)?.writer().await?;
     let mut left = fit.data_end;
@@ -138,7 +150,11 @@ async fn copy_file(table: &Table, fit: &Fit, location: &str) -> Result<u64, Tabl
 fn fit(metadata: &TableMetadata, path: &Path) -> Result<Option<Fit>, TableError> {
     let unreadable = |e: std::io::Error| TableError::Invalid(format!("{}: {e}", path.display()));
     let mut file = File::open(path).map_err(unreadable)?;
-    let parquet = ParquetMetaDataReader::new().parse_and_finish(&file)?;
+    // Page indexes and bloom filters stay where they are, in the copied bytes, and so do the
+    // offsets to them that the column chunks carry; reading them here would write them again.
+    let parquet = ParquetMetaDataReader::new()
+        .with_page_index_policy(PageIndexPolicy::Skip)
+        .parse_and_finish(&file)?;
     let length = file.metadata().map_err(unreadable)?.len();
     let mut tail = [0u8; 8];
     file.seek(SeekFrom::End(-8)).map_err(unreadable)?;
@@ -256,12 +272,13 @@ fn footer(parquet: &ParquetMetaData, columns: &[&NestedField]) -> Result<Vec<u8>
                 unreachable!("only primitive columns fit")
             };
             let logical = iceberg_logical_type(primitive);
-            let column = ParquetType::primitive_type_builder(column.name(), column.get_physical_type())
-                .with_repetition(column.get_basic_info().repetition())
-                .with_converted_type(ConvertedType::from(logical.clone()))
-                .with_logical_type(logical)
-                .with_id(Some(field.id))
-                .build()?;
+            let column =
+                ParquetType::primitive_type_builder(column.name(), column.get_physical_type())
+                    .with_repetition(column.get_basic_info().repetition())
+                    .with_converted_type(ConvertedType::from(logical.clone()))
+                    .with_logical_type(logical)
+                    .with_id(Some(field.id))
+                    .build()?;
             Ok(Arc::new(column))
         })
         .collect::<Result<Vec<_>, TableError>>()?;
@@ -282,10 +299,8 @@ fn footer(parquet: &ParquetMetaData, columns: &[&NestedField]) -> Result<Vec<u8>
 
 /// The file's metrics by table field id, from its row groups' column chunks.
 fn metrics(parquet: &ParquetMetaData, columns: &[&NestedField]) -> Metrics {
-    let mut metrics = Metrics {
-        rows: parquet.file_metadata().num_rows() as u64,
-        ..Metrics::default()
-    };
+    let mut metrics =
+        Metrics { rows: parquet.file_metadata().num_rows() as u64, ..Metrics::default() };
     let mut bounds_known = vec![true; columns.len()];
     let mut nulls_known = vec![true; columns.len()];
     for group in parquet.row_groups() {
@@ -459,7 +474,11 @@ mod tests {
             .unwrap()
     }
 
-    fn values(transform: Transform, column: &str, metrics: &Metrics) -> Option<Vec<Option<Literal>>> {
+    fn values(
+        transform: Transform,
+        column: &str,
+        metrics: &Metrics,
+    ) -> Option<Vec<Option<Literal>>> {
         let schema = schema();
         let spec = PartitionSpec::builder(schema.clone())
             .add_partition_field(column, "p", transform)
