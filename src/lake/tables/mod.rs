@@ -6,8 +6,9 @@
 //! data and metadata under `<warehouse>/iceberg/`. [`Tables::promote`] turns a Parquet dataset
 //! into a table snapshot: it creates the namespace and table on first use (schema from the data,
 //! partition spec from the DAG), adds new nullable columns when the data gains them, copies
-//! the dataset files that already fit the table (`register`) and rewrites the others as
-//! partitioned data files (`write`), and commits them with the chosen [`WriteMode`];
+//! the dataset files that already fit the table (`register`), lays the others out a file per
+//! partition with Polars and copies those (`relayout`), or else decodes and splits them by
+//! partition (`write`), and commits them with the chosen [`WriteMode`];
 //! [`Tables::writer`] does the same for record batches as they come, committing only if the
 //! table's summary properties still hold what the write began from. A commit may carry
 //! the writer's own summary properties, carried forward by later commits (`commit`).
