@@ -769,6 +769,19 @@ async fn files_that_fit_the_table_are_added_without_rewriting() {
         let dir = lake.warehouse.root().join("iceberg").join(table.replace('.', "/")).join("data");
         assert!(parquet(&dir).iter().all(|t| created_by(t).contains("Polars")), "{table}");
     }
+    // A dataset without rows adds nothing, laid out or not.
+    let empty = lake.warehouse.dataset("bronze/no_orders").unwrap();
+    let none =
+        df!("order_id" => Vec::<i64>::new(), "placed_at" => Vec::<i64>::new()).unwrap().lazy();
+    let none = none.with_column(
+        col("placed_at").cast(DataType::Datetime(polars::prelude::TimeUnit::Microseconds, None)),
+    );
+    sink_parquet(none, &empty, &[]).unwrap();
+    lake.promote("bronze.hourly", "bronze/no_orders", &["hour(placed_at)"], WriteMode::Append)
+        .await;
+    lake.promote("bronze.none", "bronze/no_orders", &["hour(placed_at)"], WriteMode::Append).await;
+    assert_eq!(lake.rows("bronze.hourly", None).await, 30);
+    assert_eq!(lake.rows("bronze.none", None).await, 0);
     let hours = lake.tables.partitions("bronze.hourly").await.unwrap();
     assert!(hours.iter().any(|p| p.partition == "placed_at_hour=2024-01-02-05"), "{hours:?}");
 

@@ -66,14 +66,24 @@ struct Metrics {
     split_offsets: Vec<i64>,
 }
 
-/// Sorts `files` into those that fit `metadata`'s table as they are and those to rewrite.
-/// A file whose footer cannot be read is left to the rewrite, which reports the problem.
+/// What becomes of one dataset file.
+enum Plan {
+    Fit(Box<Fit>),
+    /// No rows: nothing to add.
+    Empty,
+    Rewrite,
+}
+
+/// Sorts `files` into those that fit `metadata`'s table as they are and those to rewrite;
+/// files without rows are in neither. A file whose footer cannot be read is left to the
+/// rewrite, which reports the problem.
 pub(super) fn plan(metadata: &TableMetadata, files: &[PathBuf]) -> (Vec<Fit>, Vec<PathBuf>) {
     let (mut fits, mut rest) = (Vec::new(), Vec::new());
     for file in files {
         match fit(metadata, file) {
-            Ok(Some(fit)) => fits.push(fit),
-            Ok(None) | Err(_) => rest.push(file.clone()),
+            Ok(Plan::Fit(fit)) => fits.push(*fit),
+            Ok(Plan::Empty) => {}
+            Ok(Plan::Rewrite) | Err(_) => rest.push(file.clone()),
         }
     }
     (fits, rest)
@@ -146,8 +156,8 @@ async fn copy_file(table: &Table, fit: &Fit, location: &str) -> Result<u64, Tabl
     Ok(fit.data_end + fit.footer.len() as u64)
 }
 
-/// The plan for `file`, or `None` when it does not fit the table as it is.
-fn fit(metadata: &TableMetadata, path: &Path) -> Result<Option<Fit>, TableError> {
+/// What to do with the file at `path`.
+fn fit(metadata: &TableMetadata, path: &Path) -> Result<Plan, TableError> {
     let unreadable = |e: std::io::Error| TableError::Invalid(format!("{}: {e}", path.display()));
     let mut file = File::open(path).map_err(unreadable)?;
     // Page indexes and bloom filters stay where they are, in the copied bytes, and so do the
@@ -162,26 +172,27 @@ fn fit(metadata: &TableMetadata, path: &Path) -> Result<Option<Fit>, TableError>
     let footer_length = FooterTail::try_from(tail)?.metadata_length();
     let data_end = length - 8 - footer_length as u64;
 
+    if parquet.file_metadata().num_rows() == 0 {
+        return Ok(Plan::Empty);
+    }
     let schema = metadata.current_schema();
     let Some(columns) = table_columns(parquet.file_metadata(), schema.as_struct().fields()) else {
-        return Ok(None);
+        return Ok(Plan::Rewrite);
     };
-    if parquet.file_metadata().num_rows() == 0 {
-        return Ok(None);
-    }
     let metrics = metrics(&parquet, &columns);
     let spec = metadata.default_partition_spec();
     let partition = if spec.is_unpartitioned() {
         None
     } else {
         let Some(values) = partition_values(spec.fields(), schema.as_ref(), &metrics)? else {
-            return Ok(None);
+            return Ok(Plan::Rewrite);
         };
         let data = Struct::from_iter(values);
         Some(PartitionKey::new(spec.as_ref().clone(), schema.clone(), data))
     };
     let footer = footer(&parquet, &columns)?;
-    Ok(Some(Fit { source: path.to_path_buf(), data_end, footer, partition, metrics }))
+    let fit = Fit { source: path.to_path_buf(), data_end, footer, partition, metrics };
+    Ok(Plan::Fit(Box::new(fit)))
 }
 
 /// The table column each of the file's columns holds, in the file's order, or `None` when the

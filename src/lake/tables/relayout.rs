@@ -59,5 +59,9 @@ pub(super) fn by_partition(
     dir: &Path,
 ) -> Result<Vec<PathBuf>, TableError> {
     sink_by_keys(scan_parquet_files(files)?, dir, keys, false)?;
+    // No rows, no files (nor the folder).
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
     Ok(data_files(dir)?)
 }
