@@ -38,11 +38,12 @@ fn config(token_file: &Path, target: &str) -> String {
         .replace("15s", "1s")
 }
 
-/// Prometheus' answer to `expr`; `null` while it does not listen yet.
+/// Prometheus' answer to `expr`; `null` while it does not listen yet, or answers in plain
+/// text that it is not ready ("Service Unavailable" while it starts).
 async fn query(client: &reqwest::Client, prometheus: &str, expr: &str) -> Value {
     let url = format!("{prometheus}/api/v1/query");
     match client.get(url).query(&[("query", expr)]).send().await {
-        Ok(answer) => answer.json::<Value>().await.unwrap(),
+        Ok(answer) => answer.json::<Value>().await.unwrap_or(Value::Null),
         Err(_) => Value::Null,
     }
 }

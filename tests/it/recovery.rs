@@ -388,10 +388,20 @@ async fn a_database_outage_longer_than_the_heartbeat_timeout_reruns_nothing() {
     to_scheduler.restore();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     to_worker.restore();
-    eventually("the run to succeed", Duration::from_secs(60), async || {
-        runs::by_pk(store.read(), run.pk).await.unwrap().unwrap().state == RunState::Success
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while runs::by_pk(store.read(), run.pk).await.unwrap().unwrap().state != RunState::Success {
+        if Instant::now() > deadline {
+            let ti = tasks::get(store.read(), run.pk, "long", -1).await.unwrap().unwrap();
+            let log = |name: &str| std::fs::read_to_string(logs.path().join(name)).unwrap();
+            panic!(
+                "the run did not succeed within 60 s of the outage: {ti:?}\n\
+                 scheduler:\n{}\nworker:\n{}",
+                log("scheduler"),
+                log("worker")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let ti = tasks::get(store.read(), run.pk, "long", -1).await.unwrap().unwrap();
     let tries = tasks::tries(store.read(), ti.id).await.unwrap();
     assert_eq!((ti.try_number, tries.len()), (1, 1), "the outage made a retry: {tries:?}");
