@@ -133,6 +133,17 @@ struct Target {
     added_columns: Vec<String>,
 }
 
+/// [`register::plan`] on a blocking thread (it reads every file's footer).
+async fn plan(
+    table: &Table,
+    files: Vec<PathBuf>,
+) -> Result<(Vec<register::Fit>, Vec<PathBuf>), TableError> {
+    let metadata = table.metadata_ref();
+    crate::process::blocking(move || register::plan(&metadata, &files))
+        .await
+        .map_err(|e| TableError::Invalid(format!("reading the files' footers: {e}")))
+}
+
 /// A folder removed (with what it holds) when dropped.
 struct RemoveOnDrop(PathBuf);
 
@@ -328,7 +339,7 @@ impl Tables {
         prefix: &str,
     ) -> Result<write::Written, TableError> {
         let metadata = table.metadata();
-        let (fits, mut rest) = register::plan(metadata, &files);
+        let (fits, mut rest) = plan(table, files).await?;
         let mut written = register::copy(table, fits, &format!("{prefix}-a")).await?;
         let spec = metadata.default_partition_spec();
         let keys = relayout::partition_keys(spec, metadata.current_schema());
@@ -340,7 +351,7 @@ impl Tables {
             let laid_out = crate::process::blocking(laying_out).await.map_err(|e| {
                 TableError::Invalid(format!("laying the files out by partition: {e}"))
             })??;
-            let (fits, misfits) = register::plan(metadata, &laid_out);
+            let (fits, misfits) = plan(table, laid_out).await?;
             written.add(register::copy(table, fits, &format!("{prefix}-b")).await?);
             rest = misfits;
         }

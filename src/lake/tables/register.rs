@@ -140,14 +140,15 @@ pub(super) async fn copy(
 
 /// Writes the fitting file's data and its new footer to `location`; returns the size.
 async fn copy_file(table: &Table, fit: &Fit, location: &str) -> Result<u64, TableError> {
+    use tokio::io::AsyncReadExt;
     let unreadable =
         |e: std::io::Error| TableError::Invalid(format!("{}: {e}", fit.source.display()));
-    let mut source = File::open(&fit.source).map_err(unreadable)?;
+    let mut source = tokio::fs::File::open(&fit.source).await.map_err(unreadable)?;
     let mut out = table.file_io().new_output(location)?.writer().await?;
     let mut left = fit.data_end;
     while left > 0 {
         let mut chunk = vec![0; COPY_CHUNK.min(left as usize)];
-        source.read_exact(&mut chunk).map_err(unreadable)?;
+        source.read_exact(&mut chunk).await.map_err(unreadable)?;
         left -= chunk.len() as u64;
         out.write(Bytes::from(chunk)).await?;
     }
