@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -27,8 +26,7 @@ use iceberg::writer::file_writer::location_generator::{
 };
 use parquet::basic::{ConvertedType, LogicalType, Repetition, TimeUnit, Type as Physical};
 use parquet::file::metadata::{
-    FileMetaData, FooterTail, PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader,
-    ParquetMetaDataWriter,
+    FileMetaData, PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader, ParquetMetaDataWriter,
 };
 use parquet::file::statistics::Statistics;
 use parquet::schema::types::{SchemaDescriptor, Type as ParquetType};
@@ -103,7 +101,7 @@ pub(super) async fn copy(
     for (index, fit) in fits.into_iter().enumerate() {
         let name = format!("{prefix}-r{index:05}.parquet");
         let location = locations.generate_location(fit.partition.as_ref(), &name);
-        let size = copy_file(table, &fit, &location).await?;
+        let size = copy_file(table, &fit.source, fit.data_end, fit.footer, &location).await?;
         let Metrics {
             rows,
             column_sizes,
@@ -138,40 +136,46 @@ pub(super) async fn copy(
     Ok(written)
 }
 
-/// Writes the fitting file's data and its new footer to `location`; returns the size.
-async fn copy_file(table: &Table, fit: &Fit, location: &str) -> Result<u64, TableError> {
+/// Writes the first `data_end` bytes of `source` and then `footer` to `location`; returns
+/// the size written.
+async fn copy_file(
+    table: &Table,
+    source: &Path,
+    data_end: u64,
+    footer: Vec<u8>,
+    location: &str,
+) -> Result<u64, TableError> {
     use tokio::io::AsyncReadExt;
-    let unreadable =
-        |e: std::io::Error| TableError::Invalid(format!("{}: {e}", fit.source.display()));
-    let mut source = tokio::fs::File::open(&fit.source).await.map_err(unreadable)?;
+    let unreadable = |e: std::io::Error| TableError::Invalid(format!("{}: {e}", source.display()));
+    let size = data_end + footer.len() as u64;
+    let mut source = tokio::fs::File::open(source).await.map_err(unreadable)?;
     let mut out = table.file_io().new_output(location)?.writer().await?;
-    let mut left = fit.data_end;
+    let mut left = data_end;
     while left > 0 {
         let mut chunk = vec![0; COPY_CHUNK.min(left as usize)];
         source.read_exact(&mut chunk).await.map_err(unreadable)?;
         left -= chunk.len() as u64;
         out.write(Bytes::from(chunk)).await?;
     }
-    out.write(Bytes::from(fit.footer.clone())).await?;
+    out.write(Bytes::from(footer)).await?;
     out.close().await?;
-    Ok(fit.data_end + fit.footer.len() as u64)
+    Ok(size)
 }
 
 /// What to do with the file at `path`.
 fn fit(metadata: &TableMetadata, path: &Path) -> Result<Plan, TableError> {
     let unreadable = |e: std::io::Error| TableError::Invalid(format!("{}: {e}", path.display()));
-    let mut file = File::open(path).map_err(unreadable)?;
+    let file = File::open(path).map_err(unreadable)?;
     // Page indexes and bloom filters stay where they are, in the copied bytes, and so do the
     // offsets to them that the column chunks carry; reading them here would write them again.
-    let parquet = ParquetMetaDataReader::new()
-        .with_page_index_policy(PageIndexPolicy::Skip)
-        .parse_and_finish(&file)?;
-    let length = file.metadata().map_err(unreadable)?.len();
-    let mut tail = [0u8; 8];
-    file.seek(SeekFrom::End(-8)).map_err(unreadable)?;
-    file.read_exact(&mut tail).map_err(unreadable)?;
-    let footer_length = FooterTail::try_from(tail)?.metadata_length();
-    let data_end = length - 8 - footer_length as u64;
+    let mut reader = ParquetMetaDataReader::new().with_page_index_policy(PageIndexPolicy::Skip);
+    reader.try_parse(&file)?;
+    // The footer: the metadata, its length and the closing magic.
+    let footer_size = reader.metadata_size().ok_or_else(|| {
+        TableError::Invalid(format!("{}: the Parquet footer's size is unknown", path.display()))
+    })? as u64;
+    let parquet = reader.finish()?;
+    let data_end = file.metadata().map_err(unreadable)?.len() - footer_size;
 
     if parquet.file_metadata().num_rows() == 0 {
         return Ok(Plan::Empty);
