@@ -62,6 +62,11 @@ use lakeward::time::now_micros;
 use lakeward::versions::DagVersions;
 use lakeward::worker::{Worker, WorkerOptions};
 
+/// The allocator the `lakeward` binary runs with (`src/main.rs`), so that allocation-heavy
+/// steps (decoding, metadata JSON) cost here what they cost in the product.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
