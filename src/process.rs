@@ -100,6 +100,47 @@ pub fn release_free_memory() {
     // SAFETY: mi_collect takes no pointers and only touches mimalloc's own bookkeeping,
     // which is thread-safe; it is harmless when mimalloc is not the global allocator.
     unsafe { libmimalloc_sys::mi_collect(true) }
+    page_out_executable();
+}
+
+/// Hands back the pages of this executable's own file that work brought in: the code and
+/// read-only data of the data engines (Polars, Parquet, Iceberg) a job ran, about 70 MB after
+/// the e-commerce DAG, which the kernel would otherwise count as this process's for good.
+/// They are clean copies of the file, so nothing is lost: the next job reads back the pages it
+/// runs. Linux only (`MADV_PAGEOUT`, 5.4 and later); elsewhere, or when refused, nothing
+/// happens.
+fn page_out_executable() {
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(exe) = std::fs::read_link("/proc/self/exe") else { return };
+        let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return };
+        for (start, end) in file_mappings(&maps, &exe.to_string_lossy()) {
+            // SAFETY: the range is a whole mapping of this process, backed by a file it does
+            // not write; paging it out only drops clean pages, which fault back in from the
+            // file when touched. An error (an old kernel) leaves the pages where they are.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT);
+            }
+        }
+    }
+}
+
+/// The address ranges of `/proc/self/maps` lines that map `path` without write access.
+fn file_mappings(maps: &str, path: &str) -> Vec<(usize, usize)> {
+    maps.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let range = fields.next()?;
+            let permissions = fields.next()?;
+            // offset, device, inode, then the path (which may contain spaces).
+            let mapped = fields.skip(3).collect::<Vec<_>>().join(" ");
+            if mapped != path || permissions.contains('w') {
+                return None;
+            }
+            let (start, end) = range.split_once('-')?;
+            Some((usize::from_str_radix(start, 16).ok()?, usize::from_str_radix(end, 16).ok()?))
+        })
+        .collect()
 }
 
 /// A unique id for a scheduler or worker process: `host:pid:kind:nonce`.
@@ -204,6 +245,38 @@ where
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_executable_s_read_only_mappings_are_found() {
+        let maps = "\
+55d0c0000000-55d0c1000000 r--p 00000000 fd:01 42 /opt/lake ward/bin/lakeward
+55d0c1000000-55d0c9000000 r-xp 01000000 fd:01 42 /opt/lake ward/bin/lakeward
+55d0c9000000-55d0c9100000 rw-p 09000000 fd:01 42 /opt/lake ward/bin/lakeward
+55d0c9100000-55d0c9200000 rw-p 00000000 00:00 0 [heap]
+7f0000000000-7f0000100000 r-xp 00000000 fd:01 7 /usr/lib/libc.so.6
+";
+        let found = super::file_mappings(maps, "/opt/lake ward/bin/lakeward");
+        assert_eq!(
+            found,
+            vec![(0x55d0c0000000, 0x55d0c1000000), (0x55d0c1000000, 0x55d0c9000000)]
+        );
+    }
+
+    /// Resident pages of files mapped by this process, from `/proc/self/status`.
+    fn resident_file_kb() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("RssFile:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn released_memory_includes_the_executable_s_pages() {
+        let before = resident_file_kb();
+        super::release_free_memory();
+        let after = resident_file_kb();
+        // What is left is the pages touched since, and the shared libraries'.
+        assert!(after < before, "resident file pages {before} kB before, {after} kB after");
+    }
+
     #[test]
     fn usage_reads_this_process() {
         let before = super::usage().expect("/proc is there on Linux");
