@@ -3,7 +3,7 @@
 //! starts tasks: every task is owned ([`spawn_owned`], [`blocking`], [`blocking_producer`]), the
 //! only places that spawn (`clippy.toml` forbids bare `tokio::spawn` elsewhere), and what it
 //! uses of the machine ([`usage`]: memory, CPU time, threads, open files, from `/proc`;
-//! [`release_free_memory`] to give freed memory back).
+//! [`release_free_memory`] to give freed memory and idle code pages back).
 //! It builds nothing and knows no scheduler or worker: they depend on it.
 
 use tokio::sync::watch;
