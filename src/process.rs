@@ -255,10 +255,7 @@ mod tests {
 7f0000000000-7f0000100000 r-xp 00000000 fd:01 7 /usr/lib/libc.so.6
 ";
         let found = super::file_mappings(maps, "/opt/lake ward/bin/lakeward");
-        assert_eq!(
-            found,
-            vec![(0x55d0c0000000, 0x55d0c1000000), (0x55d0c1000000, 0x55d0c9000000)]
-        );
+        assert_eq!(found, vec![(0x55d0c0000000, 0x55d0c1000000), (0x55d0c1000000, 0x55d0c9000000)]);
     }
 
     /// Resident pages of files mapped by this process, from `/proc/self/status`.
