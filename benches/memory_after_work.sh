@@ -19,11 +19,15 @@ pid=$!
 sleep 1
 echo "started: $(rss)"
 db="$work/home/lakeward.db"
-until [ "$(sqlite3 -cmd ".timeout 5000" "file:$db?mode=ro" \
-    "SELECT count(*) FROM dag_runs WHERE state IN ('success', 'failed')" 2>/dev/null || echo 0)" -ge 1 ]; do
-    kill -0 "$pid" || { tail "$work/err.log"; exit 1; }
-    sleep 0.2
-done
+# Waits until N runs have ended (exits if standalone died).
+wait_for_runs() {
+    until [ "$(sqlite3 -cmd ".timeout 5000" "file:$db?mode=ro" \
+        "SELECT count(*) FROM dag_runs WHERE state IN ('success', 'failed')" 2>/dev/null || echo 0)" -ge "$1" ]; do
+        kill -0 "$pid" || { tail "$work/err.log"; exit 1; }
+        sleep 0.2
+    done
+}
+wait_for_runs 1
 echo "run ended ($(sqlite3 "file:$db?mode=ro" "SELECT state FROM dag_runs")): $(rss), peak $(awk '/VmHWM/ {printf "%.0f MB", $2 / 1024}' "/proc/$pid/status")"
 for t in 10 20 30 40 50 60; do
     sleep 10
@@ -31,11 +35,7 @@ for t in 10 20 30 40 50 60; do
 done
 grep -E "^(Rss|Anonymous|Shared_Clean|Private_Clean)" "/proc/$pid/smaps_rollup" | tr -s ' ' | paste -sd ' '
 LAKEWARD_HOME="$work/home" LAKEWARD_DAGS_FOLDER="$work/dags" "$bin" dags trigger ecommerce_etl > /dev/null
-until [ "$(sqlite3 -cmd ".timeout 5000" "file:$db?mode=ro" \
-    "SELECT count(*) FROM dag_runs WHERE state IN ('success', 'failed')" 2>/dev/null || echo 0)" -ge 2 ]; do
-    kill -0 "$pid" || { tail "$work/err.log"; exit 1; }
-    sleep 0.2
-done
+wait_for_runs 2
 echo "run durations (first, then the one triggered after the idle minute):"
 sqlite3 "file:$db?mode=ro" \
     "SELECT run_id || ': ' || state || ', ' || printf('%.2f s', (ended_at - started_at) / 1e6) FROM dag_runs ORDER BY started_at"
