@@ -151,8 +151,8 @@ impl Job for Ingest {
                     Err(e) => problems.push(format!("table `{name}`: {e}")),
                     Ok(f) if !table.incremental && !f.is_column() => problems.push(format!(
                         "table `{name}`: `partition_by` lays out the output dataset and takes \
-                             column names (`{}`), not `{field}`: a transform belongs to the \
-                             Iceberg table (the `iceberg` task's `partition_by`)",
+                         column names (`{}`), not `{field}`: a transform belongs to the \
+                         Iceberg table (the `iceberg` task's `partition_by`)",
                         f.column
                     )),
                     Ok(_) => {}
