@@ -4,7 +4,9 @@
 //! - **throughput**: `LAKEWARD_BENCH_EVENTS` (default 3,000,000) simulated web-log events of
 //!   about 300 bytes are produced to a 3-partition topic first, then ingested by tries of up to
 //!   1,000,000 records each; reports events/s over the tries' durations and the peak RSS of this
-//!   process while ingesting (VmHWM, reset after producing).
+//!   process while ingesting (VmHWM, reset after producing). `LAKEWARD_BENCH_COMPRESSION`
+//!   (`zstd`, `lz4`, …; default `none`) compresses the produced batches: with `zstd`, the
+//!   75,000,000 events of a 5-minute run at 250,000/s fit an in-memory broker.
 //! - **freshness**: a producer thread sends 10,000 events/s (paced, event time = send time)
 //!   for `LAKEWARD_BENCH_SECONDS` (default 60) while a `@continuous` DAG ingests with
 //!   `max_wait = "1s"`; each row is visible from the end of the try that read it (a try's
@@ -19,6 +21,10 @@
 //!   `LAKEWARD_BENCH_COMMITS` appends of 1,000 decoded events through the table writer, each
 //!   with an offsets-like summary property and the condition `kafka_ingest` puts on it, with
 //!   compaction and snapshot expiry every 600; reports the first and last 60 commit times.
+//! - **decode** (no broker needed): `LAKEWARD_BENCH_EVENTS` simulated web-log messages, made
+//!   first, decoded into record batches of 64k rows as `kafka_ingest` decodes them, on one
+//!   thread; reports records/s and µs a record (the part of a try that is not the broker's or
+//!   the writer's).
 //! - **window** (issue 15, no broker needed): `LAKEWARD_BENCH_WINDOW_EVENTS` (default
 //!   5,000,000) simulated web-log events are decoded as `kafka_ingest` does and appended to a
 //!   bronze table (hour-partitioned) in commits of 500,000; the speed layer's per-endpoint
@@ -56,7 +62,7 @@ use lakeward::scheduler::{Scheduler, SchedulerOptions};
 use lakeward::simulate::{Profile, Simulation, Simulator};
 use lakeward::store::{dags, runs, tasks, DagRecord, Store, TaskInstanceRow};
 use lakeward::stream::decode::{Decoder, RowSpec, UnknownFields};
-use lakeward::stream::produce::Limits;
+use lakeward::stream::produce::{Compression, Limits};
 use lakeward::stream::{ensure_topic, Brokers};
 use lakeward::time::now_micros;
 use lakeward::versions::DagVersions;
@@ -229,6 +235,7 @@ fn web_logs(topic: &str, count: u64, rate: f64, seed: u64, anomaly_rate: f64) ->
         }),
         rate,
         limits: Limits { count: Some(count), duration: None, paced: rate > 0.0 },
+        compression: Compression::None,
     }
 }
 
@@ -307,6 +314,7 @@ fn latency_speed() -> String {
 
 async fn throughput(bench: &Bench) {
     let events = env_number("LAKEWARD_BENCH_EVENTS", 3_000_000);
+    let compression = std::env::var("LAKEWARD_BENCH_COMPRESSION").unwrap_or("none".into());
     let topic = topic("throughput");
     let brokers = Brokers::new(&bench.brokers).unwrap();
     ensure_topic(&brokers, &topic, 3).await.unwrap();
@@ -316,6 +324,7 @@ async fn throughput(bench: &Bench) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_lakeward"))
         .args(["produce", "--topic", &topic, "--rate", "0", "--seed", "1", "--late-share", "0"])
         .args(["--count", &events.to_string(), "--brokers", brokers.as_str()])
+        .args(["--compression", &compression])
         .env_clear()
         .env("LAKEWARD_HOME", home.path())
         .output()
@@ -503,6 +512,40 @@ fn web_log_spec() -> Arc<RowSpec> {
         unknown_fields: UnknownFields::Keep,
         max_message_bytes: 1 << 20,
     })
+}
+
+fn decode() {
+    let count = env_number("LAKEWARD_BENCH_EVENTS", 3_000_000);
+    let mut simulator = Simulator::new(Simulation {
+        profile: Profile::WebLogs,
+        seed: 14,
+        rate: 10_000.0,
+        start: chrono::Utc::now(),
+        anomaly_rate: 0.01,
+        late_share: 0.05,
+        max_delay: Duration::from_secs(30),
+    });
+    let messages: Vec<String> = (0..count).map(|_| simulator.next_event().payload).collect();
+    let bytes: usize = messages.iter().map(String::len).sum();
+    let mut decoder = Decoder::new(web_log_spec());
+    let started = Instant::now();
+    let mut rows = 0;
+    for (offset, message) in messages.iter().enumerate() {
+        decoder.push(Some(message.as_bytes()), 0, offset as i64, now_micros()).unwrap();
+        if decoder.rows() == 64 * 1024 {
+            rows += decoder.finish().unwrap().num_rows();
+        }
+    }
+    rows += decoder.finish().unwrap().num_rows();
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(rows as u64, count);
+    println!(
+        "decode: {count} web-log messages ({:.0} bytes on average) in {seconds:.2} s: \
+         {:.0} records/s, {:.2} µs a record",
+        bytes as f64 / count as f64,
+        count as f64 / seconds,
+        seconds * 1e6 / count as f64
+    );
 }
 
 /// Appends `count` simulated web-log events to `table`, decoded as `kafka_ingest` decodes
@@ -708,6 +751,7 @@ fn main() {
                 "commits" => commits(&bench).await,
                 "window" => window(&bench).await,
                 "commit_cost" => commit_cost(&bench).await,
+                "decode" => decode(),
                 "anomaly_latency" => anomaly_latency(&bench).await,
                 other => panic!("unknown part `{other}`"),
             }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::config::Config;
 use crate::jobs::{ProducePlan, Source};
 use crate::simulate::{Profile, Simulation};
-use crate::stream::produce::Limits;
+use crate::stream::produce::{Compression, Limits};
 use crate::stream::Brokers;
 
 /// What `lakeward produce` was asked.
@@ -53,6 +53,9 @@ pub struct ProduceArgs {
     /// host:port,…; default `[kafka] brokers`.
     #[arg(long)]
     pub brokers: Option<String>,
+    /// How record batches are compressed.
+    #[arg(long, default_value = "none")]
+    pub compression: Compression,
 }
 
 pub async fn produce(config: Config, args: ProduceArgs) -> anyhow::Result<ExitCode> {
@@ -84,6 +87,7 @@ pub async fn produce(config: Config, args: ProduceArgs) -> anyhow::Result<ExitCo
         source,
         rate: args.rate,
         limits: Limits { count: args.count, duration: args.duration, paced: args.rate > 0.0 },
+        compression: args.compression,
     };
     let sent = plan.run(brokers, || false).await?;
     println!(

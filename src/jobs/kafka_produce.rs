@@ -12,7 +12,7 @@ use super::values::Templated;
 use super::{Job, JobContext, JobError, Stage};
 use crate::lake::check_relative;
 use crate::simulate::{Profile, Simulation, Simulator};
-use crate::stream::produce::{file_lines, json_files, send, Limits, Outgoing, Sent};
+use crate::stream::produce::{file_lines, json_files, send, Compression, Limits, Outgoing, Sent};
 use crate::stream::{ensure_topic, Brokers};
 use crate::time::parse_duration;
 
@@ -23,6 +23,7 @@ use crate::time::parse_duration;
 /// profile = "web_logs"      # connection_logs, sensors, or files (with `folder`)
 /// rate = 1000               # events per second; 0: as fast as the brokers take them
 /// duration = "1m"           # and/or count = 60000
+/// compression = "zstd"      # none (default), gzip, snappy, lz4
 /// ```
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +64,9 @@ pub struct KafkaProduceConfig {
     /// Partitions of the topic when this task creates it. Default 3.
     #[serde(default = "default_partitions")]
     pub partitions: i32,
+    /// How record batches are compressed. Default none.
+    #[serde(default)]
+    pub compression: Compression,
 }
 
 fn default_rate() -> Templated<f64> {
@@ -88,6 +92,7 @@ pub struct ProducePlan {
     pub source: Source,
     pub rate: f64,
     pub limits: Limits,
+    pub compression: Compression,
 }
 
 /// Where the events come from.
@@ -123,8 +128,11 @@ impl ProducePlan {
     ) -> Result<Sent, JobError> {
         ensure_topic(&brokers, &self.topic, self.partitions).await?;
         let messages = self.messages()?;
-        let (topic, limits) = (self.topic, self.limits);
-        super::blocking(move || Ok(send(&brokers, &topic, messages, limits, &cancelled)?)).await
+        let (topic, limits, compression) = (self.topic, self.limits, self.compression);
+        super::blocking(move || {
+            Ok(send(&brokers, &topic, messages, limits, compression, &cancelled)?)
+        })
+        .await
     }
 }
 
@@ -178,6 +186,7 @@ impl KafkaProduceConfig {
             source,
             rate,
             limits,
+            compression: self.compression,
         })
     }
 }

@@ -4,6 +4,7 @@
 //! fields when the policy says so). A message is checked in full before anything is appended,
 //! so a bad one never leaves half a row behind.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow_array::builder::{
@@ -170,11 +171,11 @@ pub fn dead_letter_batch(
     RecordBatch::try_new(dead_letter_schema(), columns)
 }
 
-/// One checked value of a row.
+/// One checked value of a row; text borrowed from the message where it needs no unescaping.
 #[derive(Debug)]
-enum Cell {
+enum Cell<'a> {
     Null,
-    Text(String),
+    Text(Cow<'a, str>),
     Integer(i64),
     Float(f64),
     Boolean(bool),
@@ -205,7 +206,7 @@ impl Column {
         }
     }
 
-    fn append(&mut self, cell: Cell) {
+    fn append(&mut self, cell: Cell<'_>) {
         match (self, cell) {
             (Column::Text(b), Cell::Text(v)) => b.append_value(v),
             (Column::Integer(b), Cell::Integer(v)) => b.append_value(v),
@@ -235,14 +236,14 @@ impl Column {
 }
 
 /// The value of `value` as a column of type `ty`, or what is wrong with it.
-fn cell(ty: ColumnType, value: Value) -> Result<Cell, String> {
+fn cell(ty: ColumnType, value: Value) -> Result<Cell<'static>, String> {
     let wrong = |value: &Value| {
         let shown: String = value.to_string().chars().take(60).collect();
         Err(format!("expected {}, got {shown}", ty.name()))
     };
     Ok(match (ty, value) {
         (_, Value::Null) => Cell::Null,
-        (ColumnType::String, Value::String(s)) => Cell::Text(s),
+        (ColumnType::String, Value::String(s)) => Cell::Text(Cow::Owned(s)),
         (ColumnType::Integer, Value::Number(n)) if n.is_i64() => {
             Cell::Integer(n.as_i64().unwrap_or(0))
         }
@@ -288,35 +289,118 @@ impl<'de> serde::Deserialize<'de> for RawObject<'de> {
 }
 
 /// The value of raw JSON `text` as a column of type `ty`; `None` when it is not plainly one.
-fn raw_cell(ty: ColumnType, text: &str) -> Option<Cell> {
+fn raw_cell(ty: ColumnType, text: &str) -> Option<Cell<'_>> {
     if text == "null" {
         return Some(Cell::Null);
     }
-    let string = || -> Option<String> {
-        if !text.starts_with('"') {
-            return None;
-        }
-        match serde_json::from_str::<&str>(text) {
-            Ok(plain) => Some(plain.to_string()),
-            Err(_) => serde_json::from_str::<String>(text).ok(),
-        }
-    };
     Some(match ty {
-        ColumnType::String => Cell::Text(string()?),
+        ColumnType::String => Cell::Text(raw_string(text)?),
         ColumnType::Integer => Cell::Integer(text.parse().ok()?),
         ColumnType::Float if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
             Cell::Float(text.parse().ok()?)
         }
         ColumnType::Boolean if text == "true" || text == "false" => Cell::Boolean(text == "true"),
         ColumnType::Date => {
-            let date = NaiveDate::parse_from_str(&string()?, "%Y-%m-%d").ok()?;
+            let date = NaiveDate::parse_from_str(&raw_string(text)?, "%Y-%m-%d").ok()?;
             Cell::Date((date - NaiveDate::default()).num_days() as i32)
         }
         ColumnType::Datetime => {
-            Cell::Micros(DateTime::parse_from_rfc3339(&string()?).ok()?.timestamp_micros())
+            let text = raw_string(text)?;
+            match rfc3339_micros(&text) {
+                Some(micros) => Cell::Micros(micros),
+                None => Cell::Micros(DateTime::parse_from_rfc3339(&text).ok()?.timestamp_micros()),
+            }
         }
         _ => return None,
     })
+}
+
+/// The string a raw JSON value holds, borrowed when it has no escapes; `None` when the value
+/// is not a string. (The value was validated when the message was read.)
+fn raw_string(text: &str) -> Option<Cow<'_, str>> {
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<String>(text).ok().map(Cow::Owned)
+}
+
+/// Microseconds since the epoch of an RFC 3339 time in its usual spelling,
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`; `None` for any other spelling (chrono then
+/// decides) or an impossible date. Sub-microsecond digits are cut, as chrono's are.
+fn rfc3339_micros(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+        return None;
+    }
+    if b[16] != b':' {
+        return None;
+    }
+    let digits = |from: usize, to: usize| -> Option<i64> {
+        b[from..to]
+            .iter()
+            .try_fold(0i64, |n, &c| c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0')))
+    };
+    let (year, month, day) = (digits(0, 4)?, digits(5, 7)?, digits(8, 10)?);
+    let (hour, minute, second) = (digits(11, 13)?, digits(14, 16)?, digits(17, 19)?);
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 59 {
+        return None; // a leap second among them: chrono's rules
+    }
+    let mut at = 19;
+    let mut micros = 0i64;
+    if b[at] == b'.' {
+        let end = at + 1 + b[at + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let fraction = &b[at + 1..end];
+        if fraction.is_empty() || fraction.len() > 9 {
+            return None;
+        }
+        for i in 0..6 {
+            micros = micros * 10 + fraction.get(i).map_or(0, |c| i64::from(c - b'0'));
+        }
+        at = end;
+    }
+    let offset_seconds = match &b[at..] {
+        [b'Z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (hours, minutes) = (digits(at + 1, at + 3)?, digits(at + 4, at + 6)?);
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let seconds = hours * 3600 + minutes * 60;
+            if *sign == b'-' {
+                -seconds
+            } else {
+                seconds
+            }
+        }
+        _ => return None,
+    };
+    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
+        - offset_seconds;
+    Some(seconds * 1_000_000 + micros)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 /// Builds record batches of rows from messages (see the module comment).
@@ -391,7 +475,7 @@ impl Decoder {
 
     /// The cells and `_extra` of a message, checked in full (parsed into JSON values), or
     /// why it cannot be a row.
-    fn checked_row(&self, payload: &[u8]) -> Result<(Vec<Cell>, Option<String>), String> {
+    fn checked_row(&self, payload: &[u8]) -> Result<(Vec<Cell<'static>>, Option<String>), String> {
         let mut object: Map<String, Value> = match serde_json::from_slice(payload) {
             Ok(Value::Object(object)) => object,
             Ok(other) => {
@@ -435,29 +519,30 @@ impl Decoder {
 
     /// The cells and `_extra` of a message read without copying it into JSON values; `None`
     /// when the message is not plainly a good row (then [`Decoder::checked_row`] decides).
-    fn fast_row(&self, payload: &[u8]) -> Option<(Vec<Cell>, Option<String>)> {
+    fn fast_row<'a>(&self, payload: &'a [u8]) -> Option<(Vec<Cell<'a>>, Option<String>)> {
         let RawObject(fields) = serde_json::from_slice(payload).ok()?;
-        let mut used = vec![false; fields.len()];
-        let mut cells = Vec::with_capacity(self.spec.columns.len());
-        for (name, ty) in &self.spec.columns {
-            let found = fields.iter().rposition(|(key, _)| key == name);
-            let cell = match found {
+        let columns = &self.spec.columns;
+        let mut found: Vec<Option<&RawValue>> = vec![None; columns.len()];
+        let mut unknown: Vec<(&str, &RawValue)> = Vec::new();
+        for (key, value) in fields {
+            match columns.iter().position(|(name, _)| name == key) {
+                // A duplicate key: let the full parse decide.
+                Some(i) if found[i].replace(value).is_some() => return None,
+                Some(_) => {}
+                None => unknown.push((key, value)),
+            }
+        }
+        let mut cells = Vec::with_capacity(columns.len());
+        for ((name, ty), value) in columns.iter().zip(found) {
+            let cell = match value {
                 None => Cell::Null,
-                Some(i) => {
-                    if fields[..i].iter().any(|(key, _)| key == name) {
-                        return None; // a duplicate key: let the full parse decide
-                    }
-                    used[i] = true;
-                    raw_cell(*ty, fields[i].1.get())?
-                }
+                Some(value) => raw_cell(*ty, value.get())?,
             };
             if matches!(cell, Cell::Null) && *name == self.spec.event_time {
                 return None;
             }
             cells.push(cell);
         }
-        let mut unknown: Vec<&(&str, &RawValue)> =
-            fields.iter().zip(&used).filter(|(_, used)| !**used).map(|(f, _)| f).collect();
         unknown.sort_by_key(|(key, _)| *key);
         if unknown.windows(2).any(|pair| pair[0].0 == pair[1].0) {
             return None;
@@ -602,6 +687,49 @@ mod tests {
             "[1]".to_string(),
         ] {
             assert!(decoder.fast_row(doubtful.as_bytes()).is_none(), "{doubtful}");
+        }
+    }
+
+    #[test]
+    fn the_usual_rfc3339_spelling_is_read_as_chrono_reads_it() {
+        let mut texts = vec![
+            "2026-11-26T10:00:00Z".to_string(),
+            "2026-11-26T10:00:00.250+01:00".to_string(),
+            "1969-12-31T23:59:59.999999999Z".to_string(),
+            "0001-01-01T00:00:00-23:59".to_string(),
+            "2024-02-29T12:30:45.1-05:30".to_string(),
+            "2400-02-29T00:00:00.123456789+00:00".to_string(),
+        ];
+        // A spread of dates, fractions and offsets.
+        for i in 0..5_000i64 {
+            let (year, month, day) = (1900 + i * 37 % 600, 1 + i % 12, 1 + i * 7 % 31);
+            let fraction = [".5", "", ".123", ".000001", ".98765432"][(i % 5) as usize];
+            let offset = ["Z", "+05:45", "-11:00", "+00:00"][(i % 4) as usize];
+            let (h, m, s) = (i % 24, i * 13 % 60, i * 29 % 60);
+            texts.push(format!(
+                "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}{fraction}{offset}"
+            ));
+        }
+        let mut read = 0;
+        for text in &texts {
+            let chrono = DateTime::parse_from_rfc3339(text).map(|t| t.timestamp_micros());
+            match rfc3339_micros(text) {
+                Some(micros) => {
+                    assert_eq!(Ok(micros), chrono, "{text}");
+                    read += 1;
+                }
+                // Left to chrono: only days a month does not have.
+                None => assert!(chrono.is_err(), "{text} was left to chrono"),
+            }
+        }
+        assert!(read > 4_000, "{read}");
+        // Other spellings are left to chrono, which reads them.
+        for other in ["2026-11-26t10:00:00z", "2026-11-26 10:00:00Z", "2026-06-30T23:59:60Z"] {
+            assert_eq!(rfc3339_micros(other), None, "{other}");
+            assert!(DateTime::parse_from_rfc3339(other).is_ok(), "{other}");
+        }
+        for bad in ["2026-11-26T10:00:00", "2026-13-01T00:00:00Z", "2026-11-26T10:00:00.Z"] {
+            assert_eq!(rfc3339_micros(bad), None, "{bad}");
         }
     }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Brokers, StreamError};
 
@@ -32,6 +32,52 @@ pub struct Limits {
     pub duration: Option<Duration>,
     /// Send each message when it is due; else as fast as the brokers take them.
     pub paced: bool,
+}
+
+/// How the producer compresses its record batches (librdkafka's `compression.codec`). Every
+/// consumer of lakeward reads all of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// Kafka's default.
+    #[default]
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    /// About a tenth of the bytes for web logs, for a little more CPU on each side.
+    Zstd,
+}
+
+impl Compression {
+    const ALL: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Compression, String> {
+        Compression::ALL.into_iter().find(|c| c.as_str() == name).ok_or_else(|| {
+            let names: Vec<&str> = Compression::ALL.iter().map(|c| c.as_str()).collect();
+            format!("unknown compression `{name}`: expected one of {}", names.join(", "))
+        })
+    }
 }
 
 /// What a send did.
@@ -65,17 +111,19 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// Sends `events` to `topic` within `limits`; `cancelled` is checked as it goes. Blocking:
-/// run it on the blocking pool.
+/// Sends `events` to `topic` within `limits`, in batches compressed by `compression`;
+/// `cancelled` is checked as it goes. Blocking: run it on the blocking pool.
 pub fn send(
     brokers: &Brokers,
     topic: &str,
     events: impl Iterator<Item = Outgoing>,
     limits: Limits,
+    compression: Compression,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<Sent, StreamError> {
     let producer: BaseProducer<Deliveries> = brokers
         .client_config()
+        .set("compression.codec", compression.as_str())
         .set("linger.ms", "5")
         .set("batch.size", "1000000")
         .set("queue.buffering.max.messages", "500000")

@@ -17,13 +17,24 @@ use lakeward::jobs::{ProducePlan, Source};
 use lakeward::lake::tables::{ScanRequest, TableError, Tables, WriteMode};
 use lakeward::lake::Warehouse;
 use lakeward::simulate::{Profile, Simulation};
-use lakeward::stream::produce::Limits;
+use lakeward::stream::produce::{Compression, Limits};
 use lakeward::stream::{ensure_topic, Brokers, Marker};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 
 /// Sends `count` simulated web-log events with `seed` to `topic`, as fast as possible.
 pub(crate) async fn produce(brokers: &str, topic: &str, count: u64, seed: u64) {
+    produce_compressed(brokers, topic, count, seed, Compression::None).await
+}
+
+/// [`produce`], with the record batches compressed by `compression`.
+async fn produce_compressed(
+    brokers: &str,
+    topic: &str,
+    count: u64,
+    seed: u64,
+    compression: Compression,
+) {
     let plan = ProducePlan {
         topic: topic.to_string(),
         partitions: 3,
@@ -38,6 +49,7 @@ pub(crate) async fn produce(brokers: &str, topic: &str, count: u64, seed: u64) {
         }),
         rate: 0.0,
         limits: Limits { count: Some(count), duration: None, paced: false },
+        compression,
     };
     let sent = plan.run(Brokers::new(brokers).unwrap(), || false).await.unwrap();
     assert_eq!(sent.events, count);
@@ -214,6 +226,32 @@ async fn web_logs_are_ingested_exactly_once_and_bad_messages_become_dead_letters
     assert_eq!(value("lakeward_stream_dead_letters_total"), 5.0);
     let lags = samples.iter().filter(|s| s.name == "lakeward_stream_consumer_lag").count();
     assert_eq!(lags, 3, "one lag gauge per partition");
+    lake.harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_compressed_by_every_codec_are_read() {
+    let Some(brokers) = common::kafka() else { return };
+    let topic = unique_topic("compressed");
+    ensure_topic(&Brokers::new(&brokers).unwrap(), &topic, 3).await.unwrap();
+    let codecs = ["gzip", "snappy", "lz4", "zstd"];
+    for (seed, codec) in codecs.iter().enumerate() {
+        let compression = codec.parse().unwrap();
+        produce_compressed(&brokers, &topic, 500, 100 + seed as u64, compression).await;
+    }
+    assert!("brotli".parse::<Compression>().unwrap_err().contains("gzip, snappy, lz4, zstd"));
+
+    let db = common::sqlite();
+    let lake = lake(&db).await;
+    let ingest = lake.run(&ingest_dag(&brokers, &topic, "")).await;
+    assert_eq!(ingest.state, TaskState::Success, "{}", lake.harness.log_text(&ingest).await);
+    assert_eq!(
+        (ingest.outputs["rows"].as_u64(), ingest.outputs["dead_letters"].as_u64()),
+        (Some(2_000), Some(0))
+    );
+    let data = lake.scan("bronze.web_logs").await;
+    let ids: BTreeSet<String> = strings(&data, "event_id").into_iter().collect();
+    assert_eq!((rows(&data), ids.len()), (2_000, 2_000));
     lake.harness.stop().await;
 }
 
