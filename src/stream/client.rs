@@ -96,7 +96,7 @@ impl Brokers {
             // When a fetch leaves more queued than that (one fetch of compressed batches can
             // hold ten times its size), librdkafka waits this long before it fetches again:
             // 1 s by default, which cut a zstd topic's read to 127,000 records/s; at 10 ms,
-            // 340,000-390,000 (`LAKEWARD_BENCH_COMPRESSION=zstd`).
+            // 320,000-390,000 (`LAKEWARD_BENCH_COMPRESSION=zstd`).
             .set("fetch.queue.backoff.ms", "10")
             // Bigger fetches: fewer round trips when a stream has a backlog.
             .set("max.partition.fetch.bytes", "8388608")
