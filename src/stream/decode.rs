@@ -330,10 +330,8 @@ fn raw_string(text: &str) -> Option<Cow<'_, str>> {
 /// decides) or an impossible date. Sub-microsecond digits are cut, as chrono's are.
 fn rfc3339_micros(text: &str) -> Option<i64> {
     let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
-        return None;
-    }
-    if b[16] != b':' {
+    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if b.len() < 20 || separators.iter().any(|&(at, c)| b[at] != c) {
         return None;
     }
     let digits = |from: usize, to: usize| -> Option<i64> {
