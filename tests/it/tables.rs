@@ -654,6 +654,13 @@ async fn frequent_appends_merge_their_manifests() {
         manifests.entries().len()
     );
     assert_eq!(lake.rows("bronze.orders", None).await, 3 * appends);
+    // Each manifest carries the sequence number of the snapshot that added it (appends reuse
+    // the manifests of the list the previous commit wrote).
+    for manifest in manifests.entries() {
+        let added = table.metadata().snapshot_by_id(manifest.added_snapshot_id).unwrap();
+        assert_eq!(manifest.sequence_number, added.sequence_number());
+        assert!((1..=manifest.sequence_number).contains(&manifest.min_sequence_number));
+    }
     let history = lake.tables.history("bronze.orders").await.unwrap();
     assert!(history.iter().all(|s| s.operation == "append"), "merging is still an append");
     // Before the merge, across it, and after it, a reader following appends sees each append's

@@ -16,6 +16,7 @@ use iceberg_catalog_rest::{CommitTableRequest, CommitTableResponse, ErrorRespons
 use reqwest::StatusCode;
 use serde::Deserialize;
 
+use super::metadata_file::MetadataFiles;
 use super::TableError;
 use crate::store::catalog;
 use crate::store::Store;
@@ -44,8 +45,8 @@ impl std::fmt::Debug for CatalogConfig {
 
 /// Where a table's metadata changes are published.
 pub(super) enum Publisher {
-    /// Our own database holds the SQL catalog.
-    Sql(Store),
+    /// Our own database holds the SQL catalog; this process writes the metadata files.
+    Sql(Store, MetadataFiles),
     Rest(RestCommits),
 }
 
@@ -57,7 +58,9 @@ impl Publisher {
         updates: Vec<TableUpdate>,
     ) -> Result<(), TableError> {
         match self {
-            Publisher::Sql(store) => publish_to_database(store, table, updates).await.map(|_| ()),
+            Publisher::Sql(store, files) => {
+                publish_to_database(store, files, table, updates).await.map(|_| ())
+            }
             Publisher::Rest(rest) => rest.commit(table, updates).await,
         }
     }
@@ -67,6 +70,7 @@ impl Publisher {
 /// and swaps it in; returns the new file's location and the metadata.
 pub(super) async fn publish_to_database(
     store: &Store,
+    files: &MetadataFiles,
     table: &Table,
     updates: Vec<TableUpdate>,
 ) -> Result<(String, TableMetadata), TableError> {
@@ -80,9 +84,13 @@ pub(super) async fn publish_to_database(
     for update in updates {
         builder = update.apply(builder)?;
     }
-    let metadata = builder.build()?.metadata;
+    let built = builder.build()?;
     let next = MetadataLocation::from_str(current)?.with_next_version();
-    metadata.write_to(table.file_io(), &next).await?;
+    match files.encode(current, &built, &next.to_string())? {
+        Some(bytes) => table.file_io().new_output(next.to_string())?.write(bytes.into()).await?,
+        None => built.metadata.write_to(table.file_io(), &next).await?,
+    }
+    let metadata = built.metadata;
     let ident = table.identifier();
     let next = next.to_string();
     let swapped = catalog::swap_table_metadata(
@@ -212,7 +220,7 @@ impl super::Tables {
         requirements: &[TableRequirement],
         updates: Vec<TableUpdate>,
     ) -> Result<(String, TableMetadata), TableError> {
-        let Publisher::Sql(store) = &self.publisher else {
+        let Publisher::Sql(store, files) = &self.publisher else {
             return Err(TableError::Catalog(
                 "this lakeward keeps its tables in a REST catalog ([catalog] uri): commit there"
                     .into(),
@@ -228,6 +236,6 @@ impl super::Tables {
                 reason: e.message().to_string(),
             })?;
         }
-        publish_to_database(store, &table, updates).await
+        publish_to_database(store, files, &table, updates).await
     }
 }

@@ -1,19 +1,23 @@
 //! Snapshot commits of our own: append, overwrite, replace-partitions and compaction's replace
 //! (iceberg-rust 0.10 only offers append). An append keeps the current manifests and adds one
-//! for the new files, until the table has [`MERGE_MANIFESTS_AT`] manifests: then it merges them
-//! (as Iceberg's `commit.manifest-merge.enabled` does), so a stream's frequent appends do not
-//! grow every later commit's manifest list. A commit that removes files, or merges, rewrites the
-//! live entries into one manifest (new files `added`, kept files `existing`, removed files
-//! `deleted`). Then a manifest list and
-//! the snapshot is published to the catalog (see `catalog`); a writer that lost the race gets
-//! [`TableError::Conflict`] and [`super::Tables::promote`] retries on top of the new metadata.
+//! for the new files, until [`MERGE_MANIFESTS_AT`] such small manifests piled up: then it
+//! merges them into one (as Iceberg's `commit.manifest-merge.enabled` does), and it merges
+//! everything once as many merged manifests piled up, so a stream's frequent appends grow
+//! neither every later commit's manifest list nor what a merge rewrites. A commit that removes
+//! files, or merges, rewrites the live entries into one manifest (new files `added`, kept files
+//! `existing`, removed files `deleted`). Then a manifest list and the snapshot is published to
+//! the catalog (see `catalog`); a writer that lost the race gets [`TableError::Conflict`] and
+//! [`super::Tables::promote`] retries on top of the new metadata. The manifests and appended
+//! entries of the latest commit of each table are kept in memory ([`RecentCommits`]): an
+//! append reads nothing back that this process wrote.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use iceberg::spec::{
-    DataFile, ManifestContentType, ManifestEntryRef, ManifestFile, ManifestListWriter,
-    ManifestWriterBuilder, Operation, Snapshot, SnapshotReference, SnapshotRetention, Struct,
-    Summary, MAIN_BRANCH,
+    DataFile, FormatVersion, ManifestContentType, ManifestEntry, ManifestEntryRef, ManifestFile,
+    ManifestListWriter, ManifestStatus, ManifestWriterBuilder, Operation, Snapshot,
+    SnapshotReference, SnapshotRetention, Struct, Summary, MAIN_BRANCH, UNASSIGNED_SEQUENCE_NUMBER,
 };
 use iceberg::table::Table;
 use iceberg::TableUpdate;
@@ -56,12 +60,54 @@ pub(super) async fn live_entries(
         return Ok((Vec::new(), Vec::new()));
     };
     let list = table.manifest_list_reader(snapshot).load().await?;
+    let entries = entries_of(table, list.entries(), None).await?;
+    Ok((list.entries().to_vec(), entries))
+}
+
+/// The live entries of `manifests`: those this process's appends wrote from `recent`, the
+/// others read.
+async fn entries_of(
+    table: &Table,
+    manifests: &[ManifestFile],
+    recent: Option<&Recent>,
+) -> Result<Vec<ManifestEntryRef>, TableError> {
     let mut entries = Vec::new();
-    for manifest in list.entries() {
+    for manifest in manifests {
+        if let Some(known) = recent.and_then(|r| r.appended.get(&manifest.manifest_path)) {
+            entries.extend(known.iter().cloned());
+            continue;
+        }
         let loaded = manifest.load_manifest(table.file_io()).await?;
         entries.extend(loaded.entries().iter().filter(|e| e.is_alive()).cloned());
     }
-    Ok((list.entries().to_vec(), entries))
+    Ok(entries)
+}
+
+/// What this process's latest commit of each table (by the table's location) wrote, so that
+/// the next append neither reads back the manifest list nor, when it merges, the manifests
+/// appends wrote.
+#[derive(Default)]
+pub(super) struct RecentCommits(Mutex<HashMap<String, Recent>>);
+
+struct Recent {
+    /// The manifest list, and the manifests it holds.
+    list: String,
+    manifests: Vec<ManifestFile>,
+    /// The entries of the manifests appends wrote, by manifest path.
+    appended: HashMap<String, Vec<ManifestEntryRef>>,
+}
+
+impl RecentCommits {
+    /// What the commit that wrote manifest list `list` of `table` left, if this process made it.
+    fn take(&self, table: &str, list: &str) -> Option<Recent> {
+        let mut recent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        recent.remove(table).filter(|r| r.list == list)
+    }
+
+    fn put(&self, table: &str, commit: Recent) {
+        let mut recent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        recent.insert(table.to_string(), commit);
+    }
 }
 
 /// The manifests of the table's current snapshot.
@@ -69,6 +115,32 @@ async fn current_manifests(table: &Table) -> Result<Vec<ManifestFile>, TableErro
     let Some(snapshot) = table.metadata().current_snapshot() else { return Ok(Vec::new()) };
     let list = table.manifest_list_reader(snapshot).load().await?;
     Ok(list.entries().to_vec())
+}
+
+/// Which manifests an append rewrites into one, if any. Appends leave a small manifest each;
+/// once there are [`MERGE_MANIFESTS_AT`] of them they are merged, and merged manifests are
+/// left as they are until there are as many of those, when everything is merged: a merge
+/// rewrites about a hundred appends' files, not the table's. Tables with delete manifests
+/// (another engine's) are left as they are.
+fn merge_plan(manifests: &[ManifestFile]) -> Option<fn(&ManifestFile) -> bool> {
+    if !manifests.iter().all(|m| m.content == ManifestContentType::Data) {
+        return None;
+    }
+    let small = manifests.iter().filter(|m| is_small(m)).count();
+    if manifests.len() - small >= MERGE_MANIFESTS_AT {
+        Some(|_| true)
+    } else if small + 1 >= MERGE_MANIFESTS_AT {
+        Some(is_small)
+    } else {
+        None
+    }
+}
+
+/// A manifest of fewer files than a merge gathers: an append's own.
+fn is_small(manifest: &ManifestFile) -> bool {
+    let files =
+        manifest.added_files_count.unwrap_or(0) + manifest.existing_files_count.unwrap_or(0);
+    (files as usize) < MERGE_MANIFESTS_AT
 }
 
 /// Data files, records and bytes of the current snapshot as its summary states them (`None`
@@ -177,32 +249,46 @@ pub(super) async fn commit_change(
     let file_io = table.file_io();
     let snapshot_id = new_snapshot_id(table);
     let sequence_number = metadata.next_sequence_number();
-    // An append removes nothing: its totals come from the parent's summary, so it reads the
-    // manifest list but none of the manifests (a stream's commit stays cheap however many
-    // appends came before it).
-    let parent_totals = if operation == Operation::Append { parent_totals(table) } else { None };
-    let (mut manifests, mut live) = match parent_totals {
-        Some(_) => (current_manifests(table).await?, Vec::new()),
-        None => live_entries(table).await?,
+    let recent = match metadata.current_snapshot() {
+        Some(current) => tables.recent.take(metadata.location(), current.manifest_list()),
+        None => None,
     };
-    // Every hundredth append or so merges the manifests appends left.
-    // (Only data manifests: another engine's delete manifests are left as they are.)
-    let merge = parent_totals.is_some()
-        && manifests.len() + 1 >= MERGE_MANIFESTS_AT
-        && manifests.iter().all(|m| m.content == ManifestContentType::Data);
-    if merge {
-        (manifests, live) = live_entries(table).await?;
-    }
+    // An append removes nothing: its totals come from the parent's summary, so it reads the
+    // manifest list (unless this process wrote it) but none of the manifests, except every
+    // hundredth append or so, which merges the small manifests appends left.
+    let parent_totals = if operation == Operation::Append { parent_totals(table) } else { None };
+    // The manifests kept whatever happens; those whose live entries were read, which are
+    // rewritten if a file is removed (or the append merges them); and those entries.
+    let (untouched, read, live, merging) = match parent_totals {
+        None => {
+            let (manifests, live) = live_entries(table).await?;
+            (Vec::new(), manifests, live, false)
+        }
+        Some(_) => {
+            let manifests = match &recent {
+                Some(recent) => recent.manifests.clone(),
+                None => current_manifests(table).await?,
+            };
+            match merge_plan(&manifests) {
+                None => (manifests, Vec::new(), Vec::new(), false),
+                Some(merged) => {
+                    let (merged, kept): (Vec<_>, Vec<_>) = manifests.into_iter().partition(merged);
+                    let live = entries_of(table, &merged, recent.as_ref()).await?;
+                    (kept, merged, live, true)
+                }
+            }
+        }
+    };
     let (deleted, kept): (Vec<&ManifestEntryRef>, Vec<&ManifestEntryRef>) =
         live.iter().partition(|e| removes(e));
     // An append keeps the current manifests as they are (unless it merges them); any other
     // change rewrites the entries into one manifest: added, existing (kept) and deleted files.
-    let rewrite = merge || !deleted.is_empty();
+    let rewrite = merging || !deleted.is_empty();
     let unique = new_secret();
     let location = metadata.location().trim_end_matches('/');
-    let mut new_manifests: Vec<ManifestFile> = Vec::new();
+    let mut new_manifests: Vec<ManifestFile> = untouched;
     if !rewrite {
-        new_manifests.extend(manifests);
+        new_manifests.extend(read);
     }
     if !added.is_empty() || rewrite {
         let path = format!("{location}/metadata/{}-m0.avro", &unique[..32]);
@@ -235,6 +321,24 @@ pub(super) async fn commit_change(
         }
         new_manifests.push(writer.write_manifest_file().await?);
     }
+    // What the next append needs of this commit: the entries of the appends' own manifests.
+    let mut appended = match recent {
+        Some(recent) if !rewrite => recent.appended,
+        _ => HashMap::new(),
+    };
+    if !rewrite && !added.is_empty() {
+        let manifest = new_manifests.last().expect("the manifest of the added files");
+        let entries = added.iter().map(|file| {
+            Arc::new(ManifestEntry {
+                status: ManifestStatus::Added,
+                snapshot_id: Some(snapshot_id),
+                sequence_number: Some(sequence_number),
+                file_sequence_number: Some(sequence_number),
+                data_file: file.clone(),
+            })
+        });
+        appended.insert(manifest.manifest_path.clone(), entries.collect());
+    }
 
     let list_path = format!("{location}/metadata/snap-{snapshot_id}-1-{}.avro", &unique[..32]);
     let mut list = ManifestListWriter::v2(
@@ -243,8 +347,22 @@ pub(super) async fn commit_change(
         metadata.current_snapshot_id(),
         sequence_number,
     );
-    list.add_manifests(new_manifests.into_iter())?;
+    list.add_manifests(new_manifests.iter().cloned())?;
     list.close().await?;
+    if metadata.format_version() == FormatVersion::V2 {
+        // Kept for the next commit of this table (unused if this one loses a race), as the
+        // list holds them: the new manifest numbered with this snapshot.
+        for manifest in &mut new_manifests {
+            for number in [&mut manifest.sequence_number, &mut manifest.min_sequence_number] {
+                if *number == UNASSIGNED_SEQUENCE_NUMBER {
+                    *number = sequence_number;
+                }
+            }
+        }
+        appended.retain(|path, _| new_manifests.iter().any(|m| &m.manifest_path == path));
+        let commit = Recent { list: list_path.clone(), manifests: new_manifests, appended };
+        tables.recent.put(metadata.location(), commit);
+    }
 
     let count = |entries: &[&ManifestEntryRef]| -> (u64, u64, u64) {
         entries.iter().fold((0, 0, 0), |(files, rows, bytes), e| {

@@ -25,6 +25,7 @@ mod files;
 pub mod inspect;
 pub mod location;
 mod maintenance;
+mod metadata_file;
 mod orphans;
 mod partition;
 mod register;
@@ -167,6 +168,8 @@ pub struct Tables {
     confinement: Option<location::Confinement>,
     /// A local folder for files on their way into a table.
     scratch: PathBuf,
+    /// What this process's latest commit of each table wrote (see `commit`).
+    recent: commit::RecentCommits,
 }
 
 /// What one promotion did.
@@ -223,6 +226,7 @@ impl Tables {
                 publisher: catalog::Publisher::Rest(publisher),
                 confinement: None,
                 scratch,
+                recent: Default::default(),
             });
         }
         let root = tables_location(warehouse)?;
@@ -234,9 +238,10 @@ impl Tables {
             .await?;
         Ok(Tables {
             catalog: Box::new(catalog),
-            publisher: catalog::Publisher::Sql(store.clone()),
+            publisher: catalog::Publisher::Sql(store.clone(), Default::default()),
             confinement: Some(location::Confinement::new(root)),
             scratch,
+            recent: Default::default(),
         })
     }
 
