@@ -16,6 +16,7 @@ use crate::store::notifications::NewNotification;
 use crate::store::tasks;
 use crate::store::{display_id, ClaimedTask, RunRow, TaskOutcome};
 use crate::time::{from_micros, now_micros};
+use crate::versions::VersionError;
 
 /// Runs the try and returns how it ended, with the messages its `on_*` settings ask for; the
 /// worker loop records it (see `results`).
@@ -59,11 +60,11 @@ async fn prepare(worker: &Worker, claimed: &ClaimedTask) -> Result<Prepared, Job
         .await
         .map_err(|e| JobError::Failed(e.to_string()))?
         .ok_or_else(|| JobError::Config(format!("run {} no longer exists", claimed.run_pk)))?;
-    let dag = worker
-        .versions
-        .get(&run.dag_id, &run.version)
-        .await
-        .map_err(|e| JobError::Config(e.to_string()))?;
+    let dag = worker.versions.get(&run.dag_id, &run.version).await.map_err(|e| match e {
+        // The database did not answer: the next try may find it back.
+        VersionError::Store(e) => JobError::Failed(e.to_string()),
+        other => JobError::Config(other.to_string()),
+    })?;
     let task = dag.tasks.get(&claimed.task_id).cloned().ok_or_else(|| {
         JobError::Config(format!("DAG version {} has no task `{}`", run.version, claimed.task_id))
     })?;
