@@ -413,3 +413,48 @@ pub(super) async fn commit_change(
     tables.publish(table, updates).await?;
     Ok(snapshot_id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(files: u32) -> ManifestFile {
+        ManifestFile {
+            manifest_path: format!("m-{files}.avro"),
+            manifest_length: 1,
+            partition_spec_id: 0,
+            content: ManifestContentType::Data,
+            sequence_number: 1,
+            min_sequence_number: 1,
+            added_snapshot_id: 1,
+            added_files_count: Some(files),
+            existing_files_count: Some(0),
+            deleted_files_count: Some(0),
+            added_rows_count: Some(0),
+            existing_rows_count: Some(0),
+            deleted_rows_count: Some(0),
+            partitions: None,
+            key_metadata: None,
+            first_row_id: None,
+        }
+    }
+
+    fn many(count: usize, files: u32) -> Vec<ManifestFile> {
+        (0..count).map(|_| manifest(files)).collect()
+    }
+
+    #[test]
+    fn appends_merge_their_own_manifests_then_everything() {
+        assert!(merge_plan(&many(98, 1)).is_none(), "the 99th manifest is not merged yet");
+        // The append that would make the 100th small manifest merges the small ones only.
+        let plan = merge_plan(&[many(99, 1), many(3, 400)].concat()).expect("a merge");
+        assert!(plan(&manifest(1)) && !plan(&manifest(400)));
+        // Once merged manifests piled up as much, everything is merged.
+        let plan = merge_plan(&[many(100, 150), many(2, 1)].concat()).expect("a merge");
+        assert!(plan(&manifest(150)) && plan(&manifest(1)));
+        // A table with delete manifests (another engine's) is left as it is.
+        let mut deletes = many(150, 1);
+        deletes[0].content = ManifestContentType::Deletes;
+        assert!(merge_plan(&deletes).is_none());
+    }
+}
