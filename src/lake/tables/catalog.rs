@@ -85,14 +85,14 @@ pub(super) async fn publish_to_database(
         builder = update.apply(builder)?;
     }
     let built = builder.build()?;
-    let next = MetadataLocation::from_str(current)?.with_next_version();
-    match files.encode(current, &built, &next.to_string())? {
-        Some(bytes) => table.file_io().new_output(next.to_string())?.write(bytes.into()).await?,
-        None => built.metadata.write_to(table.file_io(), &next).await?,
+    let next_location = MetadataLocation::from_str(current)?.with_next_version();
+    let next = next_location.to_string();
+    match files.encode(current, &built, &next)? {
+        Some(bytes) => table.file_io().new_output(&next)?.write(bytes.into()).await?,
+        None => built.metadata.write_to(table.file_io(), &next_location).await?,
     }
     let metadata = built.metadata;
     let ident = table.identifier();
-    let next = next.to_string();
     let swapped = catalog::swap_table_metadata(
         store.write(),
         super::CATALOG_NAME,

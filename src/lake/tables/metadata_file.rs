@@ -12,6 +12,7 @@
 //! file, or a table this process has not written just before (another writer committed
 //! since) goes through it, and a test compares both encodings. This module writes no file.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -167,13 +168,25 @@ impl Members {
         key: &str,
         items: impl Iterator<Item = T>,
     ) -> Result<(), TableError> {
+        self.list(key, items, |out, item| {
+            serde_json::to_writer(out, &item).map_err(encoding_failed)
+        })
+    }
+
+    /// `"key":[…]`, each item written by `write`.
+    fn list<T>(
+        &mut self,
+        key: &str,
+        items: impl Iterator<Item = T>,
+        mut write: impl FnMut(&mut Vec<u8>, T) -> Result<(), TableError>,
+    ) -> Result<(), TableError> {
         self.key(key);
         self.out.push(b'[');
         for (i, item) in items.enumerate() {
             if i > 0 {
                 self.out.push(b',');
             }
-            serde_json::to_writer(&mut self.out, &item).map_err(encoding_failed)?;
+            write(&mut self.out, item)?;
         }
         self.out.push(b']');
         Ok(())
@@ -221,23 +234,14 @@ fn encode_v2(
         m.array("partition-statistics", metadata.partition_statistics_iter())?;
     }
     if kept > 0 {
-        m.key("snapshots");
-        m.out.push(b'[');
-        for (i, snapshot) in metadata.snapshots().enumerate() {
-            if i > 0 {
-                m.out.push(b',');
-            }
-            let json = match snapshots.get(&snapshot.snapshot_id()) {
-                Some(json) => json.clone(),
-                None => {
-                    let json = snapshot_json(snapshot)?;
-                    snapshots.insert(snapshot.snapshot_id(), json.clone());
-                    json
-                }
+        m.list("snapshots", metadata.snapshots(), |out, snapshot| {
+            let json = match snapshots.entry(snapshot.snapshot_id()) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(new) => new.insert(snapshot_json(snapshot)?),
             };
-            m.out.extend_from_slice(json.as_bytes());
-        }
-        m.out.push(b']');
+            out.extend_from_slice(json.as_bytes());
+            Ok(())
+        })?;
     }
     m.out.push(b'}');
     Ok(m.out)
