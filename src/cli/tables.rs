@@ -190,9 +190,11 @@ pub async fn expire(
     let done =
         tables.expire_snapshots(name, crate::time::millis_ago(older_than), retain_last).await?;
     println!(
-        "expired {} snapshots, deleted {} files no remaining snapshot uses",
+        "expired {} snapshots, deleted {} files no remaining snapshot uses and {} old metadata \
+         files",
         done.expired_snapshots.len(),
-        done.deleted_files
+        done.deleted_files,
+        done.deleted_metadata_files
     );
     let orphans =
         tables.remove_orphan_files(name, crate::time::millis_ago(orphans_older_than)).await?;

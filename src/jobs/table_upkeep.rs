@@ -114,9 +114,11 @@ impl Job for ExpireSnapshots {
             let orphans =
                 tables.remove_orphan_files(name, crate::time::millis_ago(orphan_age)).await?;
             ctx.log.info(format!(
-                "{name}: expired {} snapshots, deleted {} files and {} orphan files",
+                "{name}: expired {} snapshots, deleted {} files, {} old metadata files and {} \
+                 orphan files",
                 done.expired_snapshots.len(),
                 done.deleted_files,
+                done.deleted_metadata_files,
                 orphans.deleted_files
             ));
             outputs.insert(name.clone(), Vacuumed { expiry: done, orphans });

@@ -342,6 +342,84 @@ async fn compaction_and_expiry_keep_the_data_and_drop_only_unreferenced_files() 
     }
 }
 
+/// Every commit writes a metadata file holding every kept snapshot; expiry deletes those
+/// older than its age that the metadata log no longer lists, and keeps everything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_deletes_old_metadata_files_the_log_no_longer_lists() {
+    use lakeward::lake::tables::Alteration;
+    let db = common::sqlite();
+    let lake = lake(&db).await;
+    let promote = |round: u32| {
+        write_orders(&lake.warehouse, "bronze/orders", 0..1, 2, f64::from(round));
+        lake.promote("bronze.orders", "bronze/orders", &[], WriteMode::Append)
+    };
+    promote(0).await;
+    let log_length = Alteration::SetProperty {
+        key: "write.metadata.previous-versions-max".to_string(),
+        value: "2".to_string(),
+    };
+    lake.tables.alter("bronze.orders", &log_length).await.unwrap();
+    for round in 1..6 {
+        promote(round).await;
+    }
+    let metadata_dir = lake.warehouse.root().join("iceberg/bronze/orders/metadata");
+    let metadata_files = || {
+        let mut names: Vec<String> = walk(&metadata_dir)
+            .into_iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".metadata.json"))
+            .collect();
+        names.sort();
+        names
+    };
+    let written = metadata_files();
+    assert_eq!(
+        written.len(),
+        8,
+        "the table's creation, the first append, the property, five appends: {written:?}"
+    );
+
+    // Nothing is older than an hour: every file stays.
+    let hour_ago = chrono::Utc::now().timestamp_millis() - 3_600_000;
+    let kept = lake.tables.expire_snapshots("bronze.orders", hour_ago, 1).await.unwrap();
+    assert_eq!((kept.expired_snapshots.len(), kept.deleted_metadata_files), (0, 0));
+    assert_eq!(metadata_files(), written);
+
+    // A file newer than the current one (another writer's, not yet swapped in) is never
+    // touched, however old it looks.
+    let in_flight = metadata_dir.join("99999-in-flight.metadata.json");
+    std::fs::write(&in_flight, "{}").unwrap();
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(7_200);
+    std::fs::File::options().write(true).open(&in_flight).unwrap().set_modified(long_ago).unwrap();
+
+    // Old enough: only the current file and the two the log lists are left, and the table
+    // still reads (nothing else expired: every snapshot is kept).
+    let all_old = chrono::Utc::now().timestamp_millis() + 1_000;
+    let done = lake.tables.expire_snapshots("bronze.orders", all_old, 100).await.unwrap();
+    assert_eq!((done.expired_snapshots.len(), done.deleted_metadata_files), (0, 5));
+    assert!(in_flight.exists(), "a newer file is another writer's");
+    std::fs::remove_file(&in_flight).unwrap();
+    assert_eq!(metadata_files(), written[5..], "the newest three");
+    let scan = lake.tables.scan("bronze.orders", &ScanRequest::default()).await.unwrap();
+    assert_eq!(rows(&scan.batches), 12);
+
+    // An expiry that commits keeps the file it replaced (the new file's log names it).
+    promote(6).await;
+    let done = lake.tables.expire_snapshots("bronze.orders", all_old + 1_000, 1).await.unwrap();
+    assert_eq!(done.expired_snapshots.len(), 6);
+    let left = metadata_files();
+    assert_eq!(
+        left.len(),
+        4,
+        "the expiry's file, the one it replaced and the two before: {left:?}"
+    );
+    assert_eq!(
+        rows(&lake.tables.scan("bronze.orders", &ScanRequest::default()).await.unwrap().batches),
+        14
+    );
+    lake.store.close().await;
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     let mut pending = vec![dir.to_path_buf()];

@@ -1,8 +1,9 @@
 //! Table upkeep: compaction (many small data files of a partition rewritten into few large
 //! ones, as one `replace` snapshot that changes no row) and snapshot expiry (old snapshots
-//! dropped, then the files only they referenced deleted). Expiry deletes only files inside the
-//! table's own location that no snapshot of any table in the catalog still references, so a
-//! crafted commit cannot turn it against another table.
+//! dropped, then the files only they referenced deleted, and the metadata files older than
+//! the same age that the table's metadata log no longer lists). Expiry deletes only files
+//! inside the table's own location that no snapshot of any table in the catalog still
+//! references, so a crafted commit cannot turn it against another table.
 
 use std::collections::{HashMap, HashSet};
 
@@ -32,6 +33,8 @@ pub struct Compaction {
 pub struct Expiry {
     pub expired_snapshots: Vec<i64>,
     pub deleted_files: usize,
+    /// Metadata JSON files (one per commit, each holding every kept snapshot) deleted.
+    pub deleted_metadata_files: usize,
 }
 
 impl Tables {
@@ -85,7 +88,8 @@ impl Tables {
 
     /// Drops snapshots older than `older_than_ms` (always keeping the current one and the
     /// `retain_last` newest), then deletes the manifest lists, manifests and data files that
-    /// no remaining snapshot references.
+    /// no remaining snapshot references, and the metadata files older than `older_than_ms`
+    /// that neither are the current one nor are in its metadata log.
     pub async fn expire_snapshots(
         &self,
         name: &str,
@@ -104,7 +108,12 @@ impl Tables {
             .map(|s| s.snapshot_id())
             .collect();
         if expired.is_empty() {
-            return Ok(Expiry { expired_snapshots: Vec::new(), deleted_files: 0 });
+            let deleted_metadata_files = delete_old_metadata_files(&table, older_than_ms).await?;
+            return Ok(Expiry {
+                expired_snapshots: Vec::new(),
+                deleted_files: 0,
+                deleted_metadata_files,
+            });
         }
         let (kept_files, expired_files) = {
             let mut kept = HashSet::new();
@@ -137,7 +146,13 @@ impl Tables {
         for path in &candidates {
             table.file_io().delete(path).await?;
         }
-        Ok(Expiry { expired_snapshots: expired, deleted_files: candidates.len() })
+        // The file just published is newer than `table`'s current one, which its log lists.
+        let deleted_metadata_files = delete_old_metadata_files(&table, older_than_ms).await?;
+        Ok(Expiry {
+            expired_snapshots: expired,
+            deleted_files: candidates.len(),
+            deleted_metadata_files,
+        })
     }
 
     /// Those of `paths` that a snapshot of another table than `name` references.
@@ -158,6 +173,42 @@ impl Tables {
         }
         Ok(found)
     }
+}
+
+/// Deletes the metadata files of `table` last modified before `older_than_ms` that are older
+/// than its current one (by the version their name starts with) and not in its metadata log
+/// (which the writer trims to `write.metadata.previous-versions-max`, 100 by default). A file
+/// newer than `table`'s current one (the one expiry just published, or another writer's) is
+/// never touched. A stream committing every second writes a file a second, each holding
+/// every kept snapshot: without this they pile up at megabytes a second. A file this old
+/// names only snapshots as old as those expiry drops; data-aware scheduling that reads one
+/// after it is gone (a `min_interval` longer than the age) records the run's triggers by
+/// metadata file instead of by snapshot.
+async fn delete_old_metadata_files(table: &Table, older_than_ms: i64) -> Result<usize, TableError> {
+    let metadata = table.metadata();
+    let Some(current) = table.metadata_location().and_then(metadata_version) else {
+        return Ok(0);
+    };
+    let logged: HashSet<&str> =
+        metadata.metadata_log().iter().map(|entry| entry.metadata_file.as_str()).collect();
+    let folder = format!("{}/metadata", metadata.location().trim_end_matches('/'));
+    let mut deleted = 0;
+    for file in super::orphans::list_files(&folder).await? {
+        let superseded = metadata_version(&file.path).is_some_and(|version| version < current);
+        if superseded && file.modified_ms < older_than_ms && !logged.contains(file.path.as_str()) {
+            table.file_io().delete(&file.path).await?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+/// The version a metadata file's name starts with (`00042-<uuid>.metadata.json`), if it is
+/// one.
+fn metadata_version(path: &str) -> Option<u64> {
+    let name = path.rsplit('/').next()?.strip_suffix(".metadata.json")?;
+    let (version, _) = name.split_once('-')?;
+    version.parse().ok()
 }
 
 /// Every file a snapshot needs: its manifest list, its manifests and their live data files.

@@ -5,8 +5,8 @@
 //!
 //! Only files older than a safety age are removed, so the data files of a commit still in
 //! progress (written before its snapshot exists) are never touched; only files inside the
-//! table's own location, never metadata JSON files (the table's history), and never a file
-//! another table of the catalog references.
+//! table's own location, never metadata JSON files (expiry deletes those, by its own age),
+//! and never a file another table of the catalog references.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -28,10 +28,10 @@ pub struct OrphanRemoval {
 }
 
 /// A file found under a table's location.
-struct Stored {
-    path: String,
-    bytes: u64,
-    modified_ms: i64,
+pub(super) struct Stored {
+    pub path: String,
+    pub bytes: u64,
+    pub modified_ms: i64,
 }
 
 impl Tables {
@@ -86,7 +86,7 @@ impl Tables {
 
 /// Every file under `location`, named as Iceberg names them there (`file://…`, a bare path,
 /// or `s3://bucket/…`).
-async fn list_files(location: &str) -> Result<Vec<Stored>, TableError> {
+pub(super) async fn list_files(location: &str) -> Result<Vec<Stored>, TableError> {
     if let Some(rest) = location.strip_prefix("s3://").or_else(|| location.strip_prefix("s3a://")) {
         let scheme = &location[..location.len() - rest.len()];
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
