@@ -562,7 +562,12 @@ async fn db_clean_deletes_only_old_finished_runs_in_batches() {
                 .await
                 .unwrap();
         assert_eq!(deleted, 5, "{}", db.backend);
-        assert_eq!(batches, [2, 4, 5], "batches of two");
+        // Batches never exceed the size asked for; a slow delete (a loaded machine) makes
+        // them smaller, so only the bound and the total are fixed.
+        let sizes: Vec<u64> =
+            batches.iter().scan(0, |before, &n| Some(n - std::mem::replace(before, n))).collect();
+        assert!(sizes.iter().all(|&n| (1..=2).contains(&n)), "batches of two: {batches:?}");
+        assert_eq!(batches.last(), Some(&5), "{batches:?}");
         assert!(runs::by_pk(h.store.read(), runs[0].pk).await.unwrap().is_none());
         assert!(tasks::get(h.store.read(), runs[0].pk, "say", -1).await.unwrap().is_none());
         assert!(logs::read(h.store.read(), ti.id, None, 0, 10).await.unwrap().is_empty());
