@@ -108,6 +108,7 @@ pub fn read(
     let consumer = brokers.consumer(&request.group)?;
     let partitions = chosen_partitions(request, &consumer)?;
     let mut progress: BTreeMap<i32, PartitionRead> = BTreeMap::new();
+    let mut starts: BTreeMap<i32, Start> = BTreeMap::new();
     let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
     let mut assignment = TopicPartitionList::new();
     for &partition in &partitions {
@@ -136,6 +137,7 @@ pub fn read(
             lag: 0,
         };
         progress.insert(partition, read);
+        starts.insert(partition, Start::new(from, low));
         ends.insert(partition, high);
     }
     consumer.assign(&assignment).map_err(|e| brokers.error(e))?;
@@ -188,10 +190,23 @@ pub fn read(
             Some(Ok(message)) => message,
         };
         let (partition, offset) = (message.partition(), message.offset());
-        let Some(read) = progress.get_mut(&partition) else { continue };
+        let (Some(read), Some(start)) = (progress.get_mut(&partition), starts.get_mut(&partition))
+        else {
+            continue;
+        };
         if offset < read.to {
+            start.confirmed = true;
             continue;
         }
+        if offset > read.to && !start.confirmed {
+            if let Some(earlier) = start.rewind(read.to) {
+                consumer
+                    .seek(topic, partition, Offset::Offset(earlier), METADATA_TIMEOUT)
+                    .map_err(|e| brokers.error(e))?;
+                continue;
+            }
+        }
+        start.confirmed = true;
         // Offsets a broker leaves out (transaction markers, compacted records).
         read.skipped += (offset - read.to) as u64;
         let decoding = Instant::now();
@@ -233,6 +248,41 @@ pub fn read(
     };
     let partitions = progress.into_values().collect();
     Ok(ReadOutcome { partitions, dead_letters, marker, rows, time })
+}
+
+/// Whether a partition's read is known to have begun where it asked. A broker may answer a
+/// fetch from inside a record batch with the batches after it (tansu 0.6 does), which would
+/// skip the rest of that batch: a read that stopped inside a batch (at its record limit)
+/// would lose records on the next one. So when the first record is past where the read
+/// asked to start, the read fetches again from further back (skipping what it already has)
+/// until a record at or before the start shows nothing was skipped, or the partition's
+/// first offset shows the gap is real (transaction markers, compaction).
+#[derive(Debug)]
+struct Start {
+    /// The partition's first offset.
+    low: i64,
+    confirmed: bool,
+    /// How far back the last refetch went.
+    lookback: i64,
+    reached_low: bool,
+}
+
+impl Start {
+    fn new(from: i64, low: i64) -> Start {
+        Start { low, confirmed: from <= low, lookback: 0, reached_low: false }
+    }
+
+    /// Where to fetch from again, when the first record came after `from`: 1,024 records
+    /// back, then eight times further each time; `None` once the first offset was tried.
+    fn rewind(&mut self, from: i64) -> Option<i64> {
+        if self.reached_low {
+            return None;
+        }
+        self.lookback = (self.lookback * 8).max(1024);
+        let earlier = from.saturating_sub(self.lookback).max(self.low);
+        self.reached_low = earlier == self.low;
+        Some(earlier)
+    }
 }
 
 /// The partitions a request reads, checked against the topic's.
@@ -288,4 +338,20 @@ fn true_end(
         wait = SETTLE;
     }
     Ok(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Start;
+
+    #[test]
+    fn a_start_inside_a_batch_is_refetched_from_further_back_down_to_the_first_offset() {
+        let mut start = Start::new(100_000, 90_000);
+        assert!(!start.confirmed);
+        assert_eq!(start.rewind(100_000), Some(98_976));
+        assert_eq!(start.rewind(100_000), Some(91_808));
+        assert_eq!(start.rewind(100_000), Some(90_000), "never before the first offset");
+        assert_eq!(start.rewind(100_000), None, "from there, the gap is real");
+        assert!(Start::new(5, 5).confirmed, "a read from the first offset skips nothing");
+    }
 }
