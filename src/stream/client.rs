@@ -90,16 +90,22 @@ impl Brokers {
             // How long a broker may hold a fetch that finds no data. Kafka answers as soon as
             // it has data; tansu 0.6 holds every fetch this long (its fetch loop sleeps before
             // it checks what it found), so with 100 ms a backlog read got 145,000 records/s
-            // from it and with 50 ms 215,000-240,000 (`cargo bench --bench streaming`).
-            .set("fetch.wait.max.ms", "50")
+            // from it, with 50 ms 215,000-240,000, and with 20 ms and 2 MB fetches 258,000
+            // (`cargo bench --bench streaming`). An idle stream costs a fetch per 20 ms.
+            .set("fetch.wait.max.ms", "20")
             .set("queued.max.messages.kbytes", "16384")
             // When a fetch leaves more queued than that (one fetch of compressed batches can
             // hold ten times its size), librdkafka waits this long before it fetches again:
             // 1 s by default, which cut a zstd topic's read to 127,000 records/s; at 10 ms,
             // 320,000-390,000 (`LAKEWARD_BENCH_COMPRESSION=zstd`).
             .set("fetch.queue.backoff.ms", "10")
-            // Bigger fetches: fewer round trips when a stream has a backlog.
-            .set("max.partition.fetch.bytes", "8388608")
+            // A fetch is decompressed whole on arrival: its size in compressed bytes bounds
+            // the memory a compressed topic takes. With 8 MB per partition a zstd stream's C
+            // heap reached 160 MB (5M events, `LAKEWARD_BENCH_COMPRESSION=zstd`); with these
+            // 80-95 MB, at the same throughput. (Kafka's own consumer defaults to 1 MB per
+            // partition.)
+            .set("fetch.max.bytes", "2097152")
+            .set("max.partition.fetch.bytes", "1048576")
             .create()
             .map_err(|e| self.error(e))
     }

@@ -508,7 +508,11 @@ async fn a_read_that_starts_inside_a_record_batch_gets_the_rest_of_it() {
     let outcome = tokio::task::spawn_blocking(move || {
         let mut decoder = Decoder::new(std::sync::Arc::new(spec));
         let mut batches = Vec::new();
-        let outcome = read(&request, &mut decoder, &mut |b| Ok(batches.push(b)), &|| false);
+        let mut keep = |batch| {
+            batches.push(batch);
+            Ok(())
+        };
+        let outcome = read(&request, &mut decoder, &mut keep, &|| false);
         (outcome.unwrap(), batches)
     });
     let (outcome, batches) = outcome.await.unwrap();

@@ -399,7 +399,7 @@ impl Tables {
     ) -> Result<TableWriter<'_>, TableError> {
         let target = self.target(name, schema, partition_by).await?;
         let data =
-            write::DataWriter::new(&target.table, &data_file_prefix(), write::STREAM_HELD_ROWS)
+            write::DataWriter::new(&target.table, &data_file_prefix(), write::Buffering::STREAM)
                 .await?;
         Ok(TableWriter { tables: self, name: name.to_string(), target, data })
     }

@@ -153,21 +153,33 @@ async fn stream_file(
     Ok(receiver)
 }
 
-/// Data files are zstd-compressed at its fastest level (Iceberg's default codec): files about a
-/// third of the uncompressed size, for little CPU.
-/// Rows of a dataset promotion held back per write to gather them by partition.
-pub const PROMOTION_HELD_ROWS: usize = 2 * 1024 * 1024;
-/// The same for rows streamed in by a caller (bounded memory matters more there).
-pub const STREAM_HELD_ROWS: usize = 256 * 1024;
+/// How much of a write is held in memory: rows held back to gather them by partition, and the
+/// rows of a row group (each open partition file holds one until it is written).
+#[derive(Debug, Clone, Copy)]
+pub struct Buffering {
+    pub held_rows: usize,
+    pub row_group_rows: usize,
+}
 
-fn writer_properties() -> WriterProperties {
-    let level = ZstdLevel::try_new(1).expect("1 is a valid zstd level");
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(level))
-        // A row group is held in memory until written: 256k rows bounds what each open
-        // partition file costs.
-        .set_max_row_group_row_count(Some(256 * 1024))
-        .build()
+impl Buffering {
+    /// A dataset promotion: large batches, for fewer and larger writes.
+    pub const PROMOTION: Buffering =
+        Buffering { held_rows: 2 * 1024 * 1024, row_group_rows: 256 * 1024 };
+    /// Rows streamed in by a caller (a Kafka ingest), where bounded memory matters more: with
+    /// 256k rows held and 256k-row groups a Kafka ingest peaked at 250-280 MB uncompressed and
+    /// 290-340 MB from a zstd topic; with these at 180-200 MB and 266-273 MB, at the same
+    /// throughput (`LAKEWARD_BENCH_PARTS=throughput cargo bench --bench streaming`).
+    pub const STREAM: Buffering = Buffering { held_rows: 64 * 1024, row_group_rows: 128 * 1024 };
+
+    /// Data files are zstd-compressed at its fastest level (Iceberg's default codec): files
+    /// about a third of the uncompressed size, for little CPU.
+    fn writer_properties(self) -> WriterProperties {
+        let level = ZstdLevel::try_new(1).expect("1 is a valid zstd level");
+        WriterProperties::builder()
+            .set_compression(Compression::ZSTD(level))
+            .set_max_row_group_row_count(Some(self.row_group_rows))
+            .build()
+    }
 }
 
 /// What a write produced: data files not yet committed, and their row count.
@@ -190,7 +202,7 @@ pub async fn write_data_files(
     files: &[Source],
     prefix: &str,
 ) -> Result<Written, TableError> {
-    let mut writer = DataWriter::new(table, prefix, PROMOTION_HELD_ROWS).await?;
+    let mut writer = DataWriter::new(table, prefix, Buffering::PROMOTION).await?;
     for source in files {
         let parts =
             stream_file(table, source, writer.arrow_schema.clone(), writer.splitter.clone());
@@ -218,12 +230,12 @@ type Builder =
     DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
 impl DataWriter {
-    /// A writer of data files named `prefix-…` for `table`, holding up to `held_rows` rows
-    /// back to gather them per partition (memory against fewer, larger writes).
+    /// A writer of data files named `prefix-…` for `table`, holding as much in memory as
+    /// `buffering` says (memory against fewer, larger writes).
     pub async fn new(
         table: &Table,
         prefix: &str,
-        held_rows: usize,
+        buffering: Buffering,
     ) -> Result<DataWriter, TableError> {
         let metadata = table.metadata();
         let schema = metadata.current_schema().clone();
@@ -231,7 +243,7 @@ impl DataWriter {
         let spec = metadata.default_partition_spec().clone();
         let builder =
             DataFileWriterBuilder::new(RollingFileWriterBuilder::new_with_default_file_size(
-                ParquetWriterBuilder::new(writer_properties(), schema.clone()),
+                ParquetWriterBuilder::new(buffering.writer_properties(), schema.clone()),
                 table.file_io().clone(),
                 DefaultLocationGenerator::new(metadata)?,
                 DefaultFileNameGenerator::new(prefix.to_string(), None, DataFileFormat::Parquet),
@@ -250,7 +262,7 @@ impl DataWriter {
             splitter,
             fanout,
             single,
-            gather: Gather::new(held_rows),
+            gather: Gather::new(buffering.held_rows),
             rows: 0,
         })
     }
