@@ -102,7 +102,7 @@ impl Brokers {
             // A fetch is decompressed whole on arrival: its size in compressed bytes bounds
             // the memory a compressed topic takes. With 8 MB per partition a zstd stream's C
             // heap reached 160 MB (5M events, `LAKEWARD_BENCH_COMPRESSION=zstd`); with these
-            // 80-95 MB, at the same throughput. (Kafka's own consumer defaults to 1 MB per
+            // 88-116 MB, at the same throughput. (Kafka's own consumer defaults to 1 MB per
             // partition.)
             .set("fetch.max.bytes", "2097152")
             .set("max.partition.fetch.bytes", "1048576")
