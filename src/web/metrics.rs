@@ -151,6 +151,14 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
             let n = counter.load(std::sync::atomic::Ordering::Relaxed);
             let _ = writeln!(out, "lakeward_sql_queries_total{{outcome=\"{outcome}\"}} {n}");
         }
+        header(
+            &mut out,
+            "lakeward_sql_queries_running",
+            "gauge",
+            "SQL console queries whose engine is at work (a cancelled one until it stops).",
+        );
+        let running = o.running.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = writeln!(out, "lakeward_sql_queries_running {running}");
     }
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response())
 }

@@ -120,6 +120,8 @@ pub struct Outcomes {
     pub timed_out: AtomicU64,
     /// Dropped before they ended: the client went away.
     pub cancelled: AtomicU64,
+    /// Queries whose engine is still at work (a cancelled one until it has stopped).
+    pub running: AtomicU64,
 }
 
 /// Counts a query as cancelled unless it ends first.
@@ -201,13 +203,16 @@ impl Console {
             let planned = sources::plan(&self.warehouse, &self.tables, &bound.sources).await?;
             let (inputs, sources): (Vec<_>, Vec<_>) = planned.into_iter().unzip();
             let frames = sources::open(&self.warehouse, inputs).await?;
+            let cancel = execute::Cancel::default();
             let mut context = QueryContext::new();
             for (source, frame) in bound.sources.iter().zip(frames) {
-                context.register(&source.bound_as, frame);
+                context.register(&source.bound_as, cancel.guard(frame));
             }
             let frame = context.execute(&bound.sql)?;
             let limit = IdxSize::try_from(cap).unwrap_or(IdxSize::MAX).saturating_add(1);
-            let frame = execute::collect(frame.limit(limit)).await?;
+            let engine = execute::Engine::for_query(bound.aggregates_distinct);
+            let frame =
+                execute::collect(frame.limit(limit), engine, cancel, &self.outcomes).await?;
             let truncated = frame.height() > cap;
             let frame = if truncated { frame.head(Some(cap)) } else { frame };
             Ok::<Answer, QueryError>(Answer { frame, truncated, sources, elapsed: Duration::ZERO })

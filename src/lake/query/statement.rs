@@ -15,8 +15,8 @@ use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, Ident, ObjectName, Query, Select, SetExpr, Statement, TableAlias,
-    TableFactor, UnaryOperator, Value, VisitMut, VisitorMut,
+    BinaryOperator, DuplicateTreatment, Expr, FunctionArguments, Ident, ObjectName, Query, Select,
+    SetExpr, Statement, TableAlias, TableFactor, UnaryOperator, Value, VisitMut, VisitorMut,
 };
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::{Parser, ParserError, ParserOptions};
@@ -30,6 +30,8 @@ use crate::lake::tables::Comparison;
 pub struct Bound {
     pub sql: String,
     pub sources: Vec<Source>,
+    /// The query has an aggregate over distinct values (`COUNT(DISTINCT x)`).
+    pub aggregates_distinct: bool,
 }
 
 /// One reference to the lake in a query.
@@ -96,7 +98,11 @@ pub fn bind(sql: &str) -> Result<Bound, QueryError> {
             column: location.1,
         });
     }
-    Ok(Bound { sql: statement.to_string(), sources: binder.sources })
+    Ok(Bound {
+        sql: statement.to_string(),
+        sources: binder.sources,
+        aggregates_distinct: binder.aggregates_distinct,
+    })
 }
 
 /// A parser error with its position: the one it names (`… at Line: 1, Column: 15`), or the end
@@ -216,6 +222,7 @@ struct Binder {
     /// the reference's last name part.
     comparisons: HashMap<Position, Vec<Comparison>>,
     sources: Vec<Source>,
+    aggregates_distinct: bool,
 }
 
 impl VisitorMut for Binder {
@@ -258,6 +265,16 @@ impl VisitorMut for Binder {
                 .map(|(_, c)| c.clone())
                 .collect();
             self.comparisons.insert(position(&last.span.start), mine);
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<QueryError> {
+        if let Expr::Function(function) = expr {
+            if let FunctionArguments::List(list) = &function.args {
+                self.aggregates_distinct |=
+                    matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct));
+            }
         }
         ControlFlow::Continue(())
     }
@@ -489,5 +506,18 @@ mod tests {
             Err(QueryError::Syntax { line, column, .. }) => assert_eq!((line, column), (2, 22)),
             other => panic!("expected a syntax error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn aggregates_over_distinct_values_are_noticed_anywhere_in_the_query() {
+        let distinct = |sql: &str| bind(sql).unwrap().aggregates_distinct;
+        assert!(distinct(
+            "SELECT state, COUNT(DISTINCT customer_id) FROM bronze.orders GROUP BY 1"
+        ));
+        assert!(distinct(
+            "WITH d AS (SELECT SUM(DISTINCT quantity) AS q FROM bronze.orders) SELECT q + 1 FROM d"
+        ));
+        assert!(!distinct("SELECT COUNT(*), SUM(quantity) FROM bronze.orders"));
+        assert!(!distinct("SELECT DISTINCT state FROM bronze.orders"), "not an aggregate");
     }
 }
