@@ -717,7 +717,7 @@ async fn commits(bench: &Bench) {
 
 fn main() {
     // As the `lakeward` binary starts (src/main.rs).
-    lakeward::process::limit_c_heap_arenas();
+    lakeward::process::limit_c_heap();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let configured = std::env::var("LAKEWARD_BENCH_KAFKA_BROKERS")

@@ -9,7 +9,7 @@ fn main() -> ExitCode {
     // First, before any thread starts: this process may be a shell task's supervisor.
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     lakeward::jobs::supervise::run_if_asked(&args);
-    lakeward::process::limit_c_heap_arenas();
+    lakeward::process::limit_c_heap();
     // Still this very executable if the file is replaced while it runs.
     let binary = std::path::PathBuf::from("/proc/self/exe");
     if binary.exists() {
