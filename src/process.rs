@@ -112,10 +112,13 @@ pub fn limit_c_heap() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: mallopt only sets tunables of glibc's allocator; it takes no pointers.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 1) == 1
-                && libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024) == 1
-        }
+        let (one_heap, fixed_threshold) = unsafe {
+            (
+                libc::mallopt(libc::M_ARENA_MAX, 1) == 1,
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024) == 1,
+            )
+        };
+        one_heap && fixed_threshold
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
@@ -298,8 +301,21 @@ mod tests {
 
     #[test]
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    fn glibc_takes_the_heap_limit() {
+    fn glibc_keeps_mapping_large_blocks_on_their_own_once_limited() {
         assert!(super::limit_c_heap());
+        // By default glibc would raise its threshold to this block's size when the first one
+        // is freed, and serve the next ones from its heap.
+        for _ in 0..3 {
+            // SAFETY: a block allocated and freed here, never read or written.
+            let mapped = unsafe {
+                let block = libc::malloc(1 << 20);
+                assert!(!block.is_null());
+                let mapped = libc::mallinfo2().hblkhd;
+                libc::free(block);
+                mapped
+            };
+            assert!(mapped >= 1 << 20, "a 1 MiB block came from the heap");
+        }
     }
 
     #[test]
