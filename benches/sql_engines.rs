@@ -1,5 +1,5 @@
 //! Polars' two engines on the gold queries of the e-commerce DAG (issue 16), in process, on the
-//! same silver files: what `lake::query::execute::Engine::for_query` chooses from. For each
+//! same silver files: what `lake::engine::Engine::for_query` chooses from. For each
 //! query: the time on each engine and both answers' column sums (they must agree).
 //!
 //! Usage: `LAKEWARD_BENCH_SILVER=<a silver/orders_enriched version folder> cargo bench --bench

@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use super::frame_json;
 use super::sql::{check_inputs, check_path, check_query, register_inputs};
 use super::{Job, JobContext, JobError, Quoting, Stage};
+use crate::lake::engine::{self, Engine};
 
 /// Fields of a `report` task.
 #[derive(Debug, Deserialize)]
@@ -61,7 +62,8 @@ impl Job for Report {
                 let fail = |e: polars::error::PolarsError| {
                     JobError::from(e).context(format!("metric `{name}`"))
                 };
-                let mut frame = sql.execute(query).map_err(fail)?.collect().map_err(fail)?;
+                let frame = sql.execute(query).map_err(fail)?;
+                let mut frame = engine::collect(frame, Engine::for_sql(query)).map_err(fail)?;
                 if frame.height() != 1 {
                     return Err(JobError::Failed(format!(
                         "metric `{name}` returned {} rows, expected 1",

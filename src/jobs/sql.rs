@@ -16,8 +16,9 @@
 //!
 //! A name with a slash is a dataset path; `namespace.table` names an Iceberg table, read at
 //! its current snapshot (recorded as the try's lineage); `if_missing = "skip"` skips the task
-//! while an input table does not exist yet. Outputs are computed first; then the
-//! table outputs commit (one snapshot each), then the dataset outputs are published together.
+//! while an input table does not exist yet. Outputs are computed first, each on the Polars
+//! engine [`crate::lake::engine`] picks for its query; then the table outputs commit (one
+//! snapshot each), then the dataset outputs are published together.
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::{Parser, ParserOptions};
 
 use super::{Job, JobContext, JobError, Lineage, Quoting, Stage};
+use crate::lake::engine::Engine;
 use crate::lake::sql_functions::QueryContext;
 use crate::lake::tables::{table_ident, PartitionField, SnapshotFiles, TableError, WriteMode};
 use crate::lake::{
@@ -178,18 +180,19 @@ impl Job for Sql {
                 let started = Instant::now();
                 let in_output = |e: JobError| e.context(name);
                 let frame = sql.execute(&output.query).map_err(|e| in_output(e.into()))?;
+                let engine = Engine::for_sql(&output.query);
                 let written = match Target::of(name) {
                     Target::Dataset(path) => {
                         let dataset = warehouse.dataset(path)?;
                         let (version, written) =
-                            write_parquet(frame, &dataset, &output.partition_by)
+                            write_parquet(frame, &dataset, &output.partition_by, engine)
                                 .map_err(|e| in_output(e.into()))?;
                         publication.add(version, written);
                         written
                     }
                     Target::Table(_) => {
                         let staging = Staging::new(&warehouse);
-                        let written = write_parquet_folder(frame, &staging.0)
+                        let written = write_parquet_folder(frame, &staging.0, engine)
                             .map_err(|e| in_output(e.into()))?;
                         staged.push((name.clone(), staging));
                         written

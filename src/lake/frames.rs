@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use polars::prelude::col;
 use polars::prelude::{
-    len, DataType, Engine, Expr, FileWriteFormat, IdxSize, LazyCsvReader, LazyFileListReader,
+    len, DataType, Expr, FileWriteFormat, IdxSize, IntoLazy, LazyCsvReader, LazyFileListReader,
     LazyFrame, LazyJsonLineReader, ParquetWriteOptions, ParquetWriter, PartitionStrategy,
     PlRefPath, ScanArgsParquet, SchemaRef, SinkDestination, SinkTarget, UnifiedSinkArgs,
 };
 use polars_buffer::Buffer;
 use serde::Deserialize;
 
+use super::engine::{collect_streaming, Engine};
 use super::{io, Dataset, LakeError, PendingVersion, Result};
 
 /// File formats the lake reads.
@@ -124,18 +125,20 @@ pub fn sink_parquet(
     dataset: &Dataset,
     partition_by: &[String],
 ) -> Result<Written> {
-    let (pending, written) = write_parquet(frame, dataset, partition_by)?;
+    let (pending, written) = write_parquet(frame, dataset, partition_by, Engine::Streaming)?;
     pending.commit()?;
     Ok(written)
 }
 
-/// Like [`sink_parquet`], but leaves the new version unpublished (see [`super::Publication`]).
+/// Like [`sink_parquet`], but leaves the new version unpublished (see [`super::Publication`]),
+/// and computes `frame` on `engine` (the in-memory one computes it whole before writing).
 pub fn write_parquet(
     frame: LazyFrame,
     dataset: &Dataset,
     partition_by: &[String],
+    engine: Engine,
 ) -> Result<(PendingVersion, Written)> {
-    let frame = widen_small_integers(frame, partition_by)?;
+    let frame = widen_small_integers(computed_on(frame, engine)?, partition_by)?;
     let pending = dataset.begin()?;
     if partition_by.is_empty() {
         write_file(frame, &pending.dir().join("part-0.parquet"))?;
@@ -186,9 +189,18 @@ pub fn scan_parquet_files(files: &[PathBuf]) -> Result<LazyFrame> {
 }
 
 /// Streams `frame` into `dir/part-0.parquet`, a folder of its own (staging for a table write).
-pub fn write_parquet_folder(frame: LazyFrame, dir: &Path) -> Result<Written> {
-    write_file(frame, &dir.join("part-0.parquet"))?;
+pub fn write_parquet_folder(frame: LazyFrame, dir: &Path, engine: Engine) -> Result<Written> {
+    write_file(computed_on(frame, engine)?, &dir.join("part-0.parquet"))?;
     measure(dir)
+}
+
+/// `frame` for the writers, which stream it: computed first when the in-memory engine is the
+/// faster one for it.
+fn computed_on(frame: LazyFrame, engine: Engine) -> Result<LazyFrame> {
+    Ok(match engine {
+        Engine::Streaming => frame,
+        Engine::InMemory => frame.collect()?.lazy(),
+    })
 }
 
 /// Streams `frame` into the Parquet file `file`; a plan Polars' streaming engine cannot run is
@@ -202,6 +214,7 @@ fn write_file(frame: LazyFrame, file: &Path) -> Result<()> {
     if let Some(done) = streaming(frame.clone().sink(destination, format, args)?) {
         return done;
     }
+    // The streaming engine rejected the plan: compute it in memory.
     let mut data = frame.collect()?;
     if let Some(parent) = file.parent() {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
@@ -211,11 +224,9 @@ fn write_file(frame: LazyFrame, file: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Runs a sink plan on Polars' streaming engine; `None` when the engine cannot run the plan
-/// (some it rejects by panicking, such as a cross join filtered by an inequality).
+/// Runs a sink plan on Polars' streaming engine; `None` when the engine rejects the plan.
 fn streaming(plan: LazyFrame) -> Option<Result<()>> {
-    let run = std::panic::AssertUnwindSafe(|| plan.collect_with_engine(Engine::Streaming));
-    std::panic::catch_unwind(run).ok().map(|done| done.map(|_| ()).map_err(LakeError::from))
+    collect_streaming(plan).map(|done| done.map(|_| ()).map_err(LakeError::from))
 }
 
 /// Polars cannot write 8- and 16-bit integers into partition paths (SQL's `EXTRACT(MONTH …)`
@@ -274,5 +285,26 @@ mod tests {
         let sum = back.lazy().select([col("amount").sum()]).collect().unwrap();
         let total = sum.column("amount").unwrap().get(0).unwrap().extract::<f64>().unwrap();
         assert_eq!(total, 6.5);
+    }
+
+    #[test]
+    fn both_engines_write_the_same_partitioned_version() {
+        let root = tempfile::tempdir().unwrap();
+        let warehouse = Warehouse::open(root.path().to_str().unwrap()).unwrap();
+        let frame = df!("region" => ["eu", "us", "eu"], "n" => [1i64, 2, 3]).unwrap().lazy();
+        let totals = frame.group_by([col("region")]).agg([col("n").sum()]);
+        let mut read = Vec::new();
+        for (path, engine) in [("gold/a", Engine::Streaming), ("gold/b", Engine::InMemory)] {
+            let dataset = warehouse.dataset(path).unwrap();
+            let partitions = ["region".to_string()];
+            let (version, written) =
+                write_parquet(totals.clone(), &dataset, &partitions, engine).unwrap();
+            version.commit().unwrap();
+            assert_eq!((written.rows, written.files), (2, 2), "{engine:?}");
+            let back = scan(&dataset, &ScanOptions::default()).unwrap();
+            read.push(back.sort(["region"], Default::default()).collect().unwrap());
+        }
+        assert_eq!(read[0], read[1]);
+        assert_eq!(read[0].column("n").unwrap().i64().unwrap().get(0), Some(4));
     }
 }

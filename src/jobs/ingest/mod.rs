@@ -28,6 +28,7 @@ use records::CsvColumns;
 use super::sql::check_path;
 use super::{Job, JobContext, JobError, Stage};
 pub use crate::domain::ColumnType;
+use crate::lake::engine::Engine;
 use crate::lake::tables::{table_ident, PartitionField, TableError, WriteMode};
 use crate::lake::{data_files, scan, write_parquet, Format, Publication, ScanOptions, Warehouse};
 
@@ -395,7 +396,7 @@ fn ingest_table(
     let origin = [records::FILE_COLUMN, records::LINE_COLUMN];
     let valid = drop_if_present(valid, &origin)?;
     let mut write = |frame: LazyFrame, dataset: &crate::lake::Dataset, layout: &[String]| {
-        let (version, written) = write_parquet(frame, dataset, layout)?;
+        let (version, written) = write_parquet(frame, dataset, layout, Engine::Streaming)?;
         publication.add(version, written);
         Ok::<_, JobError>(written)
     };

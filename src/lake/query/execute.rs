@@ -1,17 +1,11 @@
-//! Running a Polars plan for the console, on a blocking thread, cancelled (not abandoned) when
-//! the caller stops waiting. Polars has two engines, and [`Engine::for_query`] picks one:
-//! - the streaming engine reads, filters and aggregates the scanned files a morsel at a time
-//!   instead of loading every column a query needs first: a `GROUP BY` over 10M rows takes a
-//!   third of the time and a fifth of the memory;
-//! - the in-memory engine, for aggregates over distinct values (`COUNT(DISTINCT x)`), which
-//!   the streaming engine computes by grouping on every (key, value) pair first, at twice the
-//!   time; and for the plans the streaming engine rejects. Polars' own token cancels it.
+//! Running a Polars plan for the console, on a blocking thread, on the engine
+//! [`crate::lake::engine`] picks, cancelled (not abandoned) when the caller stops waiting.
 //!
-//! The streaming engine has no cancellation of its own, so every source frame of a query is
-//! wrapped by [`Cancel::guard`]: an identity step on each morsel that fails once the query is
-//! cancelled, which Polars may push filters and column choices through.
+//! Polars' own token cancels the in-memory engine. The streaming engine has no cancellation of
+//! its own, so every source frame of a query is wrapped by [`Cancel::guard`]: an identity step
+//! on each morsel that fails once the query is cancelled, which Polars may push filters and
+//! column choices through.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +13,7 @@ use std::time::Duration;
 use polars::prelude::{polars_err, DataFrame, LazyFrame, OptFlags, PolarsResult};
 
 use super::{Outcomes, QueryError};
+use crate::lake::engine::{collect_streaming, Engine};
 
 /// How often a query on the in-memory engine is checked for cancellation.
 const CHECK: Duration = Duration::from_millis(5);
@@ -83,24 +78,6 @@ pub async fn collect(
     Ok(result?)
 }
 
-/// The Polars engine a query runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
-    Streaming,
-    InMemory,
-}
-
-impl Engine {
-    /// The faster engine for a query (measured by `benches/sql.sh`).
-    pub fn for_query(aggregates_distinct: bool) -> Engine {
-        if aggregates_distinct {
-            Engine::InMemory
-        } else {
-            Engine::Streaming
-        }
-    }
-}
-
 /// A query counted as running until dropped.
 struct Running(Arc<Outcomes>);
 
@@ -120,12 +97,9 @@ impl Drop for Running {
 /// Runs `frame` to the end on this thread.
 fn run(frame: LazyFrame, engine: Engine, cancel: &Cancel) -> PolarsResult<DataFrame> {
     if engine == Engine::Streaming {
-        // Polars rejects some plans by panicking while it lowers them for the streaming engine
-        // (before any data is read); those run on the in-memory engine.
-        let streaming = polars::prelude::Engine::Streaming;
-        let streamed = AssertUnwindSafe(|| frame.clone().collect_with_engine(streaming));
-        if let Ok(result) = std::panic::catch_unwind(streamed) {
-            return result.map(|r| r.unwrap_single());
+        // A plan the streaming engine rejects runs on the in-memory engine.
+        if let Some(result) = collect_streaming(frame.clone()) {
+            return result;
         }
     }
     let query = frame.collect_concurrently()?;

@@ -210,7 +210,7 @@ impl Console {
             }
             let frame = context.execute(&bound.sql)?;
             let limit = IdxSize::try_from(cap).unwrap_or(IdxSize::MAX).saturating_add(1);
-            let engine = execute::Engine::for_query(bound.aggregates_distinct);
+            let engine = super::engine::Engine::for_query(bound.aggregates_distinct);
             let frame =
                 execute::collect(frame.limit(limit), engine, cancel, &self.outcomes).await?;
             let truncated = frame.height() > cap;

@@ -15,14 +15,15 @@ use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, DuplicateTreatment, Expr, FunctionArguments, Ident, ObjectName, Query, Select,
-    SetExpr, Statement, TableAlias, TableFactor, UnaryOperator, Value, VisitMut, VisitorMut,
+    BinaryOperator, Expr, Ident, ObjectName, Query, Select, SetExpr, Statement, TableAlias,
+    TableFactor, UnaryOperator, Value, VisitMut, VisitorMut,
 };
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::{Parser, ParserError, ParserOptions};
 use sqlparser::tokenizer::{Location, Token, Tokenizer};
 
 use super::QueryError;
+use crate::lake::engine::is_distinct_aggregate;
 use crate::lake::tables::Comparison;
 
 /// A statement ready for Polars: its text over bound names, and what each name reads.
@@ -270,12 +271,7 @@ impl VisitorMut for Binder {
     }
 
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<QueryError> {
-        if let Expr::Function(function) = expr {
-            if let FunctionArguments::List(list) = &function.args {
-                self.aggregates_distinct |=
-                    matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct));
-            }
-        }
+        self.aggregates_distinct |= is_distinct_aggregate(expr);
         ControlFlow::Continue(())
     }
 
