@@ -28,7 +28,7 @@ use records::CsvColumns;
 use super::sql::check_path;
 use super::{Job, JobContext, JobError, Stage};
 pub use crate::domain::ColumnType;
-use crate::lake::engine::Engine;
+use crate::lake::engine::{self, Engine};
 use crate::lake::tables::{table_ident, PartitionField, TableError, WriteMode};
 use crate::lake::{data_files, scan, write_parquet, Format, Publication, ScanOptions, Warehouse};
 
@@ -522,6 +522,9 @@ fn detect_format(input: &crate::lake::Dataset) -> Result<Format, JobError> {
     }
 }
 
+/// The scratch column of [`split_by_schema`] saying whether a row's values all fit.
+const FITS: &str = "__fits";
+
 /// Splits rows into those whose declared columns all convert, typed, and the others, as read,
 /// with an `_error` column naming the columns that did not convert. Each column is converted
 /// once, into a scratch column, and both the check and the typed output use that result,
@@ -534,28 +537,32 @@ fn split_by_schema(
     let scratch = |c: &str| format!("__typed_{c}");
     let converted: Vec<Expr> =
         schema.iter().map(|(c, t)| parse_text(*t, text(c)).alias(scratch(c).as_str())).collect();
+    let bad = |c: &str| text(c).is_not_null().and(col(scratch(c).as_str()).is_null());
     let failures: Vec<Expr> = schema
         .iter()
         .map(|(c, t)| {
-            let bad = text(c).is_not_null().and(col(scratch(c).as_str()).is_null());
-            when(bad).then(lit(format!("{c}: not a valid {}", t.name()))).otherwise(lit(NULL))
+            when(bad(c)).then(lit(format!("{c}: not a valid {}", t.name()))).otherwise(lit(NULL))
         })
         .collect();
-    // Converted once: both the valid rows and the rejected ones are taken from this result.
-    let checked = raw
-        .with_columns(converted)
-        .with_column(concat_str(failures, "; ", true).alias("_error"))
-        .collect()?
-        .lazy();
-    let ok = col("_error").eq(lit(""));
+    let fits = schema.keys().map(|c| bad(c).not()).reduce(Expr::and).unwrap_or(lit(true));
+    // Converted once, on the streaming engine (whose scratch values are a morsel's, not the
+    // whole column's), into columns beside the rows: both the valid rows and the rejected ones
+    // are taken from this result. The reasons are spelled for the rejected rows alone.
     let scratch_names: Vec<String> = schema.keys().map(|c| scratch(c)).collect();
+    let mut added: Vec<Expr> = scratch_names.iter().map(|c| col(c.as_str())).collect();
+    added.push(fits.alias(FITS));
+    let rows = raw.collect()?;
+    let conversion = rows.clone().lazy().with_columns(converted).select(added);
+    let added = engine::collect(conversion, Engine::Streaming)?;
+    let checked = rows.hstack(added.columns())?.lazy();
     let typed: Vec<Expr> =
         schema.keys().map(|c| col(scratch(c).as_str()).alias(c.as_str())).collect();
-    let mut dropped_from_valid = scratch_names.clone();
-    dropped_from_valid.push("_error".to_string());
+    let mut dropped = scratch_names;
+    dropped.push(FITS.to_string());
     let valid =
-        drop_columns(checked.clone().filter(ok.clone()).with_columns(typed), dropped_from_valid);
-    let rejected = drop_columns(checked.filter(ok.not()), scratch_names);
+        drop_columns(checked.clone().filter(col(FITS)).with_columns(typed), dropped.clone());
+    let reasons = concat_str(failures, "; ", true).alias("_error");
+    let rejected = drop_columns(checked.filter(col(FITS).not()).with_column(reasons), dropped);
     Ok((valid, Some(rejected)))
 }
 

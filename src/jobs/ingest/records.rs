@@ -12,12 +12,12 @@
 //! line, so it is checked line by line on every core and its good lines are handed to Polars
 //! as they are; other files go through the `csv` crate's reader, which knows quoting.
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 
 use polars::prelude::{
     AnyValue, Column, CsvReadOptions, DataFrame, DataType, Field, IntoColumn, JsonFormat,
-    JsonReader, NamedFrom, Scalar, Schema, SerReader, Series,
+    JsonReader, NamedFrom, Scalar, Schema, SchemaRef, SerReader, Series,
 };
 
 use crate::jobs::JobError;
@@ -65,8 +65,8 @@ pub struct Source {
     pub name: String,
 }
 
-/// Good records gathered from every file, re-encoded as canonical CSV under one header, with
-/// where each came from.
+/// Good records gathered from every file and not parsed yet (canonical CSV, without the header
+/// line), the files' one header, and where each good record came from.
 #[derive(Default)]
 struct Gathered {
     header: Option<Vec<String>>,
@@ -86,78 +86,226 @@ pub enum CsvColumns {
     Typed(Vec<(String, DataType)>),
 }
 
+/// How many bytes of a CSV file are read, checked and parsed at a time: what an ingest holds
+/// of the file beside the rows read so far, whatever the file's size.
+const BLOCK: usize = 64 << 20;
+
 /// Reads CSV files with a header line each, their columns as `columns` says.
 pub fn read_csv(sources: &[Source], columns: CsvColumns) -> Result<Records, JobError> {
+    read_csv_in_blocks(sources, columns, BLOCK)
+}
+
+fn read_csv_in_blocks(
+    sources: &[Source],
+    columns: CsvColumns,
+    block: usize,
+) -> Result<Records, JobError> {
     let mut gathered = Gathered::default();
+    let mut rows = Rows::new(columns);
+    let mut fit = true;
     for (index, source) in sources.iter().enumerate() {
-        let bytes = read_file(&source.path, &source.name)?;
-        gather_csv(&mut gathered, index as u32, &source.name, bytes)?;
+        fit = gather_csv(&mut gathered, &mut rows, index as u32, source, block)?;
+        if !fit {
+            break;
+        }
     }
     let Some(header) = gathered.header.take() else {
         let none =
             Records { frame: DataFrame::empty(), malformed: gathered.malformed, typed: vec![] };
         return Ok(none);
     };
-    let text = |typed: &[(String, DataType)]| -> Schema {
-        let type_of = |name: &String| typed.iter().find(|(c, _)| c == name).map(|(_, t)| t.clone());
-        header
-            .iter()
-            .map(|name| Field::new(name.into(), type_of(name).unwrap_or(DataType::String)))
-            .collect()
-    };
-    if gathered.lines.is_empty() {
-        let frame = DataFrame::empty_with_schema(&text(&[]));
-        return with_origin(frame, sources, &[], &[], gathered.malformed, vec![]);
+    fit = fit && rows.parse(&header, &gathered.csv)?;
+    if !fit {
+        // Some value does not parse: every column as text, typed (or not) row by row.
+        return read_csv_in_blocks(sources, CsvColumns::Typed(vec![]), block);
     }
-    let csv = std::mem::take(&mut gathered.csv);
-    let read = |options: CsvReadOptions| {
-        options
-            .with_has_header(true)
-            .into_reader_with_file_handle(Cursor::new(&csv[..]))
-            .finish()
-            .map_err(|e| JobError::Failed(format!("reading the well-formed CSV records: {e}")))
+    let typed = rows.typed_columns();
+    let frame = match rows.frame {
+        Some(frame) if !gathered.lines.is_empty() => frame,
+        _ => DataFrame::empty_with_schema(&text_schema(&header, &[])),
     };
-    let with_schema =
-        |schema: Schema| CsvReadOptions::default().with_schema(Some(std::sync::Arc::new(schema)));
-    let (frame, typed) = match columns {
-        CsvColumns::Inferred => (
-            read(
-                CsvReadOptions::default()
-                    .with_infer_schema_length(Some(10_000))
-                    .with_ignore_errors(true),
-            )?,
-            vec![],
-        ),
-        CsvColumns::Typed(types) => match read(with_schema(text(&types))) {
-            Ok(frame) => (frame, types.into_iter().map(|(c, _)| c).collect()),
-            // Some value does not parse: every column as text, typed (or not) row by row.
-            Err(_) => (read(with_schema(text(&[])))?, vec![]),
-        },
-    };
-    drop(csv);
     with_origin(frame, sources, &gathered.files, &gathered.lines, gathered.malformed, typed)
 }
 
-fn read_file(path: &Path, name: &str) -> Result<Vec<u8>, JobError> {
-    std::fs::read(path).map_err(|e| JobError::Failed(format!("cannot read `{name}`: {e}")))
+/// The columns of `header` as text, but those of `typed` with their type.
+fn text_schema(header: &[String], typed: &[(String, DataType)]) -> Schema {
+    let type_of = |name: &String| typed.iter().find(|(c, _)| c == name).map(|(_, t)| t.clone());
+    header
+        .iter()
+        .map(|name| Field::new(name.into(), type_of(name).unwrap_or(DataType::String)))
+        .collect()
 }
 
-/// Checks the records of one CSV file, keeping the good ones (re-encoded) and setting the
-/// others aside.
+/// The rows of the good records, parsed by Polars a block at a time.
+struct Rows {
+    columns: CsvColumns,
+    /// The columns' types, fixed by the first block parsed.
+    schema: Option<SchemaRef>,
+    frame: Option<DataFrame>,
+}
+
+impl Rows {
+    fn new(columns: CsvColumns) -> Rows {
+        Rows { columns, schema: None, frame: None }
+    }
+
+    /// Parses `csv`, good records without a header line, under `header`; false when a value
+    /// does not parse as its column's declared type.
+    fn parse(&mut self, header: &[String], csv: &[u8]) -> Result<bool, JobError> {
+        if csv.is_empty() {
+            return Ok(true);
+        }
+        let options = match (&self.schema, &self.columns) {
+            (Some(schema), columns) => CsvReadOptions::default()
+                .with_schema(Some(schema.clone()))
+                .with_ignore_errors(matches!(columns, CsvColumns::Inferred)),
+            (None, CsvColumns::Inferred) => CsvReadOptions::default()
+                .with_infer_schema_length(Some(10_000))
+                .with_ignore_errors(true),
+            (None, CsvColumns::Typed(types)) => CsvReadOptions::default()
+                .with_schema(Some(std::sync::Arc::new(text_schema(header, &types[..])))),
+        };
+        let read = options.with_has_header(false).into_reader_with_file_handle(Cursor::new(csv));
+        let mut frame = match read.finish() {
+            Ok(frame) => frame,
+            Err(_) if matches!(&self.columns, CsvColumns::Typed(t) if !t.is_empty()) => {
+                return Ok(false)
+            }
+            Err(e) => {
+                return Err(JobError::Failed(format!("reading the well-formed CSV records: {e}")))
+            }
+        };
+        if self.schema.is_none() {
+            frame.set_column_names(header).map_err(JobError::failed)?;
+            self.schema = Some(frame.schema().clone());
+        }
+        match &mut self.frame {
+            Some(all) => {
+                all.vstack_mut_owned(frame).map_err(JobError::failed)?;
+            }
+            None => self.frame = Some(frame),
+        }
+        Ok(true)
+    }
+
+    /// The columns read with their declared type.
+    fn typed_columns(&self) -> Vec<String> {
+        match &self.columns {
+            CsvColumns::Typed(types) => types.iter().map(|(c, _)| c.clone()).collect(),
+            CsvColumns::Inferred => vec![],
+        }
+    }
+}
+
+fn cannot_read(name: &str) -> impl Fn(std::io::Error) -> JobError + '_ {
+    move |e| JobError::Failed(format!("cannot read `{name}`: {e}"))
+}
+
+fn read_file(path: &Path, name: &str) -> Result<Vec<u8>, JobError> {
+    std::fs::read(path).map_err(cannot_read(name))
+}
+
+/// Reads from `file` until `buffer` holds `len` bytes; true when the file ended first.
+fn fill(file: &mut std::fs::File, buffer: &mut Vec<u8>, len: usize) -> std::io::Result<bool> {
+    let Some(wanted) = len.checked_sub(buffer.len()).filter(|n| *n > 0) else {
+        return Ok(false);
+    };
+    file.take(wanted as u64).read_to_end(buffer)?;
+    Ok(buffer.len() < len)
+}
+
+/// Reads one CSV file a block at a time into `gathered` and `rows`: lines are checked and
+/// parsed block by block while the file has no quote and no carriage return; from the first
+/// block with one, the rest of the file goes through the `csv` crate's reader, which knows
+/// quoting. False when a value does not parse as its declared type (see [`Rows::parse`]).
 fn gather_csv(
+    gathered: &mut Gathered,
+    rows: &mut Rows,
+    file: u32,
+    source: &Source,
+    block: usize,
+) -> Result<bool, JobError> {
+    let name = source.name.as_str();
+    let mut reader = std::fs::File::open(&source.path).map_err(cannot_read(name))?;
+    let mut buffer = Vec::with_capacity(block);
+    let mut width = None; // fields in this file's header, once read
+    let mut next_line = 1; // the line number the buffer starts with
+    let mut wanted = block.max(3); // the first read holds a byte-order mark whole
+    let mut first = true;
+    loop {
+        let ended = fill(&mut reader, &mut buffer, wanted).map_err(cannot_read(name))?;
+        if std::mem::take(&mut first) && buffer.starts_with(b"\xef\xbb\xbf") {
+            buffer.drain(..3);
+        }
+        let cut = match memchr::memrchr(b'\n', &buffer) {
+            _ if ended => buffer.len(),
+            Some(last) => last + 1,
+            None => {
+                // A line longer than a block: read on.
+                wanted = buffer.len() + block;
+                continue;
+            }
+        };
+        wanted = block;
+        if memchr::memchr2(b'"', b'\r', &buffer[..cut]).is_some() {
+            reader.read_to_end(&mut buffer).map_err(cannot_read(name))?;
+            gather_quoted(gathered, file, name, &buffer, width, next_line)?;
+            return Ok(true);
+        }
+        let mut body = &buffer[..cut];
+        let width = match width {
+            Some(width) => width,
+            None if body.is_empty() => return Ok(true),
+            None => {
+                let header_end = memchr::memchr(b'\n', body).unwrap_or(body.len());
+                let fields = body[..header_end].split(|b| *b == b',').collect::<Vec<_>>();
+                let header = header_of(&csv::ByteRecord::from(fields), name)?;
+                take_header(gathered, header.clone(), name)?;
+                body = &body[(header_end + 1).min(body.len())..];
+                next_line += 1;
+                *width.insert(header.len())
+            }
+        };
+        let (all_good, lines) = gather_plain_lines(gathered, file, name, body, width, next_line);
+        next_line += lines;
+        let header = gathered.header.as_deref().unwrap_or_default();
+        if all_good && gathered.csv.is_empty() {
+            // Every line of the block is good: parsed as it is, not copied.
+            if !rows.parse(header, body)? {
+                return Ok(false);
+            }
+        } else {
+            if all_good {
+                gathered.csv.extend_from_slice(body);
+                end_line(&mut gathered.csv);
+            }
+            if gathered.csv.len() >= block {
+                if !rows.parse(header, &gathered.csv)? {
+                    return Ok(false);
+                }
+                gathered.csv.clear();
+            }
+        }
+        buffer.drain(..cut);
+        if ended {
+            return Ok(true);
+        }
+    }
+}
+
+/// Checks the records of a CSV file from `first_line` on (the header too when `width` is not
+/// known yet) with the `csv` crate's reader, keeping the good ones (re-encoded) and setting
+/// the others aside.
+fn gather_quoted(
     gathered: &mut Gathered,
     file: u32,
     name: &str,
-    owned: Vec<u8>,
+    bytes: &[u8],
+    mut width: Option<usize>,
+    mut first_line: i64,
 ) -> Result<(), JobError> {
-    let bytes = owned.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&owned);
-    if memchr::memchr2(b'"', b'\r', bytes).is_none() {
-        return gather_plain_csv(gathered, file, name, owned);
-    }
-    let mut writer = csv::WriterBuilder::new().from_writer(Vec::new());
+    let mut writer = csv::WriterBuilder::new().from_writer(std::mem::take(&mut gathered.csv));
     let mut start = 0; // byte offset the reader below started at
-    let mut first_line = 1; // line number of that offset
-    let mut width = None; // fields in this file's header
     'restart: while start < bytes.len() {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
@@ -183,9 +331,7 @@ fn gather_csv(
             let Some(expected) = width else {
                 let header = header_of(&record, name)?;
                 width = Some(header.len());
-                if take_header(gathered, header.clone(), name)? {
-                    writer.write_record(&header).map_err(JobError::failed)?;
-                }
+                take_header(gathered, header, name)?;
                 continue;
             };
             let problem = if record.len() != expected {
@@ -219,7 +365,7 @@ fn gather_csv(
             }
         }
     }
-    gathered.csv.extend(writer.into_inner().map_err(JobError::failed)?);
+    gathered.csv = writer.into_inner().map_err(JobError::failed)?;
     Ok(())
 }
 
@@ -238,32 +384,19 @@ fn take_header(gathered: &mut Gathered, header: Vec<String>, name: &str) -> Resu
     }
 }
 
-/// [`gather_csv`] for a file with no quote and no carriage return: every line is a record
-/// whose fields are its commas' count plus one. The lines are checked in parallel, a chunk
-/// per core; a chunk whose lines are all good is copied as it is.
-fn gather_plain_csv(
+/// Checks a block of lines of a file without quotes and carriage returns, `body`, whose first
+/// line is line `first_line` of the file: every line is a record whose fields are its commas'
+/// count plus one. The lines are checked in parallel, a chunk per core. Good lines are added
+/// to `gathered.csv`, unless all are (`true`: the caller takes `body` as it is). Returns that,
+/// and the number of lines.
+fn gather_plain_lines(
     gathered: &mut Gathered,
     file: u32,
     name: &str,
-    owned: Vec<u8>,
-) -> Result<(), JobError> {
-    let bom = owned.starts_with(b"\xef\xbb\xbf");
-    let bytes = if bom { &owned[3..] } else { &owned[..] };
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    let header_end = memchr::memchr(b'\n', bytes).unwrap_or(bytes.len());
-    let header =
-        csv::ByteRecord::from(bytes[..header_end].split(|b| *b == b',').collect::<Vec<_>>());
-    let header = header_of(&header, name)?;
-    let width = header.len();
-    let mut header_line = Vec::new();
-    if take_header(gathered, header.clone(), name)? {
-        let mut writer = csv::WriterBuilder::new().from_writer(&mut header_line);
-        writer.write_record(&header).map_err(JobError::failed)?;
-        writer.flush().map_err(JobError::failed)?;
-    }
-    let body = &bytes[(header_end + 1).min(bytes.len())..];
+    body: &[u8],
+    width: usize,
+    first_line: i64,
+) -> (bool, i64) {
     let chunks = line_chunks(body, std::thread::available_parallelism().map_or(1, |n| n.get()));
     let checked: Vec<PlainChunk> = std::thread::scope(|scope| {
         let handles: Vec<_> = chunks
@@ -272,36 +405,29 @@ fn gather_plain_csv(
             .collect();
         handles.into_iter().map(|h| h.join().expect("a CSV line checker panicked")).collect()
     });
-    // The first file, all good, its header as it would be written: taken as it is, not copied
-    // (it is most of the memory an ingest of one large file uses).
-    let as_is = gathered.csv.is_empty()
-        && !bom
-        && checked.iter().all(|c| c.good.is_none())
-        && header_line.strip_suffix(b"\n") == Some(&bytes[..header_end]);
-    let mut first_line = 2; // the line after the header
-    let mut kept = Vec::with_capacity(checked.len());
-    for result in checked {
-        gathered.lines.extend(result.lines.iter().map(|l| first_line + l));
-        gathered.malformed.extend(result.malformed.into_iter().map(|(line, raw, reason)| {
-            Malformed { file: name.to_string(), line: first_line + line, raw, reason }
+    let all_good = checked.iter().all(|c| c.good.is_none());
+    let mut line = first_line;
+    for (chunk, result) in chunks.iter().zip(checked) {
+        gathered.lines.extend(result.lines.iter().map(|l| line + l));
+        gathered.malformed.extend(result.malformed.into_iter().map(|(number, raw, reason)| {
+            Malformed { file: name.to_string(), line: line + number, raw, reason }
         }));
-        first_line += result.line_count;
-        kept.push(result.good);
-    }
-    gathered.files.resize(gathered.lines.len(), file);
-    if as_is {
-        gathered.csv = owned;
-    } else {
-        gathered.csv.extend_from_slice(&header_line);
-        // Every chunk but the last ends with its line's newline; kept lines each have theirs.
-        for (chunk, good) in chunks.iter().zip(kept) {
-            gathered.csv.extend_from_slice(good.as_deref().unwrap_or(chunk));
+        line += result.line_count;
+        if !all_good {
+            // Every chunk but the last ends with its line's newline; kept lines each have theirs.
+            gathered.csv.extend_from_slice(result.good.as_deref().unwrap_or(chunk));
         }
     }
-    if gathered.csv.last().is_some_and(|b| *b != b'\n') {
-        gathered.csv.push(b'\n');
+    gathered.files.resize(gathered.lines.len(), file);
+    end_line(&mut gathered.csv);
+    (all_good, line - first_line)
+}
+
+/// Ends `csv` with a newline, unless it is empty.
+fn end_line(csv: &mut Vec<u8>) {
+    if csv.last().is_some_and(|b| *b != b'\n') {
+        csv.push(b'\n');
     }
-    Ok(())
 }
 
 /// What checking one chunk of plain CSV lines found; line numbers count from 0 at its start.
@@ -572,6 +698,42 @@ mod tests {
         let lines = column(&records, LINE_COLUMN);
         let ids = column(&records, "id");
         assert_eq!((lines[150_000].as_str(), ids[150_000].as_str()), ("150003", "150001"));
+    }
+
+    /// Files read a few bytes at a time give what one read gives: lines cut across blocks, a
+    /// quote that sends the rest of the file to the `csv` reader, a value that does not fit
+    /// its type in a later block.
+    #[test]
+    fn reading_in_small_blocks_gives_what_one_read_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let texts: [&[u8]; 5] = [
+            b"\xef\xbb\xbfid,name,amount\n1,a,10\n2,b\n\n3,c,30\n4,\xff,40\n5,e,50",
+            b"id,name,amount\n1,a,10\n2,b,20\n3,\"c,\nc\",30\n4,d\n5,e,50\n",
+            b"id,name,amount\n1,a,10\n2,b,20\n3,c,30\n4,d,x\n5,e,50\n",
+            b"id,name,amount\n1,a-much-longer-name-than-a-block,10\n2,b,20\n",
+            b"id,name,amount\n",
+        ];
+        for (t, text) in texts.iter().enumerate() {
+            let path = dir.path().join(format!("{t}.csv"));
+            std::fs::write(&path, text).unwrap();
+            let second = dir.path().join(format!("{t}-again.csv"));
+            std::fs::write(&second, text).unwrap();
+            let sources = [
+                Source { path, name: format!("raw/{t}.csv") },
+                Source { path: second, name: format!("raw/{t}-again.csv") },
+            ];
+            let types = || CsvColumns::Typed(vec![("amount".into(), DataType::Int64)]);
+            let whole = read_csv(&sources, types()).unwrap();
+            for block in [1, 4, 9, 16, 40] {
+                let blocks = read_csv_in_blocks(&sources, types(), block).unwrap();
+                let what = format!("text {t}, blocks of {block}");
+                assert_eq!(blocks.frame, whole.frame, "{what}");
+                assert_eq!(blocks.malformed, whole.malformed, "{what}");
+                assert_eq!(blocks.typed, whole.typed, "{what}");
+            }
+            let inferred = read_csv_in_blocks(&sources, CsvColumns::Inferred, 9).unwrap();
+            assert_eq!(inferred.frame.height(), whole.frame.height(), "text {t}");
+        }
     }
 
     #[test]
