@@ -8,9 +8,12 @@
 //! not done here (see `split_by_schema`). A file that cannot be read at all is an error
 //! naming it.
 //!
-//! A CSV file without quotes and carriage returns (what most exports are) has one record per
-//! line, so it is checked line by line on every core and its good lines are handed to Polars
-//! as they are; other files go through the `csv` crate's reader, which knows quoting.
+//! A CSV file is read, checked and parsed a block (64 MiB) at a time, so an ingest holds one
+//! block of the file beside its rows, not the whole file. While it has no quotes and carriage
+//! returns (what most exports are) a file has one record per line, so each block is checked
+//! line by line on every core and its good lines are handed to Polars as they are; from the
+//! first block with a quote or carriage return, the rest of the file goes through the `csv`
+//! crate's reader, which knows quoting.
 
 use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
@@ -260,10 +263,11 @@ fn gather_csv(
                 let header_end = memchr::memchr(b'\n', body).unwrap_or(body.len());
                 let fields = body[..header_end].split(|b| *b == b',').collect::<Vec<_>>();
                 let header = header_of(&csv::ByteRecord::from(fields), name)?;
-                take_header(gathered, header.clone(), name)?;
+                let fields = *width.insert(header.len());
+                take_header(gathered, header, name)?;
                 body = &body[(header_end + 1).min(body.len())..];
                 next_line += 1;
-                *width.insert(header.len())
+                fields
             }
         };
         let (all_good, lines) = gather_plain_lines(gathered, file, name, body, width, next_line);
@@ -369,18 +373,17 @@ fn gather_quoted(
     Ok(())
 }
 
-/// Takes the header of a file as the header of all (true: it must be written out), or checks
-/// it against the first file's.
-fn take_header(gathered: &mut Gathered, header: Vec<String>, name: &str) -> Result<bool, JobError> {
+/// Takes the header of a file as the header of all, or checks it against the first file's.
+fn take_header(gathered: &mut Gathered, header: Vec<String>, name: &str) -> Result<(), JobError> {
     match &gathered.header {
         None => {
             gathered.header = Some(header);
-            Ok(true)
+            Ok(())
         }
         Some(first) if *first != header => Err(JobError::Failed(format!(
             "`{name}` has the columns {header:?}, unlike the first file's {first:?}"
         ))),
-        Some(_) => Ok(false),
+        Some(_) => Ok(()),
     }
 }
 
