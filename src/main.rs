@@ -10,6 +10,7 @@ fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     lakeward::jobs::supervise::run_if_asked(&args);
     lakeward::process::limit_c_heap();
+    lakeward::lake::engine::tune_polars();
     // Still this very executable if the file is replaced while it runs.
     let binary = std::path::PathBuf::from("/proc/self/exe");
     if binary.exists() {
