@@ -299,9 +299,25 @@ mod tests {
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
+    /// Run alone in a process of its own (the test starts its own binary for it): glibc may serve
+    /// a large request from a free chunk of its heap, and other tests running beside it shape
+    /// that heap.
     #[test]
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn glibc_keeps_mapping_large_blocks_on_their_own_once_limited() {
+        const ALONE: &str = "LAKEWARD_TEST_GLIBC_ALONE";
+        let name = "process::tests::glibc_keeps_mapping_large_blocks_on_their_own_once_limited";
+        if std::env::var_os(ALONE).is_none() {
+            let alone = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([name, "--exact", "--test-threads=1"])
+                .env(ALONE, "1")
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&alone.stdout);
+            assert!(alone.status.success(), "in a process of its own:\n{said}");
+            assert!(said.contains("1 passed"), "the test did not run alone:\n{said}");
+            return;
+        }
         assert!(super::limit_c_heap());
         // By default glibc would raise its threshold to this block's size when the first one
         // is freed, and serve the next ones from its heap.
