@@ -23,7 +23,7 @@ use sqlparser::parser::Parser;
 /// How many rows Polars' streaming join reads from each side before it chooses the side to
 /// build its hash table from. Polars reads up to 10 million, all held in memory: the silver
 /// join of the e-commerce DAG (10M orders with 1M customers) held every order before it chose
-/// the customers, and peaked at 1.82 GB; with a million it peaks at 0.75 GB, as fast
+/// the customers, and peaked at 1.82 GB; with a million it peaks at 0.73-0.75 GB, as fast
 /// (`POLARS_JOIN_SAMPLE_LIMIT`, which a user may still set, overrides it).
 pub const JOIN_SAMPLE_ROWS: u64 = 1_000_000;
 
