@@ -1,6 +1,7 @@
 //! Polars' two engines on the gold queries of the e-commerce DAG (issue 16), in process, on the
-//! same silver files: what `lake::engine::Engine::for_query` chooses from. For each
-//! query: the time on each engine and both answers' column sums (they must agree).
+//! same silver files: what `lake::engine::Engine::for_query` chooses from, and the streaming
+//! engine again on the plan `lake::engine::narrow_group_keys` rewrites (its check included).
+//! For each query: the time of each and the answers' column sums (they must agree).
 //!
 //! Usage: `LAKEWARD_BENCH_SILVER=<a silver/orders_enriched version folder> cargo bench --bench
 //! sql_engines` (`benches/sql.sh` builds one; `LAKEWARD_BENCH_QUERY=<name>` runs one query).
@@ -50,19 +51,26 @@ fn main() {
         }
         let mut line = format!("{name}:");
         let (mut sums, mut rows) = (Vec::new(), 0);
-        for engine in [Engine::InMemory, Engine::Streaming] {
+        for (engine, narrowed) in
+            [(Engine::InMemory, false), (Engine::Streaming, false), (Engine::Streaming, true)]
+        {
             let paths = files.iter().map(|f| PlRefPath::new(f.to_string_lossy().as_ref()));
             let scan = LazyFrame::scan_parquet_files(paths.collect(), ScanArgsParquet::default());
             let mut context = SQLContext::new();
             context.register("silver", scan.unwrap());
-            let plan = context.execute(query).unwrap();
+            let mut plan = context.execute(query).unwrap();
             let started = Instant::now();
+            if narrowed {
+                plan = lakeward::lake::engine::narrow_group_keys(plan);
+            }
             let answer = plan.collect_with_engine(engine).unwrap().unwrap_single();
-            line += &format!(" {engine:?} {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
+            let label = if narrowed { "narrowed" } else { "" };
+            let took = started.elapsed().as_secs_f64() * 1e3;
+            line += &format!(" {engine:?}{label} {took:.0} ms");
             sums.push(column_sums(&answer));
             rows = answer.height();
         }
-        assert_eq!(sums[0], sums[1], "{name}: the engines disagree");
+        assert!(sums.iter().all(|s| *s == sums[0]), "{name}: the answers disagree");
         println!("{line} ({rows} rows)");
     }
 }

@@ -12,7 +12,7 @@ use polars::prelude::{
 use polars_buffer::Buffer;
 use serde::Deserialize;
 
-use super::engine::{collect_streaming, Engine};
+use super::engine::{collect_streaming, narrow_group_keys, Engine};
 use super::{io, Dataset, LakeError, PendingVersion, Result};
 
 /// File formats the lake reads.
@@ -195,10 +195,10 @@ pub fn write_parquet_folder(frame: LazyFrame, dir: &Path, engine: Engine) -> Res
 }
 
 /// `frame` for the writers, which stream it: computed first when the in-memory engine is the
-/// faster one for it.
+/// faster one for it, its grouping narrowed for the streaming one.
 fn computed_on(frame: LazyFrame, engine: Engine) -> Result<LazyFrame> {
     Ok(match engine {
-        Engine::Streaming => frame,
+        Engine::Streaming => narrow_group_keys(frame),
         Engine::InMemory => frame.collect()?.lazy(),
     })
 }

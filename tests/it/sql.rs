@@ -248,6 +248,21 @@ async fn queries_agree_with_duckdb_on_the_same_files() {
             "SELECT order_year, order_month, COUNT(*) AS orders, SUM(revenue) AS revenue \
              FROM silver_orders GROUP BY 1, 2 ORDER BY 1, 2",
         ),
+        // A text key that follows from a number key (each product has one category): grouped
+        // by the number alone (`lake::engine::narrow_group_keys`).
+        (
+            "SELECT product_id, category, SUM(quantity) AS units, SUM(revenue) AS revenue \
+             FROM \"silver/orders_enriched\" GROUP BY product_id, category ORDER BY product_id",
+            "SELECT product_id, category, SUM(quantity) AS units, SUM(revenue) AS revenue \
+             FROM silver_orders GROUP BY product_id, category ORDER BY product_id",
+        ),
+        // One that does not (a day has several statuses): grouped as written.
+        (
+            "SELECT order_date, status, COUNT(*) AS orders FROM bronze.orders \
+             GROUP BY order_date, status ORDER BY 1, 2",
+            "SELECT order_date, status, COUNT(*) AS orders FROM bronze_orders \
+             GROUP BY order_date, status ORDER BY 1, 2",
+        ),
     ];
     for (ours, theirs) in cases {
         assert_same(ours, &lake.lakeward_sql(ours), &duckdb(&views, theirs));

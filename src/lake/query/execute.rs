@@ -13,7 +13,7 @@ use std::time::Duration;
 use polars::prelude::{polars_err, DataFrame, LazyFrame, OptFlags, PolarsResult};
 
 use super::{Outcomes, QueryError};
-use crate::lake::engine::{collect_streaming, Engine};
+use crate::lake::engine::{collect_streaming, narrow_group_keys, Engine};
 
 /// How often a query on the in-memory engine is checked for cancellation.
 const CHECK: Duration = Duration::from_millis(5);
@@ -98,7 +98,7 @@ impl Drop for Running {
 fn run(frame: LazyFrame, engine: Engine, cancel: &Cancel) -> PolarsResult<DataFrame> {
     if engine == Engine::Streaming {
         // A plan the streaming engine rejects runs on the in-memory engine.
-        if let Some(result) = collect_streaming(frame.clone()) {
+        if let Some(result) = collect_streaming(narrow_group_keys(frame.clone())) {
             return result;
         }
     }
