@@ -57,13 +57,16 @@ impl Job for Report {
         let lineage = ctx.lineage.clone();
         let (metrics, bytes) = super::blocking(move || {
             let mut sql = register_inputs(&warehouse, &config.inputs, &lineage)?;
-            let mut metrics = Map::new();
+            let mut frames = Vec::new();
             for (name, query) in &config.metrics {
-                let fail = |e: polars::error::PolarsError| {
-                    JobError::from(e).context(format!("metric `{name}`"))
-                };
-                let frame = sql.execute(query).map_err(fail)?;
-                let mut frame = engine::collect(frame, Engine::for_sql(query)).map_err(fail)?;
+                let frame = sql.execute(query).map_err(|e| in_metric(name, e))?;
+                frames.push((frame, Engine::for_sql(query)));
+            }
+            // All at once: the metrics over one dataset read it once.
+            let answers = engine::collect_all(frames);
+            let mut metrics = Map::new();
+            for ((name, _), answer) in config.metrics.iter().zip(answers) {
+                let mut frame = answer.map_err(|e| in_metric(name, e))?;
                 if frame.height() != 1 {
                     return Err(JobError::Failed(format!(
                         "metric `{name}` returned {} rows, expected 1",
@@ -91,6 +94,10 @@ impl Job for Report {
         ctx.log.info(format!("{} metrics: {}", metrics.len(), Value::Object(metrics.clone())));
         Ok(Reported { metrics, bytes })
     }
+}
+
+fn in_metric(name: &str, error: polars::error::PolarsError) -> JobError {
+    JobError::from(error).context(format!("metric `{name}`"))
 }
 
 /// The outputs of a `report` task: each metric's value, and the size of the document.

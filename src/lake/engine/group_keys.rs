@@ -213,7 +213,7 @@ mod tests {
             "product_id" => [1i64, 2, 1, 3, 2, 3, 4],
             "category" => [Some("Books"), Some("Home"), Some("Books"), None, Some("Home"), None, Some("Toys")],
             "name" => ["a", "b", "a", "c", "b", "c", "d"],
-            "quantity" => [1i64, 2, 3, 4, 5, 6, 7],
+            "quantity" => [1i64, 2, 3, 4, 5, 6, 9],
         }
         .unwrap();
         let sql = "SELECT name, SUM(quantity) AS units, category, product_id, COUNT(*) AS n \

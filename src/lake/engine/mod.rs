@@ -97,6 +97,49 @@ pub fn collect(frame: LazyFrame, engine: Engine) -> PolarsResult<DataFrame> {
     frame.collect()
 }
 
+/// Collects every frame on its engine, the answers in the same order. The frames of each engine
+/// run as one Polars query, which reads a source they share once and overlaps their work (a
+/// report's metrics over one dataset); when that query fails, each frame is collected on its
+/// own, so that an error is the frame's own.
+pub fn collect_all(frames: Vec<(LazyFrame, Engine)>) -> Vec<PolarsResult<DataFrame>> {
+    let mut answers: Vec<Option<PolarsResult<DataFrame>>> = frames.iter().map(|_| None).collect();
+    for engine in [Engine::Streaming, Engine::InMemory] {
+        let (indexes, plans): (Vec<usize>, Vec<LazyFrame>) = frames
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, e))| *e == engine)
+            .map(|(index, (frame, _))| (index, frame.clone()))
+            .unzip();
+        let Some(together) = together(plans, engine) else { continue };
+        for (index, answer) in indexes.into_iter().zip(together) {
+            answers[index] = Some(Ok(answer));
+        }
+    }
+    let answers = answers.into_iter().zip(frames);
+    answers
+        .map(|(answer, (frame, engine))| answer.unwrap_or_else(|| collect(frame, engine)))
+        .collect()
+}
+
+/// `plans` run as one query on `engine`; `None` when there are fewer than two, or it failed.
+fn together(plans: Vec<LazyFrame>, engine: Engine) -> Option<Vec<DataFrame>> {
+    let flags = plans.first()?.get_current_optimizations();
+    if plans.len() < 2 {
+        return None;
+    }
+    let prepared = plans.into_iter().map(|plan| match engine {
+        Engine::Streaming => narrow_group_keys(plan).logical_plan,
+        Engine::InMemory => plan.logical_plan,
+    });
+    let polars_engine = match engine {
+        Engine::Streaming => polars::prelude::Engine::Streaming,
+        Engine::InMemory => polars::prelude::Engine::InMemory,
+    };
+    let plans = prepared.collect();
+    let run = AssertUnwindSafe(|| LazyFrame::collect_all_with_engine(plans, polars_engine, flags));
+    std::panic::catch_unwind(run).ok()?.ok()
+}
+
 /// Collects `frame` on the streaming engine; `None` when the engine rejects the plan (Polars
 /// rejects some by panicking while it lowers them, before any data is read, such as a cross
 /// join filtered by an inequality).
@@ -125,6 +168,33 @@ mod tests {
         }
         assert_eq!(set.as_deref(), Ok("1000000"));
         assert_eq!(kept.as_deref(), Ok("5000"));
+    }
+
+    #[test]
+    fn frames_collected_together_answer_in_order_and_keep_their_own_errors() {
+        use polars::prelude::{col, df, IntoLazy};
+        let data = df! { "k" => [1i64, 2, 2], "v" => [1.0, 2.0, 4.0] }.unwrap().lazy();
+        let total = data.clone().select([col("v").sum()]);
+        let distinct = data.clone().select([col("k").n_unique()]);
+        let rows = data.clone().select([col("k").count()]);
+        let scalar = |answer: &PolarsResult<DataFrame>| {
+            let frame = answer.as_ref().unwrap();
+            let value = frame.columns()[0].cast(&polars::prelude::DataType::Float64).unwrap();
+            value.f64().unwrap().get(0).unwrap()
+        };
+        let answers = collect_all(vec![
+            (total.clone(), Engine::Streaming),
+            (distinct, Engine::InMemory),
+            (rows, Engine::Streaming),
+        ]);
+        let values: Vec<f64> = answers.iter().map(scalar).collect();
+        assert_eq!(values, [7.0, 2.0, 3.0]);
+
+        let wrong = data.select([col("missing").sum()]);
+        let answers = collect_all(vec![(total, Engine::Streaming), (wrong, Engine::Streaming)]);
+        assert_eq!(scalar(&answers[0]), 7.0, "the good frame still answers");
+        let error = answers[1].as_ref().unwrap_err().to_string();
+        assert!(error.contains("missing"), "{error}");
     }
 
     #[test]
