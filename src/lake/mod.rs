@@ -12,8 +12,8 @@
 //! too. Datasets know nothing of DAGs, runs or the database; [`tables`] (Iceberg tables, whose
 //! catalog lives in the database) builds on them, and `table_frames` lets Polars read a table
 //! snapshot's files; [`sql_functions`] adds what lakeward's SQL has beyond Polars', [`engine`]
-//! picks the Polars engine a query runs on, and [`query`] runs the SQL console's read-only
-//! queries over both.
+//! picks the Polars engine a query runs on and runs it (rewriting some groupings first), and
+//! [`query`] runs the SQL console's read-only queries over both.
 
 mod dataset;
 pub mod engine;

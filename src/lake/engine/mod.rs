@@ -1,5 +1,6 @@
 //! Which of Polars' two engines runs a query, for every query lakeward runs (the `sql` kind's
-//! outputs and metrics, and the SQL console), and running a plan on it.
+//! outputs, the `report` kind's metrics, and the SQL console), and running plans on it, one
+//! at a time or several as one query ([`collect_all`]).
 //!
 //! - The streaming engine reads, filters and aggregates the scanned files a morsel at a time
 //!   instead of loading every column a query needs first: a `GROUP BY` over 10M rows takes a
@@ -10,7 +11,8 @@
 //!   streaming engine rejects.
 //!
 //! On the streaming engine, a grouping by text keys that follow from a number key is computed
-//! by that key alone ([`group_keys`]), which Polars hashes several times faster.
+//! by that key alone ([`group_keys`]): Polars hashes one number key on a fast path, several
+//! keys by encoding each row's keys into one value first.
 //!
 //! It also holds the one Polars setting lakeward changes ([`tune_polars`]). This module only
 //! chooses, tunes, rewrites plans and runs them; it knows nothing of where frames come from or
