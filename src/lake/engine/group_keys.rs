@@ -2,8 +2,7 @@
 //! select without aggregating it, so queries often read `GROUP BY product_id, category` where
 //! each product has one category: that groups exactly as `GROUP BY product_id` does, with the
 //! category carried along. Polars hashes several keys by encoding each row's keys into one
-//! value, which for a text key costs more than scanning the columns; one number key takes its
-//! fast path instead.
+//! value first; one number key takes its fast path instead.
 //!
 //! [`narrow_group_keys`] checks that dependency on the data, as no schema declares it: it
 //! groups by the number and date keys alone and keeps, per group, the smallest and the largest
@@ -42,7 +41,8 @@ pub fn narrow_group_keys(frame: LazyFrame) -> LazyFrame {
 }
 
 /// The `GROUP BY` node under `plan`, reached through steps that each read one input and come
-/// after the grouping (projections, `HAVING`, `ORDER BY`, `LIMIT`).
+/// after the grouping (projections, an outer query's filters, `ORDER BY`, `LIMIT`). `HAVING`
+/// is part of the grouping node itself.
 fn grouping(plan: &mut DslPlan) -> Option<&mut DslPlan> {
     if let DslPlan::IR { dsl, .. } = plan {
         // A plan Polars already converted (to learn its schema) and cached: the plan without
