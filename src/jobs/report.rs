@@ -62,7 +62,7 @@ impl Job for Report {
                 let frame = sql.execute(query).map_err(|e| in_metric(name, e))?;
                 frames.push((frame, Engine::for_sql(query)));
             }
-            // All at once: the metrics over one dataset read it once.
+            // All at once: Polars runs them side by side, sharing what their plans share.
             let answers = engine::collect_all(frames);
             let mut metrics = Map::new();
             for ((name, _), answer) in config.metrics.iter().zip(answers) {

@@ -100,9 +100,9 @@ pub fn collect(frame: LazyFrame, engine: Engine) -> PolarsResult<DataFrame> {
 }
 
 /// Collects every frame on its engine, the answers in the same order. The frames of each engine
-/// run as one Polars query, which reads a source they share once and overlaps their work (a
-/// report's metrics over one dataset); when that query fails, each frame is collected on its
-/// own, so that an error is the frame's own.
+/// run as one Polars query, which runs them beside each other and may share the parts of their
+/// plans they have in common (a report's metrics over one dataset); when that query fails,
+/// each frame is collected on its own, so that an error is the frame's own.
 pub fn collect_all(frames: Vec<(LazyFrame, Engine)>) -> Vec<PolarsResult<DataFrame>> {
     let mut answers: Vec<Option<PolarsResult<DataFrame>>> = frames.iter().map(|_| None).collect();
     for engine in [Engine::Streaming, Engine::InMemory] {
