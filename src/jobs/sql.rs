@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use indexmap::IndexMap;
-use polars::prelude::LazyFrame;
+use polars::prelude::{DataFrame, IntoLazy, LazyFrame};
 use serde::{Deserialize, Serialize};
 use sqlparser::ast::{ObjectName, Statement, TableFactor, Visit, Visitor};
 use sqlparser::dialect::GenericDialect;
@@ -176,11 +176,17 @@ impl Job for Sql {
             let mut staged = Vec::new();
             // Dataset outputs are published at the end, or none if one fails.
             let mut publication = Publication::default();
+            let mut frames = Vec::new();
             for (name, output) in &config.outputs {
+                let frame =
+                    sql.execute(&output.query).map_err(|e| JobError::from(e).context(name))?;
+                frames.push((frame, Engine::for_sql(&output.query)));
+            }
+            let computed = computed_in_memory(frames);
+            for ((name, output), computed) in config.outputs.iter().zip(computed) {
                 let started = Instant::now();
                 let in_output = |e: JobError| e.context(name);
-                let frame = sql.execute(&output.query).map_err(|e| in_output(e.into()))?;
-                let engine = Engine::for_sql(&output.query);
+                let (frame, engine) = computed.map_err(|e| in_output(e.into()))?;
                 let written = match Target::of(name) {
                     Target::Dataset(path) => {
                         let dataset = warehouse.dataset(path)?;
@@ -220,6 +226,27 @@ impl Job for Sql {
         .await?;
         Ok(outputs)
     }
+}
+
+/// The outputs' frames, those the in-memory engine computes computed already, together: Polars
+/// runs them as one query, which may share what their plans share (the scan of a dataset
+/// they all read). The others are left to stream into their files.
+fn computed_in_memory(
+    frames: Vec<(LazyFrame, Engine)>,
+) -> Vec<polars::prelude::PolarsResult<(LazyFrame, Engine)>> {
+    let in_memory: Vec<_> =
+        frames.iter().filter(|(_, e)| *e == Engine::InMemory).cloned().collect();
+    let mut computed = crate::lake::engine::collect_all(in_memory).into_iter();
+    let computed_frame = |answer: polars::prelude::PolarsResult<DataFrame>| {
+        answer.map(|frame| (frame.lazy(), Engine::Streaming))
+    };
+    frames
+        .into_iter()
+        .map(|(frame, engine)| match engine {
+            Engine::InMemory => computed.next().map_or_else(|| Ok((frame, engine)), computed_frame),
+            Engine::Streaming => Ok((frame, engine)),
+        })
+        .collect()
 }
 
 /// Commits each staged table output as one snapshot, recording it in `outputs` and lineage.
