@@ -17,8 +17,9 @@
 //! A name with a slash is a dataset path; `namespace.table` names an Iceberg table, read at
 //! its current snapshot (recorded as the try's lineage); `if_missing = "skip"` skips the task
 //! while an input table does not exist yet. Outputs are computed first, each on the Polars
-//! engine [`crate::lake::engine`] picks for its query; then the table outputs commit (one
-//! snapshot each), then the dataset outputs are published together.
+//! engine [`crate::lake::engine`] picks for its query (those on the in-memory engine together,
+//! as one query); then the table outputs commit (one snapshot each), then the dataset outputs
+//! are published together.
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
