@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use indexmap::IndexMap;
-use polars::prelude::{DataFrame, IntoLazy, LazyFrame};
+use polars::prelude::{IntoLazy, LazyFrame};
 use serde::{Deserialize, Serialize};
 use sqlparser::ast::{ObjectName, Statement, TableFactor, Visit, Visitor};
 use sqlparser::dialect::GenericDialect;
@@ -229,23 +229,24 @@ impl Job for Sql {
     }
 }
 
-/// The outputs' frames, those the in-memory engine computes computed already, together: Polars
-/// runs them as one query, which may share what their plans share (the scan of a dataset
-/// they all read). The others are left to stream into their files.
+/// The outputs' frames, each ready for its writer: those on the in-memory engine computed
+/// now, all as one Polars query (which may share what their plans share, such as the scan of
+/// a dataset they all read); the others left to stream into their files. A computed frame is
+/// handed on as streaming, since streaming it is then only writing it.
 fn computed_in_memory(
     frames: Vec<(LazyFrame, Engine)>,
 ) -> Vec<polars::prelude::PolarsResult<(LazyFrame, Engine)>> {
     let in_memory: Vec<_> =
         frames.iter().filter(|(_, e)| *e == Engine::InMemory).cloned().collect();
-    let mut computed = crate::lake::engine::collect_all(in_memory).into_iter();
-    let computed_frame = |answer: polars::prelude::PolarsResult<DataFrame>| {
-        answer.map(|frame| (frame.lazy(), Engine::Streaming))
-    };
+    let mut answers = crate::lake::engine::collect_all(in_memory).into_iter();
     frames
         .into_iter()
         .map(|(frame, engine)| match engine {
-            Engine::InMemory => computed.next().map_or_else(|| Ok((frame, engine)), computed_frame),
             Engine::Streaming => Ok((frame, engine)),
+            Engine::InMemory => {
+                let answer = answers.next().expect("collect_all answers every frame");
+                answer.map(|computed| (computed.lazy(), Engine::Streaming))
+            }
         })
         .collect()
 }
