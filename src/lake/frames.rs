@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use polars::prelude::col;
+use polars::polars_utils::compression::ZstdLevel;
+use polars::prelude::file_provider::{FileProviderType, IcebergPathProvider};
+use polars::prelude::{col, ParquetCompression, PlSmallStr};
 use polars::prelude::{
     len, DataType, Expr, FileWriteFormat, IdxSize, IntoLazy, LazyCsvReader, LazyFileListReader,
     LazyFrame, LazyJsonLineReader, ParquetWriteOptions, ParquetWriter, PartitionStrategy,
@@ -146,24 +148,53 @@ pub fn write_parquet(
         return Ok((pending, written));
     }
     let keys = partition_by.iter().map(|c| col(c.as_str())).collect();
-    sink_by_keys(frame, pending.dir(), keys, true)?;
+    sink_by_keys(frame, pending.dir(), keys, PartitionFiles::Hive)?;
     let written = measure(pending.dir())?;
     Ok((pending, written))
 }
 
-/// Streams `frame` into Parquet files under `dir`, one per value of `keys` (in hive folders,
-/// `key=value/`); the key columns stay in the files when `include_keys`.
+/// How a partitioned write lays out its files under its folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionFiles {
+    /// In hive folders (`key=value/`) with the key columns kept in the rows: a dataset's
+    /// layout, which readers can prune by path.
+    Hive,
+    /// Side by side in the one folder, named after a hash of the key values, without the key
+    /// columns, compressed at zstd level 1: staging files that are copied into an Iceberg
+    /// table, whose files are written at that level. No folder per partition is made (nor
+    /// removed later): on ext4 each costs as much as the file in it.
+    Staging,
+}
+
+/// Streams `frame` into Parquet files under `dir`, one per value of `keys`, laid out as
+/// `files` says.
 pub fn sink_by_keys(
     frame: LazyFrame,
     dir: &Path,
     keys: Vec<Expr>,
-    include_keys: bool,
+    files: PartitionFiles,
 ) -> Result<()> {
-    let format = FileWriteFormat::Parquet(Arc::new(ParquetWriteOptions::default()));
+    let (options, file_path_provider, include_keys) = match files {
+        PartitionFiles::Hive => (ParquetWriteOptions::default(), None, true),
+        PartitionFiles::Staging => {
+            let level = ZstdLevel::try_new(1).expect("1 is a valid zstd level");
+            let options = ParquetWriteOptions {
+                compression: ParquetCompression::Zstd(Some(level)),
+                ..Default::default()
+            };
+            // Polars fills in the (empty) prefix with a fresh UUID.
+            let flat = IcebergPathProvider {
+                extension: PlSmallStr::from_static("parquet"),
+                file_part_prefix: String::new(),
+            };
+            (options, Some(FileProviderType::Iceberg(flat)), false)
+        }
+    };
+    let format = FileWriteFormat::Parquet(Arc::new(options));
     let args = UnifiedSinkArgs { mkdir: true, ..Default::default() };
     let destination = SinkDestination::Partitioned {
         base_path: PlRefPath::new(dir.to_string_lossy().as_ref()),
-        file_path_provider: None,
+        file_path_provider,
         partition_strategy: PartitionStrategy::Keyed {
             keys,
             include_keys,

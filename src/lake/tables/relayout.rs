@@ -11,7 +11,7 @@ use iceberg::spec::{PartitionSpec, PrimitiveType, Schema, Transform, Type};
 use polars::prelude::{col, lit, DataType, Expr, TimeUnit};
 
 use super::TableError;
-use crate::lake::frames::{data_files, scan_parquet_files, sink_by_keys};
+use crate::lake::frames::{data_files, scan_parquet_files, sink_by_keys, PartitionFiles};
 
 /// Microseconds in an hour (Iceberg's `hour` transform counts hours since the epoch).
 const HOUR_MICROS: i64 = 3_600_000_000;
@@ -51,17 +51,54 @@ pub(super) fn partition_keys(spec: &PartitionSpec, schema: &Schema) -> Option<Ve
     Some(keys)
 }
 
-/// Streams the rows of `files` into Parquet files under `dir`, one per value of `keys`
-/// (which are not written into the files); returns those files.
+/// Streams the rows of `files` into Parquet files side by side in `dir`, one per value of
+/// `keys` (which are not written into the files); returns those files.
 pub(super) fn by_partition(
     files: &[PathBuf],
     keys: Vec<Expr>,
     dir: &Path,
 ) -> Result<Vec<PathBuf>, TableError> {
-    sink_by_keys(scan_parquet_files(files)?, dir, keys, false)?;
+    sink_by_keys(scan_parquet_files(files)?, dir, keys, PartitionFiles::Staging)?;
     // No rows, no files (nor the folder).
     if !dir.exists() {
         return Ok(Vec::new());
     }
     Ok(data_files(dir)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use polars::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn staging_files_lie_side_by_side_one_per_partition_without_the_keys() {
+        let root = tempfile::tempdir().unwrap();
+        let source = root.path().join("source.parquet");
+        let mut data = df! {
+            "day" => [3i32, 1, 3, 2, 1],
+            "amount" => [30.0, 10.0, 31.0, 20.0, 11.0],
+        }
+        .unwrap();
+        ParquetWriter::new(std::fs::File::create(&source).unwrap()).finish(&mut data).unwrap();
+
+        let dir = root.path().join("staging");
+        let keys = vec![col("day").alias("p0")];
+        let mut files = by_partition(&[source], keys, &dir).unwrap();
+        files.sort();
+
+        assert_eq!(files.len(), 3);
+        let mut days = Vec::new();
+        for file in &files {
+            assert_eq!(file.parent(), Some(dir.as_path()), "no folder per partition: {file:?}");
+            let rows = scan_parquet_files(std::slice::from_ref(file)).unwrap().collect().unwrap();
+            assert_eq!(rows.get_column_names(), ["day", "amount"], "the key is not written");
+            let day = rows.column("day").unwrap().i32().unwrap();
+            assert_eq!(day.min(), day.max(), "one partition per file");
+            days.push((day.min().unwrap(), rows.height()));
+        }
+        days.sort();
+        assert_eq!(days, [(1, 2), (2, 1), (3, 2)]);
+    }
 }
