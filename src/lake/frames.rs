@@ -1,4 +1,5 @@
-//! Reading datasets into Polars frames and writing frames into new dataset versions.
+//! Reading datasets into Polars frames and writing frames into new dataset versions (and into
+//! the staging files a table promotion lays out by partition).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
