@@ -418,6 +418,32 @@ pub async fn heartbeat(
     Ok(sqlx::query_scalar(&sql).bind(worker_id).bind(now).fetch_all(db).await?)
 }
 
+/// The tries among `ids` that the database says `worker_id` is running, as its claim returned
+/// them. A worker asks for the running tries it does not know: claims whose answer it never
+/// received (the connection broke as the claim committed).
+pub async fn running_on(
+    db: impl Acquire<'_, Database = Any>,
+    worker_id: &str,
+    ids: &[i64],
+) -> Result<Vec<ClaimedTask>> {
+    let mut conn = db.acquire().await?;
+    let mut found = Vec::new();
+    for chunk in ids.chunks(ID_CHUNK) {
+        let sql = format!(
+            "SELECT id, run_pk, dag_id, task_id, try_number, max_tries, map_index, map_item \
+             FROM task_instances WHERE worker_id = $1 AND state = 'running' AND id IN ({}) \
+             ORDER BY id",
+            placeholders(2, chunk.len())
+        );
+        let mut query = sqlx::query_as(&sql).bind(worker_id);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        found.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(found)
+}
+
 /// Records what a running try reported of its progress (JSON) at `at`; ignored once the
 /// try is over or taken over.
 pub async fn record_progress(

@@ -1,8 +1,10 @@
-//! One try of one task instance: load its DAG version, render its templates, run its job with
-//! the task's timeout (asking it to stop, then dropping it), and say how it ended, with the
-//! lineage the job reported. Recording it is the worker loop's (see `results`).
+//! One try of one task instance: load its DAG version (waiting for the database while it is
+//! unreachable: an outage costs no try), render its templates, run its job with the task's
+//! timeout (asking it to stop, then dropping it), and say how it ended, with the lineage the
+//! job reported. Recording it is the worker loop's (see `results`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::logs::flush_logs;
 use super::{TryControls, Worker, STOP_GRACE};
@@ -14,7 +16,7 @@ use crate::notifications::queue;
 use crate::store::assets::{self, RunTrigger};
 use crate::store::notifications::NewNotification;
 use crate::store::tasks;
-use crate::store::{display_id, ClaimedTask, RunRow, TaskOutcome};
+use crate::store::{display_id, ClaimedTask, RunRow, StoreError, TaskOutcome};
 use crate::time::{from_micros, now_micros};
 use crate::versions::VersionError;
 
@@ -54,15 +56,21 @@ struct Prepared {
     config: toml::Table,
 }
 
-async fn prepare(worker: &Worker, claimed: &ClaimedTask) -> Result<Prepared, JobError> {
-    let run = worker
-        .run_of(claimed)
-        .await
-        .map_err(|e| JobError::Failed(e.to_string()))?
+async fn prepare(
+    worker: &Worker,
+    claimed: &ClaimedTask,
+    controls: &TryControls,
+) -> Result<Prepared, JobError> {
+    let run = when_reachable(controls, store_error, || worker.run_of(claimed))
+        .await?
+        .map_err(JobError::failed)?
         .ok_or_else(|| JobError::Config(format!("run {} no longer exists", claimed.run_pk)))?;
-    let dag = worker.versions.get(&run.dag_id, &run.version).await.map_err(|e| match e {
-        // The database did not answer: the next try may find it back.
-        VersionError::Store(e) => JobError::Failed(e.to_string()),
+    let dag = when_reachable(controls, version_store_error, || {
+        worker.versions.get(&run.dag_id, &run.version)
+    })
+    .await?
+    .map_err(|e| match e {
+        VersionError::Store(e) => JobError::failed(e),
         other => JobError::Config(other.to_string()),
     })?;
     let task = dag.tasks.get(&claimed.task_id).cloned().ok_or_else(|| {
@@ -77,20 +85,65 @@ async fn prepare(worker: &Worker, claimed: &ClaimedTask) -> Result<Prepared, Job
         vars["index"] = claimed.map_index.into();
     }
     if template::mentions(&task.config, "outputs") {
-        let outputs = tasks::outputs(worker.store.read(), run.pk)
-            .await
-            .map_err(|e| JobError::Failed(e.to_string()))?;
+        let outputs =
+            when_reachable(controls, store_error, || tasks::outputs(worker.store.read(), run.pk))
+                .await?
+                .map_err(JobError::failed)?;
         vars["outputs"] = serde_json::Value::Object(outputs);
     }
     if template::mentions(&task.config, "triggering_snapshots") {
-        let triggers = assets::triggers_of_run(worker.store.read(), run.pk)
-            .await
-            .map_err(|e| JobError::Failed(e.to_string()))?;
+        let triggers = when_reachable(controls, store_error, || {
+            assets::triggers_of_run(worker.store.read(), run.pk)
+        })
+        .await?
+        .map_err(JobError::failed)?;
         vars["triggering_snapshots"] = triggering_snapshots(&triggers);
     }
     let quoted = worker.versions.registry().quoted_fields(&task.kind);
     let config = template::render_config(&task.config, &vars, quoted).map_err(JobError::Config)?;
     Ok(Prepared { task, run, config })
+}
+
+/// First and longest pause between two reads of a database that could not be reached.
+const FIRST_WAIT: Duration = Duration::from_millis(100);
+const LONGEST_WAIT: Duration = Duration::from_secs(5);
+
+/// Runs `read` until the database answers it. An outage is no fault of the task, so it costs
+/// no try: the try waits for the database (the scheduler does not count the worker's silence
+/// meanwhile), and gives up only when it is asked to stop. Errors other than the database
+/// being unreachable (`cause` finds the store's error in `E`) are returned as they are.
+async fn when_reachable<T, E, F: std::future::Future<Output = Result<T, E>>>(
+    controls: &TryControls,
+    cause: impl Fn(&E) -> Option<&StoreError>,
+    mut read: impl FnMut() -> F,
+) -> Result<Result<T, E>, JobError> {
+    let mut stop = controls.cancellation.clone();
+    let mut wait = FIRST_WAIT;
+    loop {
+        let result = read().await;
+        let unreachable = result.as_ref().err().and_then(&cause).filter(|e| e.is_unavailable());
+        if unreachable.is_none() {
+            return Ok(result);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait() => {
+                return Err(JobError::Cancelled("stopped while waiting for the database".into()));
+            }
+        }
+        wait = (wait * 2).min(LONGEST_WAIT);
+    }
+}
+
+fn store_error(e: &StoreError) -> Option<&StoreError> {
+    Some(e)
+}
+
+fn version_store_error(e: &VersionError) -> Option<&StoreError> {
+    match e {
+        VersionError::Store(e) => Some(e),
+        _ => None,
+    }
 }
 
 /// `{{ triggering_snapshots }}`: for each watched table (dataset), the snapshot ids (versions)
@@ -118,7 +171,7 @@ async fn run_try(worker: &Worker, claimed: &ClaimedTask, controls: &TryControls)
         claimed.try_number,
         lines,
     ));
-    let (result, retry_delay) = match prepare(worker, claimed).await {
+    let (result, retry_delay) = match prepare(worker, claimed, controls).await {
         Ok(prepared) => {
             let delay = prepared.task.retry_delay_after(claimed.try_number);
             (run_job(worker, claimed, prepared, log.clone(), controls).await, Some(delay))
@@ -208,5 +261,67 @@ async fn run_job(
         Ok(result) => result,
         Err(e) if e.is_panic() => Err(JobError::Failed("the job panicked".to_string())),
         Err(e) => Err(JobError::Failed(format!("the job was cancelled: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn unreachable() -> StoreError {
+        StoreError::Database(sqlx::Error::Io(std::io::Error::other("connection reset by peer")))
+    }
+
+    #[tokio::test]
+    async fn a_read_waits_for_an_unreachable_database_instead_of_failing_the_try() {
+        let (calls, controls) = (AtomicUsize::new(0), TryControls::new());
+        let read = when_reachable(&controls, store_error, || {
+            let call = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if call < 2 {
+                    Err(unreachable())
+                } else {
+                    Ok(7)
+                }
+            }
+        });
+        assert_eq!(read.await.unwrap().unwrap(), 7);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn other_errors_are_returned_at_once() {
+        let (calls, controls) = (AtomicUsize::new(0), TryControls::new());
+        let read = when_reachable(&controls, version_store_error, || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Err::<(), _>(VersionError::Missing {
+                dag_id: "d".into(),
+                version: "v".into(),
+            }))
+        });
+        assert!(matches!(read.await, Ok(Err(VersionError::Missing { .. }))));
+        let refused = when_reachable(&controls, store_error, || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Err::<(), _>(StoreError::Corrupt("bad row".into())))
+        });
+        assert!(matches!(refused.await, Ok(Err(StoreError::Corrupt(_)))));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_stop_request_ends_the_wait() {
+        let controls = TryControls::new();
+        let stopper = controls.canceller.clone();
+        let stop_soon = async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stopper.trigger();
+        };
+        let read = when_reachable(&controls, store_error, || {
+            std::future::ready(Err::<(), _>(unreachable()))
+        });
+        let (result, ()) = tokio::join!(read, stop_soon);
+        assert!(matches!(result, Err(JobError::Cancelled(_))), "{result:?}");
     }
 }

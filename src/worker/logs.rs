@@ -1,7 +1,8 @@
 //! Moves a running try's log lines from the job to the database, in batches, keeping at most
-//! [`MAX_TRY_LOG_BYTES`] per try: past that, one marker line says how much was dropped.
+//! [`MAX_TRY_LOG_BYTES`] per try: past that, one marker line says how much was dropped. Lines
+//! wait out a short database outage (up to [`OUTAGE_PATIENCE`]) rather than being lost.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -12,6 +13,8 @@ use crate::store::Store;
 /// Longest a line waits before being written, so live logs stay live.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 const MAX_BATCH: usize = 500;
+/// How long a batch of lines waits for an unreachable database before it is dropped.
+const OUTAGE_PATIENCE: Duration = Duration::from_secs(60);
 /// Most log text stored for one try; a runaway command cannot fill the database.
 pub const MAX_TRY_LOG_BYTES: usize = 32 * 1024 * 1024;
 
@@ -46,9 +49,7 @@ pub(super) async fn flush_logs(
         if batch.is_empty() {
             continue;
         }
-        if let Err(e) = logs::append(store.write(), ti_id, try_number, &batch).await {
-            tracing::warn!(ti_id, "dropping {} log lines: {e}", batch.len());
-        }
+        append_patiently(&store, ti_id, try_number, &batch).await;
         batch.clear();
     }
     if budget.dropped_lines > 0 {
@@ -62,8 +63,27 @@ pub(super) async fn flush_logs(
                 MAX_TRY_LOG_BYTES >> 20
             ),
         };
-        if let Err(e) = logs::append(store.write(), ti_id, try_number, &[note]).await {
-            tracing::warn!(ti_id, "cannot record the log truncation: {e}");
+        append_patiently(&store, ti_id, try_number, &[note]).await;
+    }
+}
+
+/// Writes `lines`, trying again with backoff for up to [`OUTAGE_PATIENCE`] while the database
+/// cannot be reached (newer lines wait in the channel meanwhile); drops them with a warning if
+/// that is not enough, or if the database refuses them.
+async fn append_patiently(store: &Store, ti_id: i64, try_number: i64, lines: &[LogLine]) {
+    let give_up_at = Instant::now() + OUTAGE_PATIENCE;
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match logs::append(store.write(), ti_id, try_number, lines).await {
+            Ok(()) => return,
+            Err(e) if e.is_unavailable() && Instant::now() + wait < give_up_at => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                tracing::warn!(ti_id, "dropping {} log lines: {e}", lines.len());
+                return;
+            }
         }
     }
 }

@@ -6,8 +6,10 @@
 //! overwrite a newer try. It holds no transaction while a task runs, and heartbeats its running
 //! tries so the scheduler can tell a dead worker from a slow task. A try the heartbeat
 //! finds taken from it (presumed dead, or marked by hand) is stopped, processes and all: asked
-//! first (its job sees the cancellation), dropped after a grace period. Each heartbeat also
-//! stores what the running jobs reported of their progress.
+//! first (its job sees the cancellation), dropped after a grace period. A try the heartbeat
+//! finds claimed by this worker but unknown to it (the claim committed, its answer lost with
+//! the connection) is run then. Each heartbeat also stores what the running jobs reported of
+//! their progress.
 
 mod execute;
 mod logs;
@@ -140,11 +142,7 @@ impl Worker {
                         queue_empty = tasks.len() < ask;
                     }
                     for task in tasks {
-                        let controls = TryControls::new();
-                        let try_run =
-                            execute::execute(worker.clone(), task.clone(), controls.clone());
-                        let handle = running.spawn(try_run);
-                        claimed.insert(handle.id(), Running { task, handle, controls });
+                        start_try(&worker, task, &mut running, &mut claimed);
                     }
                 }
             }
@@ -166,6 +164,9 @@ impl Worker {
                 _ = heartbeat.tick() => {
                     if let Some(owned) = worker.heartbeat(&claimed).await {
                         worker.stop_taken_over(&claimed, &owned, &mut stoppers).await;
+                        for task in worker.lost_claims(&claimed, &results, &owned).await {
+                            start_try(&worker, task, &mut running, &mut claimed);
+                        }
                     }
                     // Reap the stoppers that are done.
                     while stoppers.try_join_next().is_some() {}
@@ -227,6 +228,37 @@ impl Worker {
         }
     }
 
+    /// The tries the database says this worker runs (`owned`, from the heartbeat) that it
+    /// neither runs nor holds a result of: claims whose answer was lost when the connection
+    /// broke as they committed. Left alone they would stay running, heartbeated, forever; they
+    /// are run now, as the try that was claimed.
+    async fn lost_claims(
+        &self,
+        claimed: &HashMap<tokio::task::Id, Running>,
+        results: &Results,
+        owned: &HashSet<i64>,
+    ) -> Vec<ClaimedTask> {
+        let known: HashSet<i64> = claimed.values().map(|r| r.task.id).collect();
+        let unknown: Vec<i64> =
+            owned.iter().copied().filter(|id| !known.contains(id) && !results.holds(*id)).collect();
+        if unknown.is_empty() {
+            return Vec::new();
+        }
+        match tasks::running_on(self.store.read(), &self.id, &unknown).await {
+            Ok(lost) => {
+                for task in &lost {
+                    tracing::warn!(dag = %task.dag_id, task = %task.task_id, try_number = task.try_number,
+                        "this worker's claim of the try was committed but its answer was lost: running it now");
+                }
+                lost
+            }
+            Err(e) => {
+                tracing::warn!("cannot read the tries this worker claimed without knowing: {e}");
+                Vec::new()
+            }
+        }
+    }
+
     /// Stops the tries that are no longer this worker's: the scheduler presumed it dead and
     /// handed them on (after the database was unreachable from here but not from there), or
     /// a user marked them by hand. Their results would be discarded; their commands must not
@@ -258,6 +290,18 @@ impl Worker {
                     .await;
         }
     }
+}
+
+/// Runs a claimed try on its own task, remembering it among the running ones.
+fn start_try(
+    worker: &Arc<Worker>,
+    task: ClaimedTask,
+    running: &mut JoinSet<TaskOutcome>,
+    claimed: &mut HashMap<tokio::task::Id, Running>,
+) {
+    let controls = TryControls::new();
+    let handle = running.spawn(execute::execute(worker.clone(), task.clone(), controls.clone()));
+    claimed.insert(handle.id(), Running { task, handle, controls });
 }
 
 /// The try of a `JoinSet` task that ended, and its outcome: the one it returned, or, if the

@@ -49,6 +49,11 @@ impl Results {
         self.waiting.push((task, outcome));
     }
 
+    /// Whether a result of task instance `id` waits to be written.
+    pub fn holds(&self, id: i64) -> bool {
+        self.waiting.iter().chain(&self.refused).any(|(task, _)| task.id == id)
+    }
+
     /// Whether no result waits to be written.
     pub fn is_empty(&self) -> bool {
         self.waiting.is_empty() && self.refused.is_empty()

@@ -1,5 +1,6 @@
 //! Crash recovery with real processes on the real Postgres: a worker killed with SIGKILL while
-//! its task runs, and two schedulers working the same database at once.
+//! its task runs, two schedulers working the same database at once, database outages; and a
+//! claim whose answer a worker never received.
 
 use crate::common;
 
@@ -412,6 +413,66 @@ async fn a_database_outage_longer_than_the_heartbeat_timeout_reruns_nothing() {
         assert!(log.contains("database available again"), "{name} did not report the end:\n{log}");
     }
     store.close().await;
+}
+
+/// The connection breaks as a worker's claim commits: the database has the try running on that
+/// worker, which never heard of it. Its heartbeats would keep the try alive forever; instead
+/// the worker finds the try it does not know among those it heartbeats, and runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_answer_was_lost_is_run_by_its_worker() {
+    use common::{Harness, HarnessOptions};
+    use lakeward::runtime::shutdown_channel;
+    use lakeward::worker::{Worker, WorkerOptions};
+    for db in common::databases().await {
+        // The harness's own worker claims nothing: only the worker below runs tasks.
+        let harness =
+            Harness::start_with(&db, HarnessOptions { slots: 0, ..Default::default() }).await;
+        let dag = common::dag(
+            "id = \"lost_claim\"\n[tasks.only]\nkind = \"shell\"\ncommand = \"echo ran on try $LAKEWARD_TRY_NUMBER\"\n",
+        );
+        let run = harness.trigger(&dag, common::manual(serde_json::json!({}))).await;
+        eventually("the task to be queued", Duration::from_secs(10), async || {
+            harness.tasks(&run).await.iter().all(|ti| ti.state == TaskState::Queued)
+        })
+        .await;
+        let scratch = tempfile::tempdir().unwrap();
+        let worker = Worker::new(
+            harness.store.clone(),
+            harness.versions.clone(),
+            WorkerOptions {
+                slots: 4,
+                queues: vec!["default".into()],
+                heartbeat_interval: Duration::from_millis(200),
+                poll_interval: Duration::from_millis(100),
+                warehouse: lakeward::lake::Warehouse::open(scratch.path().to_str().unwrap())
+                    .unwrap(),
+                catalog: Default::default(),
+                kafka: None,
+            },
+        );
+        let default = ["default".to_string()];
+        let (_, lost) = tasks::finish_and_claim(
+            harness.store.write(),
+            worker.id(),
+            &[],
+            &default,
+            1,
+            lakeward::time::now_micros(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(lost.len(), 1, "{}", db.url);
+        let (stop, shutdown) = shutdown_channel();
+        let running = tokio::spawn(worker.run(shutdown));
+        let finished = harness.wait(&run, Duration::from_secs(20)).await;
+        assert_eq!(finished.state, RunState::Success, "{}", db.url);
+        let ti = &harness.tasks(&run).await[0];
+        assert_eq!(ti.try_number, 1, "{}: the lost claim cost a try", db.url);
+        assert!(harness.log_text(ti).await.contains("ran on try 1"), "{}", db.url);
+        stop.trigger();
+        running.await.unwrap();
+        harness.stop().await;
+    }
 }
 
 /// A small file system of its own (tmpfs), unmounted when dropped. Mounting needs root, which
