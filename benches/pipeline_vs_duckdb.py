@@ -10,8 +10,8 @@ For each size (orders; customers are a tenth, products 2,000 from 1M orders up, 
      DAG's silver query with a partitioned write, its four gold queries, its report metrics.
      Every query is the DAG's own text, read from the TOML file;
   3. lakeward runs the whole DAG (with promotion) in another fresh home: what promotion adds.
-Both write zstd Parquet. The table says seconds per step, the data steps' sum (ingest → report),
-their ratio and the peak RSS.
+Both write zstd Parquet at level 1 (lakeward's level). The table says seconds per step, the
+data steps' sum (ingest → report), their ratio and the peak RSS.
 
 Usage: cargo build --release && PYTHON=~/.cache/lakeward/venv/bin/python \
            $PYTHON benches/pipeline_vs_duckdb.py [ORDERS...]     (default: 1000000 10000000)
@@ -39,6 +39,8 @@ STEPS = {
     "generate_report": "report",
 }
 DATA_STEPS = ["ingest", "quality", "silver", "gold", "report"]
+# How DuckDB writes Parquet: zstd at level 1, as lakeward does (DuckDB's own default is 3).
+DUCK_PARQUET = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
 DUCK_TYPES = {"integer": "BIGINT", "float": "DOUBLE", "string": "VARCHAR", "date": "DATE"}
 
 
@@ -100,7 +102,7 @@ def duckdb_steps(raw, out):
                   FROM read_csv('{csv}', header = true, columns = {{{columns}}},
                                 store_rejects = true, rejects_table = 'rejected_{name}',
                                 rejects_scan = 'scan_{name}'))
-            TO '{bronze / name}.parquet' (FORMAT parquet, COMPRESSION zstd)""")
+            TO '{bronze / name}.parquet' ({DUCK_PARQUET})""")
         db.execute(f"COPY rejected_{name} TO '{bronze / name}_quarantine.parquet' (FORMAT parquet)")
     timings["ingest"] = time.perf_counter() - start
 
@@ -120,7 +122,7 @@ def duckdb_steps(raw, out):
         (out / path).parent.mkdir(parents=True, exist_ok=True)
         partitions = ", ".join(spec["partition_by"])
         db.execute(f"COPY ({spec['query']}) TO '{out / path}' "
-                   f"(FORMAT parquet, COMPRESSION zstd, PARTITION_BY ({partitions}))")
+                   f"({DUCK_PARQUET}, PARTITION_BY ({partitions}))")
     timings["silver"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -129,7 +131,7 @@ def duckdb_steps(raw, out):
                f"read_parquet('{out}/silver/orders_enriched/**/*.parquet', hive_partitioning = true)")
     (out / "gold").mkdir()
     for path, spec in gold["outputs"].items():
-        db.execute(f"COPY ({spec['query']}) TO '{out / path}.parquet' (FORMAT parquet, COMPRESSION zstd)")
+        db.execute(f"COPY ({spec['query']}) TO '{out / path}.parquet' ({DUCK_PARQUET})")
     timings["gold"] = time.perf_counter() - start
 
     start = time.perf_counter()
