@@ -41,6 +41,13 @@ pub enum VersionError {
     Store(#[from] StoreError),
 }
 
+impl VersionError {
+    /// Whether the database could not be reached (see [`StoreError::is_unavailable`]).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, VersionError::Store(e) if e.is_unavailable())
+    }
+}
+
 pub struct DagVersions {
     store: Store,
     registry: Registry,

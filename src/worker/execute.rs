@@ -4,9 +4,9 @@
 //! job reported. Recording it is the worker loop's (see `results`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::logs::flush_logs;
+use super::outage::until_answered;
 use super::{TryControls, Worker, STOP_GRACE};
 use crate::dag::template;
 use crate::dag::Task;
@@ -61,11 +61,11 @@ async fn prepare(
     claimed: &ClaimedTask,
     controls: &TryControls,
 ) -> Result<Prepared, JobError> {
-    let run = when_reachable(controls, store_error, || worker.run_of(claimed))
+    let run = when_reachable(controls, StoreError::is_unavailable, || worker.run_of(claimed))
         .await?
         .map_err(JobError::failed)?
         .ok_or_else(|| JobError::Config(format!("run {} no longer exists", claimed.run_pk)))?;
-    let dag = when_reachable(controls, version_store_error, || {
+    let dag = when_reachable(controls, VersionError::is_unavailable, || {
         worker.versions.get(&run.dag_id, &run.version)
     })
     .await?
@@ -85,14 +85,15 @@ async fn prepare(
         vars["index"] = claimed.map_index.into();
     }
     if template::mentions(&task.config, "outputs") {
-        let outputs =
-            when_reachable(controls, store_error, || tasks::outputs(worker.store.read(), run.pk))
-                .await?
-                .map_err(JobError::failed)?;
+        let outputs = when_reachable(controls, StoreError::is_unavailable, || {
+            tasks::outputs(worker.store.read(), run.pk)
+        })
+        .await?
+        .map_err(JobError::failed)?;
         vars["outputs"] = serde_json::Value::Object(outputs);
     }
     if template::mentions(&task.config, "triggering_snapshots") {
-        let triggers = when_reachable(controls, store_error, || {
+        let triggers = when_reachable(controls, StoreError::is_unavailable, || {
             assets::triggers_of_run(worker.store.read(), run.pk)
         })
         .await?
@@ -104,45 +105,20 @@ async fn prepare(
     Ok(Prepared { task, run, config })
 }
 
-/// First and longest pause between two reads of a database that could not be reached.
-const FIRST_WAIT: Duration = Duration::from_millis(100);
-const LONGEST_WAIT: Duration = Duration::from_secs(5);
-
 /// Runs `read` until the database answers it. An outage is no fault of the task, so it costs
 /// no try: the try waits for the database (the scheduler does not count the worker's silence
-/// meanwhile), and gives up only when it is asked to stop. Errors other than the database
-/// being unreachable (`cause` finds the store's error in `E`) are returned as they are.
+/// meanwhile), and gives up only when it is asked to stop.
 async fn when_reachable<T, E, F: std::future::Future<Output = Result<T, E>>>(
     controls: &TryControls,
-    cause: impl Fn(&E) -> Option<&StoreError>,
-    mut read: impl FnMut() -> F,
+    unreachable: fn(&E) -> bool,
+    read: impl FnMut() -> F,
 ) -> Result<Result<T, E>, JobError> {
     let mut stop = controls.cancellation.clone();
-    let mut wait = FIRST_WAIT;
-    loop {
-        let result = read().await;
-        let unreachable = result.as_ref().err().and_then(&cause).filter(|e| e.is_unavailable());
-        if unreachable.is_none() {
-            return Ok(result);
+    match until_answered(read, unreachable, async move { stop.wait().await }).await {
+        Err(e) if unreachable(&e) => {
+            Err(JobError::Cancelled("stopped while waiting for the database".into()))
         }
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.wait() => {
-                return Err(JobError::Cancelled("stopped while waiting for the database".into()));
-            }
-        }
-        wait = (wait * 2).min(LONGEST_WAIT);
-    }
-}
-
-fn store_error(e: &StoreError) -> Option<&StoreError> {
-    Some(e)
-}
-
-fn version_store_error(e: &VersionError) -> Option<&StoreError> {
-    match e {
-        VersionError::Store(e) => Some(e),
-        _ => None,
+        answer => Ok(answer),
     }
 }
 
@@ -266,61 +242,21 @@ async fn run_job(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     use super::*;
 
-    fn unreachable() -> StoreError {
-        StoreError::Database(sqlx::Error::Io(std::io::Error::other("connection reset by peer")))
-    }
-
     #[tokio::test]
-    async fn a_read_waits_for_an_unreachable_database_instead_of_failing_the_try() {
-        let (calls, controls) = (AtomicUsize::new(0), TryControls::new());
-        let read = when_reachable(&controls, store_error, || {
-            let call = calls.fetch_add(1, Ordering::SeqCst);
-            async move {
-                if call < 2 {
-                    Err(unreachable())
-                } else {
-                    Ok(7)
-                }
-            }
-        });
-        assert_eq!(read.await.unwrap().unwrap(), 7);
-        assert_eq!(calls.load(Ordering::SeqCst), 3);
-    }
-
-    #[tokio::test]
-    async fn other_errors_are_returned_at_once() {
-        let (calls, controls) = (AtomicUsize::new(0), TryControls::new());
-        let read = when_reachable(&controls, version_store_error, || {
-            calls.fetch_add(1, Ordering::SeqCst);
-            std::future::ready(Err::<(), _>(VersionError::Missing {
-                dag_id: "d".into(),
-                version: "v".into(),
-            }))
-        });
-        assert!(matches!(read.await, Ok(Err(VersionError::Missing { .. }))));
-        let refused = when_reachable(&controls, store_error, || {
-            calls.fetch_add(1, Ordering::SeqCst);
-            std::future::ready(Err::<(), _>(StoreError::Corrupt("bad row".into())))
-        });
-        assert!(matches!(refused.await, Ok(Err(StoreError::Corrupt(_)))));
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
-    }
-
-    #[tokio::test]
-    async fn a_stop_request_ends_the_wait() {
+    async fn a_try_stopped_while_waiting_for_the_database_is_cancelled() {
         let controls = TryControls::new();
         let stopper = controls.canceller.clone();
         let stop_soon = async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
             stopper.trigger();
         };
-        let read = when_reachable(&controls, store_error, || {
-            std::future::ready(Err::<(), _>(unreachable()))
-        });
+        let unreachable = || {
+            let e = sqlx::Error::Io(std::io::Error::other("connection reset by peer"));
+            std::future::ready(Err::<(), _>(StoreError::Database(e)))
+        };
+        let read = when_reachable(&controls, StoreError::is_unavailable, unreachable);
         let (result, ()) = tokio::join!(read, stop_soon);
         assert!(matches!(result, Err(JobError::Cancelled(_))), "{result:?}");
     }

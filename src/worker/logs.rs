@@ -2,13 +2,14 @@
 //! [`MAX_TRY_LOG_BYTES`] per try: past that, one marker line says how much was dropped. Lines
 //! wait out a short database outage (up to [`OUTAGE_PATIENCE`]) rather than being lost.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::outage::until_answered;
 use crate::jobs::{LogLine, Stream};
 use crate::store::logs;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Longest a line waits before being written, so live logs stay live.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -67,24 +68,14 @@ pub(super) async fn flush_logs(
     }
 }
 
-/// Writes `lines`, trying again with backoff for up to [`OUTAGE_PATIENCE`] while the database
-/// cannot be reached (newer lines wait in the channel meanwhile); drops them with a warning if
-/// that is not enough, or if the database refuses them.
+/// Writes `lines`, trying again for up to [`OUTAGE_PATIENCE`] while the database cannot be
+/// reached (newer lines wait in the channel meanwhile); drops them with a warning if that is
+/// not enough, or if the database refuses them.
 async fn append_patiently(store: &Store, ti_id: i64, try_number: i64, lines: &[LogLine]) {
-    let give_up_at = Instant::now() + OUTAGE_PATIENCE;
-    let mut wait = Duration::from_millis(100);
-    loop {
-        match logs::append(store.write(), ti_id, try_number, lines).await {
-            Ok(()) => return,
-            Err(e) if e.is_unavailable() && Instant::now() + wait < give_up_at => {
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => {
-                tracing::warn!(ti_id, "dropping {} log lines: {e}", lines.len());
-                return;
-            }
-        }
+    let append = || logs::append(store.write(), ti_id, try_number, lines);
+    let patience = tokio::time::sleep(OUTAGE_PATIENCE);
+    if let Err(e) = until_answered(append, StoreError::is_unavailable, patience).await {
+        tracing::warn!(ti_id, "dropping {} log lines: {e}", lines.len());
     }
 }
 

@@ -13,6 +13,7 @@
 
 mod execute;
 mod logs;
+mod outage;
 mod results;
 
 use std::collections::{HashMap, HashSet};
