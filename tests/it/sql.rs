@@ -256,6 +256,20 @@ async fn queries_agree_with_duckdb_on_the_same_files() {
             "SELECT product_id, category, SUM(quantity) AS units, SUM(revenue) AS revenue \
              FROM silver_orders GROUP BY product_id, category ORDER BY product_id",
         ),
+        // Aggregates left unnamed, which Polars would all name `total_amount`, ordered by one
+        // of them (which Polars alone computes over its output, in a wrong order).
+        (
+            "SELECT status, SUM(total_amount), AVG(total_amount), MAX(total_amount) \
+             FROM bronze.orders GROUP BY status ORDER BY SUM(total_amount) DESC",
+            "SELECT status, SUM(total_amount), AVG(total_amount), MAX(total_amount) \
+             FROM bronze_orders GROUP BY status ORDER BY SUM(total_amount) DESC",
+        ),
+        (
+            "SELECT status, SUM(quantity) FROM bronze.orders GROUP BY status \
+             ORDER BY SUM(quantity)",
+            "SELECT status, SUM(quantity) FROM bronze_orders GROUP BY status \
+             ORDER BY SUM(quantity)",
+        ),
         // One that does not (a day has several statuses): grouped as written.
         (
             "SELECT order_date, status, COUNT(*) AS orders FROM bronze.orders \
@@ -386,6 +400,21 @@ async fn bad_queries_get_clear_errors_and_nothing_outside_the_lake_is_read() {
     assert_eq!(patient.outcomes().cancelled.load(std::sync::atomic::Ordering::Relaxed), 1);
     // The consoles still answer.
     assert_eq!(console.run("SELECT 1 AS one", 10).await.unwrap().frame.height(), 1);
+
+    // Expressions Polars would name alike (after their leftmost column, or `literal`) are
+    // named after their text; other names stay Polars'.
+    for (query, names) in [
+        (
+            "SELECT SUM(quantity), AVG(quantity), COUNT(*) FROM bronze.orders",
+            vec!["SUM(quantity)", "AVG(quantity)", "len"],
+        ),
+        ("SELECT quantity, quantity * 2 FROM bronze.orders", vec!["quantity", "quantity * 2"]),
+        ("SELECT 1, 2", vec!["1", "2"]),
+    ] {
+        let answer = console.run(query, 10).await.unwrap_or_else(|e| panic!("{query}: {e}"));
+        let got: Vec<&str> = answer.frame.get_column_names().iter().map(|n| n.as_str()).collect();
+        assert_eq!(got, names, "{query}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,7 @@
 //! (authentication, history and pages are the callers').
 
 mod execute;
+mod outputs;
 pub mod render;
 mod sources;
 mod statement;
