@@ -11,7 +11,8 @@
 //! Folders and files without a `_current` pointer (data dropped in by other tools) can be read
 //! too. Datasets know nothing of DAGs, runs or the database; [`tables`] (Iceberg tables, whose
 //! catalog lives in the database) builds on them, and `table_frames` lets Polars read a table
-//! snapshot's files; [`sql_functions`] adds what lakeward's SQL has beyond Polars', [`engine`]
+//! snapshot's files; [`sql_functions`] adds what lakeward's SQL has beyond Polars' (and, with
+//! `sql_outputs`, names and orders the outputs Polars would get wrong), [`engine`]
 //! picks the Polars engine a query runs on and runs it (rewriting some groupings first), and
 //! [`query`] runs the SQL console's read-only queries over both.
 
@@ -21,6 +22,7 @@ mod frames;
 pub mod query;
 mod remote;
 pub mod sql_functions;
+mod sql_outputs;
 mod table_frames;
 pub mod tables;
 

@@ -5,8 +5,9 @@
 //!
 //! The additions are rewritten into Polars SQL before it runs (Polars' own function registry
 //! is not consulted inside CTEs, subqueries and set operations), so a query may use them
-//! anywhere. This module owns only that rewriting; which tables a query may read is checked by
-//! the jobs.
+//! anywhere; so are the outputs Polars would name alike or order by wrongly
+//! ([`super::sql_outputs`]). This module owns only that rewriting; which tables a query may
+//! read is checked by the jobs.
 
 use std::ops::ControlFlow;
 
@@ -45,16 +46,20 @@ fn parser_options() -> ParserOptions {
     ParserOptions { trailing_commas: true, ..Default::default() }
 }
 
-/// `query` with lakeward's additions spelled in Polars SQL; unchanged when it uses none.
+/// `query` with lakeward's additions spelled in Polars SQL and its outputs named and ordered
+/// as [`super::sql_outputs`] says; unchanged when none of that applies (or it does not parse
+/// and uses no addition: Polars then says what is wrong).
 pub fn rewrite(query: &str) -> Result<String, String> {
-    if !query.to_ascii_lowercase().contains("date_trunc") {
-        return Ok(query.to_string());
-    }
-    let mut statements = Parser::new(&GenericDialect)
+    let uses_additions = query.to_ascii_lowercase().contains("date_trunc");
+    let parsed = Parser::new(&GenericDialect)
         .with_options(parser_options())
         .try_with_sql(query)
-        .and_then(|mut p| p.parse_statements())
-        .map_err(|e| format!("SQL syntax error: {e}"))?;
+        .and_then(|mut p| p.parse_statements());
+    let mut statements = match parsed {
+        Ok(statements) => statements,
+        Err(_) if !uses_additions => return Ok(query.to_string()),
+        Err(e) => return Err(format!("SQL syntax error: {e}")),
+    };
     let outcome = visit_expressions_mut(&mut statements, |expr| match date_trunc(expr) {
         Ok(Some(replacement)) => {
             *expr = replacement;
@@ -65,6 +70,9 @@ pub fn rewrite(query: &str) -> Result<String, String> {
     });
     if let ControlFlow::Break(e) = outcome {
         return Err(e);
+    }
+    if !super::sql_outputs::rewrite_outputs(&mut statements) && !uses_additions {
+        return Ok(query.to_string());
     }
     Ok(statements.iter().map(ToString::to_string).collect::<Vec<_>>().join(";\n"))
 }
@@ -140,5 +148,21 @@ mod tests {
         let bad = sql.execute("SELECT date_trunc('fortnight', ts) FROM t").map(|_| ());
         assert!(bad.unwrap_err().to_string().contains("unknown unit 'fortnight'"));
         assert!(sql.execute("SELECT date_trunc(ts) FROM t").is_err());
+    }
+
+    #[test]
+    fn every_query_names_and_orders_its_outputs_as_other_engines_do() {
+        let data = df! { "k" => ["a", "b", "b"], "v" => [1i64, 2, 5] }.unwrap();
+        let mut sql = QueryContext::new();
+        sql.register("t", data.lazy());
+        let query = "SELECT k, SUM(v), MAX(v) FROM t GROUP BY k ORDER BY SUM(v) DESC";
+        let answer = sql.execute(query).unwrap().collect().unwrap();
+        let names: Vec<&str> = answer.get_column_names().iter().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["k", "SUM(v)", "MAX(v)"]);
+        let keys = answer.column("k").unwrap().str().unwrap();
+        let keys: Vec<_> = (0..keys.len()).map(|i| keys.get(i)).collect();
+        assert_eq!(keys, [Some("b"), Some("a")], "b sums to 7, a to 1");
+        let untouched = "SELECT k AS key FROM t ORDER BY key";
+        assert_eq!(super::rewrite(untouched).unwrap(), untouched);
     }
 }

@@ -14,7 +14,6 @@
 //! (authentication, history and pages are the callers').
 
 mod execute;
-mod outputs;
 pub mod render;
 mod sources;
 mod statement;

@@ -1,8 +1,7 @@
 //! What a console query reads: the statement parsed, checked to be one read-only query over
 //! lake names, and rewritten into Polars SQL over bound names (`__lw0`, `__lw1`, …), one per
 //! table or dataset reference, each with its time travel and the comparisons of its `WHERE`
-//! that can prune files; outputs Polars would name alike are named after their text, and an
-//! ordering by an output's expression orders by its position ([`super::outputs`]).
+//! that can prune files.
 //!
 //! Names: `namespace.table` is an Iceberg table; a quoted name with a slash
 //! (`"silver/orders_enriched"`) is a dataset; anything else must be a CTE of the query. Time
@@ -231,7 +230,6 @@ impl VisitorMut for Binder {
     type Break = QueryError;
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<QueryError> {
-        super::outputs::order_by_outputs(query);
         if let Some(with) = &query.with {
             for cte in &with.cte_tables {
                 self.ctes.insert(cte.alias.name.value.to_ascii_lowercase());
@@ -246,7 +244,6 @@ impl VisitorMut for Binder {
     }
 
     fn pre_visit_select(&mut self, select: &mut Select) -> ControlFlow<QueryError> {
-        super::outputs::name_repeated_outputs(select);
         let Some(selection) = &select.selection else { return ControlFlow::Continue(()) };
         let mut conjuncts = Vec::new();
         collect_conjuncts(selection, &mut conjuncts);

@@ -10,22 +10,51 @@
 //!   order, silently) or failed when the sum had an alias. An `ORDER BY` expression that is
 //!   one of the outputs becomes that output's position (`ORDER BY 2`), which Polars sorts by.
 //!
-//! This module only rewrites select lists and orderings; it knows nothing of what the names
-//! read.
+//! [`super::sql_functions::rewrite`] applies both to every query lakeward runs. This module
+//! only rewrites select lists and orderings; it knows nothing of what the names read.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, OrderByKind, Query, Select,
-    SelectItem, SetExpr, Value,
+    SelectItem, SetExpr, Statement, Value, VisitMut, VisitorMut,
 };
 
+/// Applies both rewrites to every query and `SELECT` of `statements`; whether any changed.
+pub fn rewrite_outputs(statements: &mut [Statement]) -> bool {
+    let mut rewriter = Rewriter { changed: false };
+    for statement in statements {
+        let _ = statement.visit(&mut rewriter);
+    }
+    rewriter.changed
+}
+
+struct Rewriter {
+    changed: bool,
+}
+
+impl VisitorMut for Rewriter {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        self.changed |= order_by_outputs(query);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
+        self.changed |= name_repeated_outputs(select);
+        ControlFlow::Continue(())
+    }
+}
+
 /// Replaces each `ORDER BY` expression of `query` that is also one of its outputs by that
-/// output's position. Columns and positions are left as they are.
-pub fn order_by_outputs(query: &mut Query) {
-    let SetExpr::Select(select) = query.body.as_ref() else { return };
-    let Some(order_by) = &mut query.order_by else { return };
-    let OrderByKind::Expressions(orderings) = &mut order_by.kind else { return };
+/// output's position; whether any was. Columns and positions are left as they are.
+fn order_by_outputs(query: &mut Query) -> bool {
+    let SetExpr::Select(select) = query.body.as_ref() else { return false };
+    let Some(order_by) = &mut query.order_by else { return false };
+    let OrderByKind::Expressions(orderings) = &mut order_by.kind else { return false };
+    let mut changed = false;
     for ordering in orderings {
         if is_column(&ordering.expr) || matches!(ordering.expr, Expr::Value(_)) {
             continue;
@@ -38,13 +67,16 @@ pub fn order_by_outputs(query: &mut Query) {
         });
         if let Some(position) = position {
             ordering.expr = Expr::Value(Value::Number((position + 1).to_string(), false).into());
+            changed = true;
         }
     }
+    changed
 }
 
 /// Gives each unnamed expression of `select` whose name Polars would repeat its text as
-/// alias. Next to `*`, whose names are not known here, every unnamed expression is named.
-pub fn name_repeated_outputs(select: &mut Select) {
+/// alias; whether any was. Next to `*`, whose names are not known here, every unnamed
+/// expression is named.
+fn name_repeated_outputs(select: &mut Select) -> bool {
     let wildcard = select
         .projection
         .iter()
@@ -55,6 +87,7 @@ pub fn name_repeated_outputs(select: &mut Select) {
         *uses.entry(name.as_str()).or_default() += 1;
     }
     let several = select.projection.len() > 1;
+    let mut changed = false;
     for (item, name) in select.projection.iter_mut().zip(&names) {
         let SelectItem::UnnamedExpr(expr) = item else { continue };
         if is_column(expr) {
@@ -68,8 +101,10 @@ pub fn name_repeated_outputs(select: &mut Select) {
         if repeated {
             let alias = Ident::with_quote('"', expr.to_string());
             *item = SelectItem::ExprWithAlias { expr: expr.clone(), alias };
+            changed = true;
         }
     }
+    changed
 }
 
 /// The name Polars gives `item`'s output, when this module can foresee it.
