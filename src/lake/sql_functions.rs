@@ -60,6 +60,9 @@ pub fn rewrite(query: &str) -> Result<String, String> {
         Err(_) if !uses_additions => return Ok(query.to_string()),
         Err(e) => return Err(format!("SQL syntax error: {e}")),
     };
+    // Outputs first, so that a name made from an expression's text is the text as written
+    // (`date_trunc(…)`, not what it is rewritten into).
+    let renamed = super::sql_outputs::rewrite_outputs(&mut statements);
     let outcome = visit_expressions_mut(&mut statements, |expr| match date_trunc(expr) {
         Ok(Some(replacement)) => {
             *expr = replacement;
@@ -71,7 +74,7 @@ pub fn rewrite(query: &str) -> Result<String, String> {
     if let ControlFlow::Break(e) = outcome {
         return Err(e);
     }
-    if !super::sql_outputs::rewrite_outputs(&mut statements) && !uses_additions {
+    if !renamed && !uses_additions {
         return Ok(query.to_string());
     }
     Ok(statements.iter().map(ToString::to_string).collect::<Vec<_>>().join(";\n"))
@@ -162,6 +165,9 @@ mod tests {
         let keys = answer.column("k").unwrap().str().unwrap();
         let keys: Vec<_> = (0..keys.len()).map(|i| keys.get(i)).collect();
         assert_eq!(keys, [Some("b"), Some("a")], "b sums to 7, a to 1");
+        let bucketed = "SELECT date_trunc('day', ts), ts FROM t";
+        let rewritten = super::rewrite(bucketed).unwrap();
+        assert!(rewritten.contains(r#"AS "date_trunc('day', ts)""#), "{rewritten}");
         let untouched = "SELECT k AS key FROM t ORDER BY key";
         assert_eq!(super::rewrite(untouched).unwrap(), untouched);
     }

@@ -120,7 +120,8 @@ fn is_column(expr: &Expr) -> bool {
     matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
 }
 
-/// The name of an expression's leftmost column, `literal` for a value, `len` for `COUNT(*)`.
+/// The name of an expression's leftmost column, `literal` for a value, `len` for `COUNT(*)`
+/// (for a function, of its first argument that is not a value).
 fn leftmost_name(expr: &Expr) -> Option<String> {
     match expr {
         Expr::Identifier(ident) => Some(ident.value.clone()),
@@ -132,11 +133,18 @@ fn leftmost_name(expr: &Expr) -> Option<String> {
         }
         Expr::Function(function) => {
             let FunctionArguments::List(list) = &function.args else { return None };
-            match list.args.first()? {
-                FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => Some("len".into()),
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(first)) => leftmost_name(first),
-                _ => None,
-            }
+            let names: Vec<Option<String>> = list
+                .args
+                .iter()
+                .map(|arg| match arg {
+                    FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => Some("len".into()),
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(arg)) => leftmost_name(arg),
+                    _ => None,
+                })
+                .collect();
+            // A leading value does not name it: `date_trunc('day', ts)` is `ts`.
+            let column = names.iter().flatten().find(|name| *name != "literal");
+            column.or(names.first()?.as_ref()).cloned()
         }
         _ => None,
     }
