@@ -24,6 +24,7 @@ use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
 
 use polars::prelude::{DataFrame, LazyFrame, PolarsResult};
+use polars_plan::plans::IRPlan;
 use sqlparser::ast::{visit_expressions, DuplicateTreatment, Expr, FunctionArguments};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
@@ -146,9 +147,25 @@ fn together(plans: Vec<LazyFrame>, engine: Engine) -> Option<Vec<DataFrame>> {
 /// rejects some by panicking while it lowers them, before any data is read, such as a cross
 /// join filtered by an inequality).
 pub fn collect_streaming(frame: LazyFrame) -> Option<PolarsResult<DataFrame>> {
-    let streaming = polars::prelude::Engine::Streaming;
-    let run = AssertUnwindSafe(|| frame.collect_with_engine(streaming));
-    std::panic::catch_unwind(run).ok().map(|result| result.map(|r| r.unwrap_single()))
+    collect_streaming_adjusted(frame, |_| {})
+}
+
+/// [`collect_streaming`], with `adjust` applied to the plan Polars has optimised before it runs:
+/// for steps that must not change how Polars optimises the query, as a step in the lazy frame
+/// would (Polars does not push a `COUNT(*)` through a function step, for one, and reads a
+/// column instead of the files' footers).
+pub fn collect_streaming_adjusted(
+    frame: LazyFrame,
+    adjust: impl FnOnce(&mut IRPlan),
+) -> Option<PolarsResult<DataFrame>> {
+    let run = AssertUnwindSafe(|| {
+        let mut plan = frame.with_streaming(true).to_alp_optimized()?;
+        adjust(&mut plan);
+        plan.ensure_root_node_is_sink();
+        let (top, plans, expressions) = (plan.lp_top, &mut plan.lp_arena, &mut plan.expr_arena);
+        polars_stream::run_query(top, plans, expressions).map(|result| result.unwrap_single())
+    });
+    std::panic::catch_unwind(run).ok()
 }
 
 #[cfg(test)]

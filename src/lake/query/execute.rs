@@ -2,29 +2,49 @@
 //! [`crate::lake::engine`] picks, cancelled (not abandoned) when the caller stops waiting.
 //!
 //! Polars' own token cancels the in-memory engine. The streaming engine has no cancellation of
-//! its own, so every source frame of a query is wrapped by [`Cancel::guard`]: an identity step
-//! on each morsel that fails once the query is cancelled, which Polars may push filters and
-//! column choices through.
+//! its own, so once Polars has optimised the plan, [`Cancel::guard_scans`] puts a step above
+//! every file scan that passes each morsel on unchanged and fails once the query is cancelled.
+//! It goes in after optimisation so that Polars plans the query as if it were not there: a
+//! `COUNT(*)` of a table is still answered from the files' footers, and filters and column
+//! choices still reach the scans. The sample a grouping's narrowing reads first
+//! ([`narrow_group_keys`], at most 100,000 rows) runs before the query and is not checked.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use polars::prelude::{polars_err, DataFrame, LazyFrame, OptFlags, PolarsResult};
+use polars::polars_utils::arena::Node;
+use polars::prelude::{polars_err, DataFrame, LazyFrame, PolarsResult};
+use polars_plan::plans::{FunctionIR, IRPlan, IR};
 
 use super::{Outcomes, QueryError};
-use crate::lake::engine::{collect_streaming, narrow_group_keys, Engine};
+use crate::lake::engine::{collect_streaming_adjusted, narrow_group_keys, Engine};
 
 /// How often a query on the in-memory engine is checked for cancellation.
 const CHECK: Duration = Duration::from_millis(5);
 
-/// The cancellation of one query, shared by the frames it reads.
+/// The cancellation of one query, shared by the scans it reads.
 #[derive(Clone, Default)]
-pub struct Cancel(Arc<AtomicBool>);
+struct Cancel(Arc<AtomicBool>);
 
 impl Cancel {
-    /// `frame`, failing at its next morsel once the query is cancelled.
-    pub fn guard(&self, frame: LazyFrame) -> LazyFrame {
+    /// Makes every file scan of the optimised `plan` fail at its next morsel once the query is
+    /// cancelled.
+    fn guard_scans(&self, plan: &mut IRPlan) {
+        let plans = &mut plan.lp_arena;
+        for index in 0..plans.len() {
+            let node = Node(index);
+            if matches!(plans.get(node), IR::Scan { .. }) {
+                // The scan moves to a new node and the check takes its place, under its parents.
+                let scan = plans.take(node);
+                let input = plans.add(scan);
+                plans.replace(node, IR::MapFunction { input, function: self.check() });
+            }
+        }
+    }
+
+    /// The step that passes a morsel on, or fails once the query is cancelled.
+    fn check(&self) -> FunctionIR {
         let cancelled = self.0.clone();
         let check = move |morsel: DataFrame| {
             if cancelled.load(Ordering::Relaxed) {
@@ -33,9 +53,14 @@ impl Cancel {
                 Ok(morsel)
             }
         };
-        let passes =
-            OptFlags::PREDICATE_PUSHDOWN | OptFlags::PROJECTION_PUSHDOWN | OptFlags::STREAMING;
-        frame.map(check, passes, None, Some("cancellation check"))
+        FunctionIR::Opaque {
+            function: Arc::new(check),
+            schema: None,
+            predicate_pd: false,
+            projection_pd: false,
+            streamable: true,
+            fmt_str: "cancellation check".into(),
+        }
     }
 
     fn cancel(&self) {
@@ -56,14 +81,14 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Collects `frame`, whose sources are guarded by `cancel`, counted in `outcomes.running`
-/// until the engine returns; dropping the returned future cancels the query.
+/// Collects `frame`, counted in `outcomes.running` until the engine returns; dropping the
+/// returned future cancels the query.
 pub async fn collect(
     frame: LazyFrame,
     engine: Engine,
-    cancel: Cancel,
     outcomes: &Arc<Outcomes>,
 ) -> Result<DataFrame, QueryError> {
+    let cancel = Cancel::default();
     let _cancel_on_drop = CancelOnDrop(cancel.clone());
     let running = Running::start(outcomes.clone());
     let result = crate::process::blocking(move || {
@@ -98,7 +123,9 @@ impl Drop for Running {
 fn run(frame: LazyFrame, engine: Engine, cancel: &Cancel) -> PolarsResult<DataFrame> {
     if engine == Engine::Streaming {
         // A plan the streaming engine rejects runs on the in-memory engine.
-        if let Some(result) = collect_streaming(narrow_group_keys(frame.clone())) {
+        let narrowed = narrow_group_keys(frame.clone());
+        if let Some(result) = collect_streaming_adjusted(narrowed, |plan| cancel.guard_scans(plan))
+        {
             return result;
         }
     }
@@ -114,5 +141,75 @@ fn run(frame: LazyFrame, engine: Engine, cancel: &Cancel) -> PolarsResult<DataFr
             return query.fetch_blocking();
         }
         std::thread::sleep(CHECK);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use polars::prelude::{col, df, len, JoinType, ParquetWriter};
+
+    use super::*;
+    use crate::lake::frames::scan_parquet_files;
+
+    /// The number of columns each checked scan of `plan` reads.
+    fn checked_scan_widths(plan: &IRPlan) -> Vec<usize> {
+        let plans = &plan.lp_arena;
+        let checked = (0..plans.len()).filter_map(|index| match plans.get(Node(index)) {
+            IR::MapFunction { input, function: FunctionIR::Opaque { fmt_str, .. } }
+                if fmt_str == "cancellation check" =>
+            {
+                Some(*input)
+            }
+            _ => None,
+        });
+        let widths = checked.map(|input| match plans.get(input) {
+            IR::Scan { output_schema, file_info, .. } => {
+                output_schema.as_ref().map_or(file_info.schema.len(), |schema| schema.len())
+            }
+            other => panic!("a check above {other:?}, not above a scan"),
+        });
+        widths.collect()
+    }
+
+    /// A lazy scan of a Parquet file written with `data` in `dir`.
+    fn scan(dir: &std::path::Path, name: &str, mut data: DataFrame) -> LazyFrame {
+        let file = dir.join(name);
+        ParquetWriter::new(std::fs::File::create(&file).unwrap()).finish(&mut data).unwrap();
+        scan_parquet_files(&[file]).unwrap()
+    }
+
+    #[test]
+    fn checked_scans_are_planned_as_unchecked_ones_and_fail_once_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let orders = df! { "id" => [1i64, 2, 3], "customer" => [7i64, 8, 7] }.unwrap();
+        let orders = scan(dir.path(), "orders.parquet", orders);
+        let customers = df! { "customer" => [7i64, 8], "name" => ["a", "b"] }.unwrap();
+        let customers = scan(dir.path(), "customers.parquet", customers);
+        let cancel = Cancel::default();
+        let guard = |plan: &mut IRPlan| cancel.guard_scans(plan);
+
+        // A count is answered from the footer: the checked scan reads no column.
+        let count = orders.clone().select([len()]);
+        let mut plan = count.clone().with_streaming(true).to_alp_optimized().unwrap();
+        cancel.guard_scans(&mut plan);
+        assert_eq!(checked_scan_widths(&plan), vec![0]);
+        let counted = collect_streaming_adjusted(count.clone(), guard).unwrap().unwrap();
+        assert_eq!(counted.column("len").unwrap().u32().unwrap().get(0), Some(3));
+        // Both sides of a join are checked, each reading only the column it needs.
+        let on = [col("customer")];
+        let joined = orders.join(customers, on.clone(), on, JoinType::Inner.into());
+        let ids = joined.select([col("id")]);
+        let mut plan = ids.clone().with_streaming(true).to_alp_optimized().unwrap();
+        cancel.guard_scans(&mut plan);
+        let mut widths = checked_scan_widths(&plan);
+        widths.sort();
+        assert_eq!(widths, vec![1, 2]);
+        assert_eq!(collect_streaming_adjusted(ids.clone(), guard).unwrap().unwrap().height(), 3);
+
+        cancel.cancel();
+        for frame in [count, ids] {
+            let failed = collect_streaming_adjusted(frame, guard).unwrap().unwrap_err();
+            assert!(failed.to_string().contains("the query was cancelled"), "{failed}");
+        }
     }
 }

@@ -203,16 +203,14 @@ impl Console {
             let planned = sources::plan(&self.warehouse, &self.tables, &bound.sources).await?;
             let (inputs, sources): (Vec<_>, Vec<_>) = planned.into_iter().unzip();
             let frames = sources::open(&self.warehouse, inputs).await?;
-            let cancel = execute::Cancel::default();
             let mut context = QueryContext::new();
             for (source, frame) in bound.sources.iter().zip(frames) {
-                context.register(&source.bound_as, cancel.guard(frame));
+                context.register(&source.bound_as, frame);
             }
             let frame = context.execute(&bound.sql)?;
             let limit = IdxSize::try_from(cap).unwrap_or(IdxSize::MAX).saturating_add(1);
             let engine = super::engine::Engine::for_query(bound.aggregates_distinct);
-            let frame =
-                execute::collect(frame.limit(limit), engine, cancel, &self.outcomes).await?;
+            let frame = execute::collect(frame.limit(limit), engine, &self.outcomes).await?;
             let truncated = frame.height() > cap;
             let frame = if truncated { frame.head(Some(cap)) } else { frame };
             Ok::<Answer, QueryError>(Answer { frame, truncated, sources, elapsed: Duration::ZERO })
