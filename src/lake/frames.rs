@@ -15,7 +15,7 @@ use polars::prelude::{
 use polars_buffer::Buffer;
 use serde::Deserialize;
 
-use super::engine::{collect_streaming, narrow_group_keys, Engine};
+use super::engine::{collect_streaming, rewritten_for, Engine};
 use super::{io, Dataset, LakeError, PendingVersion, Result};
 
 /// File formats the lake reads.
@@ -220,11 +220,12 @@ pub fn write_parquet_folder(frame: LazyFrame, dir: &Path, engine: Engine) -> Res
     measure(dir)
 }
 
-/// `frame` for the writers, which stream it: computed first when the in-memory engine is the
-/// faster one for it, its grouping narrowed for the streaming one.
+/// `frame` for the writers, which stream it: rewritten for `engine`, and computed first when
+/// the in-memory engine is the faster one for it.
 fn computed_on(frame: LazyFrame, engine: Engine) -> Result<LazyFrame> {
+    let frame = rewritten_for(frame, engine);
     Ok(match engine {
-        Engine::Streaming => narrow_group_keys(frame),
+        Engine::Streaming => frame,
         Engine::InMemory => frame.collect()?.lazy(),
     })
 }

@@ -12,12 +12,15 @@
 //!
 //! On the streaming engine, a grouping by text keys that follow from a number key is computed
 //! by that key alone ([`group_keys`]): Polars hashes one number key on a fast path, several
-//! keys by encoding each row's keys into one value first.
+//! keys by encoding each row's keys into one value first. On the in-memory engine, the distinct
+//! values of a whole integer column are counted with a bit per value when they lie close
+//! together ([`distinct_counts`]) instead of by sorting the column.
 //!
 //! It also holds the one Polars setting lakeward changes ([`tune_polars`]). This module only
 //! chooses, tunes, rewrites plans and runs them; it knows nothing of where frames come from or
 //! go.
 
+mod distinct_counts;
 mod group_keys;
 
 use std::ops::ControlFlow;
@@ -29,6 +32,7 @@ use sqlparser::ast::{visit_expressions, DuplicateTreatment, Expr, FunctionArgume
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 
+pub use distinct_counts::count_integers_densely;
 pub use group_keys::narrow_group_keys;
 
 /// How many rows Polars' streaming join reads from each side before it chooses the side to
@@ -90,14 +94,22 @@ pub fn is_distinct_aggregate(expr: &Expr) -> bool {
     matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct))
 }
 
+/// `frame` with the rewrites that speed it up on `engine`.
+pub fn rewritten_for(frame: LazyFrame, engine: Engine) -> LazyFrame {
+    match engine {
+        Engine::Streaming => narrow_group_keys(frame),
+        Engine::InMemory => count_integers_densely(frame),
+    }
+}
+
 /// Collects `frame` on `engine`; a plan the streaming engine rejects runs on the in-memory one.
 pub fn collect(frame: LazyFrame, engine: Engine) -> PolarsResult<DataFrame> {
     if engine == Engine::Streaming {
-        if let Some(result) = collect_streaming(narrow_group_keys(frame.clone())) {
+        if let Some(result) = collect_streaming(rewritten_for(frame.clone(), engine)) {
             return result;
         }
     }
-    frame.collect()
+    rewritten_for(frame, Engine::InMemory).collect()
 }
 
 /// Collects every frame on its engine, the answers in the same order. The frames of each engine
@@ -130,10 +142,7 @@ fn together(plans: Vec<LazyFrame>, engine: Engine) -> Option<Vec<DataFrame>> {
     if plans.len() < 2 {
         return None;
     }
-    let prepared = plans.into_iter().map(|plan| match engine {
-        Engine::Streaming => narrow_group_keys(plan).logical_plan,
-        Engine::InMemory => plan.logical_plan,
-    });
+    let prepared = plans.into_iter().map(|plan| rewritten_for(plan, engine).logical_plan);
     let polars_engine = match engine {
         Engine::Streaming => polars::prelude::Engine::Streaming,
         Engine::InMemory => polars::prelude::Engine::InMemory,

@@ -7,7 +7,8 @@
 //! It goes in after optimisation so that Polars plans the query as if it were not there: a
 //! `COUNT(*)` of a table is still answered from the files' footers, and filters and column
 //! choices still reach the scans. The sample a grouping's narrowing reads first
-//! ([`narrow_group_keys`], at most 100,000 rows) runs before the query and is not checked.
+//! ([`crate::lake::engine::narrow_group_keys`], at most 100,000 rows) runs before the query
+//! and is not checked.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use polars::prelude::{polars_err, DataFrame, LazyFrame, PolarsResult};
 use polars_plan::plans::{FunctionIR, IRPlan, IR};
 
 use super::{Outcomes, QueryError};
-use crate::lake::engine::{collect_streaming_adjusted, narrow_group_keys, Engine};
+use crate::lake::engine::{collect_streaming_adjusted, rewritten_for, Engine};
 
 /// How often a query on the in-memory engine is checked for cancellation.
 const CHECK: Duration = Duration::from_millis(5);
@@ -123,13 +124,13 @@ impl Drop for Running {
 fn run(frame: LazyFrame, engine: Engine, cancel: &Cancel) -> PolarsResult<DataFrame> {
     if engine == Engine::Streaming {
         // A plan the streaming engine rejects runs on the in-memory engine.
-        let narrowed = narrow_group_keys(frame.clone());
+        let narrowed = rewritten_for(frame.clone(), engine);
         if let Some(result) = collect_streaming_adjusted(narrowed, |plan| cancel.guard_scans(plan))
         {
             return result;
         }
     }
-    let query = frame.collect_concurrently()?;
+    let query = rewritten_for(frame, Engine::InMemory).collect_concurrently()?;
     loop {
         if let Some(result) = query.fetch() {
             return result;
