@@ -277,6 +277,16 @@ async fn queries_agree_with_duckdb_on_the_same_files() {
             "SELECT order_date, status, COUNT(*) AS orders FROM bronze_orders \
              GROUP BY order_date, status ORDER BY 1, 2",
         ),
+        // Distinct counts of whole columns: integers counted with a bit per value
+        // (`lake::engine::count_integers_densely`), dates and text by Polars.
+        (
+            "SELECT COUNT(DISTINCT customer_id) AS customers, COUNT(DISTINCT product_id) AS \
+             products, COUNT(DISTINCT order_date) AS days, COUNT(DISTINCT status) AS statuses \
+             FROM bronze.orders",
+            "SELECT COUNT(DISTINCT customer_id) AS customers, COUNT(DISTINCT product_id) AS \
+             products, COUNT(DISTINCT order_date) AS days, COUNT(DISTINCT status) AS statuses \
+             FROM bronze_orders",
+        ),
     ];
     for (ours, theirs) in cases {
         assert_same(ours, &lake.lakeward_sql(ours), &duckdb(&views, theirs));

@@ -1,7 +1,8 @@
 //! Counting the distinct values of a whole integer column (`SELECT COUNT(DISTINCT customer_id)
 //! FROM …`, a report's usual metric). Polars sorts the column to count them; when the values
-//! lie close together (identifiers numbered from one, dates as days) a bit per possible value
-//! counts them in one pass instead, a tenth of the time on 10M rows.
+//! lie close together (identifiers numbered from one, say) a bit per possible value
+//! counts them in one pass instead: the query over 10M rows and 1M customers took 158 ms from
+//! the CLI instead of 344.
 //!
 //! [`count_integers_densely`] rewrites the plan's outermost projection only (a query without
 //! `GROUP BY`, where the count covers the whole column), never a window; any other column type,
@@ -19,7 +20,7 @@ use polars::prelude::{
 };
 
 /// Bits allowed per row: a column of n rows is counted with bits when its values span at most
-/// `n * BITS_PER_ROW` integers (an eighth of a byte each: at most the column's own size).
+/// `n * BITS_PER_ROW` integers, so that the bits take no more memory than the column itself.
 const BITS_PER_ROW: u64 = 64;
 
 /// Below this span the bits are always cheaper than sorting, whatever the row count.
