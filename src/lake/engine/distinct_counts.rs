@@ -126,19 +126,14 @@ fn count_with_bits(values: &Int64Chunked) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use polars::prelude::{df, DataFrame, IntoLazy, NamedFrom, Series};
-    use polars::sql::SQLContext;
+    use polars::prelude::{df, DataFrame, NamedFrom, Series};
 
     use super::*;
 
     /// The answers of `sql` over `data` as written and rewritten, and whether it was rewritten.
     fn both(data: DataFrame, sql: &str) -> (DataFrame, DataFrame, bool) {
-        let mut context = SQLContext::new();
-        context.register("t", data.lazy());
-        let frame = context.execute(sql).unwrap();
-        let rewritten = count_integers_densely(frame.clone());
-        let changed =
-            format!("{:?}", rewritten.logical_plan) != format!("{:?}", frame.logical_plan);
+        let (frame, rewritten, changed) =
+            super::super::written_and_rewritten(data, sql, count_integers_densely);
         (frame.collect().unwrap(), rewritten.collect().unwrap(), changed)
     }
 

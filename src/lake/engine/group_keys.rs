@@ -185,17 +185,12 @@ fn rows_column() -> PlSmallStr {
 #[cfg(test)]
 mod tests {
     use polars::prelude::{df, Engine as PolarsEngine, SortMultipleOptions};
-    use polars::sql::SQLContext;
 
     use super::*;
 
     fn run(data: DataFrame, sql: &str) -> (DataFrame, DataFrame, bool) {
-        let mut context = SQLContext::new();
-        context.register("t", data.lazy());
-        let frame = context.execute(sql).unwrap();
-        let narrowed = narrow_group_keys(frame.clone());
-        let rewritten =
-            format!("{:?}", narrowed.logical_plan) != format!("{:?}", frame.logical_plan);
+        let (frame, narrowed, rewritten) =
+            super::super::written_and_rewritten(data, sql, narrow_group_keys);
         let streaming = PolarsEngine::Streaming;
         let expected = frame.collect_with_engine(streaming).unwrap().unwrap_single();
         let got = narrowed.collect_with_engine(streaming).unwrap().unwrap_single();

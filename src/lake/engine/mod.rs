@@ -177,6 +177,23 @@ pub fn collect_streaming_adjusted(
     std::panic::catch_unwind(run).ok()
 }
 
+/// `sql` over `data` (as the table `t`), as written and as `rewrite` makes it, and whether the
+/// rewrite changed the plan: for the tests of the rewrites.
+#[cfg(test)]
+fn written_and_rewritten(
+    data: DataFrame,
+    sql: &str,
+    rewrite: fn(LazyFrame) -> LazyFrame,
+) -> (LazyFrame, LazyFrame, bool) {
+    use polars::prelude::IntoLazy;
+    let mut context = polars::sql::SQLContext::new();
+    context.register("t", data.lazy());
+    let frame = context.execute(sql).unwrap();
+    let rewritten = rewrite(frame.clone());
+    let changed = format!("{:?}", rewritten.logical_plan) != format!("{:?}", frame.logical_plan);
+    (frame, rewritten, changed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
