@@ -124,9 +124,9 @@ impl Drop for Running {
 fn run(frame: LazyFrame, engine: Engine, cancel: &Cancel) -> PolarsResult<DataFrame> {
     if engine == Engine::Streaming {
         // A plan the streaming engine rejects runs on the in-memory engine.
-        let narrowed = rewritten_for(frame.clone(), engine);
-        if let Some(result) = collect_streaming_adjusted(narrowed, |plan| cancel.guard_scans(plan))
-        {
+        let rewritten = rewritten_for(frame.clone(), engine);
+        let guarded = collect_streaming_adjusted(rewritten, |plan| cancel.guard_scans(plan));
+        if let Some(result) = guarded {
             return result;
         }
     }
