@@ -1,6 +1,6 @@
-//! Counting the distinct values of a whole integer column (`SELECT COUNT(DISTINCT customer_id)
-//! FROM …`, a report's usual metric). Polars sorts the column to count them; when the values
-//! lie close together (identifiers numbered from one, say) a bit per possible value
+//! Counting the distinct values of a whole integer or date column (`SELECT COUNT(DISTINCT
+//! customer_id) FROM …`, a report's usual metric). Polars sorts the column to count them; when
+//! the values lie close together (identifiers numbered from one, days) a bit per possible value
 //! counts them in one pass instead: the query over 10M rows and 1M customers took 158 ms from
 //! the CLI instead of 344.
 //!
@@ -26,8 +26,8 @@ const BITS_PER_ROW: u64 = 64;
 /// Below this span the bits are always cheaper than sorting, whatever the row count.
 const SMALL_SPAN: u64 = 1 << 16;
 
-/// `frame`, counting the distinct values of its whole integer columns with bits when they lie
-/// close together.
+/// `frame`, counting the distinct values of its whole integer and date columns with bits when
+/// they lie close together.
 pub fn count_integers_densely(frame: LazyFrame) -> LazyFrame {
     let mut plan = frame.logical_plan.clone();
     let Some(DslPlan::Select { expr, .. }) = projection(&mut plan) else { return frame };
@@ -87,11 +87,13 @@ fn distinct_values(series: &Series) -> PolarsResult<polars::prelude::IdxSize> {
     Ok(polars::prelude::IdxSize::try_from(count).unwrap_or(polars::prelude::IdxSize::MAX))
 }
 
-/// `series` as 64-bit integers, if it holds integers that fit them.
+/// `series` as 64-bit integers, if it holds integers that fit them or dates (days since 1970).
 fn dense_integers(series: &Series) -> Option<Int64Chunked> {
-    if !series.dtype().is_integer() {
-        return None;
-    }
+    let series = match series.dtype() {
+        DataType::Date => series.to_physical_repr().into_owned(),
+        dtype if dtype.is_integer() => series.clone(),
+        _ => return None,
+    };
     let values = series.strict_cast(&DataType::Int64).ok()?;
     values.i64().ok().cloned()
 }
@@ -126,7 +128,7 @@ fn count_with_bits(values: &Int64Chunked) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use polars::prelude::{df, DataFrame, NamedFrom, Series};
+    use polars::prelude::{col, df, DataFrame, IntoLazy, NamedFrom, Series};
 
     use super::*;
 
@@ -143,15 +145,21 @@ mod tests {
             "id" => [Some(3i64), Some(1), None, Some(3), Some(-2), Some(1_000)],
             "small" => [Some(1u32), Some(1), Some(2), None, Some(200), Some(2)],
             "name" => ["a", "b", "a", "c", "b", "a"],
+            "day" => [Some(19_000i32), Some(19_001), Some(19_000), None, None, Some(-5)],
         }
+        .unwrap()
+        .lazy()
+        .with_column(col("day").cast(DataType::Date))
+        .collect()
         .unwrap();
         let sql = "SELECT COUNT(DISTINCT id) AS ids, COUNT(DISTINCT small) AS smalls, \
-                   COUNT(DISTINCT name) AS names, COUNT(*) AS n FROM t";
+                   COUNT(DISTINCT name) AS names, COUNT(DISTINCT day) AS days, COUNT(*) AS n \
+                   FROM t";
         let (written, got, changed) = both(data, sql);
         assert!(changed);
         assert!(got.equals_missing(&written), "{got} against {written}");
         let row: Vec<_> = got.columns().iter().map(|c| c.get(0).unwrap().to_string()).collect();
-        assert_eq!(row, ["4", "3", "3", "6"]);
+        assert_eq!(row, ["4", "3", "3", "3", "6"]);
     }
 
     #[test]
@@ -178,5 +186,10 @@ mod tests {
         let series = Series::new("v".into(), values);
         let by_bits = count_with_bits(series.i64().unwrap()).unwrap();
         assert_eq!(by_bits, series.n_unique().unwrap());
+        // Dates are counted as their days.
+        let days = series.strict_cast(&DataType::Int32).unwrap().cast(&DataType::Date).unwrap();
+        let by_bits = count_with_bits(&dense_integers(&days).unwrap()).unwrap();
+        assert_eq!(by_bits, days.n_unique().unwrap());
+        assert!(dense_integers(&Series::new("t".into(), ["a"])).is_none());
     }
 }
