@@ -15,8 +15,8 @@
 use std::sync::Arc;
 
 use polars::prelude::{
-    apply_multiple, AggExpr, ChunkAgg, Column, DataType, DslPlan, Expr, Field, Int64Chunked,
-    LazyFrame, PolarsResult, Schema, Series, IDX_DTYPE,
+    apply_multiple, AggExpr, ChunkAgg, Column, DataType, DslPlan, Expr, Field, IdxSize,
+    Int64Chunked, LazyFrame, PolarsResult, Schema, Series, IDX_DTYPE,
 };
 
 /// Bits allowed per row: a column of n rows is counted with bits when its values span at most
@@ -75,16 +75,12 @@ fn dense_count(expr: Expr) -> Expr {
 }
 
 /// How many distinct values `series` holds, a null counting as one.
-fn distinct_values(series: &Series) -> PolarsResult<polars::prelude::IdxSize> {
-    let counted = match dense_integers(series) {
-        Some(values) => count_with_bits(&values),
-        None => None,
-    };
-    let count = match counted {
+fn distinct_values(series: &Series) -> PolarsResult<IdxSize> {
+    let count = match dense_integers(series).and_then(|values| count_with_bits(&values)) {
         Some(count) => count,
         None => series.n_unique()?,
     };
-    Ok(polars::prelude::IdxSize::try_from(count).unwrap_or(polars::prelude::IdxSize::MAX))
+    Ok(IdxSize::try_from(count).unwrap_or(IdxSize::MAX))
 }
 
 /// `series` as 64-bit integers, if it holds integers that fit them or dates (days since 1970).
