@@ -6,12 +6,12 @@
 //! data and metadata under `<warehouse>/iceberg/`. [`Tables::promote`] turns a Parquet dataset
 //! into a table snapshot: it creates the namespace and table on first use (schema from the data,
 //! partition spec from the DAG), adds new nullable columns when the data gains them, copies
-//! the dataset files that already fit the table (`register`), lays the others out a file per
-//! partition with Polars and copies those (`relayout`), or else decodes and splits them by
-//! partition (`write`), and commits them with the chosen [`WriteMode`];
-//! [`Tables::writer`] does the same for record batches as they come, committing only if the
-//! table's summary properties still hold what the write began from. A commit may carry
-//! the writer's own summary properties, carried forward by later commits (`commit`).
+//! the dataset files that already fit the table (`register`; `file_copy` writes the bytes),
+//! lays the others out a file per partition with Polars and copies those (`relayout`), or
+//! else decodes and splits them by partition (`write`), and commits them with the chosen
+//! [`WriteMode`]; [`Tables::writer`] does the same for record batches as they come, committing
+//! only if the table's summary properties still hold what the write began from. A commit may
+//! carry the writer's own summary properties, carried forward by later commits (`commit`).
 //! `changes` reads what a table gained since a snapshot (incremental readers).
 //! `files` names a snapshot's data files for engines that scan Parquet themselves (SQL).
 //! `maintenance` compacts small files and expires old snapshots, `orphans` removes files failed
@@ -21,6 +21,7 @@ mod alter;
 mod catalog;
 mod changes;
 mod commit;
+mod file_copy;
 mod files;
 pub mod inspect;
 pub mod location;

@@ -14,7 +14,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use iceberg::spec::{
     DataContentType, DataFileBuilder, DataFileFormat, Datum, Literal, NestedField, PartitionKey,
     PrimitiveType, Struct, TableMetadata, Transform, Type,
@@ -31,11 +30,10 @@ use parquet::file::metadata::{
 use parquet::file::statistics::Statistics;
 use parquet::schema::types::{SchemaDescriptor, Type as ParquetType};
 
+use super::file_copy::{self, FileCopy};
 use super::write::Written;
 use super::TableError;
 
-/// Bytes copied per read from the dataset file.
-const COPY_CHUNK: usize = 8 * 1024 * 1024;
 /// Text bounds longer than this are left out of the table's metadata (Iceberg's writers
 /// truncate theirs to 16 characters; long values only bloat the manifests).
 const MAX_TEXT_BOUND: usize = 64;
@@ -98,10 +96,11 @@ pub(super) async fn copy(
     let locations = DefaultLocationGenerator::new(metadata)?;
     let spec_id = metadata.default_partition_spec_id();
     let mut written = Written { files: Vec::with_capacity(fits.len()), rows: 0 };
+    let mut copies = Vec::with_capacity(fits.len());
     for (index, fit) in fits.into_iter().enumerate() {
         let name = format!("{prefix}-r{index:05}.parquet");
         let location = locations.generate_location(fit.partition.as_ref(), &name);
-        let size = copy_file(table, &fit.source, fit.data_end, fit.footer, &location).await?;
+        let copy = FileCopy { source: fit.source, head: fit.data_end, tail: fit.footer, location };
         let Metrics {
             rows,
             column_sizes,
@@ -116,12 +115,12 @@ pub(super) async fn copy(
         let partition = fit.partition.map(|key| key.data().clone()).unwrap_or_else(Struct::empty);
         let file = DataFileBuilder::default()
             .content(DataContentType::Data)
-            .file_path(location)
+            .file_path(copy.location.clone())
             .file_format(DataFileFormat::Parquet)
             .partition(partition)
             .partition_spec_id(spec_id)
             .record_count(rows)
-            .file_size_in_bytes(size)
+            .file_size_in_bytes(copy.size())
             .column_sizes(column_sizes)
             .value_counts(value_counts)
             .null_value_counts(null_counts)
@@ -132,34 +131,10 @@ pub(super) async fn copy(
             .map_err(|e| TableError::Invalid(format!("describing {name}: {e}")))?;
         written.rows += rows;
         written.files.push(file);
+        copies.push(copy);
     }
+    file_copy::write_all(table, copies).await?;
     Ok(written)
-}
-
-/// Writes the first `data_end` bytes of `source` and then `footer` to `location`; returns
-/// the size written.
-async fn copy_file(
-    table: &Table,
-    source: &Path,
-    data_end: u64,
-    footer: Vec<u8>,
-    location: &str,
-) -> Result<u64, TableError> {
-    use tokio::io::AsyncReadExt;
-    let unreadable = |e: std::io::Error| TableError::Invalid(format!("{}: {e}", source.display()));
-    let size = data_end + footer.len() as u64;
-    let mut source = tokio::fs::File::open(source).await.map_err(unreadable)?;
-    let mut out = table.file_io().new_output(location)?.writer().await?;
-    let mut left = data_end;
-    while left > 0 {
-        let mut chunk = vec![0; COPY_CHUNK.min(left as usize)];
-        source.read_exact(&mut chunk).await.map_err(unreadable)?;
-        left -= chunk.len() as u64;
-        out.write(Bytes::from(chunk)).await?;
-    }
-    out.write(Bytes::from(footer)).await?;
-    out.close().await?;
-    Ok(size)
 }
 
 /// What to do with the file at `path`.
