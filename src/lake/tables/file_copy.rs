@@ -49,7 +49,7 @@ pub(super) async fn write_all(table: &Table, copies: Vec<FileCopy>) -> Result<()
             .await
             .map_err(|e| TableError::Invalid(format!("copying data files: {e}")))?;
     }
-    for copy in &copies {
+    for copy in copies {
         write_remote(table, copy).await?;
     }
     Ok(())
@@ -104,7 +104,7 @@ fn copy_local(copy: &FileCopy) -> Result<(), TableError> {
 }
 
 /// One copy through the table's FileIO.
-async fn write_remote(table: &Table, copy: &FileCopy) -> Result<(), TableError> {
+async fn write_remote(table: &Table, copy: FileCopy) -> Result<(), TableError> {
     use tokio::io::AsyncReadExt;
     let mut source = tokio::fs::File::open(&copy.source).await.map_err(io(&copy.source))?;
     let mut out = table.file_io().new_output(&copy.location)?.writer().await?;
@@ -115,7 +115,7 @@ async fn write_remote(table: &Table, copy: &FileCopy) -> Result<(), TableError> 
         left -= chunk.len() as u64;
         out.write(Bytes::from(chunk)).await?;
     }
-    out.write(Bytes::from(copy.tail.clone())).await?;
+    out.write(Bytes::from(copy.tail)).await?;
     out.close().await?;
     Ok(())
 }
