@@ -8,11 +8,15 @@
 //! which threads overlap: one after another, 365 of them took about 1 ms each. Elsewhere (object
 //! stores) the files go through the table's FileIO, one after another.
 //!
-//! This module only copies bytes; it does not decide what goes where, and never changes the
-//! source files.
+//! A source that is a scratch file of the caller's (a promotion's staging file) may be taken
+//! over instead: renamed into place and cut back to its head before the tail is written, which
+//! spares copying its bytes, creating a new file and deleting the old one.
+//!
+//! This module only copies bytes; it does not decide what goes where, and changes a source file
+//! only when the copy says it may take it over.
 
-use std::fs::File;
-use std::io::{Read, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -33,6 +37,9 @@ pub(super) struct FileCopy {
     pub head: u64,
     pub tail: Vec<u8>,
     pub location: String,
+    /// Whether `source` is a scratch file that may become the written file (on the same local
+    /// file system); otherwise it is left as it is.
+    pub take_source: bool,
 }
 
 impl FileCopy {
@@ -91,16 +98,41 @@ fn copy_local(copy: &FileCopy) -> Result<(), TableError> {
     if let Some(folder) = destination.parent() {
         std::fs::create_dir_all(folder).map_err(io(folder))?;
     }
+    if copy.take_source && take_over(copy, &destination)? {
+        return Ok(());
+    }
     let source = File::open(&copy.source).map_err(io(&copy.source))?;
     let mut out = File::create(&destination).map_err(io(&destination))?;
     let copied = std::io::copy(&mut source.take(copy.head), &mut out).map_err(io(&destination))?;
     if copied != copy.head {
-        let short = format!("{} ends after {copied} of {} bytes", copy.source.display(), copy.head);
-        return Err(TableError::Invalid(short));
+        return Err(too_short(copy, copied));
     }
     out.write_all(&copy.tail).map_err(io(&destination))?;
     out.sync_all().map_err(io(&destination))?;
     Ok(())
+}
+
+/// Renames `copy`'s source to `destination` and puts the tail in place of what follows its
+/// head; false, the source untouched, when the rename is refused (another file system).
+fn take_over(copy: &FileCopy, destination: &Path) -> Result<bool, TableError> {
+    let length = std::fs::metadata(&copy.source).map_err(io(&copy.source))?.len();
+    if length < copy.head {
+        return Err(too_short(copy, length));
+    }
+    if std::fs::rename(&copy.source, destination).is_err() {
+        return Ok(false);
+    }
+    let mut out = OpenOptions::new().write(true).open(destination).map_err(io(destination))?;
+    out.set_len(copy.head).map_err(io(destination))?;
+    out.seek(SeekFrom::Start(copy.head)).map_err(io(destination))?;
+    out.write_all(&copy.tail).map_err(io(destination))?;
+    out.sync_all().map_err(io(destination))?;
+    Ok(true)
+}
+
+fn too_short(copy: &FileCopy, length: u64) -> TableError {
+    let source = copy.source.display();
+    TableError::Invalid(format!("{source} ends after {length} of {} bytes", copy.head))
 }
 
 /// One copy through the table's FileIO.
@@ -147,6 +179,7 @@ mod tests {
                 head: 10,
                 tail: format!("new {index}").into_bytes(),
                 location: format!("file://{}/p={index}/f.parquet", dir.path().display()),
+                take_source: false,
             })
             .collect();
         write_local(&copies).unwrap();
@@ -164,8 +197,34 @@ mod tests {
         let source = dir.path().join("short.parquet");
         std::fs::write(&source, b"abc").unwrap();
         let location = format!("file://{}/out.parquet", dir.path().display());
-        let copy = FileCopy { source, head: 10, tail: Vec::new(), location };
-        let error = write_local(&[copy]).unwrap_err().to_string();
-        assert!(error.contains("short.parquet ends after 3 of 10 bytes"), "{error}");
+        for take_source in [false, true] {
+            let copy = FileCopy {
+                source: source.clone(),
+                head: 10,
+                tail: vec![],
+                location: location.clone(),
+                take_source,
+            };
+            let error = write_local(&[copy]).unwrap_err().to_string();
+            assert!(error.contains("short.parquet ends after 3 of 10 bytes"), "{error}");
+            assert_eq!(std::fs::read(&source).unwrap(), b"abc", "left as it was");
+        }
+    }
+
+    #[test]
+    fn a_source_taken_over_becomes_the_file_without_a_copy() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("staging.parquet");
+        std::fs::write(&source, b"0123456789old footer").unwrap();
+        let inode = std::fs::metadata(&source).unwrap().ino();
+        let location = format!("file://{}/p=1/f.parquet", dir.path().display());
+        let tail = b"new".to_vec();
+        let copy = FileCopy { source: source.clone(), head: 10, tail, location, take_source: true };
+        write_local(&[copy]).unwrap();
+        let written = dir.path().join("p=1/f.parquet");
+        assert_eq!(std::fs::read(&written).unwrap(), b"0123456789new");
+        assert_eq!(std::fs::metadata(&written).unwrap().ino(), inode, "the same file, renamed");
+        assert!(!source.exists());
     }
 }

@@ -7,7 +7,7 @@
 //! into a table snapshot: it creates the namespace and table on first use (schema from the data,
 //! partition spec from the DAG), adds new nullable columns when the data gains them, copies
 //! the dataset files that already fit the table (`register`; `file_copy` writes the bytes),
-//! lays the others out a file per partition with Polars and copies those (`relayout`), or
+//! lays the others out a file per partition with Polars and moves those in (`relayout`), or
 //! else decodes and splits them by partition (`write`), and commits them with the chosen
 //! [`WriteMode`]; [`Tables::writer`] does the same for record batches as they come, committing
 //! only if the table's summary properties still hold what the write began from. A commit may
@@ -336,7 +336,7 @@ impl Tables {
 
     /// Writes the rows of Parquet `files` into new data files of `table`, the quickest way
     /// each allows: a file that fits the table is copied as it is (`register`); the others are
-    /// laid out one file per partition by Polars and then copied (`relayout`) or, where that
+    /// laid out one file per partition by Polars and then moved in (`relayout`) or, where that
     /// cannot be done, decoded and split by partition (`write`).
     async fn add_files(
         &self,
@@ -346,7 +346,7 @@ impl Tables {
     ) -> Result<write::Written, TableError> {
         let metadata = table.metadata();
         let (fits, mut rest) = plan(table, files).await?;
-        let mut written = register::copy(table, fits, &format!("{prefix}-a")).await?;
+        let mut written = register::copy(table, fits, &format!("{prefix}-a"), false).await?;
         let spec = metadata.default_partition_spec();
         let keys = relayout::partition_keys(spec, metadata.current_schema());
         let _staging;
@@ -358,7 +358,7 @@ impl Tables {
                 TableError::Invalid(format!("laying the files out by partition: {e}"))
             })??;
             let (fits, misfits) = plan(table, laid_out).await?;
-            written.add(register::copy(table, fits, &format!("{prefix}-b")).await?);
+            written.add(register::copy(table, fits, &format!("{prefix}-b"), true).await?);
             rest = misfits;
         }
         if !rest.is_empty() {

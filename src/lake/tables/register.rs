@@ -7,7 +7,8 @@
 //! entry (rows, sizes, value and null counts, bounds, partition) is read from that footer.
 //!
 //! Files that do not fit are left to `write`, which decodes and rewrites them.
-//! This module must not change the dataset's files, and never reads a data page.
+//! This module must not change the dataset's files (a caller's scratch files, such as
+//! `relayout`'s, may be moved into the table instead of copied), and never reads a data page.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -86,11 +87,13 @@ pub(super) fn plan(metadata: &TableMetadata, files: &[PathBuf]) -> (Vec<Fit>, Ve
 }
 
 /// Copies each fitting file into `table`'s data folder (named `prefix-…`) with its new
-/// footer. The files are not part of the table until committed.
+/// footer; with `take_sources`, the files are scratch files that may be moved there instead.
+/// The files are not part of the table until committed.
 pub(super) async fn copy(
     table: &Table,
     fits: Vec<Fit>,
     prefix: &str,
+    take_sources: bool,
 ) -> Result<Written, TableError> {
     let metadata = table.metadata();
     let locations = DefaultLocationGenerator::new(metadata)?;
@@ -100,7 +103,13 @@ pub(super) async fn copy(
     for (index, fit) in fits.into_iter().enumerate() {
         let name = format!("{prefix}-r{index:05}.parquet");
         let location = locations.generate_location(fit.partition.as_ref(), &name);
-        let copy = FileCopy { source: fit.source, head: fit.data_end, tail: fit.footer, location };
+        let copy = FileCopy {
+            source: fit.source,
+            head: fit.data_end,
+            tail: fit.footer,
+            location,
+            take_source: take_sources,
+        };
         let Metrics {
             rows,
             column_sizes,
