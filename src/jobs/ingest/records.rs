@@ -11,7 +11,9 @@
 //! A CSV file is read, checked and parsed a block (64 MiB) at a time, so an ingest holds one
 //! block of the file beside its rows, not the whole file. While it has no quotes and carriage
 //! returns (what most exports are) a file has one record per line, so each block is checked
-//! line by line on every core and its good lines are handed to Polars as they are; from the
+//! line by line on every core and its good lines are handed to Polars as they are, cut at line
+//! ends into pieces parsed on every core (Polars' own reader would first pass over the whole
+//! block on one core to find where records end); from the
 //! first block with a quote or carriage return, the rest of the file goes through the `csv`
 //! crate's reader, which knows quoting.
 
@@ -191,6 +193,30 @@ impl Rows {
         Ok(true)
     }
 
+    /// [`Rows::parse`] for `csv` known to hold one record per line without quotes: cut at line
+    /// ends into pieces that Polars parses side by side, without its own pass over the block to
+    /// find where records end. Any surprise (a value that does not parse, a row count that
+    /// differs from the line count) leaves the block to [`Rows::parse`], which decides.
+    fn parse_plain(&mut self, header: &[String], csv: &[u8]) -> Result<bool, JobError> {
+        let CsvColumns::Typed(types) = &self.columns else { return self.parse(header, csv) };
+        if csv.is_empty() {
+            return Ok(true);
+        }
+        let schema = match &self.schema {
+            Some(schema) => schema.clone(),
+            None => std::sync::Arc::new(text_schema(header, types)),
+        };
+        let Some(frame) = parse_plain_pieces(&schema, csv) else { return self.parse(header, csv) };
+        self.schema = Some(schema);
+        match &mut self.frame {
+            Some(all) => {
+                all.vstack_mut_owned(frame).map_err(JobError::failed)?;
+            }
+            None => self.frame = Some(frame),
+        }
+        Ok(true)
+    }
+
     /// The columns read with their declared type.
     fn typed_columns(&self) -> Vec<String> {
         match &self.columns {
@@ -198,6 +224,86 @@ impl Rows {
             CsvColumns::Inferred => vec![],
         }
     }
+}
+
+/// Pieces a block of plain lines is cut into per core, so that a core that finishes early
+/// takes another.
+const PIECES_PER_CORE: usize = 4;
+
+/// The rows of `csv`, lines of plain records, typed by `schema`: parsed in pieces on every core
+/// and stacked in order. `None` when a piece fails to parse or gives another number of rows
+/// than it has lines.
+fn parse_plain_pieces(schema: &SchemaRef, csv: &[u8]) -> Option<DataFrame> {
+    use polars::io::csv::read::_csv_read_internal::{cast_columns, prepare_csv_schema, read_chunk};
+    use polars::prelude::CsvParseOptions;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (mut parsed_schema, mut to_cast) = (schema.clone(), Vec::new());
+    prepare_csv_schema(&mut parsed_schema, &mut to_cast).ok()?;
+    let columns: Vec<usize> = (0..parsed_schema.len()).collect();
+    let options = CsvParseOptions::default();
+    let parse = |piece: &[u8]| -> Option<DataFrame> {
+        let lines =
+            memchr::memchr_iter(b'\n', piece).count() + usize::from(!piece.ends_with(b"\n"));
+        let mut frame = read_chunk(
+            piece,
+            &options,
+            &parsed_schema,
+            false,
+            &columns,
+            0,
+            lines,
+            None,
+            usize::MAX,
+            piece.len(),
+            Some(0),
+        )
+        .ok()?;
+        cast_columns(&mut frame, &to_cast, false, false).ok()?;
+        (frame.height() == lines).then_some(frame)
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pieces = line_pieces(csv, cores * PIECES_PER_CORE);
+    let next = AtomicUsize::new(0);
+    let parsed: Vec<(usize, Option<DataFrame>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..cores.min(pieces.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(piece) = pieces.get(index) else { return done };
+                        done.push((index, parse(piece)));
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
+    });
+    let mut parsed = parsed;
+    parsed.sort_by_key(|(index, _)| *index);
+    let mut frames = parsed.into_iter().map(|(_, frame)| frame);
+    let mut all = frames.next()??;
+    for frame in frames {
+        all.vstack_mut_owned(frame?).ok()?;
+    }
+    Some(all)
+}
+
+/// `csv` cut into about `count` pieces of whole lines.
+fn line_pieces(csv: &[u8], count: usize) -> Vec<&[u8]> {
+    let size = csv.len().div_ceil(count.max(1)).max(1);
+    let mut pieces = Vec::with_capacity(count);
+    let mut rest = csv;
+    while !rest.is_empty() {
+        let end = match memchr::memchr(b'\n', &rest[size.min(rest.len() - 1)..]) {
+            Some(at) => size.min(rest.len() - 1) + at + 1,
+            None => rest.len(),
+        };
+        let (piece, after) = rest.split_at(end);
+        pieces.push(piece);
+        rest = after;
+    }
+    pieces
 }
 
 fn cannot_read(name: &str) -> impl Fn(std::io::Error) -> JobError + '_ {
@@ -275,7 +381,7 @@ fn gather_csv(
         let header = gathered.header.as_deref().unwrap_or_default();
         if all_good && gathered.csv.is_empty() {
             // Every line of the block is good: parsed as it is, not copied.
-            if !rows.parse(header, body)? {
+            if !rows.parse_plain(header, body)? {
                 return Ok(false);
             }
         } else {
@@ -737,6 +843,36 @@ mod tests {
             let inferred = read_csv_in_blocks(&sources, CsvColumns::Inferred, 9).unwrap();
             assert_eq!(inferred.frame.height(), whole.frame.height(), "text {t}");
         }
+    }
+
+    #[test]
+    fn plain_lines_parsed_in_pieces_give_what_polars_reader_gives() {
+        let mut csv = String::new();
+        for i in 0..5_000 {
+            csv.push_str(&format!(
+                "{i},name {i},{}.5,{}\n",
+                i % 97,
+                if i % 13 == 0 { "" } else { "x" }
+            ));
+        }
+        let csv = csv.trim_end().as_bytes(); // a file may end without a line end
+        let pieces = line_pieces(csv, 16);
+        assert!(pieces.len() > 8, "{} pieces", pieces.len());
+        assert_eq!(pieces.concat(), csv, "every byte, in order");
+        assert!(pieces[..pieces.len() - 1].iter().all(|p| p.ends_with(b"\n")));
+
+        let header: Vec<String> = ["id", "name", "amount", "flag"].map(String::from).to_vec();
+        let types = vec![("id".into(), DataType::Int64), ("amount".into(), DataType::Float64)];
+        let schema = std::sync::Arc::new(text_schema(&header, &types));
+        let pieces = parse_plain_pieces(&schema, csv).expect("parsed in pieces");
+        let mut whole = Rows::new(CsvColumns::Typed(types.clone()));
+        assert!(whole.parse(&header, csv).unwrap());
+        assert_eq!(pieces, whole.frame.unwrap());
+
+        let bad = b"1,a,2.5,x\n2,b,oops,x\n";
+        assert!(parse_plain_pieces(&schema, bad).is_none(), "a value that does not parse");
+        let mut rows = Rows::new(CsvColumns::Typed(types));
+        assert!(!rows.parse_plain(&header, bad).unwrap(), "left to `parse`, which says no");
     }
 
     #[test]
