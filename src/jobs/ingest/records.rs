@@ -184,13 +184,7 @@ impl Rows {
             frame.set_column_names(header).map_err(JobError::failed)?;
             self.schema = Some(frame.schema().clone());
         }
-        match &mut self.frame {
-            Some(all) => {
-                all.vstack_mut_owned(frame).map_err(JobError::failed)?;
-            }
-            None => self.frame = Some(frame),
-        }
-        Ok(true)
+        self.add(frame)
     }
 
     /// [`Rows::parse`] for `csv` known to hold one record per line without quotes: cut at line
@@ -208,6 +202,11 @@ impl Rows {
         };
         let Some(frame) = parse_plain_pieces(&schema, csv) else { return self.parse(header, csv) };
         self.schema = Some(schema);
+        self.add(frame)
+    }
+
+    /// Adds `frame`'s rows after those parsed so far.
+    fn add(&mut self, frame: DataFrame) -> Result<bool, JobError> {
         match &mut self.frame {
             Some(all) => {
                 all.vstack_mut_owned(frame).map_err(JobError::failed)?;
@@ -264,7 +263,7 @@ fn parse_plain_pieces(schema: &SchemaRef, csv: &[u8]) -> Option<DataFrame> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pieces = line_pieces(csv, cores * PIECES_PER_CORE);
     let next = AtomicUsize::new(0);
-    let parsed: Vec<(usize, Option<DataFrame>)> = std::thread::scope(|scope| {
+    let mut parsed: Vec<(usize, Option<DataFrame>)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..cores.min(pieces.len()))
             .map(|_| {
                 scope.spawn(|| {
@@ -279,7 +278,9 @@ fn parse_plain_pieces(schema: &SchemaRef, csv: &[u8]) -> Option<DataFrame> {
             .collect();
         workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
     });
-    let mut parsed = parsed;
+    if parsed.len() != pieces.len() {
+        return None; // a parser panicked: its pieces are missing
+    }
     parsed.sort_by_key(|(index, _)| *index);
     let mut frames = parsed.into_iter().map(|(_, frame)| frame);
     let mut all = frames.next()??;
@@ -295,10 +296,8 @@ fn line_pieces(csv: &[u8], count: usize) -> Vec<&[u8]> {
     let mut pieces = Vec::with_capacity(count);
     let mut rest = csv;
     while !rest.is_empty() {
-        let end = match memchr::memchr(b'\n', &rest[size.min(rest.len() - 1)..]) {
-            Some(at) => size.min(rest.len() - 1) + at + 1,
-            None => rest.len(),
-        };
+        let from = size.min(rest.len() - 1);
+        let end = memchr::memchr(b'\n', &rest[from..]).map_or(rest.len(), |at| from + at + 1);
         let (piece, after) = rest.split_at(end);
         pieces.push(piece);
         rest = after;
