@@ -225,17 +225,16 @@ impl Rows {
     }
 }
 
-/// Pieces a block of plain lines is cut into per core, so that a core that finishes early
-/// takes another.
+/// Pieces a block of plain lines is cut into per core (each at least 1 MiB, `line_chunks`),
+/// so that the work evens out across the cores.
 const PIECES_PER_CORE: usize = 4;
 
-/// The rows of `csv`, lines of plain records, typed by `schema`: parsed in pieces on every core
-/// and stacked in order. `None` when a piece fails to parse or gives another number of rows
-/// than it has lines.
+/// The rows of `csv`, lines of plain records, typed by `schema`: parsed in pieces side by side
+/// and stacked in order. `None` when a piece fails to parse (or its parser panics) or gives
+/// another number of rows than it has lines.
 fn parse_plain_pieces(schema: &SchemaRef, csv: &[u8]) -> Option<DataFrame> {
     use polars::io::csv::read::_csv_read_internal::{cast_columns, prepare_csv_schema, read_chunk};
     use polars::prelude::CsvParseOptions;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     let (mut parsed_schema, mut to_cast) = (schema.clone(), Vec::new());
     prepare_csv_schema(&mut parsed_schema, &mut to_cast).ok()?;
     let columns: Vec<usize> = (0..parsed_schema.len()).collect();
@@ -261,48 +260,17 @@ fn parse_plain_pieces(schema: &SchemaRef, csv: &[u8]) -> Option<DataFrame> {
         (frame.height() == lines).then_some(frame)
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pieces = line_pieces(csv, cores * PIECES_PER_CORE);
-    let next = AtomicUsize::new(0);
-    let mut parsed: Vec<(usize, Option<DataFrame>)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..cores.min(pieces.len()))
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(piece) = pieces.get(index) else { return done };
-                        done.push((index, parse(piece)));
-                    }
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
+    let pieces = line_chunks(csv, cores * PIECES_PER_CORE);
+    let parsed: Vec<Option<DataFrame>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = pieces.iter().map(|piece| scope.spawn(|| parse(piece))).collect();
+        handles.into_iter().map(|h| h.join().ok().flatten()).collect()
     });
-    if parsed.len() != pieces.len() {
-        return None; // a parser panicked: its pieces are missing
-    }
-    parsed.sort_by_key(|(index, _)| *index);
-    let mut frames = parsed.into_iter().map(|(_, frame)| frame);
+    let mut frames = parsed.into_iter();
     let mut all = frames.next()??;
     for frame in frames {
         all.vstack_mut_owned(frame?).ok()?;
     }
     Some(all)
-}
-
-/// `csv` cut into about `count` pieces of whole lines.
-fn line_pieces(csv: &[u8], count: usize) -> Vec<&[u8]> {
-    let size = csv.len().div_ceil(count.max(1)).max(1);
-    let mut pieces = Vec::with_capacity(count);
-    let mut rest = csv;
-    while !rest.is_empty() {
-        let from = size.min(rest.len() - 1);
-        let end = memchr::memchr(b'\n', &rest[from..]).map_or(rest.len(), |at| from + at + 1);
-        let (piece, after) = rest.split_at(end);
-        pieces.push(piece);
-        rest = after;
-    }
-    pieces
 }
 
 fn cannot_read(name: &str) -> impl Fn(std::io::Error) -> JobError + '_ {
@@ -847,7 +815,7 @@ mod tests {
     #[test]
     fn plain_lines_parsed_in_pieces_give_what_polars_reader_gives() {
         let mut csv = String::new();
-        for i in 0..5_000 {
+        for i in 0..400_000 {
             csv.push_str(&format!(
                 "{i},name {i},{}.5,{}\n",
                 i % 97,
@@ -855,7 +823,7 @@ mod tests {
             ));
         }
         let csv = csv.trim_end().as_bytes(); // a file may end without a line end
-        let pieces = line_pieces(csv, 16);
+        let pieces = line_chunks(csv, 16);
         assert!(pieces.len() > 8, "{} pieces", pieces.len());
         assert_eq!(pieces.concat(), csv, "every byte, in order");
         assert!(pieces[..pieces.len() - 1].iter().all(|p| p.ends_with(b"\n")));
