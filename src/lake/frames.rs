@@ -1,5 +1,8 @@
 //! Reading datasets into Polars frames and writing frames into new dataset versions (and into
-//! the staging files a table promotion lays out by partition).
+//! the staging files a table promotion lays out by partition). A version is one file, a hive
+//! folder per partition value, or one file clustered by some columns ([`clustered`]).
+
+mod clustered;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -150,6 +153,24 @@ pub fn write_parquet(
     }
     let keys = partition_by.iter().map(|c| col(c.as_str())).collect();
     sink_by_keys(frame, pending.dir(), keys, PartitionFiles::Hive)?;
+    let written = measure(pending.dir())?;
+    Ok((pending, written))
+}
+
+/// Computes `frame` and writes it into a new, unpublished version of `dataset` as one Parquet
+/// file clustered by the columns `cluster_by`: a row group per value, in ascending order (see
+/// [`clustered`]).
+pub fn write_parquet_clustered(
+    frame: LazyFrame,
+    dataset: &Dataset,
+    cluster_by: &[String],
+) -> Result<(PendingVersion, Written)> {
+    let mut data = super::engine::collect(frame, Engine::Streaming)?;
+    // One chunk per column: gathering a row group's rows from many chunks is slower.
+    data.rechunk_mut_par();
+    let pending = dataset.begin()?;
+    clustered::write_clustered_file(&data, cluster_by, &pending.dir().join("part-0.parquet"))?;
+    drop(data);
     let written = measure(pending.dir())?;
     Ok((pending, written))
 }

@@ -33,8 +33,8 @@ use thiserror::Error;
 use crate::domain::ErrorClass;
 pub use dataset::{Dataset, PendingVersion, Publication, Published};
 pub use frames::{
-    data_files, scan, sink_parquet, write_parquet, write_parquet_folder, Format, ScanOptions,
-    Written,
+    data_files, scan, sink_parquet, write_parquet, write_parquet_clustered, write_parquet_folder,
+    Format, ScanOptions, Written,
 };
 pub use table_frames::scan_snapshot;
 

@@ -235,6 +235,136 @@ async fn ingest_quarantines_malformed_records_with_file_and_line() {
 
 /// A task writing several datasets publishes them together: when one output fails, the
 /// others keep their previous version.
+/// The date range of each row group of the Parquet files under `dir`, file by file.
+fn row_group_days(dir: &Path) -> Vec<(i64, i32, i32)> {
+    let mut files: Vec<_> = walk_parquet(dir);
+    files.sort();
+    let mut days = Vec::new();
+    for path in files {
+        let file = std::fs::File::open(&path).unwrap();
+        let metadata =
+            parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&file).unwrap();
+        let schema = metadata.file_metadata().schema_descr();
+        let column =
+            (0..schema.num_columns()).find(|&i| schema.column(i).name() == "order_date").unwrap();
+        for group in metadata.row_groups() {
+            let statistics = group.column(column).statistics().unwrap();
+            let parquet::file::statistics::Statistics::Int32(day) = statistics else { panic!() };
+            days.push((group.num_rows(), *day.min_opt().unwrap(), *day.max_opt().unwrap()));
+        }
+    }
+    days
+}
+
+/// The bytes of each row group of the Parquet file `path`, from its first column chunk's
+/// start to its last one's end.
+fn row_group_bytes(path: &Path) -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = std::fs::File::open(path).unwrap();
+    let metadata =
+        parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&file).unwrap();
+    let mut groups = Vec::new();
+    for group in metadata.row_groups() {
+        let ranges: Vec<(u64, u64)> = group.columns().iter().map(|c| c.byte_range()).collect();
+        let start = ranges.iter().map(|(start, _)| *start).min().unwrap() as usize;
+        let end = ranges.iter().map(|(start, len)| start + len).max().unwrap() as usize;
+        groups.push(bytes[start..end].to_vec());
+    }
+    groups
+}
+
+fn walk_parquet(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(walk_parquet(&path));
+        } else if path.extension().is_some_and(|e| e == "parquet") {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// `cluster_by` on an ingest table: one file, a row group per day in ascending order (each
+/// day's rows in the order read), bad rows still quarantined. Promoted by day, each row group
+/// becomes a table file as it is; by month, a month's row groups share one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_clusters_by_day_and_promotion_takes_the_row_groups_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "landing/orders.csv",
+        "order_id,order_date,amount\n1,2024-02-01,1.5\n2,2024-01-31,2\n3,2024-02-01,3\n\
+         4,2024-01-30,4\n5,not a date,5\n6,2024-01-31,6\n",
+    );
+    let dag = r#"
+        [tasks.ingest]
+        kind = "ingest"
+        [tasks.ingest.tables.orders]
+        input = "landing/orders.csv"
+        output = "bronze/orders"
+        schema = { order_id = "integer", order_date = "date", amount = "float" }
+        cluster_by = ["order_date"]
+        [tasks.by_day]
+        kind = "iceberg"
+        depends_on = ["ingest"]
+        table = "bronze.orders"
+        input = "bronze/orders"
+        partition_by = ["day(order_date)"]
+        [tasks.by_month]
+        kind = "iceberg"
+        depends_on = ["ingest"]
+        table = "bronze.orders_monthly"
+        input = "bronze/orders"
+        partition_by = ["month(order_date)"]
+    "#;
+    let (state, tasks) = run(dir.path(), dag).await;
+    assert_eq!(state, RunState::Success, "{tasks:#?}");
+    let ingest = tasks.iter().find(|t| t.task_id == "ingest").unwrap();
+    assert_eq!(
+        (ingest.outputs["orders"]["rows"].clone(), ingest.outputs["orders"]["quarantined"].clone()),
+        (json!(5), json!(1))
+    );
+    let ids: Vec<_> =
+        rows(dir.path(), "bronze/orders").iter().map(|r| r["order_id"].clone()).collect();
+    assert_eq!(ids, [json!(4), json!(2), json!(6), json!(1), json!(3)]);
+
+    let warehouse = dir.path().join("warehouse");
+    let dataset = warehouse.join("bronze/orders");
+    let version = dataset.join(std::fs::read_to_string(dataset.join("_current")).unwrap().trim());
+    // 2024-01-30 is day 19752 since the epoch.
+    assert_eq!(row_group_days(&version), [(1, 19752, 19752), (2, 19753, 19753), (2, 19754, 19754)]);
+    let dataset_bytes = std::fs::read(&walk_parquet(&version)[0]).unwrap();
+    for (table, task, days) in [
+        ("orders", "by_day", vec![(1, 19752, 19752), (2, 19753, 19753), (2, 19754, 19754)]),
+        (
+            "orders_monthly",
+            "by_month",
+            vec![(1, 19752, 19752), (2, 19753, 19753), (2, 19754, 19754)],
+        ),
+    ] {
+        let data = warehouse.join("iceberg/bronze").join(table).join("data");
+        let promoted = tasks.iter().find(|t| t.task_id == task).unwrap();
+        assert_eq!(promoted.outputs["rows"], 5, "{task}");
+        let files = walk_parquet(&data);
+        assert_eq!(promoted.outputs["files"], files.len(), "{task}");
+        assert_eq!(files.len(), if task == "by_day" { 3 } else { 2 }, "{task}");
+        let mut found = row_group_days(&data);
+        found.sort_by_key(|(_, day, _)| *day);
+        assert_eq!(found, days, "{task}: the row groups, as they were");
+        for file in files {
+            for row_group in row_group_bytes(&file) {
+                assert!(
+                    dataset_bytes.windows(row_group.len()).any(|bytes| bytes == row_group),
+                    "{task}: a row group of {} was not copied from the dataset's file",
+                    file.display()
+                );
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_multi_output_task_changes_no_dataset() {
     let dir = tempfile::tempdir().unwrap();

@@ -607,6 +607,28 @@ async fn a_full_disk_under_sqlite_fails_writes_and_releases_the_lock() {
     store.close().await;
 }
 
+/// The id and try number of a try of `dag_id` running now, other than `other`; `None` when
+/// none runs within 30 s.
+async fn running_try(store: &Store, dag_id: &str, other: Option<(i64, i64)>) -> Option<(i64, i64)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let newest = runs::list(store.read(), dag_id, 20, 0).await.unwrap();
+        let pks: Vec<i64> = newest.iter().map(|r| r.pk).collect();
+        let running = tasks::of_runs(store.read(), &pks)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|t| t.state == TaskState::Running)
+            .map(|t| (t.id, t.try_number))
+            .find(|&found| Some(found) != other);
+        if running.is_some() {
+            return running;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
 /// The crash test: events with unique ids and malformed messages in a topic, a
 /// continuous ingest DAG in `lakeward scheduler` + `lakeward worker` processes on Postgres,
 /// the worker killed with SIGKILL again and again at random moments while it ingests and
@@ -647,12 +669,17 @@ async fn killing_the_worker_while_it_ingests_loses_and_doubles_no_event() {
     let mut worker = spawn(home.path(), &db.url, &["worker"]);
     until_loaded(&store, "stream").await;
     let mut seed = std::process::id() as u64 ^ now_nanos();
+    let mut killed = None;
     for _ in 0..6 {
+        // Each kill waits for a try to run (not the one killed last, which the database shows
+        // running until its heartbeat times out): on a busy machine, kills at fixed moments
+        // could all fall while the worker was starting.
+        let Some(running) = running_try(&store, "stream", killed).await else { break };
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let pause = Duration::from_millis(300 + (seed >> 33) % 1200);
-        tokio::time::sleep(pause).await;
+        tokio::time::sleep(Duration::from_millis((seed >> 33) % 600)).await;
         worker.kill_now(); // SIGKILL, mid-read, mid-write or mid-commit: whatever it was doing
         worker = spawn(home.path(), &db.url, &["worker"]);
+        killed = Some(running);
     }
 
     let warehouse =

@@ -7,10 +7,13 @@ use crate::common;
 use std::time::Duration;
 
 use arrow_array::{Array, RecordBatch};
-use common::{dag, manual, rows, total_amount, write_orders, Harness, HarnessOptions};
+use common::{
+    created_by, dag, data_section, manual, rows, total_amount, write_orders, Harness,
+    HarnessOptions,
+};
 use lakeward::domain::RunState;
 use lakeward::lake::tables::{PartitionField, ScanRequest, Tables, WriteMode};
-use lakeward::lake::{sink_parquet, Warehouse};
+use lakeward::lake::{sink_parquet, write_parquet_clustered, Warehouse};
 use lakeward::store::Store;
 use lakeward::store::{lineage, runs};
 use polars::prelude::{col, df, DataType, IntoLazy};
@@ -753,28 +756,15 @@ async fn frequent_appends_merge_their_manifests() {
     }
 }
 
-/// The bytes of a Parquet file before its footer (its magic, data pages and any page index).
-fn data_section(file: &std::path::Path) -> Vec<u8> {
-    let bytes = std::fs::read(file).unwrap();
-    let tail = &bytes[bytes.len() - 8..];
-    let footer = u32::from_le_bytes(tail[..4].try_into().unwrap()) as usize;
-    bytes[..bytes.len() - 8 - footer].to_vec()
-}
-
-/// Which program wrote a Parquet file, from its footer.
-fn created_by(file: &std::path::Path) -> String {
-    let file = std::fs::File::open(file).unwrap();
-    let metadata = parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&file);
-    metadata.unwrap().file_metadata().created_by().unwrap_or_default().to_string()
-}
-
 /// A dataset laid out one file per day, with columns of several types (an 8-bit integer, a
 /// timestamp, text with nulls), is promoted into a table partitioned by day without
 /// rewriting: each table data file holds the dataset file's very bytes before a new footer,
 /// with the table's field ids, so pyiceberg (which refuses files without them) and DuckDB on
 /// pyiceberg's plan read the same rows as lakeward, and a one-day filter plans one file. A
 /// file spanning several days is laid out by day by Polars first, and reads the same; one
-/// for a bucketed table (a hash Polars does not compute) is decoded and split instead.
+/// for a bucketed table (a hash Polars does not compute) is decoded and split instead. A file
+/// clustered by day (a row group per day) becomes a table file per day holding its row group's
+/// very bytes, and reads the same too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_that_fit_the_table_are_added_without_rewriting() {
     let python = common::python_with_pyiceberg();
@@ -798,7 +788,12 @@ async fn files_that_fit_the_table_are_added_without_rewriting() {
     ]);
     let laid_out = lake.warehouse.dataset("bronze/orders_by_day").unwrap();
     sink_parquet(frame.clone(), &laid_out, &["order_date".to_string()]).unwrap();
-    sink_parquet(frame, &lake.warehouse.dataset("bronze/orders_whole").unwrap(), &[]).unwrap();
+    sink_parquet(frame.clone(), &lake.warehouse.dataset("bronze/orders_whole").unwrap(), &[])
+        .unwrap();
+    let clustered_data = lake.warehouse.dataset("bronze/orders_clustered").unwrap();
+    let (version, _) =
+        write_parquet_clustered(frame, &clustered_data, &["order_date".to_string()]).unwrap();
+    version.commit().unwrap();
 
     let by_day = "bronze.orders_by_day";
     lake.promote(
@@ -832,6 +827,28 @@ async fn files_that_fit_the_table_are_added_without_rewriting() {
     assert_eq!(whole_files.len(), 3, "the file spanning three days is split by day");
     assert!(whole_files.iter().all(|t| !std::fs::read(t).unwrap().starts_with(&whole_data)));
     assert!(whole_files.iter().all(|t| created_by(t).contains("Polars")), "laid out by Polars");
+    let clustered = "bronze.orders_clustered";
+    lake.promote(
+        clustered,
+        "bronze/orders_clustered",
+        &["day(order_date)"],
+        WriteMode::ReplacePartitions,
+    )
+    .await;
+    let clustered_bytes = std::fs::read(&parquet(&lake.data("bronze/orders_clustered"))[0]);
+    let clustered_bytes = clustered_bytes.unwrap();
+    let clustered_files =
+        parquet(&lake.warehouse.root().join("iceberg/bronze/orders_clustered/data"));
+    assert_eq!(clustered_files.len(), 3, "the clustered file's row groups, a file per day");
+    for file in &clustered_files {
+        let row_group = &data_section(file)[4..];
+        assert!(
+            clustered_bytes.windows(row_group.len()).any(|bytes| bytes == row_group),
+            "{} does not hold a row group of the dataset's file as it is",
+            file.display()
+        );
+        assert!(created_by(file).contains("Polars"), "copied, not rewritten");
+    }
     lake.promote(
         "bronze.bucketed",
         "bronze/orders_whole",
@@ -870,7 +887,7 @@ async fn files_that_fit_the_table_are_added_without_rewriting() {
     let hours = lake.tables.partitions("bronze.hourly").await.unwrap();
     assert!(hours.iter().any(|p| p.partition == "placed_at_hour=2024-01-02-05"), "{hours:?}");
 
-    for table in [by_day, whole] {
+    for table in [by_day, whole, clustered] {
         let all = lake.tables.scan(table, &ScanRequest::default()).await.unwrap();
         assert_eq!(rows(&all.batches), 30, "{table}");
         assert!((total_amount(&all.batches) - 652.5).abs() < 1e-9, "{table}");
@@ -890,7 +907,7 @@ import json, duckdb, pyarrow.compute as pc
 from pyiceberg.catalog.sql import SqlCatalog
 catalog = SqlCatalog("lakeward", uri="sqlite:///{db_file}", warehouse="file://{warehouse}")
 seen = {{}}
-for name in ["bronze.orders_by_day", "bronze.orders_whole"]:
+for name in ["bronze.orders_by_day", "bronze.orders_whole", "bronze.orders_clustered"]:
     table = catalog.load_table(name)
     rows = table.scan().to_arrow()
     day = table.scan(row_filter="order_date == '2024-01-02'")
@@ -915,7 +932,7 @@ print(json.dumps(seen))
         warehouse = lake.warehouse.root().join("iceberg").canonicalize().unwrap().display(),
     );
     let seen = common::run_python_json(&python, &script);
-    for table in [by_day, whole] {
+    for table in [by_day, whole, clustered] {
         let expected = serde_json::json!({
             "rows": 30, "amount": 652.5, "quantity": 60, "quantity_type": "int32", "notes": 22,
             "paid": 15, "latest": "2024-01-02 05:00:00", "day_files": 1, "day_rows": 10,

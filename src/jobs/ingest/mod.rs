@@ -30,7 +30,10 @@ use super::{Job, JobContext, JobError, Stage};
 pub use crate::domain::ColumnType;
 use crate::lake::engine::{self, Engine};
 use crate::lake::tables::{table_ident, PartitionField, TableError, WriteMode};
-use crate::lake::{data_files, scan, write_parquet, Format, Publication, ScanOptions, Warehouse};
+use crate::lake::{
+    data_files, scan, write_parquet, write_parquet_clustered, Format, PendingVersion, Publication,
+    ScanOptions, Warehouse, Written,
+};
 
 /// Fields of an `ingest` task.
 #[derive(Debug, Deserialize)]
@@ -69,6 +72,13 @@ pub struct IngestTable {
     /// year of such a date) then adds the files as they are instead of rewriting them.
     #[serde(default)]
     pub partition_by: Vec<String>,
+    /// Columns to cluster `output` by: one file, its rows in ascending order of these columns'
+    /// values, a row group per value. Filters on them skip the other row groups, and an
+    /// `iceberg` task partitioned by them (or by the day, month or year of such a date) adds
+    /// each partition's row groups as they are instead of rewriting them. For columns of
+    /// few values (dates, categories); not with `partition_by` on a dataset.
+    #[serde(default)]
+    pub cluster_by: Vec<String>,
     /// Incremental: files modified more recently are left for the next run (they may still
     /// be being written). Default `1s`; `0s` for files that appear whole (renamed into place).
     #[serde(default = "default_min_file_age")]
@@ -157,6 +167,22 @@ impl Job for Ingest {
                         f.column
                     )),
                     Ok(_) => {}
+                }
+            }
+            if !table.cluster_by.is_empty() && !table.partition_by.is_empty() && !table.incremental
+            {
+                problems.push(format!(
+                    "table `{name}`: `cluster_by` and `partition_by` both lay the output out \
+                     (one clustered file, or a folder per value): choose one"
+                ));
+            }
+            for column in &table.cluster_by {
+                let undeclared = !table.schema.is_empty() && !table.schema.contains_key(column);
+                if undeclared {
+                    problems.push(format!(
+                        "table `{name}`: `cluster_by` names `{column}`, which `schema` does not \
+                         declare"
+                    ));
                 }
             }
             for (what, path) in [
@@ -395,21 +421,27 @@ fn ingest_table(
         .alias("data_quality_flag");
     let origin = [records::FILE_COLUMN, records::LINE_COLUMN];
     let valid = drop_if_present(valid, &origin)?;
-    let mut write = |frame: LazyFrame, dataset: &crate::lake::Dataset, layout: &[String]| {
-        let (version, written) = write_parquet(frame, dataset, layout, Engine::Streaming)?;
+    let mut publish = |(version, written): (PendingVersion, Written)| {
         publication.add(version, written);
-        Ok::<_, JobError>(written)
+        written
     };
-    let layout: &[String] = if table.incremental { &[] } else { &table.partition_by };
-    let written = write(valid.with_columns([stamp.clone(), flag]), &output, layout)?;
+    let valid = valid.with_columns([stamp.clone(), flag]);
+    let written = match (&table.cluster_by[..], table.incremental) {
+        ([], true) => publish(write_parquet(valid, &output, &[], Engine::Streaming)?),
+        ([], false) => {
+            publish(write_parquet(valid, &output, &table.partition_by, Engine::Streaming)?)
+        }
+        (cluster_by, _) => publish(write_parquet_clustered(valid, &output, cluster_by)?),
+    };
     let mut quarantined = 0;
     if let Some(rejected) = rejected {
-        quarantined += write(rejected.with_column(stamp), &quarantine, &[])?.rows;
+        let rejected = rejected.with_column(stamp);
+        quarantined += publish(write_parquet(rejected, &quarantine, &[], Engine::Streaming)?).rows;
     }
     let malformed = records.as_ref().map_or(0, |r| r.malformed.len() as u64);
     if let Some(records) = records.filter(|r| !r.malformed.is_empty()) {
         let lines = warehouse.dataset(&format!("{quarantine_path}_lines"))?;
-        write(records.malformed_frame()?.lazy(), &lines, &[])?;
+        publish(write_parquet(records.malformed_frame()?.lazy(), &lines, &[], Engine::Streaming)?);
     }
     let ingested = TableIngested {
         files: new_mark.as_ref().map(|(_, files)| *files),
@@ -572,4 +604,32 @@ fn drop_columns(frame: LazyFrame, names: Vec<String>) -> LazyFrame {
         names: std::sync::Arc::from(names),
         strict: true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(table: &str) -> Vec<String> {
+        let config: IngestConfig = toml::from_str(&format!("[tables.orders]\n{table}")).unwrap();
+        Ingest.validate(&config, Stage::Load)
+    }
+
+    #[test]
+    fn cluster_by_names_declared_columns_and_excludes_a_hive_layout() {
+        let base = "input = \"raw/orders\"\noutput = \"bronze/orders\"\n";
+        let declared = "schema = { order_date = \"date\" }\n";
+        assert!(problems(&format!("{base}{declared}cluster_by = [\"order_date\"]")).is_empty());
+        assert!(problems(&format!("{base}cluster_by = [\"anything\"]")).is_empty(), "inferred");
+        let undeclared = problems(&format!("{base}{declared}cluster_by = [\"order_day\"]"));
+        assert_eq!(
+            undeclared,
+            ["table `orders`: `cluster_by` names `order_day`, which `schema` does not declare"]
+        );
+        let both = problems(&format!(
+            "{base}{declared}cluster_by = [\"order_date\"]\npartition_by = [\"order_date\"]"
+        ));
+        assert_eq!(both.len(), 1);
+        assert!(both[0].contains("`cluster_by` and `partition_by` both lay the output out"));
+    }
 }

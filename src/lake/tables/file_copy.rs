@@ -1,5 +1,5 @@
-//! Writing table data files that are the first bytes of a local file followed by new bytes
-//! (a Parquet file's row groups under a new footer), as `register` makes them.
+//! Writing table data files that are pieces of a local file followed by new bytes (a Parquet
+//! file's row groups, all of them or some, under a new footer), as `register` makes them.
 //!
 //! Into a local warehouse (`file:` locations) the copies run on several threads side by side,
 //! each a kernel copy (`copy_file_range`) and synced to disk before it counts as written, as
@@ -8,15 +8,17 @@
 //! which threads overlap: one after another, 365 of them took about 1 ms each. Elsewhere (object
 //! stores) the files go through the table's FileIO, one after another.
 //!
-//! A source that is a scratch file of the caller's (a promotion's staging file) may be taken
-//! over instead: renamed into place and cut back to its head before the tail is written, which
-//! spares copying its bytes, creating a new file and deleting the old one.
+//! A source that is a scratch file of the caller's (a promotion's staging file), copied from its
+//! start, may be taken over instead: renamed into place and cut back to that first piece before
+//! the tail is written, which spares copying its bytes, creating a new file and deleting the old
+//! one.
 //!
 //! This module only copies bytes; it does not decide what goes where, and changes a source file
 //! only when the copy says it may take it over.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -31,10 +33,11 @@ const LOCAL_COPIERS: usize = 8;
 /// Bytes read per chunk from the source file for a remote destination.
 const REMOTE_CHUNK: usize = 8 * 1024 * 1024;
 
-/// One file to write: the first `head` bytes of `source`, then `tail`, at `location`.
+/// One file to write: the byte ranges `pieces` of `source` one after the other, then `tail`,
+/// at `location`.
 pub(super) struct FileCopy {
     pub source: PathBuf,
-    pub head: u64,
+    pub pieces: Vec<Range<u64>>,
     pub tail: Vec<u8>,
     pub location: String,
     /// Whether `source` is a scratch file that may become the written file (on the same local
@@ -45,7 +48,16 @@ pub(super) struct FileCopy {
 impl FileCopy {
     /// The size of the file written.
     pub fn size(&self) -> u64 {
-        self.head + self.tail.len() as u64
+        self.pieces.iter().map(|piece| piece.end - piece.start).sum::<u64>()
+            + self.tail.len() as u64
+    }
+
+    /// The length of the source's first bytes when they are all the copy takes of it.
+    fn head(&self) -> Option<u64> {
+        match self.pieces.as_slice() {
+            [only] if only.start == 0 => Some(only.end),
+            _ => None,
+        }
     }
 }
 
@@ -98,14 +110,21 @@ fn copy_local(copy: &FileCopy) -> Result<(), TableError> {
     if let Some(folder) = destination.parent() {
         std::fs::create_dir_all(folder).map_err(io(folder))?;
     }
-    if copy.take_source && take_over(copy, &destination)? {
-        return Ok(());
+    if let (true, Some(head)) = (copy.take_source, copy.head()) {
+        if take_over(copy, head, &destination)? {
+            return Ok(());
+        }
     }
-    let source = File::open(&copy.source).map_err(io(&copy.source))?;
+    let mut source = File::open(&copy.source).map_err(io(&copy.source))?;
     let mut out = File::create(&destination).map_err(io(&destination))?;
-    let copied = std::io::copy(&mut source.take(copy.head), &mut out).map_err(io(&destination))?;
-    if copied != copy.head {
-        return Err(too_short(copy, copied));
+    for piece in &copy.pieces {
+        source.seek(SeekFrom::Start(piece.start)).map_err(io(&copy.source))?;
+        let wanted = piece.end - piece.start;
+        let copied =
+            std::io::copy(&mut (&source).take(wanted), &mut out).map_err(io(&destination))?;
+        if copied != wanted {
+            return Err(too_short(copy, piece.start + copied, piece.end));
+        }
     }
     out.write_all(&copy.tail).map_err(io(&destination))?;
     out.sync_all().map_err(io(&destination))?;
@@ -113,39 +132,43 @@ fn copy_local(copy: &FileCopy) -> Result<(), TableError> {
 }
 
 /// Renames `copy`'s source to `destination` and puts the tail in place of what follows its
-/// head; false, the source untouched, when the rename is refused (another file system).
-fn take_over(copy: &FileCopy, destination: &Path) -> Result<bool, TableError> {
+/// first `head` bytes; false, the source untouched, when the rename is refused (another file
+/// system).
+fn take_over(copy: &FileCopy, head: u64, destination: &Path) -> Result<bool, TableError> {
     let length = std::fs::metadata(&copy.source).map_err(io(&copy.source))?.len();
-    if length < copy.head {
-        return Err(too_short(copy, length));
+    if length < head {
+        return Err(too_short(copy, length, head));
     }
     if std::fs::rename(&copy.source, destination).is_err() {
         return Ok(false);
     }
     let mut out = OpenOptions::new().write(true).open(destination).map_err(io(destination))?;
-    out.set_len(copy.head).map_err(io(destination))?;
-    out.seek(SeekFrom::Start(copy.head)).map_err(io(destination))?;
+    out.set_len(head).map_err(io(destination))?;
+    out.seek(SeekFrom::Start(head)).map_err(io(destination))?;
     out.write_all(&copy.tail).map_err(io(destination))?;
     out.sync_all().map_err(io(destination))?;
     Ok(true)
 }
 
-fn too_short(copy: &FileCopy, length: u64) -> TableError {
+fn too_short(copy: &FileCopy, length: u64, wanted: u64) -> TableError {
     let source = copy.source.display();
-    TableError::Invalid(format!("{source} ends after {length} of {} bytes", copy.head))
+    TableError::Invalid(format!("{source} ends after {length} of {wanted} bytes"))
 }
 
 /// One copy through the table's FileIO.
 async fn write_remote(table: &Table, copy: FileCopy) -> Result<(), TableError> {
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let mut source = tokio::fs::File::open(&copy.source).await.map_err(io(&copy.source))?;
     let mut out = table.file_io().new_output(&copy.location)?.writer().await?;
-    let mut left = copy.head;
-    while left > 0 {
-        let mut chunk = vec![0; REMOTE_CHUNK.min(left as usize)];
-        source.read_exact(&mut chunk).await.map_err(io(&copy.source))?;
-        left -= chunk.len() as u64;
-        out.write(Bytes::from(chunk)).await?;
+    for piece in &copy.pieces {
+        source.seek(SeekFrom::Start(piece.start)).await.map_err(io(&copy.source))?;
+        let mut left = piece.end - piece.start;
+        while left > 0 {
+            let mut chunk = vec![0; REMOTE_CHUNK.min(left as usize)];
+            source.read_exact(&mut chunk).await.map_err(io(&copy.source))?;
+            left -= chunk.len() as u64;
+            out.write(Bytes::from(chunk)).await?;
+        }
     }
     out.write(Bytes::from(copy.tail)).await?;
     out.close().await?;
@@ -176,7 +199,7 @@ mod tests {
         let copies: Vec<FileCopy> = (0..20)
             .map(|index| FileCopy {
                 source: source.clone(),
-                head: 10,
+                pieces: vec![0..10],
                 tail: format!("new {index}").into_bytes(),
                 location: format!("file://{}/p={index}/f.parquet", dir.path().display()),
                 take_source: false,
@@ -192,6 +215,28 @@ mod tests {
     }
 
     #[test]
+    fn pieces_of_the_source_are_copied_in_the_order_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("source");
+        std::fs::write(&source, b"PAR1aaaabbbbccccfooter").unwrap();
+        for take_source in [false, true] {
+            let location = format!("file://{}/out-{take_source}.parquet", dir.path().display());
+            let copy = FileCopy {
+                source: source.clone(),
+                pieces: vec![0..4, 12..16, 4..8],
+                tail: b"new".to_vec(),
+                location,
+                take_source,
+            };
+            assert_eq!(copy.size(), 15);
+            write_local(&[copy]).unwrap();
+            let written = std::fs::read(dir.path().join(format!("out-{take_source}.parquet")));
+            assert_eq!(written.unwrap(), b"PAR1ccccaaaanew");
+            assert!(source.exists(), "a copy of pieces never takes its source over");
+        }
+    }
+
+    #[test]
     fn a_source_shorter_than_its_head_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let source = dir.path().join("short.parquet");
@@ -200,7 +245,7 @@ mod tests {
         for take_source in [false, true] {
             let copy = FileCopy {
                 source: source.clone(),
-                head: 10,
+                pieces: vec![0..10],
                 tail: vec![],
                 location: location.clone(),
                 take_source,
@@ -220,7 +265,13 @@ mod tests {
         let inode = std::fs::metadata(&source).unwrap().ino();
         let location = format!("file://{}/p=1/f.parquet", dir.path().display());
         let tail = b"new".to_vec();
-        let copy = FileCopy { source: source.clone(), head: 10, tail, location, take_source: true };
+        let copy = FileCopy {
+            source: source.clone(),
+            pieces: vec![0..10],
+            tail,
+            location,
+            take_source: true,
+        };
         write_local(&[copy]).unwrap();
         let written = dir.path().join("p=1/f.parquet");
         assert_eq!(std::fs::read(&written).unwrap(), b"0123456789new");

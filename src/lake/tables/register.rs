@@ -1,32 +1,40 @@
 //! Adding a dataset's Parquet files to a table without decoding them. A file *fits* when its
-//! columns are the table's (the same names, each stored as Iceberg stores that type) and all
-//! its rows fall in one partition of the table's spec, which its column statistics prove
-//! (a monotonic transform of the column's minimum and maximum gives the same value). A fitting
-//! file is copied byte for byte into the table's data folder with a new footer: the same row
-//! groups, the table's field ids, Iceberg's logical types and no Arrow schema. Its data file
-//! entry (rows, sizes, value and null counts, bounds, partition) is read from that footer.
+//! columns are the table's (the same names, each stored as Iceberg stores that type) and its
+//! row groups each fall in one partition of the table's spec, which their column statistics
+//! prove (a monotonic transform of a column's minimum and maximum gives the same value).
 //!
-//! Files that do not fit are left to `write`, which decodes and rewrites them.
+//! A fitting file whose rows all lie in one partition is copied byte for byte into the table's
+//! data folder with a new footer: the same row groups, the table's field ids, Iceberg's logical
+//! types and no Arrow schema. A file whose row groups lie in several partitions (a dataset
+//! clustered by the partition's column, a row group per value) becomes one table file per
+//! partition: its row groups there, copied byte for byte one after the other, under a footer
+//! whose offsets say where they now are. Each table file's entry (rows, sizes, value and null
+//! counts, bounds, partition) is read from its footer.
+//!
+//! Files that do not fit are left to `relayout` and `write`, which decode and rewrite them.
 //! This module must not change the dataset's files (a caller's scratch files, such as
 //! `relayout`'s, may be moved into the table instead of copied), and never reads a data page.
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use iceberg::spec::{
     DataContentType, DataFileBuilder, DataFileFormat, Datum, Literal, NestedField, PartitionKey,
-    PrimitiveType, Struct, TableMetadata, Transform, Type,
+    PartitionSpec, PrimitiveType, Schema, Struct, TableMetadata, Transform, Type,
 };
 use iceberg::table::Table;
 use iceberg::transform::create_transform_function;
 use iceberg::writer::file_writer::location_generator::{
     DefaultLocationGenerator, LocationGenerator,
 };
+use indexmap::IndexMap;
 use parquet::basic::{ConvertedType, LogicalType, Repetition, TimeUnit, Type as Physical};
 use parquet::file::metadata::{
     FileMetaData, PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader, ParquetMetaDataWriter,
+    RowGroupMetaData,
 };
 use parquet::file::statistics::Statistics;
 use parquet::schema::types::{SchemaDescriptor, Type as ParquetType};
@@ -39,11 +47,15 @@ use super::TableError;
 /// truncate theirs to 16 characters; long values only bloat the manifests).
 const MAX_TEXT_BOUND: usize = 64;
 
-/// A dataset file that can join the table as it is.
+/// The bytes every Parquet file starts with.
+const MAGIC: Range<u64> = 0..4;
+
+/// A table data file made of a dataset file's bytes.
 pub(super) struct Fit {
     source: PathBuf,
-    /// Where the file's own footer begins: the bytes before it are copied unchanged.
-    data_end: u64,
+    /// The byte ranges of the source it holds, in order: everything before the source's footer,
+    /// or the leading magic and the row groups of one partition.
+    pieces: Vec<Range<u64>>,
     /// The new footer: metadata, its length and the closing magic.
     footer: Vec<u8>,
     /// The file's partition; `None` for an unpartitioned table.
@@ -65,7 +77,8 @@ struct Metrics {
 
 /// What becomes of one dataset file.
 enum Plan {
-    Fit(Box<Fit>),
+    /// Table files made of its bytes: one, or one per partition its row groups lie in.
+    Fit(Vec<Fit>),
     /// No rows: nothing to add.
     Empty,
     Rewrite,
@@ -78,7 +91,7 @@ pub(super) fn plan(metadata: &TableMetadata, files: &[PathBuf]) -> (Vec<Fit>, Ve
     let (mut fits, mut rest) = (Vec::new(), Vec::new());
     for file in files {
         match fit(metadata, file) {
-            Ok(Plan::Fit(fit)) => fits.push(*fit),
+            Ok(Plan::Fit(made)) => fits.extend(made),
             Ok(Plan::Empty) => {}
             Ok(Plan::Rewrite) | Err(_) => rest.push(file.clone()),
         }
@@ -86,8 +99,9 @@ pub(super) fn plan(metadata: &TableMetadata, files: &[PathBuf]) -> (Vec<Fit>, Ve
     (fits, rest)
 }
 
-/// Copies each fitting file into `table`'s data folder (named `prefix-…`) with its new
-/// footer; with `take_sources`, the files are scratch files that may be moved there instead.
+/// Copies each fitting file's bytes into `table`'s data folder (named `prefix-…`) with its new
+/// footer; with `take_sources`, the files are scratch files that may be moved there instead
+/// (when the whole of one makes a table file).
 /// The files are not part of the table until committed.
 pub(super) async fn copy(
     table: &Table,
@@ -105,7 +119,7 @@ pub(super) async fn copy(
         let location = locations.generate_location(fit.partition.as_ref(), &name);
         let copy = FileCopy {
             source: fit.source,
-            head: fit.data_end,
+            pieces: fit.pieces,
             tail: fit.footer,
             location,
             take_source: take_sources,
@@ -168,20 +182,148 @@ fn fit(metadata: &TableMetadata, path: &Path) -> Result<Plan, TableError> {
     let Some(columns) = table_columns(parquet.file_metadata(), schema.as_struct().fields()) else {
         return Ok(Plan::Rewrite);
     };
-    let metrics = metrics(&parquet, &columns);
     let spec = metadata.default_partition_spec();
-    let partition = if spec.is_unpartitioned() {
-        None
-    } else {
-        let Some(values) = partition_values(spec.fields(), schema.as_ref(), &metrics)? else {
-            return Ok(Plan::Rewrite);
-        };
-        let data = Struct::from_iter(values);
-        Some(PartitionKey::new(spec.as_ref().clone(), schema.clone(), data))
+    let everything = metrics(parquet.row_groups(), &columns);
+    let partition =
+        if spec.is_unpartitioned() { None } else { partition_key(spec, schema, &everything)? };
+    if spec.is_unpartitioned() || partition.is_some() {
+        let footer = footer(parquet.file_metadata(), parquet.row_groups().to_vec(), &columns)?;
+        let pieces = vec![0..data_end];
+        let source = path.to_path_buf();
+        let fit = Fit { source, pieces, footer, partition, metrics: everything };
+        return Ok(Plan::Fit(vec![fit]));
+    }
+    // Rows in several partitions: a table file per partition, if each row group lies in one.
+    let Some(partitions) = row_groups_by_partition(&parquet, spec, schema, &columns)? else {
+        return Ok(Plan::Rewrite);
     };
-    let footer = footer(&parquet, &columns)?;
-    let fit = Fit { source: path.to_path_buf(), data_end, footer, partition, metrics };
-    Ok(Plan::Fit(Box::new(fit)))
+    let mut fits = Vec::with_capacity(partitions.len());
+    for (partition, groups) in partitions {
+        let (pieces, row_groups) = gathered(&parquet, &groups)?;
+        let footer = footer(parquet.file_metadata(), row_groups.clone(), &columns)?;
+        let metrics = metrics(&row_groups, &columns);
+        let partition = Some(partition);
+        fits.push(Fit { source: path.to_path_buf(), pieces, footer, partition, metrics });
+    }
+    Ok(Plan::Fit(fits))
+}
+
+/// The partition `metrics` prove all their rows lie in, or `None`.
+fn partition_key(
+    spec: &Arc<PartitionSpec>,
+    schema: &Arc<Schema>,
+    metrics: &Metrics,
+) -> Result<Option<PartitionKey>, TableError> {
+    let Some(values) = partition_values(spec.fields(), schema.as_ref(), metrics)? else {
+        return Ok(None);
+    };
+    let data = Struct::from_iter(values);
+    Ok(Some(PartitionKey::new(spec.as_ref().clone(), schema.clone(), data)))
+}
+
+/// The indexes of the file's row groups by the partition each lies in, partitions in the order
+/// their first row group comes; `None` when a row group may span partitions, or its column
+/// chunks overlap.
+fn row_groups_by_partition(
+    parquet: &ParquetMetaData,
+    spec: &Arc<PartitionSpec>,
+    schema: &Arc<Schema>,
+    columns: &[&NestedField],
+) -> Result<Option<Vec<(PartitionKey, Vec<usize>)>>, TableError> {
+    let mut partitions: IndexMap<Struct, (PartitionKey, Vec<usize>)> = IndexMap::new();
+    for (index, group) in parquet.row_groups().iter().enumerate() {
+        let metrics = metrics(std::slice::from_ref(group), columns);
+        let Some(key) = partition_key(spec, schema, &metrics)? else { return Ok(None) };
+        if row_group_bytes(group).is_none() {
+            return Ok(None);
+        }
+        let entry = partitions.entry(key.data().clone()).or_insert_with(|| (key, Vec::new()));
+        entry.1.push(index);
+    }
+    Ok(Some(partitions.into_values().collect()))
+}
+
+/// The pieces of the file that make a file of the row groups `groups` (the leading magic, then
+/// each row group's bytes, runs of adjacent ones as one piece), and those row groups as they
+/// are in that file: their offsets moved to where their bytes now lie, without the offsets of
+/// page indexes and bloom filters, which are not copied.
+fn gathered(
+    parquet: &ParquetMetaData,
+    groups: &[usize],
+) -> Result<(Vec<Range<u64>>, Vec<RowGroupMetaData>), TableError> {
+    let mut pieces: Vec<Range<u64>> = vec![MAGIC];
+    let mut row_groups = Vec::with_capacity(groups.len());
+    let mut written = MAGIC.end;
+    for (ordinal, &index) in groups.iter().enumerate() {
+        let group = &parquet.row_groups()[index];
+        let bytes = row_group_bytes(group).ok_or_else(|| {
+            TableError::Invalid(format!("row group {index}'s column chunks are not contiguous"))
+        })?;
+        row_groups.push(moved(group, bytes.start, written, ordinal)?);
+        written += bytes.end - bytes.start;
+        match pieces.last_mut() {
+            Some(last) if last.end == bytes.start => last.end = bytes.end,
+            _ => pieces.push(bytes),
+        }
+    }
+    Ok((pieces, row_groups))
+}
+
+/// Where a row group's column chunks lie in its file: from the first one's start to the last
+/// one's end, what lies between them included (Polars writes each chunk's metadata after it),
+/// when no two of them overlap.
+fn row_group_bytes(group: &RowGroupMetaData) -> Option<Range<u64>> {
+    let mut chunks: Vec<(u64, u64)> = group.columns().iter().map(|c| c.byte_range()).collect();
+    chunks.sort_unstable();
+    let start = chunks.first()?.0;
+    let mut end = start;
+    for (chunk_start, length) in chunks {
+        if chunk_start < end {
+            return None;
+        }
+        end = chunk_start + length;
+    }
+    (start >= MAGIC.end).then_some(start..end)
+}
+
+/// `group`, whose bytes began at `from`, as it is once they begin at `to`, the `ordinal`-th
+/// row group of its new file.
+fn moved(
+    group: &RowGroupMetaData,
+    from: u64,
+    to: u64,
+    ordinal: usize,
+) -> Result<RowGroupMetaData, TableError> {
+    let shift = |offset: i64| offset - from as i64 + to as i64;
+    let columns = group
+        .columns()
+        .iter()
+        .map(|chunk| {
+            chunk
+                .clone()
+                .into_builder()
+                .set_data_page_offset(shift(chunk.data_page_offset()))
+                .set_dictionary_page_offset(chunk.dictionary_page_offset().map(shift))
+                .set_index_page_offset(chunk.index_page_offset().map(shift))
+                .set_offset_index_offset(None)
+                .set_offset_index_length(None)
+                .set_column_index_offset(None)
+                .set_column_index_length(None)
+                .set_bloom_filter_offset(None)
+                .set_bloom_filter_length(None)
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut builder = group.clone().into_builder().set_column_metadata(columns);
+    if let Some(offset) = group.file_offset() {
+        builder = builder.set_file_offset(shift(offset));
+    }
+    if group.ordinal().is_some() {
+        let ordinal = i16::try_from(ordinal)
+            .map_err(|_| TableError::Invalid(format!("more than {} row groups", i16::MAX)))?;
+        builder = builder.set_ordinal(ordinal);
+    }
+    Ok(builder.build()?)
 }
 
 /// The table column each of the file's columns holds, in the file's order, or `None` when the
@@ -257,11 +399,14 @@ fn iceberg_logical_type(primitive: &PrimitiveType) -> Option<LogicalType> {
     }
 }
 
-/// The file's footer rewritten for the table: its row groups as they are, under a schema
+/// A footer for the table of a file holding `row_groups` of the dataset `file`: a schema
 /// carrying the table's field ids and Iceberg's annotations, without other key-value metadata
 /// (an Arrow schema there would make readers expect the dataset's own types).
-fn footer(parquet: &ParquetMetaData, columns: &[&NestedField]) -> Result<Vec<u8>, TableError> {
-    let file = parquet.file_metadata();
+fn footer(
+    file: &FileMetaData,
+    row_groups: Vec<RowGroupMetaData>,
+    columns: &[&NestedField],
+) -> Result<Vec<u8>, TableError> {
     let root = file.schema_descr().root_schema();
     let fields = root
         .get_fields()
@@ -283,27 +428,28 @@ fn footer(parquet: &ParquetMetaData, columns: &[&NestedField]) -> Result<Vec<u8>
         })
         .collect::<Result<Vec<_>, TableError>>()?;
     let schema = ParquetType::group_type_builder(root.name()).with_fields(fields).build()?;
+    let rows = row_groups.iter().map(RowGroupMetaData::num_rows).sum();
     let rewritten = FileMetaData::new(
         file.version(),
-        file.num_rows(),
+        rows,
         file.created_by().map(str::to_string),
         None,
         Arc::new(SchemaDescriptor::new(Arc::new(schema))),
         file.column_orders().cloned(),
     );
-    let rewritten = ParquetMetaData::new(rewritten, parquet.row_groups().to_vec());
+    let rewritten = ParquetMetaData::new(rewritten, row_groups);
     let mut footer = Vec::new();
     ParquetMetaDataWriter::new(&mut footer, &rewritten).finish()?;
     Ok(footer)
 }
 
-/// The file's metrics by table field id, from its row groups' column chunks.
-fn metrics(parquet: &ParquetMetaData, columns: &[&NestedField]) -> Metrics {
-    let mut metrics =
-        Metrics { rows: parquet.file_metadata().num_rows() as u64, ..Metrics::default() };
+/// The metrics by table field id of a file of `row_groups`, from their column chunks.
+fn metrics(row_groups: &[RowGroupMetaData], columns: &[&NestedField]) -> Metrics {
+    let rows = row_groups.iter().map(|group| group.num_rows() as u64).sum();
+    let mut metrics = Metrics { rows, ..Metrics::default() };
     let mut bounds_known = vec![true; columns.len()];
     let mut nulls_known = vec![true; columns.len()];
-    for group in parquet.row_groups() {
+    for group in row_groups {
         metrics.split_offsets.extend(group.file_offset());
         for (index, (chunk, field)) in group.columns().iter().zip(columns).enumerate() {
             let id = field.id;
@@ -406,7 +552,7 @@ fn chunk_bounds(statistics: &Statistics, field_type: &Type) -> Option<(Datum, Da
 /// row there; a column with no value at all is in the null partition.
 fn partition_values(
     fields: &[iceberg::spec::PartitionField],
-    schema: &iceberg::spec::Schema,
+    schema: &Schema,
     metrics: &Metrics,
 ) -> Result<Option<Vec<Option<Literal>>>, TableError> {
     let mut values = Vec::with_capacity(fields.len());
@@ -460,8 +606,6 @@ fn trim_text_bounds(bounds: &mut HashMap<i32, Datum>) {
 
 #[cfg(test)]
 mod tests {
-    use iceberg::spec::{NestedField, PartitionSpec, Schema};
-
     use super::*;
 
     fn schema() -> Schema {
@@ -516,6 +660,116 @@ mod tests {
         let ids = metrics(10, 0, Some((Datum::long(1), Datum::long(2))), 2);
         assert_eq!(values(Transform::Bucket(4), "id", &ids), None, "bucket is not monotonic");
         assert!(values(Transform::Truncate(10), "id", &ids).is_some());
+    }
+
+    /// A table of `day` (a date) and `id` (a long), partitioned by the day.
+    fn daily_table() -> TableMetadata {
+        let spec = iceberg::spec::UnboundPartitionSpec::builder()
+            .add_partition_field(1, "day_day", Transform::Day)
+            .unwrap()
+            .build();
+        iceberg::spec::TableMetadataBuilder::new(
+            schema(),
+            spec,
+            iceberg::spec::SortOrder::unsorted_order(),
+            "file:///warehouse/t".to_string(),
+            iceberg::spec::FormatVersion::V2,
+            HashMap::new(),
+        )
+        .unwrap()
+        .build()
+        .unwrap()
+        .metadata
+    }
+
+    /// A Parquet file of one row group per frame of `(day, ids)`.
+    fn file_of_row_groups(path: &Path, row_groups: &[(i32, Vec<i64>)]) {
+        use polars::prelude::{df, DataType, IntoLazy, ParquetWriter};
+        let frames: Vec<_> = row_groups
+            .iter()
+            .map(|(day, ids)| {
+                let frame = df!("day" => vec![*day; ids.len()], "id" => ids.clone()).unwrap();
+                frame.lazy().with_column(polars::prelude::col("day").cast(DataType::Date))
+            })
+            .map(|frame| frame.collect().unwrap())
+            .collect();
+        let file = File::create(path).unwrap();
+        let mut writer = ParquetWriter::new(file).batched(frames[0].schema()).unwrap();
+        for frame in &frames {
+            writer.write_batch(frame).unwrap();
+        }
+        writer.finish().unwrap();
+    }
+
+    /// The table file `fit` describes, written to `path` as `copy` would.
+    fn write_fit(fit: &Fit, path: &Path) {
+        let source = std::fs::read(&fit.source).unwrap();
+        let mut bytes = Vec::new();
+        for piece in &fit.pieces {
+            bytes.extend_from_slice(&source[piece.start as usize..piece.end as usize]);
+        }
+        bytes.extend_from_slice(&fit.footer);
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn row_groups_of_several_partitions_become_a_file_per_partition_as_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("clustered.parquet");
+        // Day 19723 in the first and third row groups, 19724 in the second.
+        file_of_row_groups(&source, &[(19723, vec![1, 2]), (19724, vec![3]), (19723, vec![4])]);
+        let Ok(Plan::Fit(fits)) = fit(&daily_table(), &source) else { panic!("not split") };
+        assert_eq!(fits.len(), 2);
+        let first_day = Literal::Primitive(Datum::date(19723).literal().clone());
+        let partition = |fit: &Fit| fit.partition.as_ref().unwrap().data().fields().to_vec();
+        assert_eq!(partition(&fits[0]), [Some(first_day)]);
+        // The magic and the first row group lie together; the third lies apart.
+        assert_eq!(fits[0].pieces.len(), 2);
+        assert_eq!(fits[0].pieces[0].start, 0);
+        assert_eq!(fits[1].pieces.len(), 2);
+        assert_eq!(fits[1].pieces[0], MAGIC);
+
+        let mut read = Vec::new();
+        for (index, fit) in fits.iter().enumerate() {
+            let path = dir.path().join(format!("table-{index}.parquet"));
+            write_fit(fit, &path);
+            let file = File::open(&path).unwrap();
+            let rows: Vec<i64> =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024)
+                    .unwrap()
+                    .flat_map(|batch| {
+                        let batch = batch.unwrap();
+                        let ids = batch.column(1).as_any();
+                        let ids = ids.downcast_ref::<arrow_array::Int64Array>().unwrap();
+                        ids.values().to_vec()
+                    })
+                    .collect();
+            assert_eq!(fit.metrics.rows, rows.len() as u64);
+            assert_eq!(fit.metrics.split_offsets.first(), Some(&4), "the first row group's start");
+            read.push(rows);
+        }
+        assert_eq!(read, [vec![1, 2, 4], vec![3]]);
+        assert_eq!(fits[0].metrics.lower[&2], Datum::long(1));
+        assert_eq!(fits[0].metrics.upper[&2], Datum::long(4));
+    }
+
+    #[test]
+    fn a_row_group_spanning_partitions_leaves_the_file_to_be_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("mixed.parquet");
+        file_of_row_groups(&source, &[(19723, vec![1]), (19724, vec![2])]);
+        // Rewritten as one row group holding both days.
+        let data = polars::prelude::LazyFrame::scan_parquet(
+            polars::prelude::PlRefPath::new(source.to_str().unwrap()),
+            Default::default(),
+        )
+        .unwrap()
+        .collect()
+        .unwrap();
+        let mut data = data;
+        let out = File::create(&source).unwrap();
+        polars::prelude::ParquetWriter::new(out).finish(&mut data).unwrap();
+        assert!(matches!(fit(&daily_table(), &source), Ok(Plan::Rewrite)));
     }
 
     #[test]

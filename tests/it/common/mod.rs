@@ -275,6 +275,21 @@ pub fn dataset_rows(warehouse: &Warehouse, dataset: &str) -> Vec<serde_json::Val
     serde_json::from_slice(&buffer).unwrap()
 }
 
+/// The bytes of a Parquet file before its footer (its magic, data pages and any page index).
+pub fn data_section(file: &std::path::Path) -> Vec<u8> {
+    let bytes = std::fs::read(file).unwrap();
+    let tail = &bytes[bytes.len() - 8..];
+    let footer = u32::from_le_bytes(tail[..4].try_into().unwrap()) as usize;
+    bytes[..bytes.len() - 8 - footer].to_vec()
+}
+
+/// Which program wrote a Parquet file, from its footer.
+pub fn created_by(file: &std::path::Path) -> String {
+    let file = std::fs::File::open(file).unwrap();
+    let metadata = parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&file);
+    metadata.unwrap().file_metadata().created_by().unwrap_or_default().to_string()
+}
+
 /// A Python with pyiceberg, from `LAKEWARD_TEST_PYTHON` (set by `.ci/run`). `None` (skip) only
 /// outside CI.
 pub fn python_with_pyiceberg() -> Option<String> {
