@@ -75,8 +75,10 @@ pub struct IngestTable {
     /// Columns to cluster `output` by: one file, its rows in ascending order of these columns'
     /// values, a row group per value. Filters on them skip the other row groups, and an
     /// `iceberg` task partitioned by them (or by the day, month or year of such a date) adds
-    /// each partition's row groups as they are instead of rewriting them. For columns of
-    /// few values (dates, categories); not with `partition_by` on a dataset.
+    /// each partition's row groups as they are instead of rewriting them. For columns whose
+    /// values each hold many rows (small row groups read slowly); the typed rows are held in
+    /// memory beside the parsed ones while they are written. Not with `partition_by` on a
+    /// dataset.
     #[serde(default)]
     pub cluster_by: Vec<String>,
     /// Incremental: files modified more recently are left for the next run (they may still

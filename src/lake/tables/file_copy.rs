@@ -179,6 +179,11 @@ async fn write_remote(table: &Table, copy: FileCopy) -> Result<(), TableError> {
 mod tests {
     use super::*;
 
+    /// The first `bytes` bytes of a source, as one piece.
+    fn first(bytes: u64) -> Vec<Range<u64>> {
+        std::iter::once(0..bytes).collect()
+    }
+
     #[test]
     fn file_locations_name_local_paths_and_others_do_not() {
         for (location, path) in [
@@ -199,7 +204,7 @@ mod tests {
         let copies: Vec<FileCopy> = (0..20)
             .map(|index| FileCopy {
                 source: source.clone(),
-                pieces: vec![0..10],
+                pieces: first(10),
                 tail: format!("new {index}").into_bytes(),
                 location: format!("file://{}/p={index}/f.parquet", dir.path().display()),
                 take_source: false,
@@ -245,7 +250,7 @@ mod tests {
         for take_source in [false, true] {
             let copy = FileCopy {
                 source: source.clone(),
-                pieces: vec![0..10],
+                pieces: first(10),
                 tail: vec![],
                 location: location.clone(),
                 take_source,
@@ -267,7 +272,7 @@ mod tests {
         let tail = b"new".to_vec();
         let copy = FileCopy {
             source: source.clone(),
-            pieces: vec![0..10],
+            pieces: first(10),
             tail,
             location,
             take_source: true,

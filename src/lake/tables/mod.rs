@@ -6,8 +6,8 @@
 //! data and metadata under `<warehouse>/iceberg/`. [`Tables::promote`] turns a Parquet dataset
 //! into a table snapshot: it creates the namespace and table on first use (schema from the data,
 //! partition spec from the DAG), adds new nullable columns when the data gains them, copies
-//! the dataset files that already fit the table (`register`; `file_copy` writes the bytes),
-//! lays the others out a file per partition with Polars and moves those in (`relayout`), or
+//! the dataset files that already fit the table, whole or a file per partition of their row
+//! groups (`register`; `file_copy` writes the bytes), lays the others out a file per partition with Polars and moves those in (`relayout`), or
 //! else decodes and splits them by partition (`write`), and commits them with the chosen
 //! [`WriteMode`]; [`Tables::writer`] does the same for record batches as they come, committing
 //! only if the table's summary properties still hold what the write began from. A commit may
@@ -335,7 +335,9 @@ impl Tables {
     }
 
     /// Writes the rows of Parquet `files` into new data files of `table`, the quickest way
-    /// each allows: a file that fits the table is copied as it is (`register`); the others are
+    /// each allows: a file that fits the table is copied as it is, and one whose row groups
+    /// each lie in one partition becomes a file per partition of those row groups as they are
+    /// (`register`); the others are
     /// laid out one file per partition by Polars and then moved in (`relayout`) or, where that
     /// cannot be done, decoded and split by partition (`write`).
     async fn add_files(

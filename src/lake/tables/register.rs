@@ -188,7 +188,7 @@ fn fit(metadata: &TableMetadata, path: &Path) -> Result<Plan, TableError> {
         if spec.is_unpartitioned() { None } else { partition_key(spec, schema, &everything)? };
     if spec.is_unpartitioned() || partition.is_some() {
         let footer = footer(parquet.file_metadata(), parquet.row_groups().to_vec(), &columns)?;
-        let pieces = vec![0..data_end];
+        let pieces = std::iter::once(0..data_end).collect();
         let source = path.to_path_buf();
         let fit = Fit { source, pieces, footer, partition, metrics: everything };
         return Ok(Plan::Fit(vec![fit]));
@@ -207,6 +207,9 @@ fn fit(metadata: &TableMetadata, path: &Path) -> Result<Plan, TableError> {
     }
     Ok(Plan::Fit(fits))
 }
+
+/// A partition and the indexes of a file's row groups that lie in it.
+type RowGroupsOfPartition = (PartitionKey, Vec<usize>);
 
 /// The partition `metrics` prove all their rows lie in, or `None`.
 fn partition_key(
@@ -229,7 +232,7 @@ fn row_groups_by_partition(
     spec: &Arc<PartitionSpec>,
     schema: &Arc<Schema>,
     columns: &[&NestedField],
-) -> Result<Option<Vec<(PartitionKey, Vec<usize>)>>, TableError> {
+) -> Result<Option<Vec<RowGroupsOfPartition>>, TableError> {
     let mut partitions: IndexMap<Struct, (PartitionKey, Vec<usize>)> = IndexMap::new();
     for (index, group) in parquet.row_groups().iter().enumerate() {
         let metrics = metrics(std::slice::from_ref(group), columns);
