@@ -5,8 +5,9 @@
 //! Readers then skip every row group a filter on those columns excludes, and an Iceberg table
 //! partitioned by them (or by the day, month or year of such a date) takes the row groups as
 //! they are: `lake::tables` copies each partition's row groups into a table file without
-//! decoding them. Rows are gathered one row group at a time, so the write holds the frame and
-//! one row group's copy, not a sorted copy of the frame.
+//! decoding them. Rows are gathered a few row groups at a time (four per core, encoded side by
+//! side), so the write holds the frame and those row groups' copies, not a sorted copy of the
+//! frame.
 //!
 //! With more than [`MAX_VALUES`] values, a row group per value would be too small to read
 //! well: the rows are still written in order of their values, in row groups of
@@ -31,7 +32,7 @@ use polars_parquet::write::{
 };
 
 use super::compression;
-use crate::lake::{io, LakeError, Result};
+use crate::lake::{io, Result};
 
 /// The most rows a row group holds (Polars' own default).
 pub const ROW_GROUP_ROWS: usize = 512 * 512;
@@ -76,9 +77,7 @@ pub fn write_clustered_file(data: &DataFrame, cluster_by: &[String], path: &Path
             encoding
                 .into_iter()
                 .flat_map(|thread| {
-                    thread.join().unwrap_or_else(|_| {
-                        vec![Err(LakeError::NotSupported("a row group encoder panicked".into()))]
-                    })
+                    thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
                 })
                 .collect()
         });
