@@ -233,8 +233,6 @@ async fn ingest_quarantines_malformed_records_with_file_and_line() {
     }
 }
 
-/// A task writing several datasets publishes them together: when one output fails, the
-/// others keep their previous version.
 /// The date range of each row group of the Parquet files under `dir`, file by file.
 fn row_group_days(dir: &Path) -> Vec<(i64, i32, i32)> {
     let mut files: Vec<_> = walk_parquet(dir);
@@ -365,6 +363,8 @@ async fn ingest_clusters_by_day_and_promotion_takes_the_row_groups_as_they_are()
     }
 }
 
+/// A task writing several datasets publishes them together: when one output fails, the
+/// others keep their previous version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_multi_output_task_changes_no_dataset() {
     let dir = tempfile::tempdir().unwrap();

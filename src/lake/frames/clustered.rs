@@ -187,6 +187,11 @@ mod tests {
 
     use super::*;
 
+    fn read_back(path: &Path) -> DataFrame {
+        let path = polars::prelude::PlRefPath::new(path.to_str().unwrap());
+        LazyFrame::scan_parquet(path, ScanArgsParquet::default()).unwrap().collect().unwrap()
+    }
+
     fn row_groups(path: &Path) -> Vec<(i64, Option<i32>, Option<i32>)> {
         let file = std::fs::File::open(path).unwrap();
         let metadata =
@@ -212,13 +217,7 @@ mod tests {
 
         let groups = row_groups(&path);
         assert_eq!(groups, [(2, Some(1), Some(1)), (1, Some(2), Some(2)), (3, Some(3), Some(3))]);
-        let back = LazyFrame::scan_parquet(
-            polars::prelude::PlRefPath::new(path.to_str().unwrap()),
-            ScanArgsParquet::default(),
-        )
-        .unwrap()
-        .collect()
-        .unwrap();
+        let back = read_back(&path);
         let n: Vec<i32> = back.column("n").unwrap().i32().unwrap().into_no_null_iter().collect();
         assert_eq!(n, [1, 4, 3, 0, 2, 5], "a value's rows keep their order");
     }
@@ -253,13 +252,7 @@ mod tests {
         write_clustered_file(&data, &["day".to_string()], &path).unwrap();
         let last = MAX_VALUES as i32;
         assert_eq!(row_groups(&path), [(values as i64, Some(0), Some(last))]);
-        let back = LazyFrame::scan_parquet(
-            polars::prelude::PlRefPath::new(path.to_str().unwrap()),
-            ScanArgsParquet::default(),
-        )
-        .unwrap()
-        .collect()
-        .unwrap();
+        let back = read_back(&path);
         let day = back.column("day").unwrap().i32().unwrap();
         assert!(day.into_no_null_iter().is_sorted(), "ascending");
     }
