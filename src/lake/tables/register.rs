@@ -274,9 +274,14 @@ fn gathered(
 
 /// Where a row group's column chunks lie in its file: from the first one's start to the last
 /// one's end, what lies between them included (Polars writes each chunk's metadata after it),
-/// when no two of them overlap.
+/// when no two of them overlap (and no offset is negative, as in a damaged footer).
 fn row_group_bytes(group: &RowGroupMetaData) -> Option<Range<u64>> {
-    let mut chunks: Vec<(u64, u64)> = group.columns().iter().map(|c| c.byte_range()).collect();
+    let mut chunks = Vec::with_capacity(group.columns().len());
+    for chunk in group.columns() {
+        let start = chunk.dictionary_page_offset().unwrap_or(chunk.data_page_offset());
+        let start = u64::try_from(start).ok()?;
+        chunks.push((start, u64::try_from(chunk.compressed_size()).ok()?));
+    }
     chunks.sort_unstable();
     let start = chunks.first()?.0;
     let mut end = start;
