@@ -244,6 +244,17 @@ mod tests {
     }
 
     #[test]
+    fn no_rows_make_a_file_without_row_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clustered.parquet");
+        let data = df!("day" => Vec::<i32>::new(), "note" => Vec::<String>::new()).unwrap();
+        write_clustered_file(&data, &["day".to_string()], &path).unwrap();
+        assert_eq!(row_groups(&path), []);
+        let back = read_back(&path);
+        assert_eq!((back.height(), back.width()), (0, 2));
+    }
+
+    #[test]
     fn past_the_most_values_row_groups_hold_several_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("clustered.parquet");
