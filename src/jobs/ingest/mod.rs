@@ -428,12 +428,11 @@ fn ingest_table(
         written
     };
     let valid = valid.with_columns([stamp.clone(), flag]);
-    let written = match (&table.cluster_by[..], table.incremental) {
-        ([], true) => publish(write_parquet(valid, &output, &[], Engine::Streaming)?),
-        ([], false) => {
-            publish(write_parquet(valid, &output, &table.partition_by, Engine::Streaming)?)
-        }
-        (cluster_by, _) => publish(write_parquet_clustered(valid, &output, cluster_by)?),
+    let layout: &[String] = if table.incremental { &[] } else { &table.partition_by };
+    let written = if table.cluster_by.is_empty() {
+        publish(write_parquet(valid, &output, layout, Engine::Streaming)?)
+    } else {
+        publish(write_parquet_clustered(valid, &output, &table.cluster_by)?)
     };
     let mut quarantined = 0;
     if let Some(rejected) = rejected {
