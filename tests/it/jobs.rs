@@ -272,16 +272,10 @@ fn row_group_bytes(path: &Path) -> Vec<Vec<u8>> {
 }
 
 fn walk_parquet(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            found.extend(walk_parquet(&path));
-        } else if path.extension().is_some_and(|e| e == "parquet") {
-            found.push(path);
-        }
-    }
-    found
+    common::walk(dir)
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+        .collect()
 }
 
 /// `cluster_by` on an ingest table: one file, a row group per day in ascending order (each

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use arrow_array::{Array, RecordBatch};
 use common::{
-    created_by, dag, data_section, manual, rows, total_amount, write_orders, Harness,
+    created_by, dag, data_section, manual, rows, total_amount, walk, write_orders, Harness,
     HarnessOptions,
 };
 use lakeward::domain::RunState;
@@ -421,21 +421,6 @@ async fn expiry_deletes_old_metadata_files_the_log_no_longer_lists() {
         14
     );
     lake.store.close().await;
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            if entry.path().is_dir() {
-                pending.push(entry.path());
-            } else {
-                files.push(entry.path());
-            }
-        }
-    }
-    files
 }
 
 /// pyiceberg (installed by `.ci/run`) reads our SQL catalog and tables on its own.

@@ -275,6 +275,22 @@ pub fn dataset_rows(warehouse: &Warehouse, dataset: &str) -> Vec<serde_json::Val
     serde_json::from_slice(&buffer).unwrap()
 }
 
+/// Every file under `dir`, in its subfolders too.
+pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.path().is_dir() {
+                pending.push(entry.path());
+            } else {
+                files.push(entry.path());
+            }
+        }
+    }
+    files
+}
+
 /// The bytes of a Parquet file before its footer (its magic, data pages and any page index).
 pub fn data_section(file: &std::path::Path) -> Vec<u8> {
     let bytes = std::fs::read(file).unwrap();
