@@ -208,8 +208,9 @@ fn fit(metadata: &TableMetadata, path: &Path) -> Result<Plan, TableError> {
     Ok(Plan::Fit(fits))
 }
 
-/// A partition and the indexes of a file's row groups that lie in it.
-type RowGroupsOfPartition = (PartitionKey, Vec<usize>);
+/// A partition and the file's row groups that lie in it: their indexes and where their bytes
+/// lie.
+type RowGroupsOfPartition = (PartitionKey, Vec<(usize, Range<u64>)>);
 
 /// The partition `metrics` prove all their rows lie in, or `None`.
 fn partition_key(
@@ -233,40 +234,36 @@ fn row_groups_by_partition(
     schema: &Arc<Schema>,
     columns: &[&NestedField],
 ) -> Result<Option<Vec<RowGroupsOfPartition>>, TableError> {
-    let mut partitions: IndexMap<Struct, (PartitionKey, Vec<usize>)> = IndexMap::new();
+    let mut partitions: IndexMap<Struct, RowGroupsOfPartition> = IndexMap::new();
     for (index, group) in parquet.row_groups().iter().enumerate() {
         let metrics = metrics(std::slice::from_ref(group), columns);
         let Some(key) = partition_key(spec, schema, &metrics)? else { return Ok(None) };
-        if row_group_bytes(group).is_none() {
-            return Ok(None);
-        }
+        let Some(bytes) = row_group_bytes(group) else { return Ok(None) };
         let entry = partitions.entry(key.data().clone()).or_insert_with(|| (key, Vec::new()));
-        entry.1.push(index);
+        entry.1.push((index, bytes));
     }
     Ok(Some(partitions.into_values().collect()))
 }
 
-/// The pieces of the file that make a file of the row groups `groups` (the leading magic, then
+/// The pieces of the file that make a file of the row groups `groups`, by index and bytes (the
+/// leading magic, then
 /// each row group's bytes, runs of adjacent ones as one piece), and those row groups as they
 /// are in that file: their offsets moved to where their bytes now lie, without the offsets of
 /// page indexes and bloom filters, which are not copied.
 fn gathered(
     parquet: &ParquetMetaData,
-    groups: &[usize],
+    groups: &[(usize, Range<u64>)],
 ) -> Result<(Vec<Range<u64>>, Vec<RowGroupMetaData>), TableError> {
     let mut pieces: Vec<Range<u64>> = vec![MAGIC];
     let mut row_groups = Vec::with_capacity(groups.len());
     let mut written = MAGIC.end;
-    for (ordinal, &index) in groups.iter().enumerate() {
-        let group = &parquet.row_groups()[index];
-        let bytes = row_group_bytes(group).ok_or_else(|| {
-            TableError::Invalid(format!("row group {index}'s column chunks are not contiguous"))
-        })?;
+    for (ordinal, (index, bytes)) in groups.iter().enumerate() {
+        let group = &parquet.row_groups()[*index];
         row_groups.push(moved(group, bytes.start, written, ordinal)?);
         written += bytes.end - bytes.start;
         match pieces.last_mut() {
             Some(last) if last.end == bytes.start => last.end = bytes.end,
-            _ => pieces.push(bytes),
+            _ => pieces.push(bytes.clone()),
         }
     }
     Ok((pieces, row_groups))
