@@ -10,11 +10,15 @@ For each size (orders; customers are a tenth, products 2,000 from 1M orders up, 
      DAG's silver query with a partitioned write, its four gold queries, its report metrics.
      Every query is the DAG's own text, read from the TOML file;
   3. lakeward runs the whole DAG (with promotion) in another fresh home: what promotion adds.
+With RUNS=N (default 1) each size gets N such rounds; the table then gives each step's median
+and range, the ratio of the medians, and each round's data-steps ratio (on the 2-core
+development machines one run of a step can differ from the next by a fifth, DuckDB's as much
+as lakeward's, so one round proves little).
 Both write zstd Parquet at level 1 (lakeward's level). The table says seconds per step, the
 data steps' sum (ingest → report), their ratio and the peak RSS.
 
 Usage: cargo build --release && PYTHON=~/.cache/lakeward/venv/bin/python \
-           $PYTHON benches/pipeline_vs_duckdb.py [ORDERS...]     (default: 1000000 10000000)
+           [RUNS=N] $PYTHON benches/pipeline_vs_duckdb.py [ORDERS...]   (default: 1000000 10000000)
 """
 
 import json
@@ -175,38 +179,74 @@ def check_query(check):
     raise ValueError(f"unknown check {kind}")
 
 
-def main(orders_list):
-    print(f"lakeward: {lakeward_bin()}; DuckDB {__import__('duckdb').__version__}, 2 threads")
+def one_round(orders):
+    """One run of each side at `orders`: lakeward without promotion, DuckDB on the CSV files
+    it generated, then lakeward's whole DAG in another home."""
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        unpromoted = scratch / "dags"
+        unpromoted.mkdir()
+        text = DAG.read_text()
+        (unpromoted / "ecommerce.toml").write_text(text[:text.index("[tasks.promote_")])
+        lake, lake_rss, lake_wall = run_lakeward(scratch / "home", unpromoted, orders)
+        duck_run = subprocess.run(
+            [sys.executable, __file__, "--duckdb", str(scratch / "home/warehouse/raw"),
+             str(scratch / "duckdb")], check=True, capture_output=True, text=True)
+        duck = json.loads(duck_run.stdout)
+        _, full_rss, full_wall = run_lakeward(scratch / "home_full", ROOT / "dags", orders)
+    lake["total"] = sum(lake[s] for s in DATA_STEPS)
+    duck["steps"]["total"] = sum(duck["steps"][s] for s in DATA_STEPS)
+    return {
+        "lake": lake, "duck": duck["steps"], "lake_rss": lake_rss, "duck_rss": duck["rss"],
+        "lake_wall": lake_wall, "full_wall": full_wall, "full_rss": full_rss,
+        "added": 100 * (full_wall - lake_wall) / lake_wall,
+    }
+
+
+def median(values):
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def spread(values):
+    """The median, and the range when there is more than one value."""
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def main(orders_list, runs):
+    print(f"lakeward: {lakeward_bin()}; DuckDB {__import__('duckdb').__version__}, 2 threads; "
+          f"{runs} round(s) per size, the two sides taking turns")
     for orders in orders_list:
-        with tempfile.TemporaryDirectory() as scratch:
-            scratch = Path(scratch)
-            unpromoted = scratch / "dags"
-            unpromoted.mkdir()
-            text = DAG.read_text()
-            (unpromoted / "ecommerce.toml").write_text(text[:text.index("[tasks.promote_")])
-            lake, lake_rss, lake_wall = run_lakeward(scratch / "home", unpromoted, orders)
-            duck_out = scratch / "duckdb"
-            duck_run = subprocess.run(
-                [sys.executable, __file__, "--duckdb", str(scratch / "home/warehouse/raw"),
-                 str(duck_out)], check=True, capture_output=True, text=True)
-            duck = json.loads(duck_run.stdout)
-            _, full_rss, full_wall = run_lakeward(scratch / "home_full", ROOT / "dags", orders)
-        print(f"\n=== {orders:,} orders (generate: {lake['generate']:.2f} s, not counted)")
-        print(f"{'step':<10}{'lakeward':>10}{'DuckDB':>10}{'ratio':>8}")
-        for step in DATA_STEPS:
-            ratio = lake[step] / duck["steps"][step]
-            print(f"{step:<10}{lake[step]:>10.2f}{duck['steps'][step]:>10.2f}{ratio:>8.2f}")
-        lake_sum = sum(lake[s] for s in DATA_STEPS)
-        duck_sum = sum(duck["steps"][s] for s in DATA_STEPS)
-        print(f"{'total':<10}{lake_sum:>10.2f}{duck_sum:>10.2f}{lake_sum / duck_sum:>8.2f}")
-        print(f"{'peak RSS':<10}{lake_rss:>8.0f}MB{duck['rss']:>8.0f}MB")
-        added = 100 * (full_wall - lake_wall) / lake_wall
-        print(f"whole DAG: {lake_wall:.2f} s without promotion, {full_wall:.2f} s with "
-              f"(+{added:.0f}%), peak RSS with promotion {full_rss:.0f} MB")
+        rounds = [one_round(orders) for _ in range(runs)]
+        generate = median([r["lake"]["generate"] for r in rounds])
+        print(f"\n=== {orders:,} orders (generate: {generate:.2f} s, not counted)")
+        if runs > 1:
+            print("medians (and ranges) over the rounds; the ratio is that of the medians")
+        print(f"{'step':<10}{'lakeward':>22}{'DuckDB':>22}{'ratio':>8}")
+        for step in DATA_STEPS + ["total"]:
+            lake = [r["lake"][step] for r in rounds]
+            duck = [r["duck"][step] for r in rounds]
+            ratio = median(lake) / median(duck)
+            print(f"{step:<10}{spread(lake):>22}{spread(duck):>22}{ratio:>8.2f}")
+        lake_rss = max(r["lake_rss"] for r in rounds)
+        duck_rss = max(r["duck_rss"] for r in rounds)
+        print(f"{'peak RSS':<10}{lake_rss:>20.0f}MB{duck_rss:>20.0f}MB")
+        if runs > 1:
+            ratios = ", ".join(f"{r['lake']['total'] / r['duck']['total']:.2f}" for r in rounds)
+            print(f"data steps' ratio per round: {ratios}")
+        added = [r["added"] for r in rounds]
+        print(f"whole DAG: {median([r['lake_wall'] for r in rounds]):.2f} s without promotion, "
+              f"{median([r['full_wall'] for r in rounds]):.2f} s with (added: "
+              f"{', '.join(f'+{a:.0f}%' for a in added)}), peak RSS with promotion "
+              f"{max(r['full_rss'] for r in rounds):.0f} MB")
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--duckdb"]:
         duckdb_steps(Path(sys.argv[2]), Path(sys.argv[3]))
     else:
-        main([int(n) for n in sys.argv[1:]] or [1_000_000, 10_000_000])
+        main([int(n) for n in sys.argv[1:]] or [1_000_000, 10_000_000],
+             int(os.environ.get("RUNS", "1")))
