@@ -25,6 +25,7 @@ import json
 import os
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -203,17 +204,11 @@ def one_round(orders):
     }
 
 
-def median(values):
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def spread(values):
     """The median, and the range when there is more than one value."""
     if len(values) == 1:
         return f"{values[0]:.2f}"
-    return f"{median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
 def main(orders_list, runs):
@@ -221,7 +216,7 @@ def main(orders_list, runs):
           f"{runs} round(s) per size, the two sides taking turns")
     for orders in orders_list:
         rounds = [one_round(orders) for _ in range(runs)]
-        generate = median([r["lake"]["generate"] for r in rounds])
+        generate = statistics.median([r["lake"]["generate"] for r in rounds])
         print(f"\n=== {orders:,} orders (generate: {generate:.2f} s, not counted)")
         if runs > 1:
             print("medians (and ranges) over the rounds; the ratio is that of the medians")
@@ -229,7 +224,7 @@ def main(orders_list, runs):
         for step in DATA_STEPS + ["total"]:
             lake = [r["lake"][step] for r in rounds]
             duck = [r["duck"][step] for r in rounds]
-            ratio = median(lake) / median(duck)
+            ratio = statistics.median(lake) / statistics.median(duck)
             print(f"{step:<10}{spread(lake):>22}{spread(duck):>22}{ratio:>8.2f}")
         lake_rss = max(r["lake_rss"] for r in rounds)
         duck_rss = max(r["duck_rss"] for r in rounds)
@@ -238,9 +233,10 @@ def main(orders_list, runs):
             ratios = ", ".join(f"{r['lake']['total'] / r['duck']['total']:.2f}" for r in rounds)
             print(f"data steps' ratio per round: {ratios}")
         added = [r["added"] for r in rounds]
-        print(f"whole DAG: {median([r['lake_wall'] for r in rounds]):.2f} s without promotion, "
-              f"{median([r['full_wall'] for r in rounds]):.2f} s with (added: "
-              f"{', '.join(f'+{a:.0f}%' for a in added)}), peak RSS with promotion "
+        without = statistics.median([r["lake_wall"] for r in rounds])
+        with_promotion = statistics.median([r["full_wall"] for r in rounds])
+        print(f"whole DAG: {without:.2f} s without promotion, {with_promotion:.2f} s with (added: "
+              f"{', '.join(f'{a:+.0f}%' for a in added)}), peak RSS with promotion "
               f"{max(r['full_rss'] for r in rounds):.0f} MB")
 
 
