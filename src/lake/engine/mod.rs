@@ -14,7 +14,9 @@
 //! by that key alone ([`group_keys`]): Polars hashes one number key on a fast path, several
 //! keys by encoding each row's keys into one value first. On the in-memory engine, the distinct
 //! values of a whole integer column are counted with a bit per value when they lie close
-//! together ([`distinct_counts`]) instead of by sorting the column.
+//! together ([`distinct_counts`]) instead of by sorting the column. On the streaming engine,
+//! an inner join to a small table whose integer keys are unique and dense finds each row's
+//! match by position instead of by hash ([`positional_join`]).
 //!
 //! It also holds the one Polars setting lakeward changes ([`tune_polars`]). This module only
 //! chooses, tunes, rewrites plans and runs them; it knows nothing of where frames come from or
@@ -22,6 +24,7 @@
 
 mod distinct_counts;
 mod group_keys;
+mod positional_join;
 
 use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
@@ -159,7 +162,9 @@ pub fn collect_streaming(frame: LazyFrame) -> Option<PolarsResult<DataFrame>> {
     collect_streaming_adjusted(frame, |_| {})
 }
 
-/// [`collect_streaming`], with `adjust` applied to the plan Polars has optimised before it runs:
+/// [`collect_streaming`], with `adjust` applied to the plan Polars has optimised (and whose
+/// joins [`positional_join`] has rewritten; the small sides it computes ahead are not
+/// adjusted) before it runs:
 /// for steps that must not change how Polars optimises the query, as a step in the lazy frame
 /// would (Polars does not push a `COUNT(*)` through a function step, for one, and reads a
 /// column instead of the files' footers).
@@ -169,6 +174,7 @@ pub fn collect_streaming_adjusted(
 ) -> Option<PolarsResult<DataFrame>> {
     let run = AssertUnwindSafe(|| {
         let mut plan = frame.with_streaming(true).to_alp_optimized()?;
+        positional_join::join_by_position(&mut plan);
         adjust(&mut plan);
         plan.ensure_root_node_is_sink();
         let (top, plans, expressions) = (plan.lp_top, &mut plan.lp_arena, &mut plan.expr_arena);
