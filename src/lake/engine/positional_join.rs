@@ -136,7 +136,8 @@ fn carried_columns(
     }
     let mut carried = Vec::with_capacity(right.len());
     for (column, (name, dtype)) in right.into_iter().zip(joined) {
-        if column.dtype() != dtype {
+        // The join keeps a right column's name, with a suffix when the left side has it too.
+        if column.dtype() != dtype || !name.starts_with(column.name().as_str()) {
             return None;
         }
         carried.push(column.clone().with_name(name.clone()));
@@ -202,9 +203,10 @@ impl Lookup {
                 morsel.take(&IdxCa::from_vec(PlSmallStr::EMPTY, kept))?
             };
             let right = carried.take(&IdxCa::from_vec(PlSmallStr::EMPTY, found))?;
+            let height = left.height();
             let mut columns = left.into_columns();
             columns.extend(right.into_columns());
-            DataFrame::new(columns.first().map_or(0, Column::len), columns)
+            DataFrame::new(height, columns)
         };
         let joined = move |_: &Schema| -> PolarsResult<SchemaRef> { Ok(schema.clone()) };
         IR::MapFunction {
