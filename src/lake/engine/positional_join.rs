@@ -10,7 +10,8 @@
 //! first; if its keys qualify, the join becomes a step that runs per morsel of the left side
 //! and gives exactly the join node's columns, names and types. Anything else (another join
 //! kind, a key with duplicates or a sparse range, a schema that does not line up column by
-//! column) leaves the join as Polars planned it.
+//! column) leaves the join as Polars planned it, reading the right side's rows already
+//! computed for the check instead of computing them again.
 //!
 //! This module only rewrites plans; it knows nothing of where frames come from or go, and never
 //! changes an answer (the order of the rows, which an inner join does not define, is the left
@@ -38,17 +39,37 @@ pub fn join_by_position(plan: &mut IRPlan) -> usize {
     // replaced).
     let (mut rewritten, mut pending) = (0, vec![plan.lp_top]);
     while let Some(node) = pending.pop() {
-        if let Some(lookup) = positional(node, &plan.lp_arena, &plan.expr_arena) {
-            plan.lp_arena.replace(node, lookup);
-            rewritten += 1;
+        match positional(node, &plan.lp_arena, &plan.expr_arena) {
+            Some(Outcome::Rewritten(lookup)) => {
+                plan.lp_arena.replace(node, *lookup);
+                rewritten += 1;
+            }
+            Some(Outcome::Computed { right, rows }) => {
+                // The hash join reads the rows computed for the check instead of computing
+                // them again.
+                let schema = rows.schema().clone();
+                let rows = IR::DataFrameScan { df: Arc::new(rows), schema, output_schema: None };
+                plan.lp_arena.replace(right, rows);
+            }
+            None => {}
         }
         plan.lp_arena.get(node).copy_inputs(&mut pending);
     }
     rewritten
 }
 
-/// The step that replaces the join at `node`, if it qualifies.
-fn positional(node: Node, plans: &Arena<IR>, exprs: &Arena<AExpr>) -> Option<IR> {
+/// What became of a join.
+enum Outcome {
+    /// The step that replaces it.
+    Rewritten(Box<IR>),
+    /// Its right side (the tree under node `right`, which nothing else reads) was computed,
+    /// but its keys do not qualify.
+    Computed { right: Node, rows: DataFrame },
+}
+
+/// The step that replaces the join at `node` if it qualifies, or its right side's rows if
+/// they were computed to find out; `None` when nothing was computed.
+fn positional(node: Node, plans: &Arena<IR>, exprs: &Arena<AExpr>) -> Option<Outcome> {
     let IR::Join { input_left, input_right, schema, left_on, right_on, options } = plans.get(node)
     else {
         return None;
@@ -76,12 +97,19 @@ fn positional(node: Node, plans: &Arena<IR>, exprs: &Arena<AExpr>) -> Option<IR>
         return None;
     }
     let dimension = compute(*input_right, plans, exprs)?;
-    if dimension.column(right_key).ok()?.dtype() != key_type {
-        return None;
+    let qualifies = dimension.column(right_key).is_ok_and(|c| c.dtype() == key_type);
+    let lookup = qualifies.then(|| Lookup::new(&dimension, right_key)).flatten();
+    let carried =
+        |lookup| Some((lookup, carried_columns(&dimension, right_key, &left_schema, schema)?));
+    match lookup.and_then(carried) {
+        Some((lookup, carried)) => Some(Outcome::Rewritten(Box::new(lookup.into_step(
+            *input_left,
+            left_key.clone(),
+            carried,
+            schema.clone(),
+        )))),
+        None => Some(Outcome::Computed { right: *input_right, rows: dimension }),
     }
-    let lookup = Lookup::new(&dimension, right_key)?;
-    let carried = carried_columns(&dimension, right_key, &left_schema, schema)?;
-    Some(lookup.into_step(*input_left, left_key.clone(), carried, schema.clone()))
 }
 
 /// Whether the plan under `node` is a scan with at most [`MAX_DIMENSION_ROWS`] rows, under
@@ -325,6 +353,39 @@ mod tests {
         let (rewritten, streamed, in_memory) = run(facts(), sparse, FACTS);
         assert_eq!(rewritten, 0);
         assert_eq!(streamed, in_memory);
+    }
+
+    #[test]
+    fn a_right_side_computed_for_the_check_is_not_computed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dims.parquet");
+        let mut sparse =
+            df! { "dim_id" => [1i64, 3, 1_000_000_000], "name" => ["a", "c", "z"] }.unwrap();
+        let out = std::fs::File::create(&file).unwrap();
+        polars::prelude::ParquetWriter::new(out).finish(&mut sparse).unwrap();
+        let mut context = polars::sql::SQLContext::new();
+        context.register("facts", facts().lazy());
+        context.register("dims", crate::lake::frames::scan_parquet_files(&[file]).unwrap());
+        let sql = "SELECT f.id, d.name FROM facts f JOIN dims d ON f.dim_id = d.dim_id";
+        let frame = context.execute(sql).unwrap();
+        let mut plan = frame.clone().with_streaming(true).to_alp_optimized().unwrap();
+        let scans = |plan: &polars_plan::plans::IRPlan| {
+            let mut pending = vec![plan.lp_top];
+            let mut scans = 0;
+            while let Some(node) = pending.pop() {
+                let ir = plan.lp_arena.get(node);
+                scans += usize::from(matches!(ir, polars_plan::plans::IR::Scan { .. }));
+                ir.copy_inputs(&mut pending);
+            }
+            scans
+        };
+        assert_eq!(scans(&plan), 1, "the file of dims");
+        assert_eq!(join_by_position(&mut plan), 0, "sparse keys");
+        assert_eq!(scans(&plan), 0, "the join reads the rows computed for the check");
+        let streamed = collect_streaming(frame.clone()).unwrap().unwrap();
+        let in_memory = LazyFrame::collect(frame).unwrap();
+        let sorted = |d: DataFrame| d.sort(["id"], SortMultipleOptions::default()).unwrap();
+        assert_eq!(sorted(streamed), sorted(in_memory));
     }
 
     #[test]
