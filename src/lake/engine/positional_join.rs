@@ -218,7 +218,8 @@ impl Lookup {
         let lookup = move |morsel: DataFrame| -> PolarsResult<DataFrame> {
             let keys = integer_keys(morsel.column(&key)?)
                 .ok_or_else(|| polars_err!(ComputeError: "join key {key} is not an integer"))?;
-            let (mut kept, mut found) = (Vec::new(), Vec::new());
+            let rows = morsel.height();
+            let (mut kept, mut found) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
             for (row, key) in keys.iter().enumerate() {
                 if let Some(at) = key.and_then(|k| self.row(k)) {
                     kept.push(row as IdxSize);
